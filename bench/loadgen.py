@@ -1,0 +1,227 @@
+"""A keep-alive HTTP/1.1 POST load generator on uvloop + httptools (wrk's stand-in).
+
+Used when wrk is missing and cannot be installed (`--load ours` forces it). Each of
+`--conc` connections sends one request, waits for the whole response (chunked SSE
+included), records the latency and sends the next, until `--duration` is up. Requests
+in flight at the deadline are allowed to finish. It prints one line,
+`BENCH_RESULT {json}`, with the same keys as bench/post.lua's `done()` hook.
+
+It is a single Python process, so it saturates at roughly a third of wrk's rate: against
+the direct fake upstream it, not the target, is the bottleneck. Gateway-vs-gateway
+figures are still comparable when the gateway is the slower side.
+
+Also home of the helpers the SSE client shares: URL and header parsing, request bytes and
+percentiles.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+import time
+from urllib.parse import urlsplit
+
+import httptools
+import orjson
+
+CONNECT_TIMEOUT_S = 5.0
+# After the deadline, in-flight requests get this long before their sockets are closed.
+DRAIN_GRACE_S = 10.0
+DEFAULT_BODY = (b'{"model":"gpt-bench","messages":[{"role":"user","content":"hi"}],'
+                b'"max_tokens":16}')
+
+
+def percentiles_ms(values_ns: list[int], points=(50, 90, 99)) -> dict[str, float]:
+    """Nearest-rank percentiles in milliseconds, plus max and mean."""
+    if not values_ns:
+        return {}
+    vals = sorted(values_ns)
+    n = len(vals)
+    out = {f"p{p}_ms": vals[min(n - 1, max(0, -(-p * n // 100) - 1))] / 1e6 for p in points}
+    out["max_ms"] = vals[-1] / 1e6
+    out["mean_ms"] = sum(vals) / n / 1e6
+    return out
+
+
+def parse_headers(items: list[str]) -> list[tuple[str, str]]:
+    out = []
+    for item in items:
+        for part in item.split("|"):
+            if ":" in part:
+                k, v = part.split(":", 1)
+                out.append((k.strip(), v.strip()))
+    return out
+
+
+def build_request(url: str, body: bytes, headers: list[tuple[str, str]],
+                  accept: str = "application/json") -> tuple[str, int, bytes]:
+    u = urlsplit(url)
+    host = u.hostname or "127.0.0.1"
+    port = u.port or 80
+    path = u.path or "/"
+    if u.query:
+        path += "?" + u.query
+    lines = [f"POST {path} HTTP/1.1", f"Host: {host}:{port}",
+             "Content-Type: application/json", f"Accept: {accept}",
+             f"Content-Length: {len(body)}"]
+    lines += [f"{k}: {v}" for k, v in headers]
+    return host, port, ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
+
+
+class Run:
+    """Shared state of one load run."""
+
+    def __init__(self, host: str, port: int, request: bytes, duration_s: float) -> None:
+        self.host, self.port, self.request = host, port, request
+        self.loop = asyncio.get_running_loop()
+        self.deadline = self.loop.time() + duration_s
+        self.latencies: list[int] = []
+        self.non2xx = 0
+        self.sockerr = 0
+        self.bytes = 0
+        self.active = 0
+        self.all_done = asyncio.Event()
+
+    def conn_closed(self) -> None:
+        self.active -= 1
+        if self.active <= 0:
+            self.all_done.set()
+
+
+class Client(asyncio.Protocol):
+    """One keep-alive connection that sends request after request."""
+
+    def __init__(self, run: Run) -> None:
+        self.run = run
+        self.parser = httptools.HttpResponseParser(self)
+        self.transport: asyncio.Transport | None = None
+        self.t0 = 0
+        self.inflight = False
+        self.status = 0
+        self.closed = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        self.send()
+
+    def send(self) -> None:
+        run = self.run
+        if run.loop.time() >= run.deadline:
+            self.close()
+            return
+        self.inflight = True
+        self.t0 = time.perf_counter_ns()
+        self.transport.write(run.request)  # type: ignore[union-attr]
+
+    def close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            self.transport.close()  # type: ignore[union-attr]
+
+    def data_received(self, data: bytes) -> None:
+        self.run.bytes += len(data)
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserError:
+            self.run.sockerr += 1
+            self.inflight = False
+            self.close()
+
+    def on_headers_complete(self) -> None:
+        self.status = self.parser.get_status_code()
+
+    def on_message_complete(self) -> None:
+        run = self.run
+        run.latencies.append(time.perf_counter_ns() - self.t0)
+        self.inflight = False
+        if not 200 <= self.status < 400:
+            run.non2xx += 1
+        if self.parser.should_keep_alive():
+            self.send()
+        else:
+            self.close()
+            if run.loop.time() < run.deadline:
+                run.loop.create_task(open_client(run))
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        run = self.run
+        if self.inflight:
+            run.sockerr += 1
+            if run.loop.time() < run.deadline:
+                run.loop.create_task(open_client(run))
+        self.closed = True
+        run.conn_closed()
+
+
+async def open_client(run: Run) -> None:
+    run.active += 1
+    try:
+        await asyncio.wait_for(
+            run.loop.create_connection(lambda: Client(run), run.host, run.port),
+            CONNECT_TIMEOUT_S)
+    except (OSError, asyncio.TimeoutError):
+        run.sockerr += 1
+        run.conn_closed()
+        if run.loop.time() < run.deadline:
+            await asyncio.sleep(0.01)
+            run.loop.create_task(open_client(run))
+
+
+async def run_load(url: str, body: bytes, headers: list[tuple[str, str]], conc: int,
+                   duration_s: float) -> dict:
+    host, port, request = build_request(url, body, headers)
+    run = Run(host, port, request, duration_s)
+    start = time.perf_counter()
+    for _ in range(conc):
+        run.loop.create_task(open_client(run))
+    try:
+        await asyncio.wait_for(run.all_done.wait(), duration_s + DRAIN_GRACE_S)
+    except asyncio.TimeoutError:
+        pass
+    elapsed = time.perf_counter() - start
+    reqs = len(run.latencies)
+    out = {"tool": "loadgen", "reqs": reqs, "duration_s": round(elapsed, 4),
+           "rps": round(reqs / elapsed, 3) if elapsed else 0.0, "non2xx": run.non2xx,
+           "sockerr": run.sockerr, "bytes": run.bytes}
+    out.update({k: round(v, 4) for k, v in percentiles_ms(run.latencies).items()})
+    return out
+
+
+def run_loop(coro):
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(coro)
+    return uvloop.run(coro)
+
+
+def common_args(ap: argparse.ArgumentParser) -> None:
+    ap.add_argument("--url", required=True)
+    ap.add_argument("--conc", "-c", type=int, default=16)
+    ap.add_argument("--duration", "-d", type=float, default=5.0, help="seconds")
+    ap.add_argument("--body-file", help="request body (default: a small chat request)")
+    ap.add_argument("--header", "-H", action="append", default=[],
+                    help='"k: v", repeatable; "k: v|k2: v2" also works')
+
+
+def read_body(path: str | None) -> bytes:
+    if not path:
+        return DEFAULT_BODY
+    with open(path, "rb") as f:
+        return f.read()
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m bench.loadgen", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    common_args(ap)
+    args = ap.parse_args(argv)
+    result = run_loop(run_load(args.url, read_body(args.body_file),
+                               parse_headers(args.header), args.conc, args.duration))
+    sys.stdout.write("BENCH_RESULT " + orjson.dumps(result).decode() + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,134 @@
+"""CPU time, RSS and CPU affinity of process trees, read from /proc (Linux only).
+
+CPU time of a tree is the sum over the root and its live descendants of
+utime + stime + cutime + cstime (/proc/PID/stat fields 14-17, proc(5)). A child that
+exits and is reaped moves its time into its parent's cutime/cstime, so the sum stays
+continuous across a sample and nothing is counted twice. Resolution is one clock tick
+(normally 10 ms), which is why every load run lasts at least a second or two.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+CLK_TCK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
+def _read(path: str) -> str | None:
+    try:
+        with open(path, encoding="ascii", errors="replace") as f:
+            return f.read()
+    except OSError:
+        return None
+
+
+def _stat_fields(pid: int) -> list[str] | None:
+    raw = _read(f"/proc/{pid}/stat")
+    if raw is None:
+        return None
+    # comm (field 2) may hold spaces and parentheses: split after the last ')'.
+    rest = raw[raw.rfind(")") + 2:].split()
+    return rest  # rest[0] is field 3 (state)
+
+
+def ppid_of(pid: int) -> int | None:
+    f = _stat_fields(pid)
+    return int(f[1]) if f else None
+
+
+def children_map() -> dict[int, list[int]]:
+    kids: dict[int, list[int]] = {}
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        f = _stat_fields(int(name))
+        if f:
+            kids.setdefault(int(f[1]), []).append(int(name))
+    return kids
+
+
+def tree(pid: int) -> list[int]:
+    """`pid` and all its live descendants (empty if `pid` is gone)."""
+    if not os.path.exists(f"/proc/{pid}"):
+        return []
+    kids = children_map()
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        todo.extend(kids.get(p, ()))
+    return out
+
+
+def cpu_ticks(pids: list[int]) -> int:
+    total = 0
+    for pid in pids:
+        f = _stat_fields(pid)
+        if f:
+            # fields 14-17 are rest[11:15]
+            total += int(f[11]) + int(f[12]) + int(f[13]) + int(f[14])
+    return total
+
+
+def cpu_seconds_tree(pid: int) -> float:
+    return cpu_ticks(tree(pid)) / CLK_TCK
+
+
+def rss_kib(pids: list[int]) -> int:
+    total = 0
+    for pid in pids:
+        raw = _read(f"/proc/{pid}/status")
+        if not raw:
+            continue
+        for line in raw.splitlines():
+            if line.startswith("VmRSS:"):
+                total += int(line.split()[1])
+                break
+    return total
+
+
+def rss_kib_tree(pid: int) -> int:
+    return rss_kib(tree(pid))
+
+
+def set_affinity_tree(pid: int, cpus: set[int] | None) -> None:
+    """Pin every thread of `pid` and its descendants to `cpus` (None: no-op)."""
+    if not cpus:
+        return
+    for p in tree(pid):
+        try:
+            tids = [int(t) for t in os.listdir(f"/proc/{p}/task")]
+        except OSError:
+            continue
+        for tid in tids:
+            try:
+                os.sched_setaffinity(tid, cpus)
+            except OSError:
+                pass
+
+
+@dataclass(slots=True)
+class MachineCpu:
+    """Jiffies from the first line of /proc/stat."""
+
+    busy: int
+    total: int
+    steal: int
+
+    @classmethod
+    def read(cls) -> MachineCpu:
+        raw = _read("/proc/stat") or "cpu 0 0 0 0 0 0 0 0"
+        vals = [int(v) for v in raw.splitlines()[0].split()[1:]]
+        vals += [0] * (8 - len(vals))
+        user, nice, system, idle, iowait, irq, softirq, steal = vals[:8]
+        # Steal is time the hypervisor gave to other guests: not ours, not idle.
+        busy = user + nice + system + irq + softirq
+        return cls(busy, busy + idle + iowait + steal, steal)
+
+
+def online_cpus() -> list[int]:
+    try:
+        return sorted(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return list(range(os.cpu_count() or 1))

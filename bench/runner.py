@@ -1,0 +1,702 @@
+"""One benchmark run: start the fake upstream and the targets, run every scenario
+against every target, side by side, and turn the measurements into a result dict.
+
+Scenario-major order: each scenario runs on each target in turn (direct, nginx,
+tokenway, peers) before the next scenario starts, so the targets compared in one table
+row were measured seconds apart, under the same background noise. All targets stay up
+for the whole run; an idle target costs no CPU.
+
+CPU placement (`--pin auto`, the default on a machine with 2+ CPUs): the measured
+process tree owns the first CPU; the load generator, the fake upstream and this harness
+share the others. When the measured target is the fake itself (direct), the fake moves
+to the first CPU for that measurement. Everything runs at the default nice level, so
+the target and the load generator compete on equal terms with anything else on the box.
+"""
+
+from __future__ import annotations
+
+import http.client
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+import orjson
+
+from bench import machine, procstat
+from bench.targets import (
+    CORE_NAMES,
+    PEER_CLASSES,
+    REPO_ROOT,
+    Context,
+    DirectTarget,
+    NginxTarget,
+    Started,
+    Target,
+    TokenwayTarget,
+    free_port,
+    last_lines,
+)
+
+BENCH_DIR = Path(__file__).resolve().parent
+RESULTS_DIR = BENCH_DIR / "results"
+POST_LUA = BENCH_DIR / "post.lua"
+SCHEMA = "tokenway-bench/1"
+
+CHUNKS = 20                 # content deltas per stream in the SSE scenarios
+PACED_CHUNKS = 64           # the paced stream: 64 deltas ...
+PACED_INTERVAL_MS = 20.0    # ... 20 ms apart (a fast model's token rate)
+CONCURRENCY = (1, 16, 64)
+STREAM_CHECK_CONC = 16
+PACED_CONC = 16
+WRK_TIMEOUT = "10s"
+# A load run may overrun its duration by this much before it is killed.
+DRIVER_SLACK_S = 90.0
+RSS_SAMPLE_PERIOD_S = 0.25
+READY_POLL_S = 0.02
+PROBE_TIMEOUT_S = 5.0
+UPSTREAM_START_TIMEOUT_S = 15.0
+
+DURATIONS = {
+    # seconds: load = each wrk/loadgen cell, check = zero-interval SSE client cell,
+    # paced = paced SSE cell (a 64 x 20 ms stream lasts ~1.3 s), warmup = discarded
+    "full": {"load": 5.0, "check": 2.0, "paced": 6.0, "warmup": 1.0},
+    "quick": {"load": 2.0, "check": 1.0, "paced": 3.0, "warmup": 1.0},
+}
+
+GROUPS = {
+    "chat": "chat non-stream, POST /v1/chat/completions",
+    "sse": f"chat stream ({CHUNKS} chunks, zero interval), POST /v1/chat/completions",
+    "stream_check": f"stream integrity, SSE client, c={STREAM_CHECK_CONC} ({CHUNKS} chunks)",
+    "paced": f"paced stream, SSE client, c={PACED_CONC} "
+             f"({PACED_CHUNKS} deltas every {PACED_INTERVAL_MS:g} ms)",
+    "messages": "Anthropic messages non-stream, POST /v1/messages",
+    "messages_sse": f"Anthropic messages stream ({CHUNKS} deltas), POST /v1/messages",
+}
+DEFAULT_GROUPS = ("chat", "sse", "stream_check", "paced")
+
+
+@dataclass(frozen=True)
+class Scenario:
+    id: str
+    group: str
+    api: str            # "chat" | "messages": which client API the target must serve
+    conc: int
+    stream: bool
+    driver: str         # "load" (wrk or loadgen) | "sse" (bench.sse_client)
+    model: str
+    chunks: int
+    interval_ms: float
+    duration_s: float
+
+    @property
+    def path(self) -> str:
+        return "/v1/chat/completions" if self.api == "chat" else "/v1/messages"
+
+    def body(self) -> bytes:
+        req: dict = {"model": self.model, "max_tokens": 16,
+                     "messages": [{"role": "user", "content": "hi"}]}
+        if self.stream:
+            req["stream"] = True
+        return orjson.dumps(req)
+
+    @property
+    def events_per_stream(self) -> int:
+        """SSE events the fake sends per stream: what "per chunk" divides by."""
+        if not self.stream:
+            return 1
+        if self.api == "chat":
+            return self.chunks + 2  # deltas, finish chunk, [DONE]
+        return self.chunks + 6      # start, block start, ping, deltas, block stop, delta, stop
+
+    def headers(self) -> dict[str, str]:
+        if self.api == "messages":
+            return {"anthropic-version": "2023-06-01"}
+        return {}
+
+
+def build_scenarios(groups: list[str], concs: list[int], dur: dict[str, float]) -> list[Scenario]:
+    out: list[Scenario] = []
+    for g in groups:
+        if g == "chat":
+            out += [Scenario(f"chat_c{c}", g, "chat", c, False, "load", "gpt-bench", 0, 0.0,
+                             dur["load"]) for c in concs]
+        elif g == "sse":
+            out += [Scenario(f"sse_c{c}", g, "chat", c, True, "load", "gpt-bench", CHUNKS, 0.0,
+                             dur["load"]) for c in concs]
+        elif g == "stream_check":
+            out.append(Scenario(f"stream_check_c{STREAM_CHECK_CONC}", g, "chat",
+                                STREAM_CHECK_CONC, True, "sse", "gpt-bench", CHUNKS, 0.0,
+                                dur["check"]))
+        elif g == "paced":
+            model = f"gpt-bench-n{PACED_CHUNKS}-i{PACED_INTERVAL_MS:g}"
+            out.append(Scenario(f"paced_c{PACED_CONC}", g, "chat", PACED_CONC, True, "sse",
+                                model, PACED_CHUNKS, PACED_INTERVAL_MS, dur["paced"]))
+        elif g == "messages":
+            out.append(Scenario("messages_c16", g, "messages", 16, False, "load", "gpt-bench",
+                                0, 0.0, dur["load"]))
+        elif g == "messages_sse":
+            out.append(Scenario("messages_sse_c16", g, "messages", 16, True, "load",
+                                "gpt-bench", CHUNKS, 0.0, dur["load"]))
+        else:
+            raise ValueError(f"unknown scenario group {g!r}; known: {', '.join(GROUPS)}")
+    return out
+
+
+def http_post(base_url: str, path: str, body: bytes, headers: dict[str, str],
+              timeout_s: float = PROBE_TIMEOUT_S) -> tuple[int, bytes]:
+    from urllib.parse import urlsplit
+
+    u = urlsplit(base_url)
+    conn = http.client.HTTPConnection(u.hostname, u.port, timeout=timeout_s)
+    try:
+        conn.request("POST", path, body=body,
+                     headers={"Content-Type": "application/json", **headers})
+        resp = conn.getresponse()
+        return resp.status, resp.read()
+    finally:
+        conn.close()
+
+
+class RssSampler(threading.Thread):
+    """Peak RSS of a process tree while a load run is going."""
+
+    def __init__(self, pid: int) -> None:
+        super().__init__(daemon=True)
+        self.pid = pid
+        self.peak_kib = 0
+        self._stop_event = threading.Event()
+
+    def run(self) -> None:
+        while True:
+            self.peak_kib = max(self.peak_kib, procstat.rss_kib_tree(self.pid))
+            if self._stop_event.wait(RSS_SAMPLE_PERIOD_S):
+                return
+
+    def stop(self) -> int:
+        self._stop_event.set()
+        self.join(5)
+        return self.peak_kib
+
+
+@dataclass
+class TargetRun:
+    target: Target
+    status: str = "not run"       # ok | not available | not run | failed
+    reason: str | None = None
+    started: Started | None = None
+    startup_s: float | None = None
+    listen_s: float | None = None
+    rss_idle_kib: int | None = None
+    rss_peak_kib: int = 0
+    rss_end_kib: int | None = None
+    warned: set[str] = field(default_factory=set)
+
+    def info(self) -> dict:
+        t = self.target
+        return {"status": self.status, "reason": self.reason, "kind": t.kind,
+                "version": t.version, "base_url": self.started.base_url if self.started else None,
+                "startup_s": _r(self.startup_s), "listen_s": _r(self.listen_s),
+                "rss_idle_kib": self.rss_idle_kib, "rss_peak_kib": self.rss_peak_kib or None,
+                "rss_end_kib": self.rss_end_kib, "apis": sorted(t.apis),
+                "command": t.cmdline, "log": str(t.log_path) if t.log_path else None}
+
+
+def _r(x: float | None, nd: int = 4) -> float | None:
+    return None if x is None else round(x, nd)
+
+
+def _cpu_s(ru: resource.struct_rusage) -> float:
+    return ru.ru_utime + ru.ru_stime
+
+
+class Runner:
+    def __init__(self, opts) -> None:
+        self.opts = opts
+        self.mode = "quick" if opts.quick else "full"
+        self.dur = dict(DURATIONS[self.mode])
+        if opts.duration:
+            self.dur["load"] = opts.duration
+        self.t_start = time.monotonic()
+        self.tmpdir = Path(tempfile.mkdtemp(prefix="tokenway-bench-"))
+        self.upstream_proc: subprocess.Popen | None = None
+        self.upstream_url = ""
+        self.upstream_pid = 0
+        self.upstream_info: dict = {}
+        self.target_cpus, self.load_cpus = self._placement(opts.pin)
+        self.load_tool = "loadgen"
+        self.notes: list[str] = []
+
+    # ------------------------------------------------------------------ helpers
+    def say(self, msg: str) -> None:
+        print(f"[{time.monotonic() - self.t_start:6.1f}s] {msg}", file=sys.stderr, flush=True)
+
+    @staticmethod
+    def _placement(pin: str) -> tuple[set[int] | None, set[int] | None]:
+        cpus = procstat.online_cpus()
+        if pin == "none" or (pin == "auto" and len(cpus) < 2):
+            return None, None
+        if pin == "auto":
+            return {cpus[0]}, set(cpus[1:])
+        tpart, lpart = pin.split(":", 1)  # "0:1-3" or "0:1,2"
+
+        def parse(spec: str) -> set[int]:
+            out: set[int] = set()
+            for item in spec.split(","):
+                if "-" in item:
+                    a, b = item.split("-", 1)
+                    out.update(range(int(a), int(b) + 1))
+                elif item:
+                    out.add(int(item))
+            return out
+
+        return parse(tpart), parse(lpart)
+
+    def _pin_load(self) -> None:
+        if self.load_cpus:
+            os.sched_setaffinity(0, self.load_cpus)
+
+    # ------------------------------------------------------------------ upstream
+    def start_upstream(self) -> None:
+        port = free_port()
+        log = self.tmpdir / "fake_upstream.log"
+        cmd = [sys.executable, "-m", "bench.fake_upstream", "--port", str(port),
+               "--chunks", str(CHUNKS), "--interval-ms", "0", "--delay-ms", "0"]
+        t0 = time.monotonic()
+        with open(log, "ab") as f:
+            self.upstream_proc = subprocess.Popen(
+                cmd, cwd=REPO_ROOT, stdin=subprocess.DEVNULL, stdout=f,
+                stderr=subprocess.STDOUT, start_new_session=True, preexec_fn=self._pin_load)
+        self.upstream_pid = self.upstream_proc.pid
+        self.upstream_url = f"http://127.0.0.1:{port}/v1"
+        body = Scenario("probe", "chat", "chat", 1, False, "load", "gpt-bench", 0, 0, 0).body()
+        while True:
+            if self.upstream_proc.poll() is not None:
+                raise RuntimeError(f"fake upstream exited: {last_lines(log)}")
+            try:
+                status, _ = http_post(f"http://127.0.0.1:{port}", "/v1/chat/completions", body,
+                                      {})
+                if status == 200:
+                    break
+            except OSError:
+                pass
+            if time.monotonic() - t0 > UPSTREAM_START_TIMEOUT_S:
+                raise RuntimeError("fake upstream did not answer in time")
+            time.sleep(READY_POLL_S)
+        startup = time.monotonic() - t0
+        time.sleep(0.2)
+        self.upstream_info = {"url": self.upstream_url, "pid": self.upstream_pid,
+                              "startup_s": round(startup, 4),
+                              "rss_idle_kib": procstat.rss_kib_tree(self.upstream_pid)}
+        self.say(f"fake upstream on {self.upstream_url} (pid {self.upstream_pid}, "
+                 f"first 200 after {startup * 1000:.0f} ms)")
+
+    def stop_upstream(self) -> None:
+        p = self.upstream_proc
+        if p is None or p.poll() is not None:
+            return
+        self.upstream_info["rss_end_kib"] = procstat.rss_kib_tree(p.pid)
+        p.terminate()
+        try:
+            p.wait(10)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait(5)
+
+    # ------------------------------------------------------------------ targets
+    def make_targets(self) -> list[TargetRun]:
+        opts = self.opts
+        only = set(opts.only) if opts.only else set(CORE_NAMES)
+        peers = set(opts.peers)
+        runs: list[TargetRun] = []
+        core: list[Target] = [DirectTarget(self.upstream_pid), NginxTarget(), TokenwayTarget()]
+        for t in core:
+            tr = TargetRun(t)
+            if t.name not in only:
+                tr.reason = "excluded by --only"
+            runs.append(tr)
+        for name, cls in PEER_CLASSES.items():
+            tr = TargetRun(cls())
+            if name not in peers and name not in only:
+                tr.reason = "use --peers " + name
+            runs.append(tr)
+        return runs
+
+    def ctx(self, models: list[str]) -> Context:
+        return Context(tmpdir=self.tmpdir, target_cpus=self.target_cpus,
+                       workers=self.opts.workers, models=models,
+                       install=not self.opts.no_install,
+                       tokenway_args=list(self.opts.tokenway_args),
+                       tokenway_env=dict(self.opts.tokenway_env), log=self.say)
+
+    def start_target(self, tr: TargetRun, ctx: Context, probe: Scenario) -> None:
+        t = tr.target
+        try:
+            why = t.unavailable(ctx)
+        except Exception as exc:  # a peer's install must never break the run
+            why = f"check failed: {exc!r}"
+        if why:
+            tr.status, tr.reason = "not available", why
+            self.say(f"{t.name}: not available: {why}")
+            return
+        t0 = time.monotonic()
+        try:
+            tr.started = t.start(self.upstream_url, ctx)
+        except Exception as exc:
+            tr.status, tr.reason = "failed", f"start failed: {exc!r}"
+            self.say(f"{t.name}: {tr.reason}")
+            t.stop()
+            return
+        last = ""
+        body, headers = probe.body(), {**t.headers, **probe.headers()}
+        while True:
+            died = t.exited()
+            if died:
+                tr.status, tr.reason = "not available", died
+                break
+            if tr.listen_s is None and isinstance(t, TokenwayTarget) and t.listening_line():
+                tr.listen_s = time.monotonic() - t0
+            try:
+                status, data = http_post(tr.started.base_url, probe.path, body, headers)
+                if status == 200:
+                    tr.startup_s = time.monotonic() - t0
+                    tr.status = "ok"
+                    break
+                last = f"HTTP {status}: {data[:160].decode(errors='replace')}"
+            except OSError as exc:
+                last = repr(exc)
+            if time.monotonic() - t0 > t.start_timeout_s:
+                tr.status = "failed"
+                tr.reason = (f"no 200 within {t.start_timeout_s:.0f} s (last: {last}); "
+                             f"log: {last_lines(t.log_path) if t.log_path else '-'}")
+                break
+            time.sleep(READY_POLL_S)
+        if tr.status != "ok":
+            self.say(f"{t.name}: {tr.status}: {tr.reason}")
+            t.stop()
+            return
+        time.sleep(0.2)
+        tr.rss_idle_kib = procstat.rss_kib_tree(tr.started.pid)
+        self.say(f"{t.name}: ready at {tr.started.base_url} (pid {tr.started.pid}), "
+                 f"first 200 after {tr.startup_s:.3f} s, RSS {tr.rss_idle_kib / 1024:.1f} MiB")
+
+    # ------------------------------------------------------------------ drivers
+    def driver_cmd(self, sc: Scenario, url: str, headers: dict[str, str], duration_s: float,
+                   body_file: Path) -> tuple[list[str], dict[str, str]]:
+        env = dict(os.environ)
+        hdr_items = [f"{k}: {v}" for k, v in headers.items()]
+        if sc.driver == "load" and self.load_tool == "wrk":
+            nthreads = max(1, min(sc.conc, len(self.load_cpus or procstat.online_cpus())))
+            env.update({"WRK_BODY_FILE": str(body_file), "WRK_HDRS": "|".join(hdr_items)})
+            env.pop("WRK_BODY", None)
+            env.pop("WRK_KEY", None)
+            secs = max(1, round(duration_s))
+            return (["wrk", f"-t{nthreads}", f"-c{sc.conc}", f"-d{secs}s", "--timeout",
+                     WRK_TIMEOUT, "--latency", "-s", str(POST_LUA), url], env)
+        module = "bench.loadgen" if sc.driver == "load" else "bench.sse_client"
+        cmd = [sys.executable, "-m", module, "--url", url, "--conc", str(sc.conc),
+               "--duration", str(duration_s), "--body-file", str(body_file)]
+        for h in hdr_items:
+            cmd += ["--header", h]
+        if sc.driver == "sse":
+            cmd += ["--expect", str(sc.chunks), "--interval-ms", str(sc.interval_ms)]
+        return cmd, env
+
+    def run_driver(self, sc: Scenario, tr: TargetRun, duration_s: float) -> dict:
+        assert tr.started is not None
+        body_file = self.tmpdir / f"body-{sc.id}.json"
+        body_file.write_bytes(sc.body())
+        headers = {**tr.target.headers, **sc.headers()}
+        cmd, env = self.driver_cmd(sc, tr.started.base_url + sc.path, headers, duration_s,
+                                   body_file)
+        p = subprocess.run(cmd, env=env, cwd=REPO_ROOT, capture_output=True, text=True,
+                           timeout=duration_s + DRIVER_SLACK_S, preexec_fn=self._pin_load)
+        for line in p.stdout.splitlines():
+            if line.startswith("BENCH_RESULT "):
+                return orjson.loads(line[len("BENCH_RESULT "):])
+        raise RuntimeError(f"{cmd[0]} exited {p.returncode} without a result: "
+                           f"{(p.stderr or p.stdout).strip()[-300:]}")
+
+    def measure(self, sc: Scenario, tr: TargetRun) -> dict:
+        """One cell: run the driver, and account for every CPU second on the box."""
+        assert tr.started is not None
+        tpid, upid = tr.started.pid, self.upstream_pid
+        same = tpid == upid
+        if self.target_cpus:
+            procstat.set_affinity_tree(upid, self.target_cpus if same else self.load_cpus)
+        tcpu0 = procstat.cpu_ticks(procstat.tree(tpid))
+        ucpu0 = procstat.cpu_ticks(procstat.tree(upid))
+        m0 = procstat.MachineCpu.read()
+        kids0 = _cpu_s(resource.getrusage(resource.RUSAGE_CHILDREN))
+        self0 = _cpu_s(resource.getrusage(resource.RUSAGE_SELF))
+        sampler = RssSampler(tpid)
+        sampler.start()
+        w0 = time.monotonic()
+        try:
+            res = self.run_driver(sc, tr, sc.duration_s)
+        finally:
+            wall = time.monotonic() - w0
+            peak = sampler.stop()
+        tcpu = (procstat.cpu_ticks(procstat.tree(tpid)) - tcpu0) / procstat.CLK_TCK
+        ucpu = (procstat.cpu_ticks(procstat.tree(upid)) - ucpu0) / procstat.CLK_TCK
+        m1 = procstat.MachineCpu.read()
+        load_cpu = _cpu_s(resource.getrusage(resource.RUSAGE_CHILDREN)) - kids0
+        self_cpu = _cpu_s(resource.getrusage(resource.RUSAGE_SELF)) - self0
+        if self.target_cpus and same:
+            procstat.set_affinity_tree(upid, self.load_cpus)
+        tr.rss_peak_kib = max(tr.rss_peak_kib, peak)
+        busy = (m1.busy - m0.busy) / procstat.CLK_TCK
+        ours = tcpu + (0.0 if same else ucpu) + load_cpu + self_cpu
+        out: dict = {"tool": res.get("tool")}
+        if sc.driver == "load":
+            served = int(res.get("reqs", 0))
+            out.update({k: res.get(k) for k in ("reqs", "rps", "p50_ms", "p90_ms", "p99_ms",
+                                                "max_ms", "non2xx", "sockerr")})
+            if sc.stream:
+                out["streams_per_s"] = res.get("rps")
+        else:
+            served = int(res.get("streams", 0))
+            out.update({k: res.get(k) for k in ("streams", "streams_ok", "streams_per_s",
+                                                "frames", "frames_lost", "frames_extra",
+                                                "unterminated", "non2xx", "sockerr",
+                                                "frame_delay_samples")})
+            for key in ("ttfb", "ttff", "total", "frame_delay", "gap_excess"):
+                for pk, v in (res.get(key) or {}).items():
+                    out[f"{key}_{pk}"] = v
+        dur = float(res.get("duration_s") or wall) or wall
+        out.update({
+            "duration_s": round(dur, 3),
+            "cpu_s": round(tcpu, 3),
+            "cores": round(tcpu / dur, 3) if dur else None,
+            "cpu_us_per_req": round(tcpu * 1e6 / served, 2) if served else None,
+            "upstream_cpu_us_per_req": round(ucpu * 1e6 / served, 2) if served else None,
+            "loadgen_cores": round(load_cpu / wall, 3),
+            "other_cores": round((busy - ours) / wall, 3),
+            "steal_cores": round((m1.steal - m0.steal) / procstat.CLK_TCK / wall, 3),
+            "rss_peak_kib": peak or None,
+        })
+        if sc.stream and served:
+            out["cpu_us_per_chunk"] = round(tcpu * 1e6 / served / sc.events_per_stream, 3)
+        problems = []
+        if not served:
+            problems.append("no request completed")
+        for key in ("non2xx", "sockerr", "frames_lost", "unterminated"):
+            if out.get(key):
+                problems.append(f"{key}={out[key]}")
+        if problems:
+            out["errors"] = ", ".join(problems)
+        return out
+
+    # ------------------------------------------------------------------ the run
+    def run(self) -> dict:
+        opts = self.opts
+        started_at = datetime.now(timezone.utc)
+        groups = opts.scenarios or list(DEFAULT_GROUPS)
+        concs = opts.conc or list(CONCURRENCY)
+        scenarios = build_scenarios(groups, concs, self.dur)
+        models = sorted({sc.model for sc in scenarios} | {"gpt-bench"})
+        if self.target_cpus:
+            os.sched_setaffinity(0, self.load_cpus)  # this harness stays off the target CPU
+        if opts.load in ("auto", "wrk"):
+            why = machine.ensure_tool("wrk", "wrk", not opts.no_install, self.say)
+            if why is None:
+                self.load_tool = "wrk"
+            else:
+                self.notes.append(f"wrk unavailable ({why}); load from bench.loadgen")
+                self.say(self.notes[-1])
+        only = set(opts.only) if opts.only else set(CORE_NAMES)
+        if "nginx" in only:
+            why = machine.ensure_tool("nginx", "nginx", not opts.no_install, self.say)
+            if why:
+                self.say(f"nginx: {why}")
+        result: dict = {
+            "schema": SCHEMA,
+            "timestamp": started_at.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "mode": self.mode,
+            "machine": machine.describe(),
+            "versions": machine.versions(),
+            "git": machine.git_info(),
+            "loadavg_start": machine.loadavg(),
+        }
+        result["config"] = {
+            "durations_s": self.dur, "load_tool": self.load_tool,
+            "pin": {"target_cpus": sorted(self.target_cpus) if self.target_cpus else None,
+                    "load_cpus": sorted(self.load_cpus) if self.load_cpus else None},
+            "workers": opts.workers, "repeat": opts.repeat, "chunks": CHUNKS,
+            "paced": {"chunks": PACED_CHUNKS, "interval_ms": PACED_INTERVAL_MS,
+                      "conc": PACED_CONC},
+            "scenario_groups": groups, "concurrency": concs,
+            "argv": sys.argv[1:],
+        }
+        cells: dict[str, dict[str, list[dict]]] = {sc.id: {} for sc in scenarios}
+        runs: list[TargetRun] = []
+        try:
+            self.start_upstream()
+            runs = self.make_targets()  # after the upstream: direct needs its pid
+            ctx = self.ctx(models)
+            for tr in runs:
+                if tr.reason is not None:  # not selected
+                    continue
+                api = "chat" if "chat" in tr.target.apis else "messages"
+                probe = Scenario("probe", "chat", api, 1, False, "load", "gpt-bench", 0, 0, 0)
+                self.start_target(tr, ctx, probe)
+            live = [tr for tr in runs if tr.status == "ok"]
+            for tr in live:
+                api = "chat" if "chat" in tr.target.apis else "messages"
+                warm = Scenario("warmup", "chat", api, 16, False, "load", "gpt-bench", 0, 0,
+                                self.dur["warmup"])
+                try:
+                    self.run_driver(warm, tr, warm.duration_s)
+                except Exception as exc:
+                    self.say(f"{tr.target.name}: warm-up failed: {exc!r}")
+            for rep in range(opts.repeat):
+                for sc in scenarios:
+                    for tr in live:
+                        if sc.api not in tr.target.apis:
+                            continue
+                        died = tr.target.exited()
+                        if died:
+                            if tr.status == "ok":
+                                tr.status, tr.reason = "failed", f"died during the run: {died}"
+                                self.say(f"{tr.target.name}: {tr.reason}")
+                            continue
+                        try:
+                            cell = self.measure(sc, tr)
+                        except Exception as exc:
+                            cell = {"errors": f"measurement failed: {exc!r}"}
+                        cells[sc.id].setdefault(tr.target.name, []).append(cell)
+                        self.say(f"{sc.id:<18} {tr.target.name:<9} {_brief(cell)}"
+                                 + (f" (rep {rep + 1})" if opts.repeat > 1 else ""))
+            for tr in live:
+                if tr.target.exited() is None and tr.started:
+                    tr.rss_end_kib = procstat.rss_kib_tree(tr.started.pid)
+        finally:
+            for tr in runs:
+                try:
+                    tr.target.stop()
+                except Exception as exc:
+                    self.say(f"{tr.target.name}: stop failed: {exc!r}")
+            self.stop_upstream()
+        result["loadavg_end"] = machine.loadavg()
+        result["elapsed_s"] = round(time.monotonic() - self.t_start, 1)
+        result["upstream"] = self.upstream_info
+        result["targets"] = {tr.target.name: tr.info() for tr in runs}
+        for tr in runs:
+            if tr.reason and tr.status == "not run":
+                result["targets"][tr.target.name]["status"] = "not run"
+        result["scenarios"] = []
+        for sc in scenarios:
+            per_target = {}
+            for name, samples in cells[sc.id].items():
+                summary = _median_cell(samples)
+                if len(samples) > 1:
+                    summary["samples"] = samples
+                per_target[name] = summary
+            add_ratios(sc, per_target)
+            result["scenarios"].append({
+                "id": sc.id, "group": sc.group, "title": GROUPS[sc.group], "api": sc.api,
+                "path": sc.path, "conc": sc.conc, "stream": sc.stream, "driver": sc.driver,
+                "model": sc.model, "chunks": sc.chunks, "interval_ms": sc.interval_ms,
+                "events_per_stream": sc.events_per_stream, "duration_s": sc.duration_s,
+                "results": per_target,
+            })
+        result["notes"] = self.notes + noise_notes(result)
+        result["tmpdir"] = str(self.tmpdir)
+        return result
+
+
+def _brief(cell: dict) -> str:
+    if "errors" in cell and not cell.get("cpu_s"):
+        return "ERROR " + cell["errors"]
+    parts = []
+    if "rps" in cell:
+        parts.append(f"{cell['rps']:.0f}/s p50 {cell.get('p50_ms') or 0:.2f} ms")
+    if "streams_per_s" in cell and "rps" not in cell:
+        parts.append(f"{cell['streams_per_s']:.0f} streams/s lost {cell.get('frames_lost')}")
+    if cell.get("cpu_us_per_req") is not None:
+        parts.append(f"CPU {cell['cpu_us_per_req']:.1f} us/req")
+    if cell.get("errors"):
+        parts.append("ERRORS " + cell["errors"])
+    return ", ".join(parts)
+
+
+def _median_cell(samples: list[dict]) -> dict:
+    if len(samples) == 1:
+        return dict(samples[0])
+    out: dict = {}
+    for key in samples[0]:
+        vals = [s.get(key) for s in samples]
+        nums = [v for v in vals if isinstance(v, (int, float)) and not isinstance(v, bool)]
+        out[key] = round(statistics.median(nums), 4) if len(nums) == len(vals) else vals[-1]
+    errs = [s["errors"] for s in samples if s.get("errors")]
+    if errs:
+        out["errors"] = "; ".join(errs)
+    return out
+
+
+# Metrics divided by the same metric of direct / nginx ("x" ratios), and latency metrics
+# from which their value is subtracted ("added" milliseconds).
+RATIO_KEYS = ("rps", "streams_per_s", "p50_ms", "p99_ms", "cpu_us_per_req", "cpu_us_per_chunk",
+              "ttfb_p50_ms", "ttfb_p99_ms", "frame_delay_p50_ms", "frame_delay_p99_ms",
+              "total_p50_ms")
+ADDED_KEYS = ("p50_ms", "p99_ms", "ttfb_p50_ms", "ttfb_p99_ms", "ttff_p50_ms",
+              "frame_delay_p50_ms", "frame_delay_p99_ms", "gap_excess_p99_ms", "total_p50_ms")
+BASELINES = ("direct", "nginx")
+
+
+def add_ratios(sc: Scenario, per_target: dict[str, dict]) -> None:
+    for name, cell in per_target.items():
+        ratios: dict[str, dict[str, float]] = {}
+        added: dict[str, dict[str, float]] = {}
+        for base in BASELINES:
+            ref = per_target.get(base)
+            if not ref:
+                continue
+            for key in RATIO_KEYS:
+                a, b = cell.get(key), ref.get(key)
+                if isinstance(a, (int, float)) and isinstance(b, (int, float)) and b > 0:
+                    ratios.setdefault(key, {})[base] = round(a / b, 4)
+            if sc.driver == "sse":
+                for key in ADDED_KEYS:
+                    a, b = cell.get(key), ref.get(key)
+                    if isinstance(a, (int, float)) and isinstance(b, (int, float)):
+                        added.setdefault(key, {})[base] = round(a - b, 4)
+        cell["ratio"] = ratios
+        if added:
+            cell["added_ms"] = added
+
+
+# Above this many busy cores that belong to none of our processes, a cell is flagged.
+NOISE_OTHER_CORES = 0.15
+
+
+def noise_notes(result: dict) -> list[str]:
+    flagged = []
+    for sc in result["scenarios"]:
+        for name, cell in sc["results"].items():
+            other = cell.get("other_cores")
+            if isinstance(other, (int, float)) and other > NOISE_OTHER_CORES:
+                flagged.append(f"{sc['id']}/{name} ({other:.2f})")
+    if not flagged:
+        return []
+    return [f"background load above {NOISE_OTHER_CORES} cores from other processes during: "
+            + ", ".join(flagged[:12]) + (" ..." if len(flagged) > 12 else "")]
+
+
+def save(result: dict, out: Path | None = None) -> Path:
+    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+    if out is None:
+        stamp = result["timestamp"].replace("-", "").replace(":", "")
+        commit = (result.get("git") or {}).get("commit") or "nogit"
+        out = RESULTS_DIR / f"{stamp}-{result['mode']}-{commit[:7]}.json"
+    tmp = out.with_suffix(out.suffix + ".tmp")
+    tmp.write_bytes(orjson.dumps(result, option=orjson.OPT_INDENT_2) + b"\n")
+    tmp.replace(out)
+    return out

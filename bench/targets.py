@@ -1,0 +1,496 @@
+"""What the benchmark puts in front of the fake upstream: one class per target.
+
+A target is anything that accepts client requests on a loopback port and forwards them
+to the fake provider. The interface is small on purpose, so that a new peer is one class:
+
+    unavailable(ctx) -> str | None   # why it cannot run here (checked before start)
+    start(upstream_url, ctx) -> Started(base_url, pid)   # spawn; do not wait for ready
+    stop()                           # SIGTERM by pid, then SIGKILL the tree after a grace
+
+plus attributes: `name`, `kind` (floor | proxy | gateway | peer), `apis` (the client APIs
+it serves: "chat", "messages"), `headers` (sent on every request), `start_timeout_s`.
+The runner measures start-to-first-200 itself by polling a real proxied request, reads
+CPU and RSS of the returned pid's process tree, and never lets one target's failure stop
+the others.
+
+Peers (LiteLLM, Portkey, claude-code-router) follow the recipes in
+shared/design/peers-local.md §3 and install into a cache folder outside the repository
+(~/.cache/tokenway-bench, or $TOKENWAY_BENCH_CACHE) the first time they are asked for.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from bench import procstat
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+STOP_GRACE_S = 10.0
+BENCH_API_KEY = "sk-bench"
+
+
+@dataclass
+class Context:
+    """Per-run settings every target may need."""
+
+    tmpdir: Path
+    target_cpus: set[int] | None = None
+    workers: int = 1
+    models: list[str] = field(default_factory=lambda: ["gpt-bench"])
+    cache_dir: Path = Path(os.environ.get("TOKENWAY_BENCH_CACHE",
+                                          Path.home() / ".cache" / "tokenway-bench"))
+    install: bool = True
+    tokenway_args: list[str] = field(default_factory=list)
+    tokenway_env: dict[str, str] = field(default_factory=dict)
+    log: object = None  # callable(str) for progress lines
+
+    def say(self, msg: str) -> None:
+        if callable(self.log):
+            self.log(msg)
+
+
+@dataclass
+class Started:
+    base_url: str
+    pid: int
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def last_lines(path: Path, n: int = 3, width: int = 300) -> str:
+    try:
+        lines = [ln.strip() for ln in path.read_text(errors="replace").splitlines() if ln.strip()]
+    except OSError:
+        return ""
+    return " | ".join(lines[-n:])[-width:]
+
+
+def _run(cmd: list[str], timeout_s: float, **kw) -> subprocess.CompletedProcess:
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s, **kw)
+
+
+class Target:
+    name = "target"
+    kind = "proxy"
+    peer = False
+    apis = frozenset({"chat"})
+    start_timeout_s = 30.0
+
+    def __init__(self) -> None:
+        self.headers: dict[str, str] = {"Authorization": f"Bearer {BENCH_API_KEY}"}
+        self.proc: subprocess.Popen | None = None
+        self.log_path: Path | None = None
+        self.version: str | None = None
+        self.cmdline: list[str] | None = None
+
+    def unavailable(self, ctx: Context) -> str | None:
+        return None
+
+    def start(self, upstream_url: str, ctx: Context) -> Started:
+        raise NotImplementedError
+
+    def exited(self) -> str | None:
+        """Why the process died, if it did."""
+        if self.proc is not None and self.proc.poll() is not None:
+            tail = last_lines(self.log_path) if self.log_path else ""
+            return f"exited with code {self.proc.returncode}" + (f": {tail}" if tail else "")
+        return None
+
+    # helpers for subclasses
+    def _spawn(self, cmd: list[str], ctx: Context, env: dict[str, str] | None = None,
+               cwd: Path | None = None) -> subprocess.Popen:
+        self.log_path = ctx.tmpdir / f"{self.name}.log"
+        log = open(self.log_path, "ab")  # the child keeps its own copy of the fd
+        cpus = ctx.target_cpus
+
+        def pin() -> None:
+            if cpus:
+                os.sched_setaffinity(0, cpus)
+
+        full_env = dict(os.environ)
+        full_env.update(env or {})
+        try:
+            self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log,
+                                         stderr=subprocess.STDOUT, env=full_env, cwd=cwd,
+                                         start_new_session=True, preexec_fn=pin)
+        finally:
+            log.close()
+        self.cmdline = cmd
+        with open(self.log_path, "a") as f:
+            f.write(f"# started pid {self.proc.pid}: {shlex.join(cmd)}\n")
+        return self.proc
+
+    def stop(self) -> None:
+        proc = self.proc
+        if proc is None or proc.poll() is not None:
+            return
+        pids = procstat.tree(proc.pid)
+        try:
+            os.kill(proc.pid, signal.SIGTERM)
+        except ProcessLookupError:
+            return
+        try:
+            proc.wait(STOP_GRACE_S)
+        except subprocess.TimeoutExpired:
+            pass
+        # Anything of ours still alive after the grace (or orphaned children): SIGKILL by pid.
+        for pid in reversed(pids):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+        try:
+            proc.wait(5)
+        except subprocess.TimeoutExpired:
+            pass
+
+
+class DirectTarget(Target):
+    """The fake upstream itself: the floor every other figure is divided by."""
+
+    name = "direct"
+    kind = "floor"
+    apis = frozenset({"chat", "messages", "responses"})
+
+    def __init__(self, upstream_pid: int) -> None:
+        super().__init__()
+        self.upstream_pid = upstream_pid
+        self.version = "bench.fake_upstream"
+
+    def start(self, upstream_url: str, ctx: Context) -> Started:
+        return Started(upstream_url.removesuffix("/v1"), self.upstream_pid)
+
+    def stop(self) -> None:
+        pass  # the runner owns the fake upstream
+
+
+NGINX_CONF = """\
+# Generated by bench.targets.NginxTarget: a plain reverse proxy, no logic.
+worker_processes {workers};
+error_log {prefix}/error.log warn;
+pid {prefix}/nginx.pid;
+events {{ worker_connections 8192; }}
+http {{
+    access_log off;
+    client_body_temp_path {prefix}/tmp/body;
+    proxy_temp_path {prefix}/tmp/proxy;
+    fastcgi_temp_path {prefix}/tmp/fastcgi;
+    uwsgi_temp_path {prefix}/tmp/uwsgi;
+    scgi_temp_path {prefix}/tmp/scgi;
+    # Keep client and upstream connections for the whole run, as a gateway would.
+    keepalive_requests 1000000;
+    keepalive_timeout 75s;
+    upstream fake {{
+        server {upstream};
+        keepalive 256;
+        keepalive_requests 1000000;
+    }}
+    server {{
+        listen 127.0.0.1:{port};
+        location / {{
+            proxy_pass http://fake;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_buffering off;
+            proxy_request_buffering off;
+            proxy_read_timeout 300s;
+        }}
+    }}
+}}
+"""
+
+
+class NginxTarget(Target):
+    """nginx as the no-logic HTTP hop (peers-local.md §3e), one worker by default."""
+
+    name = "nginx"
+    kind = "proxy"
+    apis = frozenset({"chat", "messages", "responses"})
+    start_timeout_s = 10.0
+
+    def unavailable(self, ctx: Context) -> str | None:
+        if not shutil.which("nginx"):
+            return "nginx not installed (apt-get install -y nginx)"
+        return None
+
+    def start(self, upstream_url: str, ctx: Context) -> Started:
+        from urllib.parse import urlsplit
+
+        u = urlsplit(upstream_url)
+        prefix = ctx.tmpdir / "nginx"
+        (prefix / "tmp").mkdir(parents=True, exist_ok=True)
+        port = free_port()
+        conf = prefix / "nginx.conf"
+        conf.write_text(NGINX_CONF.format(workers=max(1, ctx.workers), prefix=prefix,
+                                          upstream=f"{u.hostname}:{u.port}", port=port))
+        try:
+            out = _run(["nginx", "-v"], 10)
+            self.version = (out.stderr or out.stdout).strip().split("/")[-1]
+        except (OSError, subprocess.SubprocessError):
+            pass
+        proc = self._spawn(["nginx", "-p", str(prefix), "-c", str(conf), "-g", "daemon off;"],
+                           ctx)
+        return Started(f"http://127.0.0.1:{port}", proc.pid)
+
+
+class TokenwayTarget(Target):
+    """This project's gateway: `python -m proxy --listen 127.0.0.1:PORT --db PATH`."""
+
+    name = "tokenway"
+    kind = "gateway"
+    apis = frozenset({"chat", "messages", "responses"})
+    start_timeout_s = 15.0
+    HELP_TIMEOUT_S = 30.0
+
+    def command(self, port: int, db: Path, ctx: Context) -> list[str]:
+        cmd = [sys.executable, "-m", "proxy", "--listen", f"127.0.0.1:{port}", "--db", str(db)]
+        if ctx.workers > 1:
+            cmd += ["--workers", str(ctx.workers)]
+        return cmd + list(ctx.tokenway_args)
+
+    def _env(self) -> dict[str, str]:
+        path = os.environ.get("PYTHONPATH")
+        return {"PYTHONPATH": str(REPO_ROOT) + (os.pathsep + path if path else "")}
+
+    def unavailable(self, ctx: Context) -> str | None:
+        try:
+            env = dict(os.environ, **self._env())
+            out = _run([sys.executable, "-m", "proxy", "--help"], self.HELP_TIMEOUT_S,
+                       cwd=REPO_ROOT, env=env)
+        except subprocess.TimeoutExpired:
+            return f"`python -m proxy --help` did not finish in {self.HELP_TIMEOUT_S:.0f} s"
+        except OSError as exc:
+            return f"cannot run python: {exc}"
+        if out.returncode != 0:
+            lines = [ln for ln in (out.stderr + out.stdout).splitlines() if ln.strip()]
+            why = lines[-1].strip() if lines else f"exit code {out.returncode}"
+            return f"`python -m proxy --help` failed: {why[:200]}"
+        return None
+
+    def start(self, upstream_url: str, ctx: Context) -> Started:
+        port = free_port()
+        env = self._env()
+        env.update({"TOKENWAY_OPENAI_BASE_URL": upstream_url,
+                    "TOKENWAY_OPENAI_API_KEY": BENCH_API_KEY})
+        env.update(ctx.tokenway_env)
+        proc = self._spawn(self.command(port, ctx.tmpdir / "tokenway.db", ctx), ctx,
+                           env=env, cwd=REPO_ROOT)
+        return Started(f"http://127.0.0.1:{port}", proc.pid)
+
+    def listening_line(self) -> str | None:
+        """The `listening on http://HOST:PORT` line, once the gateway has logged it."""
+        if self.log_path is None:
+            return None
+        try:
+            for line in self.log_path.read_text(errors="replace").splitlines():
+                if "listening on http://" in line:
+                    return line.strip()
+        except OSError:
+            pass
+        return None
+
+
+# ---------------------------------------------------------------------------
+# Peers: only with --peers. Installation is cached outside the repository.
+# ---------------------------------------------------------------------------
+
+PIP_INSTALL_TIMEOUT_S = 1200.0
+NPM_INSTALL_TIMEOUT_S = 600.0
+
+
+class LiteLLMTarget(Target):
+    """LiteLLM proxy (peers-local.md §3a): `litellm[proxy]` in its own venv."""
+
+    name = "litellm"
+    kind = "peer"
+    peer = True
+    start_timeout_s = 120.0
+    MASTER_KEY = "sk-local-bench-0123456789abcdef0123456789abcdef"
+
+    def _venv(self, ctx: Context) -> Path:
+        return ctx.cache_dir / "venv-litellm"
+
+    def unavailable(self, ctx: Context) -> str | None:
+        venv = self._venv(ctx)
+        exe = venv / "bin" / "litellm"
+        if not exe.exists():
+            if not ctx.install:
+                return f"not installed in {venv} (drop --no-install to install it)"
+            ctx.say(f"installing litellm[proxy] into {venv} (a few minutes, ~750 MB)")
+            try:
+                venv.parent.mkdir(parents=True, exist_ok=True)
+                out = _run([sys.executable, "-m", "venv", "--clear", str(venv)], 300)
+                if out.returncode == 0:
+                    out = _run([str(venv / "bin" / "pip"), "install", "-q", "litellm[proxy]"],
+                               PIP_INSTALL_TIMEOUT_S)
+            except (OSError, subprocess.SubprocessError) as exc:
+                return f"install failed: {exc}"
+            if out.returncode != 0 or not exe.exists():
+                return f"install failed: {(out.stderr or out.stdout).strip()[-300:]}"
+        try:
+            out = _run([str(venv / "bin" / "python"), "-c",
+                        "import importlib.metadata as m; print(m.version('litellm'))"], 60)
+            self.version = out.stdout.strip() or None
+        except (OSError, subprocess.SubprocessError):
+            pass
+        return None
+
+    def start(self, upstream_url: str, ctx: Context) -> Started:
+        port = free_port()
+        lines = ["model_list:"]
+        for model in ctx.models:
+            lines.append(f"  - model_name: {json.dumps(model)}")
+            lines.append(f"    litellm_params: {{model: {json.dumps('openai/' + model)}, "
+                         f"api_base: {json.dumps(upstream_url)}, api_key: {BENCH_API_KEY}}}")
+        lines += ["litellm_settings: {telemetry: false, drop_params: true, "
+                  "set_verbose: false, json_logs: false}",
+                  "general_settings:", f"  master_key: {self.MASTER_KEY}"]
+        conf = ctx.tmpdir / "litellm-config.yaml"
+        conf.write_text("\n".join(lines) + "\n")
+        env = {"LITELLM_LOG": "ERROR", "LITELLM_TELEMETRY": "False",
+               "LITELLM_LOCAL_MODEL_COST_MAP": "True", "DISABLE_ADMIN_UI": "True",
+               "NO_DOCS": "True", "NO_REDOC": "True"}
+        cmd = [str(self._venv(ctx) / "bin" / "litellm"), "--config", str(conf),
+               "--host", "127.0.0.1", "--port", str(port)]
+        if ctx.workers > 1:
+            cmd += ["--num_workers", str(ctx.workers)]
+        self.headers = {"Authorization": f"Bearer {self.MASTER_KEY}"}
+        proc = self._spawn(cmd, ctx, env=env, cwd=ctx.tmpdir)
+        return Started(f"http://127.0.0.1:{port}", proc.pid)
+
+
+class _NpmPeer(Target):
+    """A peer installed with npm into its own cache folder."""
+
+    package = ""
+    overrides: dict[str, str] = {}
+    folder = ""
+
+    def _dir(self, ctx: Context) -> Path:
+        return ctx.cache_dir / self.folder
+
+    def _installed(self, ctx: Context) -> Path:
+        return self._dir(ctx) / "node_modules" / self.package.rsplit("@", 1)[0] / "package.json"
+
+    def unavailable(self, ctx: Context) -> str | None:
+        if not shutil.which("node") or not shutil.which("npm"):
+            return "node/npm not installed"
+        marker = self._installed(ctx)
+        if not marker.exists():
+            if not ctx.install:
+                return f"not installed in {self._dir(ctx)} (drop --no-install to install it)"
+            name, version = self.package.rsplit("@", 1)
+            ctx.say(f"installing {self.package} with npm into {self._dir(ctx)}")
+            d = self._dir(ctx)
+            d.mkdir(parents=True, exist_ok=True)
+            pkg = {"name": f"bench-{self.folder}", "private": True,
+                   "dependencies": {name: version}}
+            if self.overrides:
+                pkg["overrides"] = self.overrides
+            (d / "package.json").write_text(json.dumps(pkg, indent=2) + "\n")
+            try:
+                out = _run(["npm", "install", "--no-audit", "--no-fund", "--loglevel=error"],
+                           NPM_INSTALL_TIMEOUT_S, cwd=d)
+            except (OSError, subprocess.SubprocessError) as exc:
+                return f"npm install failed: {exc}"
+            if out.returncode != 0 or not marker.exists():
+                return f"npm install failed: {(out.stderr or out.stdout).strip()[-300:]}"
+        try:
+            self.version = json.loads(marker.read_text()).get("version")
+        except (OSError, ValueError):
+            pass
+        return None
+
+
+# A `node -r` preload: give every listen() without a host 127.0.0.1 (Portkey binds all
+# interfaces and has no flag for it; peers-local.md §3b).
+LOOPBACK_PRELOAD_JS = """\
+const net = require('net');
+const listen = net.Server.prototype.listen;
+net.Server.prototype.listen = function (...args) {
+  const a0 = args[0];
+  if (a0 && typeof a0 === 'object' && !Array.isArray(a0)) {
+    if (!a0.host && a0.path === undefined) args[0] = Object.assign({}, a0, {host: '127.0.0.1'});
+  } else if (typeof a0 === 'number' || (typeof a0 === 'string' && /^\\d+$/.test(a0))) {
+    if (typeof args[1] !== 'string') args.splice(1, 0, '127.0.0.1');
+  }
+  return listen.apply(this, args);
+};
+"""
+
+
+class PortkeyTarget(_NpmPeer):
+    """Portkey gateway 1.15.2 with @hono/node-server pinned (peers-local.md §3b)."""
+
+    name = "portkey"
+    kind = "peer"
+    peer = True
+    package = "@portkey-ai/gateway@1.15.2"
+    overrides = {"@hono/node-server": "1.13.5"}
+    folder = "portkey"
+
+    def start(self, upstream_url: str, ctx: Context) -> Started:
+        d = self._dir(ctx)
+        preload = d / "loopback.cjs"
+        preload.write_text(LOOPBACK_PRELOAD_JS)
+        port = free_port()
+        script = d / "node_modules" / "@portkey-ai" / "gateway" / "build" / "start-server.js"
+        self.headers = {"Authorization": f"Bearer {BENCH_API_KEY}",
+                        "x-portkey-provider": "openai",
+                        "x-portkey-custom-host": upstream_url}
+        proc = self._spawn(["node", "-r", str(preload), str(script), f"--port={port}",
+                            "--headless"], ctx, env={"NODE_ENV": "production"}, cwd=d)
+        return Started(f"http://127.0.0.1:{port}", proc.pid)
+
+
+class CCRTarget(_NpmPeer):
+    """claude-code-router 2.0.0 (peers-local.md §3f): Anthropic in, OpenAI out."""
+
+    name = "ccr"
+    kind = "peer"
+    peer = True
+    apis = frozenset({"messages"})
+    package = "@musistudio/claude-code-router@2.0.0"
+    folder = "ccr"
+
+    def start(self, upstream_url: str, ctx: Context) -> Started:
+        home = ctx.tmpdir / "ccrhome"
+        (home / ".claude-code-router").mkdir(parents=True, exist_ok=True)
+        port = free_port()
+        model = ctx.models[0]
+        config = {
+            "LOG": False, "LOG_LEVEL": "error", "HOST": "127.0.0.1", "PORT": port,
+            "API_TIMEOUT_MS": 60000, "NON_INTERACTIVE_MODE": True,
+            "Providers": [{"name": "fake", "api_base_url": upstream_url + "/chat/completions",
+                           "api_key": BENCH_API_KEY, "models": ctx.models}],
+            "Router": {"default": f"fake,{model}"},
+        }
+        (home / ".claude-code-router" / "config.json").write_text(json.dumps(config, indent=2))
+        cli = self._dir(ctx) / "node_modules" / "@musistudio" / "claude-code-router" / "dist" / "cli.js"
+        self.headers = {"x-api-key": BENCH_API_KEY}
+        proc = self._spawn(["node", str(cli), "start"], ctx, env={"HOME": str(home)},
+                           cwd=self._dir(ctx))
+        return Started(f"http://127.0.0.1:{port}", proc.pid)
+
+
+PEER_CLASSES: dict[str, type[Target]] = {
+    "litellm": LiteLLMTarget,
+    "portkey": PortkeyTarget,
+    "ccr": CCRTarget,
+}
+CORE_NAMES = ("direct", "nginx", "tokenway")

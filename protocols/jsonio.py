@@ -1,0 +1,38 @@
+"""The single JSON seam of ``protocols/``.
+
+Every module in ``protocols/`` parses and serialises JSON through this module and
+nothing else, so the hot-path library can be swapped or benchmarked in one place.
+The backend is orjson: it parses ``bytes`` straight off the wire (no decode to
+``str`` first), rejects ``NaN``/``Infinity`` like RFC 8259, and emits compact UTF-8.
+
+Errors are deliberately not translated here. Whether bad JSON is the client's
+fault (400) or the provider's (502) depends on which side the bytes came from, so
+the caller catches :data:`JSONDecodeError` and raises ``ClientProtocolError`` or
+``UpstreamProtocolError`` from ``protocols.errors``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+__all__ = ["JSONDecodeError", "JSONEncodeError", "dumps", "loads"]
+
+#: Raised by :func:`loads`. A subclass of ``json.JSONDecodeError`` and so of
+#: ``ValueError``, which lets callers catch it without importing orjson.
+JSONDecodeError = orjson.JSONDecodeError
+
+#: Raised by :func:`dumps` for values JSON cannot hold (non-``str`` keys, integers
+#: beyond 64 bits, arbitrary objects). A subclass of ``TypeError``.
+JSONEncodeError = orjson.JSONEncodeError
+
+
+def loads(data: bytes | bytearray | memoryview | str) -> Any:
+    """Parse one JSON document; raises :data:`JSONDecodeError` when invalid."""
+    return orjson.loads(data)
+
+
+def dumps(obj: Any) -> bytes:
+    """Serialise ``obj`` as compact UTF-8 JSON (no spaces, no trailing newline)."""
+    return orjson.dumps(obj)

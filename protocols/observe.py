@@ -1,0 +1,127 @@
+"""Observe mode for OpenAI Chat streams: bytes pass through, facts are read off.
+
+When client and provider both speak Chat Completions, the gateway forwards
+the provider's SSE bytes unchanged, whole events at a time (never half an
+event, protocols.md §6.3), and only *watches* them for what the ledger needs:
+the served model, the usage chunk, the finish reason, ``[DONE]`` and
+mid-stream ``{"error": ...}`` events (§1.5, §1.6).
+
+Most frames are never JSON-decoded: a byte search decides whether a frame
+can carry anything of interest (``"usage":null`` on every chunk, which the
+provider adds once ``include_usage`` is on, is skipped without parsing).
+
+The gateway always asks the provider for ``stream_options.include_usage`` so
+usage is reported, not estimated; when the client did not ask for it,
+``strip_usage`` removes that extra ``choices: []`` usage frame again.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from . import jsonio
+from .sse import FrameSplitter, data_of
+
+_DONE = b"[DONE]"
+
+
+def _value_is_null(frame: bytes, key_end: int) -> bool:
+    """True when the JSON value after the key ending at ``key_end`` is ``null``."""
+    j = key_end
+    n = len(frame)
+    while j < n and frame[j] in b" \t:":
+        j += 1
+    return frame.startswith(b"null", j)
+
+
+class ChatStreamObserver:
+    """Pass a Chat Completions SSE stream through while reading its facts.
+
+    Facts: ``model`` (served model), ``usage`` (the provider's usage object,
+    OpenAI shape), ``finish_reason``, ``complete`` (``[DONE]`` seen, no error),
+    ``error`` (the error object of a mid-stream error event, if any).
+    """
+
+    __slots__ = ("_split", "strip_usage", "model", "usage", "finish_reason", "complete",
+                 "error", "frames")
+
+    def __init__(self, *, strip_usage: bool = False) -> None:
+        self._split = FrameSplitter()
+        self.strip_usage = strip_usage
+        self.model: str | None = None
+        self.usage: dict[str, Any] | None = None
+        self.finish_reason: str | None = None
+        self.complete = False
+        self.error: dict[str, Any] | None = None
+        self.frames = 0
+
+    def feed(self, chunk: bytes) -> bytes:
+        """Bytes for the client: every complete event in ``chunk``, unchanged."""
+        frames = self._split.feed(chunk)
+        if not frames:
+            return b""
+        kept: list[bytes] | None = None
+        for i, frame in enumerate(frames):
+            if self._observe(frame):
+                if kept is not None:
+                    kept.append(frame)
+            elif kept is None:
+                kept = frames[:i]  # drop this frame, keep the ones before it
+        self.frames += len(frames)
+        if kept is None:
+            return frames[0] if len(frames) == 1 else b"".join(frames)
+        return b"".join(kept)
+
+    def _observe(self, frame: bytes) -> bool:
+        """Read what matters from one frame; False means: do not forward it."""
+        if self.model is None and b'"model"' in frame:
+            obj = self._json(frame)
+            if type(obj) is dict and type(obj.get("model")) is str:
+                self.model = obj["model"]
+        i = frame.find(b'"usage"')
+        if i >= 0 and not _value_is_null(frame, i + 7):
+            obj = self._json(frame)
+            if type(obj) is dict and type(obj.get("usage")) is dict:
+                # Cumulative per the spec: the last report wins, never summed.
+                self.usage = obj["usage"]
+                if self.strip_usage and obj.get("choices") == []:
+                    return False
+        i = frame.find(b'"finish_reason"')
+        if i >= 0 and not _value_is_null(frame, i + 15):
+            obj = self._json(frame)
+            if type(obj) is dict:
+                for choice in obj.get("choices") or ():
+                    if type(choice) is dict and type(choice.get("finish_reason")) is str:
+                        self.finish_reason = choice["finish_reason"]
+        if b'"error"' in frame:
+            obj = self._json(frame)
+            if type(obj) is dict and obj.get("error"):
+                self.error = obj["error"] if type(obj["error"]) is dict else {"message": str(obj["error"])}
+                self.complete = False
+        elif _DONE in frame and (data_of(frame) or b"").strip() == _DONE:
+            self.complete = self.error is None
+        return True
+
+    @staticmethod
+    def _json(frame: bytes) -> Any:
+        data = data_of(frame)
+        if not data or data == _DONE:
+            return None
+        try:
+            return jsonio.loads(data)
+        except jsonio.JSONDecodeError:
+            return None
+
+    def finish(self) -> bytes:
+        """Bytes left at end of stream.  An unterminated event is dropped: SSE
+        clients discard it anyway (WHATWG §9.2), and after a cut it could
+        swallow the error event that follows."""
+        rest = self._split.pending
+        return rest if self.complete and rest.strip() == b"" else b""
+
+    @staticmethod
+    def error_frame(message: str, kind: str = "upstream_error") -> bytes:
+        """A mid-stream Chat error event (§1.6): the SDKs raise ``APIError`` on it."""
+        return b"data: " + jsonio.dumps({"error": {
+            "message": message, "type": "server_error", "param": None, "code": kind,
+        }}) + b"\n\n"

@@ -1,0 +1,208 @@
+"""Token usage: every wire format's usage object to and from ``ir.Usage``.
+
+``ir.Usage`` uses OpenAI semantics (protocols.md §5.5): ``input_tokens`` is the whole
+prompt including cache reads and writes, ``output_tokens`` includes reasoning. The two
+conversions that matter most for cost accounting:
+
+* Anthropic → IR: ``input = input_tokens + cache_creation_input_tokens +
+  cache_read_input_tokens``; ``cached = cache_read_input_tokens``. Reporting Anthropic's
+  ``input_tokens`` alone as the prompt under-counts by the cached amount (§5.8 case 14).
+* IR → Anthropic: ``input_tokens = max(input - cached - cache_write, 0)`` (LiteLLM's rule),
+  so cached tokens are not counted twice.
+
+Streams report usage cumulatively (Anthropic ``message_delta.usage``, Gemini
+``usageMetadata`` on every chunk): a later report *replaces* an earlier one. Anthropic's
+later reports may omit fields given earlier (older streams send only ``output_tokens``), so
+``merge_anthropic`` overlays the raw fields before converting; nothing is ever summed.
+
+Bad values from an upstream (a string where a count belongs) raise
+``UpstreamProtocolError``; ``None`` counts as 0.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .errors import UpstreamProtocolError
+from .ir import Usage
+
+__all__ = [
+    "ZERO",
+    "from_openai_chat",
+    "to_openai_chat",
+    "from_openai_responses",
+    "to_openai_responses",
+    "from_anthropic",
+    "to_anthropic",
+    "merge_anthropic",
+    "from_gemini",
+    "to_gemini",
+    "as_record",
+]
+
+ZERO = Usage()
+
+
+def _n(obj: Any, key: str) -> int:
+    """A token count from ``obj[key]``: missing or ``None`` is 0."""
+    if type(obj) is not dict:
+        return 0
+    v = obj.get(key)
+    if v is None:
+        return 0
+    t = type(v)
+    if t is int:
+        return v if v >= 0 else 0
+    if t is float and v.is_integer():
+        return int(v) if v >= 0 else 0
+    raise UpstreamProtocolError(f"usage field {key!r} is not a token count: {v!r}", param=key)
+
+
+def _check(obj: Any) -> dict[str, Any]:
+    if type(obj) is not dict:
+        raise UpstreamProtocolError("usage is not an object", param="usage")
+    return obj
+
+
+# --- OpenAI Chat Completions (§1.4) ----------------------------------------------------
+
+
+def from_openai_chat(u: Any) -> Usage:
+    """``{"prompt_tokens", "completion_tokens", "prompt_tokens_details": {"cached_tokens",
+    "cache_write_tokens"}, "completion_tokens_details": {"reasoning_tokens"}}``."""
+    u = _check(u)
+    pd = u.get("prompt_tokens_details")
+    cd = u.get("completion_tokens_details")
+    return Usage(
+        input_tokens=_n(u, "prompt_tokens"),
+        output_tokens=_n(u, "completion_tokens"),
+        cached_tokens=_n(pd, "cached_tokens"),
+        cache_write_tokens=_n(pd, "cache_write_tokens"),
+        reasoning_tokens=_n(cd, "reasoning_tokens"),
+    )
+
+
+def to_openai_chat(u: Usage) -> dict[str, Any]:
+    prompt_details: dict[str, int] = {"cached_tokens": u.cached_tokens}
+    if u.cache_write_tokens:
+        prompt_details["cache_write_tokens"] = u.cache_write_tokens
+    return {
+        "prompt_tokens": u.input_tokens,
+        "completion_tokens": u.output_tokens,
+        "total_tokens": u.input_tokens + u.output_tokens,
+        "prompt_tokens_details": prompt_details,
+        "completion_tokens_details": {"reasoning_tokens": u.reasoning_tokens},
+    }
+
+
+# --- OpenAI Responses (§2.4) ------------------------------------------------------------
+
+
+def from_openai_responses(u: Any) -> Usage:
+    u = _check(u)
+    idt = u.get("input_tokens_details")
+    odt = u.get("output_tokens_details")
+    return Usage(
+        input_tokens=_n(u, "input_tokens"),
+        output_tokens=_n(u, "output_tokens"),
+        cached_tokens=_n(idt, "cached_tokens"),
+        cache_write_tokens=_n(idt, "cache_write_tokens"),
+        reasoning_tokens=_n(odt, "reasoning_tokens"),
+    )
+
+
+def to_openai_responses(u: Usage) -> dict[str, Any]:
+    """Responses shape; Codex requires integer ``input_tokens``, ``output_tokens``,
+    ``total_tokens`` and, inside the details, ``cached_tokens``/``reasoning_tokens`` (§2.7)."""
+    input_details: dict[str, int] = {"cached_tokens": u.cached_tokens}
+    if u.cache_write_tokens:
+        input_details["cache_write_tokens"] = u.cache_write_tokens
+    return {
+        "input_tokens": u.input_tokens,
+        "input_tokens_details": input_details,
+        "output_tokens": u.output_tokens,
+        "output_tokens_details": {"reasoning_tokens": u.reasoning_tokens},
+        "total_tokens": u.input_tokens + u.output_tokens,
+    }
+
+
+# --- Anthropic Messages (§3.6, §3.7) ----------------------------------------------------
+
+
+def from_anthropic(u: Any) -> Usage:
+    """``input_tokens`` excludes both cache fields (§3.6), so they are added back."""
+    u = _check(u)
+    cache_read = _n(u, "cache_read_input_tokens")
+    cache_write = _n(u, "cache_creation_input_tokens")
+    return Usage(
+        input_tokens=_n(u, "input_tokens") + cache_read + cache_write,
+        output_tokens=_n(u, "output_tokens"),
+        cached_tokens=cache_read,
+        cache_write_tokens=cache_write,
+        reasoning_tokens=_n(u.get("output_tokens_details"), "thinking_tokens"),
+    )
+
+
+def to_anthropic(u: Usage) -> dict[str, Any]:
+    return {
+        "input_tokens": max(u.input_tokens - u.cached_tokens - u.cache_write_tokens, 0),
+        "cache_creation_input_tokens": u.cache_write_tokens,
+        "cache_read_input_tokens": u.cached_tokens,
+        "output_tokens": u.output_tokens,
+    }
+
+
+def merge_anthropic(raw: dict[str, Any], update: Any) -> dict[str, Any]:
+    """Overlay a later cumulative Anthropic usage report on the raw fields seen so far.
+
+    ``message_delta.usage`` is cumulative but may omit fields ``message_start`` gave
+    (older streams send only ``output_tokens``); present fields replace, absent ones are
+    kept. ``None`` values are treated as absent. Returns a new dict.
+    """
+    update = _check(update)
+    merged = dict(raw)
+    for k, v in update.items():
+        if v is not None:
+            merged[k] = v
+    return merged
+
+
+# --- Gemini (§4) -----------------------------------------------------------------------
+
+
+def from_gemini(u: Any) -> Usage:
+    """``candidatesTokenCount`` excludes thoughts; OpenAI-style output = candidates +
+    thoughts. ``toolUsePromptTokenCount`` is prompt-side and counted as input."""
+    u = _check(u)
+    thoughts = _n(u, "thoughtsTokenCount")
+    return Usage(
+        input_tokens=_n(u, "promptTokenCount") + _n(u, "toolUsePromptTokenCount"),
+        output_tokens=_n(u, "candidatesTokenCount") + thoughts,
+        cached_tokens=_n(u, "cachedContentTokenCount"),
+        reasoning_tokens=thoughts,
+    )
+
+
+def to_gemini(u: Usage) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "promptTokenCount": u.input_tokens,
+        "candidatesTokenCount": max(u.output_tokens - u.reasoning_tokens, 0),
+        "totalTokenCount": u.input_tokens + u.output_tokens,
+    }
+    if u.reasoning_tokens:
+        out["thoughtsTokenCount"] = u.reasoning_tokens
+    if u.cached_tokens:
+        out["cachedContentTokenCount"] = u.cached_tokens
+    return out
+
+
+def as_record(u: Usage) -> dict[str, int]:
+    """Flat record for the ledger (one shape whatever the provider)."""
+    return {
+        "input_tokens": u.input_tokens,
+        "cached_tokens": u.cached_tokens,
+        "cache_write_tokens": u.cache_write_tokens,
+        "output_tokens": u.output_tokens,
+        "reasoning_tokens": u.reasoning_tokens,
+        "total_tokens": u.input_tokens + u.output_tokens,
+    }

@@ -1,0 +1,182 @@
+"""Command lines: ``gatewayd`` (the daemon) and ``gateway`` (admin CLI)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from collections.abc import Sequence
+
+from . import __version__
+from .aio import new_event_loop
+
+
+def _daemon_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="gatewayd",
+        description="tokenway LLM gateway: OpenAI-compatible API with a local ledger.",
+    )
+    p.add_argument(
+        "--listen",
+        metavar="HOST:PORT",
+        help="address to listen on (default 127.0.0.1:8081, env TOKENWAY_LISTEN)",
+    )
+    p.add_argument(
+        "--db",
+        metavar="PATH",
+        help="SQLite ledger file (default ./tokenway.db, env TOKENWAY_DB)",
+    )
+    p.add_argument(
+        "--config", metavar="PATH", help="TOML configuration file (env TOKENWAY_CONFIG)"
+    )
+    p.add_argument(
+        "--log-level",
+        choices=("debug", "info", "warning", "error", "critical"),
+        help="log level (default info, env TOKENWAY_LOG_LEVEL)",
+    )
+    p.add_argument(
+        "--parser",
+        choices=("httptools", "h11"),
+        help="HTTP/1.1 parser backend (default httptools; h11 is the strict one)",
+    )
+    p.add_argument(
+        "--loop",
+        choices=("auto", "uvloop", "asyncio"),
+        default="auto",
+        help="event loop implementation (default: uvloop when installed)",
+    )
+    p.add_argument(
+        "--allow-unauthenticated",
+        action="store_true",
+        default=None,
+        help="serve a non-loopback address without gateway keys (unsafe)",
+    )
+    p.add_argument("--version", action="version", version=f"tokenway {__version__}")
+    return p
+
+
+def gatewayd_main(argv: Sequence[str] | None = None) -> int:
+    from .config import ConfigError, check_listen_safety, load_config
+    from .ledger import Ledger
+
+    args = _daemon_parser().parse_args(argv)
+    overrides = {
+        k: v
+        for k, v in (
+            ("listen", args.listen),
+            ("db", args.db),
+            ("log_level", args.log_level),
+            ("parser", args.parser),
+            ("allow_unauthenticated", args.allow_unauthenticated),
+        )
+        if v is not None
+    }
+    try:
+        config = load_config(args.config, overrides=overrides)
+    except ConfigError as exc:
+        print(f"gatewayd: configuration error: {exc}", file=sys.stderr)
+        return 2
+    problem = check_listen_safety(config)
+    if problem:
+        print(f"gatewayd: {problem}", file=sys.stderr)
+        return 2
+    logging.basicConfig(
+        level=config.server.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    log = logging.getLogger("tokenway")
+
+    from .server import serve
+
+    ledger = Ledger(config.ledger.path)
+    try:
+        ledger.start()
+    except Exception as exc:
+        print(
+            f"gatewayd: cannot open ledger {config.ledger.path!r}: {exc}",
+            file=sys.stderr,
+        )
+        return 2
+    loop = new_event_loop(args.loop)
+    asyncio.set_event_loop(loop)
+    try:
+        loop.run_until_complete(serve(config, ledger))
+    except OSError as exc:
+        print(
+            f"gatewayd: cannot listen on {config.server.listen}: {exc.strerror or exc}",
+            file=sys.stderr,
+        )
+        return 1
+    finally:
+        flushed = ledger.close()
+        stats = ledger.stats()
+        log.info(
+            "ledger closed: %d rows written, %d dropped%s",
+            stats["written"],
+            stats["dropped"],
+            "" if flushed else " (flush timed out)",
+        )
+        loop.close()
+    return 0
+
+
+def _routes_main(argv: Sequence[str]) -> int:
+    from .config import ConfigError, load_config
+    from .routing import Router
+
+    p = argparse.ArgumentParser(
+        prog="gateway routes", description="Print the resolved route table."
+    )
+    p.add_argument("--config", metavar="PATH")
+    p.add_argument(
+        "--explain",
+        metavar="MODEL",
+        help="show which targets a request for MODEL would try, in order",
+    )
+    args = p.parse_args(argv)
+    try:
+        config = load_config(args.config)
+    except ConfigError as exc:
+        print(f"gateway: configuration error: {exc}", file=sys.stderr)
+        return 2
+    router = Router(config)
+    if args.explain:
+        for line in router.explain(args.explain):
+            print(line)
+        return 0
+    if not config.routes:
+        print("no routes configured (only the built-in 'loopback' model is served)")
+    for i, route in enumerate(config.routes):
+        targets = ", ".join(str(t) for t in route.targets)
+        print(f"{i:>3}  {route.match:<24} => {targets}")
+    return 0
+
+
+def gateway_main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    commands = {
+        "usage": "show ledger rows (gateway usage --help)",
+        "routes": "print the route table (gateway routes --help)",
+        "version": "print the version",
+    }
+    if not argv or argv[0] in ("-h", "--help"):
+        print("usage: gateway COMMAND [ARGS]\n\ncommands:")
+        for name, text in commands.items():
+            print(f"  {name:<10} {text}")
+        return 0 if argv else 2
+    cmd, rest = argv[0], argv[1:]
+    if cmd == "usage":
+        from .usage_cli import usage_main
+
+        return usage_main(rest)
+    if cmd == "routes":
+        return _routes_main(rest)
+    if cmd in ("version", "--version"):
+        print(f"tokenway {__version__}")
+        return 0
+    print(
+        f"gateway: unknown command {cmd!r} (try: {', '.join(commands)})",
+        file=sys.stderr,
+    )
+    return 2

@@ -1,0 +1,74 @@
+"""Request accounting: one row per request, written off the event loop.
+
+``Ledger`` (``writer.py``) queues rows from the loop and writes them in batches
+from one thread; ``LedgerBackend`` (``backend.py``) is the database interface,
+with SQLite through apsw (``sqlite.py``) as its one implementation so far;
+``schema.py`` holds the column order and the migration steps.
+
+Usage::
+
+    ledger = Ledger(path)
+    ledger.start()                   # opens and migrates; raises LedgerError
+    ledger.record({"ts": t0, "request_id": rid, "model": "gpt-4o", ...})
+    ledger.stats()                   # {"written", "dropped", "queued", ...}
+    ledger.close(timeout_s=5.0)      # flushes, then joins the writer
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from proxy.ledger.backend import LedgerBackend, LedgerError
+from proxy.ledger.schema import LEDGER_COLUMNS, SCHEMA_VERSION
+from proxy.ledger.sqlite import SQLiteBackend
+from proxy.ledger.writer import (
+    DEFAULT_DB_PATH,
+    LEDGER_BATCH_ROWS,
+    LEDGER_FLUSH_MS,
+    LEDGER_QUEUE_ROWS,
+    Ledger,
+)
+
+__all__ = [
+    "DEFAULT_DB_PATH",
+    "LEDGER_BATCH_ROWS",
+    "LEDGER_COLUMNS",
+    "LEDGER_FLUSH_MS",
+    "LEDGER_QUEUE_ROWS",
+    "SCHEMA_VERSION",
+    "Ledger",
+    "LedgerBackend",
+    "LedgerError",
+    "SQLiteBackend",
+    "query_rows",
+]
+
+
+def query_rows(
+    path: str,
+    *,
+    since: float | None = None,
+    model: str | None = None,
+    limit: int | None = None,
+) -> list[dict[str, Any]]:
+    """Read rows from the ledger file at ``path`` over a read-only connection.
+
+    Returns rows with ``ts >= since`` (unix seconds) whose requested or served
+    model equals ``model`` (or matches it as a case-sensitive glob when it
+    contains ``*``, ``?`` or ``[``). ``limit`` keeps the newest ``limit`` rows.
+    Rows come oldest first (newest last), as dicts with every
+    ``LEDGER_COLUMNS`` key; ``stream`` is a bool.
+
+    Raises ``LedgerError`` when the file is missing or is not a ledger. Safe to
+    run while the daemon writes: WAL readers do not block the writer.
+    """
+    backend = SQLiteBackend(path, readonly=True)
+    backend.open()
+    try:
+        rows = backend.query(since=since, model=model, limit=limit)
+    finally:
+        backend.close()
+    for row in rows:
+        if row["stream"] is not None:
+            row["stream"] = bool(row["stream"])
+    return rows

@@ -1,0 +1,118 @@
+"""The ledger's row shape and its SQLite schema history.
+
+One row per request the gateway answered (or failed to answer). This module is
+plain data: the column order shared by the writer, the backends and the CLI, and
+the ordered list of SQLite migration steps. It does no I/O and imports no driver;
+a PostgreSQL backend would bring its own DDL list next to this one.
+
+Schema versioning follows apsw ``doc/tips.rst``: ``PRAGMA user_version`` holds
+the number of migration steps applied, and the steps missing from a database are
+applied in order inside one transaction.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+TABLE = "requests"
+
+# The order of values in every stored tuple. record() takes a dict keyed by
+# these names; the writer thread turns it into a tuple in this order. Missing
+# keys are stored as NULL (unknown), except where a column has a default below.
+LEDGER_COLUMNS: tuple[str, ...] = (
+    "ts",  # unix seconds (float) when the request started
+    "request_id",
+    "endpoint",  # path as received, e.g. "/v1/chat/completions"
+    "client_protocol",  # "openai_chat", "anthropic_messages", "gemini", ...
+    "model",  # as the client asked for it
+    "served_model",  # as the provider reported it
+    "provider",
+    "status",  # HTTP status sent to the client
+    "error_kind",  # NULL when the request succeeded
+    "stream",  # 0/1
+    # Token counts: NULL means unknown, 0 means known to be zero.
+    "input_tokens",  # every prompt token, cached ones included (OpenAI convention)
+    "output_tokens",
+    "cached_tokens",  # prompt tokens read from the provider's cache
+    "cache_write_tokens",  # prompt tokens written to the provider's cache
+    "reasoning_tokens",  # part of output_tokens, when the provider says
+    "latency_ms",  # request start to last byte sent to the client
+    "ttfb_ms",  # request start to first response byte sent to the client
+    "bytes_in",  # request body bytes from the client
+    "bytes_out",  # response body bytes to the client
+    "attempts",  # upstream attempts, 1 unless retried
+    "api_key_id",
+    "client_addr",  # "host:port" of the client socket
+)
+
+# Values the writer stores when a row leaves the column out (or gives None).
+# Everything else defaults to NULL.
+COLUMN_DEFAULTS: dict[str, int] = {"stream": 0, "attempts": 1}
+
+# Values the gateway writes to error_kind; documentation for readers of the
+# table, not a constraint (new kinds must not need a migration).
+ERROR_KINDS: tuple[str, ...] = (
+    "cancelled",
+    "upstream_timeout",
+    "upstream_unreachable",
+    "upstream_error",
+    "bad_request",
+    "auth",
+    "stream_cut",
+    "internal",
+)
+
+
+class Migration(NamedTuple):
+    """One schema step: after it runs, ``PRAGMA user_version`` is ``version``."""
+
+    version: int
+    description: str
+    statements: tuple[str, ...]
+
+
+# Append only: a shipped step is never edited, because databases in the field
+# already carry its user_version. The table is not STRICT on purpose: a value
+# of an unexpected type is stored rather than failing its whole batch.
+SQLITE_MIGRATIONS: tuple[Migration, ...] = (
+    Migration(
+        1,
+        "one row per request, indexed by time",
+        (
+            f"""CREATE TABLE {TABLE} (
+                ts REAL NOT NULL,
+                request_id TEXT,
+                endpoint TEXT,
+                client_protocol TEXT,
+                model TEXT,
+                served_model TEXT,
+                provider TEXT,
+                status INTEGER,
+                error_kind TEXT,
+                stream INTEGER NOT NULL DEFAULT 0,
+                input_tokens INTEGER,
+                output_tokens INTEGER,
+                cached_tokens INTEGER,
+                cache_write_tokens INTEGER,
+                reasoning_tokens INTEGER,
+                latency_ms REAL,
+                ttfb_ms REAL,
+                bytes_in INTEGER,
+                bytes_out INTEGER
+            )""",
+            f"CREATE INDEX {TABLE}_ts ON {TABLE}(ts)",
+        ),
+    ),
+    Migration(
+        2,
+        "retry count, API key and client address; index by model",
+        (
+            f"ALTER TABLE {TABLE} ADD COLUMN attempts INTEGER NOT NULL DEFAULT 1",
+            f"ALTER TABLE {TABLE} ADD COLUMN api_key_id TEXT",
+            f"ALTER TABLE {TABLE} ADD COLUMN client_addr TEXT",
+            f"CREATE INDEX {TABLE}_model ON {TABLE}(model)",
+        ),
+    ),
+)
+
+SCHEMA_VERSION = SQLITE_MIGRATIONS[-1].version

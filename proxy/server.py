@@ -1,0 +1,137 @@
+"""Listening sockets, the connection registry, signals and graceful drain.
+
+The only module that calls ``create_server``.  On SIGTERM/SIGINT the server
+stops accepting, closes idle keep-alive connections, lets in-flight requests
+and streams finish up to ``shutdown_grace_s``, then aborts what is left and
+flushes the ledger.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import socket
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+from . import aio
+from .app import Gateway
+from .config import Config
+from .errors import openai_error_body
+from .h1 import HTTPConnection, start_date_clock
+
+log = logging.getLogger("tokenway")
+
+# Listen backlog: the kernel's somaxconn default (4096 on Linux >= 5.4) caps it anyway.
+LISTEN_BACKLOG = 4096
+# How often the drain loop looks at in-flight connections during shutdown.
+DRAIN_POLL_S = 0.05
+
+
+class Server:
+    def __init__(self, config: Config, ledger: Any, loop: asyncio.AbstractEventLoop) -> None:
+        self.config = config
+        self.ledger = ledger
+        self.loop = loop
+        self.connections: set[HTTPConnection] = set()
+        self.draining = False
+        self.app = Gateway(config, ledger, self)
+        self._servers: list[asyncio.AbstractServer] = []
+        self._stopped = loop.create_future()
+        self.bound: list[tuple[str, int]] = []
+
+    def spawn_request(self, coro: Coroutine[Any, Any, Any], conn: HTTPConnection) -> asyncio.Task[Any]:
+        """Run a request coroutine; a crash answers 500 instead of hanging the client."""
+
+        async def guarded() -> None:
+            try:
+                await coro
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("request handler crashed")
+                if conn.current is not None and not conn.closed:
+                    if conn._streaming:
+                        conn.abort()
+                    else:
+                        conn.respond(500, openai_error_body(500, "internal error"))
+
+        return aio.spawn(guarded(), name="request")
+
+    async def start(self, sock: socket.socket | None = None) -> None:
+        cfg = self.config.server
+        factory: Callable[[], HTTPConnection] = lambda: HTTPConnection(self)  # noqa: E731
+        if sock is not None:
+            srv = await self.loop.create_server(factory, sock=sock, backlog=LISTEN_BACKLOG)
+        else:
+            srv = await self.loop.create_server(factory, cfg.host, cfg.port,
+                                                backlog=LISTEN_BACKLOG, reuse_address=True)
+        self._servers.append(srv)
+        for s in srv.sockets:
+            addr = s.getsockname()
+            self.bound.append((addr[0], addr[1]))
+        self._date_timer = start_date_clock(self.loop)
+
+    @property
+    def url(self) -> str:
+        host, port = self.bound[0]
+        if ":" in host:
+            host = f"[{host}]"
+        return f"http://{host}:{port}"
+
+    def request_stop(self) -> None:
+        if not self._stopped.done():
+            self._stopped.set_result(None)
+
+    async def wait_stopped(self) -> None:
+        await self._stopped
+
+    async def shutdown(self, grace_s: float | None = None) -> None:
+        """Stop accepting, drain in-flight requests up to ``grace_s``, then abort."""
+        if grace_s is None:
+            grace_s = self.config.server.shutdown_grace_s
+        self.draining = True
+        for srv in self._servers:
+            srv.close()
+        for conn in list(self.connections):
+            conn.close_if_idle()
+        deadline = self.loop.time() + grace_s
+        while self.connections and self.loop.time() < deadline:
+            await asyncio.sleep(DRAIN_POLL_S)
+            for conn in list(self.connections):
+                conn.close_if_idle()
+        left = len(self.connections)
+        if left:
+            log.warning("shutdown grace of %gs over: aborting %d connection(s)", grace_s, left)
+            for conn in list(self.connections):
+                conn.abort()
+            await asyncio.sleep(0)
+        self.app.pool.close()
+        self._date_timer.cancel()
+        for srv in self._servers:
+            await srv.wait_closed()
+
+
+def install_signal_handlers(loop: asyncio.AbstractEventLoop, server: Server) -> None:
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        try:
+            loop.add_signal_handler(sig, server.request_stop)
+        except (NotImplementedError, RuntimeError):  # not the main thread / platform
+            pass
+
+
+async def serve(config: Config, ledger: Any, *, ready: Callable[[Server], None] | None = None,
+                signals: bool = True) -> None:
+    loop = asyncio.get_running_loop()
+    server = Server(config, ledger, loop)
+    await server.start()
+    if signals:
+        install_signal_handlers(loop, server)
+    log.info("listening on %s", server.url)
+    if ready is not None:
+        ready(server)
+    await server.wait_stopped()
+    log.info("shutting down: draining in-flight requests (grace %gs)",
+             config.server.shutdown_grace_s)
+    await server.shutdown()

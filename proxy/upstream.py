@@ -1,0 +1,372 @@
+"""Provider connections: HTTP/1.1 client protocol and a keep-alive pool.
+
+The pool is keyed by the full peer identity (scheme, host, port, TLS settings),
+pingora's same-peer rule: a connection is reused only for the exact peer and
+TLS configuration it was opened with.
+
+A request runs on callbacks, not a task per request: ``send`` writes the
+request and the parser pushes the response into a *sink* (the exchange) as it
+arrives — head, body chunks, end — so a streamed body reaches the client one
+callback after it left the provider.  Timeouts (first byte, idle between
+chunks) are loop timers owned by the connection.
+
+A request is retried once, transparently, only when it was sent on a reused
+idle connection that turned out to be dead before any response byte came
+back (the server closed it while it sat in our pool; RFC 9112 §9.3.1 allows
+retrying such an idempotent-by-construction attempt).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import ssl
+from collections import deque
+from typing import Any, Protocol
+
+import httptools
+
+log = logging.getLogger("tokenway.upstream")
+
+# Connections kept idle per peer: enough for a burst of reuse, few enough that
+# an idle gateway holds little memory (each socket + parser is ~ 10 KiB).
+MAX_IDLE_PER_PEER = 64
+# Idle connections older than this are closed: most providers close idle
+# keep-alive connections after 60-120 s; we drop ours first.
+IDLE_EXPIRY_S = 55.0
+# Cap on a non-streamed upstream body we buffer to read usage (providers'
+# largest non-stream answers are a few MiB).
+MAX_BUFFERED_RESPONSE_BYTES = 64 * 1024 * 1024
+
+HOP_BY_HOP = frozenset({
+    b"connection", b"keep-alive", b"proxy-authenticate", b"proxy-authorization",
+    b"te", b"trailer", b"trailers", b"transfer-encoding", b"upgrade", b"proxy-connection",
+})
+
+
+class UpstreamError(Exception):
+    """Transport-level failure talking to a provider.
+
+    ``kind`` is ``unreachable`` (connect failed), ``timeout`` (connect, first
+    byte or idle timer fired), or ``cut`` (the connection ended mid-response).
+    ``retry_safe`` is true when nothing reached the provider's application
+    (connect failures, a dead pooled connection).
+    """
+
+    def __init__(self, kind: str, message: str, *, retry_safe: bool = False) -> None:
+        super().__init__(message)
+        self.kind = kind
+        self.message = message
+        self.retry_safe = retry_safe
+
+
+class Sink(Protocol):
+    def on_upstream_head(self, status: int, headers: list[tuple[bytes, bytes]]) -> None: ...
+    def on_upstream_body(self, data: bytes) -> None: ...
+    def on_upstream_end(self) -> None: ...
+    def on_upstream_error(self, exc: UpstreamError) -> None: ...
+
+
+class UpstreamConnection(asyncio.Protocol):
+    """One keep-alive connection to a provider, carrying one request at a time."""
+
+    def __init__(self, pool: UpstreamPool, key: tuple, loop: asyncio.AbstractEventLoop) -> None:
+        self.pool = pool
+        self.key = key
+        self.loop = loop
+        self.transport: asyncio.Transport | None = None
+        self.parser = httptools.HttpResponseParser(self)
+        self.sink: Sink | None = None
+        self.closed = False
+        self.reused = False
+        self.idle_since = 0.0
+        self.got_bytes = False
+        self._headers: list[tuple[bytes, bytes]] = []
+        self._status = 0
+        self._keep_alive = True
+        self._close_delimited = False
+        self._timer: asyncio.TimerHandle | None = None
+        self._first_byte_s = 0.0
+        self._idle_s = 0.0
+        self._last_rx = 0.0
+        self._paused = False
+        self._closed_waiter: asyncio.Future[None] | None = None
+
+    # asyncio.Protocol -----------------------------------------------------------
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def data_received(self, data: bytes) -> None:
+        if self.sink is None:
+            # Bytes on an idle connection: the server is misbehaving; drop it.
+            self._shutdown()
+            return
+        if not self.got_bytes:
+            self.got_bytes = True
+            self._arm_idle()
+        self._last_rx = self.loop.time()
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserCallbackError:
+            raise
+        except httptools.HttpParserError as exc:
+            self._fail(UpstreamError("protocol", f"malformed HTTP response from provider: {exc}"))
+
+    def eof_received(self) -> bool | None:
+        return False
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        self._cancel_timer()
+        self.pool._forget(self)
+        sink = self.sink
+        if sink is not None:
+            if self._close_delimited and self._status:
+                # The body was delimited by the close itself (RFC 9112 §6.3 rule 8).
+                self.sink = None
+                sink.on_upstream_end()
+            elif not self.got_bytes and self.reused:
+                self.sink = None
+                sink.on_upstream_error(UpstreamError(
+                    "reused_dead", "pooled connection was closed by the provider",
+                    retry_safe=True))
+            else:
+                self.sink = None
+                sink.on_upstream_error(UpstreamError(
+                    "cut", "provider closed the connection mid-response"
+                    + (f" ({exc})" if exc else "")))
+        if self._closed_waiter is not None and not self._closed_waiter.done():
+            self._closed_waiter.set_result(None)
+
+    # request ----------------------------------------------------------------
+    def send(self, data: bytes, sink: Sink, *, first_byte_s: float, idle_s: float) -> None:
+        self.sink = sink
+        self.got_bytes = False
+        self._status = 0
+        self._headers = []
+        self._keep_alive = True
+        self._close_delimited = False
+        self._first_byte_s = first_byte_s
+        self._idle_s = idle_s
+        self._timer = self.loop.call_later(first_byte_s, self._on_first_byte_timeout)
+        self.transport.write(data)
+
+    def pause_reading(self) -> None:
+        if not self._paused and not self.closed:
+            self._paused = True
+            self.transport.pause_reading()
+
+    def resume_reading(self) -> None:
+        if self._paused and not self.closed:
+            self._paused = False
+            self._last_rx = self.loop.time()
+            self.transport.resume_reading()
+
+    def abandon(self) -> None:
+        """The client went away: close without reading the rest."""
+        self.sink = None
+        self._shutdown()
+
+    # httptools callbacks -----------------------------------------------------------
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._headers.append((name.lower(), value))
+
+    def on_headers_complete(self) -> None:
+        p = self.parser
+        status = p.get_status_code()
+        if 100 <= status < 200:
+            # Interim responses (100 Continue, 103 Early Hints) are skipped;
+            # llhttp resets for the final response.
+            self._headers = []
+            return
+        self._status = status
+        self._keep_alive = p.should_keep_alive()
+        has_len = False
+        for k, _ in self._headers:
+            if k == b"content-length" or k == b"transfer-encoding":
+                has_len = True
+                break
+        self._close_delimited = not has_len and status not in (204, 304)
+        if self._close_delimited:
+            self._keep_alive = False
+        sink = self.sink
+        if sink is not None:
+            sink.on_upstream_head(status, self._headers)
+
+    def on_body(self, body: bytes) -> None:
+        sink = self.sink
+        if sink is not None:
+            sink.on_upstream_body(body)
+
+    def on_message_complete(self) -> None:
+        if not self._status:
+            return
+        self._cancel_timer()
+        sink = self.sink
+        self.sink = None
+        if self._paused:
+            # The whole body is parsed; the pause was only for the client's sake.
+            self._paused = False
+            self.transport.resume_reading()
+        if self._keep_alive:
+            self.pool._release(self)
+        else:
+            self._shutdown()
+        if sink is not None:
+            sink.on_upstream_end()
+
+    # timers ------------------------------------------------------------------------------
+    def _on_first_byte_timeout(self) -> None:
+        self._timer = None
+        if not self.got_bytes:
+            self._fail(UpstreamError(
+                "timeout", f"provider sent no response within {self._first_byte_s:g} s"))
+
+    def _arm_idle(self) -> None:
+        # One timer re-armed lazily: resetting a timer on every chunk would
+        # cost a heap operation per chunk (uvloop's TimerHandle is not free).
+        self._cancel_timer()
+        self._timer = self.loop.call_later(self._idle_s, self._on_idle_check)
+
+    def _on_idle_check(self) -> None:
+        self._timer = None
+        if self.sink is None or self.closed:
+            return
+        if self._paused:
+            # Waiting on a slow client is not the provider's fault.
+            self._timer = self.loop.call_later(self._idle_s, self._on_idle_check)
+            return
+        left = self._last_rx + self._idle_s - self.loop.time()
+        if left > 0.001:
+            self._timer = self.loop.call_later(left, self._on_idle_check)
+        else:
+            self._fail(UpstreamError(
+                "timeout", f"provider sent nothing for {self._idle_s:g} s mid-response"))
+
+    def _cancel_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _fail(self, exc: UpstreamError) -> None:
+        sink = self.sink
+        self.sink = None
+        self._shutdown()
+        if sink is not None:
+            sink.on_upstream_error(exc)
+
+    def _shutdown(self) -> None:
+        self._cancel_timer()
+        if not self.closed:
+            self.closed = True
+            self.pool._forget(self)
+            if self.transport is not None:
+                self.transport.abort()
+
+
+class UpstreamPool:
+    """Keep-alive pool of provider connections, keyed by peer identity."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self._idle: dict[tuple, deque[UpstreamConnection]] = {}
+        self._all: set[UpstreamConnection] = set()
+        self._ssl: dict[tuple, ssl.SSLContext] = {}
+        self._sweeper: asyncio.TimerHandle | None = None
+
+    @staticmethod
+    def key_for(provider: Any) -> tuple:
+        return (provider.scheme, provider.host, provider.port,
+                provider.ca_bundle, provider.verify_tls)
+
+    def take_idle(self, key: tuple) -> UpstreamConnection | None:
+        """An idle, still-open connection for ``key``, or None (no await needed)."""
+        idle = self._idle.get(key)
+        while idle:
+            conn = idle.pop()  # LIFO: the most recently used is the least likely dead
+            if not conn.closed and not conn.transport.is_closing():
+                conn.reused = True
+                return conn
+        return None
+
+    async def connect(self, key: tuple, timeout_s: float) -> UpstreamConnection:
+        scheme, host, port, ca_bundle, verify = key
+        ctx = None
+        if scheme == "https":
+            ctx = self._ssl.get(key)
+            if ctx is None:
+                ctx = ssl.create_default_context(cafile=ca_bundle)
+                if not verify:
+                    ctx.check_hostname = False
+                    ctx.verify_mode = ssl.CERT_NONE
+                ctx.set_alpn_protocols(["http/1.1"])
+                self._ssl[key] = ctx
+        try:
+            async with asyncio.timeout(timeout_s):
+                _, conn = await self.loop.create_connection(
+                    lambda: UpstreamConnection(self, key, self.loop), host, port,
+                    ssl=ctx, server_hostname=host if ctx else None)
+        except TimeoutError:
+            raise UpstreamError("timeout", f"connecting to {host}:{port} timed out after "
+                                           f"{timeout_s:g} s", retry_safe=True) from None
+        except ssl.SSLError as exc:
+            raise UpstreamError("unreachable", f"TLS handshake with {host}:{port} failed: "
+                                               f"{exc.reason or exc}", retry_safe=True) from None
+        except OSError as exc:
+            raise UpstreamError("unreachable", f"cannot connect to {host}:{port}: "
+                                               f"{exc.strerror or exc}", retry_safe=True) from None
+        self._all.add(conn)
+        return conn
+
+    def _release(self, conn: UpstreamConnection) -> None:
+        idle = self._idle.get(conn.key)
+        if idle is None:
+            idle = self._idle[conn.key] = deque()
+        if len(idle) >= MAX_IDLE_PER_PEER:
+            conn._shutdown()
+            return
+        conn.idle_since = self.loop.time()
+        idle.append(conn)
+        if self._sweeper is None:
+            self._sweeper = self.loop.call_later(IDLE_EXPIRY_S, self._sweep)
+
+    def _forget(self, conn: UpstreamConnection) -> None:
+        self._all.discard(conn)
+        idle = self._idle.get(conn.key)
+        if idle:
+            try:
+                idle.remove(conn)
+            except ValueError:
+                pass
+
+    def _sweep(self) -> None:
+        self._sweeper = None
+        cutoff = self.loop.time() - IDLE_EXPIRY_S
+        for idle in list(self._idle.values()):
+            for conn in [c for c in idle if c.idle_since < cutoff]:
+                conn._shutdown()
+        if any(self._idle.values()):
+            self._sweeper = self.loop.call_later(IDLE_EXPIRY_S, self._sweep)
+
+    def stats(self) -> dict[str, int]:
+        return {"open": len(self._all), "idle": sum(len(d) for d in self._idle.values())}
+
+    def close(self) -> None:
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+        for conn in list(self._all):
+            conn._shutdown()
+        self._idle.clear()
+
+
+def build_request_head(method: bytes, path: bytes, host_header: bytes,
+                       headers: list[tuple[bytes, bytes]], body_len: int) -> bytes:
+    """Serialise an HTTP/1.1 request head for the provider."""
+    parts = [method, b" ", path, b" HTTP/1.1\r\nhost: ", host_header, b"\r\n"]
+    for k, v in headers:
+        parts.append(k)
+        parts.append(b": ")
+        parts.append(v)
+        parts.append(b"\r\n")
+    parts.append(b"content-length: %d\r\n\r\n" % body_len)
+    return b"".join(parts)

@@ -1,0 +1,257 @@
+"""``gateway usage``: show what the ledger recorded.
+
+    gateway usage [--db PATH] [--json] [--since SINCE] [--model NAME_OR_GLOB]
+                  [--limit N]
+
+Reads the ledger over a read-only connection (safe while the daemon runs) and
+prints an aligned table with a totals line, or with ``--json`` a JSON array of
+row objects (one per line). Rows come oldest first; ``--limit`` keeps the newest
+N. Exit status: 0 on success, 2 for bad arguments or an unreadable database.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import sys
+import time
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any, TextIO
+
+from proxy.ledger import DEFAULT_DB_PATH, LEDGER_COLUMNS, LedgerError, query_rows
+
+# Rows shown when --limit is not given: enough for a terminal page or two, and
+# a guard against dumping millions of rows by accident. `--limit 0` shows all.
+DEFAULT_LIMIT_ROWS = 100
+
+_UNIT_S = {"s": 1, "m": 60, "h": 3_600, "d": 86_400, "w": 604_800}
+_RELATIVE = re.compile(r"(\d+(?:\.\d+)?)\s*([smhdw])")
+_NUMBER = re.compile(r"\d+(?:\.\d+)?")
+
+EXIT_OK = 0
+EXIT_USAGE = 2
+
+
+def parse_since(text: str, now: float) -> float:
+    """SINCE as unix seconds.
+
+    Accepts a relative duration back from ``now`` (``90s``, ``15m``, ``2h``,
+    ``7d``, ``1w``), a unix timestamp (``1717000000``), or an ISO 8601 date or
+    date-time (``2024-06-01``, ``2024-06-01T12:30``, ``2024-06-01 12:30:00Z``).
+    An ISO value without a UTC offset is local time, as ``date`` prints it.
+    """
+    value = text.strip().lower()
+    if m := _RELATIVE.fullmatch(value):
+        return now - float(m.group(1)) * _UNIT_S[m.group(2)]
+    if _NUMBER.fullmatch(value):
+        return float(value)
+    try:
+        return datetime.fromisoformat(text.strip()).timestamp()
+    except ValueError:
+        raise ValueError(
+            f"cannot read {text!r} as a time: use 15m, 2h, 7d, a unix timestamp "
+            "or an ISO date such as 2024-06-01T12:00"
+        ) from None
+
+
+def _since_arg(text: str) -> float:
+    try:
+        return parse_since(text, time.time())
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _limit_arg(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        n = -1
+    if n < 0:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 0, got {text!r}")
+    return n
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="gateway usage",
+        description="Show requests recorded in the tokenway ledger, oldest first.",
+    )
+    parser.add_argument(
+        "--db",
+        default=DEFAULT_DB_PATH,
+        metavar="PATH",
+        help=f"ledger database (default: {DEFAULT_DB_PATH}, as for gatewayd)",
+    )
+    parser.add_argument(
+        "--json", action="store_true", help="print a JSON array of row objects"
+    )
+    parser.add_argument(
+        "--since",
+        type=_since_arg,
+        metavar="SINCE",
+        help="only requests started at or after SINCE: 15m, 2h, 7d, a unix "
+        "timestamp, or an ISO date/time (local time unless it has an offset)",
+    )
+    parser.add_argument(
+        "--model",
+        metavar="NAME_OR_GLOB",
+        help="only requests whose requested or served model is NAME, or matches "
+        "a glob such as 'gpt-4o*' (case-sensitive)",
+    )
+    parser.add_argument(
+        "--limit",
+        type=_limit_arg,
+        default=DEFAULT_LIMIT_ROWS,
+        metavar="N",
+        help=f"show the newest N matching rows (default: {DEFAULT_LIMIT_ROWS}; "
+        "0 for all)",
+    )
+    return parser
+
+
+def usage_main(argv: list[str]) -> int:
+    """Run ``gateway usage`` with ``argv`` (the words after ``usage``)."""
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # argparse exits on --help and on errors
+        return exc.code if isinstance(exc.code, int) else EXIT_USAGE
+    limit = args.limit or None
+    try:
+        rows = query_rows(args.db, since=args.since, model=args.model, limit=limit)
+    except LedgerError as exc:
+        print(f"gateway usage: error: {exc}", file=sys.stderr)
+        if not os.path.exists(args.db):
+            print(
+                "  (gatewayd creates it on start; pass --db to read another file)",
+                file=sys.stderr,
+            )
+        return EXIT_USAGE
+    try:
+        if args.json:
+            write_json(rows, sys.stdout)
+        else:
+            write_table(rows, sys.stdout)
+            if limit is not None and len(rows) == limit:
+                print(
+                    f"(newest {limit} rows shown; --limit 0 shows all)", file=sys.stderr
+                )
+        sys.stdout.flush()
+    except BrokenPipeError:
+        # `gateway usage | head`: stop quietly, and keep the interpreter from
+        # reporting the same error again when it flushes stdout at exit.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    return EXIT_OK
+
+
+# -- output ------------------------------------------------------------------
+
+
+def write_json(rows: Sequence[dict[str, Any]], out: TextIO) -> None:
+    """A JSON array, one row object per line (greppable, and still one value)."""
+    if not rows:
+        out.write("[]\n")
+        return
+    out.write("[\n")
+    last = len(rows) - 1
+    for i, row in enumerate(rows):
+        obj = {c: row.get(c) for c in LEDGER_COLUMNS}
+        out.write(json.dumps(obj, ensure_ascii=False, separators=(", ", ": ")))
+        out.write(",\n" if i < last else "\n")
+    out.write("]\n")
+
+
+def _fmt_time(ts: float | None) -> str:
+    if ts is None:
+        return "-"
+    return datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _fmt_num(value: float | None) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.0f}"
+    return str(value)
+
+
+def _fmt_bool(value: bool | None) -> str:
+    return "-" if value is None else "yes" if value else "no"
+
+
+def _fmt_model(row: dict[str, Any]) -> str:
+    model = row.get("model") or "-"
+    served = row.get("served_model")
+    if served and served != model:
+        return f"{model} ({served})"
+    return model
+
+
+def _is_error(row: dict[str, Any]) -> bool:
+    status = row.get("status")
+    return row.get("error_kind") is not None or (status is not None and status >= 400)
+
+
+# (header, cell function, right-aligned)
+_TABLE: tuple[tuple[str, Any, bool], ...] = (
+    ("TIME", lambda r: _fmt_time(r.get("ts")), False),
+    ("PROTOCOL", lambda r: r.get("client_protocol") or "-", False),
+    ("MODEL", _fmt_model, False),
+    ("PROVIDER", lambda r: r.get("provider") or "-", False),
+    ("STATUS", lambda r: _fmt_num(r.get("status")), True),
+    ("ERROR", lambda r: r.get("error_kind") or "-", False),
+    ("STREAM", lambda r: _fmt_bool(r.get("stream")), False),
+    ("IN", lambda r: _fmt_num(r.get("input_tokens")), True),
+    ("OUT", lambda r: _fmt_num(r.get("output_tokens")), True),
+    ("CACHED", lambda r: _fmt_num(r.get("cached_tokens")), True),
+    ("REASONING", lambda r: _fmt_num(r.get("reasoning_tokens")), True),
+    ("TTFB_MS", lambda r: _fmt_num(r.get("ttfb_ms")), True),
+    ("LATENCY_MS", lambda r: _fmt_num(r.get("latency_ms")), True),
+)
+
+# Columns summed on the totals line.
+_SUMMED = {
+    "IN": "input_tokens",
+    "OUT": "output_tokens",
+    "CACHED": "cached_tokens",
+    "REASONING": "reasoning_tokens",
+}
+
+
+def _total(rows: Sequence[dict[str, Any]], key: str) -> str:
+    known = [r[key] for r in rows if r.get(key) is not None]
+    return str(sum(known)) if known else "-"
+
+
+def write_table(rows: Sequence[dict[str, Any]], out: TextIO) -> None:
+    """Aligned columns, then a totals line over the rows shown."""
+    if not rows:
+        out.write("no requests recorded for this selection\n")
+        return
+    headers = [h for h, _, _ in _TABLE]
+    body = [[cell(r) for _, cell, _ in _TABLE] for r in rows]
+    errors = sum(1 for r in rows if _is_error(r))
+    totals = [""] * len(_TABLE)
+    totals[0] = f"total: {len(rows)} request{'s' if len(rows) != 1 else ''}"
+    totals[headers.index("ERROR")] = f"{errors} error{'s' if errors != 1 else ''}"
+    for header, key in _SUMMED.items():
+        totals[headers.index(header)] = _total(rows, key)
+    grid = [headers, *body, totals]
+    widths = [max(len(line[i]) for line in grid) for i in range(len(headers))]
+
+    def line(cells: Sequence[str]) -> str:
+        parts = [
+            c.rjust(w) if right else c.ljust(w)
+            for c, w, (_, _, right) in zip(cells, widths, _TABLE, strict=True)
+        ]
+        return "  ".join(parts).rstrip() + "\n"
+
+    out.write(line(headers))
+    for cells in body:
+        out.write(line(cells))
+    out.write(line(["-" * w for w in widths]))
+    out.write(line(totals))

@@ -1,0 +1,165 @@
+"""Shared fixtures: a real gateway on 127.0.0.1 port 0, on both loops and both parsers."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from proxy.aio import new_event_loop
+from proxy.config import load_config
+from proxy.ledger import Ledger, query_rows
+from tests.integration.upstreams import FakeUpstream
+
+LOOPS = ["asyncio", "uvloop"]
+PARSERS = ["httptools", "h11"]
+
+
+class RunningGateway:
+    """A gateway serving in a background thread with its own event loop."""
+
+    def __init__(self, tmp: Path, *, loop_kind: str = "uvloop", parser: str = "httptools",
+                 env: dict[str, str] | None = None, config_text: str | None = None,
+                 overrides: dict[str, Any] | None = None) -> None:
+        self.db = str(tmp / "ledger.db")
+        cfg_path = None
+        if config_text is not None:
+            cfg_path = tmp / "tokenway.toml"
+            cfg_path.write_text(config_text)
+        ov = {"listen": "127.0.0.1:0", "db": self.db, "parser": parser}
+        ov.update(overrides or {})
+        self.config = load_config(str(cfg_path) if cfg_path else None, env=env or {},
+                                  overrides=ov)
+        self.loop_kind = loop_kind
+        self.ledger = Ledger(self.db, flush_ms=5)
+        self.server: Any = None
+        self.errors: list[dict] = []
+
+    def start(self) -> RunningGateway:
+        from proxy.server import Server
+
+        self.ledger.start()
+        ready = threading.Event()
+        self.loop = new_event_loop(self.loop_kind)
+
+        def handler(loop: asyncio.AbstractEventLoop, ctx: dict) -> None:
+            self.errors.append(ctx)
+            loop.default_exception_handler(ctx)
+
+        async def main() -> None:
+            self.server = Server(self.config, self.ledger, self.loop)
+            await self.server.start()
+            ready.set()
+            await self.server.wait_stopped()
+            await self.server.shutdown(self.grace_s)
+
+        def run() -> None:
+            asyncio.set_event_loop(self.loop)
+            self.loop.set_exception_handler(handler)
+            try:
+                self.loop.run_until_complete(main())
+            finally:
+                self.loop.close()
+
+        self.grace_s = 2.0
+        self.thread = threading.Thread(target=run, daemon=True)
+        self.thread.start()
+        assert ready.wait(10), "gateway did not start"
+        return self
+
+    @property
+    def url(self) -> str:
+        return self.server.url
+
+    @property
+    def port(self) -> int:
+        return self.server.bound[0][1]
+
+    def call(self, fn: Any, *args: Any) -> Any:
+        """Run ``fn(*args)`` on the gateway's loop and return its result."""
+        done = threading.Event()
+        out: list[Any] = []
+        self.loop.call_soon_threadsafe(lambda: (out.append(fn(*args)), done.set()))
+        done.wait(5)
+        return out[0]
+
+    def stop(self, grace_s: float = 2.0) -> None:
+        if self.server is None:
+            return
+        self.grace_s = grace_s
+        self.loop.call_soon_threadsafe(self.server.request_stop)
+        self.thread.join(grace_s + 10)
+        self.ledger.close()
+        self.server = None
+
+    def rows(self) -> list[dict]:
+        self.ledger_flush()
+        return query_rows(self.db)
+
+    def ledger_flush(self, timeout_s: float = 5.0) -> None:
+        import time
+
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            s = self.ledger.stats()
+            if s["queued"] == 0:
+                time.sleep(0.03)  # the last batch may be mid-transaction
+                if self.ledger.stats()["queued"] == 0:
+                    return
+            time.sleep(0.01)
+
+    def wait_rows(self, n: int, timeout_s: float = 5.0) -> list[dict]:
+        import time
+
+        deadline = time.monotonic() + timeout_s
+        rows: list[dict] = []
+        while time.monotonic() < deadline:
+            rows = self.rows()
+            if len(rows) >= n:
+                return rows
+            time.sleep(0.02)
+        return rows
+
+
+@pytest.fixture
+def upstream() -> Iterator[FakeUpstream]:
+    up = FakeUpstream().start()
+    yield up
+    up.stop()
+
+
+@pytest.fixture(params=LOOPS)
+def loop_kind(request: pytest.FixtureRequest) -> str:
+    return request.param
+
+
+@pytest.fixture(params=PARSERS)
+def parser(request: pytest.FixtureRequest) -> str:
+    return request.param
+
+
+@pytest.fixture
+def make_gateway(tmp_path: Path) -> Iterator[Any]:
+    started: list[RunningGateway] = []
+
+    def make(**kw: Any) -> RunningGateway:
+        gw = RunningGateway(tmp_path, **kw).start()
+        started.append(gw)
+        return gw
+
+    yield make
+    for gw in started:
+        gw.stop()
+        assert not [e for e in gw.errors if "exception" in e], gw.errors
+
+
+@pytest.fixture
+def gateway(make_gateway: Any, upstream: FakeUpstream, loop_kind: str, parser: str) -> RunningGateway:
+    """Gateway with an OpenAI provider pointing at the fake upstream, all loop x parser pairs."""
+    return make_gateway(loop_kind=loop_kind, parser=parser,
+                        env={"TOKENWAY_OPENAI_BASE_URL": upstream.base_url,
+                             "TOKENWAY_OPENAI_API_KEY": "sk-upstream-secret"})
