@@ -116,11 +116,6 @@ class Scenario:
             return self.chunks + 2  # deltas, finish chunk, [DONE]
         return self.chunks + 6      # start, block start, ping, deltas, block stop, delta, stop
 
-    def headers(self) -> dict[str, str]:
-        if self.api == "messages":
-            return {"anthropic-version": "2023-06-01"}
-        return {}
-
 
 def build_scenarios(groups: list[str], concs: list[int], dur: dict[str, float]) -> list[Scenario]:
     out: list[Scenario] = []
@@ -355,7 +350,7 @@ class Runner:
             t.stop()
             return
         last = ""
-        body, headers = probe.body(), {**t.headers, **probe.headers()}
+        body, headers = probe.body(), t.request_headers(probe.api)
         while True:
             died = t.exited()
             if died:
@@ -413,7 +408,7 @@ class Runner:
         assert tr.started is not None
         body_file = self.tmpdir / f"body-{sc.id}.json"
         body_file.write_bytes(sc.body())
-        headers = {**tr.target.headers, **sc.headers()}
+        headers = tr.target.request_headers(sc.api)
         cmd, env = self.driver_cmd(sc, tr.started.base_url + sc.path, headers, duration_s,
                                    body_file)
         p = subprocess.run(cmd, env=env, cwd=REPO_ROOT, capture_output=True, text=True,

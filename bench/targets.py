@@ -7,8 +7,10 @@ to the fake provider. The interface is small on purpose, so that a new peer is o
     start(upstream_url, ctx) -> Started(base_url, pid)   # spawn; do not wait for ready
     stop()                           # SIGTERM by pid, then SIGKILL the tree after a grace
 
+    request_headers(api) -> dict     # auth and routing headers for "chat" or "messages"
+
 plus attributes: `name`, `kind` (floor | proxy | gateway | peer), `apis` (the client APIs
-it serves: "chat", "messages"), `headers` (sent on every request), `start_timeout_s`.
+it serves: "chat", "messages"), `key` (the client's API key), `start_timeout_s`.
 The runner measures start-to-first-200 itself by polling a real proxied request, reads
 CPU and RSS of the returned pid's process tree, and never lets one target's failure stop
 the others.
@@ -92,7 +94,7 @@ class Target:
     start_timeout_s = 30.0
 
     def __init__(self) -> None:
-        self.headers: dict[str, str] = {"Authorization": f"Bearer {BENCH_API_KEY}"}
+        self.key = BENCH_API_KEY
         self.proc: subprocess.Popen | None = None
         self.log_path: Path | None = None
         self.version: str | None = None
@@ -103,6 +105,12 @@ class Target:
 
     def start(self, upstream_url: str, ctx: Context) -> Started:
         raise NotImplementedError
+
+    def request_headers(self, api: str) -> dict[str, str]:
+        """What an official SDK would send: Bearer auth for OpenAI, x-api-key for Anthropic."""
+        if api == "messages":
+            return {"x-api-key": self.key, "anthropic-version": "2023-06-01"}
+        return {"Authorization": f"Bearer {self.key}"}
 
     def exited(self) -> str | None:
         """Why the process died, if it did."""
@@ -280,6 +288,13 @@ class TokenwayTarget(Target):
             lines = [ln for ln in (out.stderr + out.stdout).splitlines() if ln.strip()]
             why = lines[-1].strip() if lines else f"exit code {out.returncode}"
             return f"`python -m proxy --help` failed: {why[:200]}"
+        if "--version" in out.stdout:
+            try:
+                ver = _run([sys.executable, "-m", "proxy", "--version"], self.HELP_TIMEOUT_S,
+                           cwd=REPO_ROOT, env=env)
+                self.version = (ver.stdout or ver.stderr).strip().split()[-1] or None
+            except (OSError, subprocess.SubprocessError, IndexError):
+                pass
         return None
 
     def start(self, upstream_url: str, ctx: Context) -> Started:
@@ -319,6 +334,7 @@ class LiteLLMTarget(Target):
     name = "litellm"
     kind = "peer"
     peer = True
+    apis = frozenset({"chat", "messages"})
     start_timeout_s = 120.0
     MASTER_KEY = "sk-local-bench-0123456789abcdef0123456789abcdef"
 
@@ -369,7 +385,7 @@ class LiteLLMTarget(Target):
                "--host", "127.0.0.1", "--port", str(port)]
         if ctx.workers > 1:
             cmd += ["--num_workers", str(ctx.workers)]
-        self.headers = {"Authorization": f"Bearer {self.MASTER_KEY}"}
+        self.key = self.MASTER_KEY
         proc = self._spawn(cmd, ctx, env=env, cwd=ctx.tmpdir)
         return Started(f"http://127.0.0.1:{port}", proc.pid)
 
@@ -440,6 +456,8 @@ class PortkeyTarget(_NpmPeer):
     name = "portkey"
     kind = "peer"
     peer = True
+    apis = frozenset({"chat", "messages"})
+    upstream_url = ""
     package = "@portkey-ai/gateway@1.15.2"
     overrides = {"@hono/node-server": "1.13.5"}
     folder = "portkey"
@@ -450,12 +468,16 @@ class PortkeyTarget(_NpmPeer):
         preload.write_text(LOOPBACK_PRELOAD_JS)
         port = free_port()
         script = d / "node_modules" / "@portkey-ai" / "gateway" / "build" / "start-server.js"
-        self.headers = {"Authorization": f"Bearer {BENCH_API_KEY}",
-                        "x-portkey-provider": "openai",
-                        "x-portkey-custom-host": upstream_url}
+        self.upstream_url = upstream_url
         proc = self._spawn(["node", "-r", str(preload), str(script), f"--port={port}",
                             "--headless"], ctx, env={"NODE_ENV": "production"}, cwd=d)
         return Started(f"http://127.0.0.1:{port}", proc.pid)
+
+    def request_headers(self, api: str) -> dict[str, str]:
+        # No config file: the provider and the custom host ride on every request.
+        provider = "anthropic" if api == "messages" else "openai"
+        return {**super().request_headers(api), "x-portkey-provider": provider,
+                "x-portkey-custom-host": self.upstream_url}
 
 
 class CCRTarget(_NpmPeer):
@@ -482,7 +504,6 @@ class CCRTarget(_NpmPeer):
         }
         (home / ".claude-code-router" / "config.json").write_text(json.dumps(config, indent=2))
         cli = self._dir(ctx) / "node_modules" / "@musistudio" / "claude-code-router" / "dist" / "cli.js"
-        self.headers = {"x-api-key": BENCH_API_KEY}
         proc = self._spawn(["node", str(cli), "start"], ctx, env={"HOME": str(home)},
                            cwd=self._dir(ctx))
         return Started(f"http://127.0.0.1:{port}", proc.pid)

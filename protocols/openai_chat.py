@@ -478,7 +478,7 @@ def _decode_tool_call(tc: Any, p: str) -> ToolCall:
     tc = _dict(tc, p)
     tid = _str(tc, "id", f"{p}.id", required=True) or ""
     ttype = tc.get("type", "function")
-    extras = _rest(tc, {"id", "type", "function", "custom", "index"})
+    extras = _rest(tc, {"id", "type", "function", "custom"})
     if ttype == "custom":
         c = _dict(tc.get("custom"), f"{p}.custom")
         return ToolCall(

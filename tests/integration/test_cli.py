@@ -1,0 +1,76 @@
+"""The console scripts as a user runs them: gatewayd in a subprocess, gateway usage."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+
+from tests.integration import rawhttp
+
+PY = sys.executable
+
+
+def start_daemon(tmp_path, *args, env=None):
+    e = {k: v for k, v in os.environ.items() if not k.startswith("TOKENWAY_")}
+    e.update(env or {})
+    p = subprocess.Popen([PY, "-m", "proxy", "--listen", "127.0.0.1:0",
+                          "--db", str(tmp_path / "t.db"), *args],
+                         stderr=subprocess.PIPE, text=True, env=e, cwd=tmp_path)
+    deadline = time.monotonic() + 20
+    line = ""
+    while time.monotonic() < deadline:
+        line = p.stderr.readline()
+        m = re.search(r"listening on (http://\S+)", line)
+        if m:
+            return p, m.group(1)
+        if not line and p.poll() is not None:
+            break
+    p.kill()
+    raise AssertionError(f"gatewayd did not start: {line}")
+
+
+def test_gatewayd_serves_and_stops_on_sigterm_with_ledger(tmp_path):
+    p, url = start_daemon(tmp_path)
+    try:
+        st, _, body = rawhttp.request(url + "/v1/chat/completions", "POST",
+                                      {"model": "loopback",
+                                       "messages": [{"role": "user", "content": "hello"}]})
+        assert st == 200 and "hello" in body.decode()
+    finally:
+        p.send_signal(signal.SIGTERM)
+        rest = p.communicate(timeout=20)[1]
+    assert p.returncode == 0, rest
+    assert "1 rows written" in rest
+    out = subprocess.run([PY, "-c", "from proxy.cli import gateway_main; import sys; "
+                          "sys.exit(gateway_main())", "usage", "--db", str(tmp_path / "t.db"),
+                          "--json"], capture_output=True, text=True, check=True).stdout
+    rows = json.loads(out)
+    assert len(rows) == 1
+    row = rows[0]
+    for key in ("ts", "request_id", "endpoint", "client_protocol", "model", "served_model",
+                "provider", "status", "error_kind", "stream", "input_tokens", "output_tokens",
+                "cached_tokens", "reasoning_tokens", "latency_ms", "ttfb_ms", "bytes_in",
+                "bytes_out"):
+        assert key in row
+    assert row["model"] == "loopback" and row["status"] == 200 and row["stream"] is False
+
+
+def test_refuses_public_listen_without_keys(tmp_path):
+    r = subprocess.run([PY, "-m", "proxy", "--listen", "0.0.0.0:0", "--db", str(tmp_path / "x.db")],
+                       capture_output=True, text=True, timeout=20,
+                       env={k: v for k, v in os.environ.items() if not k.startswith("TOKENWAY_")})
+    assert r.returncode == 2
+    assert "TOKENWAY_API_KEYS" in r.stderr and "--allow-unauthenticated" in r.stderr
+
+
+def test_config_error_names_the_key(tmp_path):
+    cfg = tmp_path / "bad.toml"
+    cfg.write_text('[providers.x]\nkind = "foo"\nbase_url = "http://h/v1"\n')
+    r = subprocess.run([PY, "-m", "proxy", "--config", str(cfg), "--db", str(tmp_path / "x.db")],
+                       capture_output=True, text=True, timeout=20)
+    assert r.returncode == 2 and "providers.x.kind" in r.stderr
