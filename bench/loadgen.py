@@ -160,7 +160,7 @@ async def open_client(run: Run) -> None:
         await asyncio.wait_for(
             run.loop.create_connection(lambda: Client(run), run.host, run.port),
             CONNECT_TIMEOUT_S)
-    except (OSError, asyncio.TimeoutError):
+    except (TimeoutError, OSError):
         run.sockerr += 1
         run.conn_closed()
         if run.loop.time() < run.deadline:
@@ -177,7 +177,7 @@ async def run_load(url: str, body: bytes, headers: list[tuple[str, str]], conc: 
         run.loop.create_task(open_client(run))
     try:
         await asyncio.wait_for(run.all_done.wait(), duration_s + DRAIN_GRACE_S)
-    except asyncio.TimeoutError:
+    except TimeoutError:
         pass
     elapsed = time.perf_counter() - start
     reqs = len(run.latencies)

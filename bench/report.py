@@ -50,7 +50,7 @@ def _table(header: list[str], rows: list[list[str]], left: int = 2,
 
     def fmt(row: list[str]) -> str:
         cells = []
-        for i, (c, w) in enumerate(zip(row, widths)):
+        for i, (c, w) in enumerate(zip(row, widths, strict=True)):
             if i == last and left_last:
                 cells.append(c)
             elif i < left:

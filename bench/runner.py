@@ -25,7 +25,7 @@ import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import orjson
@@ -492,7 +492,7 @@ class Runner:
     # ------------------------------------------------------------------ the run
     def run(self) -> dict:
         opts = self.opts
-        started_at = datetime.now(timezone.utc)
+        started_at = datetime.now(UTC)
         groups = opts.scenarios or list(DEFAULT_GROUPS)
         concs = opts.conc or list(CONCURRENCY)
         scenarios = build_scenarios(groups, concs, self.dur)
@@ -647,7 +647,7 @@ BASELINES = ("direct", "nginx")
 
 
 def add_ratios(sc: Scenario, per_target: dict[str, dict]) -> None:
-    for name, cell in per_target.items():
+    for cell in per_target.values():
         ratios: dict[str, dict[str, float]] = {}
         added: dict[str, dict[str, float]] = {}
         for base in BASELINES:

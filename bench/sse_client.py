@@ -252,7 +252,7 @@ async def open_client(run: Run) -> None:
         await asyncio.wait_for(
             run.loop.create_connection(lambda: StreamClient(run), run.host, run.port),
             CONNECT_TIMEOUT_S)
-    except (OSError, asyncio.TimeoutError):
+    except (TimeoutError, OSError):
         run.sockerr += 1
         run.conn_closed()
         if run.loop.time() < run.deadline:
@@ -273,7 +273,7 @@ async def run_streams(url: str, body: bytes, headers: list[tuple[str, str]], con
         run.loop.create_task(open_client(run))
     try:
         await asyncio.wait_for(run.all_done.wait(), duration_s + STREAM_GRACE_S)
-    except asyncio.TimeoutError:
+    except TimeoutError:
         pass
     elapsed = time.perf_counter() - start
     streams = run.streams_ok + run.streams_bad

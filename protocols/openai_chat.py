@@ -218,10 +218,20 @@ def _list(v: Any, param: str) -> list[Any]:
     return v
 
 
-def _rest(obj: dict[str, Any], known: frozenset[str] | set[str]) -> dict[str, Any] | None:
-    """Fields of ``obj`` outside ``known``, as an extras entry (or None)."""
+def _rest(obj: dict[str, Any], known: frozenset[str] | set[str],
+          hints: dict[str, Any] | None = None) -> dict[str, Any] | None:
+    """Fields of ``obj`` outside ``known``, as an extras entry (or None). ``hints`` are
+    round-trip notes for this module's encoder; their keys start with ``_`` and are
+    never written to the wire."""
     rest = {k: v for k, v in obj.items() if k not in known}
+    if hints:
+        rest.update(hints)
     return {FORMAT: rest} if rest else None
+
+
+def _wire(extras: dict[str, Any]) -> dict[str, Any]:
+    """Extras minus the ``_`` round-trip hints."""
+    return {k: v for k, v in extras.items() if k[:1] != "_"}
 
 
 def _digest(text: str) -> str:
@@ -526,7 +536,8 @@ def _decode_message(m: Any, i: int, tool_names: dict[str, str]) -> Message:
     if role == "tool":
         tid = _str(m, "tool_call_id", f"{p}.tool_call_id", required=True) or ""
         blocks3, as_string = _text_parts(m.get("content"), f"{p}.content")
-        result = ToolResult(id=tid, content=blocks3, name=tool_names.get(tid))
+        result = ToolResult(id=tid, content=blocks3, name=tool_names.get(tid),
+                            extras=None if as_string else {FORMAT: {"_content_list": True}})
         return Message(Role.USER, (result,), as_string=as_string,
                        extras=_rest(m, {"role", "content", "tool_call_id"}))
     if role == "function":
@@ -580,8 +591,9 @@ def _decode_assistant(m: dict[str, Any], p: str, name: str | None,
             tool_names[call.id] = call.name
             blocks.append(call)
     known = {"role", "content", "name", "tool_calls", "reasoning_content", "thinking_blocks"}
+    hints = None if "content" in m else {"_no_content": True}
     return Message(Role.ASSISTANT, tuple(blocks), name=name, as_string=as_string,
-                   extras=_rest(m, known))
+                   extras=_rest(m, known, hints))
 
 
 def _decode_tool(t: Any, i: int) -> ir.Tool:
@@ -773,7 +785,9 @@ def _encode_user_part(b: ir.Block, param: str) -> dict[str, Any]:
     t = type(b)
     if t is Text:
         part: dict[str, Any] = {"type": "text", "text": b.text}
-        part.update(ir.extras_for(b, FORMAT))
+        if b.cache_control is not None:
+            part["cache_control"] = b.cache_control
+        part.update(_wire(ir.extras_for(b, FORMAT)))
         return part
     if t is Image:
         if b.data is not None:
@@ -805,7 +819,8 @@ def _encode_user_part(b: ir.Block, param: str) -> dict[str, Any]:
 def _encode_message(m: Message, i: int, out: list[dict[str, Any]],
                     names: dict[str, str] | None) -> None:
     p = f"messages[{i}]"
-    mx = ir.extras_for(m, FORMAT)
+    mx_all = ir.extras_for(m, FORMAT)
+    mx = _wire(mx_all)
     role = m.role
     if role is Role.SYSTEM or role is Role.DEVELOPER:
         texts = [b for b in m.content if type(b) is Text]
@@ -871,7 +886,7 @@ def _encode_message(m: Message, i: int, out: list[dict[str, Any]],
         msg["content"] = "".join(texts) if m.as_string or len(texts) == 1 else [
             {"type": "text", "text": t} for t in texts
         ]
-    elif refusal is None:
+    elif refusal is None and not mx_all.get("_no_content"):
         msg["content"] = "" if m.as_string else None
     if refusal is not None:
         msg["refusal"] = refusal
@@ -895,7 +910,7 @@ def _encode_tool_call(b: ToolCall, names: dict[str, str] | None) -> dict[str, An
     else:
         call = {"id": wire_tool_id(b.id), "type": "function",
                 "function": {"name": name, "arguments": b.arguments}}
-    call.update(ir.extras_for(b, FORMAT))
+    call.update(_wire(ir.extras_for(b, FORMAT)))
     return call
 
 
@@ -917,10 +932,11 @@ def _encode_tool_result(b: ToolResult, param: str, moved_images: list[dict[str, 
         # §5.8 case 8: Chat has no is_error flag.
         text = f"Error: {text}"
     msg: dict[str, Any] = {"role": "tool", "tool_call_id": wire_tool_id(b.id)}
-    if m.as_string or b.is_error or len(b.content) != 1 or type(b.content[0]) is not Text:
-        msg["content"] = text
+    if ir.extras_for(b, FORMAT).get("_content_list") and not b.is_error:
+        msg["content"] = [{"type": "text", "text": c.text} for c in b.content if type(c) is Text]
     else:
-        msg["content"] = [{"type": "text", "text": text}]
+        # A plain string is what every OpenAI-compatible server accepts.
+        msg["content"] = text
     msg.update(mx)
     return msg
 
@@ -935,7 +951,7 @@ def _encode_tool(t: ir.Tool, names: dict[str, str] | None) -> dict[str, Any] | N
             f["parameters"] = t.parameters
         if t.strict is not None:
             f["strict"] = t.strict
-        f.update(ir.extras_for(t, FORMAT))
+        f.update(_wire(ir.extras_for(t, FORMAT)))
         return {"type": "function", "function": f}
     if tt is ir.CustomTool:
         c: dict[str, Any] = {"name": wire_tool_name(t.name, names)}

@@ -10,6 +10,7 @@ exchange has to open a provider connection first.
 from __future__ import annotations
 
 import hmac
+import itertools
 import logging
 import os
 import time
@@ -21,7 +22,13 @@ from protocols.observe import ChatStreamObserver
 
 from . import __version__, loopback
 from .config import Config, ProviderConfig
-from .errors import UPSTREAM, GatewayError, anthropic_error_body, bad_request, openai_error_body
+from .errors import (
+    UPSTREAM,
+    GatewayError,
+    anthropic_error_body,
+    bad_request,
+    openai_error_body,
+)
 from .exchange import SSE_HEADERS, ProxyExchange
 from .routing import Router
 from .upstream import HOP_BY_HOP, UpstreamPool
@@ -81,8 +88,13 @@ class Provider:
         self.static_headers = hs
 
 
+_ID_PREFIX = "req_" + os.urandom(6).hex()
+_id_counter = itertools.count(1)
+
+
 def new_request_id() -> str:
-    return "req_" + os.urandom(12).hex()
+    """Unique per process run: a random prefix plus a counter (no syscall per request)."""
+    return f"{_ID_PREFIX}{next(_id_counter):012x}"
 
 
 class Gateway:

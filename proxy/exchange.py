@@ -27,7 +27,12 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from .errors import CLIENT, UPSTREAM, GatewayError, openai_error_body
-from .upstream import HOP_BY_HOP, MAX_BUFFERED_RESPONSE_BYTES, UpstreamError, build_request_head
+from .upstream import (
+    HOP_BY_HOP,
+    MAX_BUFFERED_RESPONSE_BYTES,
+    UpstreamError,
+    build_request_head,
+)
 
 if TYPE_CHECKING:
     from .app import Gateway

@@ -106,7 +106,7 @@ def compare(a: dict, b: dict, only: set[str] | None, show_inner: bool) -> str:
                 row += [_fmt(ca.get(key)), _fmt(cb.get(key)), _ratio(ca.get(key), cb.get(key),
                                                                      better)]
             if show_inner:
-                for key, _, better in keys[:1] + keys[-1:]:
+                for key, _, _ in keys[:1] + keys[-1:]:
                     for base in ("direct", "nginx"):
                         ra = (ca.get("ratio") or {}).get(key, {}).get(base)
                         rb = (cb.get("ratio") or {}).get(key, {}).get(base)
@@ -125,7 +125,7 @@ def compare(a: dict, b: dict, only: set[str] | None, show_inner: bool) -> str:
         widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(header)]
         for r in [header] + rows:
             lines.append("  " + "  ".join(c.ljust(w) if i == 0 else c.rjust(w)
-                                          for i, (c, w) in enumerate(zip(r, widths))))
+                                          for i, (c, w) in enumerate(zip(r, widths, strict=True))))
     ta, tb = a.get("targets", {}), b.get("targets", {})
     rows = []
     for name, ia in ta.items():
@@ -147,7 +147,7 @@ def compare(a: dict, b: dict, only: set[str] | None, show_inner: bool) -> str:
         lines.append("startup and memory")
         for r in [header] + rows:
             lines.append("  " + "  ".join(c.ljust(w) if i == 0 else c.rjust(w)
-                                          for i, (c, w) in enumerate(zip(r, widths))))
+                                          for i, (c, w) in enumerate(zip(r, widths, strict=True))))
     return "\n".join(lines) + "\n"
 
 

@@ -99,5 +99,5 @@ class Reader:
         self.sock.settimeout(timeout)
         try:
             return self.sock.recv(1) == b""
-        except (ConnectionResetError, socket.timeout):
+        except (TimeoutError, ConnectionResetError):
             return False

@@ -8,7 +8,9 @@ import pytest
 
 from tests.integration import rawhttp
 from tests.integration.upstreams import (
-    CHAT_COMPLETION, json_response, sse_response, transcript,
+    json_response,
+    sse_response,
+    transcript,
 )
 
 

@@ -56,6 +56,7 @@ class FakeUpstream:
     connections: int = 0
     open_connections: int = 0
     port: int = 0
+    ssl_context: object = None
 
     def start(self) -> FakeUpstream:
         ready = threading.Event()
@@ -64,7 +65,7 @@ class FakeUpstream:
         def run() -> None:
             asyncio.set_event_loop(self._loop)
             self._server = self._loop.run_until_complete(
-                asyncio.start_server(self._serve, "127.0.0.1", 0))
+                asyncio.start_server(self._serve, "127.0.0.1", 0, ssl=self.ssl_context))
             self.port = self._server.sockets[0].getsockname()[1]
             ready.set()
             try:
@@ -79,7 +80,9 @@ class FakeUpstream:
 
     @property
     def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/v1"
+        scheme = "https" if self.ssl_context else "http"
+        host = "localhost" if self.ssl_context else "127.0.0.1"
+        return f"{scheme}://{host}:{self.port}/v1"
 
     def stop(self) -> None:
         async def shut() -> None:
@@ -176,7 +179,7 @@ def sse_response(data: bytes, pieces: int | list[int] = 1, delay: float = 0.0) -
     else:
         cuts = [0] + list(pieces)
     cuts.append(len(data))
-    for a, b in zip(cuts, cuts[1:]):
+    for a, b in zip(cuts, cuts[1:], strict=False):
         if b > a:
             acts.append(("body", data[a:b]))
             if delay:
