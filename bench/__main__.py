@@ -75,6 +75,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--out", type=Path, default=None, help="result file (default "
                      "bench/results/<timestamp>-<mode>-<commit>.json)")
     run.add_argument("--no-save", action="store_true", help="do not write a result file")
+    run.add_argument("--keep-tmp", action="store_true",
+                     help="keep the temporary folder with configs and logs (always kept "
+                          "when a target failed)")
     show = sub.add_parser("show", help="print the tables of a saved result")
     show.add_argument("file", type=Path)
     return ap
@@ -104,7 +107,14 @@ def main(argv: list[str] | None = None) -> int:
     if args.repeat < 1 or args.workers < 1:
         ap.error("--repeat and --workers must be >= 1")
     args.tokenway_env = dict(args.tokenway_env)
-    result = Runner(args).run()
+    try:
+        result = Runner(args).run()
+    except KeyboardInterrupt:
+        print("interrupted; every process started by the run was stopped", file=sys.stderr)
+        return 130
+    except Exception as exc:  # the fake upstream or a tool failed: nothing to compare
+        print(f"bench run failed: {exc}", file=sys.stderr)
+        return 2
     print(report.render(result), end="")
     if not args.no_save:
         path = save(result, args.out)

@@ -18,6 +18,7 @@ from __future__ import annotations
 import http.client
 import os
 import resource
+import shutil
 import statistics
 import subprocess
 import sys
@@ -62,6 +63,7 @@ DRIVER_SLACK_S = 90.0
 RSS_SAMPLE_PERIOD_S = 0.25
 READY_POLL_S = 0.02
 PROBE_TIMEOUT_S = 5.0
+WARMUP_FIRST_TIMEOUT_S = 60.0
 UPSTREAM_START_TIMEOUT_S = 15.0
 
 DURATIONS = {
@@ -402,6 +404,10 @@ class Runner:
             cmd += ["--header", h]
         if sc.driver == "sse":
             cmd += ["--expect", str(sc.chunks), "--interval-ms", str(sc.interval_ms)]
+            if sc.interval_ms:
+                # Spread the stream starts over one frame interval: 16 streams that all
+                # start and tick in the same instant measure queueing in the fake.
+                cmd += ["--stagger-ms", str(sc.interval_ms / sc.conc)]
         return cmd, env
 
     def run_driver(self, sc: Scenario, tr: TargetRun, duration_s: float) -> dict:
@@ -489,6 +495,19 @@ class Runner:
             out["errors"] = ", ".join(problems)
         return out
 
+    def warm_up(self, tr: TargetRun, sc: Scenario) -> None:
+        """Before a target's first cell of an API and mode: one request that may take
+        its time (lazy imports, first connections), then a discarded load run at c=16."""
+        warm = Scenario("warmup", sc.group, sc.api, 16, sc.stream, "load", "gpt-bench",
+                        CHUNKS if sc.stream else 0, 0.0, self.dur["warmup"])
+        assert tr.started is not None
+        try:
+            http_post(tr.started.base_url, warm.path, warm.body(),
+                      tr.target.request_headers(warm.api), WARMUP_FIRST_TIMEOUT_S)
+            self.run_driver(warm, tr, warm.duration_s)
+        except Exception as exc:
+            self.say(f"{tr.target.name}: warm-up ({sc.api}, stream={sc.stream}) failed: {exc!r}")
+
     # ------------------------------------------------------------------ the run
     def run(self) -> dict:
         opts = self.opts
@@ -543,14 +562,7 @@ class Runner:
                 probe = Scenario("probe", "chat", api, 1, False, "load", "gpt-bench", 0, 0, 0)
                 self.start_target(tr, ctx, probe)
             live = [tr for tr in runs if tr.status == "ok"]
-            for tr in live:
-                api = "chat" if "chat" in tr.target.apis else "messages"
-                warm = Scenario("warmup", "chat", api, 16, False, "load", "gpt-bench", 0, 0,
-                                self.dur["warmup"])
-                try:
-                    self.run_driver(warm, tr, warm.duration_s)
-                except Exception as exc:
-                    self.say(f"{tr.target.name}: warm-up failed: {exc!r}")
+            warmed: set[tuple[str, str, bool]] = set()
             for rep in range(opts.repeat):
                 for sc in scenarios:
                     for tr in live:
@@ -562,6 +574,10 @@ class Runner:
                                 tr.status, tr.reason = "failed", f"died during the run: {died}"
                                 self.say(f"{tr.target.name}: {tr.reason}")
                             continue
+                        key = (tr.target.name, sc.api, sc.stream)
+                        if key not in warmed:
+                            warmed.add(key)
+                            self.warm_up(tr, sc)
                         try:
                             cell = self.measure(sc, tr)
                         except Exception as exc:
@@ -602,8 +618,13 @@ class Runner:
                 "events_per_stream": sc.events_per_stream, "duration_s": sc.duration_s,
                 "results": per_target,
             })
+        failed = [tr.target.name for tr in runs if tr.status == "failed"]
+        if self.opts.keep_tmp or failed:
+            result["tmpdir"] = str(self.tmpdir)
+            self.notes.append(f"configs and logs kept in {self.tmpdir}")
+        else:
+            shutil.rmtree(self.tmpdir, ignore_errors=True)
         result["notes"] = self.notes + noise_notes(result)
-        result["tmpdir"] = str(self.tmpdir)
         return result
 
 

@@ -264,13 +264,24 @@ def _rounded(d: dict[str, float]) -> dict[str, float]:
     return {k: round(v, 4) for k, v in d.items()}
 
 
+async def _open_later(run: Run, delay_s: float) -> None:
+    await asyncio.sleep(delay_s)
+    run.active -= 1  # open_client counts itself; drop the placeholder from run_streams
+    await open_client(run)
+
+
 async def run_streams(url: str, body: bytes, headers: list[tuple[str, str]], conc: int,
-                      duration_s: float, expected: int, interval_ms: float) -> dict:
+                      duration_s: float, expected: int, interval_ms: float,
+                      stagger_ms: float = 0.0) -> dict:
     host, port, request = build_request(url, body, headers, accept="text/event-stream")
     run = Run(host, port, request, duration_s, expected, interval_ms)
     start = time.perf_counter()
-    for _ in range(conc):
-        run.loop.create_task(open_client(run))
+    for i in range(conc):
+        if stagger_ms and i:
+            run.active += 1  # counted now, so all_done cannot fire before it opens
+            run.loop.create_task(_open_later(run, i * stagger_ms / 1000))
+        else:
+            run.loop.create_task(open_client(run))
     try:
         await asyncio.wait_for(run.all_done.wait(), duration_s + STREAM_GRACE_S)
     except TimeoutError:
@@ -304,10 +315,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--expect", type=int, default=20, help="content frames per stream")
     ap.add_argument("--interval-ms", type=float, default=0.0,
                     help="the upstream's frame interval, for gap statistics")
+    ap.add_argument("--stagger-ms", type=float, default=0.0,
+                    help="open connection i after i x this, so paced streams do not all "
+                         "start (and tick) in the same instant")
     args = ap.parse_args(argv)
     result = run_loop(run_streams(args.url, read_body(args.body_file),
                                   parse_headers(args.header), args.conc, args.duration,
-                                  args.expect, args.interval_ms))
+                                  args.expect, args.interval_ms, args.stagger_ms))
     sys.stdout.write("BENCH_RESULT " + orjson.dumps(result).decode() + "\n")
     return 0
 

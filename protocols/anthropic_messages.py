@@ -230,14 +230,16 @@ def _num(obj: dict[str, Any], key: str, lo: float, hi: float) -> float | None:
     return v
 
 
-def _int(obj: dict[str, Any], key: str, *, required: bool = False, lo: int = 0) -> int | None:
+def _int(obj: dict[str, Any], key: str, *, required: bool = False, lo: int = 0,
+         param: str | None = None) -> int | None:
     v = obj.get(key)
+    param = param or key
     if v is None:
         if required:
-            raise _missing(key)
+            raise _missing(param)
         return None
     if type(v) is not int or v < lo:
-        raise _bad(key, f"Input should be an integer >= {lo}")
+        raise _bad(param, f"Input should be an integer >= {lo}")
     return v
 
 
@@ -368,8 +370,8 @@ def decode_request(body: Any, ctx: ir.Context | None = None) -> Request:
         ttype = thinking.get("type")
         if ttype not in ("enabled", "disabled", "adaptive"):
             raise _bad("thinking.type", "Input should be 'enabled', 'disabled' or 'adaptive'")
-        budget = _int(thinking, "budget_tokens", required=ttype == "enabled",
-                      lo=MIN_THINKING_BUDGET_TOKENS) if ttype == "enabled" else None
+        budget = _int(thinking, "budget_tokens", required=True, lo=MIN_THINKING_BUDGET_TOKENS,
+                      param="thinking.budget_tokens") if ttype == "enabled" else None
         reasoning = ir.ReasoningConfig(
             mode=ttype, effort=effort, budget_tokens=budget,
             display=_str(thinking, "display", "thinking.display"),
@@ -962,6 +964,8 @@ def _encode_tool_choice(tc: ir.ToolChoice, names: dict[str, str] | None) -> dict
 
 
 def _stop_from_wire(stop: Any) -> StopReason:
+    if type(stop) is not str:
+        return StopReason.END_TURN
     return _STOP_FROM_WIRE.get(stop, StopReason.END_TURN)
 
 
@@ -1146,23 +1150,31 @@ class StreamDecoder:
         if self.done:
             return out
         observe = self._observe
-        for frame in self._split.feed(data):
-            if observe and frame.startswith(_OBSERVE_SKIP):
-                continue
-            payload = data_of(frame)
-            if payload is None:
-                continue
-            try:
-                obj = jsonio.loads(payload)
-            except jsonio.JSONDecodeError:
-                raise UpstreamProtocolError("Anthropic stream event is not JSON", param="data") from None
-            if type(obj) is not dict:
-                raise UpstreamProtocolError("Anthropic stream event is not an object", param="data")
-            handler = _HANDLERS.get(obj.get("type"))
-            if handler is not None:
-                handler(self, obj, out)
-                if self.done:
-                    break
+        try:
+            for frame in self._split.feed(data):
+                if observe and frame.startswith(_OBSERVE_SKIP):
+                    continue
+                payload = data_of(frame)
+                if payload is None:
+                    continue
+                try:
+                    obj = jsonio.loads(payload)
+                except jsonio.JSONDecodeError:
+                    raise UpstreamProtocolError("Anthropic stream event is not JSON",
+                                                param="data") from None
+                if type(obj) is not dict:
+                    raise UpstreamProtocolError("Anthropic stream event is not an object",
+                                                param="data")
+                etype = obj.get("type")
+                handler = _HANDLERS.get(etype) if type(etype) is str else None
+                if handler is not None:
+                    handler(self, obj, out)
+                    if self.done:
+                        break
+        except UpstreamProtocolError as e:
+            # Events decoded before the bad frame stay valid; the bad frame ends the stream
+            # (so the output does not depend on where chunk boundaries fell).
+            self._fail(out, StreamError(ErrorKind.UPSTREAM_PROTOCOL, e.message, e.status_hint))
         return out
 
     def close(self) -> list[ir.StreamEvent]:
@@ -1198,7 +1210,8 @@ class StreamDecoder:
         out.append(MessageStart(self.id, self.model, self.usage))
 
     def _ir_index(self, obj: dict[str, Any]) -> int:
-        idx = self._blocks.get(obj.get("index"))
+        aidx = obj.get("index")
+        idx = self._blocks.get(aidx) if type(aidx) is int else None
         if idx is None:
             raise UpstreamProtocolError("content block event for an unknown index", param="index")
         return idx
@@ -1599,16 +1612,14 @@ class StreamEncoder:
 
     def _on_end(self, ev: MessageEnd) -> bytes:
         out = self._ensure_started()
-        if self._open >= 0:
-            out += self._on_block_stop(BlockStop(self._open))  # defensive: close the open block
-        while self._pending_tool:
-            # Held blocks whose stop never came: replay them and close them.
-            idx = self._pending_tool[0]
-            out += self._flush_held()
+        # Decoders stop every block before MessageEnd; should one not have, close it and
+        # replay any held tool blocks, so the client still gets complete blocks. Each
+        # pass closes the open block or opens a held one, so this terminates.
+        while self._open >= 0 or self._pending_tool:
             if self._open >= 0:
                 out += self._on_block_stop(BlockStop(self._open))
-            if self._pending_tool and self._pending_tool[0] == idx:
-                break
+            else:
+                out += self._flush_held()
         stop = ev.stop_reason
         if self._tool_blocks and stop is StopReason.END_TURN:
             stop = StopReason.TOOL_USE

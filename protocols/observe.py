@@ -125,3 +125,24 @@ class ChatStreamObserver:
         return b"data: " + jsonio.dumps({"error": {
             "message": message, "type": "server_error", "param": None, "code": kind,
         }}) + b"\n\n"
+
+
+def passthrough_error_frame(fmt: str, message: str, *, next_sequence: int = 0,
+                            timeout: bool = False) -> bytes:
+    """The event that ends a same-format (observed) stream after the provider
+    failed mid-stream, in that format's own error shape (protocols.md §5.7):
+    Chat ``data: {"error":...}``, Anthropic ``event: error``, Responses
+    ``event: error`` with the next ``sequence_number``, Gemini an error object."""
+    if fmt == "anthropic_messages":
+        kind = "timeout_error" if timeout else "api_error"
+        return b"event: error\ndata: " + jsonio.dumps(
+            {"type": "error", "error": {"type": kind, "message": message}}) + b"\n\n"
+    if fmt == "openai_responses":
+        return b"event: error\ndata: " + jsonio.dumps({
+            "type": "error", "code": "server_error", "message": message, "param": None,
+            "sequence_number": next_sequence}) + b"\n\n"
+    if fmt == "gemini":
+        return b"data: " + jsonio.dumps({"error": {
+            "code": 504 if timeout else 502, "message": message,
+            "status": "DEADLINE_EXCEEDED" if timeout else "UNAVAILABLE"}}) + b"\r\n\r\n"
+    return ChatStreamObserver.error_frame(message, "upstream_timeout" if timeout else "stream_cut")

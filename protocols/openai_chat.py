@@ -1004,6 +1004,8 @@ def _stop_from_finish(finish: Any, has_tools: bool) -> StopReason:
     # §1.4 gotcha: a forced tool_choice ends with "stop"; decide from the calls first.
     if has_tools and finish in (None, "stop", "tool_calls", "function_call"):
         return StopReason.TOOL_USE
+    if type(finish) is not str:
+        return StopReason.END_TURN
     return _FINISH_TO_STOP.get(finish, StopReason.END_TURN)
 
 
@@ -1025,7 +1027,7 @@ def decode_response(body: Any, ctx: ir.Context | None = None) -> Response:
     refusal = msg.get("refusal")
     if type(refusal) is str and refusal:
         blocks.append(Text(refusal, extras={FORMAT: {"type": "refusal"}}))
-    calls = msg.get("tool_calls") or ()
+    calls = msg.get("tool_calls") or []
     if type(calls) is not list:
         raise UpstreamProtocolError("tool_calls is not an array", param="tool_calls")
     for j, tc in enumerate(calls):
@@ -1171,6 +1173,21 @@ def encode_error(err: ApiError, source_format: str | None = None) -> tuple[int, 
 _DONE = b"[DONE]"
 
 
+def _nothing_to_observe(payload: bytes) -> bool:
+    """True when a chunk cannot carry a fact observe mode needs (tool calls, a finish
+    reason, usage, an error), judged by byte search so most chunks are never parsed.
+    Conservative: any doubt (other spacing, ``null`` spelled differently) means parse."""
+    if b'"tool_calls"' in payload or b'"error"' in payload:
+        return False
+    i = payload.find(b'"finish_reason"')
+    if i >= 0 and not payload.startswith(b":null", i + 15):
+        return False
+    i = payload.find(b'"usage"')
+    if i >= 0 and not payload.startswith(b":null", i + 7):
+        return False
+    return True
+
+
 class StreamDecoder:
     """Chat ``data:`` chunks → IR events (protocols.md §1.5).
 
@@ -1217,20 +1234,29 @@ class StreamDecoder:
         out: list[ir.StreamEvent] = []
         if self.done:
             return out
-        for frame in self._split.feed(data):
-            payload = data_of(frame)
-            if payload is None:
-                continue  # comment or field-only frame (": ping", "retry:")
-            if payload[:6] == _DONE and payload.strip() == _DONE:
-                self._end(out)
-            else:
-                try:
-                    chunk = jsonio.loads(payload)
-                except jsonio.JSONDecodeError:
-                    raise UpstreamProtocolError("Chat stream chunk is not JSON", param="data") from None
-                self._chunk(chunk, out)
-            if self.done:
-                break
+        try:
+            for frame in self._split.feed(data):
+                payload = data_of(frame)
+                if payload is None:
+                    continue  # comment or field-only frame (": ping", "retry:")
+                if payload[:6] == _DONE and payload.strip() == _DONE:
+                    self._end(out)
+                else:
+                    if self._observe and self._started and _nothing_to_observe(payload):
+                        continue
+                    try:
+                        chunk = jsonio.loads(payload)
+                    except jsonio.JSONDecodeError:
+                        raise UpstreamProtocolError("Chat stream chunk is not JSON",
+                                                    param="data") from None
+                    self._chunk(chunk, out)
+                if self.done:
+                    break
+        except UpstreamProtocolError as e:
+            # The events decoded before the bad frame stay valid; the bad frame ends the
+            # stream. Returning them (instead of raising) keeps the output independent of
+            # where the chunk boundaries fell.
+            self._fail(out, StreamError(ErrorKind.UPSTREAM_PROTOCOL, e.message, e.status_hint))
         return out
 
     def close(self) -> list[ir.StreamEvent]:

@@ -1,10 +1,9 @@
-"""The gateway's request handlers: endpoint table, auth, routing, ledger rows.
+"""The gateway's request dispatch: endpoint table, auth, routing, ledger rows.
 
 ``Gateway.handle`` is called by the HTTP connection for every request.  It
-answers small things inline (health, models, loopback, errors) and hands
-proxied requests to :class:`proxy.exchange.ProxyExchange`.  It returns None
-when the request was answered synchronously, or a coroutine when the
-exchange has to open a provider connection first.
+answers small things inline (health, models, errors) and hands model requests
+to :mod:`proxy.llm`.  It returns None when the request was answered
+synchronously, or a coroutine when a provider connection must be opened first.
 """
 
 from __future__ import annotations
@@ -18,20 +17,23 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from protocols.observe import ChatStreamObserver
-
 from . import __version__, loopback
-from .config import Config, ProviderConfig
+from .accounting import usage_to_row
+from .config import Config
+from .count_tokens import CountTokens
 from .errors import (
+    ANTHROPIC,
+    GEMINI,
+    OPENAI,
     UPSTREAM,
     GatewayError,
-    anthropic_error_body,
     bad_request,
-    openai_error_body,
+    error_body,
 )
-from .exchange import SSE_HEADERS, ProxyExchange
+from .llm import ERROR_FORMAT, ModelEndpoints
+from .provider import Provider
 from .routing import Router
-from .upstream import HOP_BY_HOP, UpstreamPool
+from .upstream import UpstreamPool
 
 if TYPE_CHECKING:
     from .h1 import HTTPConnection, Request
@@ -39,62 +41,23 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("tokenway.app")
 
-# Client request headers never forwarded to a provider: hop-by-hop ones,
-# framing we redo, credentials for the gateway (the provider key is
-# injected), and encodings we could not read usage through.
-_NOT_FORWARDED = HOP_BY_HOP | {
-    b"host", b"content-length", b"authorization", b"x-api-key", b"x-goog-api-key",
-    b"accept-encoding", b"expect", b"cookie", b"forwarded", b"x-forwarded-for",
-}
-
-OPENAI = "openai"  # error format names
-ANTHROPIC = "anthropic"
-
-
-class Provider:
-    """A configured provider plus the bytes the hot path needs, computed once."""
-
-    __slots__ = (
-        "config", "name", "kind", "scheme", "host", "port", "ca_bundle", "verify_tls",
-        "connect_timeout_s", "first_byte_timeout_s", "idle_timeout_s", "host_header",
-        "base_path", "static_headers", "passthrough_auth",
-    )
-
-    def __init__(self, cfg: ProviderConfig) -> None:
-        self.config = cfg
-        self.name = cfg.name
-        self.kind = cfg.kind
-        self.scheme = cfg.scheme
-        self.host = cfg.host
-        self.port = cfg.port
-        self.ca_bundle = cfg.ca_bundle
-        self.verify_tls = cfg.verify_tls
-        self.connect_timeout_s = cfg.connect_timeout_s
-        self.first_byte_timeout_s = cfg.first_byte_timeout_s
-        self.idle_timeout_s = cfg.idle_timeout_s
-        self.host_header = cfg.authority.encode()
-        self.base_path = cfg.base_path.encode()
-        self.passthrough_auth = cfg.auth_mode == "passthrough"
-        hs: list[tuple[bytes, bytes]] = [(b"accept-encoding", b"identity")]
-        if cfg.api_key and not self.passthrough_auth:
-            if cfg.kind == "anthropic":
-                hs.append((b"x-api-key", cfg.api_key.encode()))
-            elif cfg.kind == "gemini":
-                hs.append((b"x-goog-api-key", cfg.api_key.encode()))
-            else:
-                hs.append((b"authorization", b"Bearer " + cfg.api_key.encode()))
-        for k, v in cfg.headers:
-            hs.append((k.lower().encode(), v.encode()))
-        self.static_headers = hs
-
-
 _ID_PREFIX = "req_" + os.urandom(6).hex()
 _id_counter = itertools.count(1)
+
+GEMINI_PREFIX = "/v1beta/models/"
 
 
 def new_request_id() -> str:
     """Unique per process run: a random prefix plus a counter (no syscall per request)."""
     return f"{_ID_PREFIX}{next(_id_counter):012x}"
+
+
+def _error_format_for_path(path: str) -> str:
+    if path.startswith(GEMINI_PREFIX):
+        return GEMINI
+    if "/messages" in path or path.startswith("/anthropic/"):
+        return ANTHROPIC
+    return OPENAI
 
 
 class Gateway:
@@ -103,14 +66,26 @@ class Gateway:
         self.ledger = ledger
         self.pool = UpstreamPool(server.loop)
         self.started = time.time()
+        self.models_ep = ModelEndpoints(self)
+        self.count_tokens_ep = CountTokens(self)
         self.apply_config(config)
+        m = self.models_ep
+        ct = self.count_tokens_ep.handle
         self._routes = {
-            ("POST", "/v1/chat/completions"): self.chat_completions,
-            ("POST", "/v1/embeddings"): self.embeddings,
+            ("POST", "/v1/chat/completions"): m.chat,
+            ("POST", "/v1/responses"): m.responses,
+            ("POST", "/v1/messages"): m.messages,
+            ("POST", "/anthropic/v1/messages"): m.messages,
+            ("POST", "/v1/messages/count_tokens"): ct,
+            ("POST", "/anthropic/v1/messages/count_tokens"): ct,
+            ("POST", "/v1/embeddings"): m.embeddings,
             ("GET", "/v1/models"): self.models,
             ("HEAD", "/v1/models"): self.models,
+            ("GET", "/anthropic/v1/models"): self.models,
             ("GET", "/health"): self.health,
             ("HEAD", "/health"): self.health,
+            ("HEAD", "/"): self.root,
+            ("GET", "/"): self.root,
         }
         self._paths = {path for _, path in self._routes}
 
@@ -123,44 +98,112 @@ class Gateway:
         for route in config.routes:
             for t in route.targets:
                 owners.setdefault(t.model or route.match, t.provider)
-        data = [{"id": m, "object": "model", "created": 0,
-                 "owned_by": "tokenway" if m == loopback.LOOPBACK_MODEL else owners.get(m, "tokenway")}
-                for m in self.router.models()]
-        self._models_body = orjson.dumps({"object": "list", "data": data})
+        names = self.router.models()
+        self._models_openai = orjson.dumps({"object": "list", "data": [
+            {"id": m, "object": "model", "created": 0,
+             "owned_by": "tokenway" if m == loopback.LOOPBACK_MODEL else owners.get(m, "tokenway")}
+            for m in names]})
+        # Anthropic's list shape (GET /v1/models with anthropic-version).
+        data = [{"type": "model", "id": m, "display_name": m,
+                 "created_at": "2025-01-01T00:00:00Z"} for m in names]
+        self._models_anthropic = orjson.dumps({
+            "data": data, "has_more": False,
+            "first_id": names[0] if names else None, "last_id": names[-1] if names else None})
 
     # dispatch ---------------------------------------------------------------------
     def handle(self, req: Request, conn: HTTPConnection) -> Any:
         handler = self._routes.get((req.method, req.path))
         if handler is None:
+            if req.path.startswith(GEMINI_PREFIX):
+                return self._gemini(req, conn)
             row = self.new_row(req, conn, "other")
+            fmt = _error_format_for_path(req.path)
             if req.path in self._paths:
                 err = GatewayError(405, f"method {req.method} not allowed on {req.path}",
                                    kind="bad_request")
             else:
                 err = GatewayError(404, f"unknown endpoint {req.method} {req.path}",
                                    kind="not_found", code="unknown_url")
-            self.send_error(req, conn, err, row, OPENAI)
+            self.send_error(req, conn, err, row, fmt)
             return None
-        if self.keys and req.path != "/health" and not self._authorized(req):
-            row = self.new_row(req, conn, "openai")
-            self.send_error(req, conn, GatewayError(
-                401, "missing or invalid gateway API key: send it as 'Authorization: Bearer "
-                     "KEY' or 'x-api-key: KEY'", kind="auth", code="invalid_api_key"),
-                row, OPENAI)
+        if self.keys and req.path != "/health" and req.path != "/" and not self._authorized(req):
+            self._unauthorized(req, conn)
             return None
         return handler(req, conn)
 
+    def _gemini(self, req: Request, conn: HTTPConnection) -> Any:
+        rest = req.path[len(GEMINI_PREFIX):]
+        model, sep, action = rest.rpartition(":")
+        if req.method != "POST" or not sep or not model:
+            row = self.new_row(req, conn, "gemini")
+            self.send_error(req, conn, GatewayError(
+                404, f"unknown endpoint {req.method} {req.path}", kind="not_found"), row, GEMINI)
+            return None
+        if self.keys and not self._authorized(req):
+            self._unauthorized(req, conn)
+            return None
+        from urllib.parse import unquote
+
+        return self.models_ep.gemini(req, conn, unquote(model), action)
+
     def _authorized(self, req: Request) -> bool:
-        presented = req.header(b"x-api-key")
+        presented = req.header(b"x-api-key") or req.header(b"x-goog-api-key")
         if presented is None:
             auth = req.header(b"authorization")
             if auth is None or auth[:7].lower() != b"bearer ":
-                return False
-            presented = auth[7:].strip()
+                if req.path.startswith(GEMINI_PREFIX) and "key=" in req.query:
+                    from urllib.parse import parse_qs
+
+                    presented = parse_qs(req.query).get("key", [""])[0].encode()
+                else:
+                    return False
+            else:
+                presented = auth[7:].strip()
         ok = False
         for key in self.keys:  # compare against every key: timing says nothing
             ok |= hmac.compare_digest(presented, key)
         return ok
+
+    def _unauthorized(self, req: Request, conn: HTTPConnection) -> None:
+        fmt = _error_format_for_path(req.path)
+        row = self.new_row(req, conn, fmt)
+        self.send_error(req, conn, GatewayError(
+            401, "missing or invalid gateway API key: send it as 'Authorization: Bearer "
+                 "KEY' or 'x-api-key: KEY'", kind="auth", code="invalid_api_key"), row, fmt)
+
+    # request helpers ---------------------------------------------------------------
+    def parse_body(self, req: Request) -> dict[str, Any]:
+        ctype = req.header(b"content-type")
+        if ctype is not None and b"json" not in ctype.lower():
+            raise GatewayError(415, "request body must be JSON (content-type: application/json)",
+                               kind="bad_request")
+        if not req.body:
+            raise bad_request("request body is empty: expected a JSON object")
+        try:
+            body = orjson.loads(req.body)
+        except orjson.JSONDecodeError as exc:
+            raise bad_request(f"request body is not valid JSON: {exc}") from None
+        if type(body) is not dict:
+            raise bad_request("request body must be a JSON object")
+        return body
+
+    @staticmethod
+    def model_of(body: dict[str, Any]) -> str:
+        model = body.get("model")
+        if model is None:
+            raise bad_request("you must provide a model parameter", param="model")
+        if type(model) is not str or not model:
+            raise bad_request("'model' must be a non-empty string", param="model")
+        return model
+
+    def route(self, model: str) -> tuple[Provider, str]:
+        resolved = self.router.resolve(model)
+        if resolved is None:
+            raise GatewayError(404, f"no route for model '{model}': add a [[routes]] entry "
+                                    f"or use model 'loopback'", kind="not_found",
+                               param="model", code="model_not_found")
+        pcfg, upstream_model = resolved.targets[0]
+        return self.providers[pcfg.name], upstream_model
 
     # rows --------------------------------------------------------------------------
     def new_row(self, req: Request | None, conn: HTTPConnection, client_protocol: str,
@@ -202,15 +245,8 @@ class Gateway:
         self.finish_row(row)
 
     @staticmethod
-    def apply_usage(usage: dict[str, Any], row: dict[str, Any]) -> None:
-        """Copy an OpenAI-shaped usage object into ledger columns."""
-        row["input_tokens"] = usage.get("prompt_tokens")
-        row["output_tokens"] = usage.get("completion_tokens")
-        ptd = usage.get("prompt_tokens_details") or {}
-        row["cached_tokens"] = ptd.get("cached_tokens")
-        row["cache_write_tokens"] = ptd.get("cache_write_tokens")
-        ctd = usage.get("completion_tokens_details") or {}
-        row["reasoning_tokens"] = ctd.get("reasoning_tokens")
+    def apply_usage(usage: Any, row: dict[str, Any]) -> None:
+        usage_to_row(usage, row)
 
     def read_usage(self, body: bytes, row: dict[str, Any]) -> None:
         """Read model and usage from a non-stream OpenAI JSON answer."""
@@ -221,17 +257,28 @@ class Gateway:
         if type(obj) is dict:
             usage = obj.get("usage")
             if type(usage) is dict:
-                self.apply_usage(usage, row)
+                usage_to_row(usage, row)
             model = obj.get("model")
             if type(model) is str:
                 row["served_model"] = model
+
+    def respond_json(self, req: Request, conn: HTTPConnection, row: dict[str, Any],
+                     obj: Any, *, finish: bool = True) -> None:
+        data = orjson.dumps(obj)
+        row["status"] = 200
+        if row.get("ttfb_ms") is None:
+            row["ttfb_ms"] = (time.monotonic() - row["_t0"]) * 1000.0
+        conn.respond(200, data, [(b"x-request-id", row["request_id"].encode())])
+        row["bytes_out"] = len(data)
+        if finish:
+            self.finish_row(row)
 
     # errors ------------------------------------------------------------------------
     def send_error(self, req: Request, conn: HTTPConnection, err: GatewayError,
                    row: dict[str, Any], fmt: str) -> None:
         row["status"] = err.status
         row["error_kind"] = err.kind
-        body = err.anthropic_body() if fmt == ANTHROPIC else err.openai_body()
+        body = err.body(fmt)
         headers = [(b"x-request-id", row["request_id"].encode())]
         if err.retry_after_s is not None:
             headers.append((b"retry-after", b"%d" % max(1, round(err.retry_after_s))))
@@ -254,9 +301,11 @@ class Gateway:
         if type(obj) is dict and type(obj.get("error")) is dict:
             text = str(obj["error"].get("message") or text)
         msg = f"provider returned HTTP {status}: {text}"
-        if fmt == ANTHROPIC:
-            return anthropic_error_body(status, msg)
-        return openai_error_body(status, msg, type_="upstream_error" if status >= 500 else None)
+        if fmt == OPENAI and status >= 500:
+            from .errors import openai_error_body
+
+            return openai_error_body(status, msg, type_="upstream_error")
+        return error_body(fmt, status, msg)
 
     # endpoints -------------------------------------------------------------------------
     def health(self, req: Request, conn: HTTPConnection) -> None:
@@ -270,139 +319,13 @@ class Gateway:
         })
         conn.respond(200, body)
 
+    def root(self, req: Request, conn: HTTPConnection) -> None:
+        # Claude Code probes the base URL with HEAD before its first request.
+        conn.respond(200, b'{"service":"tokenway"}')
+
     def models(self, req: Request, conn: HTTPConnection) -> None:
-        conn.respond(200, self._models_body)
+        anthropic = req.header(b"anthropic-version") is not None or req.path.startswith("/anthropic/")
+        conn.respond(200, self._models_anthropic if anthropic else self._models_openai)
 
-    def _parse_body(self, req: Request) -> dict[str, Any]:
-        ctype = req.header(b"content-type")
-        if ctype is not None and b"json" not in ctype.lower():
-            raise GatewayError(415, "request body must be JSON (content-type: application/json)",
-                               kind="bad_request")
-        if not req.body:
-            raise bad_request("request body is empty: expected a JSON object")
-        try:
-            body = orjson.loads(req.body)
-        except orjson.JSONDecodeError as exc:
-            raise bad_request(f"request body is not valid JSON: {exc}") from None
-        if type(body) is not dict:
-            raise bad_request("request body must be a JSON object")
-        return body
 
-    def _model_of(self, body: dict[str, Any]) -> str:
-        model = body.get("model")
-        if model is None:
-            raise bad_request("you must provide a model parameter", param="model")
-        if type(model) is not str or not model:
-            raise bad_request("'model' must be a non-empty string", param="model")
-        return model
-
-    def chat_completions(self, req: Request, conn: HTTPConnection) -> Any:
-        return self._openai_json(req, conn, "openai_chat", "/chat/completions", chat=True)
-
-    def embeddings(self, req: Request, conn: HTTPConnection) -> Any:
-        return self._openai_json(req, conn, "openai_embeddings", "/embeddings", chat=False)
-
-    def _openai_json(self, req: Request, conn: HTTPConnection, protocol: str, suffix: str,
-                     *, chat: bool) -> Any:
-        row = self.new_row(req, conn, protocol)
-        try:
-            body = self._parse_body(req)
-            model = self._model_of(body)
-            row["model"] = model
-            stream = chat and body.get("stream") is True
-            row["stream"] = stream
-            if model == loopback.LOOPBACK_MODEL:
-                self._loopback(req, conn, body, row, chat, stream)
-                return None
-            resolved = self.router.resolve(model)
-            if resolved is None:
-                raise GatewayError(404, f"no route for model '{model}': add a [[routes]] entry "
-                                        f"or use model 'loopback'", kind="not_found",
-                                   param="model", code="model_not_found")
-            pcfg, upstream_model = resolved.targets[0]
-            provider = self.providers[pcfg.name]
-            if provider.kind != "openai":
-                raise GatewayError(501, f"model '{model}' routes to provider '{provider.name}' "
-                                        f"of kind '{provider.kind}'; this endpoint proxies only "
-                                        f"to OpenAI-compatible providers",
-                                   kind="bad_request", param="model")
-        except GatewayError as err:
-            self.send_error(req, conn, err, row, OPENAI)
-            return None
-        except loopback.LoopbackError as exc:
-            self.send_error(req, conn, GatewayError(exc.status, exc.message, kind="bad_request",
-                                                    param=exc.param), row, OPENAI)
-            return None
-        row["provider"] = provider.name
-        row["served_model"] = upstream_model
-        changed = False
-        if upstream_model != model:
-            body["model"] = upstream_model
-            changed = True
-        strip_usage = False
-        if stream:
-            opts = body.get("stream_options")
-            if not (type(opts) is dict and opts.get("include_usage") is True):
-                # Ask the provider for usage so it is never estimated; the extra
-                # chunk is stripped back out for the client that did not ask.
-                opts = dict(opts) if type(opts) is dict else {}
-                opts["include_usage"] = True
-                body["stream_options"] = opts
-                strip_usage = True
-                changed = True
-        payload = orjson.dumps(body) if changed else req.body
-        headers = list(provider.static_headers)
-        passthrough = provider.passthrough_auth
-        for k, v in req.headers:
-            if k not in _NOT_FORWARDED:
-                headers.append((k, v))
-            elif passthrough and (k == b"authorization" or k == b"x-api-key"):
-                headers.append((k, v))
-        if stream:
-            headers.append((b"accept", b"text/event-stream"))
-        ex = ProxyExchange(
-            self, req, conn, row, provider, provider.base_path + suffix.encode(), headers,
-            payload, stream=stream,
-            body_filter=ChatStreamObserver(strip_usage=strip_usage) if stream else None,
-            error_format=OPENAI)
-        return ex.start()
-
-    def _loopback(self, req: Request, conn: HTTPConnection, body: dict[str, Any],
-                  row: dict[str, Any], chat: bool, stream: bool) -> None:
-        row["provider"] = "loopback"
-        row["served_model"] = loopback.LOOPBACK_MODEL
-        rid = row["request_id"]
-        hdrs = [(b"x-request-id", rid.encode())]
-        if not chat:
-            out = loopback.embeddings(body)
-            usage = out.get("usage") or {}
-            row["input_tokens"] = usage.get("prompt_tokens")
-            row["output_tokens"] = 0
-            data = orjson.dumps(out)
-            row["status"] = 200
-            row["ttfb_ms"] = (time.monotonic() - row["_t0"]) * 1000.0
-            conn.respond(200, data, hdrs)
-            row["bytes_out"] = len(data)
-            self.finish_row(row)
-            return
-        created = int(time.time())
-        cid = "chatcmpl-" + rid[4:]
-        usage = loopback.chat_usage(body)
-        if stream:
-            frames = loopback.chat_stream(body, request_id=cid, created=created)
-            row["ttfb_ms"] = (time.monotonic() - row["_t0"]) * 1000.0
-            conn.start_stream(200, SSE_HEADERS + hdrs)
-            n = 0
-            for frame in frames:
-                conn.write(frame)
-                n += len(frame)
-            conn.end_stream()
-            row["bytes_out"] = n
-        else:
-            data = orjson.dumps(loopback.chat_completion(body, request_id=cid, created=created))
-            row["ttfb_ms"] = (time.monotonic() - row["_t0"]) * 1000.0
-            conn.respond(200, data, hdrs)
-            row["bytes_out"] = len(data)
-        row["status"] = 200
-        self.apply_usage(usage, row)
-        self.finish_row(row)
+__all__ = ["Gateway", "ERROR_FORMAT", "new_request_id"]

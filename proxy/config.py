@@ -235,6 +235,8 @@ _LEDGER_KEYS = ("path",)
 _AUTH_KEYS = ("keys_env", "keys")
 _PROVIDER_KEYS = (
     "kind",
+    "responses_api",
+    "count_tokens",
     "base_url",
     "api_key_env",
     "api_key",
@@ -488,6 +490,11 @@ class ProviderConfig:
     first_byte_timeout_s: float = DEFAULT_FIRST_BYTE_TIMEOUT_S
     idle_timeout_s: float = DEFAULT_IDLE_TIMEOUT_S
     max_connections: int = DEFAULT_MAX_CONNECTIONS
+    # OpenAI kind: forward Responses clients to the provider's own /responses
+    # (OpenAI, vLLM, Ollama, llama.cpp serve it); false translates to Chat.
+    responses_api: bool = True
+    # Anthropic kind: "upstream" asks the provider's count_tokens, "local" estimates.
+    count_tokens: str = "upstream"
     scheme: str = field(init=False)
     host: str = field(init=False)  # unbracketed, for connect() and SNI
     port: int = field(init=False)
@@ -1026,6 +1033,10 @@ class _Loader:
             )
 
         return ProviderConfig(
+            responses_api=self.get_bool(t, path, "responses_api", True),
+            count_tokens=self.get_choice(
+                t, path, "count_tokens", ("upstream", "local"),
+                "upstream" if kind == "anthropic" else "local"),
             name=name,
             kind=kind,
             base_url=base_url,

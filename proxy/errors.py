@@ -16,6 +16,11 @@ CLIENT = "client"
 UPSTREAM = "upstream"
 INTERNAL = "internal"
 
+# Error body formats: the client protocol family decides the shape.
+OPENAI = "openai"
+ANTHROPIC = "anthropic"
+GEMINI = "gemini"
+
 # OpenAI error ``type`` for each status we produce ourselves.
 _OPENAI_TYPES = {
     400: "invalid_request_error",
@@ -81,11 +86,8 @@ class GatewayError(Exception):
         self.code = code
         self.retry_after_s = retry_after_s
 
-    def openai_body(self) -> bytes:
-        return openai_error_body(self.status, self.message, param=self.param, code=self.code)
-
-    def anthropic_body(self) -> bytes:
-        return anthropic_error_body(self.status, self.message)
+    def body(self, fmt: str) -> bytes:
+        return error_body(fmt, self.status, self.message, param=self.param, code=self.code)
 
 
 def openai_error_object(
@@ -112,6 +114,32 @@ def openai_error_body(
 def anthropic_error_body(status: int, message: str, *, type_: str | None = None) -> bytes:
     kind = type_ or _ANTHROPIC_TYPES.get(status, "api_error" if status >= 500 else "invalid_request_error")
     return orjson.dumps({"type": "error", "error": {"type": kind, "message": message}})
+
+
+# Google RPC status names (protocols.md §4, "Errors").
+_GOOGLE_STATUS = {
+    400: "INVALID_ARGUMENT", 401: "UNAUTHENTICATED", 403: "PERMISSION_DENIED",
+    404: "NOT_FOUND", 409: "ABORTED", 413: "INVALID_ARGUMENT", 429: "RESOURCE_EXHAUSTED",
+    499: "CANCELLED", 500: "INTERNAL", 501: "UNIMPLEMENTED", 502: "UNAVAILABLE",
+    503: "UNAVAILABLE", 504: "DEADLINE_EXCEEDED",
+}
+
+
+def gemini_error_body(status: int, message: str) -> bytes:
+    return orjson.dumps({"error": {
+        "code": status, "message": message,
+        "status": _GOOGLE_STATUS.get(status, "INTERNAL" if status >= 500 else "INVALID_ARGUMENT"),
+    }})
+
+
+def error_body(fmt: str, status: int, message: str, *, param: str | None = None,
+               code: str | None = None) -> bytes:
+    """The error body for ``status`` in the client's own format."""
+    if fmt == ANTHROPIC:
+        return anthropic_error_body(status, message)
+    if fmt == GEMINI:
+        return gemini_error_body(status, message)
+    return openai_error_body(status, message, param=param, code=code)
 
 
 def bad_request(message: str, *, param: str | None = None, code: str | None = None) -> GatewayError:

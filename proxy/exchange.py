@@ -26,7 +26,10 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from .errors import CLIENT, UPSTREAM, GatewayError, openai_error_body
+from protocols.errors import ProtocolError
+
+from .accounting import usage_to_row
+from .errors import UPSTREAM, GatewayError
 from .upstream import (
     HOP_BY_HOP,
     MAX_BUFFERED_RESPONSE_BYTES,
@@ -63,12 +66,13 @@ class ProxyExchange:
     __slots__ = (
         "gw", "req", "conn", "row", "provider", "key", "data", "stream", "filter",
         "up", "state", "status", "parts", "size", "resp_headers", "retried",
-        "bytes_out", "request_id", "error_format",
+        "bytes_out", "request_id", "error_format", "translation",
     )
 
     def __init__(self, gw: Gateway, req: Request, conn: HTTPConnection, row: dict[str, Any],
                  provider: Any, upstream_path: bytes, headers: list[tuple[bytes, bytes]],
-                 body: bytes, *, stream: bool, body_filter: Any, error_format: str) -> None:
+                 body: bytes, *, stream: bool, body_filter: Any, error_format: str,
+                 translation: Any = None) -> None:
         self.gw = gw
         self.req = req
         self.conn = conn
@@ -89,6 +93,8 @@ class ProxyExchange:
         self.bytes_out = 0
         self.request_id = row["request_id"]
         self.error_format = error_format
+        # Non-stream replies and errors go through it (None: OpenAI passthrough).
+        self.translation = translation
 
     # phases ---------------------------------------------------------------------
     def start(self) -> Any:
@@ -233,14 +239,37 @@ class ProxyExchange:
         body = parts[0] if len(parts) == 1 else b"".join(parts)
         status = self.status
         row = self.row
-        row["status"] = status
-        if status == 200:
-            self.gw.read_usage(body, row)
+        tr = self.translation
+        ctype = _pop_ctype(self.resp_headers)
+        if tr is None:
+            if status == 200:
+                self.gw.read_usage(body, row)
+            else:
+                row["error_kind"] = "upstream_error"
+                body = self.gw.relay_error_body(status, body, self.error_format)
+        elif status == 200:
+            try:
+                obj = orjson.loads(body)
+                out = tr.response(obj)
+            except (orjson.JSONDecodeError, ProtocolError) as exc:
+                err = GatewayError(502, f"provider {self.provider.name} sent an invalid "
+                                        f"response: {exc}", kind="upstream_protocol",
+                                   source=UPSTREAM)
+                self.gw.send_error(self.req, self.conn, err, row, self.error_format)
+                return
+            if out is not obj:
+                body = orjson.dumps(out)
+                ctype = b"application/json"
+            usage_to_row(tr.usage, row)
+            if tr.model:
+                row["served_model"] = tr.model
         else:
             row["error_kind"] = "upstream_error"
-            body = self.gw.relay_error_body(status, body, self.error_format)
+            status, body = tr.error(status, body)
+            ctype = b"application/json"
+        row["status"] = status
         self.bytes_out = len(body)
-        self.conn.respond(status, body, self.resp_headers, content_type=_pop_ctype(self.resp_headers))
+        self.conn.respond(status, body, self.resp_headers, content_type=ctype)
         self._record()
 
     def _record(self) -> None:
@@ -248,10 +277,9 @@ class ProxyExchange:
             self.conn.flow = None
         row = self.row
         row["bytes_out"] = self.bytes_out
-        if self.state == _DONE and self.filter is not None and self.stream:
+        if self.filter is not None and self.stream:
             f = self.filter
-            if f.usage is not None:
-                self.gw.apply_usage(f.usage, row)
+            usage_to_row(f.usage, row)
             if f.model:
                 row["served_model"] = f.model
         self.gw.finish_row(row)
@@ -265,8 +293,3 @@ def _pop_ctype(headers: list[tuple[bytes, bytes]]) -> bytes:
     return b"application/json"
 
 
-def client_error(message: str, status: int = 400, **kw: Any) -> GatewayError:
-    return GatewayError(status, message, kind=kw.pop("kind", "bad_request"), source=CLIENT, **kw)
-
-
-__all__ = ["ProxyExchange", "SSE_HEADERS", "client_error", "openai_error_body", "orjson"]

@@ -10,7 +10,11 @@ import pytest
 
 from protocols import ir, jsonio
 from protocols import openai_chat as oc
-from protocols.errors import ClientProtocolError, UnsupportedFeature, UpstreamProtocolError
+from protocols.errors import (
+    ClientProtocolError,
+    UnsupportedFeature,
+    UpstreamProtocolError,
+)
 from tests.protocols.conftest import (
     CREATED,
     REQUEST_ID,
@@ -417,8 +421,13 @@ def test_stream_decoder_error_chunk() -> None:
 @pytest.mark.parametrize("raw", [b"data: {nope\n\n", b"data: [1]\n\n",
                                  b'data: {"choices":[{"index":0,"delta":{"tool_calls":[{"index":"0"}]}}]}\n\n'])
 def test_stream_decoder_bad_upstream(raw: bytes) -> None:
-    with pytest.raises(UpstreamProtocolError):
-        oc.StreamDecoder().feed(raw)
+    d = oc.StreamDecoder()
+    events = d.feed(raw)
+    # A broken upstream ends the stream with an error event, never an exception, so the
+    # events decoded before it survive whatever the chunking.
+    assert isinstance(events[-1], ir.StreamError)
+    assert events[-1].kind is ir.ErrorKind.UPSTREAM_PROTOCOL and events[-1].status == 502
+    assert d.failed and d.done and d.feed(raw) == [] and d.close() == []
 
 
 @pytest.mark.parametrize("name", CHAT_TRANSCRIPTS)

@@ -716,7 +716,7 @@ def test_sdk_decoders_parse_our_encoder_output(
         assert got == expected, sdk
 
 
-# ---------------------------------------------------- generated streams
+# ------------------------------------------- streams drawn by Hypothesis
 
 
 @settings(
@@ -725,7 +725,7 @@ def test_sdk_decoders_parse_our_encoder_output(
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
 @given(data=fuzz_sse.strategy())
-def test_fuzz_invariants_on_generated_streams(data: bytes) -> None:
+def test_fuzz_invariants_on_drawn_streams(data: bytes) -> None:
     fuzz_sse.check(data)
 
 
@@ -734,7 +734,7 @@ def test_fuzz_invariants_on_generated_streams(data: bytes) -> None:
     data=fuzz_sse.strategy(),
     sizes=st.lists(st.integers(min_value=1, max_value=9), min_size=1, max_size=16),
 )
-def test_random_splits_of_generated_streams(data: bytes, sizes: list[int]) -> None:
+def test_random_splits_of_drawn_streams(data: bytes, sizes: list[int]) -> None:
     whole = decode([data])
     split = decode(sized(data, sizes))
     assert split[0] == whole[0]

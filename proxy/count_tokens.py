@@ -1,0 +1,63 @@
+"""``POST /v1/messages/count_tokens``: answered locally and cheaply, never billed.
+
+When the model routes to an Anthropic provider whose ``count_tokens`` setting
+is ``upstream`` (the default for that kind), the provider's own endpoint gives
+the exact figure; otherwise the gateway estimates (``protocols.tokens``).  The
+ledger row carries no token counts: counting is not inference.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import orjson
+
+from protocols.tokens import estimate_anthropic_input_tokens
+
+from . import loopback
+from .errors import ANTHROPIC, GatewayError, bad_request
+from .exchange import ProxyExchange
+
+if TYPE_CHECKING:
+    from .app import Gateway
+    from .h1 import HTTPConnection, Request
+
+CLIENT_PROTOCOL = "anthropic_count_tokens"
+
+
+class CountTokens:
+    def __init__(self, gw: Gateway) -> None:
+        self.gw = gw
+
+    def handle(self, req: Request, conn: HTTPConnection) -> Any:
+        gw = self.gw
+        row = gw.new_row(req, conn, CLIENT_PROTOCOL)
+        try:
+            body = gw.parse_body(req)
+            model = gw.model_of(body)
+            row["model"] = model
+            if type(body.get("messages")) is not list:
+                raise bad_request("messages: field required (a list of messages)",
+                                  param="messages")
+            provider = upstream_model = None
+            if model != loopback.LOOPBACK_MODEL:
+                provider, upstream_model = gw.route(model)
+        except GatewayError as err:
+            gw.send_error(req, conn, err, row, ANTHROPIC)
+            return None
+        if (provider is not None and provider.kind == "anthropic"
+                and provider.config.count_tokens == "upstream"):
+            row["provider"] = provider.name
+            row["served_model"] = upstream_model
+            payload = req.body
+            if upstream_model != model:
+                body["model"] = upstream_model
+                payload = orjson.dumps(body)
+            headers = gw.models_ep._headers(req, provider, "anthropic_messages", False)
+            ex = ProxyExchange(gw, req, conn, row, provider, provider.count_tokens_path(),
+                               headers, payload, stream=False, body_filter=None,
+                               error_format=ANTHROPIC, translation=None)
+            return ex.start()
+        row["provider"] = "local"
+        gw.respond_json(req, conn, row, {"input_tokens": estimate_anthropic_input_tokens(body)})
+        return None

@@ -1,0 +1,325 @@
+"""Model endpoints: every client protocol over every provider kind.
+
+One path for all of them: parse the body, route the model, pick the wire
+format the provider speaks, build a ``protocols.translate.Translation`` (or the
+zero-copy Chat observer when client and provider both speak Chat), and hand the
+request to a :class:`proxy.exchange.ProxyExchange`.  The built-in ``loopback``
+model is an in-process OpenAI Chat provider, so every protocol reaches it
+through the same translation.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Any
+
+import orjson
+
+from protocols.errors import ProtocolError
+from protocols.ir import (
+    FORMAT_ANTHROPIC_MESSAGES,
+    FORMAT_GEMINI,
+    FORMAT_OPENAI_CHAT,
+    FORMAT_OPENAI_RESPONSES,
+)
+from protocols.observe import ChatStreamObserver, passthrough_error_frame
+from protocols.translate import Translation
+
+from . import loopback
+from .accounting import usage_to_row
+from .errors import ANTHROPIC, GEMINI, OPENAI, GatewayError
+from .exchange import SSE_HEADERS, ProxyExchange
+
+if TYPE_CHECKING:
+    from .app import Gateway
+    from .h1 import HTTPConnection, Request
+    from .provider import Provider
+
+ERROR_FORMAT = {
+    FORMAT_OPENAI_CHAT: OPENAI,
+    FORMAT_OPENAI_RESPONSES: OPENAI,
+    FORMAT_ANTHROPIC_MESSAGES: ANTHROPIC,
+    FORMAT_GEMINI: GEMINI,
+    "openai_embeddings": OPENAI,
+}
+
+# Client request headers never forwarded to a provider: hop-by-hop ones,
+# framing we redo, credentials for the gateway (the provider key is injected),
+# and encodings we could not read usage through.
+from .upstream import HOP_BY_HOP  # noqa: E402
+
+NOT_FORWARDED = HOP_BY_HOP | {
+    b"host", b"content-length", b"authorization", b"x-api-key", b"x-goog-api-key",
+    b"accept-encoding", b"expect", b"cookie", b"forwarded", b"x-forwarded-for", b"accept",
+}
+
+
+class TranslatedStream:
+    """Body filter over a ``Translation``: the exchange's stream interface."""
+
+    __slots__ = ("tr", "events")
+
+    def __init__(self, tr: Translation) -> None:
+        self.tr = tr
+        self.events = 0  # events passed through in observe mode (Responses sequence)
+
+    def feed(self, data: bytes) -> bytes:
+        if self.tr.observe:
+            self.events += data.count(b"\n\n")
+        return self.tr.feed(data)
+
+    def finish(self) -> bytes:
+        return self.tr.finish()
+
+    def error_frame(self, message: str, kind: str = "upstream_error") -> bytes:
+        """The provider failed mid-stream: end the client's stream with its error event."""
+        tr = self.tr
+        if tr.observe:
+            return passthrough_error_frame(tr.client_format, message,
+                                           next_sequence=self.events, timeout=kind == "timeout")
+        # A translated stream that lost its terminal marker ends in the client
+        # format's error event (Translation.finish never fabricates a clean end).
+        return tr.finish()
+
+    @property
+    def complete(self) -> bool:
+        return not self.tr.failed
+
+    @property
+    def usage(self) -> Any:
+        return self.tr.usage
+
+    @property
+    def model(self) -> str | None:
+        return self.tr.model
+
+
+class ModelEndpoints:
+    def __init__(self, gw: Gateway) -> None:
+        self.gw = gw
+
+    # -- entry points ------------------------------------------------------------------
+    def chat(self, req: Request, conn: HTTPConnection) -> Any:
+        return self.handle(req, conn, FORMAT_OPENAI_CHAT)
+
+    def messages(self, req: Request, conn: HTTPConnection) -> Any:
+        return self.handle(req, conn, FORMAT_ANTHROPIC_MESSAGES)
+
+    def responses(self, req: Request, conn: HTTPConnection) -> Any:
+        return self.handle(req, conn, FORMAT_OPENAI_RESPONSES)
+
+    def gemini(self, req: Request, conn: HTTPConnection, model: str, action: str) -> Any:
+        if action not in ("generateContent", "streamGenerateContent"):
+            row = self.gw.new_row(req, conn, FORMAT_GEMINI, model)
+            self.gw.send_error(req, conn, GatewayError(
+                404, f"unknown Gemini method '{action}'", kind="not_found"), row, GEMINI)
+            return None
+        return self.handle(req, conn, FORMAT_GEMINI, model=model,
+                           stream=action == "streamGenerateContent")
+
+    # -- the one path --------------------------------------------------------------------
+    def handle(self, req: Request, conn: HTTPConnection, client_format: str, *,
+               model: str | None = None, stream: bool | None = None) -> Any:
+        gw = self.gw
+        efmt = ERROR_FORMAT[client_format]
+        row = gw.new_row(req, conn, client_format, model)
+        try:
+            body = gw.parse_body(req)
+            if model is None:
+                model = gw.model_of(body)
+            elif "model" not in body:
+                body["model"] = model
+            row["model"] = model
+            if stream is None:
+                stream = body.get("stream") is True
+            row["stream"] = stream
+            if model == loopback.LOOPBACK_MODEL:
+                self._loopback(req, conn, body, row, client_format, stream)
+                return None
+            provider, upstream_model = gw.route(model)
+            up_format = provider.upstream_format(client_format)
+            row["provider"] = provider.name
+            row["served_model"] = upstream_model
+            if client_format == FORMAT_OPENAI_CHAT and up_format == FORMAT_OPENAI_CHAT:
+                return self._chat_passthrough(req, conn, body, row, provider, model,
+                                              upstream_model, stream)
+            tr = Translation(client_format, up_format, request_id=row["request_id"],
+                             created=int(time.time()))
+            try:
+                up_body = tr.request(body)
+            except ProtocolError as exc:
+                raise GatewayError(exc.status_hint or 400, exc.message, kind="bad_request",
+                                   param=exc.param) from None
+        except GatewayError as err:
+            gw.send_error(req, conn, err, row, efmt)
+            return None
+        except loopback.LoopbackError as exc:
+            gw.send_error(req, conn, GatewayError(exc.status, exc.message, kind="bad_request",
+                                                  param=exc.param), row, efmt)
+            return None
+        if up_format != FORMAT_GEMINI and (upstream_model != model or up_body.get("model") != upstream_model):
+            if up_body is body:
+                up_body = dict(body)
+            up_body["model"] = upstream_model
+        elif up_format == FORMAT_GEMINI and "model" in up_body:
+            up_body = {k: v for k, v in up_body.items() if k != "model"}
+        payload = req.body if (up_body is body and client_format != FORMAT_GEMINI) else orjson.dumps(up_body)
+        headers = self._headers(req, provider, up_format, stream)
+        ex = ProxyExchange(
+            gw, req, conn, row, provider, provider.path(up_format, upstream_model, stream),
+            headers, payload, stream=stream,
+            body_filter=TranslatedStream(tr) if stream else None,
+            error_format=efmt, translation=tr)
+        return ex.start()
+
+    def _headers(self, req: Request, provider: Provider, up_format: str,
+                 stream: bool) -> list[tuple[bytes, bytes]]:
+        headers = list(provider.static_headers)
+        passthrough = provider.passthrough_auth
+        foreign = provider.foreign_prefixes
+        has_version = False
+        for k, v in req.headers:
+            if k in NOT_FORWARDED:
+                if passthrough and k in (b"authorization", b"x-api-key", b"x-goog-api-key"):
+                    headers.append((k, v))
+                continue
+            if k.startswith(foreign):
+                continue  # another vendor's header: consumed here, never leaked across
+            if k == b"anthropic-version":
+                has_version = True
+            headers.append((k, v))
+        if up_format == FORMAT_ANTHROPIC_MESSAGES and not has_version:
+            from .provider import ANTHROPIC_VERSION
+
+            headers.append((b"anthropic-version", ANTHROPIC_VERSION))
+        headers.append((b"accept", b"text/event-stream" if stream else b"application/json"))
+        return headers
+
+    def _chat_passthrough(self, req: Request, conn: HTTPConnection, body: dict[str, Any],
+                          row: dict[str, Any], provider: Provider, model: str,
+                          upstream_model: str, stream: bool) -> Any:
+        """Chat client, Chat provider: forward the body (unchanged when possible) and
+        watch the stream with the zero-copy observer."""
+        changed = False
+        if upstream_model != model:
+            body["model"] = upstream_model
+            changed = True
+        strip_usage = False
+        if stream:
+            opts = body.get("stream_options")
+            if not (type(opts) is dict and opts.get("include_usage") is True):
+                # Ask the provider for usage so it is never estimated; the extra
+                # chunk is stripped back out for the client that did not ask.
+                opts = dict(opts) if type(opts) is dict else {}
+                opts["include_usage"] = True
+                body["stream_options"] = opts
+                strip_usage = True
+                changed = True
+        payload = orjson.dumps(body) if changed else req.body
+        ex = ProxyExchange(
+            self.gw, req, conn, row, provider, provider.path(FORMAT_OPENAI_CHAT, upstream_model, stream),
+            self._headers(req, provider, FORMAT_OPENAI_CHAT, stream), payload, stream=stream,
+            body_filter=ChatStreamObserver(strip_usage=strip_usage) if stream else None,
+            error_format=OPENAI, translation=None)
+        return ex.start()
+
+    # -- embeddings ------------------------------------------------------------------------
+    def embeddings(self, req: Request, conn: HTTPConnection) -> Any:
+        gw = self.gw
+        row = gw.new_row(req, conn, "openai_embeddings")
+        try:
+            body = gw.parse_body(req)
+            model = gw.model_of(body)
+            row["model"] = model
+            if model == loopback.LOOPBACK_MODEL:
+                out = loopback.embeddings(body)
+                row["provider"] = row["served_model"] = loopback.LOOPBACK_MODEL
+                usage = out.get("usage") or {}
+                row["input_tokens"] = usage.get("prompt_tokens")
+                row["output_tokens"] = 0
+                gw.respond_json(req, conn, row, out)
+                return None
+            provider, upstream_model = gw.route(model)
+            row["provider"] = provider.name
+            row["served_model"] = upstream_model
+            if provider.kind == "anthropic":
+                raise GatewayError(400, f"model '{model}' routes to Anthropic provider "
+                                        f"'{provider.name}', which has no embeddings API",
+                                   kind="bad_request", param="model")
+            if provider.kind == "gemini":
+                from protocols import embeddings as emb
+
+                up_body = emb.openai_to_gemini_batch(body, upstream_model)
+                payload = orjson.dumps(up_body)
+                adapter: Any = emb.GeminiEmbeddingsReply(body, model)
+            else:
+                if upstream_model != model:
+                    body["model"] = upstream_model
+                    payload = orjson.dumps(body)
+                else:
+                    payload = req.body
+                adapter = None
+        except GatewayError as err:
+            gw.send_error(req, conn, err, row, OPENAI)
+            return None
+        except (loopback.LoopbackError, ProtocolError) as exc:
+            gw.send_error(req, conn, GatewayError(
+                getattr(exc, "status", None) or getattr(exc, "status_hint", 400), exc.message,
+                kind="bad_request", param=exc.param), row, OPENAI)
+            return None
+        ex = ProxyExchange(
+            gw, req, conn, row, provider, provider.embeddings_path(upstream_model),
+            self._headers(req, provider, FORMAT_OPENAI_CHAT, False), payload, stream=False,
+            body_filter=None, error_format=OPENAI, translation=adapter)
+        return ex.start()
+
+    # -- loopback --------------------------------------------------------------------------
+    def _loopback(self, req: Request, conn: HTTPConnection, body: dict[str, Any],
+                  row: dict[str, Any], client_format: str, stream: bool) -> None:
+        gw = self.gw
+        row["provider"] = "loopback"
+        row["served_model"] = loopback.LOOPBACK_MODEL
+        rid = row["request_id"]
+        created = int(time.time())
+        cid = "chatcmpl-" + rid[4:]
+        tr = None
+        chat_body = body
+        if client_format != FORMAT_OPENAI_CHAT:
+            tr = Translation(client_format, FORMAT_OPENAI_CHAT, request_id=rid, created=created)
+            try:
+                chat_body = tr.request(body)
+            except ProtocolError as exc:
+                raise GatewayError(exc.status_hint or 400, exc.message, kind="bad_request",
+                                   param=exc.param) from None
+            chat_body["model"] = body.get("model") or loopback.LOOPBACK_MODEL
+        hdrs = [(b"x-request-id", rid.encode())]
+        usage: Any = loopback.chat_usage(chat_body)
+        if stream:
+            frames = loopback.chat_stream(chat_body, request_id=cid, created=created)
+            row["ttfb_ms"] = (time.monotonic() - row["_t0"]) * 1000.0
+            conn.start_stream(200, SSE_HEADERS + hdrs)
+            n = 0
+            for frame in frames:
+                out = frame if tr is None else tr.feed(frame)
+                if out:
+                    conn.write(out)
+                    n += len(out)
+            if tr is not None:
+                out = tr.finish()
+                if out:
+                    conn.write(out)
+                    n += len(out)
+                usage = tr.usage or usage
+            conn.end_stream()
+            row["bytes_out"] = n
+            row["status"] = 200
+        else:
+            reply = loopback.chat_completion(chat_body, request_id=cid, created=created)
+            if tr is not None:
+                reply = tr.response(reply)
+                usage = tr.usage or usage
+            row["ttfb_ms"] = (time.monotonic() - row["_t0"]) * 1000.0
+            gw.respond_json(req, conn, row, reply, finish=False)
+        usage_to_row(usage, row)
+        gw.finish_row(row)
+
