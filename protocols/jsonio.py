@@ -17,7 +17,7 @@ from typing import Any
 
 import orjson
 
-__all__ = ["JSONDecodeError", "JSONEncodeError", "dumps", "loads"]
+__all__ = ["JSONDecodeError", "JSONEncodeError", "dumps", "dumps_sorted", "loads"]
 
 #: Raised by :func:`loads`. A subclass of ``json.JSONDecodeError`` and so of
 #: ``ValueError``, which lets callers catch it without importing orjson.
@@ -36,3 +36,8 @@ def loads(data: bytes | bytearray | memoryview | str) -> Any:
 def dumps(obj: Any) -> bytes:
     """Serialise ``obj`` as compact UTF-8 JSON (no spaces, no trailing newline)."""
     return orjson.dumps(obj)
+
+
+def dumps_sorted(obj: Any) -> bytes:
+    """Like :func:`dumps` with object keys sorted: a canonical form for comparing."""
+    return orjson.dumps(obj, option=orjson.OPT_SORT_KEYS)

@@ -219,7 +219,12 @@ _MANAGED_HEADERS = frozenset(
 # which the gateway appends itself (/v1/messages, /v1beta/models/...).
 _VERSION_SEGMENTS = frozenset({"v1", "v1beta", "v1alpha"})
 
-_TOP_KEYS = ("server", "ledger", "auth", "providers", "routes")
+_TOP_KEYS = ("server", "ledger", "auth", "providers", "routes", "agent_safety")
+_AGENT_SAFETY_KEYS = ("tool_loop_warn", "tool_loop_stop")
+# Duplicate tool-call thresholds: the same call 3 times in a row gets the
+# model a warning, 5 times stops the loop (0 turns either off).
+DEFAULT_TOOL_LOOP_WARN = 3
+DEFAULT_TOOL_LOOP_STOP = 5
 _SERVER_KEYS = (
     "listen",
     "parser",
@@ -554,6 +559,12 @@ class Route:
 
 
 @dataclass(frozen=True, slots=True)
+class AgentSafetyConfig:
+    tool_loop_warn: int = DEFAULT_TOOL_LOOP_WARN
+    tool_loop_stop: int = DEFAULT_TOOL_LOOP_STOP
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     server: ServerConfig = field(default_factory=ServerConfig)
     ledger: LedgerConfig = field(default_factory=LedgerConfig)
@@ -563,6 +574,7 @@ class Config:
     )
     routes: tuple[Route, ...] = ()
     source: str | None = None  # the file that was loaded, if any
+    agent_safety: AgentSafetyConfig = field(default_factory=AgentSafetyConfig)
 
 
 def check_listen_safety(config: Config) -> str | None:
@@ -730,7 +742,17 @@ class _Loader:
         auth_cfg = self.build_auth(auth)
         providers, shortcut_vendors = self.build_providers(doc, base_dir)
         routes = self.build_routes(doc, providers, shortcut_vendors)
+        safety = self.table(doc, "agent_safety", _AGENT_SAFETY_KEYS)
+        thresholds = {}
+        for key, default in (("tool_loop_warn", DEFAULT_TOOL_LOOP_WARN),
+                             ("tool_loop_stop", DEFAULT_TOOL_LOOP_STOP)):
+            value = safety.get(key, default)
+            if type(value) is not int or value < 0:
+                raise ConfigError(f"agent_safety.{key}",
+                                  f"must be an integer >= 0, 0 turns it off (got {value!r})")
+            thresholds[key] = value
         return Config(
+            agent_safety=AgentSafetyConfig(**thresholds),
             server=server_cfg,
             ledger=ledger_cfg,
             auth=auth_cfg,

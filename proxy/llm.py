@@ -10,6 +10,7 @@ through the same translation.
 
 from __future__ import annotations
 
+import logging
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -22,6 +23,7 @@ from protocols.ir import (
     FORMAT_OPENAI_CHAT,
     FORMAT_OPENAI_RESPONSES,
 )
+from protocols.loopguard import WARNING_TEMPLATE, inject_warning, trailing_run
 from protocols.observe import ChatStreamObserver, passthrough_error_frame
 from protocols.translate import Translation
 
@@ -34,6 +36,8 @@ if TYPE_CHECKING:
     from .app import Gateway
     from .h1 import HTTPConnection, Request
     from .provider import Provider
+
+log = logging.getLogger("tokenway.llm")
 
 ERROR_FORMAT = {
     FORMAT_OPENAI_CHAT: OPENAI,
@@ -133,6 +137,11 @@ class ModelEndpoints:
             if stream is None:
                 stream = body.get("stream") is True
             row["stream"] = stream
+            modified = False
+            guarded = self._loop_guard(client_format, body, row)
+            if guarded is not body:
+                body = guarded
+                modified = True
             if model == loopback.LOOPBACK_MODEL:
                 self._loopback(req, conn, body, row, client_format, stream)
                 return None
@@ -142,7 +151,7 @@ class ModelEndpoints:
             row["served_model"] = upstream_model
             if client_format == FORMAT_OPENAI_CHAT and up_format == FORMAT_OPENAI_CHAT:
                 return self._chat_passthrough(req, conn, body, row, provider, model,
-                                              upstream_model, stream)
+                                              upstream_model, stream, modified)
             tr = Translation(client_format, up_format, request_id=row["request_id"],
                              created=int(time.time()))
             try:
@@ -163,7 +172,8 @@ class ModelEndpoints:
             up_body["model"] = upstream_model
         elif up_format == FORMAT_GEMINI and "model" in up_body:
             up_body = {k: v for k, v in up_body.items() if k != "model"}
-        payload = req.body if (up_body is body and client_format != FORMAT_GEMINI) else orjson.dumps(up_body)
+        unchanged = up_body is body and not modified and client_format != FORMAT_GEMINI
+        payload = req.body if unchanged else orjson.dumps(up_body)
         headers = self._headers(req, provider, up_format, stream)
         ex = ProxyExchange(
             gw, req, conn, row, provider, provider.path(up_format, upstream_model, stream),
@@ -171,6 +181,29 @@ class ModelEndpoints:
             body_filter=TranslatedStream(tr) if stream else None,
             error_format=efmt, translation=tr)
         return ex.start()
+
+    def _loop_guard(self, fmt: str, body: dict[str, Any], row: dict[str, Any]) -> dict[str, Any]:
+        """Warn the model about, or stop, an agent repeating the same tool call."""
+        safety = self.gw.config.agent_safety
+        if not (safety.tool_loop_warn or safety.tool_loop_stop):
+            return body
+        n, name = trailing_run(fmt, body)
+        if n < 2:
+            return body
+        row["tool_repeats"] = n
+        if safety.tool_loop_stop and n >= safety.tool_loop_stop:
+            log.warning("tool loop stopped: %r called %d times in a row (request %s)",
+                        name, n, row["request_id"])
+            raise GatewayError(
+                400, f"tool loop stopped by the gateway: the tool '{name}' was called {n} "
+                     f"times in a row with the same arguments (limit "
+                     f"{safety.tool_loop_stop}); change the arguments or the approach",
+                kind="tool_loop", code="tool_loop_detected")
+        if safety.tool_loop_warn and n >= safety.tool_loop_warn:
+            log.warning("tool loop warning: %r called %d times in a row (request %s)",
+                        name, n, row["request_id"])
+            return inject_warning(fmt, body, WARNING_TEMPLATE.format(name=name, count=n))
+        return body
 
     def _headers(self, req: Request, provider: Provider, up_format: str,
                  stream: bool) -> list[tuple[bytes, bytes]]:
@@ -197,10 +230,9 @@ class ModelEndpoints:
 
     def _chat_passthrough(self, req: Request, conn: HTTPConnection, body: dict[str, Any],
                           row: dict[str, Any], provider: Provider, model: str,
-                          upstream_model: str, stream: bool) -> Any:
+                          upstream_model: str, stream: bool, changed: bool) -> Any:
         """Chat client, Chat provider: forward the body (unchanged when possible) and
         watch the stream with the zero-copy observer."""
-        changed = False
         if upstream_model != model:
             body["model"] = upstream_model
             changed = True

@@ -43,6 +43,7 @@ LEDGER_COLUMNS: tuple[str, ...] = (
     "attempts",  # upstream attempts, 1 unless retried
     "api_key_id",
     "client_addr",  # "host:port" of the client socket
+    "tool_repeats",  # identical trailing tool calls seen in the request (loop guard)
 )
 
 # Values the writer stores when a row leaves the column out (or gives None).
@@ -60,6 +61,7 @@ ERROR_KINDS: tuple[str, ...] = (
     "auth",
     "stream_cut",
     "internal",
+    "tool_loop",
 )
 
 
@@ -112,6 +114,11 @@ SQLITE_MIGRATIONS: tuple[Migration, ...] = (
             f"ALTER TABLE {TABLE} ADD COLUMN client_addr TEXT",
             f"CREATE INDEX {TABLE}_model ON {TABLE}(model)",
         ),
+    ),
+    Migration(
+        3,
+        "duplicate tool-call run length seen by the loop guard",
+        (f"ALTER TABLE {TABLE} ADD COLUMN tool_repeats INTEGER",),
     ),
 )
 

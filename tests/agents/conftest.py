@@ -120,14 +120,23 @@ class ClientRun:
     result: dict | None = None  # Claude Code: the --output-format json object
 
     def describe(self) -> str:
-        return (f"{self.client} exit={self.returncode} after {self.seconds:.1f}s\n"
+        status = ""
+        if self.result and self.result.get("api_error_status"):
+            # Claude Code words some statuses as something else (a 404 becomes
+            # "There's an issue with the selected model"): show the status itself
+            status = f" api_error_status={self.result['api_error_status']}"
+        return (f"{self.client} exit={self.returncode} after {self.seconds:.1f}s{status}\n"
                 f"final={self.final_text!r}\n--- stdout ---\n{self.stdout[-3000:]}\n"
                 f"--- stderr ---\n{self.stderr[-3000:]}")
 
 
 def _base_env(home: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(_DROPPED_ENV_PREFIXES)}
-    env.update({"HOME": str(home), "NO_COLOR": "1", "TERM": "dumb",
+    # scratch files the CLIs write besides HOME (Claude Code: $TMPDIR/claude-<uid>/,
+    # Codex: $TMPDIR/codex-*) stay inside the test's folder
+    tmp = home / "tmp"
+    tmp.mkdir(parents=True, exist_ok=True)
+    env.update({"HOME": str(home), "TMPDIR": str(tmp), "NO_COLOR": "1", "TERM": "dumb",
                 "NO_PROXY": "127.0.0.1,localhost", "no_proxy": "127.0.0.1,localhost"})
     return env
 
@@ -274,7 +283,9 @@ def assert_tool_loop(scripted: ScriptedProvider, tool: str, run: ClientRun) -> N
     calls = tool_calls(scripted.wire, body)
     results = tool_results(scripted.wire, body)
     assert len(results) == 1, results
-    [(result_id, _output)] = results
+    [(result_id, output)] = results
+    if tool == "exec_command":  # Codex reports the command's exit status in the output
+        assert "exited with code 0" in output, output
     matching = [c for c in calls if c[0] == result_id]
     assert matching, f"tool result {result_id!r} answers no tool call in {calls}"
     [(_, name, args)] = matching
