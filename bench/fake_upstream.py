@@ -38,6 +38,7 @@ from dataclasses import dataclass
 import httptools
 import orjson
 
+LOOPBACK = "127.0.0.1"  # never anything else: benchmark traffic stays on this machine
 DEFAULT_PORT = 18000
 DEFAULT_CHUNKS = 20
 # 10 000 chunks of ~200 bytes is 2 MB: enough for any bench, small enough to memoise.
@@ -753,7 +754,6 @@ def main(argv: list[str] | None = None) -> int:
     env = os.environ
     ap = argparse.ArgumentParser(prog="python -m bench.fake_upstream", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1)")
     ap.add_argument("--port", type=int, default=int(env.get("FAKE_PORT", DEFAULT_PORT)))
     ap.add_argument("--chunks", type=int, default=int(env.get("FAKE_CHUNKS", DEFAULT_CHUNKS)),
                     help="content deltas per stream (default 20)")
@@ -772,9 +772,9 @@ def main(argv: list[str] | None = None) -> int:
         except ImportError:
             print("uvloop not installed; using asyncio", file=sys.stderr)
         else:
-            uvloop.run(serve(args.host, args.port, defaults))
+            uvloop.run(serve(LOOPBACK, args.port, defaults))
             return 0
-    asyncio.run(serve(args.host, args.port, defaults))
+    asyncio.run(serve(LOOPBACK, args.port, defaults))
     return 0
 
 

@@ -6,9 +6,11 @@ included), records the latency and sends the next, until `--duration` is up. Req
 in flight at the deadline are allowed to finish. It prints one line,
 `BENCH_RESULT {json}`, with the same keys as bench/post.lua's `done()` hook.
 
-It is a single Python process, so it saturates at roughly a third of wrk's rate: against
-the direct fake upstream it, not the target, is the bottleneck. Gateway-vs-gateway
-figures are still comparable when the gateway is the slower side.
+It is a single Python process. Here it kept up with wrk against the fake upstream (about
+50k req/s at c=16, unpinned), but it spends more CPU per request than wrk, and on a
+2-core machine that CPU comes out of the same budget as the target's. Its latency
+percentiles are exact (sorted samples) where wrk's come from a histogram, so compare
+runs made with the same tool (the result file records which).
 
 Also home of the helpers the SSE client shares: URL and header parsing, request bytes and
 percentiles.

@@ -734,12 +734,14 @@ def _decode_part(part: dict[str, Any], p: str, role: Role, pending: list[tuple[s
         args = {} if args is None else _dict(args, f"{p}.functionCall.args")
         cid = _str(fc, "id", f"{p}.functionCall.id")
         own = dict(rest)
-        own.update(_rest(fc, {"name", "args", "id"}) and {"_fc": _rest(fc, {"name", "args", "id"})})
+        if _rest(fc, {"name", "args", "id"}):
+            own["_fc"] = _rest(fc, {"name", "args", "id"})
         if "args" not in fc:
             own["_no_args"] = True
         if cid is None:
             cid = synth_tool_id(p, 0, name)
-            own["_synth"] = True
+        else:
+            own["_wire_id"] = True
         pending.append((name, cid))
         out.append(ToolCall(id=cid, name=name, arguments=jsonio.dumps(args).decode(),
                             input=args, extras=_ex(own)))
@@ -754,12 +756,12 @@ def _decode_part(part: dict[str, Any], p: str, role: Role, pending: list[tuple[s
         if _rest(fr, {"name", "response", "id"}):
             own["_fr"] = _rest(fr, {"name", "response", "id"})
         if cid is None:
-            own["_synth"] = True
             cid = _match_call(pending, name)
             if cid is None:
                 cid = synth_tool_id(p, 0, name)
         else:
-            for k, (pname, pid) in enumerate(pending):
+            own["_wire_id"] = True
+            for k, (_name, pid) in enumerate(pending):
                 if pid == cid:
                     del pending[k]
                     break
@@ -830,7 +832,7 @@ def encode_request(req: Request, ctx: ir.Context | None = None) -> dict[str, Any
             continue
         _encode_message(m, f"messages[{i}]", contents, names, call_names, translated)
     body["contents"] = contents
-    if system:
+    if system or "_system" in extras:
         parts = []
         for t in system:
             if translated and not t.text:
@@ -838,7 +840,7 @@ def encode_request(req: Request, ctx: ir.Context | None = None) -> dict[str, Any
             part = {"text": t.text}
             part.update(_public(_own(t)))
             parts.append(part)
-        if parts:
+        if parts or not translated:
             si: dict[str, Any] = dict(extras.get("_system") or {})
             si["parts"] = parts
             body["systemInstruction"] = si
@@ -1057,7 +1059,7 @@ def _encode_message(m: Message, p: str, contents: list[dict[str, Any]],
             fc: dict[str, Any] = {"name": name}
             if not own.get("_no_args"):
                 fc["args"] = _args_object(b)
-            if own and not own.get("_synth"):
+            if own.get("_wire_id"):
                 fc["id"] = b.id
             fc.update(own.get("_fc") or {})
             part = {"functionCall": fc}
@@ -1084,7 +1086,7 @@ def _encode_message(m: Message, p: str, contents: list[dict[str, Any]],
                 resp = {"error": text} if b.is_error else {"result": text}
             fr: dict[str, Any] = {"name": wire_tool_name(name, names) if not own else name,
                                   "response": resp}
-            if own and not own.get("_synth"):
+            if own.get("_wire_id"):
                 fr["id"] = b.id
             fr.update(own.get("_fr") or {})
             part = {"functionResponse": fr}
@@ -1209,8 +1211,8 @@ def decode_response(body: Any, ctx: ir.Context | None = None) -> Response:
                 cid, name, args, kind, obj, synth = _call_from_wire(fc, ctx, custom, seed, ordinal)
                 ordinal += 1
                 own = _rest(part, {"functionCall", "thoughtSignature"})
-                if synth:
-                    own["_synth"] = True
+                if not synth:
+                    own["_wire_id"] = True
                 if "args" not in fc:
                     own["_no_args"] = True
                 if _rest(fc, {"name", "args", "id"}):

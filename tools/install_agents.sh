@@ -58,18 +58,23 @@ CLAUDE_BIN="$CC_HOME/node_modules/@anthropic-ai/claude-code-$CC_PLATFORM/claude"
 CODEX_BIN="$CX_HOME/node_modules/@openai/codex-linux-$NPM_ARCH/vendor/$TRIPLE/bin/codex"
 
 # Refuse a cache folder inside a git work tree: node_modules (~800 MB) must never land
-# in the repository.
-mkdir -p "$DIR"
-DIR="$(cd "$DIR" && pwd -P)"
-if command -v git >/dev/null 2>&1 && git -C "$DIR" rev-parse --is-inside-work-tree >/dev/null 2>&1; then
+# in the repository. Checked on the nearest existing folder, before creating anything.
+existing="$DIR"
+while [ ! -d "$existing" ]; do existing="$(dirname "$existing")"; done
+if command -v git >/dev/null 2>&1 \
+        && git -C "$existing" rev-parse --is-inside-work-tree >/dev/null 2>&1; then
     die "TOKENWAY_AGENTS_DIR=$DIR is inside a git work tree; choose a folder outside the repository"
 fi
+mkdir -p "$DIR"
+DIR="$(cd "$DIR" && pwd -P)"
 
-# One installer at a time per cache folder.
+# One installer at a time per cache folder; scratch folders of an interrupted earlier
+# run are dropped.
 if command -v flock >/dev/null 2>&1; then
     exec 9>"$DIR/.lock"
     flock 9
 fi
+rm -rf "$DIR"/.installing.*
 
 # version_ok BINARY VERSION: the binary runs and its --version output names VERSION.
 version_ok() {

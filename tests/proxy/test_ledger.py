@@ -54,6 +54,7 @@ def make_row(i: int, **overrides: Any) -> dict[str, Any]:
         "attempts": 1,
         "api_key_id": None,
         "client_addr": "127.0.0.1:50000",
+        "tool_repeats": None,
     }
     row.update(overrides)
     return row
