@@ -985,6 +985,10 @@ def _declaration(t: ir.FunctionTool | ir.CustomTool, names: dict[str, str] | Non
 
 def _encode_part(b: ir.Block, param: str, translated: bool) -> dict[str, Any] | None:
     t = type(b)
+    if t is NativeBlock:
+        if b.provider == FORMAT:
+            return b.data
+        raise UnsupportedFeature(param, f"{b.provider} {b.type!r} content")
     own = _own(b)
     if t is Text:
         if translated and not b.text and not own:
@@ -1009,10 +1013,6 @@ def _encode_part(b: ir.Block, param: str, translated: bool) -> dict[str, Any] | 
             raise UnsupportedFeature(param, "files by provider file id")
         part.update(_public(own))
         return part
-    if t is NativeBlock:
-        if b.provider == FORMAT:
-            return b.data
-        raise UnsupportedFeature(param, f"{b.provider} {b.type!r} content")
     return None
 
 
@@ -1248,13 +1248,15 @@ def decode_response(body: Any, ctx: ir.Context | None = None) -> Response:
 
 
 def encode_response(resp: Response, ctx: ir.Context | None = None) -> dict[str, Any]:
-    """A ``GenerateContentResponse`` for a Gemini client."""
-    own = _own(resp) if not _translated(ctx) else {}
+    """A ``GenerateContentResponse`` for a Gemini client. A reply decoded from a Gemini
+    upstream keeps its own fields; any other is written from the IR alone."""
+    own = _own(resp)
+    translated = not own
     msg = Message(Role.ASSISTANT, resp.content)
     contents: list[dict[str, Any]] = []
-    _encode_message(msg, "content", contents, None, {}, _translated(ctx) or not own)
+    _encode_message(msg, "content", contents, None, {}, translated)
     parts = contents[0]["parts"] if contents else []
-    if _translated(ctx) or not own:
+    if translated:
         parts = _reply_parts(resp.content, parts)
     out: dict[str, Any] = {}
     if not own.get("_no_candidates"):
@@ -1274,7 +1276,7 @@ def encode_response(resp: Response, ctx: ir.Context | None = None) -> dict[str, 
     else:
         out["usageMetadata"] = usage_mod.to_gemini(resp.usage)
     out["modelVersion"] = resp.model
-    out["responseId"] = ctx.new_id("resp_") if _translated(ctx) and ctx is not None else resp.id
+    out["responseId"] = ctx.new_id("resp_") if ctx is not None else resp.id
     out.update(_public(own))
     return out
 

@@ -119,6 +119,16 @@ class ChatStreamObserver:
         rest = self._split.pending
         return rest if self.complete and rest.strip() == b"" else b""
 
+    @property
+    def at_boundary(self) -> bool:
+        """True when no partial event is held: a keep-alive can go out now."""
+        return not self._split.pending
+
+    @staticmethod
+    def heartbeat() -> bytes:
+        """An SSE comment: every SSE parser skips it (WHATWG §9.2), so does the SDK."""
+        return b": ping\n\n"
+
     @staticmethod
     def error_frame(message: str, kind: str = "upstream_error") -> bytes:
         """A mid-stream Chat error event (§1.6): the SDKs raise ``APIError`` on it."""
@@ -146,3 +156,15 @@ def passthrough_error_frame(fmt: str, message: str, *, next_sequence: int = 0,
             "code": 504 if timeout else 502, "message": message,
             "status": "DEADLINE_EXCEEDED" if timeout else "UNAVAILABLE"}}) + b"\r\n\r\n"
     return ChatStreamObserver.error_frame(message, "upstream_timeout" if timeout else "stream_cut")
+
+
+# Keep-alives per client format (protocols.md §6.3): Anthropic's own ``ping``
+# event, an SSE comment elsewhere.  Responses clients in translated streams get
+# a real, ignorable event from the encoder instead (Codex resets its idle timer
+# only on events).
+ANTHROPIC_PING = b'event: ping\ndata: {"type": "ping"}\n\n'
+COMMENT_PING = b": ping\n\n"
+
+
+def heartbeat_frame(fmt: str) -> bytes:
+    return ANTHROPIC_PING if fmt == "anthropic_messages" else COMMENT_PING

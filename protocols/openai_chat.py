@@ -1044,6 +1044,7 @@ def decode_response(body: Any, ctx: ir.Context | None = None) -> Response:
         content=tuple(blocks),
         stop_reason=_stop_from_finish(choice.get("finish_reason"), bool(calls)),
         usage=usage_mod.from_openai_chat(u) if u is not None else Usage(),
+        extras=_rest(body, {"id", "object", "model", "choices", "usage"}),
     )
 
 
@@ -1084,7 +1085,7 @@ def encode_response(resp: Response, ctx: ir.Context | None = None) -> dict[str, 
     finish = _STOP_TO_FINISH[resp.stop_reason]
     if calls and finish == "stop":
         finish = "tool_calls"
-    return {
+    out = {
         "id": ctx.new_id("chatcmpl-") if ctx is not None else resp.id,
         "object": "chat.completion",
         "created": ctx.created if ctx is not None else 0,
@@ -1092,6 +1093,14 @@ def encode_response(resp: Response, ctx: ir.Context | None = None) -> dict[str, 
         "choices": [{"index": 0, "message": message, "logprobs": None, "finish_reason": finish}],
         "usage": usage_mod.to_openai_chat(resp.usage),
     }
+    if ctx is None or ctx.upstream_format == FORMAT:
+        # Chat's own extra fields (created, system_fingerprint, service_tier) go back
+        # only to where they came from: without a translation context, or Chat to Chat.
+        for k, v in _wire(ir.extras_for(resp, FORMAT)).items():
+            if k == "created" and ctx is not None:
+                continue
+            out[k] = v
+    return out
 
 
 # ---------------------------------------------------------------------------------------
@@ -1319,28 +1328,39 @@ class StreamDecoder:
         if delta:
             if type(delta) is not dict:
                 raise UpstreamProtocolError("delta is not an object", param="delta")
-            if self._observe:
+            if len(delta) == 1 and self._text >= 0 and not self._observe:
+                # Fast path, most chunks: {"content": "..."} while a text block is open.
+                content = delta.get("content")
+                if content is not None and type(content) is str:
+                    if content:
+                        out.append(TextDelta(self._text, content))
+                else:
+                    self._delta(delta, out)
+            elif self._observe:
                 # Observe mode needs facts only: tool calls and the finish reason.
                 tcs = delta.get("tool_calls")
                 if tcs:
                     self._tool_calls(tcs, out)
             else:
-                rc = delta.get("reasoning_content") or delta.get("reasoning")
-                if rc and type(rc) is str:
-                    self._reasoning_delta(rc, out)
-                content = delta.get("content")
-                if content:
-                    self._text_delta(content, out)
-                refusal = delta.get("refusal")
-                if refusal:
-                    self._text_delta(refusal, out)
-                tcs = delta.get("tool_calls")
-                if tcs:
-                    self._tool_calls(tcs, out)
+                self._delta(delta, out)
         finish = choice.get("finish_reason")
         if finish is not None and self._finish is None:
             self._finish = finish
             self._close_blocks(out)
+
+    def _delta(self, delta: dict[str, Any], out: list[ir.StreamEvent]) -> None:
+        rc = delta.get("reasoning_content") or delta.get("reasoning")
+        if rc and type(rc) is str:
+            self._reasoning_delta(rc, out)
+        content = delta.get("content")
+        if content:
+            self._text_delta(content, out)
+        refusal = delta.get("refusal")
+        if refusal:
+            self._text_delta(refusal, out)
+        tcs = delta.get("tool_calls")
+        if tcs:
+            self._tool_calls(tcs, out)
 
     def _close_blocks(self, out: list[ir.StreamEvent]) -> None:
         if self._text >= 0:
@@ -1452,7 +1472,8 @@ class StreamEncoder:
     """
 
     __slots__ = (
-        "_ctx", "_include_usage", "_head", "_tail", "_usage_head", "_tool_index",
+        "_ctx", "_include_usage", "_head", "_tail", "_usage_head", "_text_head", "_text_tail",
+        "_tool_index",
         "_tool_count", "_usage", "_started", "_done", "_dispatch", "_custom",
     )
 
@@ -1466,6 +1487,8 @@ class StreamEncoder:
         self._head = b""
         self._tail = b""
         self._usage_head = b""
+        self._text_head = b""
+        self._text_tail = b""
         self._tool_index: dict[int, int] = {}  # IR block index -> Chat tool index
         self._tool_count = 0
         self._usage: Usage | None = None
@@ -1527,6 +1550,8 @@ class StreamEncoder:
         self._tail = (b',"logprobs":null,"finish_reason":null}]'
                       + (b',"usage":null' if self._include_usage else b"") + b"}\n\n")
         self._usage_head = b"data: " + common + b',"choices":[],"usage":'
+        self._text_head = self._head + b'{"content":'
+        self._text_tail = b"}" + self._tail
         self._started = True
         if ev.usage is not None:
             self._usage = ev.usage
@@ -1560,7 +1585,7 @@ class StreamEncoder:
     def _on_text(self, ev: TextDelta) -> bytes:
         if not ev.text:
             return b""
-        return self._head + b'{"content":' + jsonio.dumps(ev.text) + b"}" + self._tail
+        return self._text_head + jsonio.dumps(ev.text) + self._text_tail
 
     def _on_args(self, ev: ToolArgsDelta) -> bytes:
         if not ev.arguments:

@@ -990,6 +990,10 @@ def _data_url(media_type: str | None, data: str) -> str:
 
 def _encode_part(b: ir.Block, param: str, role: Role) -> dict[str, Any]:
     t = type(b)
+    if t is NativeBlock:
+        if b.provider == FORMAT:
+            return b.data
+        raise UnsupportedFeature(param, f"{b.provider} {b.type!r} content")
     own = _own(b)
     if t is Text:
         ptype = own.get("_ptype") or ("output_text" if role is Role.ASSISTANT else "input_text")
@@ -1021,9 +1025,7 @@ def _encode_part(b: ir.Block, param: str, role: Role) -> dict[str, Any]:
             part["filename"] = b.filename
         part.update(_public(own))
         return part
-    if t is NativeBlock and b.provider == FORMAT:
-        return b.data
-    raise UnsupportedFeature(param, f"{getattr(b, 'type', t.__name__)} content")
+    raise UnsupportedFeature(param, f"{t.__name__} content")
 
 
 def _encode_input(req: Request, names: dict[str, str] | None, *,
@@ -1330,10 +1332,14 @@ def _unwrap_custom(arguments: str) -> str:
 
 
 def _shell_action(arguments: str) -> dict[str, Any]:
+    """A ``local_shell_call`` action from a call's arguments: ``type`` ``exec`` and an
+    ``env`` object, both required by the item schema, filled in when missing."""
     action = ir.parse_arguments(arguments, jsonio.loads)
-    if action.get("type") != "exec":
-        action = {"type": "exec", **{k: v for k, v in action.items() if k != "type"}}
-    return action
+    out: dict[str, Any] = {"type": "exec"}
+    out.update((k, v) for k, v in action.items() if k != "type")
+    if type(out.get("env")) is not dict:
+        out["env"] = {}
+    return out
 
 
 def _response_base(ctx: ir.Context | None, rid: str, model: str) -> dict[str, Any]:

@@ -173,17 +173,25 @@ class Translation:
         req = self._client.decode_request(body, ctx)
         ctx.client_request = req
         self._requested_model = req.model
-        return self._encode(self._upstream.encode_request, req)
+        return self._upstream.encode_request(req, ctx)
 
     # -- complete replies --------------------------------------------------------------
 
     def response(self, body: dict[str, Any]) -> dict[str, Any]:
-        """The client's reply for the upstream's complete reply ``body``."""
+        """The client's reply for the upstream's complete reply ``body``.
+
+        Observe mode returns ``body`` itself; it is decoded only for the facts, and a body
+        the decoder cannot read still goes to the client unchanged (``failed`` is set).
+        """
+        if self.observe:
+            try:
+                self._response = self._upstream.decode_response(body, self._ctx)
+            except ProtocolError:
+                self._broke = True
+            return body
         resp = self._upstream.decode_response(body, self._ctx)
         self._response = resp
-        if self.observe:
-            return body
-        return self._encode(self._client.encode_response, resp)
+        return self._client.encode_response(resp, self._ctx)
 
     def error(self, status: int, body: bytes) -> tuple[int, bytes]:
         """Status and body for the client, for the upstream's HTTP error reply."""
@@ -192,9 +200,6 @@ class Translation:
         if self.observe:
             return status, body
         return self._client.encode_error(err, self.upstream_format)
-
-    def _encode(self, fn: Any, obj: Any) -> Any:
-        return fn(obj, self._ctx)
 
     # -- streams -----------------------------------------------------------------------
 

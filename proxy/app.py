@@ -12,6 +12,7 @@ import hmac
 import itertools
 import logging
 import os
+import random
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -30,6 +31,8 @@ from .errors import (
     bad_request,
     error_body,
 )
+from .health import HealthBoard
+from .limits import ConcurrencyLimit
 from .llm import ERROR_FORMAT, ModelEndpoints
 from .provider import Provider
 from .routing import Router
@@ -64,7 +67,12 @@ class Gateway:
     def __init__(self, config: Config, ledger: Any, server: Server) -> None:
         self.server = server
         self.ledger = ledger
+        self.loop = server.loop
         self.pool = UpstreamPool(server.loop)
+        r = config.routing
+        self.health = HealthBoard(failure_threshold=r.failure_threshold,
+                                  cooldown_s=r.cooldown_s, cooldown_max_s=r.cooldown_max_s)
+        self.limits: dict[str, ConcurrencyLimit] = {}
         self.started = time.time()
         self.models_ep = ModelEndpoints(self)
         self.count_tokens_ep = CountTokens(self)
@@ -82,17 +90,33 @@ class Gateway:
             ("GET", "/v1/models"): self.models,
             ("HEAD", "/v1/models"): self.models,
             ("GET", "/anthropic/v1/models"): self.models,
-            ("GET", "/health"): self.health,
-            ("HEAD", "/health"): self.health,
+            ("GET", "/health"): self.health_page,
+            ("HEAD", "/health"): self.health_page,
             ("HEAD", "/"): self.root,
             ("GET", "/"): self.root,
         }
         self._paths = {path for _, path in self._routes}
 
     def apply_config(self, config: Config) -> None:
+        """Install a (new) configuration.  In-flight exchanges keep the objects they
+        already hold, so a reload never drops a running stream."""
         self.config = config
         self.router = Router(config)
         self.providers = {name: Provider(p) for name, p in config.providers.items()}
+        r = config.routing
+        self.health.configure(failure_threshold=r.failure_threshold,
+                              cooldown_s=r.cooldown_s, cooldown_max_s=r.cooldown_max_s)
+        limits = {}
+        for name, p in config.providers.items():
+            if p.max_concurrency:
+                old = self.limits.get(name)
+                if old is not None and old.max == p.max_concurrency:
+                    old.queue_size, old.queue_timeout_s = p.queue_size, p.queue_timeout_s
+                    limits[name] = old
+                else:
+                    limits[name] = ConcurrencyLimit(p.max_concurrency, p.queue_size,
+                                                    p.queue_timeout_s)
+        self.limits = limits
         self.keys = tuple(k.encode() for k in config.auth.keys)
         owners: dict[str, str] = {}
         for route in config.routes:
@@ -196,14 +220,25 @@ class Gateway:
             raise bad_request("'model' must be a non-empty string", param="model")
         return model
 
-    def route(self, model: str) -> tuple[Provider, str]:
+    def targets_for(self, model: str) -> list[tuple[Provider, str]]:
+        """The targets a request for ``model`` tries, in failover order: the first
+        matching route's targets, the first one drawn by weight when it has weights."""
         resolved = self.router.resolve(model)
         if resolved is None:
             raise GatewayError(404, f"no route for model '{model}': add a [[routes]] entry "
                                     f"or use model 'loopback'", kind="not_found",
                                param="model", code="model_not_found")
-        pcfg, upstream_model = resolved.targets[0]
-        return self.providers[pcfg.name], upstream_model
+        providers = self.providers
+        targets = [(providers[p.name], m) for p, m in resolved.targets]
+        weights = resolved.route.weights
+        if weights and len(targets) > 1:
+            i = random.choices(range(len(targets)), weights=weights)[0]
+            if i:
+                targets.insert(0, targets.pop(i))
+        return targets
+
+    def limit_for(self, provider: Provider) -> ConcurrencyLimit | None:
+        return self.limits.get(provider.name)
 
     # rows --------------------------------------------------------------------------
     def new_row(self, req: Request | None, conn: HTTPConnection, client_protocol: str,
@@ -308,7 +343,7 @@ class Gateway:
         return error_body(fmt, status, msg)
 
     # endpoints -------------------------------------------------------------------------
-    def health(self, req: Request, conn: HTTPConnection) -> None:
+    def health_page(self, req: Request, conn: HTTPConnection) -> None:
         body = orjson.dumps({
             "status": "ok",
             "version": __version__,
@@ -316,6 +351,8 @@ class Gateway:
             "connections": len(self.server.connections),
             "upstream": self.pool.stats(),
             "ledger": self.ledger.stats(),
+            "targets": self.health.snapshot(self.loop.time()),
+            "limits": {name: lim.stats() for name, lim in self.limits.items()},
         })
         conn.respond(200, body)
 

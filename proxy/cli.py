@@ -5,8 +5,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 from . import __version__
 from .aio import new_event_loop
@@ -52,6 +54,9 @@ def _daemon_parser() -> argparse.ArgumentParser:
         default=None,
         help="serve a non-loopback address without gateway keys (unsafe)",
     )
+    p.add_argument("--pid-file", metavar="PATH",
+                   help="where to write the process id for 'gateway reload' "
+                        "(default: the ledger path + .pid)")
     p.add_argument("--version", action="version", version=f"tokenway {__version__}")
     return p
 
@@ -98,10 +103,21 @@ def gatewayd_main(argv: Sequence[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 2
+    pid_file = args.pid_file or config.ledger.path + ".pid"
+    try:
+        with open(pid_file, "w") as f:
+            f.write(f"{os.getpid()}\n")
+    except OSError as exc:
+        log.warning("cannot write pid file %s: %s (gateway reload needs --pid)", pid_file, exc)
+        pid_file = None
+
+    def reloader() -> Any:
+        return load_config(args.config, overrides=overrides)
+
     loop = new_event_loop(args.loop)
     asyncio.set_event_loop(loop)
     try:
-        loop.run_until_complete(serve(config, ledger))
+        loop.run_until_complete(serve(config, ledger, reloader=reloader))
     except OSError as exc:
         print(
             f"gatewayd: cannot listen on {config.server.listen}: {exc.strerror or exc}",
@@ -118,6 +134,43 @@ def gatewayd_main(argv: Sequence[str] | None = None) -> int:
             "" if flushed else " (flush timed out)",
         )
         loop.close()
+        if pid_file:
+            try:
+                os.unlink(pid_file)
+            except OSError:
+                pass
+    return 0
+
+
+def _reload_main(argv: Sequence[str]) -> int:
+    import signal
+
+    p = argparse.ArgumentParser(
+        prog="gateway reload",
+        description="Ask a running gatewayd to reload its configuration (SIGHUP). In-flight "
+                    "streams are not dropped; a bad configuration is refused and logged.")
+    p.add_argument("--db", metavar="PATH", default=None,
+                   help="the daemon's ledger path (its pid file is PATH.pid; default "
+                        "./tokenway.db)")
+    p.add_argument("--pid-file", metavar="PATH")
+    p.add_argument("--pid", type=int)
+    args = p.parse_args(argv)
+    pid = args.pid
+    if pid is None:
+        path = args.pid_file or (args.db or os.environ.get("TOKENWAY_DB") or "tokenway.db") + ".pid"
+        try:
+            with open(path) as f:
+                pid = int(f.read().strip())
+        except (OSError, ValueError) as exc:
+            print(f"gateway reload: cannot read pid file {path}: {exc}", file=sys.stderr)
+            return 2
+    try:
+        os.kill(pid, signal.SIGHUP)
+    except OSError as exc:
+        print(f"gateway reload: cannot signal process {pid}: {exc.strerror or exc}",
+              file=sys.stderr)
+        return 1
+    print(f"reload requested (pid {pid}); see the daemon's log for the result")
     return 0
 
 
@@ -172,6 +225,8 @@ def gateway_main(argv: Sequence[str] | None = None) -> int:
         return usage_main(rest)
     if cmd == "routes":
         return _routes_main(rest)
+    if cmd == "reload":
+        return _reload_main(rest)
     if cmd in ("version", "--version"):
         print(f"tokenway {__version__}")
         return 0

@@ -219,8 +219,29 @@ _MANAGED_HEADERS = frozenset(
 # which the gateway appends itself (/v1/messages, /v1beta/models/...).
 _VERSION_SEGMENTS = frozenset({"v1", "v1beta", "v1alpha"})
 
-_TOP_KEYS = ("server", "ledger", "auth", "providers", "routes", "agent_safety")
+_TOP_KEYS = ("server", "ledger", "auth", "providers", "routes", "agent_safety", "routing")
 _AGENT_SAFETY_KEYS = ("tool_loop_warn", "tool_loop_stop")
+_ROUTING_KEYS = ("max_attempts", "backoff", "backoff_max", "deadline", "failure_threshold",
+                 "cooldown", "cooldown_max", "on_client_disconnect", "heartbeat")
+# Failover: three attempts in all (first target, next target, one more) is what
+# the OpenAI and Anthropic SDKs do by default (max_retries=2).
+DEFAULT_MAX_ATTEMPTS = 3
+# Jittered exponential backoff before retrying a target already tried
+# (the SDKs start at 0.5 s; a gateway retrying on a different key can be faster).
+DEFAULT_BACKOFF_S = 0.2
+DEFAULT_BACKOFF_MAX_S = 5.0
+# Total time to get a response head across all attempts.
+DEFAULT_DEADLINE_S = 600.0
+# Circuit breaker: 5 consecutive failures open a target for 30 s, doubling on
+# each failed half-open probe up to 5 minutes (envoy outlier detection defaults:
+# 5 consecutive 5xx, 30 s base ejection, 300 s max).
+DEFAULT_FAILURE_THRESHOLD = 5
+DEFAULT_COOLDOWN_S = 30.0
+DEFAULT_COOLDOWN_MAX_S = 300.0
+# Keep-alives during silent streams (thinking models): well under every
+# client's idle timeout (Codex 300 s, most proxies 60 s).
+DEFAULT_HEARTBEAT_S = 15.0
+DISCONNECT_MODES = ("cancel", "drain")
 # Duplicate tool-call thresholds: the same call 3 times in a row gets the
 # model a warning, 5 times stops the loop (0 turns either off).
 DEFAULT_TOOL_LOOP_WARN = 3
@@ -240,6 +261,10 @@ _LEDGER_KEYS = ("path",)
 _AUTH_KEYS = ("keys_env", "keys")
 _PROVIDER_KEYS = (
     "kind",
+    "request_timeout",
+    "max_concurrency",
+    "queue_size",
+    "queue_timeout",
     "responses_api",
     "count_tokens",
     "base_url",
@@ -254,7 +279,7 @@ _PROVIDER_KEYS = (
     "idle_timeout",
     "max_connections",
 )
-_ROUTE_KEYS = ("match", "to")
+_ROUTE_KEYS = ("match", "to", "weights")
 _OVERRIDE_KEYS = ("listen", "db", "log_level", "parser", "allow_unauthenticated")
 
 _PROVIDER_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
@@ -498,6 +523,14 @@ class ProviderConfig:
     # OpenAI kind: forward Responses clients to the provider's own /responses
     # (OpenAI, vLLM, Ollama, llama.cpp serve it); false translates to Chat.
     responses_api: bool = True
+    # Whole-request limit, streaming included (0: none; streams are bounded by
+    # the idle timeout instead).
+    request_timeout_s: float = 0.0
+    # In-flight requests to this provider (0: unlimited), and how many more may
+    # wait for a slot, for how long, before getting 503 + Retry-After.
+    max_concurrency: int = 0
+    queue_size: int = 64
+    queue_timeout_s: float = 30.0
     # Anthropic kind: "upstream" asks the provider's count_tokens, "local" estimates.
     count_tokens: str = "upstream"
     scheme: str = field(init=False)
@@ -554,6 +587,10 @@ class Target:
 class Route:
     match: str
     targets: tuple[Target, ...]
+    # Optional relative weights, one per target: the first target of each request
+    # is drawn by weight (spreading load over keys or base URLs), the rest follow
+    # in config order as failover.  Empty: strict config order.
+    weights: tuple[float, ...] = ()
     # Where the route came from ("routes[0]", "TOKENWAY_ROUTES[1]", ...), for explain.
     origin: str | None = field(default=None, compare=False)
 
@@ -562,6 +599,19 @@ class Route:
 class AgentSafetyConfig:
     tool_loop_warn: int = DEFAULT_TOOL_LOOP_WARN
     tool_loop_stop: int = DEFAULT_TOOL_LOOP_STOP
+
+
+@dataclass(frozen=True, slots=True)
+class RoutingConfig:
+    max_attempts: int = DEFAULT_MAX_ATTEMPTS
+    backoff_s: float = DEFAULT_BACKOFF_S
+    backoff_max_s: float = DEFAULT_BACKOFF_MAX_S
+    deadline_s: float = DEFAULT_DEADLINE_S
+    failure_threshold: int = DEFAULT_FAILURE_THRESHOLD
+    cooldown_s: float = DEFAULT_COOLDOWN_S
+    cooldown_max_s: float = DEFAULT_COOLDOWN_MAX_S
+    on_client_disconnect: str = "cancel"
+    heartbeat_s: float = DEFAULT_HEARTBEAT_S  # 0: off
 
 
 @dataclass(frozen=True, slots=True)
@@ -575,6 +625,7 @@ class Config:
     routes: tuple[Route, ...] = ()
     source: str | None = None  # the file that was loaded, if any
     agent_safety: AgentSafetyConfig = field(default_factory=AgentSafetyConfig)
+    routing: RoutingConfig = field(default_factory=RoutingConfig)
 
 
 def check_listen_safety(config: Config) -> str | None:
@@ -751,7 +802,9 @@ class _Loader:
                 raise ConfigError(f"agent_safety.{key}",
                                   f"must be an integer >= 0, 0 turns it off (got {value!r})")
             thresholds[key] = value
+        routing = self.build_routing(self.table(doc, "routing", _ROUTING_KEYS))
         return Config(
+            routing=routing,
             agent_safety=AgentSafetyConfig(**thresholds),
             server=server_cfg,
             ledger=ledger_cfg,
@@ -836,6 +889,29 @@ class _Loader:
         return value
 
     # -- sections --
+
+    def build_routing(self, t: dict[str, Any]) -> RoutingConfig:
+        def count(key: str, default: int, low: int) -> int:
+            value = t.get(key, default)
+            if type(value) is not int or value < low:
+                raise self.fail(f"routing.{key}", f"must be an integer >= {low} (got {value!r})")
+            return value
+
+        heartbeat = t.get("heartbeat", DEFAULT_HEARTBEAT_S)
+        heartbeat_s = 0.0 if heartbeat in (0, "0", "off", False) else self.get_duration(
+            t, "routing", "heartbeat", DEFAULT_HEARTBEAT_S)
+        return RoutingConfig(
+            max_attempts=count("max_attempts", DEFAULT_MAX_ATTEMPTS, 1),
+            backoff_s=self.get_duration(t, "routing", "backoff", DEFAULT_BACKOFF_S),
+            backoff_max_s=self.get_duration(t, "routing", "backoff_max", DEFAULT_BACKOFF_MAX_S),
+            deadline_s=self.get_duration(t, "routing", "deadline", DEFAULT_DEADLINE_S),
+            failure_threshold=count("failure_threshold", DEFAULT_FAILURE_THRESHOLD, 1),
+            cooldown_s=self.get_duration(t, "routing", "cooldown", DEFAULT_COOLDOWN_S),
+            cooldown_max_s=self.get_duration(t, "routing", "cooldown_max", DEFAULT_COOLDOWN_MAX_S),
+            on_client_disconnect=self.get_choice(t, "routing", "on_client_disconnect",
+                                                 DISCONNECT_MODES, "cancel"),
+            heartbeat_s=heartbeat_s,
+        )
 
     def build_server(self, t: dict[str, Any]) -> ServerConfig:
         listen = t.get("listen", DEFAULT_LISTEN)
@@ -1054,7 +1130,19 @@ class _Loader:
                 f"must be an integer >= 1 (got {max_connections!r})",
             )
 
+        def nonneg(key: str, default: int) -> int:
+            value = t.get(key, default)
+            if type(value) is not int or value < 0:
+                raise self.fail(f"{path}.{key}", f"must be an integer >= 0 (got {value!r})")
+            return value
+
+        rt = t.get("request_timeout", 0)
         return ProviderConfig(
+            request_timeout_s=0.0 if rt in (0, "0") else self.get_duration(
+                t, path, "request_timeout", 0.0),
+            max_concurrency=nonneg("max_concurrency", 0),
+            queue_size=nonneg("queue_size", 64),
+            queue_timeout_s=self.get_duration(t, path, "queue_timeout", 30.0),
             responses_api=self.get_bool(t, path, "responses_api", True),
             count_tokens=self.get_choice(
                 t, path, "count_tokens", ("upstream", "local"),
@@ -1085,8 +1173,8 @@ class _Loader:
         providers: Mapping[str, ProviderConfig],
         shortcut_vendors: Mapping[str, str],
     ) -> tuple[Route, ...]:
-        # (label, match, targets as written)
-        raw: list[tuple[str, object, object]] = []
+        # (label, match, targets as written, weights)
+        raw: list[tuple[str, object, object, object]] = []
         file_routes = doc.get("routes", [])
         if not isinstance(file_routes, list):
             raise ConfigError("routes", "must be an array of tables ([[routes]])")
@@ -1099,7 +1187,7 @@ class _Loader:
                 raise ConfigError(f"{label}.match", "is required")
             if "to" not in entry:
                 raise ConfigError(f"{label}.to", "is required")
-            raw.append((label, entry["match"], entry["to"]))
+            raw.append((label, entry["match"], entry["to"], entry.get("weights")))
 
         env_routes = _getenv(self.env, "TOKENWAY_ROUTES")
         if env_routes is not None:
@@ -1112,15 +1200,16 @@ class _Loader:
                         label, f"expected GLOB=>TARGET|TARGET (got {item!r})"
                     )
                 raw.append(
-                    (label, match.strip(), [t.strip() for t in targets.split("|")])
+                    (label, match.strip(), [t.strip() for t in targets.split("|")], None)
                 )
         else:
             for vendor, var in shortcut_vendors.items():
                 for glob in VENDOR_DEFAULT_ROUTES[vendor]:
-                    raw.append((f"default for {var}", glob, [vendor]))
+                    raw.append((f"default for {var}", glob, [vendor], None))
 
         return tuple(
-            self.build_route(label, match, to, providers) for label, match, to in raw
+            self.build_route(label, match, to, providers, weights)
+            for label, match, to, weights in raw
         )
 
     def build_route(
@@ -1129,6 +1218,7 @@ class _Loader:
         match: object,
         to: object,
         providers: Mapping[str, ProviderConfig],
+        weights: object = None,
     ) -> Route:
         if not isinstance(match, str) or not match:
             raise ConfigError(
@@ -1159,4 +1249,15 @@ class _Loader:
                 known = ", ".join(providers) if providers else "none"
                 raise ConfigError(key, f"unknown provider {name!r} (defined: {known})")
             targets.append(Target(provider=name, model=model if sep else None))
-        return Route(match=match, targets=tuple(targets), origin=label)
+        wts: tuple[float, ...] = ()
+        if weights is not None:
+            if (not isinstance(weights, list) or len(weights) != len(targets)
+                    or not all(isinstance(w, int | float) and not isinstance(w, bool)
+                               and w >= 0 for w in weights)
+                    or not any(w > 0 for w in weights)):
+                raise ConfigError(
+                    f"{label}.weights",
+                    f"must be a list of {len(targets)} numbers >= 0 (one per target, "
+                    f"at least one > 0), got {weights!r}")
+            wts = tuple(float(w) for w in weights)
+        return Route(match=match, targets=tuple(targets), origin=label, weights=wts)

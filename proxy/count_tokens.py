@@ -16,7 +16,7 @@ from protocols.tokens import estimate_anthropic_input_tokens
 
 from . import loopback
 from .errors import ANTHROPIC, GatewayError, bad_request
-from .exchange import ProxyExchange
+from .exchange import Attempt, ProxyExchange
 
 if TYPE_CHECKING:
     from .app import Gateway
@@ -41,7 +41,7 @@ class CountTokens:
                                   param="messages")
             provider = upstream_model = None
             if model != loopback.LOOPBACK_MODEL:
-                provider, upstream_model = gw.route(model)
+                provider, upstream_model = gw.targets_for(model)[0]
         except GatewayError as err:
             gw.send_error(req, conn, err, row, ANTHROPIC)
             return None
@@ -54,9 +54,10 @@ class CountTokens:
                 body["model"] = upstream_model
                 payload = orjson.dumps(body)
             headers = gw.models_ep._headers(req, provider, "anthropic_messages", False)
-            ex = ProxyExchange(gw, req, conn, row, provider, provider.count_tokens_path(),
-                               headers, payload, stream=False, body_filter=None,
-                               error_format=ANTHROPIC, translation=None)
+            att = Attempt(provider, upstream_model, provider.count_tokens_path(), headers,
+                          payload, None, None)
+            ex = ProxyExchange(gw, req, conn, row, [(provider, upstream_model)],
+                               lambda p, m: att, stream=False, error_format=ANTHROPIC)
             return ex.start()
         row["provider"] = "local"
         gw.respond_json(req, conn, row, {"input_tokens": estimate_anthropic_input_tokens(body)})

@@ -1,27 +1,39 @@
-"""One proxied request, in explicit phases.
+"""One proxied request, in explicit phases, with failover before the first byte.
 
-``route`` (done by the caller) -> ``acquire`` an upstream connection -> ``send``
--> ``on_upstream_head`` -> ``on_upstream_body``* (pumped to the client through
-a body *filter*) -> ``on_upstream_end`` -> ``record`` one ledger row.
+``pick`` a target (route order, weights, health) -> ``build`` its attempt (wire
+format, body, headers) -> ``acquire`` a concurrency slot and an upstream
+connection -> ``send`` -> ``on_upstream_head`` -> ``on_upstream_body``* (pumped
+to the client through a body *filter*) -> ``on_upstream_end`` -> ``record``
+one ledger row.
 
-The exchange is driven by callbacks from both connections, not by a task:
-the only await is opening a new provider connection.  That keeps a pooled,
-keep-alive request to a handful of function calls.
+Failover: until the first byte reaches the client, a connect failure, a
+timeout, or a 429/500/502/503/504/529 answer moves on to the next target (a
+target already tried is retried after a jittered exponential backoff), within
+``routing.max_attempts`` and ``routing.deadline``.  Other 4xx answers are the
+client's to see and are relayed at once.  After the first byte there is no
+silent switch: the client gets its protocol's error event.
 
-Backpressure: the client connection calls ``pause_writing`` when its write
-buffer is above the high-water mark, and the exchange pauses reading from
-the provider until ``resume_writing`` — memory per stream stays bounded by
-the two socket buffers plus one chunk.
+The exchange is driven by callbacks from both connections, not by a task: the
+only awaits are opening a provider connection, waiting for a concurrency slot
+and backing off.  A pooled, keep-alive request is a handful of calls.
 
-Body filters are sans-IO objects from ``protocols/`` with ``feed(bytes) ->
-bytes``, ``finish() -> bytes``, ``error_frame(message, kind) -> bytes`` and
-facts read for the ledger (``usage``, ``model``, ``complete``).
+Backpressure: the client connection calls ``pause_writing`` above its write
+high-water mark and the exchange pauses reading from the provider until
+``resume_writing``, so memory per stream stays bounded.
+
+Body filters come from ``protocols/`` (through ``proxy.llm``): ``feed(bytes)
+-> bytes``, ``finish() -> bytes``, ``error_frame(message, kind) -> bytes``,
+``heartbeat() -> bytes``, ``at_boundary``, and facts read for the ledger
+(``usage``, ``model``, ``complete``).
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import random
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -30,6 +42,7 @@ from protocols.errors import ProtocolError
 
 from .accounting import usage_to_row
 from .errors import UPSTREAM, GatewayError
+from .health import parse_retry_after
 from .upstream import (
     HOP_BY_HOP,
     MAX_BUFFERED_RESPONSE_BYTES,
@@ -40,6 +53,7 @@ from .upstream import (
 if TYPE_CHECKING:
     from .app import Gateway
     from .h1 import HTTPConnection, Request
+    from .provider import Provider
 
 log = logging.getLogger("tokenway.exchange")
 
@@ -57,60 +71,193 @@ _NOT_RELAYED = HOP_BY_HOP | {
     b"alt-svc", b"cf-ray", b"x-request-id",
 }
 
+# Provider answers that move on to the next target (before the first byte).
+RETRYABLE_STATUS = frozenset({429, 500, 502, 503, 504, 529})
+
 _HEAD, _STREAM, _BUFFER, _DONE = range(4)
 
 
+class Attempt:
+    """Everything needed to send the request to one target."""
+
+    __slots__ = ("provider", "upstream_model", "path", "headers", "payload", "filter",
+                 "translation", "data")
+
+    def __init__(self, provider: Provider, upstream_model: str, path: bytes,
+                 headers: list[tuple[bytes, bytes]], payload: bytes, body_filter: Any,
+                 translation: Any) -> None:
+        self.provider = provider
+        self.upstream_model = upstream_model
+        self.path = path
+        self.headers = headers
+        self.payload = payload
+        self.filter = body_filter
+        self.translation = translation
+        self.data = build_request_head(b"POST", path, provider.host_header, headers,
+                                       len(payload)) + payload
+
+
 class ProxyExchange:
-    """Forward one request to one provider target and pump the answer back."""
+    """Forward one request to the first target that answers, pump the answer back."""
 
     __slots__ = (
-        "gw", "req", "conn", "row", "provider", "key", "data", "stream", "filter",
-        "up", "state", "status", "parts", "size", "resp_headers", "retried",
-        "bytes_out", "request_id", "error_format", "translation",
+        "gw", "req", "conn", "row", "targets", "build", "stream", "att", "up", "state",
+        "status", "parts", "size", "resp_headers", "bytes_out", "request_id",
+        "error_format", "tried", "cursor", "deadline", "last_error", "slot", "reused_retry",
+        "tries_per_target", "draining", "heartbeat", "last_write", "whole_timer",
+        "counted",
     )
 
     def __init__(self, gw: Gateway, req: Request, conn: HTTPConnection, row: dict[str, Any],
-                 provider: Any, upstream_path: bytes, headers: list[tuple[bytes, bytes]],
-                 body: bytes, *, stream: bool, body_filter: Any, error_format: str,
-                 translation: Any = None) -> None:
+                 targets: list[tuple[Provider, str]], build: Callable[[Provider, str], Attempt],
+                 *, stream: bool, error_format: str) -> None:
         self.gw = gw
         self.req = req
         self.conn = conn
         self.row = row
-        self.provider = provider
-        self.key = gw.pool.key_for(provider)
-        self.data = build_request_head(b"POST", upstream_path, provider.host_header,
-                                       headers, len(body)) + body
+        self.targets = targets
+        self.build = build
         self.stream = stream
-        self.filter = body_filter
+        self.att: Attempt | None = None
         self.up: Any = None
         self.state = _HEAD
         self.status = 0
         self.parts: list[bytes] = []
         self.size = 0
         self.resp_headers: list[tuple[bytes, bytes]] = []
-        self.retried = False
         self.bytes_out = 0
         self.request_id = row["request_id"]
         self.error_format = error_format
-        # Non-stream replies and errors go through it (None: OpenAI passthrough).
-        self.translation = translation
+        self.tried = 0
+        self.cursor = 0
+        self.deadline = gw.loop.time() + gw.config.routing.deadline_s
+        self.last_error: Any = None  # GatewayError, or (status, headers, body, attempt)
+        self.slot: Any = None
+        self.reused_retry = False
+        self.tries_per_target: dict[str, int] = {}
+        self.draining = False
+        self.heartbeat: asyncio.TimerHandle | None = None
+        self.last_write = 0.0
+        self.whole_timer: asyncio.TimerHandle | None = None
+        self.counted = False
 
-    # phases ---------------------------------------------------------------------
+    # -- choosing and starting attempts ------------------------------------------------
     def start(self) -> Any:
-        """Send on an idle pooled connection now, or return a coroutine that connects."""
+        """Start the first attempt.  Returns None when it went out at once on a pooled
+        connection, else a coroutine (connect, queue or backoff) for the caller to run."""
         self.conn.flow = self
-        up = self.gw.pool.take_idle(self.key)
-        if up is not None:
-            self._send(up)
-            return None
-        return self._connect_and_send()
+        return self._next()
 
-    async def _connect_and_send(self) -> None:
+    def _continue(self) -> None:
+        """Start the next attempt from a callback (no caller to hand a coroutine to)."""
+        coro = self._next()
+        if coro is not None:
+            self.conn.task = self.gw.server.spawn_request(coro, self.conn)
+
+    def _next(self) -> Any:
+        gw = self.gw
+        routing = gw.config.routing
+        loop = gw.loop
+        while True:
+            if self.state == _DONE:
+                return None
+            now = loop.time()
+            if self.tried >= routing.max_attempts or now >= self.deadline:
+                return self._give_up()
+            choice = self._pick(now)
+            if choice is None:
+                return self._give_up(all_cooling=True)
+            provider, model = choice
+            try:
+                att = self.build(provider, model)
+            except GatewayError as err:
+                if self.tried == 0 and len(self.targets) == 1:
+                    self._fail(err)
+                    return None
+                self.last_error = err  # this target cannot express the request: skip it
+                self.tried += 1
+                continue
+            n = self.tries_per_target.get(provider.name, 0)
+            self.tries_per_target[provider.name] = n + 1
+            self.tried += 1
+            self.att = att
+            row = self.row
+            row["attempts"] = self.tried
+            row["provider"] = provider.name
+            row["served_model"] = model
+            gw.health.on_attempt(provider.name)
+            delay = 0.0
+            if n:
+                base = min(routing.backoff_max_s, routing.backoff_s * (2 ** (n - 1)))
+                delay = base * (0.5 + random.random() / 2)  # jitter: 50-100 %
+                delay = min(delay, max(0.0, self.deadline - now))
+            limit = gw.limit_for(provider)
+            if limit is None or limit.try_acquire():
+                self.slot = limit
+                if not delay:
+                    up = gw.pool.take_idle(gw.pool.key_for(provider))
+                    if up is not None:
+                        self._send(up)
+                        return None
+                return self._connect_and_send(delay)
+            if limit.can_queue():
+                return self._wait_slot_and_send(limit, delay)
+            limit.rejected += 1
+            self.last_error = GatewayError(
+                503, f"provider {provider.name} is at its concurrency limit "
+                     f"({limit.max}) and its wait queue is full", kind="overloaded",
+                source=UPSTREAM, retry_after_s=1)
+
+    def _pick(self, now: float) -> tuple[Provider, str] | None:
+        """The next available target in failover order, cycling for retries."""
+        health = self.gw.health
+        n = len(self.targets)
+        for k in range(n):
+            i = (self.cursor + k) % n
+            provider, model = self.targets[i]
+            if health.available(provider.name, now):
+                self.cursor = i + 1
+                return provider, model
+        return None
+
+    async def _wait_slot_and_send(self, limit: Any, delay: float) -> None:
+        ok = await limit.acquire()
+        if self.state == _DONE:
+            if ok:
+                limit.release()
+            return
+        if not ok:
+            limit.rejected += 1
+            self.last_error = GatewayError(
+                503, f"provider {self.att.provider.name} stayed at its concurrency limit for "
+                     f"{limit.queue_timeout_s:g} s", kind="overloaded", source=UPSTREAM,
+                retry_after_s=1)
+            coro = self._next()
+            if coro is not None:
+                await coro
+            return
+        self.slot = limit
+        await self._connect_and_send(delay)
+
+    async def _connect_and_send(self, delay: float = 0.0, fresh: bool = False) -> None:
+        if delay:
+            await asyncio.sleep(delay)
+            if self.state == _DONE:
+                self._release_slot()
+                return
+        if not fresh:
+            # A connection may have come back to the pool while we waited.
+            up = self.gw.pool.take_idle(self.gw.pool.key_for(self.att.provider))
+            if up is not None:
+                self._send(up)
+                return
+        att = self.att
+        timeout = min(att.provider.connect_timeout_s, max(0.001, self.deadline - self.gw.loop.time()))
         try:
-            up = await self.gw.pool.connect(self.key, self.provider.connect_timeout_s)
+            up = await self.gw.pool.connect(self.gw.pool.key_for(att.provider), timeout)
         except UpstreamError as exc:
-            self.on_upstream_error(exc)
+            if self.state != _DONE:
+                self.on_upstream_error(exc)
             return
         if self.state == _DONE:  # the client left while we were connecting
             up.abandon()
@@ -119,13 +266,17 @@ class ProxyExchange:
 
     def _send(self, up: Any) -> None:
         self.up = up
-        up.send(self.data, self, first_byte_s=self.provider.first_byte_timeout_s,
-                idle_s=self.provider.idle_timeout_s)
+        att = self.att
+        p = att.provider
+        first_byte = min(p.first_byte_timeout_s, max(0.001, self.deadline - self.gw.loop.time()))
+        up.send(att.data, self, first_byte_s=first_byte, idle_s=p.idle_timeout_s)
+        if p.config.request_timeout_s and self.whole_timer is None:
+            self.whole_timer = self.gw.loop.call_later(p.config.request_timeout_s,
+                                                       self._on_whole_timeout)
 
-    # upstream callbacks -------------------------------------------------------------
+    # -- upstream callbacks ----------------------------------------------------------
     def on_upstream_head(self, status: int, headers: list[tuple[bytes, bytes]]) -> None:
         self.status = status
-        self.row["ttfb_ms"] = (time.monotonic() - self.row["_t0"]) * 1000.0
         relayed = [(b"x-request-id", self.request_id.encode())]
         ctype = b""
         for k, v in headers:
@@ -134,8 +285,12 @@ class ProxyExchange:
             elif k not in _NOT_RELAYED:
                 relayed.append((k, v))
         if status == 200 and self.stream and ctype.startswith(b"text/event-stream"):
+            self._settle_health(True)
+            self.row["ttfb_ms"] = (time.monotonic() - self.row["_t0"]) * 1000.0
             self.state = _STREAM
-            self.conn.start_stream(200, SSE_HEADERS + relayed)
+            if not self.draining:
+                self.conn.start_stream(200, SSE_HEADERS + relayed)
+                self._arm_heartbeat()
         else:
             self.state = _BUFFER
             relayed.append((b"content-type", ctype or b"application/json"))
@@ -143,11 +298,12 @@ class ProxyExchange:
 
     def on_upstream_body(self, data: bytes) -> None:
         if self.state == _STREAM:
-            out = self.filter.feed(data)
-            if out:
+            out = self.att.filter.feed(data)
+            if out and not self.draining:
                 self.bytes_out += len(out)
+                self.last_write = self.gw.loop.time()
                 self.conn.write(out)
-        else:
+        elif self.state == _BUFFER:
             self.size += len(data)
             if self.size > MAX_BUFFERED_RESPONSE_BYTES:
                 self.up.abandon()
@@ -165,11 +321,11 @@ class ProxyExchange:
     def on_upstream_error(self, exc: UpstreamError) -> None:
         if self.state == _DONE:
             return
-        if exc.kind == "reused_dead" and not self.retried and self.state == _HEAD:
-            # The pooled connection was dead before the provider saw anything: retry once.
-            self.retried = True
-            self.row["attempts"] = 2
-            coro = self._connect_and_send()
+        if exc.kind == "reused_dead" and not self.reused_retry and self.state == _HEAD:
+            # The pooled connection was dead before the provider saw anything:
+            # resend on a fresh connection, not counted as a failover attempt.
+            self.reused_retry = True
+            coro = self._connect_and_send(fresh=True)
             self.conn.task = self.gw.server.spawn_request(coro, self.conn)
             return
         row = self.row
@@ -177,29 +333,65 @@ class ProxyExchange:
             # Bytes already reached the client: no silent switch, no fabricated
             # clean end.  The client gets its protocol's own error event.
             self.state = _DONE
-            tail = self.filter.error_frame(f"upstream stream failed: {exc.message}", exc.kind)
-            self.bytes_out += len(tail)
-            self.conn.write(tail)
-            self.conn.end_stream()
-            row["status"] = 200
+            if not self.draining:
+                tail = self.att.filter.error_frame(
+                    f"upstream stream failed: {exc.message}", exc.kind)
+                self.bytes_out += len(tail)
+                self.conn.write(tail)
+                self.conn.end_stream()
+                row["status"] = 200
             row["error_kind"] = "upstream_timeout" if exc.kind == "timeout" else "stream_cut"
             self._record()
             return
+        name = self.att.provider.name
         if exc.kind == "timeout":
-            err = GatewayError(504, f"provider {self.provider.name}: {exc.message}",
+            err = GatewayError(504, f"provider {name}: {exc.message}",
                                kind="upstream_timeout", source=UPSTREAM)
         elif exc.kind in ("unreachable", "reused_dead"):
-            err = GatewayError(502, f"provider {self.provider.name} unreachable: {exc.message}",
+            err = GatewayError(502, f"provider {name} unreachable: {exc.message}",
                                kind="upstream_unreachable", source=UPSTREAM)
         else:
-            err = GatewayError(502, f"provider {self.provider.name}: {exc.message}",
+            err = GatewayError(502, f"provider {name}: {exc.message}",
                                kind="upstream_error", source=UPSTREAM)
-        self.state = _DONE
-        self.gw.send_error(self.req, self.conn, err, row, self.error_format)
+        self.gw.health.on_failure(name, self.gw.loop.time(), err.message)
+        self._failover(err)
 
-    # client callbacks ---------------------------------------------------------------
+    def _failover(self, failure: Any) -> None:
+        """The current attempt failed before any byte reached the client."""
+        self.last_error = failure
+        self._release_slot()
+        self.up = None
+        self.state = _HEAD
+        self.status = 0
+        self.parts = []
+        self.size = 0
+        if self.draining:
+            self._give_up()
+            return
+        self._continue()
+
+    def _give_up(self, all_cooling: bool = False) -> None:
+        """No target left to try: answer with the last failure."""
+        if self.state == _DONE:
+            return None
+        last = self.last_error
+        if type(last) is tuple:
+            status, headers, body, att = last
+            self._relay_error(status, headers, body, att)
+            return None
+        if last is None or all_cooling and not isinstance(last, GatewayError):
+            now = self.gw.loop.time()
+            wait = min((self.gw.health.get(p.name).ready_at(now) - now for p, _ in self.targets),
+                       default=1.0)
+            last = GatewayError(503, "every provider for this model is cooling down after "
+                                     "failures; retry later", kind="upstream_unavailable",
+                                source=UPSTREAM, retry_after_s=max(1.0, wait))
+        self._fail(last)
+        return None
+
+    # -- client callbacks ---------------------------------------------------------------
     def pause_writing(self) -> None:
-        if self.up is not None:
+        if self.up is not None and not self.draining:
             self.up.pause_reading()
 
     def resume_writing(self) -> None:
@@ -207,55 +399,81 @@ class ProxyExchange:
             self.up.resume_reading()
 
     def client_gone(self) -> None:
-        if self.state == _DONE:
+        if self.state == _DONE or self.draining:
+            return
+        row = self.row
+        row["status"] = 499
+        row["error_kind"] = "cancelled"
+        self._stop_heartbeat()
+        if self.gw.config.routing.on_client_disconnect == "drain" and self.up is not None:
+            # Read the provider's answer to its end, for its real usage.
+            self.draining = True
+            self.up.resume_reading()
             return
         self.state = _DONE
         if self.up is not None:
             self.up.abandon()  # stop the provider spending tokens on nobody
-        row = self.row
-        row["status"] = 499
-        row["error_kind"] = "cancelled"
+        if self.att is not None:
+            self.gw.health.on_released(self.att.provider.name)
         self._record()
 
-    # endings --------------------------------------------------------------------------
+    # -- endings --------------------------------------------------------------------------
     def _finish_stream(self) -> None:
         self.state = _DONE
-        f = self.filter
+        f = self.att.filter
         tail = f.finish()
         row = self.row
         if not f.complete:
             tail += f.error_frame("upstream stream ended without its terminal event", "stream_cut")
-            row["error_kind"] = "stream_cut"
-        if tail:
-            self.bytes_out += len(tail)
-            self.conn.write(tail)
-        self.conn.end_stream()
-        row["status"] = 200
+            if not self.draining:
+                row["error_kind"] = "stream_cut"
+        if not self.draining:
+            if tail:
+                self.bytes_out += len(tail)
+                self.conn.write(tail)
+            self.conn.end_stream()
+            row["status"] = 200
         self._record()
 
     def _finish_buffered(self) -> None:
-        self.state = _DONE
         parts = self.parts
         body = parts[0] if len(parts) == 1 else b"".join(parts)
         status = self.status
+        att = self.att
+        if status != 200:
+            if status in RETRYABLE_STATUS:
+                ra = None
+                for k, v in self.resp_headers:
+                    if k == b"retry-after-ms":
+                        try:
+                            ra = float(v) / 1000.0
+                        except ValueError:
+                            pass
+                    elif k == b"retry-after" and ra is None:
+                        ra = parse_retry_after(v)
+                self.gw.health.on_failure(att.provider.name, self.gw.loop.time(),
+                                          f"HTTP {status}", ra)
+                self._failover((status, self.resp_headers, body, att))
+                return
+            self._settle_health(True)  # the provider answered; the request was refused
+            self._relay_error(status, self.resp_headers, body, att)
+            return
+        self._settle_health(True)
+        self.state = _DONE
         row = self.row
-        tr = self.translation
-        ctype = _pop_ctype(self.resp_headers)
+        row["ttfb_ms"] = (time.monotonic() - row["_t0"]) * 1000.0
+        tr = att.translation
+        ctype = _ctype(self.resp_headers)
         if tr is None:
-            if status == 200:
-                self.gw.read_usage(body, row)
-            else:
-                row["error_kind"] = "upstream_error"
-                body = self.gw.relay_error_body(status, body, self.error_format)
-        elif status == 200:
+            self.gw.read_usage(body, row)
+        else:
             try:
                 obj = orjson.loads(body)
                 out = tr.response(obj)
             except (orjson.JSONDecodeError, ProtocolError) as exc:
-                err = GatewayError(502, f"provider {self.provider.name} sent an invalid "
-                                        f"response: {exc}", kind="upstream_protocol",
-                                   source=UPSTREAM)
-                self.gw.send_error(self.req, self.conn, err, row, self.error_format)
+                self._fail(GatewayError(502, f"provider {att.provider.name} sent an invalid "
+                                             f"response: {exc}", kind="upstream_protocol",
+                                        source=UPSTREAM))
                 return
             if out is not obj:
                 body = orjson.dumps(out)
@@ -263,33 +481,121 @@ class ProxyExchange:
             usage_to_row(tr.usage, row)
             if tr.model:
                 row["served_model"] = tr.model
-        else:
-            row["error_kind"] = "upstream_error"
-            status, body = tr.error(status, body)
-            ctype = b"application/json"
-        row["status"] = status
+        row["status"] = 200
         self.bytes_out = len(body)
-        self.conn.respond(status, body, self.resp_headers, content_type=ctype)
+        if not self.draining:
+            self.conn.respond(200, body, _without_ctype(self.resp_headers), content_type=ctype)
         self._record()
 
+    def _relay_error(self, status: int, headers: list[tuple[bytes, bytes]], body: bytes,
+                     att: Attempt) -> None:
+        """Relay a provider's error answer with its status, in the client's format."""
+        self.state = _DONE
+        row = self.row
+        row["error_kind"] = "upstream_error"
+        row["provider"] = att.provider.name
+        tr = att.translation
+        if tr is None:
+            body = self.gw.relay_error_body(status, body, self.error_format)
+        else:
+            status, body = tr.error(status, body)
+        row["status"] = status
+        self.bytes_out = len(body)
+        if not self.draining:
+            self.conn.respond(status, body, _without_ctype(headers))
+        self._record()
+
+    def _fail(self, err: GatewayError) -> None:
+        self.state = _DONE
+        self._release_slot()
+        self._stop_heartbeat()
+        if self.conn.flow is self:
+            self.conn.flow = None
+        if self.draining:
+            self.gw.finish_row(self.row)
+            return
+        self.gw.send_error(self.req, self.conn, err, self.row, self.error_format)
+
     def _record(self) -> None:
+        self._release_slot()
+        self._stop_heartbeat()
+        if self.whole_timer is not None:
+            self.whole_timer.cancel()
+            self.whole_timer = None
         if self.conn.flow is self:
             self.conn.flow = None
         row = self.row
         row["bytes_out"] = self.bytes_out
-        if self.filter is not None and self.stream:
-            f = self.filter
+        if self.stream and self.att is not None and self.state == _DONE:
+            f = self.att.filter
             usage_to_row(f.usage, row)
             if f.model:
                 row["served_model"] = f.model
         self.gw.finish_row(row)
 
+    def _settle_health(self, ok: bool) -> None:
+        if ok and not self.counted:
+            self.counted = True
+            self.gw.health.on_success(self.att.provider.name)
 
-def _pop_ctype(headers: list[tuple[bytes, bytes]]) -> bytes:
-    """Take the content-type out of ``headers`` (``respond`` writes it first)."""
-    for i in range(len(headers) - 1, -1, -1):
-        if headers[i][0] == b"content-type":
-            return headers.pop(i)[1]
+    def _release_slot(self) -> None:
+        if self.slot is not None:
+            self.slot.release()
+            self.slot = None
+
+    # -- timers ------------------------------------------------------------------------------
+    def _on_whole_timeout(self) -> None:
+        self.whole_timer = None
+        if self.state == _DONE:
+            return
+        limit = self.att.provider.config.request_timeout_s
+        if self.up is not None:
+            self.up.abandon()
+        self.on_upstream_error(UpstreamError(
+            "timeout", f"request exceeded the provider's request_timeout of {limit:g} s"))
+
+    def _arm_heartbeat(self) -> None:
+        interval = self.gw.config.routing.heartbeat_s
+        if interval > 0:
+            self.last_write = self.gw.loop.time()
+            self.heartbeat = self.gw.loop.call_later(interval, self._on_heartbeat)
+
+    def _on_heartbeat(self) -> None:
+        """Keep a silent stream alive (thinking models): at event boundaries only."""
+        self.heartbeat = None
+        if self.state != _STREAM or self.draining:
+            return
+        interval = self.gw.config.routing.heartbeat_s
+        now = self.gw.loop.time()
+        due = heartbeat_due(self.last_write, now, interval)
+        f = self.att.filter
+        if due <= 0 and f.at_boundary and not self.conn.write_paused:
+            beat = f.heartbeat()
+            if beat:
+                self.conn.write(beat)
+                self.bytes_out += len(beat)
+                self.last_write = now
+            due = interval
+        self.heartbeat = self.gw.loop.call_later(max(due, 0.01), self._on_heartbeat)
+
+    def _stop_heartbeat(self) -> None:
+        if self.heartbeat is not None:
+            self.heartbeat.cancel()
+            self.heartbeat = None
+
+
+def heartbeat_due(last_write: float, now: float, interval: float) -> float:
+    """Seconds until the next keep-alive is due (<= 0: due now)."""
+    return last_write + interval - now
+
+
+def _ctype(headers: list[tuple[bytes, bytes]]) -> bytes:
+    for k, v in headers:
+        if k == b"content-type":
+            return v
     return b"application/json"
 
 
+def _without_ctype(headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+    """``respond`` writes the content-type itself."""
+    return [(k, v) for k, v in headers if k != b"content-type"]

@@ -24,13 +24,18 @@ from protocols.ir import (
     FORMAT_OPENAI_RESPONSES,
 )
 from protocols.loopguard import WARNING_TEMPLATE, inject_warning, trailing_run
-from protocols.observe import ChatStreamObserver, passthrough_error_frame
+from protocols.observe import (
+    ChatStreamObserver,
+    heartbeat_frame,
+    passthrough_error_frame,
+)
+from protocols.sse import FrameSplitter
 from protocols.translate import Translation
 
 from . import loopback
 from .accounting import usage_to_row
 from .errors import ANTHROPIC, GEMINI, OPENAI, GatewayError
-from .exchange import SSE_HEADERS, ProxyExchange
+from .exchange import SSE_HEADERS, Attempt, ProxyExchange
 
 if TYPE_CHECKING:
     from .app import Gateway
@@ -59,21 +64,49 @@ NOT_FORWARDED = HOP_BY_HOP | {
 
 
 class TranslatedStream:
-    """Body filter over a ``Translation``: the exchange's stream interface."""
+    """Body filter over a ``Translation``: the exchange's stream interface.
 
-    __slots__ = ("tr", "events")
+    In observe mode (same format both sides) whole events are forwarded, never
+    half of one, so keep-alives can be slipped in between events."""
+
+    __slots__ = ("tr", "events", "split")
 
     def __init__(self, tr: Translation) -> None:
         self.tr = tr
         self.events = 0  # events passed through in observe mode (Responses sequence)
+        self.split = FrameSplitter() if tr.observe else None
 
     def feed(self, data: bytes) -> bytes:
-        if self.tr.observe:
-            self.events += data.count(b"\n\n")
-        return self.tr.feed(data)
+        split = self.split
+        if split is None:
+            return self.tr.feed(data)
+        frames = split.feed(data)
+        self.tr.feed(data)  # the observer watches every byte, in order
+        if not frames:
+            return b""
+        self.events += len(frames)
+        return frames[0] if len(frames) == 1 else b"".join(frames)
+
+    @property
+    def at_boundary(self) -> bool:
+        return self.split is None or not self.split.pending
+
+    def heartbeat(self) -> bytes:
+        tr = self.tr
+        if not tr.observe and tr.client_format == FORMAT_OPENAI_RESPONSES:
+            beat = getattr(tr, "keepalive", None)
+            if beat is not None:
+                return beat()
+        return heartbeat_frame(tr.client_format)
 
     def finish(self) -> bytes:
-        return self.tr.finish()
+        out = self.tr.finish()
+        if self.split is not None:
+            rest = self.split.pending
+            # An unterminated last event is dropped, as SSE clients would drop it.
+            if rest.strip() == b"" and not self.tr.failed:
+                out = rest + out
+        return out
 
     def error_frame(self, message: str, kind: str = "upstream_error") -> bytes:
         """The provider failed mid-stream: end the client's stream with its error event."""
@@ -131,8 +164,12 @@ class ModelEndpoints:
             body = gw.parse_body(req)
             if model is None:
                 model = gw.model_of(body)
-            elif "model" not in body:
-                body["model"] = model
+            else:
+                # Gemini puts the model and the streaming flag in the URL; the
+                # decoder reads them from these gateway-added keys.
+                body.setdefault("model", model)
+                if stream is not None:
+                    body["stream"] = stream
             row["model"] = model
             if stream is None:
                 stream = body.get("stream") is True
@@ -145,20 +182,7 @@ class ModelEndpoints:
             if model == loopback.LOOPBACK_MODEL:
                 self._loopback(req, conn, body, row, client_format, stream)
                 return None
-            provider, upstream_model = gw.route(model)
-            up_format = provider.upstream_format(client_format)
-            row["provider"] = provider.name
-            row["served_model"] = upstream_model
-            if client_format == FORMAT_OPENAI_CHAT and up_format == FORMAT_OPENAI_CHAT:
-                return self._chat_passthrough(req, conn, body, row, provider, model,
-                                              upstream_model, stream, modified)
-            tr = Translation(client_format, up_format, request_id=row["request_id"],
-                             created=int(time.time()))
-            try:
-                up_body = tr.request(body)
-            except ProtocolError as exc:
-                raise GatewayError(exc.status_hint or 400, exc.message, kind="bad_request",
-                                   param=exc.param) from None
+            targets = gw.targets_for(model)
         except GatewayError as err:
             gw.send_error(req, conn, err, row, efmt)
             return None
@@ -166,21 +190,42 @@ class ModelEndpoints:
             gw.send_error(req, conn, GatewayError(exc.status, exc.message, kind="bad_request",
                                                   param=exc.param), row, efmt)
             return None
-        if up_format != FORMAT_GEMINI and (upstream_model != model or up_body.get("model") != upstream_model):
+        created = int(time.time())
+
+        def build(provider: Provider, upstream_model: str) -> Attempt:
+            return self._attempt(req, body, modified, client_format, provider, model,
+                                 upstream_model, stream, row["request_id"], created)
+
+        ex = ProxyExchange(gw, req, conn, row, targets, build, stream=stream,
+                           error_format=efmt)
+        return ex.start()
+
+    def _attempt(self, req: Request, body: dict[str, Any], modified: bool, client_format: str,
+                 provider: Provider, model: str, upstream_model: str, stream: bool,
+                 request_id: str, created: int) -> Attempt:
+        """The request as ``provider`` must receive it (raises GatewayError when the
+        client's request cannot be expressed for this target)."""
+        up_format = provider.upstream_format(client_format)
+        if client_format == FORMAT_OPENAI_CHAT and up_format == FORMAT_OPENAI_CHAT:
+            return self._chat_attempt(req, body, modified, provider, model, upstream_model,
+                                      stream)
+        tr = Translation(client_format, up_format, request_id=request_id, created=created)
+        try:
+            up_body = tr.request(body)
+        except ProtocolError as exc:
+            raise GatewayError(exc.status_hint or 400, exc.message, kind="bad_request",
+                               param=exc.param) from None
+        if up_format != FORMAT_GEMINI and up_body.get("model") != upstream_model:
             if up_body is body:
                 up_body = dict(body)
             up_body["model"] = upstream_model
-        elif up_format == FORMAT_GEMINI and "model" in up_body:
-            up_body = {k: v for k, v in up_body.items() if k != "model"}
+        elif up_format == FORMAT_GEMINI and ("model" in up_body or "stream" in up_body):
+            up_body = {k: v for k, v in up_body.items() if k != "model" and k != "stream"}
         unchanged = up_body is body and not modified and client_format != FORMAT_GEMINI
         payload = req.body if unchanged else orjson.dumps(up_body)
-        headers = self._headers(req, provider, up_format, stream)
-        ex = ProxyExchange(
-            gw, req, conn, row, provider, provider.path(up_format, upstream_model, stream),
-            headers, payload, stream=stream,
-            body_filter=TranslatedStream(tr) if stream else None,
-            error_format=efmt, translation=tr)
-        return ex.start()
+        return Attempt(provider, upstream_model, provider.path(up_format, upstream_model, stream),
+                       self._headers(req, provider, up_format, stream), payload,
+                       TranslatedStream(tr) if stream else None, tr)
 
     def _loop_guard(self, fmt: str, body: dict[str, Any], row: dict[str, Any]) -> dict[str, Any]:
         """Warn the model about, or stop, an agent repeating the same tool call."""
@@ -228,15 +273,17 @@ class ModelEndpoints:
         headers.append((b"accept", b"text/event-stream" if stream else b"application/json"))
         return headers
 
-    def _chat_passthrough(self, req: Request, conn: HTTPConnection, body: dict[str, Any],
-                          row: dict[str, Any], provider: Provider, model: str,
-                          upstream_model: str, stream: bool, changed: bool) -> Any:
+    def _chat_attempt(self, req: Request, body: dict[str, Any], changed: bool,
+                      provider: Provider, model: str, upstream_model: str,
+                      stream: bool) -> Attempt:
         """Chat client, Chat provider: forward the body (unchanged when possible) and
         watch the stream with the zero-copy observer."""
+        strip_usage = False
+        if upstream_model != model or stream:
+            body = dict(body)
         if upstream_model != model:
             body["model"] = upstream_model
             changed = True
-        strip_usage = False
         if stream:
             opts = body.get("stream_options")
             if not (type(opts) is dict and opts.get("include_usage") is True):
@@ -248,12 +295,10 @@ class ModelEndpoints:
                 strip_usage = True
                 changed = True
         payload = orjson.dumps(body) if changed else req.body
-        ex = ProxyExchange(
-            self.gw, req, conn, row, provider, provider.path(FORMAT_OPENAI_CHAT, upstream_model, stream),
-            self._headers(req, provider, FORMAT_OPENAI_CHAT, stream), payload, stream=stream,
-            body_filter=ChatStreamObserver(strip_usage=strip_usage) if stream else None,
-            error_format=OPENAI, translation=None)
-        return ex.start()
+        return Attempt(provider, upstream_model,
+                       provider.path(FORMAT_OPENAI_CHAT, upstream_model, stream),
+                       self._headers(req, provider, FORMAT_OPENAI_CHAT, stream), payload,
+                       ChatStreamObserver(strip_usage=strip_usage) if stream else None, None)
 
     # -- embeddings ------------------------------------------------------------------------
     def embeddings(self, req: Request, conn: HTTPConnection) -> Any:
@@ -271,7 +316,7 @@ class ModelEndpoints:
                 row["output_tokens"] = 0
                 gw.respond_json(req, conn, row, out)
                 return None
-            provider, upstream_model = gw.route(model)
+            provider, upstream_model = gw.targets_for(model)[0]
             row["provider"] = provider.name
             row["served_model"] = upstream_model
             if provider.kind == "anthropic":
@@ -299,10 +344,11 @@ class ModelEndpoints:
                 getattr(exc, "status", None) or getattr(exc, "status_hint", 400), exc.message,
                 kind="bad_request", param=exc.param), row, OPENAI)
             return None
-        ex = ProxyExchange(
-            gw, req, conn, row, provider, provider.embeddings_path(upstream_model),
-            self._headers(req, provider, FORMAT_OPENAI_CHAT, False), payload, stream=False,
-            body_filter=None, error_format=OPENAI, translation=adapter)
+        att = Attempt(provider, upstream_model, provider.embeddings_path(upstream_model),
+                      self._headers(req, provider, FORMAT_OPENAI_CHAT, False), payload, None,
+                      adapter)
+        ex = ProxyExchange(gw, req, conn, row, [(provider, upstream_model)],
+                           lambda p, m: att, stream=False, error_format=OPENAI)
         return ex.start()
 
     # -- loopback --------------------------------------------------------------------------

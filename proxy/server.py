@@ -30,8 +30,11 @@ DRAIN_POLL_S = 0.05
 
 
 class Server:
-    def __init__(self, config: Config, ledger: Any, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(self, config: Config, ledger: Any, loop: asyncio.AbstractEventLoop,
+                 *, reloader: Callable[[], Config] | None = None) -> None:
         self.config = config
+        # Builds a fresh Config the way the first one was built (file, env, flags).
+        self.reloader = reloader
         self.ledger = ledger
         self.loop = loop
         self.connections: set[HTTPConnection] = set()
@@ -80,6 +83,28 @@ class Server:
             host = f"[{host}]"
         return f"http://{host}:{port}"
 
+    def reload(self) -> bool:
+        """Load the configuration again and apply it without dropping anything in
+        flight: running exchanges keep the providers they hold, new requests see
+        the new routes.  A bad new configuration is refused and the old one stays."""
+        if self.reloader is None:
+            log.warning("reload requested but this server has no configuration source")
+            return False
+        try:
+            new = self.reloader()
+        except Exception as exc:  # ConfigError or an unreadable file
+            log.error("reload refused, keeping the running configuration: %s", exc)
+            return False
+        old = self.config.server
+        if (new.server.host, new.server.port, new.server.parser) != (old.host, old.port, old.parser):
+            log.warning("reload: listen address and parser changes need a restart; "
+                        "keeping %s (%s)", old.listen, old.parser)
+        self.config = new
+        self.app.apply_config(new)
+        log.info("configuration reloaded: %d provider(s), %d route(s)",
+                 len(new.providers), len(new.routes))
+        return True
+
     def request_stop(self) -> None:
         if not self._stopped.done():
             self._stopped.set_result(None)
@@ -114,17 +139,19 @@ class Server:
 
 
 def install_signal_handlers(loop: asyncio.AbstractEventLoop, server: Server) -> None:
-    for sig in (signal.SIGTERM, signal.SIGINT):
+    for sig, handler in ((signal.SIGTERM, server.request_stop),
+                         (signal.SIGINT, server.request_stop),
+                         (signal.SIGHUP, server.reload)):
         try:
-            loop.add_signal_handler(sig, server.request_stop)
+            loop.add_signal_handler(sig, handler)
         except (NotImplementedError, RuntimeError):  # not the main thread / platform
             pass
 
 
 async def serve(config: Config, ledger: Any, *, ready: Callable[[Server], None] | None = None,
-                signals: bool = True) -> None:
+                signals: bool = True, reloader: Callable[[], Config] | None = None) -> None:
     loop = asyncio.get_running_loop()
-    server = Server(config, ledger, loop)
+    server = Server(config, ledger, loop, reloader=reloader)
     await server.start()
     if signals:
         install_signal_handlers(loop, server)

@@ -26,14 +26,15 @@ class RunningGateway:
                  env: dict[str, str] | None = None, config_text: str | None = None,
                  overrides: dict[str, Any] | None = None) -> None:
         self.db = str(tmp / "ledger.db")
-        cfg_path = None
+        self.cfg_path = tmp / "tokenway.toml"
         if config_text is not None:
-            cfg_path = tmp / "tokenway.toml"
-            cfg_path.write_text(config_text)
+            self.cfg_path.write_text(config_text)
         ov = {"listen": "127.0.0.1:0", "db": self.db, "parser": parser}
         ov.update(overrides or {})
-        self.config = load_config(str(cfg_path) if cfg_path else None, env=env or {},
-                                  overrides=ov)
+        self._env = env or {}
+        self._ov = ov
+        self.config = load_config(str(self.cfg_path) if config_text is not None else None,
+                                  env=self._env, overrides=ov)
         self.loop_kind = loop_kind
         self.ledger = Ledger(self.db, flush_ms=5)
         self.server: Any = None
@@ -51,7 +52,9 @@ class RunningGateway:
             loop.default_exception_handler(ctx)
 
         async def main() -> None:
-            self.server = Server(self.config, self.ledger, self.loop)
+            self.server = Server(self.config, self.ledger, self.loop,
+                                 reloader=lambda: load_config(str(self.cfg_path), env=self._env,
+                                                              overrides=self._ov))
             await self.server.start()
             ready.set()
             await self.server.wait_stopped()
@@ -86,6 +89,11 @@ class RunningGateway:
         self.loop.call_soon_threadsafe(lambda: (out.append(fn(*args)), done.set()))
         done.wait(5)
         return out[0]
+
+    def reload(self, config_text: str) -> bool:
+        """Rewrite the config file and reload it as SIGHUP would."""
+        self.cfg_path.write_text(config_text)
+        return self.call(self.server.reload)
 
     def stop(self, grace_s: float = 2.0) -> None:
         if self.server is None:

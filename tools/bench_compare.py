@@ -67,7 +67,7 @@ def _fmt(v: object) -> str:
         return "-"
     if abs(v) >= 1000:
         return f"{v:,.0f}"
-    return f"{v:.3g}" if abs(v) < 10 else f"{v:.1f}"
+    return f"{v:#.3g}" if abs(v) < 10 else f"{v:.1f}"
 
 
 def _ratio(a: object, b: object, better: str) -> str:

@@ -310,6 +310,10 @@ def test_response_round_trip_and_sdk_parse() -> None:
     assert out["choices"][0]["finish_reason"] == "tool_calls"
     assert out["usage"] == COMPLETION["usage"]
     assert out["id"] == "chatcmpl-1"
+    text_reply = copy.deepcopy(COMPLETION)
+    text_reply["choices"][0]["message"] = {"role": "assistant", "content": "Hello!", "refusal": None}
+    text_reply.update(service_tier="default", system_fingerprint="fp_1")
+    assert oc.encode_response(oc.decode_response(copy.deepcopy(text_reply))) == text_reply
     parsed = openai_nonstream(jsonio.dumps(out))
     assert parsed.choices[0].message.tool_calls[0].function.name == "get_weather"
     assert parsed.usage.prompt_tokens_details.cached_tokens == 4
