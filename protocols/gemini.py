@@ -448,7 +448,7 @@ def _schema(s: Any, defs: dict[str, Any], depth: int) -> dict[str, Any]:
                 out["enum"] = v
         elif k == "format":
             kind = out.get("type", "")
-            if type(kind) is str and v in _SCHEMA_FORMATS.get(kind.lower(), ()):
+            if type(kind) is str and type(v) is str and v in _SCHEMA_FORMATS.get(kind.lower(), ()):
                 out["format"] = v
         elif k == "required":
             props = s.get("properties")

@@ -19,6 +19,7 @@ format carries naturally:
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 from . import jsonio
@@ -44,54 +45,51 @@ def _norm_args(args: Any) -> str:
         return repr(args)
 
 
-def _calls_openai_chat(body: dict[str, Any]) -> list[tuple[str, str]]:
-    out = []
-    for msg in body.get("messages") or ():
+# Each extractor yields the history's tool calls newest first, so the run
+# at the end is found without walking a long agent history (hundreds of
+# messages, tens of kilobytes) on every request.
+
+
+def _calls_openai_chat(body: dict[str, Any]) -> Iterator[tuple[str, Any]]:
+    for msg in reversed(body.get("messages") or ()):
         if type(msg) is dict and msg.get("role") == "assistant":
-            for tc in msg.get("tool_calls") or ():
+            for tc in reversed(msg.get("tool_calls") or ()):
                 fn = tc.get("function") if type(tc) is dict else None
                 if type(fn) is dict:
-                    out.append((str(fn.get("name")), _norm_args(fn.get("arguments", ""))))
-    return out
+                    yield str(fn.get("name")), fn.get("arguments", "")
 
 
-def _calls_anthropic(body: dict[str, Any]) -> list[tuple[str, str]]:
-    out = []
-    for msg in body.get("messages") or ():
+def _calls_anthropic(body: dict[str, Any]) -> Iterator[tuple[str, Any]]:
+    for msg in reversed(body.get("messages") or ()):
         if type(msg) is dict and msg.get("role") == "assistant" and type(msg.get("content")) is list:
-            for block in msg["content"]:
+            for block in reversed(msg["content"]):
                 if type(block) is dict and block.get("type") == "tool_use":
-                    out.append((str(block.get("name")), _norm_args(block.get("input", {}))))
-    return out
+                    yield str(block.get("name")), block.get("input", {})
 
 
-def _calls_responses(body: dict[str, Any]) -> list[tuple[str, str]]:
-    out = []
+def _calls_responses(body: dict[str, Any]) -> Iterator[tuple[str, Any]]:
     items = body.get("input")
     if type(items) is not list:
-        return out
-    for item in items:
+        return
+    for item in reversed(items):
         if type(item) is not dict:
             continue
         kind = item.get("type")
         if kind == "function_call":
-            out.append((str(item.get("name")), _norm_args(item.get("arguments", ""))))
+            yield str(item.get("name")), item.get("arguments", "")
         elif kind == "custom_tool_call":
-            out.append((str(item.get("name")), str(item.get("input", ""))))
+            yield str(item.get("name")), "\0raw:" + str(item.get("input", ""))
         elif kind == "local_shell_call":
-            out.append(("local_shell", _norm_args(item.get("action", {}))))
-    return out
+            yield "local_shell", item.get("action", {})
 
 
-def _calls_gemini(body: dict[str, Any]) -> list[tuple[str, str]]:
-    out = []
-    for content in body.get("contents") or ():
+def _calls_gemini(body: dict[str, Any]) -> Iterator[tuple[str, Any]]:
+    for content in reversed(body.get("contents") or ()):
         if type(content) is dict and content.get("role") == "model":
-            for part in content.get("parts") or ():
+            for part in reversed(content.get("parts") or ()):
                 fc = part.get("functionCall") if type(part) is dict else None
                 if type(fc) is dict:
-                    out.append((str(fc.get("name")), _norm_args(fc.get("args", {}))))
-    return out
+                    yield str(fc.get("name")), fc.get("args", {})
 
 
 _EXTRACTORS = {
@@ -104,16 +102,16 @@ _EXTRACTORS = {
 
 def trailing_run(fmt: str, body: dict[str, Any]) -> tuple[int, str | None]:
     """(count, tool name) of the run of identical tool calls ending the history."""
-    calls = _EXTRACTORS[fmt](body)
-    if not calls:
-        return 0, None
-    last = calls[-1]
+    last: tuple[str, str] | None = None
     n = 0
-    for call in reversed(calls):
-        if call != last:
+    for name, args in _EXTRACTORS[fmt](body):
+        call = (name, _norm_args(args))
+        if last is None:
+            last = call
+        elif call != last:
             break
         n += 1
-    return n, last[0]
+    return n, (last[0] if last else None)
 
 
 def inject_warning(fmt: str, body: dict[str, Any], text: str) -> dict[str, Any]:

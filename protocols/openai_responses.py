@@ -513,8 +513,11 @@ def _decode_items(items: list[Any], foreign: bool) -> tuple[Message, ...]:
         itype = item.get("type")
         if itype is None and "role" in item:
             itype = "message"
+        if type(itype) is not str:
+            raise _bad(f"{p}.type", "expected a string.")
         if itype == "message":
-            role = _ROLES.get(item.get("role"))  # type: ignore[arg-type]
+            role_s = item.get("role")
+            role = _ROLES.get(role_s) if type(role_s) is str else None
             if role is None:
                 raise _bad(f"{p}.role", "expected one of 'user', 'assistant', 'system' "
                                         "or 'developer'.")
@@ -536,11 +539,9 @@ def _decode_items(items: list[Any], foreign: bool) -> tuple[Message, ...]:
                 raise UnsupportedFeature(
                     f"{p}.type", f"'{itype}' items need an OpenAI Responses upstream")
             g.add_any(NativeBlock(FORMAT, itype, item))
-        elif type(itype) is str:
+        else:
             raise ClientProtocolError(
                 f"Invalid '{p}.type': unsupported input item type '{itype}'.", param=f"{p}.type")
-        else:
-            raise _bad(f"{p}.type", "expected a string.")
     g.flush()
     return tuple(g.messages)
 
@@ -1231,6 +1232,13 @@ _RESPONSE_MODELED = frozenset(
     {"id", "model", "output", "status", "usage", "incomplete_details", "error", "object"})
 
 
+def _incomplete_stop(details: Any) -> StopReason:
+    reason = details.get("reason") if type(details) is dict else None
+    if type(reason) is str:
+        return _INCOMPLETE_TO_STOP.get(reason, StopReason.MAX_TOKENS)
+    return StopReason.MAX_TOKENS
+
+
 def _upstream(fn: Any, *args: Any) -> Any:
     """Run a client-side decoder on upstream data: its errors become upstream errors."""
     try:
@@ -1253,6 +1261,8 @@ def decode_response(body: Any, ctx: ir.Context | None = None) -> Response:
         if type(item) is not dict:
             raise UpstreamProtocolError(f"{p} is not an object", param=p)
         itype = item.get("type")
+        if type(itype) is not str:
+            raise UpstreamProtocolError(f"{p} without a type", param=f"{p}.type")
         if itype == "message":
             blocks.extend(_upstream(_decode_assistant_message, item, p))
         elif itype in _ASSISTANT_ITEMS:
@@ -1261,16 +1271,12 @@ def decode_response(body: Any, ctx: ir.Context | None = None) -> Response:
                 b = ToolCall(id=b.id, name=_client_name(ctx, b.name), arguments=b.arguments,
                              kind=b.kind, extras=b.extras)
             blocks.append(b)
-        elif type(itype) is str:
-            blocks.append(NativeBlock(FORMAT, itype, item))
         else:
-            raise UpstreamProtocolError(f"{p} without a type", param=f"{p}.type")
+            blocks.append(NativeBlock(FORMAT, itype, item))
     has_tools = any(type(b) is ToolCall for b in blocks)
     status = body.get("status")
     if status == "incomplete":
-        details = body.get("incomplete_details")
-        reason = details.get("reason") if type(details) is dict else None
-        stop = _INCOMPLETE_TO_STOP.get(reason, StopReason.MAX_TOKENS)
+        stop = _incomplete_stop(body.get("incomplete_details"))
     elif status == "failed":
         err = body.get("error")
         code = err.get("code") if type(err) is dict else None
@@ -1613,7 +1619,8 @@ class StreamDecoder:
             if type(obj) is not dict:
                 raise UpstreamProtocolError("Responses stream event is not an object",
                                             param="data")
-            handler = _HANDLERS.get(obj.get("type"))  # type: ignore[arg-type]
+            etype = obj.get("type")
+            handler = _HANDLERS.get(etype) if type(etype) is str else None
             if handler is not None:
                 handler(self, obj, out)
                 if self.done:
@@ -1649,11 +1656,10 @@ class StreamDecoder:
 
     def _item(self, obj: dict[str, Any], out: list[ir.StreamEvent]) -> _InItem | None:
         idx = obj.get("output_index")
-        it = self._items.get(idx)  # type: ignore[arg-type]
-        if it is None and type(idx) is not int:
+        if type(idx) is not int:
             raise UpstreamProtocolError("event without an integer output_index",
                                         param="output_index")
-        return it
+        return self._items.get(idx)
 
     def _close_open(self, out: list[ir.StreamEvent]) -> None:
         it = self._open
@@ -1692,7 +1698,7 @@ class StreamDecoder:
             it = self._new("reasoning", out)
             self._open = it
             out.append(BlockStart(it.index, BlockKind.REASONING, provider=FORMAT))
-        elif itype in _TOOL_ITEM_KINDS:
+        elif type(itype) is str and itype in _TOOL_ITEM_KINDS:
             call_id = item.get("call_id")
             name = item.get("name") if itype != "local_shell_call" else LOCAL_SHELL_TOOL_NAME
             if type(call_id) is not str or type(name) is not str:
@@ -1822,9 +1828,7 @@ class StreamDecoder:
         self._finish_blocks(out)
         self._usage(resp, out)
         if obj.get("type") == "response.incomplete":
-            details = resp.get("incomplete_details")
-            reason = details.get("reason") if type(details) is dict else None
-            stop = _INCOMPLETE_TO_STOP.get(reason, StopReason.MAX_TOKENS)  # type: ignore[arg-type]
+            stop = _incomplete_stop(resp.get("incomplete_details"))
         else:
             stop = StopReason.TOOL_USE if self.tool_calls else StopReason.END_TURN
         self.stop_reason = stop

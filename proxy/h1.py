@@ -41,6 +41,10 @@ WRITE_LOW_WATER_BYTES = 16 * 1024
 # (uvicorn pauses on the first one; a few in the queue keep pipelining fast).
 MAX_PIPELINED_REQUESTS = 16
 
+# What a connection's deadline means when it passes.
+_IDLE = 0  # keep-alive idle: close quietly
+_HEAD_READ = 1  # a request head is arriving too slowly: 408
+
 _REASONS = {s.value: s.phrase.encode() for s in HTTPStatus}
 _REASONS[499] = b"Client Closed Request"
 _REASONS[529] = b"Overloaded"
@@ -359,7 +363,10 @@ class HTTPConnection(asyncio.Protocol):
         self._reading: Request | None = None  # request whose body is arriving
         self._body_parts: list[bytes] = []
         self._body_len = 0
-        self._timer: asyncio.TimerHandle | None = None
+        # One deadline per connection, checked by the server's sweeper (see
+        # Server.sweep): no timer object is created or cancelled per request.
+        self.deadline = 0.0  # loop time; 0: none
+        self.deadline_kind = _IDLE
         self._in_head = False
         self._streaming = False
         self._head_only = False
@@ -373,14 +380,16 @@ class HTTPConnection(asyncio.Protocol):
         if peer:
             self.client_addr = f"{peer[0]}:{peer[1]}"
         self.server.connections.add(self)
-        self._arm(self.keepalive_timeout_s, self._on_idle_timeout)
+        self.deadline = self.loop.time() + self.keepalive_timeout_s
+        self.deadline_kind = _IDLE
 
     def data_received(self, data: bytes) -> None:
         if self.closed:
             return
         if self._reading is None and not self._in_head:
             self._in_head = True
-            self._arm(self.header_timeout_s, self._on_header_timeout)
+            self.deadline = self.loop.time() + self.header_timeout_s
+            self.deadline_kind = _HEAD_READ
         try:
             self.backend.feed(data)
             if self._in_head and self.backend.pending_head_bytes() > self.max_header_bytes:
@@ -397,7 +406,7 @@ class HTTPConnection(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
         self.server.connections.discard(self)
-        self._disarm()
+        self.deadline = 0.0
         flow = self.flow
         if flow is not None:
             self.flow = None
@@ -420,7 +429,7 @@ class HTTPConnection(asyncio.Protocol):
     def _on_head(self, method: str, target: bytes, headers: list[tuple[bytes, bytes]],
                  version: str) -> None:
         self._in_head = False
-        self._disarm()
+        self.deadline = 0.0
         conn_hdr = None
         clen = None
         expect = None
@@ -508,7 +517,8 @@ class HTTPConnection(asyncio.Protocol):
         elif self.server.draining:
             self._close()
         elif self._reading is None and not self._in_head:
-            self._arm(self.keepalive_timeout_s, self._on_idle_timeout)
+            self.deadline = self.loop.time() + self.keepalive_timeout_s
+            self.deadline_kind = _IDLE
         elif self._reading is not None and self._reading.expect_continue:
             self.transport.write(self.backend.informational_100())
 
@@ -570,25 +580,14 @@ class HTTPConnection(asyncio.Protocol):
             self.closed = True
             self.transport.close()
 
-    def _arm(self, delay: float, callback: Callable[[], None]) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-        self._timer = self.loop.call_later(delay, callback)
-
-    def _disarm(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-
-    def _on_idle_timeout(self) -> None:
-        self._timer = None
-        if self.current is None and not self._in_head:
+    def expire(self) -> None:
+        """Called by the server's sweeper once ``deadline`` has passed."""
+        self.deadline = 0.0
+        if self.deadline_kind == _HEAD_READ:
+            if self._in_head:
+                self._fail(408, "timed out reading the request head")
+        elif self.current is None and not self._in_head:
             self._close()
-
-    def _on_header_timeout(self) -> None:
-        self._timer = None
-        if self._in_head:
-            self._fail(408, "timed out reading the request head")
 
     def close_if_idle(self) -> bool:
         """Used by graceful shutdown: close now when nothing is in flight."""

@@ -85,7 +85,7 @@ class UpstreamConnection(asyncio.Protocol):
         self._status = 0
         self._keep_alive = True
         self._close_delimited = False
-        self._timer: asyncio.TimerHandle | None = None
+        self._sent_at = 0.0
         self._first_byte_s = 0.0
         self._idle_s = 0.0
         self._last_rx = 0.0
@@ -101,9 +101,7 @@ class UpstreamConnection(asyncio.Protocol):
             # Bytes on an idle connection: the server is misbehaving; drop it.
             self._shutdown()
             return
-        if not self.got_bytes:
-            self.got_bytes = True
-            self._arm_idle()
+        self.got_bytes = True
         self._last_rx = self.loop.time()
         try:
             self.parser.feed_data(data)
@@ -117,7 +115,6 @@ class UpstreamConnection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
-        self._cancel_timer()
         self.pool._forget(self)
         sink = self.sink
         if sink is not None:
@@ -148,7 +145,8 @@ class UpstreamConnection(asyncio.Protocol):
         self._close_delimited = False
         self._first_byte_s = first_byte_s
         self._idle_s = idle_s
-        self._timer = self.loop.call_later(first_byte_s, self._on_first_byte_timeout)
+        # Timeouts are checked by the pool's sweep (no timer per request).
+        self._sent_at = self.loop.time()
         self.transport.write(data)
 
     def pause_reading(self) -> None:
@@ -201,7 +199,6 @@ class UpstreamConnection(asyncio.Protocol):
     def on_message_complete(self) -> None:
         if not self._status:
             return
-        self._cancel_timer()
         sink = self.sink
         self.sink = None
         if self._paused:
@@ -215,38 +212,20 @@ class UpstreamConnection(asyncio.Protocol):
         if sink is not None:
             sink.on_upstream_end()
 
-    # timers ------------------------------------------------------------------------------
-    def _on_first_byte_timeout(self) -> None:
-        self._timer = None
-        if not self.got_bytes:
-            self._fail(UpstreamError(
-                "timeout", f"provider sent no response within {self._first_byte_s:g} s"))
-
-    def _arm_idle(self) -> None:
-        # One timer re-armed lazily: resetting a timer on every chunk would
-        # cost a heap operation per chunk (uvloop's TimerHandle is not free).
-        self._cancel_timer()
-        self._timer = self.loop.call_later(self._idle_s, self._on_idle_check)
-
-    def _on_idle_check(self) -> None:
-        self._timer = None
+    # timeouts (checked by UpstreamPool.sweep) ---------------------------------------------
+    def check_timeouts(self, now: float) -> None:
         if self.sink is None or self.closed:
             return
-        if self._paused:
+        if not self.got_bytes:
+            if now - self._sent_at >= self._first_byte_s:
+                self._fail(UpstreamError(
+                    "timeout", f"provider sent no response within {self._first_byte_s:g} s"))
+        elif self._paused:
             # Waiting on a slow client is not the provider's fault.
-            self._timer = self.loop.call_later(self._idle_s, self._on_idle_check)
-            return
-        left = self._last_rx + self._idle_s - self.loop.time()
-        if left > 0.001:
-            self._timer = self.loop.call_later(left, self._on_idle_check)
-        else:
+            self._last_rx = now
+        elif now - self._last_rx >= self._idle_s:
             self._fail(UpstreamError(
                 "timeout", f"provider sent nothing for {self._idle_s:g} s mid-response"))
-
-    def _cancel_timer(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
 
     def _fail(self, exc: UpstreamError) -> None:
         sink = self.sink
@@ -256,7 +235,6 @@ class UpstreamConnection(asyncio.Protocol):
             sink.on_upstream_error(exc)
 
     def _shutdown(self) -> None:
-        self._cancel_timer()
         if not self.closed:
             self.closed = True
             self.pool._forget(self)
@@ -272,7 +250,6 @@ class UpstreamPool:
         self._idle: dict[tuple, deque[UpstreamConnection]] = {}
         self._all: set[UpstreamConnection] = set()
         self._ssl: dict[tuple, ssl.SSLContext] = {}
-        self._sweeper: asyncio.TimerHandle | None = None
 
     @staticmethod
     def key_for(provider: Any) -> tuple:
@@ -327,8 +304,6 @@ class UpstreamPool:
             return
         conn.idle_since = self.loop.time()
         idle.append(conn)
-        if self._sweeper is None:
-            self._sweeper = self.loop.call_later(IDLE_EXPIRY_S, self._sweep)
 
     def _forget(self, conn: UpstreamConnection) -> None:
         self._all.discard(conn)
@@ -339,21 +314,19 @@ class UpstreamPool:
             except ValueError:
                 pass
 
-    def _sweep(self) -> None:
-        self._sweeper = None
-        cutoff = self.loop.time() - IDLE_EXPIRY_S
-        for idle in list(self._idle.values()):
-            for conn in [c for c in idle if c.idle_since < cutoff]:
+    def sweep(self, now: float) -> None:
+        """Fire request timeouts and close idle connections past their expiry."""
+        cutoff = now - IDLE_EXPIRY_S
+        for conn in list(self._all):
+            if conn.sink is not None:
+                conn.check_timeouts(now)
+            elif conn.idle_since and conn.idle_since < cutoff:
                 conn._shutdown()
-        if any(self._idle.values()):
-            self._sweeper = self.loop.call_later(IDLE_EXPIRY_S, self._sweep)
 
     def stats(self) -> dict[str, int]:
         return {"open": len(self._all), "idle": sum(len(d) for d in self._idle.values())}
 
     def close(self) -> None:
-        if self._sweeper is not None:
-            self._sweeper.cancel()
         for conn in list(self._all):
             conn._shutdown()
         self._idle.clear()

@@ -84,6 +84,8 @@ def sse_events(data: bytes) -> list[tuple[str | None, str]]:
 
 # -- OpenAI Chat ----------------------------------------------------------------------------
 
+REFUSAL = "I can't help with that."
+
 CHAT_TEXT_USAGE = {
     "prompt_tokens": 1536, "completion_tokens": 8, "total_tokens": 1544,
     "prompt_tokens_details": {"cached_tokens": 1024, "audio_tokens": 0},
@@ -125,6 +127,9 @@ CHAT_BODIES = {
     "length": _chat_completion({"content": "The capital of"}, "length",
                                {**CHAT_TEXT_USAGE, "completion_tokens": 3,
                                 "total_tokens": 1539}),
+    "filtered": _chat_completion({"content": REFUSAL}, "content_filter",
+                                 {**CHAT_TEXT_USAGE, "completion_tokens": 6,
+                                  "total_tokens": 1542}),
 }
 
 
@@ -150,11 +155,22 @@ def openai_chat(scenario: str, req: Recorded) -> list[tuple]:
     if scenario == "tools":
         data = transcript("openai_chat_stream_parallel_tool_calls.sse")
         return replay(_with_usage_chunk(data, CHAT_TOOLS_USAGE) if usage else data)
+    if scenario == "midstream_error":
+        return replay(chat_midstream_error())
     if scenario == "text":
         # Real OpenAI sends the usage chunk only when asked for it.
         return replay(transcript("openai_chat_stream_include_usage.sse" if usage
                                  else "openai_chat_stream_text.sse"))
     raise AssertionError(f"no Chat stream for {scenario}")
+
+
+def chat_midstream_error() -> bytes:
+    """Five chunks of the text stream, then OpenAI's in-stream error and EOF, no [DONE]
+    (§1.6 "Mid-stream error")."""
+    data = transcript("openai_chat_stream_include_usage.sse")
+    head = b"".join(b"data: " + d.encode() + b"\n\n" for _, d in sse_events(data)[:5])
+    return head + (b'data: {"error": {"message": "The server had an error while processing '
+                   b'your request. Sorry about that!", "type": "server_error"}}\n\n')
 
 
 def openai_error() -> list[tuple]:
@@ -178,18 +194,23 @@ def _completed(name: str) -> dict:
     raise AssertionError(name)
 
 
-def _responses_incomplete() -> dict:
+def _responses_incomplete(reason: str) -> dict:
     resp = _completed("responses_stream_text.sse")
     resp = orjson.loads(orjson.dumps(resp))
     resp["status"] = "incomplete"
-    resp["incomplete_details"] = {"reason": "max_output_tokens"}
-    resp["max_output_tokens"] = 16
+    resp["incomplete_details"] = {"reason": reason}
     msg = resp["output"][0]
     msg["status"] = "incomplete"
-    msg["content"][0]["text"] = "Hi there! How"
+    if reason == "max_output_tokens":
+        resp["max_output_tokens"] = 16
+        msg["content"][0]["text"] = "Hi there! How"
+        out = 16
+    else:
+        msg["content"][0]["text"] = REFUSAL
+        out = 6
     resp["usage"] = {"input_tokens": 37, "input_tokens_details": {"cached_tokens": 0},
-                     "output_tokens": 16, "output_tokens_details": {"reasoning_tokens": 0},
-                     "total_tokens": 53}
+                     "output_tokens": out, "output_tokens_details": {"reasoning_tokens": 0},
+                     "total_tokens": 37 + out}
     return resp
 
 
@@ -202,7 +223,10 @@ def openai_responses(scenario: str, req: Recorded) -> list[tuple]:
     if body.get("stream"):
         assert name is not None, scenario
         return replay(transcript(name))
-    return json_response(_completed(name) if name else _responses_incomplete())
+    if name:
+        return json_response(_completed(name))
+    return json_response(_responses_incomplete(
+        "max_output_tokens" if scenario == "length" else "content_filter"))
 
 
 # -- Anthropic ------------------------------------------------------------------------------
@@ -240,6 +264,14 @@ ANTHROPIC_BODIES = {
         [{"type": "text", "text": "Hello! It's nice"}], "max_tokens",
         {"input_tokens": 12, "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0,
          "output_tokens": 5}),
+    "filtered": _message(
+        [{"type": "text", "text": REFUSAL}], "refusal",
+        {"input_tokens": 12, "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0,
+         "output_tokens": 6}),
+    "stop_sequence": {**_message(
+        [{"type": "text", "text": "Hello! It's nice to meet you."}], "stop_sequence",
+        {"input_tokens": 12, "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0,
+         "output_tokens": 9}), "stop_sequence": "END"},
 }
 
 ANTHROPIC_COUNT_TOKENS = 2095
@@ -302,6 +334,13 @@ GEMINI_BODIES = {
     "text": _gemini([{"text": GEMINI_TEXT}], "STOP", _gemini_usage(1033, 27, 214, cached=1024)),
     "tools": _gemini(GEMINI_CALLS, "STOP", _gemini_usage(74, 22, 96)),
     "length": _gemini([{"text": "Hello (English)\n"}], "MAX_TOKENS", _gemini_usage(9, 5, 0)),
+    # A blocked answer: no content at all, only the reason and the ratings (§4).
+    "filtered": {"candidates": [{"finishReason": "SAFETY", "index": 0, "safetyRatings": [
+        {"category": "HARM_CATEGORY_DANGEROUS_CONTENT", "probability": "HIGH", "blocked": True},
+        {"category": "HARM_CATEGORY_HARASSMENT", "probability": "NEGLIGIBLE"}]}],
+        "usageMetadata": {"promptTokenCount": 9, "totalTokenCount": 9,
+                          "promptTokensDetails": [{"modality": "TEXT", "tokenCount": 9}]},
+        "modelVersion": "gemini-2.5-flash", "responseId": "v8-I-VtSV4yzZu_xfjNC9m"},
 }
 
 
@@ -310,6 +349,15 @@ def gemini_tools_stream() -> bytes:
     events = [_gemini([GEMINI_CALLS[0]], None, _gemini_usage(74, 11, 96)),
               _gemini([GEMINI_CALLS[1]], "STOP", _gemini_usage(74, 22, 96))]
     return b"".join(b"data: " + orjson.dumps(e) + b"\r\n\r\n" for e in events)
+
+
+def gemini_midstream_error() -> bytes:
+    """The first chunk of the text stream, then a Google RPC error object as the next
+    event and EOF (§4, §5.7 "stream cut / error JSON")."""
+    data = transcript("gemini_stream_text_crlf.sse")
+    first = data[:data.index(b"\r\n\r\n") + 4]
+    return first + (b'data: {"error": {"code": 503, "message": "The model is overloaded. '
+                    b'Please try again later.", "status": "UNAVAILABLE"}}\r\n\r\n')
 
 
 def gemini(scenario: str, req: Recorded) -> list[tuple]:
@@ -321,6 +369,8 @@ def gemini(scenario: str, req: Recorded) -> list[tuple]:
     if ":streamGenerateContent" in req.path:
         if scenario == "text":
             return replay(transcript("gemini_stream_text_crlf.sse"))
+        if scenario == "midstream_error":
+            return replay(gemini_midstream_error())
         return replay(gemini_tools_stream())
     return json_response(GEMINI_BODIES[scenario])
 
@@ -424,6 +474,8 @@ def _chat_expect(scenario: str, stream: bool) -> Expected:
     if scenario == "length":
         return Expected("The capital of", (), "length", 1536, 3, 1024,
                         model="gpt-4.1-2025-04-14")
+    if scenario == "filtered":
+        return Expected(REFUSAL, (), "filtered", 1536, 6, 1024, model="gpt-4.1-2025-04-14")
     return Expected("The capital of France is Paris.", (), "stop", 1536, 8, 1024, reasoning=0,
                     model="gpt-4o-mini-2024-07-18" if stream else "gpt-4.1-2025-04-14")
 
@@ -432,7 +484,7 @@ WEATHER_ARGS = {"location": "Paris, France", "unit": "celsius"}
 
 EXPECT: dict[tuple[str, str, bool], Expected] = {}
 for _stream in (False, True):
-    for _sc in ("text", "tools", "length"):
+    for _sc in ("text", "tools", "length", "filtered"):
         EXPECT[("openai", _sc, _stream)] = _chat_expect(_sc, _stream)
 EXPECT.update({
     ("responses", "text", False): Expected("Hi there! How can I assist you today?", (), "stop",
@@ -471,6 +523,14 @@ EXPECT.update({
                                         reasoning=214, model="gemini-2.5-flash"),
     ("gemini", "length", False): Expected("Hello (English)\n", (), "length", 9, 5, 0,
                                           model="gemini-2.5-flash"),
+    ("responses", "filtered", False): Expected(REFUSAL, (), "filtered", 37, 6, 0,
+                                               model="gpt-4.1-2025-04-14"),
+    ("anthropic", "filtered", False): Expected(REFUSAL, (), "filtered", 12, 6, 0,
+                                               model="claude-sonnet-4-6"),
+    ("anthropic", "stop_sequence", False): Expected(
+        "Hello! It's nice to meet you.", (), "stop", 12, 9, 0, model="claude-sonnet-4-6"),
+    ("gemini", "filtered", False): Expected(None, (), "filtered", 9, 0, 0,
+                                            model="gemini-2.5-flash"),
 })
 EXPECT[("responses", "text", True)] = EXPECT[("responses", "text", False)]
 EXPECT[("responses", "tools", True)] = EXPECT[("responses", "tools", False)]

@@ -55,6 +55,7 @@ MODES = {
     "gemini": ("generate", "stream"),
 }
 STREAMING = {"stream", "helper", "raw"}
+STREAM_MODES = [(c, m) for c, modes in MODES.items() for m in modes if m in STREAMING]
 # "openai" is the Chat fake for every client (a Responses client reaches it through a
 # provider with responses_api = false); "responses" is the Responses fake, which only a
 # Responses client is sent to.
@@ -70,6 +71,7 @@ PROMPT = {
     "tools": 'Please call get_weather with {"location":"Paris, France"} and use '
              'get_local_time with {"timezone":"Asia/Tokyo"}',
     "length": "Say hello in three languages, then in five more, then explain every greeting",
+    "filtered": "Explain how to pick the lock on my neighbour's door",
 }
 # Output cap sent by each client in the "length" scenario.
 LIMIT = {"chat": 5, "responses": 16, "anthropic": 5, "gemini": 5}
@@ -380,11 +382,15 @@ RUN = {"chat": run_chat, "responses": run_responses, "anthropic": run_anthropic,
 # -- expectations in each client's terms ----------------------------------------------------
 
 FINISH = {
-    "chat": {"stop": "stop", "tool_calls": "tool_calls", "length": "length"},
+    "chat": {"stop": "stop", "tool_calls": "tool_calls", "length": "length",
+             "filtered": "content_filter"},
     "responses": {"stop": ("completed", None), "tool_calls": ("completed", None),
-                  "length": ("incomplete", "max_output_tokens")},
-    "anthropic": {"stop": "end_turn", "tool_calls": "tool_use", "length": "max_tokens"},
-    "gemini": {"stop": "STOP", "tool_calls": "STOP", "length": "MAX_TOKENS"},
+                  "length": ("incomplete", "max_output_tokens"),
+                  "filtered": ("incomplete", "content_filter")},
+    "anthropic": {"stop": "end_turn", "tool_calls": "tool_use", "length": "max_tokens",
+                  "filtered": "refusal"},
+    "gemini": {"stop": "STOP", "tool_calls": "STOP", "length": "MAX_TOKENS",
+               "filtered": "SAFETY"},
 }
 
 
@@ -557,15 +563,19 @@ def test_answer(gw_for, upstream, client, mode, up, scenario):
     check_row(row, client, up, mode, exp, seen)
 
 
-@pytest.mark.parametrize("client,mode,up,scenario", matrix(("length",), streams=False))
-def test_output_cap(gw_for, upstream, client, mode, up, scenario):
-    """The output cap maps per §5.4: length / incomplete / max_tokens / MAX_TOKENS."""
+@pytest.mark.parametrize("client,mode,up,scenario", [
+    p for p in matrix(("length", "filtered"), streams=False)
+    if not (p.values[2] == "loopback" and p.values[3] == "filtered")])
+def test_finish_mapping(gw_for, upstream, client, mode, up, scenario):
+    """Output cap and content filter map per §5.4: length / incomplete max_output_tokens /
+    max_tokens / MAX_TOKENS, and content_filter / incomplete content_filter / refusal /
+    SAFETY."""
     gw = gw_for(client, up, scenario)
     got = RUN[client](gw, MODEL[up], scenario, mode)
     exp = loopback_expect(client, scenario) if up == "loopback" else EXPECT[(up, scenario, False)]
     check_answer(client, up, exp, got)
     seen = check_usage(client, exp, got)
-    if up != "loopback":
+    if up != "loopback" and scenario == "length":
         body = upstream.requests[-1].json()
         cap = (body.get("max_completion_tokens") or body.get("max_tokens")
                or body.get("max_output_tokens")
@@ -573,6 +583,25 @@ def test_output_cap(gw_for, upstream, client, mode, up, scenario):
         assert cap == LIMIT[client], body
     [row] = gw.wait_rows(1)
     check_row(row, client, up, mode, exp, seen)
+
+
+@pytest.mark.parametrize("client", list(MODES))
+def test_stop_sequence_from_anthropic(gw_for, upstream, client):
+    """Anthropic ``stop_sequence`` is a natural stop for Chat, Responses and Gemini (§5.4)
+    and passes unchanged, with the sequence, to an Anthropic client."""
+    gw = gw_for(client, "anthropic", "stop_sequence")
+    mode = MODES[client][0]
+    exp = EXPECT[("anthropic", "stop_sequence", False)]
+    if client == "anthropic":
+        m = ant(gw).messages.create(model=MODEL["anthropic"], max_tokens=64, messages=[
+            {"role": "user", "content": "hi"}], stop_sequences=["END"])
+        assert (m.stop_reason, m.stop_sequence) == ("stop_sequence", "END")
+        assert m.content[0].text == exp.text
+    else:
+        got = RUN[client](gw, MODEL["anthropic"], "text", mode)
+        check_answer(client, "anthropic", exp, got)
+    [row] = gw.wait_rows(1)
+    assert (row["status"], row["output_tokens"]) == (200, 9)
 
 
 # -- upstream HTTP errors -------------------------------------------------------------------
@@ -649,19 +678,32 @@ def test_upstream_http_error(gw_for, upstream, up, client, stream):
     assert row["provider"] == PROVIDER[up] and row["client_protocol"] == CLIENT_PROTOCOL[client]
 
 
-# -- mid-stream error -----------------------------------------------------------------------
+# -- mid-stream errors ----------------------------------------------------------------------
 
-PARTIAL = "Here is a summary of the changes in this pull request:\n\n1."
+# upstream -> (text sent before the error, a phrase of its message, the Anthropic error
+# type and the Google status a client of those formats gets; §5.7)
+MIDSTREAM = {
+    "anthropic": ("Here is a summary of the changes in this pull request:\n\n1.", "Overloaded",
+                  "overloaded_error", "UNAVAILABLE"),
+    "openai": ("The capital of France", "The server had an error", "api_error", "INTERNAL"),
+    "gemini": ("Hello (English)\n¡Hola! (Spanish)\n", "The model is overloaded",
+               "overloaded_error", "UNAVAILABLE"),
+}
 
 
-@pytest.mark.parametrize("client,mode", [("chat", "stream"), ("chat", "helper"),
-                                         ("responses", "stream"), ("anthropic", "helper"),
-                                         ("anthropic", "raw"), ("gemini", "stream")])
-def test_anthropic_midstream_error(gw_for, upstream, client, mode):
-    """anthropic_stream_error_midstream.sse: text, then ``event: error`` and EOF. Each
-    client gets its own error event after the text, never a clean end (§5.6, §5.7)."""
-    gw = gw_for(client, "anthropic", "midstream_error")
-    model = MODEL["anthropic"]
+def midstream_cases() -> list[Any]:
+    return [pytest.param(client, mode, up, id=f"{client}.{mode}-{up}")
+            for client, mode in STREAM_MODES for up in MIDSTREAM]
+
+
+@pytest.mark.parametrize("client,mode,up", midstream_cases())
+def test_midstream_error(gw_for, upstream, client, mode, up):
+    """The provider fails after streaming began (anthropic_stream_error_midstream.sse, an
+    OpenAI ``data: {"error":...}`` chunk, a Gemini error object): the client gets the text
+    sent so far, then its own error event, which its SDK raises; never a clean end."""
+    gw = gw_for(client, up, "midstream_error")
+    partial, phrase, anthropic_type, google_status = MIDSTREAM[up]
+    model = MODEL[up]
     msgs = [{"role": "user", "content": "Summarise the PR"}]
     text = ""
     if client == "chat":
@@ -676,7 +718,7 @@ def test_anthropic_midstream_error(gw_for, upstream, client, mode):
                         if ev.type == "content.delta":
                             text += ev.delta
         assert not isinstance(ei.value, openai.APIConnectionError)
-        assert "Overloaded" in ei.value.message
+        assert phrase in ei.value.message
     elif client == "responses":
         with oai(gw).responses.stream(model=model, input="Summarise the PR") as s:
             events = list(s)
@@ -688,8 +730,12 @@ def test_anthropic_midstream_error(gw_for, upstream, client, mode):
         assert "response.completed" not in types
         assert types[-1] in ("response.failed", "error"), types
         assert [e.sequence_number for e in events] == list(range(len(events)))
-        if types[-1] == "response.failed":
-            assert events[-1].response.error.code and events[-1].response.status == "failed"
+        last = events[-1]
+        if last.type == "response.failed":
+            assert last.response.status == "failed" and last.response.error.code
+            assert phrase in last.response.error.message
+        else:
+            assert phrase in last.message
     elif client == "anthropic":
         c = ant(gw)
         with pytest.raises(anthropic.APIStatusError) as ei:
@@ -702,30 +748,166 @@ def test_anthropic_midstream_error(gw_for, upstream, client, mode):
                                             stream=True):
                     if ev.type == "content_block_delta" and ev.delta.type == "text_delta":
                         text += ev.delta.text
-        assert ei.value.body["error"]["type"] == "overloaded_error"
+        assert ei.value.body["type"] == "error"
+        assert ei.value.body["error"]["type"] == anthropic_type
+        assert phrase in ei.value.body["error"]["message"]
     else:
         status, _, data = gemini_post(gw, model, {"contents": [
             {"role": "user", "parts": [{"text": "Summarise the PR"}]}]}, True)
         assert status == 200
         chunks = [json.loads(d) for _, d in sse_events(data)]
-        for ch in chunks[:-1]:
+        errors = [i for i, ch in enumerate(chunks) if "error" in ch]
+        assert errors, chunks[-1]
+        for ch in chunks[:errors[0]]:
             for cand in ch.get("candidates") or []:
                 assert not cand.get("finishReason"), "no clean end"
-                text += "".join(p.get("text", "") for p in cand["content"]["parts"])
-        assert "error" in chunks[-1], chunks[-1]
-        assert chunks[-1]["error"]["status"] == "UNAVAILABLE"
-    assert text == PARTIAL, "what arrived before the error is delivered"
+                text += "".join(p.get("text", "") for p in cand["content"]["parts"]
+                                if not p.get("thought"))
+        err = chunks[errors[0]]["error"]
+        assert err["status"] == google_status, err
+        assert phrase in err["message"]
+    assert text == partial, "what arrived before the error is delivered"
     [row] = gw.wait_rows(1)
     assert row["status"] == 200 and row["stream"] is True
     assert row["error_kind"] is not None
-    assert row["provider"] == "anthropic"
+    assert row["provider"] == PROVIDER[up]
+
+
+RAW_STREAM = {
+    "chat": lambda model: ("/v1/chat/completions", {
+        "model": model, "stream": True, "messages": [{"role": "user", "content": "hi"}]}),
+    "responses": lambda model: ("/v1/responses", {"model": model, "stream": True,
+                                                  "input": "hi"}),
+    "anthropic": lambda model: ("/v1/messages", {
+        "model": model, "stream": True, "max_tokens": 256,
+        "messages": [{"role": "user", "content": "hi"}]}),
+    "gemini": lambda model: (f"/v1beta/models/{model}:streamGenerateContent?alt=sse", {
+        "contents": [{"role": "user", "parts": [{"text": "hi"}]}]}),
+}
+
+
+def is_error_event(client: str, event: str | None, data: str) -> bool:
+    if client == "anthropic":
+        return event == "error"
+    obj = json.loads(data)
+    if client == "responses":
+        return obj.get("type") in ("error", "response.failed")
+    return "error" in obj
+
+
+@pytest.mark.parametrize("client,up", [(c, u) for c in MODES for u in MIDSTREAM])
+def test_midstream_error_is_reported_once(gw_for, upstream, client, up):
+    """On the wire: exactly one error event, the last one, carrying the provider's message
+    (a second, gateway-made error after it would mislabel the failure)."""
+    gw = gw_for(client, up, "midstream_error")
+    path, body = RAW_STREAM[client](MODEL[up])
+    status, _, data = rawhttp.request(gw.url + path, "POST", body)
+    assert status == 200
+    events = [(e, d) for e, d in sse_events(data) if d != "[DONE]"]
+    errors = [i for i, (e, d) in enumerate(events) if is_error_event(client, e, d)]
+    assert errors == [len(events) - 1], [events[i] for i in errors]
+    assert MIDSTREAM[up][1] in events[-1][1]
+    assert not data.rstrip().endswith(b"[DONE]")
+
+
+# -- request fields -------------------------------------------------------------------------
+
+SYSTEM = "You are terse."
+
+
+def mapping_request(client: str) -> dict[str, Any]:
+    """System prompt, sampling, stop, output cap and a forced single tool, per client."""
+    if client == "chat":
+        return {"messages": [{"role": "system", "content": SYSTEM},
+                             {"role": "user", "content": PROMPT["text"]}],
+                "temperature": 0.5, "top_p": 0.9, "stop": ["END"],
+                "max_completion_tokens": 300, "tools": CHAT_TOOLS,
+                "tool_choice": {"type": "function", "function": {"name": "get_weather"}},
+                "parallel_tool_calls": False}
+    if client == "responses":
+        return {"instructions": SYSTEM, "input": PROMPT["text"], "temperature": 0.5,
+                "top_p": 0.9, "max_output_tokens": 300, "tools": RESPONSES_TOOLS,
+                "tool_choice": {"type": "function", "name": "get_weather"},
+                "parallel_tool_calls": False}
+    if client == "anthropic":
+        # this SDK version has no sampling arguments: they go as extra body fields
+        return {"system": SYSTEM, "messages": [{"role": "user", "content": PROMPT["text"]}],
+                "extra_body": {"temperature": 0.5, "top_p": 0.9}, "stop_sequences": ["END"],
+                "max_tokens": 300, "tools": ANTHROPIC_TOOLS,
+                "tool_choice": {"type": "tool", "name": "get_weather",
+                                "disable_parallel_tool_use": True}}
+    return {"systemInstruction": {"parts": [{"text": SYSTEM}]},
+            "contents": [{"role": "user", "parts": [{"text": PROMPT["text"]}]}],
+            "generationConfig": {"temperature": 0.5, "topP": 0.9, "stopSequences": ["END"],
+                                 "maxOutputTokens": 300},
+            "tools": GEMINI_TOOLS,
+            "toolConfig": {"functionCallingConfig": {"mode": "ANY",
+                                                     "allowedFunctionNames": ["get_weather"]}}}
+
+
+def check_mapped_fields(up: str, body: dict, client: str) -> None:
+    """§5.1: each field lands where the upstream format keeps it."""
+    has_stop = client != "responses"  # Responses has no stop sequences (§2.1)
+    no_parallel = client != "gemini"  # Gemini has no parallel-calls switch
+    if up == "openai":
+        first = body["messages"][0]
+        assert first["role"] in ("system", "developer") and SYSTEM in json.dumps(first)
+        assert (body["temperature"], body["top_p"]) == (0.5, 0.9)
+        assert (body.get("max_completion_tokens") or body.get("max_tokens")) == 300
+        if has_stop:
+            assert body["stop"] in (["END"], "END")
+        assert body["tool_choice"] == {"type": "function", "function": {"name": "get_weather"}}
+        if no_parallel:
+            assert body["parallel_tool_calls"] is False
+    elif up == "responses":
+        assert body["instructions"] == SYSTEM
+        assert (body["temperature"], body["top_p"], body["max_output_tokens"]) == (0.5, 0.9, 300)
+        assert body["tool_choice"] == {"type": "function", "name": "get_weather"}
+        assert body["parallel_tool_calls"] is False
+    elif up == "anthropic":
+        system = body["system"]
+        assert system == SYSTEM or [b["text"] for b in system] == [SYSTEM], system
+        assert (body["temperature"], body["top_p"], body["max_tokens"]) == (0.5, 0.9, 300)
+        if has_stop:
+            assert body["stop_sequences"] == ["END"]
+        choice = body["tool_choice"]
+        assert (choice["type"], choice["name"]) == ("tool", "get_weather")
+        if no_parallel:
+            assert choice.get("disable_parallel_tool_use") is True
+    else:
+        assert [p["text"] for p in body["systemInstruction"]["parts"]] == [SYSTEM]
+        cfg = body["generationConfig"]
+        assert (cfg["temperature"], cfg["topP"], cfg["maxOutputTokens"]) == (0.5, 0.9, 300)
+        if has_stop:
+            assert cfg["stopSequences"] == ["END"]
+        fcc = body["toolConfig"]["functionCallingConfig"]
+        assert (fcc["mode"], fcc["allowedFunctionNames"]) == ("ANY", ["get_weather"])
+    if up != "openai":
+        turns = body.get("messages") or body.get("contents") or body.get("input") or []
+        assert all(SYSTEM not in s for s in strings(turns)), \
+            "the system prompt is hoisted, not left as a turn"
+
+
+@pytest.mark.parametrize("client,up", [(c, u) for c in MODES for u in UPSTREAMS[c]
+                                       if u != "loopback"])
+def test_request_fields_map(gw_for, upstream, client, up):
+    gw = gw_for(client, up, "text")
+    req = mapping_request(client)
+    model = MODEL[up]
+    if client == "chat":
+        oai(gw).chat.completions.create(model=model, **req)
+    elif client == "responses":
+        oai(gw).responses.create(model=model, **req)
+    elif client == "anthropic":
+        ant(gw).messages.create(model=model, **req)
+    else:
+        status, _, data = gemini_post(gw, model, req, False)
+        assert status == 200, data
+    [sent] = upstream.requests
+    check_mapped_fields(up, sent.json(), client)
 
 
 # -- streams that stop early ----------------------------------------------------------------
-
-STREAM_MODES = [("chat", "stream"), ("chat", "helper"), ("responses", "stream"),
-                ("anthropic", "helper"), ("anthropic", "raw"), ("gemini", "stream")]
-
 
 def cut_cases() -> list[Any]:
     out = []
@@ -807,7 +989,8 @@ def test_stream_cut_is_an_error(gw_for, upstream, client, mode, up, scenario, ho
         for ch in chunks[:-1]:
             for cand in ch.get("candidates") or []:
                 assert not cand.get("finishReason"), "no clean end"
-                text += "".join(p.get("text", "") for p in cand["content"]["parts"])
+                text += "".join(p.get("text", "") for p in cand["content"]["parts"]
+                                if not p.get("thought"))
         assert "error" in chunks[-1], chunks[-1]
     assert (exp.text or "").startswith(text), (text, exp.text)
     [row] = gw.wait_rows(1)
@@ -944,6 +1127,44 @@ def test_tool_result_turn(gw_for, upstream, client, up):
         check_tool_history(up, sent.json(), client)
     [row] = gw.wait_rows(1)
     assert (row["status"], row["error_kind"]) == (200, None)
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["plain", "stream"])
+def test_reasoning_round_trip_responses_over_anthropic(gw_for, upstream, stream):
+    """A Codex-style stateless loop on Claude: the reasoning item the gateway minted from
+    Anthropic thinking comes back in the next request, and the upstream gets the thinking
+    block with its signature byte for byte, before the tool_use it led to (§3.5, §5.8
+    case 11)."""
+    gw = gw_for("responses", "anthropic", "tools")
+    c = oai(gw)
+    kw: dict[str, Any] = {"model": MODEL["anthropic"], "input": PROMPT["tools"],
+                          "tools": RESPONSES_TOOLS, "store": False,
+                          "include": ["reasoning.encrypted_content"]}
+    if stream:
+        with c.responses.stream(**kw) as s:
+            first = s.get_final_response()
+    else:
+        first = c.responses.create(**kw)
+    exp = EXPECT[("anthropic", "tools", stream)]
+    [reasoning] = [i for i in first.output if i.type == "reasoning"]
+    assert reasoning.encrypted_content, "the gateway's own reversible payload (§2.7)"
+    calls = [i for i in first.output if i.type == "function_call"]
+    replay = [{"role": "user", "content": PROMPT["tools"]}]
+    replay += [i.model_dump(exclude_none=True) for i in first.output]
+    replay += [{"type": "function_call_output", "call_id": fc.call_id, "output": "18°C"}
+               for fc in calls]
+    upstream.script = provider_script("text")
+    second = c.responses.create(**{**kw, "input": replay})
+    assert second.output_text == EXPECT[("anthropic", "text", False)].text
+    sent = upstream.requests[-1].json()
+    [assistant] = [m for m in sent["messages"] if m["role"] == "assistant"]
+    blocks = assistant["content"]
+    assert blocks[0] == {"type": "thinking", "thinking": exp.thinking,
+                         "signature": upstream_signature(exp)}, blocks[0]
+    assert [b["id"] for b in blocks if b["type"] == "tool_use"] == [t[0] for t in exp.tools]
+    results = sent["messages"][sent["messages"].index(assistant) + 1]["content"]
+    assert [b["tool_use_id"] for b in results if b["type"] == "tool_result"] == \
+        [t[0] for t in exp.tools]
 
 
 # -- requests the target cannot express -----------------------------------------------------
