@@ -187,21 +187,51 @@ def _routes_main(argv: Sequence[str]) -> int:
         metavar="MODEL",
         help="show which targets a request for MODEL would try, in order",
     )
+    p.add_argument("--url", metavar="URL",
+                   help="a running gateway (e.g. http://127.0.0.1:8081): show each target's "
+                        "live health (circuit state, cooldown) from its /health")
     args = p.parse_args(argv)
     try:
         config = load_config(args.config)
     except ConfigError as exc:
         print(f"gateway: configuration error: {exc}", file=sys.stderr)
         return 2
+    health: dict[str, Any] = {}
+    if args.url:
+        import json
+        import urllib.request
+
+        try:
+            with urllib.request.urlopen(args.url.rstrip("/") + "/health", timeout=5) as r:
+                health = json.loads(r.read()).get("targets", {})
+        except (OSError, ValueError) as exc:
+            print(f"gateway: cannot read {args.url}/health: {exc}", file=sys.stderr)
+            return 1
+
+    def state(name: str) -> str:
+        h = health.get(name)
+        if not args.url:
+            return ""
+        if h is None:
+            return " [no traffic yet]"
+        extra = f", retry in {h['retry_in_s']:g}s" if h.get("retry_in_s") else ""
+        return f" [{h['state']}, {h['consecutive_failures']} failures{extra}]"
+
     router = Router(config)
     if args.explain:
         for line in router.explain(args.explain):
             print(line)
+        if args.url:
+            resolved = router.resolve(args.explain)
+            for provider, _ in (resolved.targets if resolved else ()):
+                print(f"  health of '{provider.name}':{state(provider.name)}")
         return 0
     if not config.routes:
         print("no routes configured (only the built-in 'loopback' model is served)")
     for i, route in enumerate(config.routes):
-        targets = ", ".join(str(t) for t in route.targets)
+        targets = ", ".join(
+            f"{t}{state(t.provider)}" + (f" (weight {route.weights[j]:g})" if route.weights else "")
+            for j, t in enumerate(route.targets))
         print(f"{i:>3}  {route.match:<24} => {targets}")
     return 0
 

@@ -425,3 +425,25 @@ to = ["a"]
         for _ in chat(gw, stream=True):
             pass
     assert gw.wait_rows(1)[0]["error_kind"] == "upstream_timeout"
+
+
+def test_gateway_routes_shows_live_health(make_gateway, a, b, tmp_path):
+    import subprocess
+    import sys
+
+    a.script = lambda req: json_response({"error": {"message": "x", "type": "x", "param": None,
+                                                    "code": None}}, 503)
+    cfg = two_providers(a.base_url, b.base_url, 'failure_threshold = 1\ncooldown = "60s"',
+                        weights="weights = [2, 1]")
+    gw = make_gateway(config_text=cfg)
+    for _ in range(30):  # the first choice is drawn by weight: until a has been tried
+        chat(gw)
+        if a.requests:
+            break
+    (tmp_path / "r.toml").write_text(cfg)
+    out = subprocess.run([sys.executable, "-c", "import sys; from proxy.cli import gateway_main; "
+                          "sys.exit(gateway_main())", "routes", "--config", str(tmp_path / "r.toml"),
+                          "--url", gw.url], capture_output=True, text=True, timeout=20)
+    assert out.returncode == 0, out.stderr
+    assert "a [open, 1 failures, retry in" in out.stdout and "(weight 2)" in out.stdout
+    assert "b:model-b [closed" in out.stdout
