@@ -54,6 +54,7 @@ from . import usage as usage_mod
 from .errors import (
     BufferLimitExceeded,
     ClientProtocolError,
+    ProtocolError,
     UnsupportedFeature,
     UpstreamProtocolError,
 )
@@ -1400,7 +1401,7 @@ class StreamDecoder:
 
     __slots__ = (
         "_ctx", "_split", "_observe", "_started", "_next", "_text", "_reasoning",
-        "_finish", "_blocked", "_raw_usage", "_custom", "model", "id", "usage",
+        "_finish", "_blocked", "_raw_usage", "_custom", "_broken", "model", "id", "usage",
         "stop_reason", "tool_calls", "failed", "done",
     )
 
@@ -1416,6 +1417,7 @@ class StreamDecoder:
         self._blocked = False
         self._raw_usage: Any = None
         self._custom = _client_tools(ctx)
+        self._broken: ProtocolError | None = None
         self.model: str | None = None
         self.id: str | None = None
         self.usage: Usage | None = None
@@ -1425,23 +1427,37 @@ class StreamDecoder:
         self.done = False
 
     def feed(self, data: bytes) -> list[ir.StreamEvent]:
+        """Events for the next piece of the body. A broken upstream raises
+        ``UpstreamProtocolError``; events decoded before the bad frame in the same call are
+        returned first and the error is raised by the next call (``feed`` or ``close``),
+        so the events never depend on how the body was split."""
+        if self._broken is not None:
+            raise self._broken
         out: list[ir.StreamEvent] = []
         if self.done:
             return out
-        for frame in self._split.feed(data):
-            payload = data_of(frame)
-            if payload is None:
-                continue
-            try:
-                chunk = jsonio.loads(payload)
-            except jsonio.JSONDecodeError:
-                raise UpstreamProtocolError("Gemini stream chunk is not JSON", param="data") from None
-            self._chunk(chunk, out)
-            if self.done:
-                break
+        try:
+            for frame in self._split.feed(data):
+                payload = data_of(frame)
+                if payload is None:
+                    continue
+                try:
+                    chunk = jsonio.loads(payload)
+                except jsonio.JSONDecodeError:
+                    raise UpstreamProtocolError("Gemini stream chunk is not JSON",
+                                                param="data") from None
+                self._chunk(chunk, out)
+                if self.done:
+                    break
+        except ProtocolError as e:
+            self._broken = e
+            if not out:
+                raise
         return out
 
     def close(self) -> list[ir.StreamEvent]:
+        if self._broken is not None:
+            raise self._broken
         out: list[ir.StreamEvent] = []
         if self.done:
             return out

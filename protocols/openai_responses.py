@@ -56,6 +56,7 @@ from . import usage as usage_mod
 from .errors import (
     BufferLimitExceeded,
     ClientProtocolError,
+    ProtocolError,
     UnsupportedFeature,
     UpstreamProtocolError,
 )
@@ -1580,7 +1581,7 @@ class StreamDecoder:
     """
 
     __slots__ = (
-        "_ctx", "_split", "_observe", "_started", "_next", "_items", "_open",
+        "_ctx", "_split", "_observe", "_started", "_next", "_items", "_open", "_broken",
         "model", "id", "usage", "stop_reason", "tool_calls", "failed", "done",
     )
 
@@ -1592,6 +1593,7 @@ class StreamDecoder:
         self._next = 0
         self._items: dict[int, _InItem] = {}  # output_index -> item
         self._open: _InItem | None = None  # text/reasoning item that is open
+        self._broken: ProtocolError | None = None
         self.model: str | None = None
         self.id: str | None = None
         self.usage: Usage | None = None
@@ -1601,9 +1603,24 @@ class StreamDecoder:
         self.done = False
 
     def feed(self, data: bytes) -> list[ir.StreamEvent]:
+        """Events for the next piece of the body. A broken upstream raises
+        ``UpstreamProtocolError``; events decoded before the bad frame in the same call are
+        returned first and the error is raised by the next call (``feed`` or ``close``),
+        so the events never depend on how the body was split."""
+        if self._broken is not None:
+            raise self._broken
         out: list[ir.StreamEvent] = []
         if self.done:
             return out
+        try:
+            self._feed(data, out)
+        except ProtocolError as e:
+            self._broken = e
+            if not out:
+                raise
+        return out
+
+    def _feed(self, data: bytes, out: list[ir.StreamEvent]) -> None:
         observe = self._observe
         for frame in self._split.feed(data):
             if observe and frame.startswith(_OBSERVE_SKIP):
@@ -1625,9 +1642,10 @@ class StreamDecoder:
                 handler(self, obj, out)
                 if self.done:
                     break
-        return out
 
     def close(self) -> list[ir.StreamEvent]:
+        if self._broken is not None:
+            raise self._broken
         if self.done:
             return []
         out: list[ir.StreamEvent] = []

@@ -57,13 +57,15 @@ def _daemon_parser() -> argparse.ArgumentParser:
     p.add_argument("--pid-file", metavar="PATH",
                    help="where to write the process id for 'gateway reload' "
                         "(default: the ledger path + .pid)")
+    p.add_argument("--workers", type=int, default=1, metavar="N",
+                   help="serve from N processes sharing the port with SO_REUSEPORT "
+                        "(default 1; each worker has its own ledger writer on the same file)")
     p.add_argument("--version", action="version", version=f"tokenway {__version__}")
     return p
 
 
 def gatewayd_main(argv: Sequence[str] | None = None) -> int:
     from .config import ConfigError, check_listen_safety, load_config
-    from .ledger import Ledger
 
     args = _daemon_parser().parse_args(argv)
     overrides = {
@@ -92,6 +94,90 @@ def gatewayd_main(argv: Sequence[str] | None = None) -> int:
     )
     log = logging.getLogger("tokenway")
 
+    if args.workers < 1:
+        print("gatewayd: --workers must be >= 1", file=sys.stderr)
+        return 2
+    pid_file = args.pid_file or config.ledger.path + ".pid"
+    if args.workers > 1:
+        return _supervise(args, config, overrides, pid_file, log)
+    return _serve_one(args, config, overrides, pid_file, log)
+
+
+def _write_pid(pid_file: str | None, log: logging.Logger) -> str | None:
+    if not pid_file:
+        return None
+    try:
+        with open(pid_file, "w") as f:
+            f.write(f"{os.getpid()}\n")
+        return pid_file
+    except OSError as exc:
+        log.warning("cannot write pid file %s: %s (gateway reload needs --pid)", pid_file, exc)
+        return None
+
+
+def _supervise(args: Any, config: Any, overrides: dict[str, Any], pid_file: str,
+               log: logging.Logger) -> int:
+    """Fork ``--workers`` processes that share the port through SO_REUSEPORT (the
+    kernel spreads connections over them), forward signals, wait for them."""
+    import signal
+    import socket
+    from dataclasses import replace
+
+    host, port = config.server.host, config.server.port
+    probe = None
+    if port == 0:  # pick one free port for every worker to share
+        probe = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        probe.bind((host, 0))
+        port = probe.getsockname()[1]
+        config = replace(config, server=replace(config.server, port=port))
+        overrides = {**overrides, "listen": f"[{host}]:{port}" if ":" in host else f"{host}:{port}"}
+    children: list[int] = []
+    for _ in range(args.workers):
+        pid = os.fork()
+        if pid == 0:
+            if probe is not None:
+                probe.close()
+            code = 1
+            try:
+                code = _serve_one(args, config, overrides, None, log, reuse_port=True)
+            finally:
+                os._exit(code)
+        children.append(pid)
+    if probe is not None:
+        probe.close()
+    pid_file = _write_pid(pid_file, log)
+
+    def forward(signum: int, _frame: Any) -> None:
+        for child in children:
+            try:
+                os.kill(child, signum)
+            except ProcessLookupError:
+                pass
+
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(sig, forward)
+    worst = 0
+    for child in children:
+        while True:
+            try:
+                _, status = os.waitpid(child, 0)
+                break
+            except InterruptedError:
+                continue
+        worst = max(worst, os.waitstatus_to_exitcode(status))
+    if pid_file:
+        try:
+            os.unlink(pid_file)
+        except OSError:
+            pass
+    return worst
+
+
+def _serve_one(args: Any, config: Any, overrides: dict[str, Any], pid_file: str | None,
+               log: logging.Logger, reuse_port: bool = False) -> int:
+    from .config import load_config
+    from .ledger import Ledger
     from .server import serve
 
     ledger = Ledger(config.ledger.path)
@@ -103,13 +189,7 @@ def gatewayd_main(argv: Sequence[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 2
-    pid_file = args.pid_file or config.ledger.path + ".pid"
-    try:
-        with open(pid_file, "w") as f:
-            f.write(f"{os.getpid()}\n")
-    except OSError as exc:
-        log.warning("cannot write pid file %s: %s (gateway reload needs --pid)", pid_file, exc)
-        pid_file = None
+    pid_file = _write_pid(pid_file, log)
 
     def reloader() -> Any:
         return load_config(args.config, overrides=overrides)
@@ -117,7 +197,8 @@ def gatewayd_main(argv: Sequence[str] | None = None) -> int:
     loop = new_event_loop(args.loop)
     asyncio.set_event_loop(loop)
     try:
-        loop.run_until_complete(serve(config, ledger, reloader=reloader))
+        loop.run_until_complete(serve(config, ledger, reloader=reloader,
+                                      reuse_port=reuse_port))
     except OSError as exc:
         print(
             f"gatewayd: cannot listen on {config.server.listen}: {exc.strerror or exc}",

@@ -66,14 +66,15 @@ class Server:
 
         return aio.spawn(guarded(), name="request")
 
-    async def start(self, sock: socket.socket | None = None) -> None:
+    async def start(self, sock: socket.socket | None = None, reuse_port: bool = False) -> None:
         cfg = self.config.server
         factory: Callable[[], HTTPConnection] = lambda: HTTPConnection(self)  # noqa: E731
         if sock is not None:
             srv = await self.loop.create_server(factory, sock=sock, backlog=LISTEN_BACKLOG)
         else:
             srv = await self.loop.create_server(factory, cfg.host, cfg.port,
-                                                backlog=LISTEN_BACKLOG, reuse_address=True)
+                                                backlog=LISTEN_BACKLOG, reuse_address=True,
+                                                reuse_port=reuse_port or None)
         self._servers.append(srv)
         for s in srv.sockets:
             addr = s.getsockname()
@@ -163,10 +164,11 @@ def install_signal_handlers(loop: asyncio.AbstractEventLoop, server: Server) -> 
 
 
 async def serve(config: Config, ledger: Any, *, ready: Callable[[Server], None] | None = None,
-                signals: bool = True, reloader: Callable[[], Config] | None = None) -> None:
+                signals: bool = True, reloader: Callable[[], Config] | None = None,
+                reuse_port: bool = False) -> None:
     loop = asyncio.get_running_loop()
     server = Server(config, ledger, loop, reloader=reloader)
-    await server.start()
+    await server.start(reuse_port=reuse_port)
     if signals:
         install_signal_handlers(loop, server)
     log.info("listening on %s", server.url)

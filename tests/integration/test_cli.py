@@ -74,3 +74,23 @@ def test_config_error_names_the_key(tmp_path):
     r = subprocess.run([PY, "-m", "proxy", "--config", str(cfg), "--db", str(tmp_path / "x.db")],
                        capture_output=True, text=True, timeout=20)
     assert r.returncode == 2 and "providers.x.kind" in r.stderr
+
+
+def test_workers_share_the_port(tmp_path):
+    p, url = start_daemon(tmp_path, "--workers", "2")
+    children = open(f"/proc/{p.pid}/task/{p.pid}/children").read().split()
+    assert len(children) == 2
+    try:
+        for _ in range(20):
+            st, _, _ = rawhttp.request(url + "/v1/chat/completions", "POST",
+                                       {"model": "loopback",
+                                        "messages": [{"role": "user", "content": "w"}]})
+            assert st == 200
+    finally:
+        p.send_signal(signal.SIGTERM)
+        rest = p.communicate(timeout=30)[1]
+    assert p.returncode == 0, rest
+    out = subprocess.run([PY, "-c", "from proxy.cli import gateway_main; import sys; "
+                          "sys.exit(gateway_main())", "usage", "--db", str(tmp_path / "t.db"),
+                          "--json", "--limit", "0"], capture_output=True, text=True, check=True).stdout
+    assert len(json.loads(out)) == 20

@@ -110,7 +110,7 @@ def matrix(scenarios: tuple[str, ...], streams: bool = True) -> list[Any]:
 # -- gateway and clients --------------------------------------------------------------------
 
 def start_gateway(make_gateway, upstream, *, responses_api: bool = True,
-                  routes: str | None = None, extra_config: str = ""):
+                  routes: str | None = None, extra_config: str = "", **kw: Any):
     """A gateway whose OpenAI, Anthropic and Gemini providers are all the fake upstream."""
     host = f"http://127.0.0.1:{upstream.port}"
     env = {"TOKENWAY_OPENAI_BASE_URL": host + "/v1", "TOKENWAY_OPENAI_API_KEY": "sk-openai-up",
@@ -119,15 +119,15 @@ def start_gateway(make_gateway, upstream, *, responses_api: bool = True,
     if routes is not None:
         env["TOKENWAY_ROUTES"] = routes
     cfg = extra_config + ("" if responses_api else "[providers.openai]\nresponses_api = false\n")
-    return make_gateway(env=env, config_text=cfg or None)
+    return make_gateway(env=env, config_text=cfg or None, **kw)
 
 
 @pytest.fixture
 def gw_for(make_gateway, upstream):
-    def make(client: str, up: str, scenario: str, extra_config: str = ""):
+    def make(client: str, up: str, scenario: str, extra_config: str = "", **kw: Any):
         upstream.script = provider_script(scenario)
         return start_gateway(make_gateway, upstream, extra_config=extra_config,
-                             responses_api=not (client == "responses" and up == "openai"))
+                             responses_api=not (client == "responses" and up == "openai"), **kw)
     return make
 
 
@@ -559,6 +559,22 @@ def test_answer(gw_for, upstream, client, mode, up, scenario):
     else:
         [req] = upstream.requests
         check_upstream_request(up, req, scenario, stream)
+    [row] = gw.wait_rows(1)
+    check_row(row, client, up, mode, exp, seen)
+
+
+LOOP_CASES = [("chat", "stream", "anthropic"), ("responses", "stream", "gemini"),
+              ("anthropic", "raw", "openai"), ("gemini", "stream", "anthropic")]
+
+
+@pytest.mark.parametrize("client,mode,up", LOOP_CASES, ids=["-".join(c) for c in LOOP_CASES])
+def test_answer_on_every_loop_and_parser(gw_for, upstream, loop_kind, parser, client, mode, up):
+    """Translated tool-call streams on both event loops and both HTTP/1 parsers."""
+    gw = gw_for(client, up, "tools", loop_kind=loop_kind, parser=parser)
+    got = RUN[client](gw, MODEL[up], "tools", mode)
+    exp = EXPECT[(up, "tools", True)]
+    check_answer(client, up, exp, got)
+    seen = check_usage(client, exp, got)
     [row] = gw.wait_rows(1)
     check_row(row, client, up, mode, exp, seen)
 
@@ -1257,6 +1273,23 @@ def test_count_tokens_local(gw_for, upstream, up):
     assert all(r["input_tokens"] is None for r in rows), "counting is not inference"
 
 
+def test_anthropic_prefix_paths(gw_for, upstream):
+    """An Anthropic client whose base URL is ``{gateway}/anthropic``."""
+    gw = gw_for("anthropic", "anthropic", "text")
+    c = anthropic.Anthropic(base_url=gw.url + "/anthropic", api_key="k", max_retries=0,
+                            timeout=20)
+    m = c.messages.create(model=MODEL["anthropic"], max_tokens=64,
+                          messages=[{"role": "user", "content": "hi"}])
+    assert m.content[0].text == EXPECT[("anthropic", "text", False)].text
+    assert c.messages.count_tokens(model=MODEL["anthropic"], messages=[
+        {"role": "user", "content": "hi"}]).input_tokens == ANTHROPIC_COUNT_TOKENS
+    assert "loopback" in [x.id for x in c.models.list().data]
+    assert [r.path for r in upstream.requests] == ["/v1/messages", "/v1/messages/count_tokens"]
+    rows = gw.wait_rows(2)
+    assert [r["client_protocol"] for r in rows] == ["anthropic_messages",
+                                                    "anthropic_count_tokens"]
+
+
 def test_models_list_in_both_shapes(make_gateway, upstream):
     gw = start_gateway(make_gateway, upstream,
                        routes="gpt-4.1=>openai,claude-sonnet-4-6=>anthropic,"
@@ -1280,7 +1313,8 @@ def test_models_list_in_both_shapes(make_gateway, upstream):
                                       ("gemini", "gemini-embedding-001")])
 def test_embeddings(gw_for, upstream, up, model, encoding):
     gw = gw_for("chat", up, "text")
-    kw: dict[str, Any] = {"model": model, "input": ["first text", "second text"]}
+    kw: dict[str, Any] = {"model": model, "input": ["first text", "second text"],
+                          "dimensions": 4}
     if encoding != "sdk-default":
         kw["encoding_format"] = encoding
     r = oai(gw).embeddings.create(**kw)
@@ -1293,12 +1327,13 @@ def test_embeddings(gw_for, upstream, up, model, encoding):
     sent = req.json()
     if up == "openai":
         assert req.path == "/v1/embeddings"
-        assert sent["input"] == ["first text", "second text"]
+        assert sent["input"] == ["first text", "second text"] and sent["dimensions"] == 4
     else:
         assert req.path == f"/v1beta/models/{model}:batchEmbedContents"
         assert req.headers["x-goog-api-key"] == "gm-up"
         assert [x["content"]["parts"][0]["text"] for x in sent["requests"]] == kw["input"]
-        assert all(x["model"] == f"models/{model}" for x in sent["requests"])
+        assert all(x["model"] == f"models/{model}" and x["outputDimensionality"] == 4
+                   for x in sent["requests"])
     [row] = gw.wait_rows(1)
     assert (row["client_protocol"], row["provider"], row["status"]) == (
         "openai_embeddings", up, 200)
