@@ -84,12 +84,10 @@ Secrets (gateway keys, provider keys, extra header values) never appear in the
 
 from __future__ import annotations
 
-import difflib
 import ipaddress
 import math
 import os
 import re
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from fractions import Fraction
@@ -684,6 +682,8 @@ def _join(path: str, key: str) -> str:
 def _check_keys(table: Mapping[str, Any], path: str, allowed: tuple[str, ...]) -> None:
     for key in table:
         if key not in allowed:
+            import difflib  # only on a config error
+
             close = difflib.get_close_matches(key, allowed, n=1)
             hint = f"did you mean {close[0]!r}? " if close else ""
             raise ConfigError(
@@ -724,6 +724,8 @@ class _Loader:
         if self.path is None:
             return {}
         where = self.path_label
+        import tomllib  # only when there is a file
+
         try:
             with open(self.path, "rb") as fh:
                 return tomllib.load(fh)

@@ -22,12 +22,13 @@ from collections.abc import Callable
 from http import HTTPStatus
 from typing import TYPE_CHECKING, Any
 
-import h11
 import httptools
 
 from .errors import openai_error_body
 
 if TYPE_CHECKING:
+    import h11
+
     from .server import Server
 
 log = logging.getLogger("tokenway.h1")
@@ -243,6 +244,9 @@ class H11Backend:
     name = "h11"
 
     def __init__(self, conn: HTTPConnection) -> None:
+        global h11
+        import h11  # the strict backend is loaded only when configured
+
         self.conn = conn
         self.h11 = h11.Connection(h11.SERVER, max_incomplete_event_size=conn.max_header_bytes)
         self._in_body = False

@@ -15,7 +15,6 @@ with a fake one.
 
 from __future__ import annotations
 
-import email.utils
 import time
 from typing import Any
 
@@ -39,6 +38,8 @@ def parse_retry_after(value: bytes | str | None, now_wall: float | None = None) 
     try:
         secs = float(text)
     except ValueError:
+        import email.utils  # HTTP-date form only: rare
+
         try:
             when = email.utils.parsedate_to_datetime(text)
         except (TypeError, ValueError, IndexError):

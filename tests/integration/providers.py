@@ -42,7 +42,12 @@ from typing import Any
 
 import orjson
 
-from tests.integration.upstreams import Recorded, json_response, sse_response, transcript
+from tests.integration.upstreams import (
+    Recorded,
+    json_response,
+    sse_response,
+    transcript,
+)
 
 # -- pieces ---------------------------------------------------------------------------------
 
@@ -100,6 +105,14 @@ CHAT_TOOLS_USAGE = {
                                   "accepted_prediction_tokens": 0,
                                   "rejected_prediction_tokens": 0},
 }
+CHAT_UTF8_TEXT = "Hello! (English)\n¡Hola! (Spanish)\nこんにちは! (Japanese)"
+CHAT_UTF8_USAGE = {
+    "prompt_tokens": 14, "completion_tokens": 18, "total_tokens": 32,
+    "prompt_tokens_details": {"cached_tokens": 0, "audio_tokens": 0},
+    "completion_tokens_details": {"reasoning_tokens": 0, "audio_tokens": 0,
+                                  "accepted_prediction_tokens": 0,
+                                  "rejected_prediction_tokens": 0},
+}
 CHAT_TOOL_CALLS = [
     {"id": "call_6PqAxJsYwnvZ8M84lU6OY1ec", "type": "function",
      "function": {"name": "get_weather", "arguments": "{\"location\":\"Paris, France\"}"}},
@@ -127,6 +140,7 @@ CHAT_BODIES = {
     "length": _chat_completion({"content": "The capital of"}, "length",
                                {**CHAT_TEXT_USAGE, "completion_tokens": 3,
                                 "total_tokens": 1539}),
+    "utf8": _chat_completion({"content": CHAT_UTF8_TEXT}, "stop", CHAT_UTF8_USAGE),
     "filtered": _chat_completion({"content": REFUSAL}, "content_filter",
                                  {**CHAT_TEXT_USAGE, "completion_tokens": 6,
                                   "total_tokens": 1542}),
@@ -157,6 +171,9 @@ def openai_chat(scenario: str, req: Recorded) -> list[tuple]:
         return replay(_with_usage_chunk(data, CHAT_TOOLS_USAGE) if usage else data)
     if scenario == "midstream_error":
         return replay(chat_midstream_error())
+    if scenario == "utf8":
+        data = transcript("openai_chat_stream_text.sse")
+        return replay(_with_usage_chunk(data, CHAT_UTF8_USAGE) if usage else data)
     if scenario == "text":
         # Real OpenAI sends the usage chunk only when asked for it.
         return replay(transcript("openai_chat_stream_include_usage.sse" if usage
@@ -237,10 +254,11 @@ ANTHROPIC_SIGNATURE = (
 
 
 def _message(content: list, stop: str, usage: dict) -> dict:
+    write = usage["cache_creation_input_tokens"]
     return {"id": "msg_01XFDUDYJgAACzvnptvVoYEL", "type": "message", "role": "assistant",
             "model": "claude-sonnet-4-6", "content": content, "stop_reason": stop,
             "stop_sequence": None, "usage": {
-                "cache_creation": {"ephemeral_5m_input_tokens": usage["cache_creation_input_tokens"],
+                "cache_creation": {"ephemeral_5m_input_tokens": write,
                                    "ephemeral_1h_input_tokens": 0},
                 "service_tier": "standard", **usage}}
 
@@ -288,14 +306,16 @@ def anthropic(scenario: str, req: Recorded) -> list[tuple]:
                 "tools": "anthropic_stream_thinking_tool_use.sse",
                 "midstream_error": "anthropic_stream_error_midstream.sse"}[scenario]
         return replay(transcript(name))
-    return json_response(ANTHROPIC_BODIES[scenario], extra=[("request-id", "req_011CSHoEeqs5C35K2UUqR7Fy")])
+    return json_response(ANTHROPIC_BODIES[scenario],
+                         extra=[("request-id", "req_011CSHoEeqs5C35K2UUqR7Fy")])
 
 
 def anthropic_error() -> list[tuple]:
     return json_response({"type": "error", "error": {"type": "overloaded_error",
                                                      "message": "Overloaded"},
                           "request_id": "req_011CgBtYPFQh3RhAiUIxiJqC"}, 529,
-                         [("x-should-retry", "true"), ("request-id", "req_011CgBtYPFQh3RhAiUIxiJqC")])
+                         [("x-should-retry", "true"),
+                          ("request-id", "req_011CgBtYPFQh3RhAiUIxiJqC")])
 
 
 # -- Gemini ---------------------------------------------------------------------------------
@@ -361,11 +381,11 @@ def gemini_midstream_error() -> bytes:
 
 
 def gemini(scenario: str, req: Recorded) -> list[tuple]:
+    if scenario == "error":
+        return gemini_error()
     if req.path.split("?")[0].endswith(":batchEmbedContents"):
         n = len(req.json()["requests"])
         return json_response({"embeddings": [{"values": embedding(i)} for i in range(n)]})
-    if scenario == "error":
-        return gemini_error()
     if ":streamGenerateContent" in req.path:
         if scenario == "text":
             return replay(transcript("gemini_stream_text_crlf.sse"))
@@ -441,7 +461,7 @@ def provider_script(scenario: str, cut: str | None = None):
         if path.startswith("/v1beta/models/"):
             return gemini(scenario, req)
         if path.startswith("/v1/embeddings"):
-            return openai_embeddings(req)
+            return openai_error() if scenario == "error" else openai_embeddings(req)
         return json_response({"error": {"message": f"no route {path}",
                                         "type": "invalid_request_error", "param": None,
                                         "code": None}}, 404)
@@ -476,6 +496,8 @@ def _chat_expect(scenario: str, stream: bool) -> Expected:
                         model="gpt-4.1-2025-04-14")
     if scenario == "filtered":
         return Expected(REFUSAL, (), "filtered", 1536, 6, 1024, model="gpt-4.1-2025-04-14")
+    if scenario == "utf8":
+        return Expected(CHAT_UTF8_TEXT, (), "stop", 14, 18, 0, model="gpt-4.1-2025-04-14")
     return Expected("The capital of France is Paris.", (), "stop", 1536, 8, 1024, reasoning=0,
                     model="gpt-4o-mini-2024-07-18" if stream else "gpt-4.1-2025-04-14")
 
@@ -484,7 +506,7 @@ WEATHER_ARGS = {"location": "Paris, France", "unit": "celsius"}
 
 EXPECT: dict[tuple[str, str, bool], Expected] = {}
 for _stream in (False, True):
-    for _sc in ("text", "tools", "length", "filtered"):
+    for _sc in ("text", "tools", "length", "filtered", "utf8"):
         EXPECT[("openai", _sc, _stream)] = _chat_expect(_sc, _stream)
 EXPECT.update({
     ("responses", "text", False): Expected("Hi there! How can I assist you today?", (), "stop",

@@ -8,11 +8,13 @@ Upstreams: fake OpenAI Chat, OpenAI Responses, Anthropic and Gemini providers th
 their exact wire formats (``tests/integration/providers.py``), and the built-in
 ``loopback`` model.
 
-For each pair the test checks what protocols.md §5 promises: the text and the tool calls
+For each pair the tests check what protocols.md §5 promises: the text and the tool calls
 (ids, names, argument JSON) arrive intact, stop reasons map per §5.4, usage maps per §5.5,
-and the ledger row says who asked, who answered, and how many tokens it took. Then come
-upstream HTTP errors in each client's format (§5.7), the mid-stream Anthropic error, the
-requests a target cannot express, count_tokens, the model list and embeddings.
+and the ledger row says who asked, who answered, and how many tokens it took. Around that
+matrix: request fields and tool-result turns as the upstream receives them (§5.1-§5.3),
+the thinking/reasoning round trip, upstream HTTP errors in each client's format (§5.7),
+mid-stream errors and cut streams (§5.6, §6.3), requests a target cannot express,
+count_tokens, the model list and embeddings.
 """
 
 from __future__ import annotations
@@ -72,6 +74,7 @@ PROMPT = {
              'get_local_time with {"timezone":"Asia/Tokyo"}',
     "length": "Say hello in three languages, then in five more, then explain every greeting",
     "filtered": "Explain how to pick the lock on my neighbour's door",
+    "utf8": "Say hello in three languages",
 }
 # Output cap sent by each client in the "length" scenario.
 LIMIT = {"chat": 5, "responses": 16, "anthropic": 5, "gemini": 5}
@@ -546,7 +549,9 @@ def check_upstream_request(up: str, req, scenario: str, stream: bool) -> None:
 
 # -- the matrix tests -----------------------------------------------------------------------
 
-@pytest.mark.parametrize("client,mode,up,scenario", matrix(("text", "tools")))
+@pytest.mark.parametrize("client,mode,up,scenario", matrix(("text", "tools")) + [
+    # openai_chat_stream_text.sse: multi-byte characters split across pieces
+    pytest.param(c, m, "openai", "utf8", id=f"{c}.{m}-openai-utf8") for c, m in STREAM_MODES])
 def test_answer(gw_for, upstream, client, mode, up, scenario):
     gw = gw_for(client, up, scenario)
     stream = mode in STREAMING
@@ -1339,3 +1344,24 @@ def test_embeddings(gw_for, upstream, up, model, encoding):
         "openai_embeddings", up, 200)
     if up == "openai":
         assert row["input_tokens"] == 6
+
+
+@pytest.mark.parametrize("up,model,status", [("openai", "text-embedding-3-small", 429),
+                                             ("gemini", "gemini-embedding-001", 400),
+                                             ("anthropic", "claude-sonnet-4-6", 400)])
+def test_embeddings_errors(gw_for, upstream, up, model, status):
+    """Provider errors (and a provider kind without embeddings) in OpenAI's format."""
+    gw = gw_for("chat", up, "error")
+    with pytest.raises(openai.APIStatusError) as ei:
+        oai(gw).embeddings.create(model=model, input="hello", encoding_format="float")
+    assert ei.value.status_code == status
+    err = ei.value.response.json()["error"]
+    assert set(err) >= {"message", "type", "param", "code"}
+    if up == "anthropic":
+        assert err["param"] == "model" and not upstream.requests
+    else:
+        assert len(upstream.requests) >= 1
+    if up == "gemini":
+        assert err["type"] == "invalid_request_error" and "must not be empty" in err["message"]
+    [row] = gw.wait_rows(1)
+    assert (row["client_protocol"], row["status"]) == ("openai_embeddings", status)

@@ -693,6 +693,21 @@ def test_stream_decoder_bad_upstream(raw: bytes) -> None:
         decode_stream([raw])
 
 
+def test_stream_decoder_bad_frame_after_good_ones_is_split_invariant() -> None:
+    """Found by fuzz/gemini.py: a bad frame in the same chunk as good ones used to discard
+    their events. They are returned first; the error comes from the next call."""
+    good = _chunk([{"text": "a"}])
+    raw = good + b"data:\x01{broken\n\n"
+    for chunks in ([raw], [good, raw[len(good):]], byte_at_a_time(raw)):
+        d = gm.StreamDecoder(ctx())
+        events: list[ir.StreamEvent] = []
+        with pytest.raises(UpstreamProtocolError):
+            for c in chunks:
+                events += d.feed(c)
+            d.close()
+        assert events == [MessageStart("r1", "g"), BlockStart(0, BlockKind.TEXT), TextDelta(0, "a")]
+
+
 # --------------------------------------------------------------------------------------
 # Streams: IR -> wire
 # --------------------------------------------------------------------------------------

@@ -881,6 +881,23 @@ def test_stream_decoder_bad_upstream(raw: bytes) -> None:
         decode_stream([_frame(CREATED_EV) + raw])
 
 
+def test_stream_decoder_bad_frame_after_good_ones_is_split_invariant() -> None:
+    """Events decoded before a bad frame are returned whatever the chunking; the error
+    comes from the next call."""
+    good = _frame(CREATED_EV)
+    raw = good + b"data: {broken\n\n"
+    for chunks in ([raw], [good, raw[len(good):]], byte_at_a_time(raw)):
+        d = orr.StreamDecoder(ctx())
+        events: list[ir.StreamEvent] = []
+        with pytest.raises(UpstreamProtocolError):
+            for c in chunks:
+                events += d.feed(c)
+            d.close()
+        assert events == [MessageStart("resp_9", "gpt-5")]
+        with pytest.raises(UpstreamProtocolError):
+            d.feed(b"")  # stays broken
+
+
 # --------------------------------------------------------------------------------------
 # Streams: IR -> wire
 # --------------------------------------------------------------------------------------
@@ -1080,6 +1097,18 @@ def test_keepalive_is_a_repeated_in_progress() -> None:
     assert_canonical(events, keepalives=True)
     assert sdk_final(out).output_text == "Hello ¡こんにちは!"
     assert enc.keepalive() == b""  # nothing after the end
+
+
+def test_standalone_keepalive_for_passthrough_streams() -> None:
+    raw = transcript("responses_stream_text.sse")
+    head = raw[: raw.index(b"event: response.output_text.delta")]
+    n = head.count(b"event: ")
+    beat = orr.keepalive_event("resp_61fb2087da1b5568b74cca72864cd16c64889422ea3121dc3b", n,
+                               "gpt-4.1-2025-04-14")
+    events = sse_events(beat)
+    assert events[0]["type"] == "response.in_progress" and events[0]["sequence_number"] == n
+    final = sdk_final(head + beat + raw[len(head):], validate=False)
+    assert final.output_text == "Hi there! How can I assist you today?"
 
 
 def test_encoder_response_echo_uses_the_client_request() -> None:
