@@ -76,6 +76,10 @@ RETRYABLE_STATUS = frozenset({429, 500, 502, 503, 504, 529})
 
 _HEAD, _STREAM, _BUFFER, _DONE = range(4)
 
+# A keep-alive that is due but cannot go out yet (half an event held, or the
+# client's buffer is full) is retried after this long.
+HEARTBEAT_RETRY_S = 0.25
+
 
 class Attempt:
     """Everything needed to send the request to one target."""
@@ -569,14 +573,18 @@ class ProxyExchange:
         now = self.gw.loop.time()
         due = heartbeat_due(self.last_write, now, interval)
         f = self.att.filter
-        if due <= 0 and f.at_boundary and not self.conn.write_paused:
-            beat = f.heartbeat()
-            if beat:
-                self.conn.write(beat)
-                self.bytes_out += len(beat)
-                self.last_write = now
-            due = interval
-        self.heartbeat = self.gw.loop.call_later(max(due, 0.01), self._on_heartbeat)
+        if due <= 0:
+            if f.at_boundary and not self.conn.write_paused:
+                beat = f.heartbeat()
+                if beat:
+                    self.conn.write(beat)
+                    self.bytes_out += len(beat)
+                    self.last_write = now
+                due = interval
+            else:
+                # Mid-event or the client is not reading: look again shortly.
+                due = min(interval, HEARTBEAT_RETRY_S)
+        self.heartbeat = self.gw.loop.call_later(due, self._on_heartbeat)
 
     def _stop_heartbeat(self) -> None:
         if self.heartbeat is not None:
