@@ -88,7 +88,7 @@ class Attempt:
                  "translation", "data")
 
     def __init__(self, provider: Provider, upstream_model: str, path: bytes,
-                 headers: list[tuple[bytes, bytes]], payload: bytes, body_filter: Any,
+                 headers: bytes, payload: bytes, body_filter: Any,
                  translation: Any) -> None:
         self.provider = provider
         self.upstream_model = upstream_model

@@ -36,6 +36,7 @@ from . import loopback
 from .accounting import usage_to_row
 from .errors import ANTHROPIC, GEMINI, OPENAI, GatewayError
 from .exchange import SSE_HEADERS, Attempt, ProxyExchange
+from .provider import ANTHROPIC_VERSION
 
 if TYPE_CHECKING:
     from .app import Gateway
@@ -251,27 +252,27 @@ class ModelEndpoints:
         return body
 
     def _headers(self, req: Request, provider: Provider, up_format: str,
-                 stream: bool) -> list[tuple[bytes, bytes]]:
-        headers = list(provider.static_headers)
+                 stream: bool) -> bytes:
+        """The header lines for the provider, serialised: the provider's own
+        (pre-serialised once) plus the client's that may travel."""
+        parts = [provider.static_head]
         passthrough = provider.passthrough_auth
         foreign = provider.foreign_prefixes
         has_version = False
         for k, v in req.headers:
             if k in NOT_FORWARDED:
                 if passthrough and k in (b"authorization", b"x-api-key", b"x-goog-api-key"):
-                    headers.append((k, v))
+                    parts.append(k + b": " + v + b"\r\n")
                 continue
             if k.startswith(foreign):
                 continue  # another vendor's header: consumed here, never leaked across
             if k == b"anthropic-version":
                 has_version = True
-            headers.append((k, v))
+            parts.append(k + b": " + v + b"\r\n")
         if up_format == FORMAT_ANTHROPIC_MESSAGES and not has_version:
-            from .provider import ANTHROPIC_VERSION
-
-            headers.append((b"anthropic-version", ANTHROPIC_VERSION))
-        headers.append((b"accept", b"text/event-stream" if stream else b"application/json"))
-        return headers
+            parts.append(b"anthropic-version: " + ANTHROPIC_VERSION + b"\r\n")
+        parts.append(b"accept: text/event-stream\r\n" if stream else b"accept: application/json\r\n")
+        return b"".join(parts)
 
     def _chat_attempt(self, req: Request, body: dict[str, Any], changed: bool,
                       provider: Provider, model: str, upstream_model: str,

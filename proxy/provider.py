@@ -33,7 +33,7 @@ class Provider:
     __slots__ = (
         "config", "name", "kind", "scheme", "host", "port", "ca_bundle", "verify_tls",
         "connect_timeout_s", "first_byte_timeout_s", "idle_timeout_s", "host_header",
-        "base_path", "static_headers", "passthrough_auth", "foreign_prefixes",
+        "base_path", "static_headers", "static_head", "passthrough_auth", "foreign_prefixes",
         "responses_api",
     )
 
@@ -68,6 +68,7 @@ class Provider:
         for k, v in cfg.headers:
             hs.append((k.lower().encode(), v.encode()))
         self.static_headers = hs
+        self.static_head = b"".join(k + b": " + v + b"\r\n" for k, v in hs)
 
     def upstream_format(self, client_format: str) -> str:
         if self.kind == "anthropic":

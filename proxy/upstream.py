@@ -333,13 +333,8 @@ class UpstreamPool:
 
 
 def build_request_head(method: bytes, path: bytes, host_header: bytes,
-                       headers: list[tuple[bytes, bytes]], body_len: int) -> bytes:
-    """Serialise an HTTP/1.1 request head for the provider."""
-    parts = [method, b" ", path, b" HTTP/1.1\r\nhost: ", host_header, b"\r\n"]
-    for k, v in headers:
-        parts.append(k)
-        parts.append(b": ")
-        parts.append(v)
-        parts.append(b"\r\n")
-    parts.append(b"content-length: %d\r\n\r\n" % body_len)
-    return b"".join(parts)
+                       header_block: bytes, body_len: int) -> bytes:
+    """Serialise an HTTP/1.1 request head for the provider (``header_block``: the
+    header lines, each ending in CRLF)."""
+    return b"%s %s HTTP/1.1\r\nhost: %s\r\n%scontent-length: %d\r\n\r\n" % (
+        method, path, host_header, header_block, body_len)
