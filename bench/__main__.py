@@ -3,6 +3,9 @@
 Subcommands:
   run    start everything, measure, print the tables, save bench/results/<stamp>.json
   show   print the tables of a saved result file again
+  micro    in-process micro benchmarks (bench/micro/translate.py): translated SSE
+           events/s per core and the passthrough tap's GB/s
+  profile  perf + py-spy on tokenway under load, per path (bench/profile.py)
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ from pathlib import Path
 
 import orjson
 
-from bench.runner import CONCURRENCY, DEFAULT_GROUPS, GROUPS
+from bench.runner import CONCURRENCY, DEFAULT_GROUPS, GROUPS, SSE_CONCURRENCY
 
 
 def _csv(value: str) -> list[str]:
@@ -32,15 +35,15 @@ def _kv(value: str) -> tuple[str, str]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from bench.targets import CORE_NAMES, PEER_CLASSES
+    from bench.targets import ALL_NAMES, PEER_CLASSES
 
     ap = argparse.ArgumentParser(prog="python -m bench", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="cmd", required=True)
     run = sub.add_parser("run", help="run the benchmark")
     run.add_argument("--quick", action="store_true",
-                     help="short cells (2 s load, 1 s stream check, 3 s paced); under 2 min")
-    names = ", ".join(CORE_NAMES + tuple(PEER_CLASSES))
+                     help="short cells (2 s load, 1 s stream check, 3 s paced, 60 s soak)")
+    names = ", ".join(ALL_NAMES + tuple(PEER_CLASSES))
     run.add_argument("--only", type=_csv, default=None,
                      help=f"targets to run, comma-separated (default direct,nginx,tokenway; "
                           f"known: {names})")
@@ -54,8 +57,13 @@ def build_parser() -> argparse.ArgumentParser:
                      help=f"scenario groups (default {','.join(DEFAULT_GROUPS)}; "
                           f"known: {', '.join(GROUPS)})")
     run.add_argument("--conc", type=_ints, default=None,
-                     help=f"concurrency levels for the load groups (default "
-                          f"{','.join(map(str, CONCURRENCY))})")
+                     help=f"concurrency levels for the chat and sse groups (default "
+                          f"{','.join(map(str, CONCURRENCY))} for chat, "
+                          f"{','.join(map(str, SSE_CONCURRENCY))} for sse)")
+    run.add_argument("--soak-seconds", type=float, default=None,
+                     help="length of the memory soak (default 600 s, 60 s with --quick)")
+    run.add_argument("--soak-targets", type=_csv, default=["tokenway"],
+                     help="targets that run the soak (default tokenway)")
     run.add_argument("--duration", type=float, default=None,
                      help="seconds per load cell (overrides --quick's 2 s / the default 5 s)")
     run.add_argument("--repeat", type=int, default=1,
@@ -80,10 +88,22 @@ def build_parser() -> argparse.ArgumentParser:
                           "when a target failed)")
     show = sub.add_parser("show", help="print the tables of a saved result")
     show.add_argument("file", type=Path)
+    micro = sub.add_parser("micro", help="micro benchmarks of protocols/ (no sockets)",
+                           add_help=False)
+    micro.add_argument("rest", nargs=argparse.REMAINDER)
     return ap
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["micro"]:  # its own options: python -m bench micro --help
+        from bench.micro import translate
+
+        return translate.main(argv[1:])
+    if argv[:1] == ["profile"]:
+        from bench import profile
+
+        return profile.main(argv[1:])
     ap = build_parser()
     args = ap.parse_args(argv)
     from bench import report
@@ -93,12 +113,12 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     from bench.runner import Runner, save
-    from bench.targets import CORE_NAMES, PEER_CLASSES
+    from bench.targets import ALL_NAMES, PEER_CLASSES
 
-    known = set(CORE_NAMES) | set(PEER_CLASSES)
+    known = set(ALL_NAMES) | set(PEER_CLASSES)
     if args.peers == ["all"]:
         args.peers = list(PEER_CLASSES)
-    for name in (args.only or []) + args.peers:
+    for name in (args.only or []) + args.peers + args.soak_targets:
         if name not in known:
             ap.error(f"unknown target {name!r}; known: {', '.join(sorted(known))}")
     for g in args.scenarios or []:

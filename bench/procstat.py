@@ -132,3 +132,28 @@ def online_cpus() -> list[int]:
         return sorted(os.sched_getaffinity(0))
     except (AttributeError, OSError):
         return list(range(os.cpu_count() or 1))
+
+
+def online_cpus_all() -> list[int]:
+    """Every online CPU of the machine, whatever this process's own affinity is."""
+    raw = _read("/sys/devices/system/cpu/online")
+    out: list[int] = []
+    if raw:
+        for item in raw.strip().split(","):
+            if "-" in item:
+                a, b = item.split("-", 1)
+                out.extend(range(int(a), int(b) + 1))
+            elif item:
+                out.append(int(item))
+    return out or list(range(os.cpu_count() or 1))
+
+
+def fd_count(pids: list[int]) -> int:
+    """Open file descriptors of these processes (sockets included)."""
+    total = 0
+    for pid in pids:
+        try:
+            total += len(os.listdir(f"/proc/{pid}/fd"))
+        except OSError:
+            pass
+    return total

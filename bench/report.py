@@ -119,8 +119,128 @@ PACED_COLS: list[Col] = [
     ("CPU us/chunk", lambda c: _num(c.get("cpu_us_per_chunk"), "{:.2f}")),
 ]
 
-COLS_BY_GROUP = {"chat": LOAD_COLS, "messages": LOAD_COLS, "sse": SSE_COLS,
-                 "messages_sse": SSE_COLS, "stream_check": CHECK_COLS, "paced": PACED_COLS}
+def _ref_ratio(cell: Cell, key: str) -> str:
+    v = ((cell.get("vs_ref") or {}).get("ratio") or {}).get(key)
+    if v is None:
+        return "-"
+    return f"{v:.3f}" if v < 0.1 else f"{v:.2f}"
+
+
+def _ref_added(cell: Cell, key: str) -> str:
+    v = ((cell.get("vs_ref") or {}).get("added_ms") or {}).get(key)
+    return "-" if v is None else f"{v:+.2f}"
+
+
+def _comp(cell: Cell, key: str, fmt: str = "{:.2f}") -> str:
+    return _num((cell.get("companion") or {}).get(key), fmt)
+
+
+def _label(cell: Cell) -> str:
+    return cell.get("_label") or "-"
+
+
+PACED_COLS.insert(2, ("unfinished", lambda c: _num(c.get("unfinished"), "{:d}")))
+PACED_COLS.append(("first-stream TTFB p99", lambda c: _num(c.get("first_ttfb_p99_ms"), "{:.1f}")))
+PACED_COLS.append(("first-stream delay p99",
+                   lambda c: _num(c.get("first_frame_delay_p99_ms"), "{:.1f}")))
+
+ROUTE_COLS: list[Col] = [
+    ("model route", _label),
+    ("req/s", lambda c: _rate(c.get("rps"))),
+    ("x direct", lambda c: _ratio(c, "rps", "direct")),
+    ("p50 ms", lambda c: _num(c.get("p50_ms"), "{:.3f}")),
+    ("+direct", lambda c: _added(c, "p50_ms", "direct")),
+    ("+nginx", lambda c: _added(c, "p50_ms", "nginx")),
+    ("+plain", lambda c: _ref_added(c, "p50_ms")),
+    ("p99 ms", lambda c: _num(c.get("p99_ms"), "{:.3f}")),
+    ("+direct", lambda c: _added(c, "p99_ms", "direct")),
+    ("CPU us/req", lambda c: _num(c.get("cpu_us_per_req"), "{:.1f}")),
+    ("x direct", lambda c: _ratio(c, "cpu_us_per_req", "direct")),
+    ("x nginx", lambda c: _ratio(c, "cpu_us_per_req", "nginx")),
+    ("x plain", lambda c: _ref_ratio(c, "cpu_us_per_req")),
+    ("other cores", lambda c: _num(_floor0(c.get("other_cores")))),
+]
+
+XLATE_COLS: list[Col] = [
+    ("path", _label),
+    ("req/s", lambda c: _rate(c.get("rps"))),
+    ("x direct", lambda c: _ratio(c, "rps", "direct")),
+    ("x nginx", lambda c: _ratio(c, "rps", "nginx")),
+    ("x passthru", lambda c: _ref_ratio(c, "rps")),
+    ("p50 ms", lambda c: _num(c.get("p50_ms"), "{:.3f}")),
+    ("+passthru", lambda c: _ref_added(c, "p50_ms")),
+    ("p99 ms", lambda c: _num(c.get("p99_ms"), "{:.3f}")),
+    ("+passthru", lambda c: _ref_added(c, "p99_ms")),
+    ("CPU us/req", lambda c: _num(c.get("cpu_us_per_req"), "{:.1f}")),
+    ("x nginx", lambda c: _ratio(c, "cpu_us_per_req", "nginx")),
+    ("x passthru", lambda c: _ref_ratio(c, "cpu_us_per_req")),
+    ("other cores", lambda c: _num(_floor0(c.get("other_cores")))),
+]
+
+XLATE_TTFB_COLS: list[Col] = [
+    ("path", _label),
+    ("streams/s", lambda c: _rate(c.get("streams_per_s"))),
+    ("frames lost", lambda c: _num(c.get("frames_lost"), "{:d}")),
+    ("TTFB p50 ms", lambda c: _num(c.get("ttfb_p50_ms"), "{:.3f}")),
+    ("+direct", lambda c: _added(c, "ttfb_p50_ms", "direct")),
+    ("+nginx", lambda c: _added(c, "ttfb_p50_ms", "nginx")),
+    ("+passthru", lambda c: _ref_added(c, "ttfb_p50_ms")),
+    ("TTFB p99", lambda c: _num(c.get("ttfb_p99_ms"), "{:.3f}")),
+    ("+passthru", lambda c: _ref_added(c, "ttfb_p99_ms")),
+    ("stream p50 ms", lambda c: _num(c.get("total_p50_ms"), "{:.3f}")),
+    ("+passthru", lambda c: _ref_added(c, "total_p50_ms")),
+    ("CPU us/stream", lambda c: _num(c.get("cpu_us_per_req"), "{:.1f}")),
+    ("x passthru", lambda c: _ref_ratio(c, "cpu_us_per_req")),
+]
+
+HOL_COLS: list[Col] = [
+    ("cell", _label),
+    ("streams", lambda c: _num(c.get("streams"), "{:d}")),
+    ("frames lost", lambda c: _num(c.get("frames_lost"), "{:d}")),
+    ("TTFB p50 ms", lambda c: _num(c.get("ttfb_p50_ms"), "{:.3f}")),
+    ("+alone", lambda c: _ref_added(c, "ttfb_p50_ms")),
+    ("+direct", lambda c: _added(c, "ttfb_p50_ms", "direct")),
+    ("TTFB p99", lambda c: _num(c.get("ttfb_p99_ms"), "{:.3f}")),
+    ("+alone", lambda c: _ref_added(c, "ttfb_p99_ms")),
+    ("+direct", lambda c: _added(c, "ttfb_p99_ms", "direct")),
+    ("frame delay p99", lambda c: _num(c.get("frame_delay_p99_ms"), "{:.3f}")),
+    ("+alone", lambda c: _ref_added(c, "frame_delay_p99_ms")),
+    ("400 KB req/s", lambda c: _comp(c, "rps", "{:.1f}")),
+    ("400 KB p50 ms", lambda c: _comp(c, "p50_ms")),
+]
+
+FLOOD_COLS: list[Col] = [
+    ("cell", _label),
+    ("req/s", lambda c: _rate(c.get("rps"))),
+    ("rejected/s", lambda c: _rate(c.get("rejections_per_s"))),
+    ("CPU us/req", lambda c: _num(c.get("cpu_us_per_req"), "{:.1f}")),
+    ("x direct", lambda c: _ratio(c, "cpu_us_per_req", "direct")),
+    ("x nginx", lambda c: _ratio(c, "cpu_us_per_req", "nginx")),
+    ("valid req/s", lambda c: _comp(c, "rps", "{:.0f}") if c.get("companion")
+     else _rate(c.get("rps"))),
+    ("valid p50 ms", lambda c: _comp(c, "p50_ms", "{:.3f}") if c.get("companion")
+     else _num(c.get("p50_ms"), "{:.3f}")),
+    ("valid p99 ms", lambda c: _comp(c, "p99_ms", "{:.3f}") if c.get("companion")
+     else _num(c.get("p99_ms"), "{:.3f}")),
+    ("+alone p99", lambda c: _ref_added(c, "p99_ms")),
+    ("valid non-2xx", lambda c: _comp(c, "non2xx", "{:d}") if c.get("companion")
+     else _num(c.get("non2xx"), "{:d}")),
+    ("ledger dropped", lambda c: _num(((c.get("health") or {}).get("ledger") or {})
+                                      .get("dropped"), "{:d}")),
+    ("cores", lambda c: _num(c.get("cores"))),
+]
+
+WORKERS_COLS: list[Col] = LOAD_COLS[:3] + [
+    ("x 1 worker", lambda c: _num(c.get("_x_w1_rps"))),
+] + LOAD_COLS[3:]
+
+COLS_BY_TABLE = {"chat": LOAD_COLS, "messages": LOAD_COLS, "sse": SSE_COLS,
+                 "messages_sse": SSE_COLS, "stream_check": CHECK_COLS, "paced": PACED_COLS,
+                 "routing": ROUTE_COLS, "xlate": XLATE_COLS, "xlate_sse": XLATE_COLS,
+                 "xlate_ttfb": XLATE_TTFB_COLS, "hol": HOL_COLS, "authflood": FLOOD_COLS,
+                 "workers": WORKERS_COLS, "workers_sse": WORKERS_COLS}
+# Result files written before the `table` key existed name only the group.
+COLS_BY_GROUP = COLS_BY_TABLE
 
 
 def header_text(res: dict) -> str:
@@ -142,7 +262,8 @@ def header_text(res: dict) -> str:
         f"placement: {place}; loadavg {_la(res.get('loadavg_start'))} -> "
         f"{_la(res.get('loadavg_end'))}",
         f"cells: load {d['load']:g} s, stream check {d['check']:g} s, paced {d['paced']:g} s, "
-        f"warm-up {d['warmup']:g} s; repeat {cfg.get('repeat', 1)}; "
+        f"warm-up {d['warmup']:g} s" + (f", soak {d['soak']:g} s" if d.get("soak") else "")
+        + f"; repeat {cfg.get('repeat', 1)}; "
         f"elapsed {res.get('elapsed_s', 0):.0f} s",
     ]
     return "\n".join(lines)
@@ -168,39 +289,228 @@ def targets_text(res: dict) -> str:
         first = "-" if t.get("startup_s") is None else f"{t['startup_s']:.3f} s"
         if name == "direct" and t["status"] == "ok":
             first = f"{ups.get('startup_s', 0):.3f} s"
+        if t.get("note") and t["status"] == "ok":
+            status = f"ok ({t['note']})"
         rows.append([name, t.get("version") or "-", first, _mib(t.get("rss_idle_kib")),
                      _mib(t.get("rss_peak_kib")), _mib(t.get("rss_end_kib")), status])
     return "targets\n" + _table(["target", "version", "start->200", "RSS idle", "RSS peak",
                                  "RSS end", "status"], rows, left=2, left_last=True)
 
 
+def _table_title(res: dict, table: str, scs: list[dict]) -> str:
+    from bench.runner import TABLE_TITLES
+
+    title = TABLE_TITLES.get(table) or scs[0].get("title") or table
+    durs = sorted({sc["duration_s"] for sc in scs})
+    return f"{title} ({'/'.join(f'{d:g}' for d in durs)} s per cell)"
+
+
 def scenarios_text(res: dict) -> str:
     out = []
-    by_group: dict[str, list[dict]] = {}
+    by_table: dict[str, list[dict]] = {}
     for sc in res["scenarios"]:
-        by_group.setdefault(sc["group"], []).append(sc)
-    for group, scs in by_group.items():
-        cols = COLS_BY_GROUP.get(group, LOAD_COLS)
+        if sc.get("driver") == "soak":
+            continue
+        by_table.setdefault(sc.get("table") or sc["group"], []).append(sc)
+    for table, scs in by_table.items():
+        cols = COLS_BY_TABLE.get(table, LOAD_COLS)
         rows, problems = [], []
         for sc in scs:
+            w1 = (sc["results"].get("tokenway") or {}).get("rps")
             for name, cell in sc["results"].items():
+                cell = dict(cell)
+                cell["_label"] = _cell_label(sc, name)
+                if name == "tokenway-w2" and isinstance(w1, (int, float)) and w1 > 0 \
+                        and isinstance(cell.get("rps"), (int, float)):
+                    cell["_x_w1_rps"] = cell["rps"] / w1
                 row = [str(sc["conc"]), name] + [fn(cell) for _, fn in cols]
                 if cell.get("errors"):
                     row[1] += " !"
-                    problems.append(f"  ! {name} c={sc['conc']}: {cell['errors']}")
+                    problems.append(f"  ! {name} {sc['id']}: {cell['errors']}")
                 rows.append(row)
-        dur = scs[0]["duration_s"]
-        title = f"{scs[0]['title']} ({dur:g} s per cell)"
+        title = _table_title(res, table, scs)
         if not rows:
             out.append(f"{title}\n  (no target ran)")
             continue
-        out.append(title + "\n" + _table(["c", "target"] + [h for h, _ in cols], rows)
+        out.append(title + "\n" + _table(["c", "target"] + [h for h, _ in cols], rows,
+                                          left=3 if cols and cols[0][1] is _label else 2)
                    + ("\n" + "\n".join(problems) if problems else ""))
     return "\n\n".join(out)
 
 
+def _cell_label(sc: dict, name: str) -> str:
+    """What a row did: the translated path, the route, the head-of-line cell..."""
+    group = sc["group"]
+    if group == "translated":
+        if name == "tokenway":
+            return sc.get("label") or sc["api"]
+        if name in ("direct", "nginx"):
+            return f"{sc['api']} (no translation)"
+        if name == "ccr":
+            return "messages->chat"
+        if name == "litellm" and sc["api"] == "messages":
+            return "messages->responses"
+        return sc["api"]
+    if group == "routing":
+        if name.startswith("tokenway"):
+            return sc.get("label") or sc["model"]
+        return f"{sc['model']} (any model)"
+    if group == "authflood":
+        if sc.get("key") == "wrong":
+            return "wrong key" if name not in ("direct", "nginx") else "no key check"
+        return "valid only"
+    return sc.get("label") or "-"
+
+
+def soak_text(res: dict) -> str:
+    scs = [sc for sc in res["scenarios"] if sc.get("driver") == "soak"]
+    if not scs:
+        return ""
+    sc = scs[0]
+    rows, drows, problems = [], [], []
+    for name, c in sc["results"].items():
+        if "rss_q1_kib" not in c:
+            problems.append(f"  ! {name}: {c.get('errors')}")
+            continue
+        rows.append([name, f"{c['duration_s']:.0f} s", _rate(c.get("rps")),
+                     _num(c.get("cpu_us_per_req"), "{:.1f}"), _mib(c.get("rss_before_kib")),
+                     _mib(c.get("rss_q1_kib")), _mib(c.get("rss_half_kib")),
+                     _mib(c.get("rss_end_kib")), _mib(c.get("rss_after_kib")),
+                     _mib(c.get("rss_max_kib")),
+                     f"{c.get('rss_growth_q1_end_kib', 0) / 1024:+.1f} MiB",
+                     "flat" if c.get("rss_flat") else "GROWING",
+                     f"{c.get('fds_q1')}/{c.get('fds_end')}/{c.get('fds_after')}"])
+        for did, d in (c.get("drivers") or {}).items():
+            what = f"{d.get('api')} {'stream' if d.get('stream') else 'non-stream'} {d.get('model')}"
+            rate = d.get("rps") if d.get("rps") is not None else d.get("streams_per_s")
+            drows.append([name, did, what, str(d.get("conc")), _rate(rate),
+                          _num(d.get("p50_ms") if d.get("p50_ms") is not None
+                               else d.get("ttfb_p50_ms"), "{:.3f}"),
+                          _num(d.get("p99_ms") if d.get("p99_ms") is not None
+                               else d.get("frame_delay_p99_ms"), "{:.3f}"),
+                          _num(d.get("non2xx"), "{:d}"), _num(d.get("frames_lost"), "{:d}")])
+        if c.get("errors"):
+            problems.append(f"  ! {name}: {c['errors']}")
+    out = (f"memory soak: mixed load for {sc['duration_s']:g} s; RSS of the process tree "
+           "sampled every second (flat: end - 1/4 <= max(2 MiB, 3%))\n"
+           + _table(["target", "ran", "req/s", "CPU us/req", "RSS before", "at 1/4", "at 1/2",
+                     "at end", "2 s after", "max", "1/4 -> end", "verdict",
+                     "fds 1/4/end/after"], rows, left=1))
+    if drows:
+        out += ("\n  drivers running together (req/s or streams/s; p50/p99 = request "
+                "latency, or TTFB / frame delay for the paced SSE client)\n"
+                + _table(["target", "driver", "what", "c", "rate", "p50 ms", "p99 ms",
+                          "non-2xx", "frames lost"], drows, left=3))
+    if problems:
+        out += "\n" + "\n".join(problems)
+    return out
+
+
+def memory_text(res: dict) -> str:
+    peak64: dict[str, int] = {}
+    for sc in res["scenarios"]:
+        if sc["id"] == "chat_c64":
+            for name, c in sc["results"].items():
+                if c.get("rss_peak_kib"):
+                    peak64[name] = c["rss_peak_kib"]
+    soak = {}
+    for sc in res["scenarios"]:
+        if sc.get("driver") == "soak":
+            soak = sc["results"]
+    rows = []
+    for name, t in res["targets"].items():
+        if t.get("status") != "ok":
+            continue
+        s = soak.get(name) or {}
+        rows.append([name, _mib(t.get("rss_idle_kib")), _mib(peak64.get(name)),
+                     _mib(t.get("rss_peak_kib")), _mib(t.get("rss_end_kib")),
+                     _mib(s.get("rss_q1_kib")), _mib(s.get("rss_end_kib")),
+                     ("flat" if s.get("rss_flat") else "GROWING") if s else "-"])
+    if not rows:
+        return ""
+    return "memory (RSS of the process tree)\n" + _table(
+        ["target", "idle", "peak chat c=64", "peak (any cell)", "end of run", "soak 1/4",
+         "soak end", "soak"], rows, left=1)
+
+
+def _cell(res: dict, sid: str, name: str) -> dict:
+    for sc in res["scenarios"]:
+        if sc["id"] == sid:
+            return sc["results"].get(name) or {}
+    return {}
+
+
+def checks_text(res: dict) -> str:
+    """The issues' targets, each with the figure that decides it."""
+    lines = []
+
+    def check(ok: bool | None, text: str) -> None:
+        mark = "n/a " if ok is None else ("PASS" if ok else "FAIL")
+        lines.append(f"  {mark}  {text}")
+
+    for mode, what in (("", "non-stream"), ("_sse", "stream")):
+        ref = _cell(res, f"xlate_chat{mode}_c16", "tokenway").get("rps")
+        for api, path in (("messages", "messages->chat"), ("responses", "responses->messages")):
+            c = _cell(res, f"xlate_{api}{mode}_c16", "tokenway")
+            r = ((c.get("vs_ref") or {}).get("ratio") or {}).get("rps")
+            if r is None:
+                continue
+            check(r >= 0.85 and not c.get("errors"),
+                  f"translated {path} {what} keeps >= 85% of passthrough req/s: "
+                  f"{c.get('rps', 0):,.0f} vs {ref or 0:,.0f} = {r:.0%}")
+    for api, path in (("messages", "messages->chat"), ("responses", "responses->messages")):
+        c = _cell(res, f"xlate_{api}_ttfb_c16", "tokenway")
+        a = ((c.get("vs_ref") or {}).get("added_ms") or {}).get("ttfb_p50_ms")
+        if a is not None:
+            d = ((c.get("added_ms") or {}).get("ttfb_p50_ms") or {}).get("direct")
+            check(None, f"translated {path} stream TTFB p50 {c.get('ttfb_p50_ms'):.3f} ms: "
+                        f"{a:+.3f} ms vs passthrough, {d:+.3f} ms vs direct (c=16)")
+    for name in ("tokenway", "tokenway-nobreaker"):
+        for sid, what in (("route_failover_c1", "failover [dead, fake]"),
+                          ("route_weighted_c1", "5-route weighted table")):
+            c = _cell(res, sid, name)
+            a = ((c.get("added_ms") or {}).get("p50_ms") or {}).get("direct")
+            if a is None:
+                continue
+            extra = ("" if name == "tokenway" else
+                     " (circuit never opens: every request is refused first)")
+            check(a < 1.0 and not c.get("errors"),
+                  f"{name} {what}: added p50 vs direct at c=1 {a:+.3f} ms < 1 ms{extra}")
+    for sid, name_hint in (("paced_c16", 16), ("paced_c512", 512)):
+        c = _cell(res, sid, "tokenway")
+        if c:
+            lost = c.get("frames_lost")
+            d99 = ((c.get("added_ms") or {}).get("frame_delay_p99_ms") or {}).get("direct")
+            d50 = ((c.get("added_ms") or {}).get("frame_delay_p50_ms") or {}).get("direct")
+            check(lost == 0 and not c.get("unfinished"),
+                  f"{name_hint} paced streams (64 x 20 ms): frames lost {lost}, added frame "
+                  f"delay p50 {_sgn(d50)} ms, p99 {_sgn(d99)} ms vs direct")
+    c = _cell(res, "auth_flood_c64", "tokenway-keys")
+    if c:
+        comp = c.get("companion") or {}
+        check(not c.get("errors") and (comp.get("rps") or 0) > 0,
+              f"invalid-key flood: {c.get('rejections_per_s') or 0:,.0f} rejections/s at "
+              f"{c.get('cpu_us_per_req') or 0:.1f} us CPU each (valid requests beside: "
+              f"{comp.get('rps') or 0:,.0f}/s, non-2xx {comp.get('non2xx')})")
+    for sc in res["scenarios"]:
+        if sc.get("driver") == "soak":
+            for name, c in sc["results"].items():
+                if "rss_flat" in c:
+                    check(c["rss_flat"], f"{name} soak {c['duration_s']:.0f} s: RSS "
+                          f"{c['rss_q1_kib'] / 1024:.1f} MiB at 1/4 -> "
+                          f"{c['rss_end_kib'] / 1024:.1f} MiB at the end")
+    return "checks (the issues' targets)\n" + "\n".join(lines) if lines else ""
+
+
+def _sgn(v: object) -> str:
+    return f"{v:+.3f}" if isinstance(v, (int, float)) else "-"
+
+
 def render(res: dict) -> str:
     parts = [header_text(res), targets_text(res), scenarios_text(res)]
+    for extra in (soak_text(res), memory_text(res), checks_text(res)):
+        if extra:
+            parts.append(extra)
     if res.get("notes"):
         parts.append("notes\n" + "\n".join(f"  - {n}" for n in res["notes"]))
     return "\n\n".join(parts) + "\n"

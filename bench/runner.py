@@ -44,6 +44,7 @@ from bench.targets import (
     TokenwayTarget,
     free_port,
     last_lines,
+    tokenway_variants,
 )
 
 BENCH_DIR = Path(__file__).resolve().parent
@@ -387,7 +388,7 @@ class TargetRun:
                 "version": t.version, "base_url": self.started.base_url if self.started else None,
                 "startup_s": _r(self.startup_s), "listen_s": _r(self.listen_s),
                 "rss_idle_kib": self.rss_idle_kib, "rss_peak_kib": self.rss_peak_kib or None,
-                "rss_end_kib": self.rss_end_kib, "apis": sorted(t.apis),
+                "rss_end_kib": self.rss_end_kib, "apis": sorted(t.apis), "note": t.note,
                 "command": t.cmdline, "log": str(t.log_path) if t.log_path else None}
 
 
@@ -493,7 +494,7 @@ class Runner:
             p.wait(5)
 
     # ------------------------------------------------------------------ targets
-    def make_targets(self) -> list[TargetRun]:
+    def make_targets(self, scenarios: list[Scenario]) -> list[TargetRun]:
         opts = self.opts
         only = set(opts.only) if opts.only else set(CORE_NAMES)
         peers = set(opts.peers)
@@ -503,6 +504,15 @@ class Runner:
             tr = TargetRun(t)
             if t.name not in only:
                 tr.reason = "excluded by --only"
+            runs.append(tr)
+        # Variants of tokenway start only when a selected scenario needs them.
+        for t in tokenway_variants():
+            tr = TargetRun(t)
+            wanted = t.name in only or "tokenway" in only
+            if not wanted:
+                tr.reason = "excluded by --only"
+            elif not any(runs_on(sc, t) for sc in scenarios):
+                tr.reason = "no selected scenario uses it"
             runs.append(tr)
         for name, cls in PEER_CLASSES.items():
             tr = TargetRun(cls())
@@ -590,57 +600,62 @@ class Runner:
         if sc.driver == "sse":
             cmd += ["--expect", str(sc.chunks), "--interval-ms", str(sc.interval_ms)]
             if sc.interval_ms:
-                # Spread the stream starts over one frame interval: 16 streams that all
+                # Spread the stream starts over one frame interval: streams that all
                 # start and tick in the same instant measure queueing in the fake.
                 cmd += ["--stagger-ms", str(sc.interval_ms / sc.conc)]
+            if sc.conc >= PACED_MANY_CONC:
+                # 512 new connections in one interval is a burst: time it apart.
+                cmd += ["--warm-streams", "1"]
         return cmd, env
 
-    def run_driver(self, sc: Scenario, tr: TargetRun, duration_s: float) -> dict:
+    def headers_for(self, sc: Scenario, t: Target) -> dict[str, str]:
+        headers = t.request_headers(sc.api)
+        if sc.key == "wrong":
+            headers = {k: (f"Bearer {WRONG_KEY}" if k.lower() == "authorization"
+                           else WRONG_KEY if k.lower() == "x-api-key" else v)
+                       for k, v in headers.items()}
+        return headers
+
+    def start_driver(self, sc: Scenario, tr: TargetRun, duration_s: float,
+                     free: bool = False) -> tuple[subprocess.Popen, list[str]]:
         assert tr.started is not None
         body_file = self.tmpdir / f"body-{sc.id}.json"
-        body_file.write_bytes(sc.body())
-        headers = tr.target.request_headers(sc.api)
-        cmd, env = self.driver_cmd(sc, tr.started.base_url + sc.path, headers, duration_s,
-                                   body_file)
-        p = subprocess.run(cmd, env=env, cwd=REPO_ROOT, capture_output=True, text=True,
-                           timeout=duration_s + DRIVER_SLACK_S, preexec_fn=self._pin_load)
-        for line in p.stdout.splitlines():
+        if not body_file.exists():
+            body_file.write_bytes(sc.body())
+        cmd, env = self.driver_cmd(sc, tr.started.base_url + sc.path,
+                                   self.headers_for(sc, tr.target), duration_s, body_file)
+        pin = self._unpin if free else self._pin_load
+        p = subprocess.Popen(cmd, env=env, cwd=REPO_ROOT, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL,
+                             preexec_fn=pin)
+        return p, cmd
+
+    @staticmethod
+    def collect(p: subprocess.Popen, cmd: list[str], duration_s: float) -> dict:
+        try:
+            out, err = p.communicate(timeout=duration_s + DRIVER_SLACK_S)
+        except subprocess.TimeoutExpired:
+            p.kill()  # our own driver, by its pid
+            out, err = p.communicate()
+            raise RuntimeError(f"{cmd[0]} overran its {duration_s:g} s by "
+                               f"{DRIVER_SLACK_S:g} s and was killed") from None
+        for line in out.splitlines():
             if line.startswith("BENCH_RESULT "):
                 return orjson.loads(line[len("BENCH_RESULT "):])
         raise RuntimeError(f"{cmd[0]} exited {p.returncode} without a result: "
-                           f"{(p.stderr or p.stdout).strip()[-300:]}")
+                           f"{(err or out).strip()[-300:]}")
 
-    def measure(self, sc: Scenario, tr: TargetRun) -> dict:
-        """One cell: run the driver, and account for every CPU second on the box."""
-        assert tr.started is not None
-        tpid, upid = tr.started.pid, self.upstream_pid
-        same = tpid == upid
-        if self.target_cpus:
-            procstat.set_affinity_tree(upid, self.target_cpus if same else self.load_cpus)
-        tcpu0 = procstat.cpu_ticks(procstat.tree(tpid))
-        ucpu0 = procstat.cpu_ticks(procstat.tree(upid))
-        m0 = procstat.MachineCpu.read()
-        kids0 = _cpu_s(resource.getrusage(resource.RUSAGE_CHILDREN))
-        self0 = _cpu_s(resource.getrusage(resource.RUSAGE_SELF))
-        sampler = RssSampler(tpid)
-        sampler.start()
-        w0 = time.monotonic()
-        try:
-            res = self.run_driver(sc, tr, sc.duration_s)
-        finally:
-            wall = time.monotonic() - w0
-            peak = sampler.stop()
-        tcpu = (procstat.cpu_ticks(procstat.tree(tpid)) - tcpu0) / procstat.CLK_TCK
-        ucpu = (procstat.cpu_ticks(procstat.tree(upid)) - ucpu0) / procstat.CLK_TCK
-        m1 = procstat.MachineCpu.read()
-        load_cpu = _cpu_s(resource.getrusage(resource.RUSAGE_CHILDREN)) - kids0
-        self_cpu = _cpu_s(resource.getrusage(resource.RUSAGE_SELF)) - self0
-        if self.target_cpus and same:
-            procstat.set_affinity_tree(upid, self.load_cpus)
-        tr.rss_peak_kib = max(tr.rss_peak_kib, peak)
-        busy = (m1.busy - m0.busy) / procstat.CLK_TCK
-        ours = tcpu + (0.0 if same else ucpu) + load_cpu + self_cpu
-        out: dict = {"tool": res.get("tool")}
+    def run_driver(self, sc: Scenario, tr: TargetRun, duration_s: float) -> dict:
+        p, cmd = self.start_driver(sc, tr, duration_s)
+        return self.collect(p, cmd, duration_s)
+
+    def _unpin(self) -> None:
+        os.sched_setaffinity(0, set(procstat.online_cpus_all()))
+
+    @staticmethod
+    def _driver_fields(sc: Scenario, res: dict) -> tuple[dict, int]:
+        """The figures of one driver's result, and how many requests (streams) it served."""
+        out: dict = {}
         if sc.driver == "load":
             served = int(res.get("reqs", 0))
             out.update({k: res.get(k) for k in ("reqs", "rps", "p50_ms", "p90_ms", "p99_ms",
@@ -651,40 +666,228 @@ class Runner:
             served = int(res.get("streams", 0))
             out.update({k: res.get(k) for k in ("streams", "streams_ok", "streams_per_s",
                                                 "frames", "frames_lost", "frames_extra",
-                                                "unterminated", "non2xx", "sockerr",
-                                                "frame_delay_samples")})
-            for key in ("ttfb", "ttff", "total", "frame_delay", "gap_excess"):
+                                                "unterminated", "unfinished", "non2xx",
+                                                "sockerr", "frame_delay_samples")})
+            for key in ("ttfb", "ttff", "total", "frame_delay", "gap_excess", "first_ttfb",
+                        "first_frame_delay"):
                 for pk, v in (res.get(key) or {}).items():
                     out[f"{key}_{pk}"] = v
+        return out, served
+
+    def measure(self, sc: Scenario, tr: TargetRun) -> dict:
+        """One cell: run the driver(s), and account for every CPU second on the box."""
+        if sc.driver == "soak":
+            return self.measure_soak(sc, tr)
+        assert tr.started is not None
+        tpid, upid = tr.started.pid, self.upstream_pid
+        same = tpid == upid
+        free = sc.placement == "free" and self.target_cpus is not None
+        all_cpus = set(procstat.online_cpus_all())
+        if free:
+            procstat.set_affinity_tree(tpid, all_cpus)
+            procstat.set_affinity_tree(upid, all_cpus)
+        elif self.target_cpus:
+            procstat.set_affinity_tree(upid, self.target_cpus if same else self.load_cpus)
+        tcpu0 = procstat.cpu_ticks(procstat.tree(tpid))
+        ucpu0 = procstat.cpu_ticks(procstat.tree(upid))
+        m0 = procstat.MachineCpu.read()
+        kids0 = _cpu_s(resource.getrusage(resource.RUSAGE_CHILDREN))
+        self0 = _cpu_s(resource.getrusage(resource.RUSAGE_SELF))
+        sampler = RssSampler(tpid)
+        sampler.start()
+        w0 = time.monotonic()
+        comp_res: dict | None = None
+        try:
+            p, cmd = self.start_driver(sc, tr, sc.duration_s, free)
+            cp = None
+            if sc.companion is not None:
+                cp = self.start_driver(sc.companion, tr, sc.duration_s, free)
+            try:
+                res = self.collect(p, cmd, sc.duration_s)
+            finally:
+                if cp is not None:
+                    comp_res = self.collect(cp[0], cp[1], sc.duration_s)
+        finally:
+            wall = time.monotonic() - w0
+            peak = sampler.stop()
+            if free:
+                procstat.set_affinity_tree(tpid, self.target_cpus)
+                procstat.set_affinity_tree(upid, self.load_cpus)
+        tcpu = (procstat.cpu_ticks(procstat.tree(tpid)) - tcpu0) / procstat.CLK_TCK
+        ucpu = (procstat.cpu_ticks(procstat.tree(upid)) - ucpu0) / procstat.CLK_TCK
+        m1 = procstat.MachineCpu.read()
+        load_cpu = _cpu_s(resource.getrusage(resource.RUSAGE_CHILDREN)) - kids0
+        self_cpu = _cpu_s(resource.getrusage(resource.RUSAGE_SELF)) - self0
+        if self.target_cpus and same and not free:
+            procstat.set_affinity_tree(upid, self.load_cpus)
+        tr.rss_peak_kib = max(tr.rss_peak_kib, peak)
+        busy = (m1.busy - m0.busy) / procstat.CLK_TCK
+        ours = tcpu + (0.0 if same else ucpu) + load_cpu + self_cpu
+        out: dict = {"tool": res.get("tool")}
+        fields, served = self._driver_fields(sc, res)
+        out.update(fields)
+        served_all = served
+        if comp_res is not None and sc.companion is not None:
+            cfields, cserved = self._driver_fields(sc.companion, comp_res)
+            out["companion"] = dict(cfields, id=sc.companion.id, conc=sc.companion.conc)
+            served_all += cserved
         dur = float(res.get("duration_s") or wall) or wall
         out.update({
             "duration_s": round(dur, 3),
             "cpu_s": round(tcpu, 3),
             "cores": round(tcpu / dur, 3) if dur else None,
-            "cpu_us_per_req": round(tcpu * 1e6 / served, 2) if served else None,
-            "upstream_cpu_us_per_req": round(ucpu * 1e6 / served, 2) if served else None,
+            # With a companion driver this divides by the requests of both drivers.
+            "cpu_us_per_req": round(tcpu * 1e6 / served_all, 2) if served_all else None,
+            "upstream_cpu_us_per_req": round(ucpu * 1e6 / served_all, 2) if served_all else None,
             "loadgen_cores": round(load_cpu / wall, 3),
             "other_cores": round((busy - ours) / wall, 3),
             "steal_cores": round((m1.steal - m0.steal) / procstat.CLK_TCK / wall, 3),
             "rss_peak_kib": peak or None,
+            "placement": "free" if free else ("pinned" if self.target_cpus else "none"),
         })
-        if sc.stream and served:
+        if sc.stream and served and sc.companion is None:
             out["cpu_us_per_chunk"] = round(tcpu * 1e6 / served / sc.events_per_stream, 3)
         problems = []
         if not served:
             problems.append("no request completed")
-        for key in ("non2xx", "sockerr", "frames_lost", "unterminated"):
+        if sc.key == "wrong" and tr.target.checks_keys:
+            # Every wrong-key request must be turned away.
+            out["rejected"] = out.get("non2xx") or 0
+            out["rejections_per_s"] = round(out["rejected"] / dur, 1) if dur else None
+            accepted = served - out["rejected"]
+            if accepted:
+                problems.append(f"accepted {accepted} wrong-key requests")
+            keys = ("sockerr",)
+        else:
+            keys = ("non2xx", "sockerr", "frames_lost", "unterminated", "unfinished")
+        for key in keys:
             if out.get(key):
                 problems.append(f"{key}={out[key]}")
+        comp = out.get("companion") or {}
+        for key in ("non2xx", "sockerr", "frames_lost", "unterminated", "unfinished"):
+            if comp.get(key):
+                problems.append(f"companion {key}={comp[key]}")
         if problems:
             out["errors"] = ", ".join(problems)
         return out
 
+    def measure_soak(self, sc: Scenario, tr: TargetRun) -> dict:
+        """The soak: every driver of `soak_drivers` at once for the whole soak, RSS
+        (and open file descriptors) of the target sampled every second."""
+        assert tr.started is not None
+        tpid, upid = tr.started.pid, self.upstream_pid
+        subs = [d for d in soak_drivers(sc.duration_s) if d.api in tr.target.apis]
+        tcpu0 = procstat.cpu_ticks(procstat.tree(tpid))
+        m0 = procstat.MachineCpu.read()
+        ucpu0 = procstat.cpu_ticks(procstat.tree(upid))
+        kids0 = _cpu_s(resource.getrusage(resource.RUSAGE_CHILDREN))
+        samples: list[tuple[float, int, int]] = []  # (seconds since start, RSS KiB, fds)
+        stop = threading.Event()
+        w0 = time.monotonic()
+
+        def sample() -> None:
+            while True:
+                pids = procstat.tree(tpid)
+                samples.append((round(time.monotonic() - w0, 2), procstat.rss_kib(pids),
+                                procstat.fd_count(pids)))
+                if stop.wait(SOAK_SAMPLE_PERIOD_S):
+                    return
+
+        rss_before = procstat.rss_kib_tree(tpid)
+        fds_before = procstat.fd_count(procstat.tree(tpid))
+        th = threading.Thread(target=sample, daemon=True)
+        th.start()
+        results: dict[str, dict] = {}
+        errors: list[str] = []
+        try:
+            started = [(d, *self.start_driver(d, tr, d.duration_s)) for d in subs]
+            for d, p, cmd in started:
+                try:
+                    results[d.id] = self.collect(p, cmd, d.duration_s)
+                except Exception as exc:
+                    errors.append(f"{d.id}: {exc}")
+        finally:
+            wall = time.monotonic() - w0
+            stop.set()
+            th.join(5)
+        tcpu = (procstat.cpu_ticks(procstat.tree(tpid)) - tcpu0) / procstat.CLK_TCK
+        ucpu = (procstat.cpu_ticks(procstat.tree(upid)) - ucpu0) / procstat.CLK_TCK
+        m1 = procstat.MachineCpu.read()
+        load_cpu = _cpu_s(resource.getrusage(resource.RUSAGE_CHILDREN)) - kids0
+        time.sleep(2.0)  # let in-flight work settle, then look at memory once more
+        rss_after = procstat.rss_kib_tree(tpid)
+        fds_after = procstat.fd_count(procstat.tree(tpid))
+        drivers: dict[str, dict] = {}
+        served_all = 0
+        for d in subs:
+            res = results.get(d.id)
+            if res is None:
+                continue
+            fields, served = self._driver_fields(d, res)
+            fields.update(conc=d.conc, api=d.api, stream=d.stream, model=d.model)
+            drivers[d.id] = fields
+            served_all += served
+            for key in ("non2xx", "sockerr", "frames_lost", "unterminated", "unfinished"):
+                if fields.get(key):
+                    errors.append(f"{d.id} {key}={fields[key]}")
+        load_end = [s for s in samples if s[0] <= sc.duration_s] or samples
+
+        def at(frac: float) -> tuple[float, int, int]:
+            t = sc.duration_s * frac
+            return min(load_end, key=lambda s: abs(s[0] - t))
+
+        q1, half, end = at(0.25), at(0.5), load_end[-1]
+        growth = end[1] - q1[1]
+        flat = growth <= max(2048, 0.03 * q1[1])
+        step = max(1, len(samples) // 120)
+        busy = (m1.busy - m0.busy) / procstat.CLK_TCK
+        out = {
+            "tool": "soak", "duration_s": round(wall, 1), "drivers": drivers,
+            "reqs": served_all, "rps": round(served_all / wall, 1) if wall else None,
+            "cpu_s": round(tcpu, 2), "cores": round(tcpu / wall, 3) if wall else None,
+            "cpu_us_per_req": round(tcpu * 1e6 / served_all, 2) if served_all else None,
+            "upstream_cpu_us_per_req": round(ucpu * 1e6 / served_all, 2) if served_all else None,
+            "other_cores": round((busy - tcpu - ucpu - load_cpu) / wall, 3) if wall else None,
+            "rss_before_kib": rss_before, "rss_q1_kib": q1[1], "rss_half_kib": half[1],
+            "rss_end_kib": end[1], "rss_after_kib": rss_after,
+            "rss_max_kib": max(s[1] for s in samples) if samples else None,
+            "rss_growth_q1_end_kib": growth, "rss_flat": flat,
+            "fds_before": fds_before, "fds_q1": q1[2], "fds_end": end[2], "fds_after": fds_after,
+            "rss_series": [[s[0], s[1]] for s in samples[::step]],
+        }
+        tr.rss_peak_kib = max(tr.rss_peak_kib, out["rss_max_kib"] or 0)
+        if not flat:
+            errors.append(f"RSS grew {growth / 1024:.1f} MiB between 1/4 soak and the end")
+        if errors:
+            out["errors"] = "; ".join(errors)
+        return out
+
+    @staticmethod
+    def health_of(tr: TargetRun) -> dict | None:
+        """tokenway's /health after a cell: its ledger counters (rows dropped?) and pool."""
+        assert tr.started is not None
+        from urllib.parse import urlsplit
+
+        u = urlsplit(tr.started.base_url)
+        conn = http.client.HTTPConnection(u.hostname, u.port, timeout=PROBE_TIMEOUT_S)
+        try:
+            conn.request("GET", "/health")
+            resp = conn.getresponse()
+            obj = orjson.loads(resp.read())
+            return {"ledger": obj.get("ledger"), "upstream": obj.get("upstream"),
+                    "connections": obj.get("connections")}
+        except (OSError, ValueError, http.client.HTTPException):
+            return None
+        finally:
+            conn.close()
+
     def warm_up(self, tr: TargetRun, sc: Scenario) -> None:
         """Before a target's first cell of an API and mode: one request that may take
         its time (lazy imports, first connections), then a discarded load run at c=16."""
-        warm = Scenario("warmup", sc.group, sc.api, 16, sc.stream, "load", "gpt-bench",
-                        CHUNKS if sc.stream else 0, 0.0, self.dur["warmup"])
+        model = "gpt-bench" if sc.model.startswith("gpt-bench") else sc.model
+        warm = Scenario(f"warmup-{sc.api}-{int(sc.stream)}-{model}", sc.group, sc.api, 16,
+                        sc.stream, "load", model, CHUNKS if sc.stream else 0, 0.0,
+                        self.dur["warmup"])
         assert tr.started is not None
         try:
             http_post(tr.started.base_url, warm.path, warm.body(),
@@ -699,8 +902,13 @@ class Runner:
         started_at = datetime.now(UTC)
         groups = opts.scenarios or list(DEFAULT_GROUPS)
         concs = opts.conc or list(CONCURRENCY)
-        scenarios = build_scenarios(groups, concs, self.dur)
-        models = sorted({sc.model for sc in scenarios} | {"gpt-bench"})
+        sse_concs = opts.conc or list(SSE_CONCURRENCY)
+        if opts.soak_seconds is not None:
+            self.dur["soak"] = float(opts.soak_seconds)
+        scenarios = build_scenarios(groups, concs, self.dur, sse_concs,
+                                    tuple(opts.soak_targets))
+        # gpt-bench first: claude-code-router sends every request to the first model.
+        models = ["gpt-bench"] + sorted({sc.model for sc in scenarios} - {"gpt-bench"})
         if self.target_cpus:
             os.sched_setaffinity(0, self.load_cpus)  # this harness stays off the target CPU
         if opts.load in ("auto", "wrk"):
@@ -731,14 +939,20 @@ class Runner:
             "workers": opts.workers, "repeat": opts.repeat, "chunks": CHUNKS,
             "paced": {"chunks": PACED_CHUNKS, "interval_ms": PACED_INTERVAL_MS,
                       "conc": PACED_CONC},
-            "scenario_groups": groups, "concurrency": concs,
+            "paced_many_conc": PACED_MANY_CONC,
+            "hol": {"conc": HOL_STREAM_CONC, "model": HOL_MODEL,
+                    "big_body_bytes": len(Scenario("x", "hol", "chat", 1, False, "load",
+                                                   "gpt-bench", 0, 0.0, 0.0,
+                                                   big_body=True).body())},
+            "scenario_groups": groups, "concurrency": concs, "sse_concurrency": sse_concs,
+            "soak_targets": list(opts.soak_targets),
             "argv": sys.argv[1:],
         }
         cells: dict[str, dict[str, list[dict]]] = {sc.id: {} for sc in scenarios}
         runs: list[TargetRun] = []
         try:
             self.start_upstream()
-            runs = self.make_targets()  # after the upstream: direct needs its pid
+            runs = self.make_targets(scenarios)  # after the upstream: direct needs its pid
             ctx = self.ctx(models)
             for tr in runs:
                 if tr.reason is not None:  # not selected
@@ -747,11 +961,11 @@ class Runner:
                 probe = Scenario("probe", "chat", api, 1, False, "load", "gpt-bench", 0, 0, 0)
                 self.start_target(tr, ctx, probe)
             live = [tr for tr in runs if tr.status == "ok"]
-            warmed: set[tuple[str, str, bool]] = set()
+            warmed: set[tuple[str, str, bool, str]] = set()
             for rep in range(opts.repeat):
                 for sc in scenarios:
                     for tr in live:
-                        if sc.api not in tr.target.apis:
+                        if not runs_on(sc, tr.target):
                             continue
                         died = tr.target.exited()
                         if died:
@@ -759,7 +973,8 @@ class Runner:
                                 tr.status, tr.reason = "failed", f"died during the run: {died}"
                                 self.say(f"{tr.target.name}: {tr.reason}")
                             continue
-                        key = (tr.target.name, sc.api, sc.stream)
+                        key = (tr.target.name, sc.api, sc.stream,
+                               "gpt-bench" if sc.model.startswith("gpt-bench") else sc.model)
                         if key not in warmed:
                             warmed.add(key)
                             self.warm_up(tr, sc)
@@ -767,6 +982,8 @@ class Runner:
                             cell = self.measure(sc, tr)
                         except Exception as exc:
                             cell = {"errors": f"measurement failed: {exc!r}"}
+                        if tr.target.kind == "gateway" and sc.group in ("authflood", "soak"):
+                            cell["health"] = self.health_of(tr)
                         cells[sc.id].setdefault(tr.target.name, []).append(cell)
                         self.say(f"{sc.id:<18} {tr.target.name:<9} {_brief(cell)}"
                                  + (f" (rep {rep + 1})" if opts.repeat > 1 else ""))
@@ -797,12 +1014,16 @@ class Runner:
                 per_target[name] = summary
             add_ratios(sc, per_target)
             result["scenarios"].append({
+                "table": sc.table or sc.group, "label": sc.label, "ref": sc.ref,
+                "key": sc.key, "placement": sc.placement, "big_body": sc.big_body,
+                "companion": sc.companion.id if sc.companion else None,
                 "id": sc.id, "group": sc.group, "title": GROUPS[sc.group], "api": sc.api,
                 "path": sc.path, "conc": sc.conc, "stream": sc.stream, "driver": sc.driver,
                 "model": sc.model, "chunks": sc.chunks, "interval_ms": sc.interval_ms,
                 "events_per_stream": sc.events_per_stream, "duration_s": sc.duration_s,
                 "results": per_target,
             })
+        add_ref_ratios(result["scenarios"])
         failed = [tr.target.name for tr in runs if tr.status == "failed"]
         if self.opts.keep_tmp or failed:
             result["tmpdir"] = str(self.tmpdir)
@@ -817,12 +1038,26 @@ def _brief(cell: dict) -> str:
     if "errors" in cell and not cell.get("cpu_s"):
         return "ERROR " + cell["errors"]
     parts = []
-    if "rps" in cell:
+    if "rps" in cell and "p50_ms" in cell:
         parts.append(f"{cell['rps']:.0f}/s p50 {cell.get('p50_ms') or 0:.2f} ms")
+    elif "rps" in cell:
+        parts.append(f"{cell['rps']:.0f}/s")
     if "streams_per_s" in cell and "rps" not in cell:
         parts.append(f"{cell['streams_per_s']:.0f} streams/s lost {cell.get('frames_lost')}")
+    if "ttfb_p50_ms" in cell:
+        parts.append(f"TTFB p50 {cell['ttfb_p50_ms']:.2f} ms")
+    if "frame_delay_p99_ms" in cell:
+        parts.append(f"frame delay p99 {cell['frame_delay_p99_ms']:.2f} ms")
+    if "rejections_per_s" in cell:
+        parts.append(f"{cell['rejections_per_s']:.0f} rejections/s")
+    comp = cell.get("companion")
+    if comp and comp.get("rps") is not None:
+        parts.append(f"companion {comp['rps']:.0f}/s p99 {comp.get('p99_ms') or 0:.2f} ms")
     if cell.get("cpu_us_per_req") is not None:
         parts.append(f"CPU {cell['cpu_us_per_req']:.1f} us/req")
+    if "rss_q1_kib" in cell:
+        parts.append(f"RSS q1 {cell['rss_q1_kib'] / 1024:.1f} end {cell['rss_end_kib'] / 1024:.1f}"
+                     f" MiB ({'flat' if cell['rss_flat'] else 'growing'})")
     if cell.get("errors"):
         parts.append("ERRORS " + cell["errors"])
     return ", ".join(parts)
@@ -864,7 +1099,7 @@ def add_ratios(sc: Scenario, per_target: dict[str, dict]) -> None:
                 a, b = cell.get(key), ref.get(key)
                 if isinstance(a, (int, float)) and isinstance(b, (int, float)) and b > 0:
                     ratios.setdefault(key, {})[base] = round(a / b, 4)
-            if sc.driver == "sse":
+            if sc.driver in ("sse", "load"):
                 for key in ADDED_KEYS:
                     a, b = cell.get(key), ref.get(key)
                     if isinstance(a, (int, float)) and isinstance(b, (int, float)):
@@ -872,6 +1107,36 @@ def add_ratios(sc: Scenario, per_target: dict[str, dict]) -> None:
         cell["ratio"] = ratios
         if added:
             cell["added_ms"] = added
+
+
+def add_ref_ratios(scenarios: list[dict]) -> None:
+    """For scenarios with a `ref` (the same target's cell in a sibling scenario: the
+    passthrough path for translated ones, the plain route for failover and weighted, the
+    small streams alone for head-of-line, valid requests alone for the key flood), add
+    `vs_ref`: ratios and added milliseconds against that cell. In the key flood the valid
+    requests are the companion driver, so that is what is compared."""
+    by_id = {sc["id"]: sc for sc in scenarios}
+    for sc in scenarios:
+        ref_sc = by_id.get(sc.get("ref") or "")
+        if ref_sc is None:
+            continue
+        for name, cell in sc["results"].items():
+            ref = ref_sc["results"].get(name)
+            if not ref:
+                continue
+            mine = cell.get("companion") if sc["group"] == "authflood" else cell
+            if not mine:
+                continue
+            ratio, added = {}, {}
+            for key in RATIO_KEYS:
+                a, b = mine.get(key), ref.get(key)
+                if isinstance(a, (int, float)) and isinstance(b, (int, float)) and b > 0:
+                    ratio[key] = round(a / b, 4)
+            for key in ADDED_KEYS:
+                a, b = mine.get(key), ref.get(key)
+                if isinstance(a, (int, float)) and isinstance(b, (int, float)):
+                    added[key] = round(a - b, 4)
+            cell["vs_ref"] = {"ref": ref_sc["id"], "ratio": ratio, "added_ms": added}
 
 
 # Above this many busy cores that belong to none of our processes, a cell is flagged.

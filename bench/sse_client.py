@@ -15,7 +15,8 @@ it records:
 - whether the stream ended properly ([DONE], message_stop or response.completed).
 
 `frames_lost` = sum over streams of (expected - received content frames) when received
-falls short, including streams that broke. It must be 0.
+falls short, including streams that broke. It must be 0. `unfinished` counts streams
+still open when the grace period after the deadline ran out (too slow, not broken).
 
 Prints one line `BENCH_RESULT {json}`.
 """
@@ -73,7 +74,7 @@ def content_of(obj: object) -> str | None:
 
 class Run:
     def __init__(self, host: str, port: int, request: bytes, duration_s: float,
-                 expected: int, interval_ms: float) -> None:
+                 expected: int, interval_ms: float, warm_streams: int = 0) -> None:
         self.host, self.port, self.request = host, port, request
         self.loop = asyncio.get_running_loop()
         self.deadline = self.loop.time() + duration_s
@@ -95,6 +96,12 @@ class Run:
         self.unterminated = 0
         self.active = 0
         self.all_done = asyncio.Event()
+        self.clients: set[StreamClient] = set()
+        # The first `warm_streams` streams of each connection (the burst of new
+        # connections at the start) are timed apart from the steady state.
+        self.warm_streams = warm_streams
+        self.first_ttfb: list[int] = []
+        self.first_delays: list[int] = []
 
     def conn_closed(self) -> None:
         self.active -= 1
@@ -109,7 +116,9 @@ class StreamClient(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.closed = False
         self.inflight = False
+        self.nstreams = 0  # streams started on this connection
         self._reset()
+        run.clients.add(self)
 
     def _reset(self) -> None:
         self.t0 = 0
@@ -134,6 +143,7 @@ class StreamClient(asyncio.Protocol):
             return
         self._reset()
         self.inflight = True
+        self.nstreams += 1
         self.t0 = time.monotonic_ns()
         self.transport.write(run.request)  # type: ignore[union-attr]
 
@@ -187,15 +197,17 @@ class StreamClient(asyncio.Protocol):
                 self.terminal = True
             return
         now = self.now
+        steady = self.nstreams > run.warm_streams
         self.count += 1
         if not self.first_frame:
             self.first_frame = now
-        elif run.interval_ns:
+        elif run.interval_ns and steady:
             run.gaps.append(now - self.last_frame)
         self.last_frame = now
         if "[" in text:
+            delays = run.delays if steady else run.first_delays
             for _, stamp in _STAMP_RE.findall(text):
-                run.delays.append(now - int(stamp))
+                delays.append(now - int(stamp))
 
     def on_message_complete(self) -> None:
         if self.data:  # a final event without its blank line
@@ -218,9 +230,10 @@ class StreamClient(asyncio.Protocol):
         if not 200 <= self.status < 300:
             run.non2xx += 1
             broken = True
+        steady = self.nstreams > run.warm_streams
         if self.first_byte:
-            run.ttfb.append(self.first_byte - self.t0)
-        if self.first_frame:
+            (run.ttfb if steady else run.first_ttfb).append(self.first_byte - self.t0)
+        if self.first_frame and steady:
             run.ttff.append(self.first_frame - self.t0)
         run.frames += self.count
         if self.count < run.expected:
@@ -233,7 +246,8 @@ class StreamClient(asyncio.Protocol):
             run.streams_bad += 1
         else:
             run.streams_ok += 1
-            run.total.append(end - self.t0)
+            if steady:
+                run.total.append(end - self.t0)
 
     def connection_lost(self, exc: Exception | None) -> None:
         run = self.run
@@ -243,6 +257,7 @@ class StreamClient(asyncio.Protocol):
             if run.loop.time() < run.deadline:
                 run.loop.create_task(open_client(run))
         self.closed = True
+        run.clients.discard(self)
         run.conn_closed()
 
 
@@ -272,9 +287,9 @@ async def _open_later(run: Run, delay_s: float) -> None:
 
 async def run_streams(url: str, body: bytes, headers: list[tuple[str, str]], conc: int,
                       duration_s: float, expected: int, interval_ms: float,
-                      stagger_ms: float = 0.0) -> dict:
+                      stagger_ms: float = 0.0, warm_streams: int = 0) -> dict:
     host, port, request = build_request(url, body, headers, accept="text/event-stream")
-    run = Run(host, port, request, duration_s, expected, interval_ms)
+    run = Run(host, port, request, duration_s, expected, interval_ms, warm_streams)
     start = time.perf_counter()
     for i in range(conc):
         if stagger_ms and i:
@@ -286,6 +301,8 @@ async def run_streams(url: str, body: bytes, headers: list[tuple[str, str]], con
         await asyncio.wait_for(run.all_done.wait(), duration_s + STREAM_GRACE_S)
     except TimeoutError:
         pass
+    # Streams still open after the grace period: too slow, not lost; reported apart.
+    unfinished = sum(1 for c in run.clients if c.inflight and not c.closed)
     elapsed = time.perf_counter() - start
     streams = run.streams_ok + run.streams_bad
     gaps_excess = [g - run.interval_ns for g in run.gaps]
@@ -296,7 +313,7 @@ async def run_streams(url: str, body: bytes, headers: list[tuple[str, str]], con
         "streams_per_s": round(run.streams_ok / elapsed, 3) if elapsed else 0.0,
         "frames_expected_per_stream": expected, "frames": run.frames,
         "frames_lost": run.frames_lost, "frames_extra": run.frames_extra,
-        "unterminated": run.unterminated, "events": run.events,
+        "unterminated": run.unterminated, "unfinished": unfinished, "events": run.events,
         "ttfb": _rounded(percentiles_ms(run.ttfb)),
         "ttff": _rounded(percentiles_ms(run.ttff)),
         "total": _rounded(percentiles_ms(run.total)),
@@ -304,7 +321,11 @@ async def run_streams(url: str, body: bytes, headers: list[tuple[str, str]], con
         "frame_delay_samples": len(run.delays),
         # gap - interval: how late each frame came after the previous one.
         "gap_excess": _rounded(percentiles_ms(gaps_excess, (50, 99))) if gaps_excess else {},
+        "warm_streams": warm_streams,
     }
+    if warm_streams:
+        out["first_ttfb"] = _rounded(percentiles_ms(run.first_ttfb))
+        out["first_frame_delay"] = _rounded(percentiles_ms(run.first_delays))
     return out
 
 
@@ -318,10 +339,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--stagger-ms", type=float, default=0.0,
                     help="open connection i after i x this, so paced streams do not all "
                          "start (and tick) in the same instant")
+    ap.add_argument("--warm-streams", type=int, default=0,
+                    help="time the first N streams of each connection apart (first_ttfb, "
+                         "first_frame_delay): the steady-state figures leave them out; "
+                         "frames lost still count them")
     args = ap.parse_args(argv)
     result = run_loop(run_streams(args.url, read_body(args.body_file),
                                   parse_headers(args.header), args.conc, args.duration,
-                                  args.expect, args.interval_ms, args.stagger_ms))
+                                  args.expect, args.interval_ms, args.stagger_ms,
+                                  args.warm_streams))
     sys.stdout.write("BENCH_RESULT " + orjson.dumps(result).decode() + "\n")
     return 0
 

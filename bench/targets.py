@@ -449,7 +449,7 @@ def tokenway_variants() -> list[TokenwayTarget]:
                        groups=frozenset({"authflood"}), checks_keys=True,
                        note="TOKENWAY_API_KEYS set"),
         TokenwayTarget("tokenway-nobreaker", routing="failure_threshold = 1000000000",
-                       groups=frozenset({"failover"}),
+                       groups=frozenset({"routing"}),
                        note="circuit breaker never opens"),
     ]
 

@@ -1298,18 +1298,18 @@ def _reply_parts(blocks: tuple[ir.Block, ...], parts: list[dict[str, Any]]) -> l
             if b is not None:
                 part = {**part, "functionCall": {**part["functionCall"], "id": b.id}}
         out.append(part)
-    foreign = [b for b in blocks if type(b) is Reasoning and b.provider not in (FORMAT, None)]
-    for b in foreign:
-        if b.signature or b.redacted_data is not None:
-            out.insert(0, {"text": b.text, "thought": True,
-                           "thoughtSignature": _payload_signature(
-                               b.provider or "", b.text, b.signature, b.redacted_data)})
-        elif b.text:
-            out.insert(0, {"text": b.text, "thought": True})
+    # Reasoning _encode_message dropped (not Gemini's own) is shown first, as thoughts.
+    thoughts: list[dict[str, Any]] = []
     for b in blocks:
-        if type(b) is Reasoning and b.provider is None and b.text:
-            out.insert(0, {"text": b.text, "thought": True})
-    return out
+        if type(b) is not Reasoning or b.provider == FORMAT:
+            continue
+        if b.provider is not None and (b.signature or b.redacted_data is not None):
+            thoughts.append({"text": b.text, "thought": True,
+                             "thoughtSignature": _payload_signature(
+                                 b.provider, b.text, b.signature, b.redacted_data)})
+        elif b.text or b.summary:
+            thoughts.append({"text": b.text or "\n\n".join(b.summary), "thought": True})
+    return thoughts + out
 
 
 # ---------------------------------------------------------------------------------------

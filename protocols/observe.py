@@ -20,7 +20,7 @@ from __future__ import annotations
 from typing import Any
 
 from . import jsonio
-from .sse import FrameSplitter, data_of
+from .sse import FrameSplitter, data_of, event_of
 
 _DONE = b"[DONE]"
 
@@ -124,6 +124,11 @@ class ChatStreamObserver:
         """True when no partial event is held: a keep-alive can go out now."""
         return not self._split.pending
 
+    @property
+    def error_relayed(self) -> bool:
+        """The provider's own error event went through: the stream already ends in an error."""
+        return self.error is not None
+
     @staticmethod
     def heartbeat() -> bytes:
         """An SSE comment: every SSE parser skips it (WHATWG §9.2), so does the SDK."""
@@ -168,3 +173,27 @@ COMMENT_PING = b": ping\n\n"
 
 def heartbeat_frame(fmt: str) -> bytes:
     return ANTHROPIC_PING if fmt == "anthropic_messages" else COMMENT_PING
+
+
+def is_error_frame(fmt: str, frame: bytes) -> bool:
+    """Whether a raw frame of ``fmt`` is that format's error event (Chat and Gemini:
+    a data object with an ``error`` key; Anthropic ``event: error``; Responses
+    ``error`` or ``response.failed``)."""
+    if b"error" not in frame and b"failed" not in frame:
+        return False
+    if fmt == "anthropic_messages":
+        return event_of(frame) == b"error"
+    if fmt == "openai_responses":
+        return event_of(frame) in (b"error", b"response.failed")
+    data = data_of(frame)
+    if not data or b'"error"' not in data or data.lstrip()[:1] != b"{":
+        return False
+    return _top_level_error(data)
+
+
+def _top_level_error(data: bytes) -> bool:
+    try:
+        obj = jsonio.loads(data)
+    except jsonio.JSONDecodeError:
+        return False
+    return type(obj) is dict and bool(obj.get("error"))

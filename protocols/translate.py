@@ -111,12 +111,13 @@ class Translation:
 
     Facts (read-only): ``usage`` (``ir.Usage``, ``None`` until reported), ``model`` (the
     served model, else the requested one), ``stop_reason``, ``tool_calls_seen`` (count),
-    ``failed`` (an error was seen or the stream was cut), ``observe`` (same format).
+    ``failed`` (an error was seen or the stream was cut), ``ended`` (the client's stream
+    has been terminated properly, see there), ``observe`` (same format).
     """
 
     __slots__ = (
         "client_format", "upstream_format", "observe", "_client", "_upstream", "_ctx",
-        "_dec", "_enc", "_dead", "_broke", "_response", "_error", "_requested_model",
+        "_dec", "_enc", "_dead", "_broke", "_cut", "_response", "_error", "_requested_model",
     )
 
     def __init__(
@@ -144,6 +145,7 @@ class Translation:
         self._enc: Any = None
         self._dead = False
         self._broke = False
+        self._cut = False  # observe mode: the upstream ended without its terminal marker
         self._response: ir.Response | None = None
         self._error: ir.ApiError | None = None
         self._requested_model: str | None = None
@@ -246,9 +248,13 @@ class Translation:
         if self.observe:
             if not self._dead:
                 try:
-                    dec.close()
+                    tail = dec.close()
                 except ProtocolError:
                     self._dead = self._broke = True
+                else:
+                    # A StreamError made up at close is the decoder noticing the cut;
+                    # nothing of it reached the client, which only got upstream's bytes.
+                    self._cut = any(type(e) is StreamError for e in tail)
             return b""
         if self._dead:
             return b""
@@ -303,6 +309,19 @@ class Translation:
         if self._response is not None:
             return sum(1 for b in self._response.content if type(b) is ir.ToolCall)
         return 0
+
+    @property
+    def ended(self) -> bool:
+        """True when the bytes returned so far end the client's stream properly: a clean
+        end or the client format's own error event. After ``finish()`` a ``False`` means
+        the caller must end the stream itself; this happens only in observe mode, which
+        forwards exactly what the upstream sent, when the upstream stopped before its
+        terminal marker (or could not be watched). ``failed`` says whether it was an
+        error; ``ended`` says whether the client has already been told."""
+        if not self.observe:
+            return self._enc is not None and self._enc.done
+        dec = self._dec
+        return dec is not None and dec.done and not self._cut and not self._broke
 
     @property
     def failed(self) -> bool:

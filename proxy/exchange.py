@@ -428,9 +428,15 @@ class ProxyExchange:
         tail = f.finish()
         row = self.row
         if not f.complete:
-            tail += f.error_frame("upstream stream ended without its terminal event", "stream_cut")
+            if f.error_relayed:
+                # The provider's own error event already reached the client.
+                kind = "upstream_error"
+            else:
+                tail += f.error_frame("upstream stream ended without its terminal event",
+                                      "stream_cut")
+                kind = "stream_cut"
             if not self.draining:
-                row["error_kind"] = "stream_cut"
+                row["error_kind"] = kind
         if not self.draining:
             if tail:
                 self.bytes_out += len(tail)

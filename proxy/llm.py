@@ -27,6 +27,7 @@ from protocols.loopguard import WARNING_TEMPLATE, inject_warning, trailing_run
 from protocols.observe import (
     ChatStreamObserver,
     heartbeat_frame,
+    is_error_frame,
     passthrough_error_frame,
 )
 from protocols.sse import FrameSplitter
@@ -70,12 +71,14 @@ class TranslatedStream:
     In observe mode (same format both sides) whole events are forwarded, never
     half of one, so keep-alives can be slipped in between events."""
 
-    __slots__ = ("tr", "events", "split")
+    __slots__ = ("tr", "events", "split", "error_relayed")
 
     def __init__(self, tr: Translation) -> None:
         self.tr = tr
         self.events = 0  # events passed through in observe mode (Responses sequence)
         self.split = FrameSplitter() if tr.observe else None
+        # Observe mode: the provider's own error event was passed through.
+        self.error_relayed = False
 
     def feed(self, data: bytes) -> bytes:
         split = self.split
@@ -86,6 +89,10 @@ class TranslatedStream:
         if not frames:
             return b""
         self.events += len(frames)
+        fmt = self.tr.client_format
+        for frame in frames:
+            if is_error_frame(fmt, frame):
+                self.error_relayed = True
         return frames[0] if len(frames) == 1 else b"".join(frames)
 
     @property

@@ -19,12 +19,18 @@ request it got: OpenAI Chat appends the ``choices:[]`` usage chunk when the
 request asks for ``stream_options.include_usage`` (the parallel tool-call
 transcript was recorded without it), and the Gemini tool-call stream, which has
 no transcript, is built in the transcript's own framing (CRLF, ``data:`` only,
-whole ``functionCall`` parts, cumulative ``usageMetadata``).
+whole ``functionCall`` parts, cumulative ``usageMetadata``); the OpenAI and Gemini
+mid-stream failures are a transcript's first events followed by that provider's
+in-stream error shape (§1.6, §4).
 
-Scenarios: ``text``, ``tools``, ``length`` (output cap hit), ``error`` (each
-vendor's typical HTTP error: Anthropic 529 ``overloaded_error``, OpenAI 429
-``rate_limit_exceeded`` with ``retry-after``, Gemini 400 ``INVALID_ARGUMENT``)
-and ``midstream_error`` (Anthropic ``anthropic_stream_error_midstream.sse``).
+Scenarios: ``text``, ``utf8`` (Chat only: openai_chat_stream_text.sse with its multi-byte
+text), ``tools``, ``length`` (output cap hit), ``filtered`` (content filter / refusal /
+SAFETY), ``stop_sequence`` (Anthropic only), ``error`` (each vendor's typical HTTP error:
+Anthropic 529 ``overloaded_error``, OpenAI 429 ``rate_limit_exceeded`` with
+``retry-after``, Gemini 400 ``INVALID_ARGUMENT``) and ``midstream_error`` (Anthropic
+``anthropic_stream_error_midstream.sse``; an OpenAI ``data: {"error":...}`` chunk; a
+Gemini error object), each after some text.  ``provider_script(scenario, cut=...)``
+stops any stream halfway instead (clean EOF or dropped connection).
 
 ``EXPECT[(vendor, scenario, stream)]`` is what the upstream said, in neutral
 terms (§5.5 OpenAI usage semantics: ``prompt`` includes cache reads and writes,

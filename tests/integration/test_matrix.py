@@ -23,6 +23,7 @@ import base64
 import json
 import re
 import struct
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,6 +31,7 @@ import anthropic
 import openai
 import pytest
 
+from tests.conftest import RunningGateway
 from tests.integration import rawhttp
 from tests.integration.providers import (
     ANTHROPIC_COUNT_TOKENS,
@@ -40,7 +42,7 @@ from tests.integration.providers import (
     provider_script,
     sse_events,
 )
-from tests.integration.upstreams import transcript
+from tests.integration.upstreams import FakeUpstream, transcript
 
 # -- the matrix -----------------------------------------------------------------------------
 
@@ -115,14 +117,20 @@ def matrix(scenarios: tuple[str, ...], streams: bool = True) -> list[Any]:
 def start_gateway(make_gateway, upstream, *, responses_api: bool = True,
                   routes: str | None = None, extra_config: str = "", **kw: Any):
     """A gateway whose OpenAI, Anthropic and Gemini providers are all the fake upstream."""
-    host = f"http://127.0.0.1:{upstream.port}"
-    env = {"TOKENWAY_OPENAI_BASE_URL": host + "/v1", "TOKENWAY_OPENAI_API_KEY": "sk-openai-up",
-           "TOKENWAY_ANTHROPIC_BASE_URL": host, "TOKENWAY_ANTHROPIC_API_KEY": "sk-ant-up",
-           "TOKENWAY_GEMINI_BASE_URL": host, "TOKENWAY_GEMINI_API_KEY": "gm-up"}
+    env = gateway_env(f"http://127.0.0.1:{upstream.port}")
     if routes is not None:
         env["TOKENWAY_ROUTES"] = routes
-    cfg = extra_config + ("" if responses_api else "[providers.openai]\nresponses_api = false\n")
+    cfg = extra_config + ("" if responses_api else RESPONSES_API_OFF)
     return make_gateway(env=env, config_text=cfg or None, **kw)
+
+
+RESPONSES_API_OFF = "[providers.openai]\nresponses_api = false\n"
+
+
+def gateway_env(host: str) -> dict[str, str]:
+    return {"TOKENWAY_OPENAI_BASE_URL": host + "/v1", "TOKENWAY_OPENAI_API_KEY": "sk-openai-up",
+            "TOKENWAY_ANTHROPIC_BASE_URL": host, "TOKENWAY_ANTHROPIC_API_KEY": "sk-ant-up",
+            "TOKENWAY_GEMINI_BASE_URL": host, "TOKENWAY_GEMINI_API_KEY": "gm-up"}
 
 
 @pytest.fixture
@@ -131,6 +139,65 @@ def gw_for(make_gateway, upstream):
         upstream.script = provider_script(scenario)
         return start_gateway(make_gateway, upstream, extra_config=extra_config,
                              responses_api=not (client == "responses" and up == "openai"), **kw)
+    return make
+
+
+class SharedView:
+    """One test's view of a gateway shared by the module: only the ledger rows written
+    since the test began."""
+
+    def __init__(self, gw: RunningGateway) -> None:
+        self.gw = gw
+        self.t0 = time.time()
+
+    @property
+    def url(self) -> str:
+        return self.gw.url
+
+    def wait_rows(self, n: int, timeout_s: float = 5.0) -> list[dict]:
+        deadline = time.monotonic() + timeout_s
+        rows: list[dict] = []
+        while time.monotonic() < deadline:
+            rows = [r for r in self.gw.rows() if r["ts"] >= self.t0]
+            if len(rows) >= n:
+                break
+            time.sleep(0.01)
+        return rows
+
+
+@pytest.fixture(scope="module")
+def shared_gateways(tmp_path_factory):
+    """Success-path tests share one fake upstream and one gateway per configuration
+    (starting and stopping a gateway per case would dominate the run time)."""
+    up = FakeUpstream().start()
+    gws: dict[bool, RunningGateway] = {}
+
+    def get(responses_api: bool) -> RunningGateway:
+        if responses_api not in gws:
+            host = f"http://127.0.0.1:{up.port}"
+            gws[responses_api] = RunningGateway(
+                tmp_path_factory.mktemp("gateway"), env=gateway_env(host),
+                config_text=None if responses_api else RESPONSES_API_OFF).start()
+        return gws[responses_api]
+
+    yield up, get
+    for gw in gws.values():
+        gw.stop()
+        assert not [e for e in gw.errors if "exception" in e], gw.errors
+    up.stop()
+
+
+@pytest.fixture
+def shared(shared_gateways):
+    """``shared(client, up, scenario) -> (gateway view, fake upstream)`` for one case."""
+    up, get = shared_gateways
+
+    def make(client: str, upstream_kind: str, scenario: str):
+        up.script = provider_script(scenario)
+        up.requests.clear()
+        gw = get(not (client == "responses" and upstream_kind == "openai"))
+        return SharedView(gw), up
+
     return make
 
 
@@ -552,8 +619,8 @@ def check_upstream_request(up: str, req, scenario: str, stream: bool) -> None:
 @pytest.mark.parametrize("client,mode,up,scenario", matrix(("text", "tools")) + [
     # openai_chat_stream_text.sse: multi-byte characters split across pieces
     pytest.param(c, m, "openai", "utf8", id=f"{c}.{m}-openai-utf8") for c, m in STREAM_MODES])
-def test_answer(gw_for, upstream, client, mode, up, scenario):
-    gw = gw_for(client, up, scenario)
+def test_answer(shared, client, mode, up, scenario):
+    gw, upstream = shared(client, up, scenario)
     stream = mode in STREAMING
     got = RUN[client](gw, MODEL[up], scenario, mode)
     exp = loopback_expect(client, scenario) if up == "loopback" else EXPECT[(up, scenario, stream)]
@@ -587,11 +654,11 @@ def test_answer_on_every_loop_and_parser(gw_for, upstream, loop_kind, parser, cl
 @pytest.mark.parametrize("client,mode,up,scenario", [
     p for p in matrix(("length", "filtered"), streams=False)
     if not (p.values[2] == "loopback" and p.values[3] == "filtered")])
-def test_finish_mapping(gw_for, upstream, client, mode, up, scenario):
+def test_finish_mapping(shared, client, mode, up, scenario):
     """Output cap and content filter map per §5.4: length / incomplete max_output_tokens /
     max_tokens / MAX_TOKENS, and content_filter / incomplete content_filter / refusal /
     SAFETY."""
-    gw = gw_for(client, up, scenario)
+    gw, upstream = shared(client, up, scenario)
     got = RUN[client](gw, MODEL[up], scenario, mode)
     exp = loopback_expect(client, scenario) if up == "loopback" else EXPECT[(up, scenario, False)]
     check_answer(client, up, exp, got)
@@ -607,10 +674,10 @@ def test_finish_mapping(gw_for, upstream, client, mode, up, scenario):
 
 
 @pytest.mark.parametrize("client", list(MODES))
-def test_stop_sequence_from_anthropic(gw_for, upstream, client):
+def test_stop_sequence_from_anthropic(shared, client):
     """Anthropic ``stop_sequence`` is a natural stop for Chat, Responses and Gemini (§5.4)
     and passes unchanged, with the sequence, to an Anthropic client."""
-    gw = gw_for(client, "anthropic", "stop_sequence")
+    gw, upstream = shared(client, "anthropic", "stop_sequence")
     mode = MODES[client][0]
     exp = EXPECT[("anthropic", "stop_sequence", False)]
     if client == "anthropic":
@@ -911,8 +978,8 @@ def check_mapped_fields(up: str, body: dict, client: str) -> None:
 
 @pytest.mark.parametrize("client,up", [(c, u) for c in MODES for u in UPSTREAMS[c]
                                        if u != "loopback"])
-def test_request_fields_map(gw_for, upstream, client, up):
-    gw = gw_for(client, up, "text")
+def test_request_fields_map(shared, client, up):
+    gw, upstream = shared(client, up, "text")
     req = mapping_request(client)
     model = MODEL[up]
     if client == "chat":
@@ -931,8 +998,10 @@ def test_request_fields_map(gw_for, upstream, client, up):
 # -- streams that stop early ----------------------------------------------------------------
 
 def cut_cases() -> list[Any]:
+    # one streaming mode per client: the helpers add nothing once the raw stream is right
     out = []
-    for client, mode in STREAM_MODES:
+    for client, mode in (("chat", "stream"), ("responses", "stream"), ("anthropic", "raw"),
+                         ("gemini", "stream")):
         for up in UPSTREAMS[client]:
             if up == "loopback":
                 continue
@@ -1120,10 +1189,10 @@ def check_tool_history(up: str, body: dict, client: str) -> None:
 
 
 @pytest.mark.parametrize("client,up", [(c, u) for c in MODES for u in UPSTREAMS[c]])
-def test_tool_result_turn(gw_for, upstream, client, up):
+def test_tool_result_turn(shared, client, up):
     """The second turn of a tool loop: calls and results reach the upstream paired (§5.2,
     §5.3, §5.8 case 6) and the answer comes back."""
-    gw = gw_for(client, up, "text")
+    gw, upstream = shared(client, up, "text")
     req = tool_turn_request(client)
     model = MODEL[up]
     if client == "chat":

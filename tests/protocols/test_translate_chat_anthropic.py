@@ -123,6 +123,9 @@ def test_real_sdk_reads_the_stream(client: str, name: str) -> None:
 
     out, t = translate(client, name)
     exp = EXPECTED[name]
+    # Every complete transcript leaves the client's stream properly ended, so the proxy
+    # must not add an error of its own (only one error event on the wire).
+    assert t.ended
     if "error" in exp:
         err_cls = openai.APIError if client == CHAT else anthropic.APIStatusError
         with pytest.raises(err_cls, match=exp["error"]):
@@ -187,7 +190,9 @@ def test_cut_upstream_becomes_client_error(client: str, name: str) -> None:
     assert t.failed
     if t.observe:
         assert out == cut  # observe mode forwards exactly what came; the proxy ends it
+        assert not t.ended
         return
+    assert t.ended  # the translated stream already carries the client's error event
     with pytest.raises(openai.APIError if client == CHAT else anthropic.APIStatusError):
         openai_final(out) if client == CHAT else anthropic_final(out)
 

@@ -1,0 +1,1 @@
+"""In-process micro benchmarks of protocols/ (no sockets): `python -m bench micro`."""
