@@ -6,7 +6,10 @@
 For every scenario and target present in both files it prints the ratio B/A of the main
 figures: throughput (req/s or streams/s; above 1 is better), p50/p99 latency and CPU per
 request or per chunk (below 1 is better). Paced-stream cells also show the change in
-added milliseconds. Ratios inside one run (x direct, x nginx) are the robust numbers on a
+added milliseconds; the soak compares RSS at 1/4 and at the end. `--all` also shows
+"x ref": each target against its own reference cell in the same run (translated paths
+against the passthrough path, failover and weighted routes against the plain route,
+head-of-line against the small streams alone). Ratios inside one run (x direct, x nginx) are the robust numbers on a
 noisy machine; when two runs disagree, compare those too (`--all` adds them).
 
 Warnings are printed when the two runs come from different machines, tools or load
@@ -31,8 +34,22 @@ PACED_KEYS = (("ttfb_p50_ms", "TTFB p50", "down"),
               ("frame_delay_p50_ms", "frame delay p50", "down"),
               ("frame_delay_p99_ms", "frame delay p99", "down"),
               ("cpu_us_per_chunk", "CPU/chunk", "down"))
+XLATE_SSE_KEYS = (("rps", "streams/s", "up"), ("p50_ms", "p50", "down"),
+                  ("p99_ms", "p99", "down"), ("cpu_us_per_req", "CPU/stream", "down"))
+TTFB_KEYS = (("streams_per_s", "streams/s", "up"), ("ttfb_p50_ms", "TTFB p50", "down"),
+             ("ttfb_p99_ms", "TTFB p99", "down"), ("cpu_us_per_req", "CPU/stream", "down"))
+HOL_KEYS = (("ttfb_p50_ms", "TTFB p50", "down"), ("ttfb_p99_ms", "TTFB p99", "down"),
+            ("frame_delay_p99_ms", "frame delay p99", "down"),
+            ("cpu_us_per_req", "CPU/req", "down"))
+SOAK_KEYS = (("rps", "req/s", "up"), ("rss_q1_kib", "RSS 1/4 KiB", "down"),
+             ("rss_end_kib", "RSS end KiB", "down"), ("cpu_us_per_req", "CPU/req", "down"))
+# Keyed by the scenario's report table (`table`), else its group (older result files).
 KEYS_BY_GROUP = {"chat": LOAD_KEYS, "messages": LOAD_KEYS, "sse": SSE_KEYS,
-                 "messages_sse": SSE_KEYS, "stream_check": CHECK_KEYS, "paced": PACED_KEYS}
+                 "messages_sse": SSE_KEYS, "stream_check": CHECK_KEYS, "paced": PACED_KEYS,
+                 "paced_many": PACED_KEYS, "xlate": LOAD_KEYS, "xlate_sse": XLATE_SSE_KEYS,
+                 "xlate_ttfb": TTFB_KEYS, "routing": LOAD_KEYS, "hol": HOL_KEYS,
+                 "authflood": LOAD_KEYS, "workers": LOAD_KEYS, "workers_sse": XLATE_SSE_KEYS,
+                 "soak": SOAK_KEYS}
 # A change smaller than this fraction is shown without a marker.
 NOISE_BAND = 0.10
 
@@ -93,7 +110,7 @@ def compare(a: dict, b: dict, only: set[str] | None, show_inner: bool) -> str:
         sc_b = scs_b.get(sc_a["id"])
         if sc_b is None:
             continue
-        keys = KEYS_BY_GROUP.get(sc_a["group"], LOAD_KEYS)
+        keys = KEYS_BY_GROUP.get(sc_a.get("table") or sc_a["group"], LOAD_KEYS)
         rows = []
         for name, ca in sc_a["results"].items():
             if only and name not in only:
@@ -111,6 +128,11 @@ def compare(a: dict, b: dict, only: set[str] | None, show_inner: bool) -> str:
                         ra = (ca.get("ratio") or {}).get(key, {}).get(base)
                         rb = (cb.get("ratio") or {}).get(key, {}).get(base)
                         row.append(f"{_fmt(ra)}->{_fmt(rb)}")
+                    # Against the same target's reference cell in the same run (the
+                    # passthrough path for translated scenarios, the plain route, ...).
+                    ra = ((ca.get("vs_ref") or {}).get("ratio") or {}).get(key)
+                    rb = ((cb.get("vs_ref") or {}).get("ratio") or {}).get(key)
+                    row.append(f"{_fmt(ra)}->{_fmt(rb)}")
             rows.append(row)
         if not rows:
             continue
@@ -119,7 +141,7 @@ def compare(a: dict, b: dict, only: set[str] | None, show_inner: bool) -> str:
             header += [f"{label} A", "B", "B/A"]
         if show_inner:
             for _, label, _ in keys[:1] + keys[-1:]:
-                header += [f"{label} x direct", f"{label} x nginx"]
+                header += [f"{label} x direct", f"{label} x nginx", f"{label} x ref"]
         lines.append("")
         lines.append(f"{sc_a['id']}: {sc_a.get('title', '')}")
         widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(header)]
