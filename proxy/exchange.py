@@ -109,7 +109,7 @@ class ProxyExchange:
         "status", "parts", "size", "resp_headers", "bytes_out", "request_id",
         "error_format", "tried", "cursor", "deadline", "last_error", "slot", "reused_retry",
         "tries_per_target", "draining", "heartbeat", "last_write", "whole_timer",
-        "counted",
+        "counted", "pending",
     )
 
     def __init__(self, gw: Gateway, req: Request, conn: HTTPConnection, row: dict[str, Any],
@@ -144,6 +144,7 @@ class ProxyExchange:
         self.last_write = 0.0
         self.whole_timer: asyncio.TimerHandle | None = None
         self.counted = False
+        self.pending: list[bytes] = []  # client bytes of the current socket read
 
     # -- choosing and starting attempts ------------------------------------------------
     def start(self) -> Any:
@@ -304,9 +305,9 @@ class ProxyExchange:
         if self.state == _STREAM:
             out = self.att.filter.feed(data)
             if out and not self.draining:
-                self.bytes_out += len(out)
-                self.last_write = self.gw.loop.time()
-                self.conn.write(out)
+                # Held until the end of this socket read (on_upstream_read_done):
+                # events that arrived together leave in one write, not one each.
+                self.pending.append(out)
         elif self.state == _BUFFER:
             self.size += len(data)
             if self.size > MAX_BUFFERED_RESPONSE_BYTES:
@@ -315,6 +316,18 @@ class ProxyExchange:
                     "protocol", f"provider response exceeds {MAX_BUFFERED_RESPONSE_BYTES} bytes"))
                 return
             self.parts.append(data)
+
+    def on_upstream_read_done(self) -> None:
+        if self.pending:
+            self._flush()
+
+    def _flush(self) -> None:
+        pending = self.pending
+        out = pending[0] if len(pending) == 1 else b"".join(pending)
+        pending.clear()
+        self.bytes_out += len(out)
+        self.last_write = self.gw.loop.time()
+        self.conn.write(out)
 
     def on_upstream_end(self) -> None:
         if self.state == _STREAM:
@@ -337,6 +350,8 @@ class ProxyExchange:
             # Bytes already reached the client: no silent switch, no fabricated
             # clean end.  The client gets its protocol's own error event.
             self.state = _DONE
+            if self.pending:
+                self._flush()
             if not self.draining:
                 tail = self.att.filter.error_frame(
                     f"upstream stream failed: {exc.message}", exc.kind)
@@ -424,6 +439,8 @@ class ProxyExchange:
     # -- endings --------------------------------------------------------------------------
     def _finish_stream(self) -> None:
         self.state = _DONE
+        if self.pending:
+            self._flush()
         f = self.att.filter
         tail = f.finish()
         row = self.row

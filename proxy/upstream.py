@@ -64,6 +64,7 @@ class Sink(Protocol):
     def on_upstream_head(self, status: int, headers: list[tuple[bytes, bytes]]) -> None: ...
     def on_upstream_body(self, data: bytes) -> None: ...
     def on_upstream_end(self) -> None: ...
+    def on_upstream_read_done(self) -> None: ...
     def on_upstream_error(self, exc: UpstreamError) -> None: ...
 
 
@@ -109,6 +110,12 @@ class UpstreamConnection(asyncio.Protocol):
             raise
         except httptools.HttpParserError as exc:
             self._fail(UpstreamError("protocol", f"malformed HTTP response from provider: {exc}"))
+            return
+        sink = self.sink
+        if sink is not None:
+            # Everything that one socket read brought is out of the parser: the
+            # sink may now write it to its client in one go.
+            sink.on_upstream_read_done()
 
     def eof_received(self) -> bool | None:
         return False
