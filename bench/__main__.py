@@ -11,6 +11,7 @@ Subcommands:
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 from pathlib import Path
 
@@ -127,6 +128,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.repeat < 1 or args.workers < 1:
         ap.error("--repeat and --workers must be >= 1")
     args.tokenway_env = dict(args.tokenway_env)
+
+    def on_term(signum, frame):  # SIGTERM stops the run like Ctrl-C: everything is cleaned up
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, on_term)
     try:
         result = Runner(args).run()
     except KeyboardInterrupt:

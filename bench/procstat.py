@@ -157,3 +157,29 @@ def fd_count(pids: list[int]) -> int:
         except OSError:
             pass
     return total
+
+
+def major_faults(pids: list[int]) -> int:
+    """Major page faults (pages read back from disk) of these processes, field 12 of
+    /proc/PID/stat. They rise when the machine reclaims memory under pressure, and then
+    CPU figures are inflated by fault handling: such cells are flagged."""
+    total = 0
+    for pid in pids:
+        f = _stat_fields(pid)
+        if f:
+            total += int(f[9])  # field 12 is rest[9]
+    return total
+
+
+def memory_pressure_full_us() -> int | None:
+    """Cumulative microseconds all non-idle tasks were stalled on memory (PSI
+    /proc/pressure/memory "full total"), or None without PSI."""
+    raw = _read("/proc/pressure/memory")
+    if not raw:
+        return None
+    for line in raw.splitlines():
+        if line.startswith("full"):
+            for item in line.split():
+                if item.startswith("total="):
+                    return int(item[6:])
+    return None

@@ -690,6 +690,8 @@ class Runner:
             procstat.set_affinity_tree(upid, self.target_cpus if same else self.load_cpus)
         tcpu0 = procstat.cpu_ticks(procstat.tree(tpid))
         ucpu0 = procstat.cpu_ticks(procstat.tree(upid))
+        flt0 = procstat.major_faults(procstat.tree(tpid))
+        psi0 = procstat.memory_pressure_full_us()
         m0 = procstat.MachineCpu.read()
         kids0 = _cpu_s(resource.getrusage(resource.RUSAGE_CHILDREN))
         self0 = _cpu_s(resource.getrusage(resource.RUSAGE_SELF))
@@ -715,6 +717,8 @@ class Runner:
                 procstat.set_affinity_tree(upid, self.load_cpus)
         tcpu = (procstat.cpu_ticks(procstat.tree(tpid)) - tcpu0) / procstat.CLK_TCK
         ucpu = (procstat.cpu_ticks(procstat.tree(upid)) - ucpu0) / procstat.CLK_TCK
+        majflt = procstat.major_faults(procstat.tree(tpid)) - flt0
+        psi1 = procstat.memory_pressure_full_us()
         m1 = procstat.MachineCpu.read()
         load_cpu = _cpu_s(resource.getrusage(resource.RUSAGE_CHILDREN)) - kids0
         self_cpu = _cpu_s(resource.getrusage(resource.RUSAGE_SELF)) - self0
@@ -744,6 +748,9 @@ class Runner:
             "steal_cores": round((m1.steal - m0.steal) / procstat.CLK_TCK / wall, 3),
             "rss_peak_kib": peak or None,
             "placement": "free" if free else ("pinned" if self.target_cpus else "none"),
+            "major_faults": majflt,
+            "memory_stall_ms": round((psi1 - psi0) / 1000, 1)
+            if psi0 is not None and psi1 is not None else None,
         })
         if sc.stream and served and sc.companion is None:
             out["cpu_us_per_chunk"] = round(tcpu * 1e6 / served / sc.events_per_stream, 3)
@@ -1143,17 +1150,32 @@ def add_ref_ratios(scenarios: list[dict]) -> None:
 NOISE_OTHER_CORES = 0.15
 
 
+# A cell whose target read this many pages back from disk, or during which the machine
+# stalled this long on memory, ran under memory pressure from other processes.
+NOISE_MAJOR_FAULTS = 50
+NOISE_MEMORY_STALL_MS = 100.0
+
+
 def noise_notes(result: dict) -> list[str]:
-    flagged = []
+    flagged, memory = [], []
     for sc in result["scenarios"]:
         for name, cell in sc["results"].items():
             other = cell.get("other_cores")
             if isinstance(other, (int, float)) and other > NOISE_OTHER_CORES:
                 flagged.append(f"{sc['id']}/{name} ({other:.2f})")
-    if not flagged:
-        return []
-    return [f"background load above {NOISE_OTHER_CORES} cores from other processes during: "
-            + ", ".join(flagged[:12]) + (" ..." if len(flagged) > 12 else "")]
+            faults, stall = cell.get("major_faults") or 0, cell.get("memory_stall_ms") or 0
+            if faults > NOISE_MAJOR_FAULTS or stall > NOISE_MEMORY_STALL_MS:
+                memory.append(f"{sc['id']}/{name} ({faults} major faults, "
+                              f"{stall:.0f} ms stalled)")
+    notes = []
+    if memory:
+        notes.append("memory pressure from other processes (pages read back from disk; CPU "
+                      "figures of these cells are inflated by fault handling): "
+                      + ", ".join(memory[:12]) + (" ..." if len(memory) > 12 else ""))
+    if flagged:
+        notes.append(f"background load above {NOISE_OTHER_CORES} cores from other processes "
+                     "during: " + ", ".join(flagged[:12]) + (" ..." if len(flagged) > 12 else ""))
+    return notes
 
 
 def save(result: dict, out: Path | None = None) -> Path:

@@ -276,6 +276,17 @@ class Translation:
         except ProtocolError:
             return b""
 
+    def keepalive(self) -> bytes | None:
+        """An ignorable event in the client's format to keep a silent stream alive,
+        when the client encoder has one (Responses: a repeated
+        ``response.in_progress`` with the next sequence number, because Codex
+        resets its idle timer only on events); None otherwise."""
+        enc = self._enc
+        if enc is None or self.observe or self._dead:
+            return None
+        fn = getattr(enc, "keepalive", None)
+        return fn() if fn is not None else None
+
     # -- facts -------------------------------------------------------------------------
 
     @property

@@ -100,12 +100,8 @@ class TranslatedStream:
         return self.split is None or not self.split.pending
 
     def heartbeat(self) -> bytes:
-        tr = self.tr
-        if not tr.observe and tr.client_format == FORMAT_OPENAI_RESPONSES:
-            beat = getattr(tr, "keepalive", None)
-            if beat is not None:
-                return beat()
-        return heartbeat_frame(tr.client_format)
+        beat = self.tr.keepalive()
+        return beat if beat is not None else heartbeat_frame(self.tr.client_format)
 
     def finish(self) -> bytes:
         out = self.tr.finish()

@@ -1130,3 +1130,13 @@ def test_encoder_limits() -> None:
                 BlockStart(1, BlockKind.TOOL_CALL, tool_id="b", tool_name="g")])
     with pytest.raises(UpstreamProtocolError):
         enc.encode([ToolArgsDelta(1, "x" * (orr.MAX_HELD_BYTES + 1))])
+
+
+def test_encoder_survives_a_repeated_block_start() -> None:
+    """Found by fuzz/responses.py: a second BlockStart for an open index used to make
+    MessageEnd loop forever. A repeated start is ignored."""
+    events = [MessageStart("", ""), BlockStart(0, BlockKind.TEXT), TextDelta(0, "a"),
+              BlockStart(0, BlockKind.TOOL_CALL, tool_id="t", tool_name="f"), TextDelta(0, "b"),
+              MessageEnd(StopReason.END_TURN)]
+    resp = assert_canonical(sse_events(encode_stream(events)))
+    assert resp["output"][0]["content"][0]["text"] == "ab"
