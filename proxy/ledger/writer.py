@@ -62,9 +62,10 @@ LEDGER_BATCH_ROWS = 512
 LEDGER_FLUSH_MS = 50
 
 # Queue bound, in rows. A row dict costs ~1.2 KB, so the backlog peaks near
-# 78 MB. It absorbs a writer stall of LEDGER_BUSY_TIMEOUT_MS (2 s) at over
-# 30k requests/s, more than one gateway process serves.
-LEDGER_QUEUE_ROWS = 65_536
+# 20 MB (the gateway must fit small machines). It absorbs a writer stall of
+# LEDGER_BUSY_TIMEOUT_MS (2 s) at 8k requests/s, about what one gateway
+# process serves; beyond that rows are counted as dropped in /health.
+LEDGER_QUEUE_ROWS = 16_384
 
 # Larger than any queue length: "do not wake me".
 _NEVER = 1 << 62
