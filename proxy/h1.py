@@ -135,17 +135,13 @@ def _keep_alive(version: str, connection: bytes | None) -> bool:
 def raw_response_head(status: int, headers: list[tuple[bytes, bytes]],
                       content_length: int | None, keep_alive: bool) -> bytes:
     """Serialise a response head (RFC 9112 §4) without any state machine."""
-    parts = [b"HTTP/1.1 %d %s\r\n" % (status, _REASONS.get(status, b"Unknown"))]
-    for k, v in headers:
-        parts.append(k + b": " + v + b"\r\n")
-    if content_length is None:
-        parts.append(b"transfer-encoding: chunked\r\n")
-    else:
-        parts.append(b"content-length: %d\r\n" % content_length)
-    if not keep_alive:
-        parts.append(b"connection: close\r\n")
-    parts.append(b"date: " + _HEADER_DATE + b"\r\nserver: tokenway\r\n\r\n")
-    return b"".join(parts)
+    return b"HTTP/1.1 %d %s\r\n%s%s%sdate: %s\r\nserver: tokenway\r\n\r\n" % (
+        status, _REASONS.get(status, b"Unknown"),
+        b"".join([k + b": " + v + b"\r\n" for k, v in headers]),
+        b"transfer-encoding: chunked\r\n" if content_length is None
+        else b"content-length: %d\r\n" % content_length,
+        b"" if keep_alive else b"connection: close\r\n",
+        _HEADER_DATE)
 
 
 # --------------------------------------------------------------------------
