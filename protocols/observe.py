@@ -25,6 +25,17 @@ from .sse import FrameSplitter, data_of, event_of
 _DONE = b"[DONE]"
 
 
+def _nothing_to_read(chunk: bytes) -> bool:
+    """No usage object, finish reason, error or ``[DONE]`` anywhere in ``chunk``.
+
+    Five substring scans at memchr-like speed (~2.5 GB/s each here).  Compact JSON
+    only (OpenAI, vLLM, llama.cpp write it so): any ``": `` sends the chunk to the
+    slow path, where spaced JSON is read properly.  ``"usage":null`` rides on every
+    chunk once include_usage is on and does not count."""
+    return not (b'": ' in chunk or b'"usage":{' in chunk or b'"finish_reason":"' in chunk
+                or b'"error"' in chunk or b"[DONE]" in chunk)
+
+
 def _value_is_null(frame: bytes, key_end: int) -> bool:
     """True when the JSON value after the key ending at ``key_end`` is ``null``."""
     j = key_end
@@ -42,22 +53,42 @@ class ChatStreamObserver:
     ``error`` (the error object of a mid-stream error event, if any).
     """
 
-    __slots__ = ("_split", "strip_usage", "model", "usage", "finish_reason", "complete",
-                 "error", "frames")
+    __slots__ = ("_tail", "strip_usage", "model", "usage", "finish_reason", "complete",
+                 "error")
 
     def __init__(self, *, strip_usage: bool = False) -> None:
-        self._split = FrameSplitter()
+        self._tail = b""  # the unfinished event, held until its blank line
         self.strip_usage = strip_usage
         self.model: str | None = None
         self.usage: dict[str, Any] | None = None
         self.finish_reason: str | None = None
         self.complete = False
         self.error: dict[str, Any] | None = None
-        self.frames = 0
 
     def feed(self, chunk: bytes) -> bytes:
         """Bytes for the client: every complete event in ``chunk``, unchanged."""
-        frames = self._split.feed(chunk)
+        tail = self._tail
+        data = tail + chunk if tail else chunk
+        if self.model is not None and b"\r" not in data and _nothing_to_read(data):
+            # Fast path, most chunks of a stream: LF framing and no fact in
+            # them, judged by byte counts at C speed.  The bytes go out as they
+            # came, up to the last complete event; the rest waits for its end.
+            i = data.rfind(b"\n\n")
+            if i < 0:
+                self._tail = data
+                return b""
+            end = i + 2
+            if end == len(data):
+                self._tail = b""
+                return data
+            self._tail = data[end:]
+            return data[:end]
+        # Slow path: cut into events and look at each (CR framing, a usage or
+        # finish chunk, an error, [DONE]).  A fresh splitter gets the whole
+        # unfinished block, so its state is exactly what the bytes say.
+        split = FrameSplitter()
+        frames = split.feed(data)
+        self._tail = split.pending
         if not frames:
             return b""
         kept: list[bytes] | None = None
@@ -67,7 +98,6 @@ class ChatStreamObserver:
                     kept.append(frame)
             elif kept is None:
                 kept = frames[:i]  # drop this frame, keep the ones before it
-        self.frames += len(frames)
         if kept is None:
             return frames[0] if len(frames) == 1 else b"".join(frames)
         return b"".join(kept)
@@ -116,13 +146,13 @@ class ChatStreamObserver:
         """Bytes left at end of stream.  An unterminated event is dropped: SSE
         clients discard it anyway (WHATWG §9.2), and after a cut it could
         swallow the error event that follows."""
-        rest = self._split.pending
+        rest = self._tail
         return rest if self.complete and rest.strip() == b"" else b""
 
     @property
     def at_boundary(self) -> bool:
         """True when no partial event is held: a keep-alive can go out now."""
-        return not self._split.pending
+        return not self._tail
 
     @property
     def error_relayed(self) -> bool:
