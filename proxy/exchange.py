@@ -303,11 +303,10 @@ class ProxyExchange:
 
     def on_upstream_body(self, data: bytes) -> None:
         if self.state == _STREAM:
-            out = self.att.filter.feed(data)
-            if out and not self.draining:
-                # Held until the end of this socket read (on_upstream_read_done):
-                # events that arrived together leave in one write, not one each.
-                self.pending.append(out)
+            # Held until the end of this socket read (on_upstream_read_done): the
+            # events that arrived together go through the filter once and leave
+            # in one write, not one per HTTP chunk.
+            self.pending.append(data)
         elif self.state == _BUFFER:
             self.size += len(data)
             if self.size > MAX_BUFFERED_RESPONSE_BYTES:
@@ -323,11 +322,18 @@ class ProxyExchange:
 
     def _flush(self) -> None:
         pending = self.pending
-        out = pending[0] if len(pending) == 1 else b"".join(pending)
+        data = pending[0] if len(pending) == 1 else b"".join(pending)
         pending.clear()
-        self.bytes_out += len(out)
-        self.last_write = self.gw.loop.time()
-        self.conn.write(out)
+        try:
+            out = self.att.filter.feed(data)
+        except ProtocolError as exc:  # an event over the size limit, say
+            self.up.abandon()
+            self.on_upstream_error(UpstreamError("protocol", exc.message))
+            return
+        if out and not self.draining:
+            self.bytes_out += len(out)
+            self.last_write = self.gw.loop.time()
+            self.conn.write(out)
 
     def on_upstream_end(self) -> None:
         if self.state == _STREAM:

@@ -94,3 +94,15 @@ def test_events_leave_whole_and_keepalives_wait_for_a_boundary():
     assert not o.at_boundary  # ten bytes of the next event are held
     o.feed(USAGE[first + 10: USAGE.index(b"\n\n", first) + 2])
     assert o.at_boundary
+
+
+def test_an_endless_event_is_bounded(monkeypatch):
+    import protocols.observe as observe
+    from protocols.errors import BufferLimitExceeded
+
+    monkeypatch.setattr(observe, "MAX_EVENT_BYTES", 1000)
+    o = ChatStreamObserver()
+    o.feed(USAGE[: USAGE.index(b"\n\n") + 2])
+    with pytest.raises(BufferLimitExceeded):
+        for _ in range(20):
+            o.feed(b'data: {"choices":[{"delta":{"content":"' + b"x" * 100)
