@@ -83,8 +83,15 @@ def module_version(name: str) -> str | None:
 def git_info() -> dict:
     commit = _out(["git", "-C", str(REPO_ROOT), "rev-parse", "HEAD"])
     status = _out(["git", "-C", str(REPO_ROOT), "status", "--porcelain"])
-    return {"commit": commit if re.fullmatch(r"[0-9a-f]{40}", commit) else None,
-            "dirty": bool(status)}
+    out = {"commit": commit if re.fullmatch(r"[0-9a-f]{40}", commit) else None,
+           "dirty": bool(status)}
+    # A run from an exported snapshot (no .git) can say what it was exported from.
+    source = os.environ.get("TOKENWAY_BENCH_SOURCE")
+    if source:
+        out["source"] = source
+        if out["commit"] is None:
+            out["dirty"] = False
+    return out
 
 
 def describe() -> dict:

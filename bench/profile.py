@@ -24,6 +24,7 @@ Paths:
   passthrough   POST /v1/chat/completions, non-stream, gpt-bench -> OpenAI upstream
   translated    POST /v1/messages, stream (20 deltas), gpt-bench: Anthropic client,
                 OpenAI Chat upstream (the messages->chat translation)
+  translated_ns POST /v1/messages, non-stream, gpt-bench: the same translation, non-stream
   responses     POST /v1/responses, stream, claude-bench: Responses client, Anthropic
                 upstream
   stream        POST /v1/chat/completions, stream (20 deltas): the passthrough tap
@@ -51,6 +52,8 @@ PATHS = {
                             "gpt-bench", 0, 0.0, 0.0),
     "translated": Scenario("profile_translated", "translated", "messages", 16, True, "load",
                            "gpt-bench", CHUNKS, 0.0, 0.0),
+    "translated_ns": Scenario("profile_translated_ns", "translated", "messages", 16, False,
+                              "load", "gpt-bench", 0, 0.0, 0.0),
     "responses": Scenario("profile_responses", "translated", "responses", 16, True, "load",
                           "claude-bench", CHUNKS, 0.0, 0.0),
     "stream": Scenario("profile_stream", "sse", "chat", 16, True, "load", "gpt-bench",

@@ -225,8 +225,8 @@ FLOOD_COLS: list[Col] = [
     ("+alone p99", lambda c: _ref_added(c, "p99_ms")),
     ("valid non-2xx", lambda c: _comp(c, "non2xx", "{:d}") if c.get("companion")
      else _num(c.get("non2xx"), "{:d}")),
-    ("ledger dropped", lambda c: _num(((c.get("health") or {}).get("ledger") or {})
-                                      .get("dropped"), "{:d}")),
+    ("ledger dropped", lambda c: _num(c["ledger_dropped"], "{:d}") if "ledger_dropped" in c
+     else _num(((c.get("health") or {}).get("ledger") or {}).get("dropped"), "{:d}")),
     ("cores", lambda c: _num(c.get("cores"))),
 ]
 
@@ -246,6 +246,8 @@ COLS_BY_GROUP = COLS_BY_TABLE
 def header_text(res: dict) -> str:
     m, v, g, cfg = res["machine"], res["versions"], res.get("git") or {}, res["config"]
     commit = (g.get("commit") or "no commit")[:10] + (" (dirty tree)" if g.get("dirty") else "")
+    if g.get("source"):
+        commit += f" [{g['source']}]"
     tools = ", ".join(f"{k} {val}" for k, val in v.items() if val)
     pin = cfg.get("pin") or {}
     if pin.get("target_cpus"):
@@ -455,9 +457,12 @@ def checks_text(res: dict) -> str:
             r = ((c.get("vs_ref") or {}).get("ratio") or {}).get("rps")
             if r is None:
                 continue
+            cpu = ((c.get("vs_ref") or {}).get("ratio") or {}).get("cpu_us_per_req")
+            extra = (f"; CPU per request x{cpu:.2f}, i.e. {1 / cpu:.0%} of the passthrough's "
+                     "rate once CPU-bound" if cpu else "")
             check(r >= 0.85 and not c.get("errors"),
                   f"translated {path} {what} keeps >= 85% of passthrough req/s: "
-                  f"{c.get('rps', 0):,.0f} vs {ref or 0:,.0f} = {r:.0%}")
+                  f"{c.get('rps', 0):,.0f} vs {ref or 0:,.0f} = {r:.0%}{extra}")
     for api, path in (("messages", "messages->chat"), ("responses", "responses->messages")):
         c = _cell(res, f"xlate_{api}_ttfb_c16", "tokenway")
         a = ((c.get("vs_ref") or {}).get("added_ms") or {}).get("ttfb_p50_ms")
@@ -485,13 +490,31 @@ def checks_text(res: dict) -> str:
             check(lost == 0 and not c.get("unfinished"),
                   f"{name_hint} paced streams (64 x 20 ms): frames lost {lost}, added frame "
                   f"delay p50 {_sgn(d50)} ms, p99 {_sgn(d99)} ms vs direct")
+    for name in ("tokenway", "nginx"):
+        c = _cell(res, "hol_with_big", name)
+        added = (c.get("vs_ref") or {}).get("added_ms") or {}
+        if added:
+            check(None, f"head-of-line, {name}: 400 KB bodies beside small streams add "
+                        f"{_sgn(added.get('ttfb_p50_ms'))} ms TTFB p50, "
+                        f"{_sgn(added.get('ttfb_p99_ms'))} ms TTFB p99, "
+                        f"{_sgn(added.get('frame_delay_p99_ms'))} ms frame delay p99; "
+                        f"frames lost {c.get('frames_lost')}")
+    for sid in ("workers_c16", "workers_c64", "workers_c256", "workers_sse_c64"):
+        one, two = _cell(res, sid, "tokenway"), _cell(res, sid, "tokenway-w2")
+        if one.get("rps") and two.get("rps"):
+            check(None, f"--workers 2 vs 1, {sid}: x{two['rps'] / one['rps']:.2f} req/s, "
+                        f"CPU per request {one.get('cpu_us_per_req')} -> "
+                        f"{two.get('cpu_us_per_req')} us")
     c = _cell(res, "auth_flood_c64", "tokenway-keys")
     if c:
         comp = c.get("companion") or {}
+        alone = _cell(res, "auth_valid_c4", "tokenway-keys")
         check(not c.get("errors") and (comp.get("rps") or 0) > 0,
               f"invalid-key flood: {c.get('rejections_per_s') or 0:,.0f} rejections/s at "
               f"{c.get('cpu_us_per_req') or 0:.1f} us CPU each (valid requests beside: "
-              f"{comp.get('rps') or 0:,.0f}/s, non-2xx {comp.get('non2xx')})")
+              f"{comp.get('rps') or 0:,.0f}/s, p99 {comp.get('p99_ms') or 0:.2f} ms, non-2xx "
+              f"{comp.get('non2xx')}; alone {alone.get('rps') or 0:,.0f}/s, p99 "
+              f"{alone.get('p99_ms') or 0:.2f} ms)")
     for sc in res["scenarios"]:
         if sc.get("driver") == "soak":
             for name, c in sc["results"].items():

@@ -282,7 +282,8 @@ def build_scenarios(groups: list[str], concs: list[int], dur: dict[str, float],
             out.append(valid)
             out.append(Scenario(f"auth_flood_c{AUTH_FLOOD_CONC}", g, "chat", AUTH_FLOOD_CONC,
                                 False, "load", "gpt-bench", 0, 0.0, dur["load"], key="wrong",
-                                companion=valid, label="wrong key + valid beside"))
+                                companion=valid, ref=valid.id,
+                                label="wrong key + valid beside"))
         elif g == "workers":
             names = ("direct", "nginx", "tokenway", "tokenway-w2")
             out += [Scenario(f"workers_c{c}", g, "chat", c, False, "load", "gpt-bench", 0, 0.0,
@@ -969,6 +970,7 @@ class Runner:
                 self.start_target(tr, ctx, probe)
             live = [tr for tr in runs if tr.status == "ok"]
             warmed: set[tuple[str, str, bool, str]] = set()
+            ledger_dropped: dict[str, int] = {}
             for rep in range(opts.repeat):
                 for sc in scenarios:
                     for tr in live:
@@ -989,8 +991,17 @@ class Runner:
                             cell = self.measure(sc, tr)
                         except Exception as exc:
                             cell = {"errors": f"measurement failed: {exc!r}"}
-                        if tr.target.kind == "gateway" and sc.group in ("authflood", "soak"):
-                            cell["health"] = self.health_of(tr)
+                        if tr.target.kind == "gateway":
+                            # tokenway's /health after every cell: rows the ledger had to
+                            # drop during this cell (its queue is bounded) are recorded.
+                            health = self.health_of(tr)
+                            if health is not None:
+                                cell["health"] = health
+                                dropped = (health.get("ledger") or {}).get("dropped")
+                                if isinstance(dropped, int):
+                                    before = ledger_dropped.get(tr.target.name, 0)
+                                    cell["ledger_dropped"] = dropped - before
+                                    ledger_dropped[tr.target.name] = dropped
                         cells[sc.id].setdefault(tr.target.name, []).append(cell)
                         self.say(f"{sc.id:<18} {tr.target.name:<9} {_brief(cell)}"
                                  + (f" (rep {rep + 1})" if opts.repeat > 1 else ""))
@@ -1168,6 +1179,13 @@ def noise_notes(result: dict) -> list[str]:
                 memory.append(f"{sc['id']}/{name} ({faults} major faults, "
                               f"{stall:.0f} ms stalled)")
     notes = []
+    dropped = [f"{sc['id']}/{name} ({cell['ledger_dropped']})"
+               for sc in result["scenarios"] for name, cell in sc["results"].items()
+               if (cell.get("ledger_dropped") or 0) > 0]
+    if dropped:
+        notes.append("ledger rows dropped (queue full; /health ledger.dropped during the cell, "
+                     "warm-up included): " + ", ".join(dropped[:12])
+                     + (" ..." if len(dropped) > 12 else ""))
     if memory:
         notes.append("memory pressure from other processes (pages read back from disk; CPU "
                       "figures of these cells are inflated by fault handling): "

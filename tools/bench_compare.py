@@ -79,6 +79,12 @@ def setup_warnings(a: dict, b: dict) -> list[str]:
     return out
 
 
+def _source(res: dict) -> str:
+    g = res.get("git") or {}
+    out = f"commit {g.get('commit')}" + (" (dirty tree)" if g.get("dirty") else "")
+    return out + (f" [{g['source']}]" if g.get("source") else "")
+
+
 def _fmt(v: object) -> str:
     if not isinstance(v, (int, float)):
         return "-"
@@ -99,8 +105,8 @@ def _ratio(a: object, b: object, better: str) -> str:
 
 
 def compare(a: dict, b: dict, only: set[str] | None, show_inner: bool) -> str:
-    lines = [f"A: {a['timestamp']} {a['mode']} commit {(a.get('git') or {}).get('commit')}",
-             f"B: {b['timestamp']} {b['mode']} commit {(b.get('git') or {}).get('commit')}",
+    lines = [f"A: {a['timestamp']} {a['mode']} {_source(a)}",
+             f"B: {b['timestamp']} {b['mode']} {_source(b)}",
              "B/A per figure; '+' better, '-' worse by more than "
              f"{NOISE_BAND:.0%} (throughput up, latency and CPU down are better)"]
     for w in setup_warnings(a, b):
