@@ -294,7 +294,9 @@ class ProxyExchange:
             self.row["ttfb_ms"] = (time.monotonic() - self.row["_t0"]) * 1000.0
             self.state = _STREAM
             if not self.draining:
-                self.conn.start_stream(200, SSE_HEADERS + relayed)
+                # The head leaves with the first events of this read, or alone
+                # at its end (on_upstream_read_done): one write instead of two.
+                self.conn.start_stream(200, SSE_HEADERS + relayed, hold=True)
                 self._arm_heartbeat()
         else:
             self.state = _BUFFER
@@ -319,6 +321,8 @@ class ProxyExchange:
     def on_upstream_read_done(self) -> None:
         if self.pending:
             self._flush()
+        if self.state == _STREAM:
+            self.conn.flush_head()
 
     def _flush(self) -> None:
         pending = self.pending
@@ -362,8 +366,7 @@ class ProxyExchange:
                 tail = self.att.filter.error_frame(
                     f"upstream stream failed: {exc.message}", exc.kind)
                 self.bytes_out += len(tail)
-                self.conn.write(tail)
-                self.conn.end_stream()
+                self.conn.end_stream(tail)
                 row["status"] = 200
             row["error_kind"] = "upstream_timeout" if exc.kind == "timeout" else "stream_cut"
             self._record()
@@ -461,10 +464,8 @@ class ProxyExchange:
             if not self.draining:
                 row["error_kind"] = kind
         if not self.draining:
-            if tail:
-                self.bytes_out += len(tail)
-                self.conn.write(tail)
-            self.conn.end_stream()
+            self.bytes_out += len(tail)
+            self.conn.end_stream(tail)
             row["status"] = 200
         self._record()
 

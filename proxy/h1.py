@@ -369,6 +369,7 @@ class HTTPConnection(asyncio.Protocol):
         self.deadline_kind = _IDLE
         self._in_head = False
         self._streaming = False
+        self._held_head = b""  # a response head waiting to leave with the first bytes
         self._head_only = False
         self._keep_alive = True
 
@@ -538,21 +539,49 @@ class HTTPConnection(asyncio.Protocol):
             self.backend.full_response(status, hs, body, self._keep_alive, self._head_only))
         self._response_done()
 
-    def start_stream(self, status: int, headers: list[tuple[bytes, bytes]]) -> None:
-        """Send the head of a chunked response; follow with ``write`` and ``end_stream``."""
+    def start_stream(self, status: int, headers: list[tuple[bytes, bytes]],
+                     *, hold: bool = False) -> None:
+        """Start a chunked response; follow with ``write`` and ``end_stream``.
+
+        ``hold`` keeps the head back until the next ``write``/``flush_head``/
+        ``end_stream`` so that it leaves in the same write as the first bytes
+        (the caller flushes within the same event-loop turn: no delay)."""
         self._streaming = True
         if self.closed:
             return
-        self.transport.write(self.backend.response_head(status, headers, None, self._keep_alive))
+        head = self.backend.response_head(status, headers, None, self._keep_alive)
+        if hold:
+            self._held_head = head
+        else:
+            self.transport.write(head)
+
+    def flush_head(self) -> None:
+        head = self._held_head
+        if head:
+            self._held_head = b""
+            if not self.closed:
+                self.transport.write(head)
 
     def write(self, data: bytes) -> None:
         if data and not self.closed and not self._head_only:
-            self.transport.write(self.backend.chunk(data))
+            head = self._held_head
+            if head:
+                self._held_head = b""
+                self.transport.write(head + self.backend.chunk(data))
+            else:
+                self.transport.write(self.backend.chunk(data))
 
-    def end_stream(self) -> None:
+    def end_stream(self, last: bytes = b"") -> None:
+        """End the chunked response, ``last`` being its final bytes (one write)."""
         if not self.closed:
+            out = self._held_head
+            self._held_head = b""
+            if last and not self._head_only:
+                out += self.backend.chunk(last)
             if not self._head_only:
-                self.transport.write(self.backend.last_chunk())
+                out += self.backend.last_chunk()
+            if out:
+                self.transport.write(out)
         self._response_done()
 
     def abort(self) -> None:
