@@ -26,60 +26,15 @@ rest is the payload:
 
 from __future__ import annotations
 
-import random
 from typing import Any
 
-from fuzz.responses import _events
+from fuzz import ir_events, run_modes
 from protocols import gemini as gm
 from protocols import jsonio
-from protocols.errors import ProtocolError
 from protocols.translate import Translation
 
 FORMAT = gm.FORMAT
-PARTNERS = ("openai_chat", "anthropic_messages", "openai_responses", FORMAT)
-REQUESTS: dict[str, dict[str, Any]] = {
-    "openai_chat": {"model": "m", "messages": [{"role": "user", "content": "x"}], "stream": True,
-                    "stream_options": {"include_usage": True}},
-    "anthropic_messages": {"model": "m", "max_tokens": 64, "stream": True,
-                           "messages": [{"role": "user", "content": "x"}]},
-    "openai_responses": {"model": "m", "input": "x", "stream": True,
-                         "tools": [{"type": "custom", "name": "apply_patch"}]},
-    FORMAT: {"model": "m", "stream": True, "contents": [{"parts": [{"text": "x"}]}]},
-}
 STATUSES = (400, 401, 403, 404, 429, 500, 502, 503, 504)
-MAX_BYTEWISE_BYTES = 2048
-
-
-def _chunks(payload: bytes, seed: int) -> list[bytes]:
-    rng = random.Random(seed)
-    out, i = [], 0
-    while i < len(payload):
-        n = rng.randint(1, 9)
-        out.append(payload[i : i + n])
-        i += n
-    return out
-
-
-def _stream(client: str, chunks: list[bytes]) -> tuple[bytes, tuple[Any, ...]]:
-    t = Translation(client, FORMAT, request_id="fuzz", created=0)
-    t.request(dict(REQUESTS[client]))
-    try:
-        out = b"".join(t.feed(c) for c in chunks) + t.finish()
-    except ProtocolError as e:
-        return b"", (type(e).__name__,)
-    return out, (t.usage, t.model, t.stop_reason, t.tool_calls_seen, t.failed)
-
-
-def _decode(chunks: list[bytes]) -> list[Any]:
-    d = gm.StreamDecoder(None)
-    events: list[Any] = []
-    try:
-        for c in chunks:
-            events += d.feed(c)
-        events += d.close()
-    except ProtocolError as e:
-        events.append(type(e).__name__)
-    return events
 
 
 def check_encoded(out: bytes) -> None:
@@ -96,56 +51,22 @@ def check_encoded(out: bytes) -> None:
         ended = "error" in obj or "finishReason" in cands[0]
 
 
+def _check_error(other: str, seed: int, payload: bytes) -> None:
+    status = STATUSES[seed % len(STATUSES)]
+    err = gm.decode_error(status, payload)
+    code, body = gm.encode_error(err, FORMAT)
+    assert type(code) is int and type(body) is bytes
+    code, body = Translation(other, FORMAT, request_id="fuzz", created=0).error(status, payload)
+    assert type(code) is int and type(body) is bytes
+
+
+def _check_encoder(other: str, seed: int, payload: bytes) -> None:
+    enc = gm.StreamEncoder(None)
+    check_encoded(b"".join(enc.encode([ev]) for ev in ir_events(payload)) + enc.close())
+
+
 def check(data: bytes) -> None:
-    if len(data) < 2:
-        return
-    mode, partner = divmod(data[0] % 20, 4)
-    other = PARTNERS[partner]
-    payload = data[2:]
-    try:
-        if mode == 0:
-            whole = _stream(other, [payload])
-            split = _stream(other, _chunks(payload, data[1]))
-            assert split == whole, "stream output depends on chunking"
-            if other == FORMAT and whole[0]:
-                assert whole[0] == payload, "observe mode changed the bytes"
-            if len(payload) <= MAX_BYTEWISE_BYTES:
-                assert _decode([payload[i : i + 1] for i in range(len(payload))]) == _decode(
-                    [payload]), "decoder events depend on chunking"
-            return
-        if mode == 3:
-            status = STATUSES[data[1] % len(STATUSES)]
-            err = gm.decode_error(status, payload)
-            code, body = gm.encode_error(err, FORMAT)
-            assert type(code) is int and type(body) is bytes
-            t = Translation(other, FORMAT, request_id="fuzz", created=0)
-            code, body = t.error(status, payload)
-            assert type(code) is int and type(body) is bytes
-            return
-        if mode == 4:
-            enc = gm.StreamEncoder(None)
-            out = b"".join(enc.encode([ev]) for ev in _events(payload)) + enc.close()
-            check_encoded(out)
-            return
-        try:
-            body = jsonio.loads(payload)
-        except jsonio.JSONDecodeError:
-            return
-        if mode == 1:
-            try:
-                req = gm.decode_request(body)
-            except ProtocolError:
-                req = None
-            if req is not None:
-                jsonio.dumps(gm.encode_request(req))
-            t = Translation(FORMAT, other, request_id="fuzz", created=0)
-            jsonio.dumps(t.request(body))
-        else:
-            t = Translation(other, FORMAT, request_id="fuzz", created=0)
-            t.request(dict(REQUESTS[other]))
-            jsonio.dumps(t.response(body))
-    except ProtocolError:
-        pass
+    run_modes(data, FORMAT, {3: _check_error, 4: _check_encoder})
 
 
 def strategy() -> Any:

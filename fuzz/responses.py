@@ -27,58 +27,14 @@ rest is the payload:
 
 from __future__ import annotations
 
-import random
 from typing import Any
 
-from protocols import ir, jsonio
+from fuzz import ir_events, run_modes
+from protocols import jsonio
 from protocols import openai_responses as orr
-from protocols.errors import ProtocolError
 from protocols.translate import Translation
 
 FORMAT = orr.FORMAT
-PARTNERS = ("openai_chat", "anthropic_messages", FORMAT, "gemini")
-REQUESTS: dict[str, dict[str, Any]] = {
-    "openai_chat": {"model": "m", "messages": [{"role": "user", "content": "x"}], "stream": True,
-                    "stream_options": {"include_usage": True}},
-    "anthropic_messages": {"model": "m", "max_tokens": 64, "stream": True,
-                           "messages": [{"role": "user", "content": "x"}]},
-    FORMAT: {"model": "m", "input": "x", "stream": True,
-             "tools": [{"type": "custom", "name": "apply_patch"}, {"type": "local_shell"}]},
-    "gemini": {"model": "m", "stream": True, "contents": [{"parts": [{"text": "x"}]}]},
-}
-MAX_BYTEWISE_BYTES = 2048
-
-
-def _chunks(payload: bytes, seed: int) -> list[bytes]:
-    rng = random.Random(seed)
-    out, i = [], 0
-    while i < len(payload):
-        n = rng.randint(1, 9)
-        out.append(payload[i : i + n])
-        i += n
-    return out
-
-
-def _stream(client: str, chunks: list[bytes]) -> tuple[bytes, tuple[Any, ...]]:
-    t = Translation(client, FORMAT, request_id="fuzz", created=0)
-    t.request(dict(REQUESTS[client]))
-    try:
-        out = b"".join(t.feed(c) for c in chunks) + t.finish()
-    except ProtocolError as e:  # only ever from the observe-mode decode of a same-format pair
-        return b"", (type(e).__name__,)
-    return out, (t.usage, t.model, t.stop_reason, t.tool_calls_seen, t.failed)
-
-
-def _decode(chunks: list[bytes]) -> list[Any]:
-    d = orr.StreamDecoder(None)
-    events: list[Any] = []
-    try:
-        for c in chunks:
-            events += d.feed(c)
-        events += d.close()
-    except ProtocolError as e:
-        events.append(type(e).__name__)
-    return events
 
 
 def check_encoded(out: bytes) -> None:
@@ -97,94 +53,27 @@ def check_encoded(out: bytes) -> None:
             terminals += 1
 
 
-def _events(payload: bytes) -> list[ir.StreamEvent]:
-    """IR events from bytes: each byte is an operation on a few blocks."""
-    kinds = (ir.BlockKind.TEXT, ir.BlockKind.TOOL_CALL, ir.BlockKind.REASONING)
-    tool_kinds = tuple(ir.ToolKind)
-    stops = tuple(ir.StopReason)
-    out: list[ir.StreamEvent] = []
-    for i, b in enumerate(payload[:200]):
-        op, arg = b >> 4, b & 15
-        idx = arg % 4
-        text = "x" * (arg % 3) + ("{" if arg & 8 else "")
-        if op == 0:
-            out.append(ir.MessageStart("u", "m", ir.Usage(arg) if arg & 1 else None))
-        elif op in (1, 2):
-            kind = kinds[arg % 3]
-            out.append(ir.BlockStart(idx, kind, tool_id=f"t{i}", tool_name=("f", "apply_patch",
-                                     "local_shell")[arg % 3], tool_kind=tool_kinds[arg % 3],
-                                     redacted_data="r" if arg == 14 else None,
-                                     provider=PARTNERS[arg % 4]))
-        elif op == 3:
-            out.append(ir.TextDelta(idx, text))
-        elif op == 4:
-            out.append(ir.ToolArgsDelta(idx, text))
-        elif op == 5:
-            out.append(ir.ReasoningDelta(idx, text, arg % 2))
-        elif op == 6:
-            out.append(ir.SignatureDelta(idx, "s" * (arg % 2), PARTNERS[arg % 4]))
-        elif op in (7, 8, 9):
-            out.append(ir.BlockStop(idx))
-        elif op == 10:
-            out.append(ir.UsageUpdate(ir.Usage(arg, arg * 2, 0, 0, arg // 2)))
-        elif op == 11:
-            out.append(ir.MessageEnd(stops[arg % len(stops)]))
-        elif op == 12:
-            out.append(ir.StreamError(tuple(ir.ErrorKind)[arg % len(ir.ErrorKind)], "e"))
-        elif op == 13:
-            out.append(ir.PING)
-    return out
+def _check_foreign_request(other: str, seed: int, payload: bytes) -> None:
+    try:
+        body = jsonio.loads(payload)
+    except jsonio.JSONDecodeError:
+        return  # not JSON: the proxy rejects it before translation
+    jsonio.dumps(Translation(other, FORMAT, request_id="fuzz", created=0).request(body))
+
+
+def _check_encoder(other: str, seed: int, payload: bytes) -> None:
+    enc = orr.StreamEncoder(None)
+    out = b""
+    for ev in ir_events(payload):
+        out += enc.encode([ev])
+        if seed & 1:
+            out += enc.keepalive()
+    out += enc.close()
+    check_encoded(out)
 
 
 def check(data: bytes) -> None:
-    if len(data) < 2:
-        return
-    mode, partner = divmod(data[0] % 20, 4)
-    other = PARTNERS[partner]
-    payload = data[2:]
-    try:
-        if mode == 0:
-            whole = _stream(other, [payload])
-            split = _stream(other, _chunks(payload, data[1]))
-            assert split == whole, "stream output depends on chunking"
-            if other == FORMAT and whole[0]:
-                assert whole[0] == payload, "observe mode changed the bytes"
-            if len(payload) <= MAX_BYTEWISE_BYTES:
-                assert _decode([payload[i : i + 1] for i in range(len(payload))]) == _decode(
-                    [payload]), "decoder events depend on chunking"
-            return
-        if mode == 4:
-            enc = orr.StreamEncoder(None)
-            out = b""
-            for ev in _events(payload):
-                out += enc.encode([ev])
-                if data[1] & 1:
-                    out += enc.keepalive()
-            out += enc.close()
-            check_encoded(out)
-            return
-        try:
-            body = jsonio.loads(payload)
-        except jsonio.JSONDecodeError:
-            return  # not JSON: the proxy rejects it before translation
-        if mode == 1:
-            try:
-                req = orr.decode_request(body)
-            except ProtocolError:
-                req = None
-            if req is not None:
-                jsonio.dumps(orr.encode_request(req))
-            t = Translation(FORMAT, other, request_id="fuzz", created=0)
-            jsonio.dumps(t.request(body))
-        elif mode == 2:
-            t = Translation(other, FORMAT, request_id="fuzz", created=0)
-            t.request(dict(REQUESTS[other]))
-            jsonio.dumps(t.response(body))
-        else:
-            t = Translation(other, FORMAT, request_id="fuzz", created=0)
-            jsonio.dumps(t.request(body))
-    except ProtocolError:
-        pass
+    run_modes(data, FORMAT, {3: _check_foreign_request, 4: _check_encoder})
 
 
 def strategy() -> Any:

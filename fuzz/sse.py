@@ -17,7 +17,9 @@ Invariants, for any input bytes:
 5. The decoder agrees with :func:`reference_decode`, a slow, literal transcription
    of the spec written independently of the fast code.
 6. Limits: the splitter is never more lenient than the decoder with the same
-   limits, and its outcome does not depend on the split.
+   limits, and its outcome does not depend on the split: neither whether it raises
+   nor the events of the frames it gave before the error (those returned by earlier
+   calls plus the error's ``frames``, completed by the failing chunk).
 
 The checks use only deterministic splits so that a corpus file replays the same
 way every time (tests/test_fuzz_corpus.py).
@@ -141,9 +143,17 @@ def _split(chunks: list[bytes], limits: dict[str, int]) -> tuple[Any, ...]:
     try:
         for chunk in chunks:
             frames += splitter.feed(chunk)
+    except BufferLimitExceeded as exc:
+        return frames + exc.frames, b"", type(exc)
     except ProtocolError as exc:
         return frames, b"", type(exc)
     return frames, splitter.close(), None
+
+
+def _frame_events(frames: list[bytes]) -> list[SSEEvent]:
+    decoder = SSEDecoder()
+    events = [e for frame in frames for e in decoder.feed(frame)]
+    return events + decoder.close()
 
 
 def _check_frames(data: bytes, frames: list[bytes], pending: bytes, ref: Any) -> None:
@@ -204,6 +214,7 @@ def check(data: bytes) -> None:
     tight_split = _split(splits[0], TIGHT_LIMITS)
     if tight_split[2] is None:
         assert tight[1] is None, "the decoder rejected what the splitter accepted"
+    before_error = _frame_events(tight_split[0])
     for chunks in splits:
         frames, pending, error = _split(chunks, TIGHT_LIMITS)
         assert error is tight_split[2], (chunks, error)
@@ -211,6 +222,7 @@ def check(data: bytes) -> None:
             _check_frames(data, frames, pending, ref)
         else:
             assert data.startswith(b"".join(frames)), chunks
+            assert _frame_events(frames) == before_error, chunks
 
 
 def strategy() -> Any:

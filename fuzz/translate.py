@@ -3,14 +3,18 @@
 Invariants (style-anchors.md §5 principle 11):
 
 1. Only ``protocols.errors.ProtocolError`` escapes, whatever the bytes.
-2. Stream output does not depend on how the upstream body was split into chunks.
+2. Stream output does not depend on how the upstream body was split into chunks: neither
+   the client's bytes nor the upstream decoder's events (fed whole and byte at a time when
+   short, up to and including the error a broken stream raises).
 
 Input layout: byte 0 picks the mode and the (client, upstream) pair, byte 1 seeds the
 chunking, the rest is the payload:
 
 * mode 0 (stream): the payload is an upstream SSE body, fed whole and in pseudo-random
-  chunks; both outputs must be equal.
-* mode 1 (request): the payload is a client request body (JSON).
+  chunks; both outputs must be equal. The Chat client declares a custom tool, so an
+  Anthropic upstream's calls to it take the custom-tool path.
+* mode 1 (request): the payload is a client request body (JSON); one that decodes
+  without ``ctx`` must re-encode.
 * mode 2 (reply): the payload is an upstream complete reply (JSON).
 * mode 3 (error): the payload is an upstream error body, with byte 1 picking the status.
 
@@ -21,14 +25,13 @@ installed and ``--atheris`` is given). Every input that ever failed belongs in
 
 from __future__ import annotations
 
-import random
 import sys
 from pathlib import Path
 
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from protocols import jsonio  # noqa: E402
+from fuzz import check_body, check_stream  # noqa: E402
 from protocols.errors import ProtocolError  # noqa: E402
 from protocols.translate import Translation  # noqa: E402
 
@@ -38,35 +41,7 @@ PAIRS = [
     ("anthropic_messages", "openai_chat"),
     ("anthropic_messages", "anthropic_messages"),
 ]
-REQUESTS = {
-    "openai_chat": {"model": "m", "messages": [{"role": "user", "content": "x"}], "stream": True,
-                    "stream_options": {"include_usage": True}},
-    "anthropic_messages": {"model": "m", "max_tokens": 64, "stream": True,
-                           "messages": [{"role": "user", "content": "x"}]},
-}
 STATUSES = (400, 401, 403, 404, 413, 429, 500, 502, 503, 504, 529)
-
-
-def _translation(client: str, upstream: str) -> Translation:
-    return Translation(client, upstream, request_id="fuzz", created=0)
-
-
-def _chunks(payload: bytes, seed: int) -> list[bytes]:
-    rng = random.Random(seed)
-    out, i = [], 0
-    while i < len(payload):
-        n = rng.randint(1, 9)
-        out.append(payload[i : i + n])
-        i += n
-    return out
-
-
-def _stream(client: str, upstream: str, payload: bytes, chunks: list[bytes]) -> tuple[bytes, tuple]:
-    t = _translation(client, upstream)
-    t.request(dict(REQUESTS[client]))
-    out = b"".join(t.feed(c) for c in chunks) + t.finish()
-    facts = (t.usage, t.model, t.stop_reason, t.tool_calls_seen, t.failed)
-    return out, facts
 
 
 def check(data: bytes) -> None:
@@ -77,28 +52,13 @@ def check(data: bytes) -> None:
     payload = data[2:]
     try:
         if mode == 0:
-            whole = _stream(client, upstream, payload, [payload])
-            split = _stream(client, upstream, payload, _chunks(payload, data[1]))
-            assert split == whole, "stream output depends on chunking"
-            if client == upstream:
-                assert whole[0] == payload, "observe mode changed the bytes"
+            check_stream(client, upstream, payload, data[1])
         elif mode in (1, 2):
-            try:
-                body = jsonio.loads(payload)
-            except jsonio.JSONDecodeError:
-                return  # not JSON: the proxy rejects it before translation
-            t = _translation(client, upstream)
-            if mode == 1:
-                out = t.request(body)
-                if client != upstream:
-                    jsonio.dumps(out)
-            else:
-                t.request(dict(REQUESTS[client]))
-                out = t.response(body)
-                jsonio.dumps(out)
+            check_body(mode, client, upstream, payload)
         else:
             status = STATUSES[data[1] % len(STATUSES)]
-            code, out = _translation(client, upstream).error(status, payload)
+            code, out = Translation(client, upstream, request_id="fuzz", created=0).error(
+                status, payload)
             assert type(code) is int and type(out) is bytes
     except ProtocolError:
         pass

@@ -20,13 +20,28 @@ The module interface is the one ``protocols/translate.py`` documents.
 
 from __future__ import annotations
 
-import hashlib
 import re
+from functools import partial
 from typing import Any
 
 from . import ir, jsonio
 from . import usage as usage_mod
-from .errors import ClientProtocolError, UnsupportedFeature, UpstreamProtocolError
+from ._fields import (
+    ANTHROPIC_FIELDS,
+    custom_tool_names,
+    extras_entry,
+    sha256_hex,
+    unwrap_custom_input,
+)
+from ._fields import client_name as _client_name
+from ._fields import foreign as _foreign
+from ._streams import StreamDecoderBase, StreamEncoderBase
+from .errors import (
+    BufferLimitExceeded,
+    ClientProtocolError,
+    UnsupportedFeature,
+    UpstreamProtocolError,
+)
 from .ir import (
     ApiError,
     BlockKind,
@@ -56,7 +71,6 @@ from .ir import (
     Usage,
     UsageUpdate,
 )
-from .sse import FrameSplitter, data_of
 
 __all__ = [
     "FORMAT",
@@ -190,69 +204,18 @@ _STATUS_TO_KIND = {
 # ---------------------------------------------------------------------------------------
 
 
-def _bad(param: str, what: str) -> ClientProtocolError:
-    return ClientProtocolError(f"{param}: {what}", param=param)
+_bad, _missing = ANTHROPIC_FIELDS.bad, ANTHROPIC_FIELDS.missing
+_str, _dict, _list = ANTHROPIC_FIELDS.string, ANTHROPIC_FIELDS.object, ANTHROPIC_FIELDS.array
+_num, _int, _bool = ANTHROPIC_FIELDS.number, ANTHROPIC_FIELDS.integer, ANTHROPIC_FIELDS.boolean
 
 
-def _missing(param: str) -> ClientProtocolError:
-    return ClientProtocolError(f"{param}: Field required", param=param)
-
-
-def _str(obj: dict[str, Any], key: str, param: str, *, required: bool = False) -> str | None:
-    v = obj.get(key)
-    if v is None:
-        if required:
-            raise _missing(param)
-        return None
-    if type(v) is not str:
-        raise _bad(param, "Input should be a valid string")
-    return v
-
-
-def _dict(v: Any, param: str) -> dict[str, Any]:
-    if type(v) is not dict:
-        raise _bad(param, "Input should be a valid dictionary")
-    return v
-
-
-def _list(v: Any, param: str) -> list[Any]:
-    if type(v) is not list:
-        raise _bad(param, "Input should be a valid list")
-    return v
-
-
-def _num(obj: dict[str, Any], key: str, lo: float, hi: float) -> float | None:
-    v = obj.get(key)
-    if v is None:
-        return None
-    if type(v) not in (int, float) or not lo <= v <= hi:
-        raise _bad(key, f"Input should be a number between {lo:g} and {hi:g}")
-    return v
-
-
-def _int(obj: dict[str, Any], key: str, *, required: bool = False, lo: int = 0,
-         param: str | None = None) -> int | None:
-    v = obj.get(key)
-    param = param or key
-    if v is None:
-        if required:
-            raise _missing(param)
-        return None
-    if type(v) is not int or v < lo:
-        raise _bad(param, f"Input should be an integer >= {lo}")
-    return v
-
-
-def _rest(obj: dict[str, Any], known: frozenset[str] | set[str],
-          hints: dict[str, Any] | None = None) -> dict[str, Any] | None:
-    rest = {k: v for k, v in obj.items() if k not in known}
-    if hints:
-        rest.update(hints)
-    return {FORMAT: rest} if rest else None
+#: ``_rest(obj, known, hints=None)``: the fields of ``obj`` outside ``known`` as this
+#: format's extras (``_fields.extras_entry``).
+_rest = partial(extras_entry, FORMAT)
 
 
 def _digest(text: str) -> str:
-    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:_HASH_CHARS]
+    return sha256_hex(text)[:_HASH_CHARS]
 
 
 # ---------------------------------------------------------------------------------------
@@ -284,12 +247,6 @@ def wire_tool_name(name: str, names: dict[str, str] | None = None) -> str:
     return wire
 
 
-def _client_name(ctx: ir.Context | None, name: str) -> str:
-    if ctx is None or not ctx.tool_names:
-        return name
-    return ctx.tool_names.get(name, name)
-
-
 # ---------------------------------------------------------------------------------------
 # Request: wire -> IR
 # ---------------------------------------------------------------------------------------
@@ -307,7 +264,7 @@ def decode_request(body: Any, ctx: ir.Context | None = None) -> Request:
     ``cache_control``) go to ``extras``.
     """
     body = _dict(body, "body")
-    foreign = ctx is not None and ctx.upstream_format not in ("", FORMAT)
+    foreign = _foreign(ctx, FORMAT)
     model = _str(body, "model", "model", required=True) or ""
     max_tokens = _int(body, "max_tokens", required=True)
     raw_messages = body.get("messages")
@@ -389,9 +346,7 @@ def decode_request(body: Any, ctx: ir.Context | None = None) -> Request:
         if other:
             extras["metadata"] = other
 
-    stream = body.get("stream")
-    if stream is not None and type(stream) is not bool:
-        raise _bad("stream", "Input should be a valid boolean")
+    stream = _bool(body, "stream")
     for k, v in body.items():
         if k not in _MODELED:
             extras[k] = v
@@ -481,9 +436,7 @@ def _decode_block(b: Any, p: str, *, in_tool_result: bool = False) -> ir.Block:
                 for k, c in enumerate(_list(content, f"{p}.content"))
             )
             hints = {"_content_list": True}
-        is_error = b.get("is_error")
-        if is_error is not None and type(is_error) is not bool:
-            raise _bad(f"{p}.is_error", "Input should be a valid boolean")
+        is_error = _bool(b, "is_error", f"{p}.is_error")
         if is_error is False:
             hints = dict(hints or {}, _is_error_false=True)
         return ToolResult(id=tid, content=blocks, is_error=bool(is_error), cache_control=cc,
@@ -555,9 +508,7 @@ def _decode_tool_choice(tc: Any) -> ir.ToolChoice | None:
         return None
     tc = _dict(tc, "tool_choice")
     ttype = tc.get("type")
-    dp = tc.get("disable_parallel_tool_use")
-    if dp is not None and type(dp) is not bool:
-        raise _bad("tool_choice.disable_parallel_tool_use", "Input should be a valid boolean")
+    dp = _bool(tc, "disable_parallel_tool_use", "tool_choice.disable_parallel_tool_use")
     if ttype in ("auto", "any", "none"):
         return ir.ToolChoice(mode=ttype, disable_parallel=dp)
     if ttype == "tool":
@@ -977,14 +928,21 @@ def decode_response(body: Any, ctx: ir.Context | None = None) -> Response:
     if type(content) is not list:
         raise UpstreamProtocolError("message without a content list", param="content")
     blocks: list[ir.Block] = []
+    custom = custom_tool_names(ctx)
     for j, c in enumerate(content):
         try:
             b = _decode_block(c, f"content[{j}]")
         except ClientProtocolError as e:
             raise UpstreamProtocolError(e.message, param=e.param) from None
         if type(b) is ToolCall:
-            b = ToolCall(id=b.id, name=_client_name(ctx, b.name), arguments=b.arguments,
-                         input=b.input)
+            name = _client_name(ctx, b.name)
+            if name in custom:
+                # A client custom tool: the raw input, out of its {"input": …} wrapper.
+                raw = b.input.get(ir.CUSTOM_INPUT_KEY)
+                b = ToolCall(id=b.id, name=name, kind=ToolKind.CUSTOM,
+                             arguments=raw if type(raw) is str else b.arguments)
+            else:
+                b = ToolCall(id=b.id, name=name, arguments=b.arguments, input=b.input)
         blocks.append(b)
     u = body.get("usage")
     stop_sequence = body.get("stop_sequence")
@@ -1103,11 +1061,18 @@ def encode_error(err: ApiError, source_format: str | None = None) -> tuple[int, 
 # Streams: wire -> IR
 # ---------------------------------------------------------------------------------------
 
+#: Byte budget for tool input held back: by the encoder, tool blocks that start while an
+#: earlier block is still streaming (IR contract rule 3); by the decoder, the input of a
+#: custom-tool call until its block stops. Tool arguments are small (Claude Code's
+#: largest observed inputs are file writes of a few hundred KiB); 8 MiB bounds a
+#: misbehaving upstream.
+MAX_HELD_BYTES = 8 * 1024 * 1024
+
 # Observe mode skips the JSON of these frames: they carry no facts.
 _OBSERVE_SKIP = (b"event: content_block_delta\n", b"event: ping\n")
 
 
-class StreamDecoder:
+class StreamDecoder(StreamDecoderBase):
     """Anthropic SSE → IR events (protocols.md §3.8).
 
     Dispatches on the JSON ``type`` (equal to the ``event:`` name on the real API, and
@@ -1117,80 +1082,38 @@ class StreamDecoder:
     ``message_delta`` reports is merged field by field (``usage.merge_anthropic``).
     ``message_stop`` is the only clean end; EOF before it is a ``StreamError``.
 
+    A call to a custom (freeform) tool of the client (``ctx.client_request``), which
+    reached Anthropic as a tool taking ``{"input": raw}`` (``ir.CUSTOM_INPUT_KEY``), is a
+    ``ToolKind.CUSTOM`` block: its input is held (within ``MAX_HELD_BYTES``) and comes
+    out unwrapped, as one ``ToolArgsDelta`` with the raw string, when the block stops.
+
     Facts read by ``Translation``: ``model``, ``id``, ``usage``, ``stop_reason``,
     ``tool_calls``, ``failed``, ``done``.
     """
 
-    __slots__ = (
-        "_ctx", "_split", "_observe", "_blocks", "_next", "_raw_usage", "_stop",
-        "_stop_sequence", "model", "id", "usage", "stop_reason", "tool_calls", "failed",
-        "done", "_started",
-    )
+    __slots__ = ("_blocks", "_next", "_raw_usage", "_stop", "_stop_sequence", "_started",
+                 "_custom", "_held", "_held_bytes")
+
+    _OBSERVE_SKIP = _OBSERVE_SKIP
+    _WHAT = "Anthropic stream event"
 
     def __init__(self, ctx: ir.Context | None = None, *, observe: bool = False) -> None:
-        self._ctx = ctx
-        self._split = FrameSplitter()
-        self._observe = observe
+        super().__init__(ctx, observe=observe)
         self._blocks: dict[Any, int] = {}  # Anthropic index -> IR index (-1 = skipped)
         self._next = 0
         self._raw_usage: dict[str, Any] = {}
         self._stop: StopReason | None = None
         self._stop_sequence: str | None = None
         self._started = False
-        self.model: str | None = None
-        self.id: str | None = None
-        self.usage: Usage | None = None
-        self.stop_reason: StopReason | None = None
-        self.tool_calls = 0
-        self.failed = False
-        self.done = False
+        self._custom = custom_tool_names(ctx)
+        self._held: dict[int, list[str]] = {}  # custom-tool block -> its input pieces
+        self._held_bytes = 0
 
-    def feed(self, data: bytes) -> list[ir.StreamEvent]:
-        out: list[ir.StreamEvent] = []
-        if self.done:
-            return out
-        observe = self._observe
-        try:
-            for frame in self._split.feed(data):
-                if observe and frame.startswith(_OBSERVE_SKIP):
-                    continue
-                payload = data_of(frame)
-                if payload is None:
-                    continue
-                try:
-                    obj = jsonio.loads(payload)
-                except jsonio.JSONDecodeError:
-                    raise UpstreamProtocolError("Anthropic stream event is not JSON",
-                                                param="data") from None
-                if type(obj) is not dict:
-                    raise UpstreamProtocolError("Anthropic stream event is not an object",
-                                                param="data")
-                etype = obj.get("type")
-                handler = _HANDLERS.get(etype) if type(etype) is str else None
-                if handler is not None:
-                    handler(self, obj, out)
-                    if self.done:
-                        break
-        except UpstreamProtocolError as e:
-            # Events decoded before the bad frame stay valid; the bad frame ends the stream
-            # (so the output does not depend on where chunk boundaries fell).
-            self._fail(out, StreamError(ErrorKind.UPSTREAM_PROTOCOL, e.message, e.status_hint))
-        return out
-
-    def close(self) -> list[ir.StreamEvent]:
-        if self.done:
-            return []
-        out: list[ir.StreamEvent] = []
+    def _eof(self, out: list[ir.StreamEvent]) -> None:
         self._fail(out, StreamError(ErrorKind.UPSTREAM_PROTOCOL,
                                     "upstream closed the stream before message_stop"))
-        return out
 
     # -- handlers ----------------------------------------------------------------------
-
-    def _fail(self, out: list[ir.StreamEvent], err: StreamError) -> None:
-        self.failed = True
-        self.done = True
-        out.append(err)
 
     def _on_message_start(self, obj: dict[str, Any], out: list[ir.StreamEvent]) -> None:
         msg = obj.get("message")
@@ -1236,12 +1159,19 @@ class StreamDecoder:
             if type(tid) is not str or type(name) is not str:
                 raise UpstreamProtocolError("tool_use block without id and name", param="content_block")
             self.tool_calls += 1
-            out.append(BlockStart(idx, BlockKind.TOOL_CALL, tool_id=tid,
-                                  tool_name=_client_name(self._ctx, name)))
+            name = _client_name(self._ctx, name)
             inp = cb.get("input")
-            if inp and not self._observe:
-                # Input given whole in the start event (real-clients.md: accepted).
-                out.append(ToolArgsDelta(idx, jsonio.dumps(inp).decode()))
+            if name in self._custom:
+                out.append(BlockStart(idx, BlockKind.TOOL_CALL, tool_id=tid, tool_name=name,
+                                      tool_kind=ToolKind.CUSTOM))
+                self._held[idx] = []
+                if inp:
+                    self._hold(idx, jsonio.dumps(inp).decode())
+            else:
+                out.append(BlockStart(idx, BlockKind.TOOL_CALL, tool_id=tid, tool_name=name))
+                if inp and not self._observe:
+                    # Input given whole in the start event (real-clients.md: accepted).
+                    out.append(ToolArgsDelta(idx, jsonio.dumps(inp).decode()))
         elif ctype == "thinking":
             idx = self._new(aidx)
             out.append(BlockStart(idx, BlockKind.REASONING, provider=FORMAT))
@@ -1285,7 +1215,10 @@ class StreamDecoder:
                 raise UpstreamProtocolError("input_json_delta without partial_json",
                                             param="delta.partial_json")
             if pj:
-                out.append(ToolArgsDelta(idx, pj))
+                if self._held and idx in self._held:
+                    self._hold(idx, pj)
+                else:
+                    out.append(ToolArgsDelta(idx, pj))
         elif dtype == "thinking_delta":
             text = delta.get("thinking")
             if type(text) is not str:
@@ -1302,7 +1235,20 @@ class StreamDecoder:
     def _on_block_stop(self, obj: dict[str, Any], out: list[ir.StreamEvent]) -> None:
         idx = self._ir_index(obj)
         if idx >= 0:
+            if self._held:
+                held = self._held.pop(idx, None)
+                if held is not None:
+                    raw = unwrap_custom_input("".join(held))
+                    if raw:
+                        out.append(ToolArgsDelta(idx, raw))
             out.append(BlockStop(idx))
+
+    def _hold(self, idx: int, piece: str) -> None:
+        self._held_bytes += len(piece)
+        if self._held_bytes > MAX_HELD_BYTES:
+            raise BufferLimitExceeded(f"more than {MAX_HELD_BYTES} bytes of custom tool input held",
+                                      param="delta.partial_json", limit=MAX_HELD_BYTES)
+        self._held[idx].append(piece)
 
     def _on_message_delta(self, obj: dict[str, Any], out: list[ir.StreamEvent]) -> None:
         delta = obj.get("delta")
@@ -1340,27 +1286,21 @@ class StreamDecoder:
             _KIND_TO_ERROR[kind][0], etype if type(etype) is str else None,
         ))
 
-
-_HANDLERS = {
-    "message_start": StreamDecoder._on_message_start,
-    "content_block_start": StreamDecoder._on_block_start,
-    "content_block_delta": StreamDecoder._on_block_delta,
-    "content_block_stop": StreamDecoder._on_block_stop,
-    "message_delta": StreamDecoder._on_message_delta,
-    "message_stop": StreamDecoder._on_message_stop,
-    "ping": StreamDecoder._on_ping,
-    "error": StreamDecoder._on_error,
-}
+    _HANDLERS = {
+        "message_start": _on_message_start,
+        "content_block_start": _on_block_start,
+        "content_block_delta": _on_block_delta,
+        "content_block_stop": _on_block_stop,
+        "message_delta": _on_message_delta,
+        "message_stop": _on_message_stop,
+        "ping": _on_ping,
+        "error": _on_error,
+    }
 
 
 # ---------------------------------------------------------------------------------------
 # Streams: IR -> wire
 # ---------------------------------------------------------------------------------------
-
-#: Byte budget for tool blocks held back while an earlier block is still streaming
-#: (IR contract rule 3). Tool arguments are small (Claude Code's largest observed inputs
-#: are file writes of a few hundred KiB); 8 MiB bounds a misbehaving upstream.
-MAX_HELD_BYTES = 8 * 1024 * 1024
 
 _DELTA_EVENT = b'event: content_block_delta\ndata: {"type":"content_block_delta","index":'
 _TEXT_MID = b',"delta":{"type":"text_delta","text":'
@@ -1370,7 +1310,7 @@ _SIG_MID = b',"delta":{"type":"signature_delta","signature":'
 _END = b"}}\n\n"
 
 
-class StreamEncoder:
+class StreamEncoder(StreamEncoderBase):
     """IR events → Anthropic SSE for an Anthropic client (protocols.md §3.8, §5.6).
 
     * Every event has an ``event:`` line equal to its ``type`` (the SDK dispatches on it).
@@ -1381,16 +1321,17 @@ class StreamEncoder:
       once the open block stops.
     * ``message_delta`` is written at ``MessageEnd``, when usage is final (decoders emit
       every ``UsageUpdate`` before it), then exactly one ``message_stop``.
-    * ``StreamError`` becomes ``event: error``; nothing follows it.
+    * ``StreamError`` becomes ``event: error``; nothing follows it. A cut stream ends with
+      one, never with a fabricated ``message_stop`` (§6.3 "Cut streams").
     """
 
     __slots__ = (
-        "_ctx", "_next", "_map", "_open", "_kinds", "_pending_tool", "_held", "_held_bytes",
-        "_usage", "_tool_blocks", "_done", "_started", "_dispatch", "_prefix",
+        "_next", "_map", "_open", "_kinds", "_pending_tool", "_held", "_held_bytes", "_usage",
+        "_tool_blocks", "_prefix",
     )
 
     def __init__(self, ctx: ir.Context | None = None) -> None:
-        self._ctx = ctx
+        super().__init__(ctx)
         self._next = 0  # next Anthropic block index
         self._map: dict[int, int] = {}  # IR index -> Anthropic index (opened blocks)
         self._open = -1  # IR index of the open Anthropic block, or -1
@@ -1401,46 +1342,6 @@ class StreamEncoder:
         self._prefix: dict[int, bytes] = {}  # Anthropic index -> delta event prefix
         self._usage: Usage | None = None
         self._tool_blocks = 0
-        self._done = False
-        self._started = False
-        self._dispatch = {
-            MessageStart: self._on_start,
-            BlockStart: self._on_block_start,
-            TextDelta: self._on_text,
-            ToolArgsDelta: self._on_args,
-            ReasoningDelta: self._on_reasoning,
-            SignatureDelta: self._on_signature,
-            BlockStop: self._on_block_stop,
-            UsageUpdate: self._on_usage,
-            MessageEnd: self._on_end,
-            StreamError: self._on_error,
-            ir.Ping: self._on_ping,
-        }
-
-    @property
-    def done(self) -> bool:
-        return self._done
-
-    def encode(self, events: list[ir.StreamEvent]) -> bytes:
-        dispatch = self._dispatch
-        parts = []
-        for ev in events:
-            if self._done:
-                break
-            b = dispatch[type(ev)](ev)
-            if b:
-                parts.append(b)
-        if not parts:
-            return b""
-        return parts[0] if len(parts) == 1 else b"".join(parts)
-
-    def close(self) -> bytes:
-        """End of input without a terminal event: an error event, never a fabricated
-        ``message_stop`` (§6.3 "Cut streams")."""
-        if self._done:
-            return b""
-        return self._on_error(StreamError(ErrorKind.UPSTREAM_PROTOCOL,
-                                          "upstream stream ended unexpectedly"))
 
     # -- helpers -----------------------------------------------------------------------
 

@@ -45,16 +45,21 @@ from __future__ import annotations
 
 import base64
 import binascii
-import hashlib
 import re
 from typing import Any
 
 from . import ir, jsonio
 from . import usage as usage_mod
+from ._fields import GEMINI_FIELDS, custom_tool_names, sha256_hex
+from ._fields import client_name as _client_name
+from ._fields import foreign as _foreign
+from ._fields import other_fields as _rest
+from ._fields import public as _public
+from ._fields import translated as _translated
+from ._streams import StreamDecoderBase, StreamEncoderBase
 from .errors import (
     BufferLimitExceeded,
     ClientProtocolError,
-    ProtocolError,
     UnsupportedFeature,
     UpstreamProtocolError,
 )
@@ -87,7 +92,6 @@ from .ir import (
     Usage,
     UsageUpdate,
 )
-from .sse import FrameSplitter, data_of
 
 __all__ = [
     "FORMAT",
@@ -243,53 +247,9 @@ _KIND_STATUS: dict[ErrorKind, tuple[int, str]] = {
 # ---------------------------------------------------------------------------------------
 
 
-def _bad(param: str, what: str) -> ClientProtocolError:
-    return ClientProtocolError(f"Invalid value at '{param}': {what}", param=param)
-
-
-def _str(obj: dict[str, Any], key: str, param: str, *, required: bool = False) -> str | None:
-    v = obj.get(key)
-    if v is None:
-        if required:
-            raise ClientProtocolError(f"Missing required field '{param}'.", param=param)
-        return None
-    if type(v) is not str:
-        raise _bad(param, "expected a string.")
-    return v
-
-
-def _dict(v: Any, param: str) -> dict[str, Any]:
-    if type(v) is not dict:
-        raise _bad(param, "expected an object.")
-    return v
-
-
-def _list(v: Any, param: str) -> list[Any]:
-    if type(v) is not list:
-        raise _bad(param, "expected an array.")
-    return v
-
-
-def _num(obj: dict[str, Any], key: str, param: str, lo: float, hi: float) -> float | None:
-    v = obj.get(key)
-    if v is None:
-        return None
-    if type(v) not in (int, float) or not lo <= v <= hi:
-        raise _bad(param, f"expected a number between {lo:g} and {hi:g}.")
-    return v
-
-
-def _int(obj: dict[str, Any], key: str, param: str, lo: int = 0) -> int | None:
-    v = obj.get(key)
-    if v is None:
-        return None
-    if type(v) is not int or v < lo:
-        raise _bad(param, f"expected an integer >= {lo}.")
-    return v
-
-
-def _rest(obj: dict[str, Any], known: frozenset[str] | set[str]) -> dict[str, Any]:
-    return {k: v for k, v in obj.items() if k not in known}
+_bad, _missing = GEMINI_FIELDS.bad, GEMINI_FIELDS.missing
+_str, _dict, _list = GEMINI_FIELDS.string, GEMINI_FIELDS.object, GEMINI_FIELDS.array
+_num, _int, _bool = GEMINI_FIELDS.number, GEMINI_FIELDS.integer, GEMINI_FIELDS.boolean
 
 
 def _ex(fields: dict[str, Any]) -> ir.Extras:
@@ -300,32 +260,10 @@ def _own(obj: Any) -> dict[str, Any]:
     return ir.extras_for(obj, FORMAT)
 
 
-def _public(fields: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in fields.items() if not k.startswith("_")}
-
-
-def _foreign(ctx: ir.Context | None) -> bool:
-    return ctx is not None and ctx.upstream_format not in ("", FORMAT)
-
-
-def _translated(ctx: ir.Context | None) -> bool:
-    return ctx is not None and ctx.client_format not in ("", FORMAT)
-
-
-def _client_name(ctx: ir.Context | None, name: str) -> str:
-    if ctx is None or not ctx.tool_names:
-        return name
-    return ctx.tool_names.get(name, name)
-
-
-def _digest(text: str) -> str:
-    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
-
-
 def synth_tool_id(seed: str, ordinal: int, name: str) -> str:
     """A deterministic tool-call id for a ``functionCall`` without one (§4): ``call_`` +
     24 hex characters of SHA-256 over ``seed``, ``ordinal`` and ``name``."""
-    return SYNTH_ID_PREFIX + _digest(f"{seed}\x00{ordinal}\x00{name}")[:_SYNTH_ID_CHARS]
+    return SYNTH_ID_PREFIX + sha256_hex(f"{seed}\x00{ordinal}\x00{name}")[:_SYNTH_ID_CHARS]
 
 
 def wire_tool_name(name: str, names: dict[str, str] | None = None) -> str:
@@ -336,7 +274,7 @@ def wire_tool_name(name: str, names: dict[str, str] | None = None) -> str:
     clean = _NAME_BAD.sub("_", name)
     if not clean or not (clean[0].isalpha() or clean[0] == "_"):
         clean = "_" + clean
-    wire = f"{clean[: MAX_TOOL_NAME_CHARS - _HASH_CHARS - 1]}_{_digest(name)[:_HASH_CHARS]}"
+    wire = f"{clean[: MAX_TOOL_NAME_CHARS - _HASH_CHARS - 1]}_{sha256_hex(name)[:_HASH_CHARS]}"
     if names is not None:
         names[wire] = name
     return wire
@@ -501,7 +439,7 @@ def decode_request(body: Any, ctx: ir.Context | None = None) -> Request:
     ``candidateCount`` above 1.
     """
     body = _dict(body, "body")
-    foreign = _foreign(ctx)
+    foreign = _foreign(ctx, FORMAT)
     model = body.get("model")
     model = model if type(model) is str else ""
     if model.startswith("models/"):
@@ -511,7 +449,7 @@ def decode_request(body: Any, ctx: ir.Context | None = None) -> Request:
 
     contents = body.get("contents")
     if contents is None:
-        raise ClientProtocolError("Missing required field 'contents'.", param="contents")
+        raise _missing("contents")
     messages = _decode_contents(_list(contents, "contents"), foreign)
 
     system: tuple[Text, ...] = ()
@@ -579,18 +517,17 @@ def decode_request(body: Any, ctx: ir.Context | None = None) -> Request:
         tcfg = _dict(tcfg, "generationConfig.thinkingConfig")
         reasoning = _decode_thinking(tcfg)
         extras["_thinking"] = tcfg
-    if stream is not None and type(stream) is not bool:
-        raise _bad("stream", "expected a boolean.")
+    _bool(body, "stream")  # checked last: the errors above come first
     return Request(
         model=model,
         messages=messages,
         system=system,
         tools=tuple(tools),
         tool_choice=tool_choice,
-        max_output_tokens=_int(gc, "maxOutputTokens", "generationConfig.maxOutputTokens", 1),
-        temperature=_num(gc, "temperature", "generationConfig.temperature", 0.0, 2.0),
-        top_p=_num(gc, "topP", "generationConfig.topP", 0.0, 1.0),
-        top_k=_int(gc, "topK", "generationConfig.topK", 1),
+        max_output_tokens=_int(gc, "maxOutputTokens", 1, param="generationConfig.maxOutputTokens"),
+        temperature=_num(gc, "temperature", 0.0, 2.0, param="generationConfig.temperature"),
+        top_p=_num(gc, "topP", 0.0, 1.0, param="generationConfig.topP"),
+        top_k=_int(gc, "topK", 1, param="generationConfig.topK"),
         stop=stop,
         stream=bool(stream),
         response_format=response_format,
@@ -819,7 +756,7 @@ def encode_request(req: Request, ctx: ir.Context | None = None) -> dict[str, Any
     is dropped (case 11); more than five stop sequences raise ``UnsupportedFeature``
     (case 13); tool schemas are cut down to the ``parameters`` subset.
     """
-    translated = _translated(ctx)
+    translated = _translated(ctx, FORMAT)
     names = ctx.tool_names if ctx is not None else None
     extras = _own(req)
     body: dict[str, Any] = {}
@@ -1135,14 +1072,6 @@ def _encode_message(m: Message, p: str, contents: list[dict[str, Any]],
 # ---------------------------------------------------------------------------------------
 
 
-def _client_tools(ctx: ir.Context | None) -> frozenset[str]:
-    """Names of the client's custom (freeform) tools: their calls carry a raw string."""
-    req = ctx.client_request if ctx is not None else None
-    if req is None:
-        return frozenset()
-    return frozenset(t.name for t in req.tools if type(t) is ir.CustomTool)
-
-
 def _call_from_wire(fc: dict[str, Any], ctx: ir.Context | None, custom: frozenset[str],
                     seed: str, ordinal: int) -> tuple[str, str, str, ToolKind, Any, bool]:
     """(id, name, arguments, kind, args object, synthesised) of a functionCall part."""
@@ -1180,7 +1109,7 @@ def decode_response(body: Any, ctx: ir.Context | None = None) -> Response:
     rid = body.get("responseId")
     rid = rid if type(rid) is str else ""
     seed = rid or (ctx.request_id if ctx is not None else "")
-    custom = _client_tools(ctx)
+    custom = custom_tool_names(ctx)
     blocks: list[ir.Block] = []
     finish = None
     cand_rest: dict[str, Any] = {}
@@ -1382,7 +1311,7 @@ def encode_error(err: ApiError, source_format: str | None = None) -> tuple[int, 
 # ---------------------------------------------------------------------------------------
 
 
-class StreamDecoder:
+class StreamDecoder(StreamDecoderBase):
     """Gemini ``alt=sse`` stream → IR events (protocols.md §4 "Stream").
 
     Frames are data-only, ended by CRLF or LF blank lines (``FrameSplitter`` handles
@@ -1399,16 +1328,11 @@ class StreamDecoder:
     ``tool_calls``, ``failed``, ``done``.
     """
 
-    __slots__ = (
-        "_ctx", "_split", "_observe", "_started", "_next", "_text", "_reasoning",
-        "_finish", "_blocked", "_raw_usage", "_custom", "_broken", "model", "id", "usage",
-        "stop_reason", "tool_calls", "failed", "done",
-    )
+    __slots__ = ("_started", "_next", "_text", "_reasoning", "_finish", "_blocked", "_raw_usage",
+                 "_custom")
 
     def __init__(self, ctx: ir.Context | None = None, *, observe: bool = False) -> None:
-        self._ctx = ctx
-        self._split = FrameSplitter()
-        self._observe = observe
+        super().__init__(ctx, observe=observe)
         self._started = False
         self._next = 0
         self._text = -1  # open text block, or -1
@@ -1416,62 +1340,24 @@ class StreamDecoder:
         self._finish: Any = None
         self._blocked = False
         self._raw_usage: Any = None
-        self._custom = _client_tools(ctx)
-        self._broken: ProtocolError | None = None
-        self.model: str | None = None
-        self.id: str | None = None
-        self.usage: Usage | None = None
-        self.stop_reason: StopReason | None = None
-        self.tool_calls = 0
-        self.failed = False
-        self.done = False
+        self._custom = custom_tool_names(ctx)
 
-    def feed(self, data: bytes) -> list[ir.StreamEvent]:
-        """Events for the next piece of the body. A broken upstream raises
-        ``UpstreamProtocolError``; events decoded before the bad frame in the same call are
-        returned first and the error is raised by the next call (``feed`` or ``close``),
-        so the events never depend on how the body was split."""
-        if self._broken is not None:
-            raise self._broken
-        out: list[ir.StreamEvent] = []
-        if self.done:
-            return out
+    def _payload(self, payload: bytes, out: list[ir.StreamEvent]) -> None:
         try:
-            for frame in self._split.feed(data):
-                payload = data_of(frame)
-                if payload is None:
-                    continue
-                try:
-                    chunk = jsonio.loads(payload)
-                except jsonio.JSONDecodeError:
-                    raise UpstreamProtocolError("Gemini stream chunk is not JSON",
-                                                param="data") from None
-                self._chunk(chunk, out)
-                if self.done:
-                    break
-        except ProtocolError as e:
-            self._broken = e
-            if not out:
-                raise
-        return out
+            chunk = jsonio.loads(payload)
+        except jsonio.JSONDecodeError:
+            raise UpstreamProtocolError("Gemini stream chunk is not JSON", param="data") from None
+        self._chunk(chunk, out)
 
-    def close(self) -> list[ir.StreamEvent]:
-        if self._broken is not None:
-            raise self._broken
-        out: list[ir.StreamEvent] = []
-        if self.done:
-            return out
+    def _eof(self, out: list[ir.StreamEvent]) -> None:
         if self._finish is None and not self._blocked:
-            self.failed = True
-            self.done = True
-            out.append(StreamError(ErrorKind.UPSTREAM_PROTOCOL,
-                                   "upstream closed the stream before finishReason"))
-            return out
+            self._fail(out, StreamError(ErrorKind.UPSTREAM_PROTOCOL,
+                                        "upstream closed the stream before finishReason"))
+            return
         self._close_blocks(out)
         self.stop_reason = _stop(self._finish, self._blocked, self.tool_calls > 0)
         self.done = True
         out.append(MessageEnd(self.stop_reason))
-        return out
 
     # -- internals ---------------------------------------------------------------------
 
@@ -1491,11 +1377,9 @@ class StreamDecoder:
             message = e.get("message")
             code = e.get("code")
             kind = _error_kind(code if type(code) is int else 0, e.get("status"), e.get("details"))
-            self.failed = True
-            self.done = True
-            out.append(StreamError(kind, message if type(message) is str else "upstream error",
-                                   code if type(code) is int else _KIND_STATUS[kind][0],
-                                   e.get("status") if type(e.get("status")) is str else None))
+            self._fail(out, StreamError(kind, message if type(message) is str else "upstream error",
+                                        code if type(code) is int else _KIND_STATUS[kind][0],
+                                        e.get("status") if type(e.get("status")) is str else None))
             return
         if not self._started:
             self._started = True
@@ -1608,7 +1492,7 @@ class StreamDecoder:
 # ---------------------------------------------------------------------------------------
 
 
-class StreamEncoder:
+class StreamEncoder(StreamEncoderBase):
     """IR events → Gemini ``alt=sse`` frames for a Gemini client (protocols.md §4).
 
     Every frame is ``data: <GenerateContentResponse>`` plus a blank line (no ``event:``
@@ -1617,14 +1501,15 @@ class StreamEncoder:
     per tool call (its arguments are buffered, within ``MAX_HELD_BYTES``, until the
     block stops). The last frame carries ``finishReason`` and ``usageMetadata``. A
     ``StreamError`` becomes a frame holding a Google RPC ``error`` object, after which
-    the stream ends.
+    the stream ends; so does a cut stream, never with a fabricated ``finishReason`` (§6.3
+    "Cut streams").
     """
 
-    __slots__ = ("_ctx", "_head", "_tail", "_usage", "_tools", "_held", "_sig", "_started",
-                 "_done", "_dispatch", "_id", "_model", "_kinds", "_reasoning_text")
+    __slots__ = ("_head", "_tail", "_usage", "_tools", "_held", "_sig", "_id", "_model",
+                 "_kinds", "_reasoning_text")
 
     def __init__(self, ctx: ir.Context | None = None) -> None:
-        self._ctx = ctx
+        super().__init__(ctx)
         self._head = b""
         self._tail = b""
         self._usage: Usage | None = None
@@ -1633,48 +1518,8 @@ class StreamEncoder:
         self._sig: dict[int, list[str]] = {}  # reasoning block -> signature pieces
         self._kinds: dict[int, BlockStart] = {}
         self._reasoning_text: dict[int, list[str]] = {}
-        self._started = False
-        self._done = False
         self._id = ""
         self._model = ""
-        self._dispatch = {
-            MessageStart: self._on_start,
-            BlockStart: self._on_block_start,
-            TextDelta: self._on_text,
-            ToolArgsDelta: self._on_args,
-            ReasoningDelta: self._on_reasoning,
-            SignatureDelta: self._on_signature,
-            BlockStop: self._on_block_stop,
-            UsageUpdate: self._on_usage,
-            MessageEnd: self._on_end,
-            StreamError: self._on_error,
-            ir.Ping: self._on_ping,
-        }
-
-    @property
-    def done(self) -> bool:
-        return self._done
-
-    def encode(self, events: list[ir.StreamEvent]) -> bytes:
-        dispatch = self._dispatch
-        parts = []
-        for ev in events:
-            if self._done:
-                break
-            b = dispatch[type(ev)](ev)
-            if b:
-                parts.append(b)
-        if not parts:
-            return b""
-        return parts[0] if len(parts) == 1 else b"".join(parts)
-
-    def close(self) -> bytes:
-        """End of input without a terminal event: an error frame, never a fabricated
-        ``finishReason`` (§6.3 "Cut streams")."""
-        if self._done:
-            return b""
-        return self._on_error(StreamError(ErrorKind.UPSTREAM_PROTOCOL,
-                                          "upstream stream ended unexpectedly"))
 
     # -- writing -----------------------------------------------------------------------
 
@@ -1794,6 +1639,3 @@ class StreamEncoder:
         self._done = True
         _, body = _error_body(ev.kind, ev.message)
         return b"data: " + jsonio.dumps(body) + b"\n\n"
-
-    def _on_ping(self, ev: ir.Ping) -> bytes:
-        return b""

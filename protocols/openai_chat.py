@@ -22,12 +22,17 @@ The module interface is the one ``protocols/translate.py`` documents.
 
 from __future__ import annotations
 
-import hashlib
 import re
+from functools import partial
 from typing import Any
 
 from . import ir, jsonio
 from . import usage as usage_mod
+from ._fields import OPENAI_FIELDS, custom_tool_names, extras_entry, sha256_hex
+from ._fields import client_name as _client_name
+from ._fields import foreign as _foreign
+from ._fields import public as _public
+from ._streams import StreamDecoderBase, StreamEncoderBase
 from .errors import ClientProtocolError, UnsupportedFeature, UpstreamProtocolError
 from .ir import (
     ApiError,
@@ -57,7 +62,6 @@ from .ir import (
     Usage,
     UsageUpdate,
 )
-from .sse import FrameSplitter, data_of
 
 __all__ = [
     "FORMAT",
@@ -164,78 +168,18 @@ _STATUS_TO_KIND = {
 # ---------------------------------------------------------------------------------------
 
 
-def _bad(param: str, what: str) -> ClientProtocolError:
-    return ClientProtocolError(f"Invalid '{param}': {what}.", param=param)
+_bad, _missing = OPENAI_FIELDS.bad, OPENAI_FIELDS.missing
+_str, _dict, _list = OPENAI_FIELDS.string, OPENAI_FIELDS.object, OPENAI_FIELDS.array
+_num, _int, _bool = OPENAI_FIELDS.number, OPENAI_FIELDS.integer, OPENAI_FIELDS.boolean
 
 
-def _str(obj: dict[str, Any], key: str, param: str, *, required: bool = False) -> str | None:
-    v = obj.get(key)
-    if v is None:
-        if required:
-            raise ClientProtocolError(f"Missing required parameter: '{param}'.", param=param)
-        return None
-    if type(v) is not str:
-        raise _bad(param, "expected a string")
-    return v
-
-
-def _num(obj: dict[str, Any], key: str, lo: float, hi: float) -> float | None:
-    v = obj.get(key)
-    if v is None:
-        return None
-    if type(v) not in (int, float) or not lo <= v <= hi:
-        raise _bad(key, f"expected a number between {lo:g} and {hi:g}")
-    return v
-
-
-def _int(obj: dict[str, Any], key: str, lo: int = 0) -> int | None:
-    v = obj.get(key)
-    if v is None:
-        return None
-    if type(v) is not int or v < lo:
-        raise _bad(key, f"expected an integer >= {lo}")
-    return v
-
-
-def _bool(obj: dict[str, Any], key: str, param: str | None = None) -> bool | None:
-    v = obj.get(key)
-    if v is None:
-        return None
-    if type(v) is not bool:
-        raise _bad(param or key, "expected a boolean")
-    return v
-
-
-def _dict(v: Any, param: str) -> dict[str, Any]:
-    if type(v) is not dict:
-        raise _bad(param, "expected an object")
-    return v
-
-
-def _list(v: Any, param: str) -> list[Any]:
-    if type(v) is not list:
-        raise _bad(param, "expected an array")
-    return v
-
-
-def _rest(obj: dict[str, Any], known: frozenset[str] | set[str],
-          hints: dict[str, Any] | None = None) -> dict[str, Any] | None:
-    """Fields of ``obj`` outside ``known``, as an extras entry (or None). ``hints`` are
-    round-trip notes for this module's encoder; their keys start with ``_`` and are
-    never written to the wire."""
-    rest = {k: v for k, v in obj.items() if k not in known}
-    if hints:
-        rest.update(hints)
-    return {FORMAT: rest} if rest else None
-
-
-def _wire(extras: dict[str, Any]) -> dict[str, Any]:
-    """Extras minus the ``_`` round-trip hints."""
-    return {k: v for k, v in extras.items() if k[:1] != "_"}
+#: ``_rest(obj, known, hints=None)``: the fields of ``obj`` outside ``known`` as this
+#: format's extras (``_fields.extras_entry``).
+_rest = partial(extras_entry, FORMAT)
 
 
 def _digest(text: str) -> str:
-    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:_HASH_CHARS]
+    return sha256_hex(text)[:_HASH_CHARS]
 
 
 # ---------------------------------------------------------------------------------------
@@ -273,12 +217,6 @@ def wire_tool_name(name: str, names: dict[str, str] | None = None) -> str:
     return wire
 
 
-def _client_name(ctx: ir.Context | None, name: str) -> str:
-    if ctx is None or not ctx.tool_names:
-        return name
-    return ctx.tool_names.get(name, name)
-
-
 def _data_url(media_type: str | None, data: str) -> str:
     return f"data:{media_type or 'application/octet-stream'};base64,{data}"
 
@@ -299,11 +237,11 @@ def decode_request(body: Any, ctx: ir.Context | None = None) -> Request:
     foreign encoders, as Anthropic's own compatibility layer ignores them.
     """
     body = _dict(body, "body")
-    foreign = ctx is not None and ctx.upstream_format not in ("", FORMAT)
+    foreign = _foreign(ctx, FORMAT)
     model = _str(body, "model", "model", required=True)
     raw_messages = body.get("messages")
     if raw_messages is None:
-        raise ClientProtocolError("Missing required parameter: 'messages'.", param="messages")
+        raise _missing("messages")
     raw_messages = _list(raw_messages, "messages")
     if foreign:
         _reject_foreign(body)
@@ -333,7 +271,7 @@ def decode_request(body: Any, ctx: ir.Context | None = None) -> Request:
             if not 1 <= len(stop_list) <= MAX_STOP_SEQUENCES or any(
                 type(s) is not str for s in stop_list
             ):
-                raise _bad("stop", "expected a string or an array of 1 to 4 strings")
+                raise _bad("stop", "expected a string or an array of 1 to 4 strings.")
             stop_t = tuple(stop_list)
 
     stream = bool(_bool(body, "stream"))
@@ -417,7 +355,7 @@ def _text_parts(content: Any, param: str) -> tuple[tuple[Text, ...], bool]:
         if ptype == "text":
             out.append(_decode_text_part(part, p))
         else:
-            raise _bad(f"{p}.type", "expected 'text'")
+            raise _bad(f"{p}.type", "expected 'text'.")
     return tuple(out), False
 
 
@@ -448,7 +386,7 @@ def _decode_file(part: dict[str, Any], p: str) -> File:
     file_id = _str(f, "file_id", f"{p}.file.file_id")
     file_data = _str(f, "file_data", f"{p}.file.file_data")
     if file_id is None and file_data is None:
-        raise _bad(f"{p}.file", "expected file_id or file_data")
+        raise _bad(f"{p}.file", "expected file_id or file_data.")
     media_type = data = None
     if file_data is not None:
         m = _DATA_URL.match(file_data)
@@ -464,7 +402,7 @@ def _decode_user_content(content: Any, param: str) -> tuple[tuple[ir.Block, ...]
     if type(content) is str:
         return ((Text(content),) if content else ()), True
     if content is None:
-        raise ClientProtocolError(f"Missing required parameter: '{param}'.", param=param)
+        raise _missing(param)
     out: list[ir.Block] = []
     for j, part in enumerate(_list(content, param)):
         p = f"{param}[{j}]"
@@ -480,7 +418,7 @@ def _decode_user_content(content: Any, param: str) -> tuple[tuple[ir.Block, ...]
             # input_audio and future part types: kept for a Chat upstream only.
             out.append(NativeBlock(FORMAT, ptype, part))
         else:
-            raise _bad(f"{p}.type", "expected a string")
+            raise _bad(f"{p}.type", "expected a string.")
     return tuple(out), False
 
 
@@ -499,7 +437,7 @@ def _decode_tool_call(tc: Any, p: str) -> ToolCall:
             extras=extras,
         )
     if ttype != "function":
-        raise _bad(f"{p}.type", "expected 'function' or 'custom'")
+        raise _bad(f"{p}.type", "expected 'function' or 'custom'.")
     f = _dict(tc.get("function"), f"{p}.function")
     args = f.get("arguments")
     if args is None:
@@ -509,7 +447,7 @@ def _decode_tool_call(tc: Any, p: str) -> ToolCall:
         try:
             args = jsonio.dumps(args).decode()
         except jsonio.JSONEncodeError:
-            raise _bad(f"{p}.function.arguments", "expected a JSON string") from None
+            raise _bad(f"{p}.function.arguments", "expected a JSON string.") from None
     return ToolCall(
         id=tid,
         name=_str(f, "name", f"{p}.function.name", required=True) or "",
@@ -542,7 +480,7 @@ def _decode_message(m: Any, i: int, tool_names: dict[str, str]) -> Message:
                        extras=_rest(m, {"role", "content", "tool_call_id"}))
     if role == "function":
         raise UnsupportedFeature(f"{p}.role", "the deprecated 'function' role; use tools")
-    raise _bad(f"{p}.role", "expected system, developer, user, assistant or tool")
+    raise _bad(f"{p}.role", "expected system, developer, user, assistant or tool.")
 
 
 def _decode_assistant(m: dict[str, Any], p: str, name: str | None,
@@ -583,7 +521,7 @@ def _decode_assistant(m: dict[str, Any], p: str, name: str | None,
                 blocks.append(Text(_str(part, "refusal", f"{pp}.refusal") or "",
                                    extras={FORMAT: {"type": "refusal"}}))
             else:
-                raise _bad(f"{pp}.type", "expected 'text' or 'refusal'")
+                raise _bad(f"{pp}.type", "expected 'text' or 'refusal'.")
     tool_calls = m.get("tool_calls")
     if tool_calls is not None:
         for j, tc in enumerate(_list(tool_calls, f"{p}.tool_calls")):
@@ -622,7 +560,7 @@ def _decode_tool(t: Any, i: int) -> ir.Tool:
             format=_dict(fmt, f"{p}.custom.format") if fmt is not None else None,
         )
     if type(ttype) is not str:
-        raise _bad(f"{p}.type", "expected 'function' or 'custom'")
+        raise _bad(f"{p}.type", "expected 'function' or 'custom'.")
     return ir.NativeTool(provider=FORMAT, type=ttype, spec=t)
 
 
@@ -644,18 +582,18 @@ def _decode_tool_choice(tc: Any, parallel: bool | None) -> ir.ToolChoice | None:
             at = _dict(tc.get("allowed_tools"), "tool_choice.allowed_tools")
             mode = at.get("mode")
             if mode not in ("auto", "required"):
-                raise _bad("tool_choice.allowed_tools.mode", "expected 'auto' or 'required'")
+                raise _bad("tool_choice.allowed_tools.mode", "expected 'auto' or 'required'.")
             names = []
             for j, t in enumerate(_list(at.get("tools"), "tool_choice.allowed_tools.tools")):
                 t = _dict(t, f"tool_choice.allowed_tools.tools[{j}]")
                 inner = t.get(t.get("type")) if type(t.get("type")) is str else None
                 n = inner.get("name") if type(inner) is dict else t.get("name")
                 if type(n) is not str:
-                    raise _bad(f"tool_choice.allowed_tools.tools[{j}]", "expected a named tool")
+                    raise _bad(f"tool_choice.allowed_tools.tools[{j}]", "expected a named tool.")
                 names.append(n)
             return ir.ToolChoice(mode="auto" if mode == "auto" else "any",
                                  allowed=tuple(names), disable_parallel=disable)
-    raise _bad("tool_choice", "expected 'none', 'auto', 'required' or a named tool")
+    raise _bad("tool_choice", "expected 'none', 'auto', 'required' or a named tool.")
 
 
 def _decode_response_format(rf: dict[str, Any]) -> ir.ResponseFormat:
@@ -672,7 +610,7 @@ def _decode_response_format(rf: dict[str, Any]) -> ir.ResponseFormat:
             strict=_bool(js, "strict", "response_format.json_schema.strict"),
             description=_str(js, "description", "response_format.json_schema.description"),
         )
-    raise _bad("response_format.type", "expected 'text', 'json_object' or 'json_schema'")
+    raise _bad("response_format.type", "expected 'text', 'json_object' or 'json_schema'.")
 
 
 # ---------------------------------------------------------------------------------------
@@ -787,7 +725,7 @@ def _encode_user_part(b: ir.Block, param: str) -> dict[str, Any]:
         part: dict[str, Any] = {"type": "text", "text": b.text}
         if b.cache_control is not None:
             part["cache_control"] = b.cache_control
-        part.update(_wire(ir.extras_for(b, FORMAT)))
+        part.update(_public(ir.extras_for(b, FORMAT)))
         return part
     if t is Image:
         if b.data is not None:
@@ -820,7 +758,7 @@ def _encode_message(m: Message, i: int, out: list[dict[str, Any]],
                     names: dict[str, str] | None) -> None:
     p = f"messages[{i}]"
     mx_all = ir.extras_for(m, FORMAT)
-    mx = _wire(mx_all)
+    mx = _public(mx_all)
     role = m.role
     if role is Role.SYSTEM or role is Role.DEVELOPER:
         texts = [b for b in m.content if type(b) is Text]
@@ -910,7 +848,7 @@ def _encode_tool_call(b: ToolCall, names: dict[str, str] | None) -> dict[str, An
     else:
         call = {"id": wire_tool_id(b.id), "type": "function",
                 "function": {"name": name, "arguments": b.arguments}}
-    call.update(_wire(ir.extras_for(b, FORMAT)))
+    call.update(_public(ir.extras_for(b, FORMAT)))
     return call
 
 
@@ -951,7 +889,7 @@ def _encode_tool(t: ir.Tool, names: dict[str, str] | None) -> dict[str, Any] | N
             f["parameters"] = t.parameters
         if t.strict is not None:
             f["strict"] = t.strict
-        f.update(_wire(ir.extras_for(t, FORMAT)))
+        f.update(_public(ir.extras_for(t, FORMAT)))
         return {"type": "function", "function": f}
     if tt is ir.CustomTool:
         c: dict[str, Any] = {"name": wire_tool_name(t.name, names)}
@@ -1096,7 +1034,7 @@ def encode_response(resp: Response, ctx: ir.Context | None = None) -> dict[str, 
     if ctx is None or ctx.upstream_format == FORMAT:
         # Chat's own extra fields (created, system_fingerprint, service_tier) go back
         # only to where they came from: without a translation context, or Chat to Chat.
-        for k, v in _wire(ir.extras_for(resp, FORMAT)).items():
+        for k, v in _public(ir.extras_for(resp, FORMAT)).items():
             if k == "created" and ctx is not None:
                 continue
             out[k] = v
@@ -1197,7 +1135,7 @@ def _nothing_to_observe(payload: bytes) -> bool:
     return True
 
 
-class StreamDecoder:
+class StreamDecoder(StreamDecoderBase):
     """Chat ``data:`` chunks → IR events (protocols.md §1.5).
 
     Holds the terminal ``MessageEnd`` until usage is known: OpenAI sends the usage chunk
@@ -1214,16 +1152,10 @@ class StreamDecoder:
     ``tool_calls``, ``failed``, ``done``.
     """
 
-    __slots__ = (
-        "_ctx", "_split", "_observe", "_started", "_next", "_text", "_reasoning", "_tools",
-        "_open_tools", "_finish", "model", "id", "usage", "stop_reason", "tool_calls",
-        "failed", "done",
-    )
+    __slots__ = ("_started", "_next", "_text", "_reasoning", "_tools", "_open_tools", "_finish")
 
     def __init__(self, ctx: ir.Context | None = None, *, observe: bool = False) -> None:
-        self._ctx = ctx
-        self._split = FrameSplitter()
-        self._observe = observe
+        super().__init__(ctx, observe=observe)
         self._started = False
         self._next = 0  # next IR block index
         self._text = -1  # open text block, or -1
@@ -1231,47 +1163,8 @@ class StreamDecoder:
         self._tools: dict[int, int] = {}  # Chat tool index -> IR block index
         self._open_tools: list[int] = []  # open tool blocks, IR indexes in start order
         self._finish: Any = None
-        self.model: str | None = None
-        self.id: str | None = None
-        self.usage: Usage | None = None
-        self.stop_reason: StopReason | None = None
-        self.tool_calls = 0
-        self.failed = False
-        self.done = False
 
-    def feed(self, data: bytes) -> list[ir.StreamEvent]:
-        out: list[ir.StreamEvent] = []
-        if self.done:
-            return out
-        try:
-            for frame in self._split.feed(data):
-                payload = data_of(frame)
-                if payload is None:
-                    continue  # comment or field-only frame (": ping", "retry:")
-                if payload[:6] == _DONE and payload.strip() == _DONE:
-                    self._end(out)
-                else:
-                    if self._observe and self._started and _nothing_to_observe(payload):
-                        continue
-                    try:
-                        chunk = jsonio.loads(payload)
-                    except jsonio.JSONDecodeError:
-                        raise UpstreamProtocolError("Chat stream chunk is not JSON",
-                                                    param="data") from None
-                    self._chunk(chunk, out)
-                if self.done:
-                    break
-        except UpstreamProtocolError as e:
-            # The events decoded before the bad frame stay valid; the bad frame ends the
-            # stream. Returning them (instead of raising) keeps the output independent of
-            # where the chunk boundaries fell.
-            self._fail(out, StreamError(ErrorKind.UPSTREAM_PROTOCOL, e.message, e.status_hint))
-        return out
-
-    def close(self) -> list[ir.StreamEvent]:
-        out: list[ir.StreamEvent] = []
-        if self.done:
-            return out
+    def _eof(self, out: list[ir.StreamEvent]) -> None:
         if self._finish is not None:
             # Close-delimited stream (no [DONE]) after a finish reason: a clean end
             # (real-clients.md: the SDKs accept it).
@@ -1279,14 +1172,8 @@ class StreamDecoder:
         else:
             self._fail(out, StreamError(ErrorKind.UPSTREAM_PROTOCOL,
                                         "upstream closed the stream before finish_reason"))
-        return out
 
     # -- internals ---------------------------------------------------------------------
-
-    def _fail(self, out: list[ir.StreamEvent], err: StreamError) -> None:
-        self.failed = True
-        self.done = True
-        out.append(err)
 
     def _start(self, chunk: dict[str, Any], out: list[ir.StreamEvent]) -> None:
         self._started = True
@@ -1296,7 +1183,16 @@ class StreamDecoder:
         self.id = cid if type(cid) is str else ""
         out.append(MessageStart(self.id, self.model))
 
-    def _chunk(self, chunk: Any, out: list[ir.StreamEvent]) -> None:
+    def _payload(self, payload: bytes, out: list[ir.StreamEvent]) -> None:
+        if payload[:6] == _DONE and payload.strip() == _DONE:
+            self._end(out)
+            return
+        if self._observe and self._started and _nothing_to_observe(payload):
+            return
+        try:
+            chunk = jsonio.loads(payload)
+        except jsonio.JSONDecodeError:
+            raise UpstreamProtocolError("Chat stream chunk is not JSON", param="data") from None
         if type(chunk) is not dict:
             raise UpstreamProtocolError("Chat stream chunk is not an object", param="data")
         err = chunk.get("error")
@@ -1461,77 +1357,38 @@ class StreamDecoder:
 # ---------------------------------------------------------------------------------------
 
 
-class StreamEncoder:
+class StreamEncoder(StreamEncoderBase):
     """IR events → Chat ``data:`` chunks for a Chat client (protocols.md §1.5, §5.6).
 
     Chunks are built from byte templates prepared once at ``MessageStart``: the common
     ``id``/``object``/``created``/``model`` head and the ``choices`` tail are constant for
     the whole stream, so a text delta costs one ``dumps`` of its string and one
     concatenation. Strings are always serialised by ``jsonio.dumps`` (never spliced raw),
-    so the JSON stays valid and the line holds no raw CR/LF.
+    so the JSON stays valid and the line holds no raw CR/LF. A call to a custom tool the
+    client declared is a ``type: "custom"`` tool call whose raw input streams as
+    ``custom.input`` fragments. A cut stream ends with an error chunk, never with a
+    fabricated ``[DONE]`` (§6.3 "Cut streams").
     """
 
     __slots__ = (
-        "_ctx", "_include_usage", "_head", "_tail", "_usage_head", "_text_head", "_text_tail",
-        "_tool_index",
-        "_tool_count", "_usage", "_started", "_done", "_dispatch", "_custom",
+        "_include_usage", "_head", "_tail", "_usage_head", "_text_head", "_text_tail",
+        "_tool_args", "_tool_count", "_usage", "_custom",
     )
 
     def __init__(self, ctx: ir.Context | None = None) -> None:
-        self._ctx = ctx
+        super().__init__(ctx)
         creq = ctx.client_request if ctx is not None else None
         self._include_usage = bool(creq.include_usage) if creq is not None else False
-        self._custom = frozenset(
-            t.name for t in (creq.tools if creq is not None else ()) if type(t) is ir.CustomTool
-        )
+        self._custom = custom_tool_names(ctx)
         self._head = b""
         self._tail = b""
         self._usage_head = b""
         self._text_head = b""
         self._text_tail = b""
-        self._tool_index: dict[int, int] = {}  # IR block index -> Chat tool index
+        # IR block index -> the head of its argument delta chunk (holds the Chat index).
+        self._tool_args: dict[int, bytes] = {}
         self._tool_count = 0
         self._usage: Usage | None = None
-        self._started = False
-        self._done = False
-        self._dispatch = {
-            MessageStart: self._on_start,
-            BlockStart: self._on_block_start,
-            TextDelta: self._on_text,
-            ToolArgsDelta: self._on_args,
-            ReasoningDelta: self._on_reasoning,
-            UsageUpdate: self._on_usage,
-            MessageEnd: self._on_end,
-            StreamError: self._on_error,
-            ir.Ping: self._on_ping,
-        }
-
-    @property
-    def done(self) -> bool:
-        return self._done
-
-    def encode(self, events: list[ir.StreamEvent]) -> bytes:
-        dispatch = self._dispatch
-        parts = []
-        for ev in events:
-            if self._done:
-                break
-            fn = dispatch.get(type(ev))
-            if fn is not None:
-                b = fn(ev)
-                if b:
-                    parts.append(b)
-        if not parts:
-            return b""
-        return parts[0] if len(parts) == 1 else b"".join(parts)
-
-    def close(self) -> bytes:
-        """End of input: a stream that never reached a terminal event ends with an error
-        event, never with a fabricated ``[DONE]`` (§6.3 "Cut streams")."""
-        if self._done:
-            return b""
-        return self._on_error(StreamError(ErrorKind.UPSTREAM_PROTOCOL,
-                                          "upstream stream ended unexpectedly"))
 
     # -- handlers ----------------------------------------------------------------------
 
@@ -1568,18 +1425,21 @@ class StreamEncoder:
             return b""
         k = self._tool_count
         self._tool_count += 1
-        self._tool_index[ev.index] = k
+        index = b'{"index":' + str(k).encode()
         name = ev.tool_name or ""
         tid = wire_tool_id(ev.tool_id or (self._ctx.new_id("call_") if self._ctx else f"call_{k}"))
         if ev.tool_kind is ToolKind.CUSTOM and name in self._custom:
-            body = (b'{"index":' + str(k).encode() + b',"id":' + jsonio.dumps(tid)
+            # A custom tool's raw input streams as custom.input, typed on every fragment.
+            body = (index + b',"id":' + jsonio.dumps(tid)
                     + b',"type":"custom","custom":{"name":' + jsonio.dumps(name)
                     + b',"input":""}}')
+            self._tool_args[ev.index] = b'{"tool_calls":[' + index + b',"type":"custom","custom":{"input":'
         else:
             # id, type and name once per index (§1.5).
-            body = (b'{"index":' + str(k).encode() + b',"id":' + jsonio.dumps(tid)
+            body = (index + b',"id":' + jsonio.dumps(tid)
                     + b',"type":"function","function":{"name":' + jsonio.dumps(name)
                     + b',"arguments":""}}')
+            self._tool_args[ev.index] = b'{"tool_calls":[' + index + b',"function":{"arguments":'
         return self._ensure_started() + self._chunk(b'{"tool_calls":[' + body + b"]}")
 
     def _on_text(self, ev: TextDelta) -> bytes:
@@ -1590,11 +1450,10 @@ class StreamEncoder:
     def _on_args(self, ev: ToolArgsDelta) -> bytes:
         if not ev.arguments:
             return b""
-        k = self._tool_index.get(ev.index)
-        if k is None:
+        head = self._tool_args.get(ev.index)
+        if head is None:
             return b""
-        return self._chunk(b'{"tool_calls":[{"index":' + str(k).encode()
-                           + b',"function":{"arguments":' + jsonio.dumps(ev.arguments) + b"}}]}")
+        return self._chunk(head + jsonio.dumps(ev.arguments) + b"}}]}")
 
     def _on_reasoning(self, ev: ReasoningDelta) -> bytes:
         # The de-facto reasoning_content delta (DeepSeek, vLLM, LiteLLM), §5.6 step 5.

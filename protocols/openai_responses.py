@@ -53,10 +53,16 @@ from typing import Any
 from . import ir, jsonio
 from . import openai_chat as _chat
 from . import usage as usage_mod
+from ._fields import OPENAI_FIELDS, custom_tool_names, unwrap_custom_input
+from ._fields import client_name as _client_name
+from ._fields import foreign as _foreign
+from ._fields import other_fields as _rest
+from ._fields import public as _public
+from ._fields import translated as _translated
+from ._streams import StreamDecoderBase, StreamEncoderBase
 from .errors import (
     BufferLimitExceeded,
     ClientProtocolError,
-    ProtocolError,
     UnsupportedFeature,
     UpstreamProtocolError,
 )
@@ -89,7 +95,6 @@ from .ir import (
     Usage,
     UsageUpdate,
 )
-from .sse import FrameSplitter, data_of
 
 __all__ = [
     "FORMAT",
@@ -251,53 +256,9 @@ _BUDGET_EFFORTS = ((2048, "low"), (12288, "medium"))
 # ---------------------------------------------------------------------------------------
 
 
-def _bad(param: str, what: str) -> ClientProtocolError:
-    return ClientProtocolError(f"Invalid '{param}': {what}", param=param)
-
-
-def _str(obj: dict[str, Any], key: str, param: str, *, required: bool = False) -> str | None:
-    v = obj.get(key)
-    if v is None:
-        if required:
-            raise ClientProtocolError(f"Missing required parameter: '{param}'.", param=param)
-        return None
-    if type(v) is not str:
-        raise _bad(param, "expected a string.")
-    return v
-
-
-def _dict(v: Any, param: str) -> dict[str, Any]:
-    if type(v) is not dict:
-        raise _bad(param, "expected an object.")
-    return v
-
-
-def _list(v: Any, param: str) -> list[Any]:
-    if type(v) is not list:
-        raise _bad(param, "expected an array.")
-    return v
-
-
-def _num(obj: dict[str, Any], key: str, lo: float, hi: float) -> float | None:
-    v = obj.get(key)
-    if v is None:
-        return None
-    if type(v) not in (int, float) or not lo <= v <= hi:
-        raise _bad(key, f"expected a number between {lo:g} and {hi:g}.")
-    return v
-
-
-def _int(obj: dict[str, Any], key: str, lo: int = 0) -> int | None:
-    v = obj.get(key)
-    if v is None:
-        return None
-    if type(v) is not int or v < lo:
-        raise _bad(key, f"expected an integer >= {lo}.")
-    return v
-
-
-def _rest(obj: dict[str, Any], known: frozenset[str] | set[str]) -> dict[str, Any]:
-    return {k: v for k, v in obj.items() if k not in known}
+_bad, _missing = OPENAI_FIELDS.bad, OPENAI_FIELDS.missing
+_str, _dict, _list = OPENAI_FIELDS.string, OPENAI_FIELDS.object, OPENAI_FIELDS.array
+_num, _int, _bool = OPENAI_FIELDS.number, OPENAI_FIELDS.integer, OPENAI_FIELDS.boolean
 
 
 def _ex(fields: dict[str, Any]) -> ir.Extras:
@@ -306,27 +267,6 @@ def _ex(fields: dict[str, Any]) -> ir.Extras:
 
 def _own(obj: Any) -> dict[str, Any]:
     return ir.extras_for(obj, FORMAT)
-
-
-def _public(fields: dict[str, Any]) -> dict[str, Any]:
-    """Wire fields kept in extras (private markers start with ``_``)."""
-    return {k: v for k, v in fields.items() if not k.startswith("_")}
-
-
-def _client_name(ctx: ir.Context | None, name: str) -> str:
-    if ctx is None or not ctx.tool_names:
-        return name
-    return ctx.tool_names.get(name, name)
-
-
-def _foreign(ctx: ir.Context | None) -> bool:
-    """True when ``ctx`` says the upstream speaks another format."""
-    return ctx is not None and ctx.upstream_format not in ("", FORMAT)
-
-
-def _translated(ctx: ir.Context | None) -> bool:
-    """True when an encoder works for a client of another format."""
-    return ctx is not None and ctx.client_format not in ("", FORMAT)
 
 
 def _new_id(ctx: ir.Context | None, prefix: str, counter: list[int]) -> str:
@@ -403,7 +343,7 @@ def decode_request(body: Any, ctx: ir.Context | None = None) -> Request:
             raise ClientProtocolError(
                 f"Invalid '{key}': this gateway keeps no stored responses; send the whole "
                 "conversation in 'input' with 'store': false.", param=key)
-    foreign = _foreign(ctx)
+    foreign = _foreign(ctx, FORMAT)
     model = _str(body, "model", "model", required=True) or ""
     extras: dict[str, Any] = {k: v for k, v in body.items() if k not in _MODELED}
 
@@ -416,7 +356,7 @@ def decode_request(body: Any, ctx: ir.Context | None = None) -> Request:
 
     raw_input = body.get("input")
     if raw_input is None:
-        raise ClientProtocolError("Missing required parameter: 'input'.", param="input")
+        raise _missing("input")
     if type(raw_input) is str:
         messages: tuple[Message, ...] = (Message(
             Role.USER, (Text(raw_input),) if raw_input else (), as_string=True,
@@ -453,9 +393,7 @@ def decode_request(body: Any, ctx: ir.Context | None = None) -> Request:
     metadata = body.get("metadata")
     if metadata is not None:
         metadata = _dict(metadata, "metadata")
-    stream = body.get("stream")
-    if stream is not None and type(stream) is not bool:
-        raise _bad("stream", "expected a boolean.")
+    stream = _bool(body, "stream")
     if stream is False:
         extras["stream"] = False  # kept so a round trip writes it back
     return Request(
@@ -577,7 +515,7 @@ def _decode_assistant_message(item: dict[str, Any], p: str) -> list[ir.Block]:
 
 def _decode_content(content: Any, p: str, role: Role) -> tuple[tuple[ir.Block, ...], bool]:
     if content is None:
-        raise ClientProtocolError(f"Missing required parameter: '{p}'.", param=p)
+        raise _missing(p)
     if type(content) is str:
         return ((Text(content),) if content else ()), True
     return tuple(_decode_part(_dict(c, f"{p}[{j}]"), f"{p}[{j}]", role)
@@ -698,7 +636,7 @@ def _decode_output_item(item: dict[str, Any], itype: str, p: str) -> ToolResult:
     if type(output) is str:
         blocks: tuple[ir.Block, ...] = (Text(output),)
     elif output is None:
-        raise ClientProtocolError(f"Missing required parameter: '{p}.output'.", param=f"{p}.output")
+        raise _missing(f"{p}.output")
     else:
         blocks = tuple(_decode_part(_dict(c, f"{p}.output[{j}]"), f"{p}.output[{j}]", Role.USER)
                        for j, c in enumerate(_list(output, f"{p}.output")))
@@ -713,9 +651,7 @@ def _decode_tool(t: Any, i: int, foreign: bool) -> ir.Tool:
     if ttype == "function":
         name = _str(t, "name", f"{p}.name", required=True) or ""
         params = t.get("parameters")
-        strict = t.get("strict")
-        if strict is not None and type(strict) is not bool:
-            raise _bad(f"{p}.strict", "expected a boolean.")
+        strict = _bool(t, "strict", f"{p}.strict")
         return ir.FunctionTool(
             name=name, description=_str(t, "description", f"{p}.description"),
             parameters=_dict(params, f"{p}.parameters") if params is not None else None,
@@ -745,9 +681,7 @@ def _decode_tool(t: Any, i: int, foreign: bool) -> ir.Tool:
 
 def _decode_tool_choice(body: dict[str, Any], foreign: bool) -> ir.ToolChoice | None:
     tc = body.get("tool_choice")
-    parallel = body.get("parallel_tool_calls")
-    if parallel is not None and type(parallel) is not bool:
-        raise _bad("parallel_tool_calls", "expected a boolean.")
+    parallel = _bool(body, "parallel_tool_calls")
     disable = None if parallel is None else not parallel
     if tc is None:
         return ir.ToolChoice(disable_parallel=disable) if disable is not None else None
@@ -812,7 +746,7 @@ def encode_request(req: Request, ctx: ir.Context | None = None) -> dict[str, Any
     * A translated request is stateless: ``store: false`` (the whole history is sent).
     * ``stop`` cannot be expressed (§2.1: no ``stop`` in Responses): ``UnsupportedFeature``.
     """
-    translated = _translated(ctx)
+    translated = _translated(ctx, FORMAT)
     names = ctx.tool_names if ctx is not None else None
     extras = _own(req)
     body: dict[str, Any] = {"model": req.model}
@@ -1311,10 +1245,9 @@ class _ClientTools:
     def __init__(self, ctx: ir.Context | None) -> None:
         req = ctx.client_request if ctx is not None else None
         self.request = req
-        self.custom: frozenset[str] = frozenset()
+        self.custom = custom_tool_names(ctx)
         self.local_shell: frozenset[str] = frozenset()
         if req is not None:
-            self.custom = frozenset(t.name for t in req.tools if type(t) is ir.CustomTool)
             self.local_shell = frozenset(
                 t.name for t in req.tools
                 if type(t) is ir.FunctionTool and "_local_shell" in _own(t))
@@ -1326,17 +1259,6 @@ class _ClientTools:
             if name in self.local_shell:
                 return ToolKind.LOCAL_SHELL
         return kind
-
-
-def _unwrap_custom(arguments: str) -> str:
-    """Raw custom-tool input from arguments another provider wrapped in an object."""
-    try:
-        obj = jsonio.loads(arguments)
-    except jsonio.JSONDecodeError:
-        return arguments
-    if type(obj) is dict and type(obj.get(ir.CUSTOM_INPUT_KEY)) is str:
-        return obj[ir.CUSTOM_INPUT_KEY]
-    return arguments
 
 
 def _shell_action(arguments: str) -> dict[str, Any]:
@@ -1421,7 +1343,7 @@ def encode_response(resp: Response, ctx: ir.Context | None = None) -> dict[str, 
     counter = [0]
     own = _own(resp)
     tools = _ClientTools(ctx)
-    if own and not _translated(ctx):
+    if own and not _translated(ctx, FORMAT):
         # Same format (a round trip): the upstream's own echo fields.
         out = _public(own)
         out["id"] = ctx.new_id("resp_") if ctx is not None else resp.id
@@ -1463,16 +1385,16 @@ def encode_response(resp: Response, ctx: ir.Context | None = None) -> dict[str, 
             items.append(b.data)
     out["output"] = items
     status, details, code = _terminal(resp.stop_reason)
-    out["status"] = own.get("_status", status) if own and not _translated(ctx) else status
-    if own and "_incomplete_details" in own and not _translated(ctx):
+    out["status"] = own.get("_status", status) if own and not _translated(ctx, FORMAT) else status
+    if own and "_incomplete_details" in own and not _translated(ctx, FORMAT):
         out["incomplete_details"] = own["_incomplete_details"]
     else:
         out["incomplete_details"] = details
-    if own and "_error" in own and not _translated(ctx):
+    if own and "_error" in own and not _translated(ctx, FORMAT):
         out["error"] = own["_error"]
     else:
         out["error"] = {"code": code, "message": "the upstream model failed"} if code else None
-    raw_usage = own.get("_usage") if not _translated(ctx) else None
+    raw_usage = own.get("_usage") if not _translated(ctx, FORMAT) else None
     if raw_usage is not None and (
         type(raw_usage) is dict and usage_mod.from_openai_responses(raw_usage) == resp.usage
     ):
@@ -1490,7 +1412,7 @@ def _response_tool_item(b: ToolCall, tools: _ClientTools, ctx: ir.Context | None
         return item
     kind = tools.kind(b.kind, b.name)
     if kind is ToolKind.CUSTOM:
-        text = b.arguments if b.kind is ToolKind.CUSTOM else _unwrap_custom(b.arguments)
+        text = b.arguments if b.kind is ToolKind.CUSTOM else unwrap_custom_input(b.arguments)
         return {"id": _new_id(ctx, "ctc_", counter), "type": "custom_tool_call",
                 "status": "completed", "call_id": b.id, "name": b.name, "input": text}
     if kind is ToolKind.LOCAL_SHELL:
@@ -1565,7 +1487,7 @@ class _InItem:
         self.open = True
 
 
-class StreamDecoder:
+class StreamDecoder(StreamDecoderBase):
     """Responses SSE → IR events (protocols.md §2.5).
 
     Dispatches on the JSON ``type`` (the ``event:`` line is optional, real-clients.md).
@@ -1581,85 +1503,23 @@ class StreamDecoder:
     ``tool_calls``, ``failed``, ``done``.
     """
 
-    __slots__ = (
-        "_ctx", "_split", "_observe", "_started", "_next", "_items", "_open", "_broken",
-        "model", "id", "usage", "stop_reason", "tool_calls", "failed", "done",
-    )
+    __slots__ = ("_started", "_next", "_items", "_open")
+
+    _OBSERVE_SKIP = _OBSERVE_SKIP
+    _WHAT = "Responses stream event"
 
     def __init__(self, ctx: ir.Context | None = None, *, observe: bool = False) -> None:
-        self._ctx = ctx
-        self._split = FrameSplitter()
-        self._observe = observe
+        super().__init__(ctx, observe=observe)
         self._started = False
         self._next = 0
         self._items: dict[int, _InItem] = {}  # output_index -> item
         self._open: _InItem | None = None  # text/reasoning item that is open
-        self._broken: ProtocolError | None = None
-        self.model: str | None = None
-        self.id: str | None = None
-        self.usage: Usage | None = None
-        self.stop_reason: StopReason | None = None
-        self.tool_calls = 0
-        self.failed = False
-        self.done = False
 
-    def feed(self, data: bytes) -> list[ir.StreamEvent]:
-        """Events for the next piece of the body. A broken upstream raises
-        ``UpstreamProtocolError``; events decoded before the bad frame in the same call are
-        returned first and the error is raised by the next call (``feed`` or ``close``),
-        so the events never depend on how the body was split."""
-        if self._broken is not None:
-            raise self._broken
-        out: list[ir.StreamEvent] = []
-        if self.done:
-            return out
-        try:
-            self._feed(data, out)
-        except ProtocolError as e:
-            self._broken = e
-            if not out:
-                raise
-        return out
-
-    def _feed(self, data: bytes, out: list[ir.StreamEvent]) -> None:
-        observe = self._observe
-        for frame in self._split.feed(data):
-            if observe and frame.startswith(_OBSERVE_SKIP):
-                continue
-            payload = data_of(frame)
-            if payload is None:
-                continue
-            try:
-                obj = jsonio.loads(payload)
-            except jsonio.JSONDecodeError:
-                raise UpstreamProtocolError("Responses stream event is not JSON",
-                                            param="data") from None
-            if type(obj) is not dict:
-                raise UpstreamProtocolError("Responses stream event is not an object",
-                                            param="data")
-            etype = obj.get("type")
-            handler = _HANDLERS.get(etype) if type(etype) is str else None
-            if handler is not None:
-                handler(self, obj, out)
-                if self.done:
-                    break
-
-    def close(self) -> list[ir.StreamEvent]:
-        if self._broken is not None:
-            raise self._broken
-        if self.done:
-            return []
-        out: list[ir.StreamEvent] = []
+    def _eof(self, out: list[ir.StreamEvent]) -> None:
         self._fail(out, StreamError(ErrorKind.UPSTREAM_PROTOCOL,
                                     "stream closed before response.completed"))
-        return out
 
     # -- helpers -----------------------------------------------------------------------
-
-    def _fail(self, out: list[ir.StreamEvent], err: StreamError) -> None:
-        self.failed = True
-        self.done = True
-        out.append(err)
 
     def _start(self, resp: Any, out: list[ir.StreamEvent]) -> None:
         if self._started:
@@ -1881,23 +1741,23 @@ class StreamDecoder:
             _KIND_TO_CODE[kind][0], "response.failed", code if type(code) is str else None))
 
 
-_HANDLERS = {
-    "response.created": StreamDecoder._on_created,
-    "response.queued": StreamDecoder._on_created,
-    "response.in_progress": StreamDecoder._on_created,
-    "response.output_item.added": StreamDecoder._on_item_added,
-    "response.output_text.delta": StreamDecoder._on_text_delta,
-    "response.refusal.delta": StreamDecoder._on_text_delta,
-    "response.function_call_arguments.delta": StreamDecoder._on_args_delta,
-    "response.custom_tool_call_input.delta": StreamDecoder._on_args_delta,
-    "response.reasoning_summary_text.delta": StreamDecoder._on_reasoning_delta,
-    "response.reasoning_text.delta": StreamDecoder._on_reasoning_delta,
-    "response.output_item.done": StreamDecoder._on_item_done,
-    "response.completed": StreamDecoder._on_completed,
-    "response.incomplete": StreamDecoder._on_completed,
-    "response.failed": StreamDecoder._on_failed,
-    "error": StreamDecoder._on_error,
-}
+    _HANDLERS = {
+        "response.created": _on_created,
+        "response.queued": _on_created,
+        "response.in_progress": _on_created,
+        "response.output_item.added": _on_item_added,
+        "response.output_text.delta": _on_text_delta,
+        "response.refusal.delta": _on_text_delta,
+        "response.function_call_arguments.delta": _on_args_delta,
+        "response.custom_tool_call_input.delta": _on_args_delta,
+        "response.reasoning_summary_text.delta": _on_reasoning_delta,
+        "response.reasoning_text.delta": _on_reasoning_delta,
+        "response.output_item.done": _on_item_done,
+        "response.completed": _on_completed,
+        "response.incomplete": _on_completed,
+        "response.failed": _on_failed,
+        "error": _on_error,
+    }
 
 
 # ---------------------------------------------------------------------------------------
@@ -1980,7 +1840,7 @@ class _OutItem:
         self.wrapped = False
 
 
-class StreamEncoder:
+class StreamEncoder(StreamEncoderBase):
     """IR events → Responses SSE for a Responses client (protocols.md §2.5, §2.7, §5.6).
 
     Writes exactly the canonical grammar: ``response.created`` (``sequence_number`` 0,
@@ -2006,17 +1866,18 @@ class StreamEncoder:
     * ``MessageEnd``: ``max_tokens`` → ``response.incomplete`` (``max_output_tokens``),
       ``content_filter`` → ``response.incomplete`` (``content_filter``), a context-window
       or model error → ``response.failed``; otherwise ``response.completed``.
-      ``StreamError`` → ``response.failed`` whose ``error.code`` is one Codex classifies.
+      ``StreamError`` → ``response.failed`` whose ``error.code`` is one Codex classifies,
+      and so does a cut stream: never a fabricated ``response.completed`` (§6.3 "Cut
+      streams"; Codex retries ``server_error``).
     """
 
     __slots__ = (
-        "_ctx", "_seq", "_base", "_tools", "_usage", "_items", "_active", "_pending",
-        "_held", "_held_bytes", "_done_items", "_started", "_done", "_dispatch", "_counter",
-        "_resp_id", "_flushing",
+        "_seq", "_base", "_tools", "_usage", "_items", "_active", "_pending", "_held",
+        "_held_bytes", "_done_items", "_counter", "_resp_id", "_flushing",
     )
 
     def __init__(self, ctx: ir.Context | None = None) -> None:
-        self._ctx = ctx
+        super().__init__(ctx)
         self._seq = 0
         self._base: dict[str, Any] = {}
         self._tools = _ClientTools(ctx)
@@ -2027,49 +1888,9 @@ class StreamEncoder:
         self._held: dict[int, list[ir.StreamEvent]] = {}
         self._held_bytes = 0
         self._done_items: list[dict[str, Any]] = []
-        self._started = False
-        self._done = False
         self._counter = [0]
         self._resp_id = ""
         self._flushing = False
-        self._dispatch = {
-            MessageStart: self._on_start,
-            BlockStart: self._on_block_start,
-            TextDelta: self._on_text,
-            ToolArgsDelta: self._on_args,
-            ReasoningDelta: self._on_reasoning,
-            SignatureDelta: self._on_signature,
-            BlockStop: self._on_block_stop,
-            UsageUpdate: self._on_usage,
-            MessageEnd: self._on_end,
-            StreamError: self._on_error,
-            ir.Ping: self._on_ping,
-        }
-
-    @property
-    def done(self) -> bool:
-        return self._done
-
-    def encode(self, events: list[ir.StreamEvent]) -> bytes:
-        dispatch = self._dispatch
-        parts = []
-        for ev in events:
-            if self._done:
-                break
-            b = dispatch[type(ev)](ev)
-            if b:
-                parts.append(b)
-        if not parts:
-            return b""
-        return parts[0] if len(parts) == 1 else b"".join(parts)
-
-    def close(self) -> bytes:
-        """End of input without a terminal event: ``response.failed``, never a fabricated
-        ``response.completed`` (§6.3 "Cut streams"; Codex retries ``server_error``)."""
-        if self._done:
-            return b""
-        return self._on_error(StreamError(ErrorKind.UPSTREAM_PROTOCOL,
-                                          "upstream stream ended unexpectedly"))
 
     def keepalive(self) -> bytes:
         """A heartbeat for a Responses client: a repeated ``response.in_progress``.
@@ -2378,7 +2199,7 @@ class StreamEncoder:
         if kind is ToolKind.CUSTOM:
             if not it.opened:
                 out += self._open_tool(it)
-            text = _unwrap_custom(raw) if it.wrapped else raw
+            text = unwrap_custom_input(raw) if it.wrapped else raw
             base = {"item_id": it.item_id, "output_index": it.output_index}
             if it.wrapped and text:
                 out += self._event("response.custom_tool_call_input.delta",

@@ -172,6 +172,33 @@ def _check_line_lengths(data: bytes, carried: int, limit: int) -> None:
         )
 
 
+def _lead(buf: bytearray, start: int, prev: int, first: int) -> int:
+    """1 when the block that starts at ``start`` of the chunk (after ``buf``, the part of
+    it that came before) begins with the LF of a CRLF whose CR ended the previous frame
+    in the previous chunk, else 0. That LF is not counted against the event limit, nor
+    is it when it comes with its CR and ends that frame. Only called over the limit."""
+    if buf:
+        return 1 if buf[0] == _LF else 0
+    return 1 if start == 0 and prev == _CR and first == _LF else 0
+
+
+def _long_line_at(data: bytes, carried: int, limit: int) -> int:
+    """Where the first line longer than ``limit`` bytes starts in ``data``: 0 when it is
+    the line ``data`` continues (``carried`` bytes long so far), -1 when there is none.
+    Counted like :func:`_check_line_lengths`, and like it kept off the common path."""
+    segments = data.replace(b"\r", b"\n").split(b"\n")
+    if carried + len(segments[0]) > limit:
+        return 0
+    if max(map(len, segments)) <= limit:
+        return -1
+    at = len(segments[0]) + 1
+    for segment in segments[1:]:
+        if len(segment) > limit:
+            return at
+        at += len(segment) + 1
+    return -1  # not reached: some segment is too long
+
+
 def _check_limits(max_line_bytes: int, max_event_bytes: int) -> None:
     if max_line_bytes < 1 or max_event_bytes < 1:
         raise ValueError("SSE buffer limits must be at least 1 byte")
@@ -436,7 +463,13 @@ class FrameSplitter:
     Limits: a line longer than ``max_line_bytes`` bytes, or a frame (or unfinished
     block) longer than ``max_event_bytes`` bytes, raises
     :class:`~protocols.errors.BufferLimitExceeded`. Both are counted on raw bytes,
-    so the splitter is never more lenient than :class:`SSEDecoder`.
+    so the splitter is never more lenient than :class:`SSEDecoder` (the LF that a
+    CRLF ending a frame leaves to the next frame, when it comes in the next chunk,
+    is not counted in either, so the outcome does not depend on the split). The error's
+    ``frames`` attribute holds the frames that the failing chunk completed before the
+    violation: a stream cut into smaller chunks would have had them returned by earlier
+    calls, so a caller that uses them sees the same frames before the error whatever
+    the split. The splitter is not usable after the error.
     """
 
     __slots__ = ("_buf", "_closed", "_max_event", "_max_line", "_prev", "_tail")
@@ -473,7 +506,9 @@ class FrameSplitter:
             return []
         tail = self._tail
         if tail + n > self._max_line:
-            _check_line_lengths(chunk, tail, self._max_line)
+            at = _long_line_at(chunk, tail, self._max_line)
+            if at >= 0:
+                raise self._line_too_long(chunk, at)
         last = chunk.rfind(b"\n")
         cr = chunk.rfind(b"\r", last + 1)
         if cr > last:
@@ -497,19 +532,25 @@ class FrameSplitter:
         frames: list[bytes] = []
         buf = self._buf
         max_event = self._max_event
+        # The event limit counts a frame up to the CR or LF of its blank line (``size``),
+        # never the LF of that CRLF: whether it comes with its CR (and ends this frame)
+        # or in the next chunk (and starts the next block, see ``_lead``) depends on the
+        # split.
         start = 0
         while blank >= 0:
-            end = blank + 1
+            end = size = blank + 1
             if chunk[blank] == _CR and end < n and chunk[end] == _LF:
                 end += 1
             if buf:
                 # The only frame that spans chunks; join it with one copy.
-                if len(buf) + end > max_event:
-                    raise self._too_big()
+                if (len(buf) + size > max_event
+                        and len(buf) + size - _lead(buf, 0, prev, first) > max_event):
+                    raise self._too_big(frames)
                 frames.append(b"".join((buf, memoryview(chunk)[:end])))
                 buf.clear()
-            elif end - start > max_event:
-                raise self._too_big()
+            elif (size - start > max_event
+                    and size - start - _lead(buf, start, prev, first) > max_event):
+                raise self._too_big(frames)
             elif start == 0 and end == n:
                 frames.append(chunk)  # the chunk is exactly one event: no copy
             else:
@@ -525,17 +566,33 @@ class FrameSplitter:
             else:
                 blank = _blank_lf_only(chunk, end + 1, n)
         if start < n:
-            if len(buf) + n - start > max_event:
-                raise self._too_big()
+            if (len(buf) + n - start > max_event
+                    and len(buf) + n - start - _lead(buf, start, prev, first) > max_event):
+                raise self._too_big(frames)
             buf += chunk if start == 0 else memoryview(chunk)[start:]
         return frames
 
-    def _too_big(self) -> BufferLimitExceeded:
-        return BufferLimitExceeded(
+    def _too_big(self, frames: list[bytes]) -> BufferLimitExceeded:
+        err = BufferLimitExceeded(
             f"SSE stream: an event is larger than {self._max_event} bytes",
             param="sse.event",
             limit=self._max_event,
         )
+        err.frames = frames  # type: ignore[attr-defined]
+        return err
+
+    def _line_too_long(self, chunk: bytes, at: int) -> BufferLimitExceeded:
+        """The error for the line over the limit that starts at ``chunk[at]``, carrying
+        the frames completed before it (the lines before it are within the limit; an
+        event over its own limit among them raises that error instead)."""
+        frames = self.feed(chunk[:at]) if at else []
+        err = BufferLimitExceeded(
+            f"SSE stream: a line is longer than {self._max_line} bytes",
+            param="sse.line",
+            limit=self._max_line,
+        )
+        err.frames = frames  # type: ignore[attr-defined]
+        return err
 
     def close(self) -> bytes:
         """End of stream: return the unfinished block (often ``b""``) and reset.

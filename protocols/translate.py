@@ -42,10 +42,14 @@ plugged in by adding its name there; it must provide:
     ``close() -> list[ir.StreamEvent]`` at upstream EOF. Events follow the contract in
     ``protocols.ir``: exactly one terminal event, and EOF without the format's terminal
     marker becomes ``StreamError(ErrorKind.UPSTREAM_PROTOCOL, …)``. Raises only
-    ``ProtocolError`` subclasses. Facts as attributes: ``model``, ``id`` (``str | None``),
-    ``usage`` (``ir.Usage | None``), ``stop_reason`` (``ir.StopReason | None``),
-    ``tool_calls`` (int), ``failed`` and ``done`` (bool). With ``observe=True`` it may skip
-    work that only produces content events, but the facts must stay exact.
+    ``ProtocolError`` subclasses: a broken upstream (a bad frame, an exceeded buffer
+    limit) raises, but the events decoded before it in the same ``feed`` are returned
+    first and the error comes from the next call, so the events up to the error do not
+    depend on the split (``protocols._streams``). Facts as attributes: ``model``, ``id``
+    (``str | None``), ``usage`` (``ir.Usage | None``), ``stop_reason``
+    (``ir.StopReason | None``), ``tool_calls`` (int), ``failed`` and ``done`` (bool). With
+    ``observe=True`` it may skip work that only produces content events, but the facts
+    must stay exact.
 ``StreamEncoder(ctx: ir.Context | None = None)``
     ``encode(events: list[ir.StreamEvent]) -> bytes`` (``b""`` when nothing is ready)
     and ``close() -> bytes`` at end of input: if no terminal event was encoded it writes

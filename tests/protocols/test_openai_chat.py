@@ -426,12 +426,18 @@ def test_stream_decoder_error_chunk() -> None:
                                  b'data: {"choices":[{"index":0,"delta":{"tool_calls":[{"index":"0"}]}}]}\n\n'])
 def test_stream_decoder_bad_upstream(raw: bytes) -> None:
     d = oc.StreamDecoder()
-    events = d.feed(raw)
-    # A broken upstream ends the stream with an error event, never an exception, so the
-    # events decoded before it survive whatever the chunking.
-    assert isinstance(events[-1], ir.StreamError)
-    assert events[-1].kind is ir.ErrorKind.UPSTREAM_PROTOCOL and events[-1].status == 502
-    assert d.failed and d.done and d.feed(raw) == [] and d.close() == []
+    # A broken upstream raises (Translation ends the client's stream with an error
+    # event); the decoder stays broken. Events decoded before the bad frame in the same
+    # call are returned first: see test_stream_errors.py.
+    events: list[ir.StreamEvent] = []
+    with pytest.raises(UpstreamProtocolError) as info:
+        events += d.feed(raw)  # what came before the bad part of the frame, if any
+        d.feed(b"")
+    assert info.value.status_hint == 502
+    assert not any(isinstance(e, (ir.StreamError, ir.MessageEnd)) for e in events)
+    for again in (lambda: d.feed(raw), d.close):
+        with pytest.raises(UpstreamProtocolError):
+            again()
 
 
 @pytest.mark.parametrize("name", CHAT_TRANSCRIPTS)

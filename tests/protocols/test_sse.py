@@ -603,6 +603,40 @@ def test_event_limit_raises_whatever_the_split() -> None:
         assert len(split_frames(split, max_event_bytes=33)[0]) == 1
 
 
+@pytest.mark.parametrize(("data", "size"), [
+    # 13 and 16 bytes up to each blank line's CR
+    (b"data: 1234\r\n\r\ndata: 5678901\r\n\r\n", 16),
+    # a blank CRLF line, then an event of 25 bytes
+    (b"\r\ndata: 12345678901234567\n\n", 25),
+])
+def test_event_limit_does_not_count_the_lf_of_a_blank_crlf(data: bytes, size: int) -> None:
+    """A frame's blank CRLF line ends at its CR; the LF goes with the frame when it comes
+    in the same chunk and starts the next block when it comes later. It counts in
+    neither, so a frame at the limit is accepted, and one byte over refused, whatever
+    the split."""
+    for split in every_split(data):
+        frames, pending = split_frames(split, max_event_bytes=size)
+        assert b"".join(frames) + pending == data and pending in (b"", b"\n")
+        with pytest.raises(BufferLimitExceeded):
+            split_frames(split, max_event_bytes=size - 1)
+
+
+def test_limit_error_carries_the_frames_completed_before_it() -> None:
+    """Frames a chunk completed before the limit was hit are on the error, so a caller
+    gets the same frames before the error whatever the split."""
+    good = b"data: 1\n\nevent: e\ndata: 2\n\n"
+    for bad, limits in ((b"data: " + b"x" * 20 + b"\n\n", {"max_line_bytes": 16}),
+                        (b"data: 1\n" * 8 + b"\n", {"max_event_bytes": 40})):
+        for cut in range(len(good) + len(bad) + 1):
+            data = good + bad
+            splitter = FrameSplitter(**limits)
+            frames: list[bytes] = []
+            with pytest.raises(BufferLimitExceeded) as info:
+                for chunk in (data[:cut], data[cut:]):
+                    frames += splitter.feed(chunk)
+            assert frames + info.value.frames == [b"data: 1\n\n", b"event: e\ndata: 2\n\n"]
+
+
 def test_unterminated_block_is_bounded_by_the_event_limit() -> None:
     splitter = FrameSplitter(max_line_bytes=100, max_event_bytes=64)
     with pytest.raises(BufferLimitExceeded):

@@ -6,14 +6,22 @@ identical, and each client's reader gets the expected text, tool calls, reasonin
 usage: the real ``openai`` SDK for Chat (``chat.completions.stream``) and Responses
 (``ResponseStreamState`` plus ``client.responses.stream``, with every event checked
 against the canonical grammar of §2.5), the real ``anthropic`` SDK for Messages, and a
-Gemini stream reader. Requests (including the Codex captures), complete replies and
-errors are translated too, and reasoning survives a client round trip: Anthropic
-thinking through a Responses or Gemini client comes back byte for byte.
+Gemini stream reader. Each output also matches its checked-in golden file
+(``tests/protocols/golden/<client>__<transcript>``; with test_translate_chat_anthropic.py
+every client format over every transcript has one). Requests (including the Codex
+captures), complete replies and errors are translated too, and reasoning survives a client
+round trip: Anthropic thinking through a Responses or Gemini client comes back byte for
+byte.
+
+After a deliberate output change, regenerate the goldens with ``TOKENWAY_REGEN_GOLDEN=1
+python -m pytest tests/protocols/test_translate_responses_gemini.py -k golden`` and review
+the diff by eye.
 """
 
 from __future__ import annotations
 
 import copy
+import os
 from typing import Any
 
 import pytest
@@ -28,6 +36,7 @@ from protocols.translate import Translation
 from tests.protocols.conftest import (
     CLIENT_REQUESTS,
     CREATED,
+    GOLDEN,
     REQUEST_ID,
     anthropic_final,
     anthropic_nonstream,
@@ -47,6 +56,7 @@ from tests.protocols.test_openai_responses import (
     sse_events,
 )
 
+REGEN = os.environ.get("TOKENWAY_REGEN_GOLDEN") == "1"
 CHAT, ANTHROPIC = "openai_chat", "anthropic_messages"
 RESPONSES, GEMINI = orr.FORMAT, gm.FORMAT
 FORMATS = [CHAT, ANTHROPIC, RESPONSES, GEMINI]
@@ -201,6 +211,24 @@ def test_random_splits(client: str, name: str, cuts: list[int]) -> None:
     whole, _ = translate(client, name)
     split, _ = translate(client, name, split_at(transcript(name), cuts))
     assert split == whole
+
+
+@pytest.mark.parametrize(("client", "name"), CASES, ids=CASE_IDS)
+def test_golden(client: str, name: str) -> None:
+    out, _ = translate(client, name)
+    path = GOLDEN / f"{client}__{name}"
+    if REGEN:
+        GOLDEN.mkdir(exist_ok=True)
+        path.write_bytes(out)
+    assert path.exists(), f"missing golden {path.name}; run with TOKENWAY_REGEN_GOLDEN=1"
+    assert out == path.read_bytes()
+
+
+def test_every_pair_has_a_golden() -> None:
+    """With test_translate_chat_anthropic.py's goldens, every client format has one over
+    every transcript."""
+    expected = {f"{client}__{name}" for name in TRANSCRIPTS for client in FORMATS}
+    assert expected <= {p.name for p in GOLDEN.iterdir()}
 
 
 @pytest.mark.parametrize(("client", "name"), CASES, ids=CASE_IDS)

@@ -1,0 +1,203 @@
+"""What the four formats' stream decoders and encoders share (private to ``protocols``).
+
+``StreamDecoderBase`` is the feed/close contract of ``translate.py``'s format interface,
+written once: frames come from a ``FrameSplitter``; a broken upstream (a bad frame or an
+exceeded buffer limit) raises ``ProtocolError``, but the events decoded before it in the
+same call are returned first and the error is raised by the next call (``feed`` or
+``close``), so the events never depend on how the body was split into chunks.
+The frames of Anthropic Messages and OpenAI Responses are JSON objects dispatched on their
+``type`` in that loop; Chat and Gemini read each frame's data themselves.
+
+``StreamEncoderBase`` is the encode/close/done part: one handler per IR event type,
+nothing written after a terminal event, and a cut stream ended with the format's error
+event, never with a fabricated clean end (protocols.md §6.3 "Cut streams").
+
+Subclasses keep their own ``__slots__`` for their own state.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from . import ir, jsonio
+from .errors import BufferLimitExceeded, ProtocolError, UpstreamProtocolError
+from .sse import FrameSplitter, data_of
+
+__all__ = ["StreamDecoderBase", "StreamEncoderBase"]
+
+
+class StreamDecoderBase:
+    """Upstream body → IR events: the frame loop and the error contract of every format.
+
+    A format whose frames are JSON objects dispatched on their ``type`` (the ``event:``
+    line is optional: proxies drop it) sets ``_HANDLERS`` (type → function ``(decoder,
+    obj, out)``; other types are ignored), ``_WHAT`` (names the frames in error messages)
+    and ``_OBSERVE_SKIP`` (frame prefixes observe mode need not parse: they carry no
+    facts). Any other format leaves ``_HANDLERS`` at ``None`` and reads each frame's data
+    in ``_payload``. Both append events to ``out`` and set ``done`` at the terminal event;
+    ``_eof`` gives the events for an upstream EOF before it.
+
+    Facts read by ``Translation``: ``model``, ``id``, ``usage``, ``stop_reason``,
+    ``tool_calls``, ``failed``, ``done``.
+    """
+
+    __slots__ = (
+        "_ctx", "_split", "_observe", "_broken", "model", "id", "usage", "stop_reason",
+        "tool_calls", "failed", "done",
+    )
+
+    _HANDLERS: dict[str, Any] | None = None
+    _WHAT = "stream event"
+    _OBSERVE_SKIP: tuple[bytes, ...] = ()
+
+    def __init__(self, ctx: ir.Context | None = None, *, observe: bool = False) -> None:
+        self._ctx = ctx
+        self._split = FrameSplitter()
+        self._observe = observe
+        self._broken: ProtocolError | None = None
+        self.model: str | None = None
+        self.id: str | None = None
+        self.usage: ir.Usage | None = None
+        self.stop_reason: ir.StopReason | None = None
+        self.tool_calls = 0
+        self.failed = False
+        self.done = False
+
+    def feed(self, data: bytes) -> list[ir.StreamEvent]:
+        """Events for the next piece of the body. A broken upstream raises
+        ``UpstreamProtocolError``; events decoded before the bad frame in the same call are
+        returned first and the error is raised by the next call (``feed`` or ``close``),
+        so the events never depend on how the body was split."""
+        if self._broken is not None:
+            raise self._broken
+        out: list[ir.StreamEvent] = []
+        if self.done:
+            return out
+        observe = self._observe
+        handlers = self._HANDLERS
+        late = None
+        try:
+            try:
+                frames = self._split.feed(data)
+            except BufferLimitExceeded as e:
+                # The frames this chunk completed before the limit was hit still count.
+                frames, late = e.frames, e  # type: ignore[attr-defined]
+            for frame in frames:
+                if observe and frame.startswith(self._OBSERVE_SKIP):
+                    continue
+                payload = data_of(frame)
+                if payload is None:
+                    continue  # comment or field-only frame (": ping", "retry:")
+                if handlers is None:
+                    self._payload(payload, out)
+                else:
+                    try:
+                        obj = jsonio.loads(payload)
+                    except jsonio.JSONDecodeError:
+                        raise UpstreamProtocolError(f"{self._WHAT} is not JSON",
+                                                    param="data") from None
+                    if type(obj) is not dict:
+                        raise UpstreamProtocolError(f"{self._WHAT} is not an object",
+                                                    param="data")
+                    etype = obj.get("type")
+                    handler = handlers.get(etype) if type(etype) is str else None
+                    if handler is not None:
+                        handler(self, obj, out)
+                if self.done:
+                    break
+            if late is not None and not self.done:
+                raise late
+        except ProtocolError as e:
+            self._broken = e
+            if not out:
+                raise
+        return out
+
+    def close(self) -> list[ir.StreamEvent]:
+        """Events at upstream EOF: none after a terminal event, else what ``_eof`` makes
+        of the cut (a ``StreamError``, or the clean end of a format whose end is EOF)."""
+        if self._broken is not None:
+            raise self._broken
+        out: list[ir.StreamEvent] = []
+        if not self.done:
+            self._eof(out)
+        return out
+
+    def _fail(self, out: list[ir.StreamEvent], err: ir.StreamError) -> None:
+        self.failed = True
+        self.done = True
+        out.append(err)
+
+    def _payload(self, payload: bytes, out: list[ir.StreamEvent]) -> None:
+        raise NotImplementedError
+
+    def _eof(self, out: list[ir.StreamEvent]) -> None:
+        raise NotImplementedError
+
+
+class StreamEncoderBase:
+    """IR events → a client's stream bytes. Subclasses write one handler per event type,
+    each returning the bytes for its event (``b""`` for none): ``_on_start``,
+    ``_on_block_start``, ``_on_text``, ``_on_args``, ``_on_reasoning``, ``_on_usage``,
+    ``_on_end`` and ``_on_error``, and where the format has a use for them
+    ``_on_signature``, ``_on_block_stop`` and ``_on_ping`` (by default they write
+    nothing). The handlers of terminal events set ``_done``."""
+
+    __slots__ = ("_ctx", "_started", "_done", "_dispatch")
+
+    def __init__(self, ctx: ir.Context | None = None) -> None:
+        self._ctx = ctx
+        self._started = False
+        self._done = False
+        self._dispatch = {
+            ir.MessageStart: self._on_start,
+            ir.BlockStart: self._on_block_start,
+            ir.TextDelta: self._on_text,
+            ir.ToolArgsDelta: self._on_args,
+            ir.ReasoningDelta: self._on_reasoning,
+            ir.SignatureDelta: self._on_signature,
+            ir.BlockStop: self._on_block_stop,
+            ir.UsageUpdate: self._on_usage,
+            ir.MessageEnd: self._on_end,
+            ir.StreamError: self._on_error,
+            ir.Ping: self._on_ping,
+        }
+
+    @property
+    def done(self) -> bool:
+        """Whether a terminal event (clean end or error) has been written."""
+        return self._done
+
+    def encode(self, events: list[ir.StreamEvent]) -> bytes:
+        dispatch = self._dispatch
+        parts = []
+        for ev in events:
+            if self._done:
+                break
+            try:
+                fn = dispatch[type(ev)]
+            except KeyError:
+                continue  # not an IR event: nothing to write
+            b = fn(ev)
+            if b:
+                parts.append(b)
+        if not parts:
+            return b""
+        return parts[0] if len(parts) == 1 else b"".join(parts)
+
+    def close(self) -> bytes:
+        """End of input: a stream that never reached a terminal event ends with the
+        format's error event, never with a fabricated clean end (§6.3 "Cut streams")."""
+        if self._done:
+            return b""
+        return self._on_error(ir.StreamError(ir.ErrorKind.UPSTREAM_PROTOCOL,
+                                          "upstream stream ended unexpectedly"))
+
+    def _on_signature(self, ev: ir.SignatureDelta) -> bytes:
+        return b""
+
+    def _on_block_stop(self, ev: ir.BlockStop) -> bytes:
+        return b""
+
+    def _on_ping(self, ev: ir.Ping) -> bytes:
+        return b""
