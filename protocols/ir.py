@@ -47,6 +47,8 @@ Stream event contract (what a decoder promises, what an encoder may assume)
 
 from __future__ import annotations
 
+import re
+
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Literal, TypeAlias
@@ -701,6 +703,10 @@ def parse_arguments(arguments: str, loads: Any = None) -> dict[str, Any]:
     return {RAW_ARGUMENTS_KEY: arguments}
 
 
+_ID_SAFE = re.compile(r"[A-Za-z0-9_-]*")
+_ID_UNSAFE = re.compile(r"[^A-Za-z0-9_-]")
+
+
 class Context:
     """Per-request state shared by the two codecs of one translation (mutable; one per
     request, not thread-safe).
@@ -728,6 +734,7 @@ class Context:
         "tool_names",
         "_id_factory",
         "_id_counts",
+        "_id_suffix",
     )
 
     def __init__(
@@ -747,6 +754,7 @@ class Context:
         self.tool_names: dict[str, str] = {}
         self._id_factory = id_factory
         self._id_counts: dict[str, int] = {}
+        self._id_suffix: str | None = None  # request_id made id-safe, computed once
 
     def new_id(self, prefix: str) -> str:
         """A new id starting with ``prefix``, built from ``id_factory(prefix)`` when one was
@@ -756,7 +764,10 @@ class Context:
             return str(self._id_factory(prefix))
         n = self._id_counts.get(prefix, 0) + 1
         self._id_counts[prefix] = n
-        base = prefix + "".join(
-            c if c.isascii() and (c.isalnum() or c in "_-") else "_" for c in self.request_id
-        )
+        suffix = self._id_suffix
+        if suffix is None:
+            rid = self.request_id
+            suffix = rid if _ID_SAFE.fullmatch(rid) else _ID_UNSAFE.sub("_", rid)
+            self._id_suffix = suffix
+        base = prefix + suffix
         return base if n == 1 else f"{base}_{n}"
