@@ -78,7 +78,14 @@ def test_config_error_names_the_key(tmp_path):
 
 def test_workers_share_the_port(tmp_path):
     p, url = start_daemon(tmp_path, "--workers", "2")
-    children = open(f"/proc/{p.pid}/task/{p.pid}/children").read().split()
+    import time
+
+    deadline = time.monotonic() + 10  # the first worker may be up before the second forks
+    while True:
+        children = open(f"/proc/{p.pid}/task/{p.pid}/children").read().split()
+        if len(children) == 2 or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
     assert len(children) == 2
     try:
         for _ in range(20):
