@@ -101,3 +101,37 @@ def test_workers_share_the_port(tmp_path):
                           "sys.exit(gateway_main())", "usage", "--db", str(tmp_path / "t.db"),
                           "--json", "--limit", "0"], capture_output=True, text=True, check=True).stdout
     assert len(json.loads(out)) == 20
+
+
+def test_gateway_reload_applies_new_config_and_refuses_bad_one(tmp_path, upstream):
+    from tests.integration.upstreams import CHAT_COMPLETION, json_response
+
+    upstream.script = lambda req: json_response(CHAT_COMPLETION)
+    cfg = tmp_path / "gw.toml"
+    cfg.write_text("")  # loopback only
+    p, url = start_daemon(tmp_path, "--config", str(cfg))
+    body = {"model": "gpt-x", "messages": [{"role": "user", "content": "x"}]}
+    try:
+        assert rawhttp.request(url + "/v1/chat/completions", "POST", body)[0] == 404
+        cfg.write_text(f'[providers.p]\nkind = "openai"\nbase_url = "{upstream.base_url}"\n'
+                       '[[routes]]\nmatch = "gpt-*"\nto = ["p"]\n')
+        gateway = [PY, "-c", "import sys; from proxy.cli import gateway_main; "
+                   "sys.exit(gateway_main())", "reload", "--db", str(tmp_path / "t.db")]
+        r = subprocess.run(gateway, capture_output=True, text=True, timeout=20)
+        assert r.returncode == 0, r.stderr
+        deadline = time.monotonic() + 10
+        status = 0
+        while time.monotonic() < deadline:
+            status = rawhttp.request(url + "/v1/chat/completions", "POST", body)[0]
+            if status == 200:
+                break
+            time.sleep(0.05)
+        assert status == 200  # the new route is in force
+        cfg.write_text("[[routes]]\nmatch = 1\n")  # a bad config...
+        assert subprocess.run(gateway, capture_output=True, text=True, timeout=20).returncode == 0
+        time.sleep(0.5)
+        assert rawhttp.request(url + "/v1/chat/completions", "POST", body)[0] == 200  # ...is refused
+    finally:
+        p.send_signal(signal.SIGTERM)
+        rest = p.communicate(timeout=20)[1]
+    assert "configuration reloaded" in rest and "reload refused" in rest
