@@ -17,7 +17,10 @@ from pathlib import Path
 
 import orjson
 
-from bench.runner import CONCURRENCY, DEFAULT_GROUPS, GROUPS, SSE_CONCURRENCY
+from bench.runner import CONCURRENCY, DEFAULT_GROUPS, GROUPS, RATES, SSE_CONCURRENCY
+
+# Other names accepted by --scenarios.
+GROUP_ALIASES = {"chat_rate": "rate"}
 
 
 def _csv(value: str) -> list[str]:
@@ -61,6 +64,10 @@ def build_parser() -> argparse.ArgumentParser:
                      help=f"concurrency levels for the chat and sse groups (default "
                           f"{','.join(map(str, CONCURRENCY))} for chat, "
                           f"{','.join(map(str, SSE_CONCURRENCY))} for sse)")
+    run.add_argument("--rates", type=_ints, default=None,
+                     help=f"arrival rates (req/s) for the fixed-rate group 'rate' (default "
+                          f"{','.join(map(str, RATES))}); without --scenarios, runs only "
+                          "that group")
     run.add_argument("--soak-seconds", type=float, default=None,
                      help="length of the memory soak (default 600 s, 60 s with --quick)")
     run.add_argument("--soak-targets", type=_csv, default=["tokenway"],
@@ -122,6 +129,12 @@ def main(argv: list[str] | None = None) -> int:
     for name in (args.only or []) + args.peers + args.soak_targets:
         if name not in known:
             ap.error(f"unknown target {name!r}; known: {', '.join(sorted(known))}")
+    if args.scenarios:
+        args.scenarios = [GROUP_ALIASES.get(g, g) for g in args.scenarios]
+    elif args.rates:
+        args.scenarios = ["rate"]
+    if args.rates and any(r <= 0 for r in args.rates):
+        ap.error("--rates must be positive")
     for g in args.scenarios or []:
         if g not in GROUPS:
             ap.error(f"unknown scenario group {g!r}; known: {', '.join(GROUPS)}")

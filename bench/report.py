@@ -230,6 +230,28 @@ FLOOD_COLS: list[Col] = [
     ("cores", lambda c: _num(c.get("cores"))),
 ]
 
+RATE_COLS: list[Col] = [
+    ("offered/s", lambda c: _rate(c.get("offered_rps"))),
+    ("achieved/s", lambda c: _rate(c.get("rps"))),
+    ("x direct", lambda c: _ratio(c, "rps", "direct")),
+    ("p50 ms", lambda c: _num(c.get("p50_ms"), "{:.3f}")),
+    ("+direct", lambda c: _added(c, "p50_ms", "direct")),
+    ("+nginx", lambda c: _added(c, "p50_ms", "nginx")),
+    ("p90 ms", lambda c: _num(c.get("p90_ms"), "{:.3f}")),
+    ("p99 ms", lambda c: _num(c.get("p99_ms"), "{:.3f}")),
+    ("+direct", lambda c: _added(c, "p99_ms", "direct")),
+    ("+nginx", lambda c: _added(c, "p99_ms", "nginx")),
+    ("max ms", lambda c: _num(c.get("max_ms"), "{:.2f}")),
+    ("errors", lambda c: _num(sum(c.get(k) or 0 for k in ("non2xx", "sockerr", "dropped",
+                                                          "unfinished")), "{:d}")),
+    ("conns", lambda c: _num(c.get("conns_max"), "{:d}")),
+    ("CPU us/req", lambda c: _num(c.get("cpu_us_per_req"), "{:.1f}")),
+    ("x direct", lambda c: _ratio(c, "cpu_us_per_req", "direct")),
+    ("x nginx", lambda c: _ratio(c, "cpu_us_per_req", "nginx")),
+    ("cores", lambda c: _num(c.get("cores"))),
+    ("other cores", lambda c: _num(_floor0(c.get("other_cores")))),
+]
+
 WORKERS_COLS: list[Col] = LOAD_COLS[:3] + [
     ("x 1 worker", lambda c: _num(c.get("_x_w1_rps"))),
 ] + LOAD_COLS[3:]
@@ -238,7 +260,8 @@ COLS_BY_TABLE = {"chat": LOAD_COLS, "messages": LOAD_COLS, "sse": SSE_COLS,
                  "messages_sse": SSE_COLS, "stream_check": CHECK_COLS, "paced": PACED_COLS,
                  "routing": ROUTE_COLS, "xlate": XLATE_COLS, "xlate_sse": XLATE_COLS,
                  "xlate_ttfb": XLATE_TTFB_COLS, "hol": HOL_COLS, "authflood": FLOOD_COLS,
-                 "workers": WORKERS_COLS, "workers_sse": WORKERS_COLS}
+                 "workers": WORKERS_COLS, "workers_sse": WORKERS_COLS,
+                 "rate": RATE_COLS}
 # Result files written before the `table` key existed name only the group.
 COLS_BY_GROUP = COLS_BY_TABLE
 
@@ -325,7 +348,8 @@ def scenarios_text(res: dict) -> str:
                 if name == "tokenway-w2" and isinstance(w1, (int, float)) and w1 > 0 \
                         and isinstance(cell.get("rps"), (int, float)):
                     cell["_x_w1_rps"] = cell["rps"] / w1
-                row = [str(sc["conc"]), name] + [fn(cell) for _, fn in cols]
+                first = str(sc.get("rate")) if sc.get("driver") == "rate" else str(sc["conc"])
+                row = [first, name] + [fn(cell) for _, fn in cols]
                 if cell.get("errors"):
                     row[1] += " !"
                     problems.append(f"  ! {name} {sc['id']}: {cell['errors']}")
@@ -334,7 +358,8 @@ def scenarios_text(res: dict) -> str:
         if not rows:
             out.append(f"{title}\n  (no target ran)")
             continue
-        out.append(title + "\n" + _table(["c", "target"] + [h for h, _ in cols], rows,
+        out.append(title + "\n" + _table(["rate" if table == "rate" else "c", "target"]
+                                          + [h for h, _ in cols], rows,
                                           left=3 if cols and cols[0][1] is _label else 2)
                    + ("\n" + "\n".join(problems) if problems else ""))
     return "\n\n".join(out)

@@ -71,6 +71,7 @@ HOL_BIG_BYTES = 400_000
 AUTH_FLOOD_CONC = 64        # wrong-key requests ...
 AUTH_VALID_CONC = 4         # ... beside valid ones
 WORKERS_CONCS = (16, 64, 256)
+RATES = (1000, 5000)        # fixed-rate (open-loop) group: requests per second (--rates)
 WRONG_KEY = "sk-wrong-key-0000000000000000"
 WRK_TIMEOUT = "10s"
 # A load run may overrun its duration by this much before it is killed.
@@ -119,6 +120,8 @@ GROUPS = {
     "workers": "tokenway --workers 2 beside 1 worker, no CPU pinning",
     "soak": "memory soak: mixed load, RSS over time",
     "messages": "Anthropic messages non-stream, POST /v1/messages",
+    "rate": "chat non-stream at a fixed arrival rate (open loop, bench.loadgen --rate); "
+            "latency from the scheduled send time",
     "messages_sse": f"Anthropic messages stream ({CHUNKS} deltas), POST /v1/messages",
 }
 DEFAULT_GROUPS = ("chat", "sse", "stream_check", "paced", "paced_many", "translated",
@@ -140,7 +143,7 @@ class Scenario:
     api: str            # "chat" | "messages" | "responses": the client API
     conc: int
     stream: bool
-    driver: str         # "load" (wrk or loadgen) | "sse" (bench.sse_client) | "soak"
+    driver: str         # "load" (wrk or loadgen) | "rate" (loadgen --rate) | "sse" | "soak"
     model: str
     chunks: int
     interval_ms: float
@@ -153,6 +156,7 @@ class Scenario:
     companion: Scenario | None = None  # a second driver run alongside, on the same target
     ref: str | None = None        # compare each target with its own cell of this scenario
     label: str = ""
+    rate: int = 0       # driver "rate": requests per second, sent on schedule
 
     @property
     def path(self) -> str:
@@ -219,8 +223,10 @@ def big_history(target_bytes: int = HOL_BIG_BYTES) -> list[dict]:
 
 def build_scenarios(groups: list[str], concs: list[int], dur: dict[str, float],
                     sse_concs: list[int] | None = None,
-                    soak_targets: tuple[str, ...] = ("tokenway",)) -> list[Scenario]:
+                    soak_targets: tuple[str, ...] = ("tokenway",),
+                    rates: list[int] | None = None) -> list[Scenario]:
     sse_concs = sse_concs or list(SSE_CONCURRENCY)
+    rates = rates or list(RATES)
     out: list[Scenario] = []
     for g in groups:
         if g == "chat":
@@ -295,6 +301,10 @@ def build_scenarios(groups: list[str], concs: list[int], dur: dict[str, float],
         elif g == "soak":
             out.append(Scenario("soak", g, "chat", 0, False, "soak", "gpt-bench", 0, 0.0,
                                 dur["soak"], targets=tuple(soak_targets)))
+        elif g == "rate":
+            out += [Scenario(f"rate_r{r}", g, "chat", 0, False, "rate", "gpt-bench", 0, 0.0,
+                             dur["load"], targets=("direct", "nginx", "tokenway"), rate=r,
+                             label=f"{r}/s") for r in rates]
         elif g == "messages":
             out.append(Scenario("messages_c16", g, "messages", 16, False, "load", "gpt-bench",
                                 0, 0.0, dur["load"]))
@@ -593,9 +603,11 @@ class Runner:
             secs = max(1, round(duration_s))
             return (["wrk", f"-t{nthreads}", f"-c{sc.conc}", f"-d{secs}s", "--timeout",
                      WRK_TIMEOUT, "--latency", "-s", str(POST_LUA), url], env)
-        module = "bench.loadgen" if sc.driver == "load" else "bench.sse_client"
+        module = "bench.loadgen" if sc.driver in ("load", "rate") else "bench.sse_client"
         cmd = [sys.executable, "-m", module, "--url", url, "--conc", str(sc.conc),
                "--duration", str(duration_s), "--body-file", str(body_file)]
+        if sc.driver == "rate":
+            cmd += ["--rate", str(sc.rate)]
         for h in hdr_items:
             cmd += ["--header", h]
         if sc.driver == "sse":
@@ -663,6 +675,12 @@ class Runner:
                                                 "max_ms", "non2xx", "sockerr")})
             if sc.stream:
                 out["streams_per_s"] = res.get("rps")
+        elif sc.driver == "rate":
+            served = int(res.get("reqs", 0))
+            out.update({k: res.get(k) for k in (
+                "offered_rps", "scheduled", "reqs", "rps", "p50_ms", "p90_ms", "p99_ms",
+                "max_ms", "non2xx", "sockerr", "dropped", "unfinished", "conns_max",
+                "service_p50_ms", "service_p99_ms", "send_lag_p99_ms")})
         else:
             served = int(res.get("streams", 0))
             out.update({k: res.get(k) for k in ("streams", "streams_ok", "streams_per_s",
@@ -767,7 +785,7 @@ class Runner:
                 problems.append(f"accepted {accepted} wrong-key requests")
             keys = ("sockerr",)
         else:
-            keys = ("non2xx", "sockerr", "frames_lost", "unterminated", "unfinished")
+            keys = ("non2xx", "sockerr", "dropped", "frames_lost", "unterminated", "unfinished")
         for key in keys:
             if out.get(key):
                 problems.append(f"{key}={out[key]}")
@@ -913,8 +931,9 @@ class Runner:
         sse_concs = opts.conc or list(SSE_CONCURRENCY)
         if opts.soak_seconds is not None:
             self.dur["soak"] = float(opts.soak_seconds)
+        rates = getattr(opts, "rates", None) or list(RATES)
         scenarios = build_scenarios(groups, concs, self.dur, sse_concs,
-                                    tuple(opts.soak_targets))
+                                    tuple(opts.soak_targets), rates)
         # gpt-bench first: claude-code-router sends every request to the first model.
         models = ["gpt-bench"] + sorted({sc.model for sc in scenarios} - {"gpt-bench"})
         if self.target_cpus:
@@ -953,6 +972,7 @@ class Runner:
                                                    "gpt-bench", 0, 0.0, 0.0,
                                                    big_body=True).body())},
             "scenario_groups": groups, "concurrency": concs, "sse_concurrency": sse_concs,
+            "rates": rates,
             "soak_targets": list(opts.soak_targets),
             "argv": sys.argv[1:],
         }
@@ -1036,7 +1056,8 @@ class Runner:
                 "key": sc.key, "placement": sc.placement, "big_body": sc.big_body,
                 "companion": sc.companion.id if sc.companion else None,
                 "id": sc.id, "group": sc.group, "title": GROUPS[sc.group], "api": sc.api,
-                "path": sc.path, "conc": sc.conc, "stream": sc.stream, "driver": sc.driver,
+                "path": sc.path, "conc": sc.conc, "rate": sc.rate or None, "stream": sc.stream,
+                "driver": sc.driver,
                 "model": sc.model, "chunks": sc.chunks, "interval_ms": sc.interval_ms,
                 "events_per_stream": sc.events_per_stream, "duration_s": sc.duration_s,
                 "results": per_target,
@@ -1056,6 +1077,8 @@ def _brief(cell: dict) -> str:
     if "errors" in cell and not cell.get("cpu_s"):
         return "ERROR " + cell["errors"]
     parts = []
+    if "offered_rps" in cell:
+        parts.append(f"offered {cell['offered_rps']:.0f}/s")
     if "rps" in cell and "p50_ms" in cell:
         parts.append(f"{cell['rps']:.0f}/s p50 {cell.get('p50_ms') or 0:.2f} ms")
     elif "rps" in cell:
@@ -1117,7 +1140,7 @@ def add_ratios(sc: Scenario, per_target: dict[str, dict]) -> None:
                 a, b = cell.get(key), ref.get(key)
                 if isinstance(a, (int, float)) and isinstance(b, (int, float)) and b > 0:
                     ratios.setdefault(key, {})[base] = round(a / b, 4)
-            if sc.driver in ("sse", "load"):
+            if sc.driver in ("sse", "load", "rate"):
                 for key in ADDED_KEYS:
                     a, b = cell.get(key), ref.get(key)
                     if isinstance(a, (int, float)) and isinstance(b, (int, float)):
