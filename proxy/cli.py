@@ -123,6 +123,19 @@ def _supervise(args: Any, config: Any, overrides: dict[str, Any], pid_file: str,
     import socket
     from dataclasses import replace
 
+    # Create and migrate the ledger file once, before the workers start: two
+    # processes switching a new file to WAL at the same moment can get
+    # "database is locked" without the busy handler being consulted.
+    from .ledger import Ledger
+
+    first = Ledger(config.ledger.path)
+    try:
+        first.start()
+    except Exception as exc:
+        print(f"gatewayd: cannot open ledger {config.ledger.path!r}: {exc}", file=sys.stderr)
+        return 2
+    first.close()
+
     host, port = config.server.host, config.server.port
     probe = None
     if port == 0:  # pick one free port for every worker to share
