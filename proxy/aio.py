@@ -35,10 +35,6 @@ def _task_done(task: asyncio.Task[Any]) -> None:
         log.error("background task %s failed", task.get_name(), exc_info=exc)
 
 
-def running_tasks() -> int:
-    return len(_TASKS)
-
-
 def new_event_loop(kind: str = "auto") -> asyncio.AbstractEventLoop:
     """Return a new loop: uvloop when available (``auto``/``uvloop``), else asyncio."""
     if kind in ("auto", "uvloop"):

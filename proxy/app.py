@@ -279,10 +279,6 @@ class Gateway:
         row["error_kind"] = "bad_request" if status != 408 else "client_timeout"
         self.finish_row(row)
 
-    @staticmethod
-    def apply_usage(usage: Any, row: dict[str, Any]) -> None:
-        usage_to_row(usage, row)
-
     def read_usage(self, body: bytes, row: dict[str, Any]) -> None:
         """Read model and usage from a non-stream OpenAI JSON answer."""
         try:
