@@ -33,7 +33,7 @@ from .errors import (
 )
 from .health import HealthBoard
 from .limits import ConcurrencyLimit
-from .llm import ERROR_FORMAT, ModelEndpoints
+from .llm import ModelEndpoints
 from .provider import Provider
 from .routing import Router
 from .upstream import UpstreamPool
@@ -361,4 +361,4 @@ class Gateway:
         conn.respond(200, self._models_anthropic if anthropic else self._models_openai)
 
 
-__all__ = ["Gateway", "ERROR_FORMAT", "new_request_id"]
+__all__ = ["Gateway", "new_request_id"]

@@ -53,7 +53,7 @@ class CountTokens:
             if upstream_model != model:
                 body["model"] = upstream_model
                 payload = orjson.dumps(body)
-            headers = gw.models_ep._headers(req, provider, "anthropic_messages", False)
+            headers = gw.models_ep.upstream_headers(req, provider, "anthropic_messages", False)
             att = Attempt(provider, upstream_model, provider.count_tokens_path(), headers,
                           payload, None, None)
             ex = ProxyExchange(gw, req, conn, row, [(provider, upstream_model)],

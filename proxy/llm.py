@@ -38,6 +38,7 @@ from .accounting import usage_to_row
 from .errors import ANTHROPIC, GEMINI, OPENAI, GatewayError
 from .exchange import SSE_HEADERS, Attempt, ProxyExchange
 from .provider import ANTHROPIC_VERSION
+from .upstream import HOP_BY_HOP
 
 if TYPE_CHECKING:
     from .app import Gateway
@@ -57,12 +58,20 @@ ERROR_FORMAT = {
 # Client request headers never forwarded to a provider: hop-by-hop ones,
 # framing we redo, credentials for the gateway (the provider key is injected),
 # and encodings we could not read usage through.
-from .upstream import HOP_BY_HOP  # noqa: E402
 
 NOT_FORWARDED = HOP_BY_HOP | {
     b"host", b"content-length", b"authorization", b"x-api-key", b"x-goog-api-key",
     b"accept-encoding", b"expect", b"cookie", b"forwarded", b"x-forwarded-for", b"accept",
 }
+
+
+def _translate_request(tr: Translation, body: dict[str, Any]) -> dict[str, Any]:
+    """The upstream body, or a 400 in the client's terms naming the field."""
+    try:
+        return tr.request(body)
+    except ProtocolError as exc:
+        raise GatewayError(exc.status_hint or 400, exc.message, kind="bad_request",
+                           param=exc.param) from None
 
 
 class TranslatedStream:
@@ -214,11 +223,7 @@ class ModelEndpoints:
             return self._chat_attempt(req, body, modified, provider, model, upstream_model,
                                       stream)
         tr = Translation(client_format, up_format, request_id=request_id, created=created)
-        try:
-            up_body = tr.request(body)
-        except ProtocolError as exc:
-            raise GatewayError(exc.status_hint or 400, exc.message, kind="bad_request",
-                               param=exc.param) from None
+        up_body = _translate_request(tr, body)
         if up_format != FORMAT_GEMINI and up_body.get("model") != upstream_model:
             if up_body is body:
                 up_body = dict(body)
@@ -228,7 +233,7 @@ class ModelEndpoints:
         unchanged = up_body is body and not modified and client_format != FORMAT_GEMINI
         payload = req.body if unchanged else orjson.dumps(up_body)
         return Attempt(provider, upstream_model, provider.path(up_format, upstream_model, stream),
-                       self._headers(req, provider, up_format, stream), payload,
+                       self.upstream_headers(req, provider, up_format, stream), payload,
                        TranslatedStream(tr) if stream else None, tr)
 
     def _loop_guard(self, fmt: str, body: dict[str, Any], row: dict[str, Any]) -> dict[str, Any]:
@@ -254,7 +259,7 @@ class ModelEndpoints:
             return inject_warning(fmt, body, WARNING_TEMPLATE.format(name=name, count=n))
         return body
 
-    def _headers(self, req: Request, provider: Provider, up_format: str,
+    def upstream_headers(self, req: Request, provider: Provider, up_format: str,
                  stream: bool) -> bytes:
         """The header lines for the provider, serialised: the provider's own
         (pre-serialised once) plus the client's that may travel."""
@@ -301,7 +306,7 @@ class ModelEndpoints:
         payload = orjson.dumps(body) if changed else req.body
         return Attempt(provider, upstream_model,
                        provider.path(FORMAT_OPENAI_CHAT, upstream_model, stream),
-                       self._headers(req, provider, FORMAT_OPENAI_CHAT, stream), payload,
+                       self.upstream_headers(req, provider, FORMAT_OPENAI_CHAT, stream), payload,
                        ChatStreamObserver(strip_usage=strip_usage) if stream else None, None)
 
     # -- embeddings ------------------------------------------------------------------------
@@ -349,7 +354,7 @@ class ModelEndpoints:
                 kind="bad_request", param=exc.param), row, OPENAI)
             return None
         att = Attempt(provider, upstream_model, provider.embeddings_path(upstream_model),
-                      self._headers(req, provider, FORMAT_OPENAI_CHAT, False), payload, None,
+                      self.upstream_headers(req, provider, FORMAT_OPENAI_CHAT, False), payload, None,
                       adapter)
         ex = ProxyExchange(gw, req, conn, row, [(provider, upstream_model)],
                            lambda p, m: att, stream=False, error_format=OPENAI)
@@ -368,11 +373,7 @@ class ModelEndpoints:
         chat_body = body
         if client_format != FORMAT_OPENAI_CHAT:
             tr = Translation(client_format, FORMAT_OPENAI_CHAT, request_id=rid, created=created)
-            try:
-                chat_body = tr.request(body)
-            except ProtocolError as exc:
-                raise GatewayError(exc.status_hint or 400, exc.message, kind="bad_request",
-                                   param=exc.param) from None
+            chat_body = _translate_request(tr, body)
             chat_body["model"] = body.get("model") or loopback.LOOPBACK_MODEL
         hdrs = [(b"x-request-id", rid.encode())]
         usage: Any = loopback.chat_usage(chat_body)

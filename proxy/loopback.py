@@ -431,13 +431,19 @@ def _tool_reply(messages: list, first: int) -> str:
     return REPLY_PREFIX + "; ".join(parts)
 
 
-def _plan(body: object) -> _Plan:
+def _required_model(body: object) -> str:
+    """The body's model, checked: the start of every loopback request."""
     if type(body) is not dict:
         raise _invalid_type("body", "a JSON object", body)
     model = body.get("model")
     if type(model) is not str or not model:
         raise LoopbackError("Missing required parameter: 'model'.", param="model",
                             code="missing_required_parameter")
+    return model
+
+
+def _plan(body: object) -> _Plan:
+    model = _required_model(body)
     messages = body.get("messages")
     if type(messages) is not list:
         if messages is None:
@@ -686,12 +692,7 @@ def chat_stream(body: dict, *, request_id: str, created: int) -> list[bytes]:
 
 def _embedding_items(body: object) -> list:
     """The inputs as a list of str or list[int], validated (§ CreateEmbeddingRequest)."""
-    if type(body) is not dict:
-        raise _invalid_type("body", "a JSON object", body)
-    model = body.get("model")
-    if type(model) is not str or not model:
-        raise LoopbackError("Missing required parameter: 'model'.", param="model",
-                            code="missing_required_parameter")
+    _required_model(body)
     value = body.get("input")
     if value is None:
         raise LoopbackError("Missing required parameter: 'input'.", param="input",
