@@ -1,8 +1,9 @@
 """Model endpoints: every client protocol over every provider kind.
 
 One path for all of them: parse the body, route the model, pick the wire
-format the provider speaks, build a ``protocols.translate.Translation`` (or the
-zero-copy Chat observer when client and provider both speak Chat), and hand the
+format the provider speaks, build a ``protocols.translate.Translation`` (and, for a
+stream in the same format on both sides, the zero-copy tap of
+``protocols.observe``), and hand the
 request to a :class:`proxy.exchange.ProxyExchange`.  The built-in ``loopback``
 model is an in-process OpenAI Chat provider, so every protocol reaches it
 through the same translation.
@@ -24,13 +25,7 @@ from protocols.ir import (
     FORMAT_OPENAI_RESPONSES,
 )
 from protocols.loopguard import WARNING_TEMPLATE, inject_warning, trailing_run
-from protocols.observe import (
-    ChatStreamObserver,
-    heartbeat_frame,
-    is_error_frame,
-    passthrough_error_frame,
-)
-from protocols.sse import FrameSplitter
+from protocols.observe import ChatStreamObserver, heartbeat_frame, stream_tap
 from protocols.translate import Translation
 
 from . import loopback
@@ -75,61 +70,33 @@ def _translate_request(tr: Translation, body: dict[str, Any]) -> dict[str, Any]:
 
 
 class TranslatedStream:
-    """Body filter over a ``Translation``: the exchange's stream interface.
+    """Body filter over a translating ``Translation``: the exchange's stream interface.
+    (Same-format streams get ``protocols.observe.stream_tap`` instead.)"""
 
-    In observe mode (same format both sides) whole events are forwarded, never
-    half of one, so keep-alives can be slipped in between events."""
+    __slots__ = ("tr",)
 
-    __slots__ = ("tr", "events", "split", "error_relayed")
+    error_relayed = False  # a translated stream's errors are the encoder's own events
 
     def __init__(self, tr: Translation) -> None:
         self.tr = tr
-        self.events = 0  # events passed through in observe mode (Responses sequence)
-        self.split = FrameSplitter() if tr.observe else None
-        # Observe mode: the provider's own error event was passed through.
-        self.error_relayed = False
 
     def feed(self, data: bytes) -> bytes:
-        split = self.split
-        if split is None:
-            return self.tr.feed(data)
-        frames = split.feed(data)
-        self.tr.feed(data)  # the observer watches every byte, in order
-        if not frames:
-            return b""
-        self.events += len(frames)
-        fmt = self.tr.client_format
-        for frame in frames:
-            if is_error_frame(fmt, frame):
-                self.error_relayed = True
-        return frames[0] if len(frames) == 1 else b"".join(frames)
+        return self.tr.feed(data)
 
-    @property
-    def at_boundary(self) -> bool:
-        return self.split is None or not self.split.pending
+    at_boundary = True  # the encoder writes whole events only
 
     def heartbeat(self) -> bytes:
         beat = self.tr.keepalive()
         return beat if beat is not None else heartbeat_frame(self.tr.client_format)
 
     def finish(self) -> bytes:
-        out = self.tr.finish()
-        if self.split is not None:
-            rest = self.split.pending
-            # An unterminated last event is dropped, as SSE clients would drop it.
-            if rest.strip() == b"" and not self.tr.failed:
-                out = rest + out
-        return out
+        return self.tr.finish()
 
     def error_frame(self, message: str, kind: str = "upstream_error") -> bytes:
-        """The provider failed mid-stream: end the client's stream with its error event."""
-        tr = self.tr
-        if tr.observe:
-            return passthrough_error_frame(tr.client_format, message,
-                                           next_sequence=self.events, timeout=kind == "timeout")
-        # A translated stream that lost its terminal marker ends in the client
-        # format's error event (Translation.finish never fabricates a clean end).
-        return tr.finish()
+        """The provider failed mid-stream: end the client's stream with its error event.
+        A translated stream that lost its terminal marker ends in the client format's
+        error event (Translation.finish never fabricates a clean end)."""
+        return self.tr.finish()
 
     @property
     def complete(self) -> bool:
@@ -234,7 +201,12 @@ class ModelEndpoints:
         payload = req.body if unchanged else orjson.dumps(up_body)
         return Attempt(provider, upstream_model, provider.path(up_format, upstream_model, stream),
                        self.upstream_headers(req, provider, up_format, stream), payload,
-                       TranslatedStream(tr) if stream else None, tr)
+                       self._stream_filter(tr) if stream else None, tr)
+
+    @staticmethod
+    def _stream_filter(tr: Translation) -> Any:
+        """Same format both sides: the zero-copy tap; else the translating filter."""
+        return stream_tap(tr.client_format) if tr.observe else TranslatedStream(tr)
 
     def _loop_guard(self, fmt: str, body: dict[str, Any], row: dict[str, Any]) -> dict[str, Any]:
         """Warn the model about, or stop, an agent repeating the same tool call."""
