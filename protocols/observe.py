@@ -172,10 +172,12 @@ class StreamTap:
     def finish(self) -> bytes:
         """Bytes left at end of stream.  An unterminated event is dropped: SSE
         clients discard it anyway (WHATWG §9.2), and after a cut it could
-        swallow the error event that follows."""
+        swallow the error event that follows.  The line ends it starts with do go out
+        (the LF of a CRLF whose CR ended the last read, blank lines): a whole read
+        would have forwarded them, and the bytes must not depend on the reads."""
         self.watch.close()
         rest = self._split.pending if self._split is not None else self._pending
-        return rest if self.watch.complete and rest.strip() == b"" else b""
+        return rest[:len(rest) - len(rest.lstrip(b"\r\n"))]
 
     @property
     def at_boundary(self) -> bool:
