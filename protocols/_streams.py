@@ -170,6 +170,13 @@ class StreamEncoderBase:
 
     def encode(self, events: list[ir.StreamEvent]) -> bytes:
         dispatch = self._dispatch
+        if len(events) == 1:
+            # Most upstream frames decode to one event (a text delta): no list, no join.
+            if self._done:
+                return b""
+            ev = events[0]
+            fn = dispatch.get(type(ev))
+            return fn(ev) if fn is not None else b""
         parts = []
         for ev in events:
             if self._done:

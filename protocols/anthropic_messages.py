@@ -35,6 +35,7 @@ from ._fields import (
 )
 from ._fields import client_name as _client_name
 from ._fields import foreign as _foreign
+from ._fields import public as _public
 from ._streams import StreamDecoderBase, StreamEncoderBase
 from .errors import (
     BufferLimitExceeded,
@@ -263,16 +264,23 @@ def decode_request(body: Any, ctx: ir.Context | None = None) -> Request:
     (``context_management``, ``container``, ``service_tier``, top-level
     ``cache_control``) go to ``extras``.
     """
-    body = _dict(body, "body")
+    # Each field is read with one ``get``; the validators (which build the error) run
+    # only when a value is not of the expected type.
+    if type(body) is not dict:
+        _dict(body, "body")  # raises
     foreign = _foreign(ctx, FORMAT)
-    model = _str(body, "model", "model", required=True) or ""
-    max_tokens = _int(body, "max_tokens", required=True)
+    model = body.get("model")
+    if type(model) is not str:
+        model = _str(body, "model", "model", required=True)  # raises
+    max_tokens = body.get("max_tokens")
+    if type(max_tokens) is not int or max_tokens < 0:
+        max_tokens = _int(body, "max_tokens", required=True)  # raises
     raw_messages = body.get("messages")
     if raw_messages is None:
         raise _missing("messages")
-    messages = tuple(
-        _decode_message(m, i) for i, m in enumerate(_list(raw_messages, "messages"))
-    )
+    if type(raw_messages) is not list:
+        _list(raw_messages, "messages")  # raises
+    messages = tuple([_decode_message(m, i) for i, m in enumerate(raw_messages)])
     if foreign and body.get("mcp_servers"):
         raise UnsupportedFeature("mcp_servers")
 
@@ -300,7 +308,10 @@ def decode_request(body: Any, ctx: ir.Context | None = None) -> Request:
             raise _bad("stop_sequences", "Input should be a list of strings")
         stop_t = tuple(stop_l)
 
-    tools = tuple(_decode_tool(t, i) for i, t in enumerate(_list(body.get("tools") or [], "tools")))
+    raw_tools = body.get("tools")
+    tools: tuple[ir.Tool, ...] = ()
+    if raw_tools:
+        tools = tuple([_decode_tool(t, i) for i, t in enumerate(_list(raw_tools, "tools"))])
     tool_choice = _decode_tool_choice(body.get("tool_choice"))
 
     reasoning = None
@@ -346,10 +357,22 @@ def decode_request(body: Any, ctx: ir.Context | None = None) -> Request:
         if other:
             extras["metadata"] = other
 
-    stream = _bool(body, "stream")
-    for k, v in body.items():
-        if k not in _MODELED:
-            extras[k] = v
+    stream = body.get("stream")
+    if stream is not None and type(stream) is not bool:
+        _bool(body, "stream")  # raises
+    temperature = body.get("temperature")
+    if temperature is not None:
+        temperature = _num(body, "temperature", 0.0, MAX_TEMPERATURE)
+    top_p = body.get("top_p")
+    if top_p is not None:
+        top_p = _num(body, "top_p", 0.0, 1.0)
+    top_k = body.get("top_k")
+    if top_k is not None:
+        top_k = _int(body, "top_k")
+    if not body.keys() <= _MODELED:
+        for k, v in body.items():
+            if k not in _MODELED:
+                extras[k] = v
     return Request(
         model=model,
         messages=messages,
@@ -357,11 +380,11 @@ def decode_request(body: Any, ctx: ir.Context | None = None) -> Request:
         tools=tools,
         tool_choice=tool_choice,
         max_output_tokens=max_tokens,
-        temperature=_num(body, "temperature", 0.0, MAX_TEMPERATURE),
-        top_p=_num(body, "top_p", 0.0, 1.0),
-        top_k=_int(body, "top_k"),
+        temperature=temperature,
+        top_p=top_p,
+        top_k=top_k,
         stop=stop_t,
-        stream=bool(stream),
+        stream=stream is True,
         response_format=response_format,
         reasoning=reasoning,
         user=user,
@@ -369,10 +392,14 @@ def decode_request(body: Any, ctx: ir.Context | None = None) -> Request:
     )
 
 
+_TEXT_KEYS = frozenset({"type", "text", "cache_control"})
+
+
 def _decode_text(b: dict[str, Any], p: str) -> Text:
-    text = _str(b, "text", f"{p}.text", required=True) or ""
-    return Text(text, cache_control=b.get("cache_control"),
-                extras=_rest(b, {"type", "text", "cache_control"}))
+    text = b.get("text")
+    if type(text) is not str:
+        text = _str(b, "text", f"{p}.text", required=True)  # raises
+    return Text(text, b.get("cache_control"), _rest(b, _TEXT_KEYS))
 
 
 def _decode_source(b: dict[str, Any], p: str) -> tuple[str | None, str | None, str | None, str | None]:
@@ -454,29 +481,38 @@ def _decode_block(b: Any, p: str, *, in_tool_result: bool = False) -> ir.Block:
     return NativeBlock(FORMAT, btype, b)
 
 
+_MESSAGE_ROLES = {"user": Role.USER, "assistant": Role.ASSISTANT, "system": Role.SYSTEM}
+_MESSAGE_KEYS = frozenset({"role", "content"})
+
+
 def _decode_message(m: Any, i: int) -> Message:
-    p = f"messages[{i}]"
-    m = _dict(m, p)
-    role = m.get("role")
-    if role not in ("user", "assistant", "system"):
-        raise _bad(f"{p}.role", "Input should be 'user' or 'assistant'")
+    # The param names (``messages[i]…``) are built only for an error.
+    if type(m) is not dict:
+        _dict(m, f"messages[{i}]")  # raises
+    role_s = m.get("role")
+    role = _MESSAGE_ROLES.get(role_s) if type(role_s) is str else None
+    if role is None:
+        raise _bad(f"messages[{i}].role", "Input should be 'user' or 'assistant'")
     content = m.get("content")
     as_string = False
     if type(content) is str:
         as_string = True
         blocks: tuple[ir.Block, ...] = (Text(content),) if content else ()
     elif content is None:
-        raise _missing(f"{p}.content")
+        raise _missing(f"messages[{i}].content")
     else:
-        blocks = tuple(_decode_block(b, f"{p}.content[{j}]")
-                       for j, b in enumerate(_list(content, f"{p}.content")))
-    hints = None
-    if role == "system":
+        p = f"messages[{i}]"
+        blocks = tuple([_decode_block(b, f"{p}.content[{j}]")
+                        for j, b in enumerate(_list(content, f"{p}.content"))])
+    if role is Role.SYSTEM:
         # Claude Code's per-turn system entries (real-clients.md pitfall 2): they stay in
         # place when going back to Anthropic, and carry their own output_config.
-        hints = {"_inline": True}
-    return Message(Role(role), blocks, as_string=as_string,
-                   extras=_rest(m, {"role", "content"}, hints))
+        extras = _rest(m, _MESSAGE_KEYS, {"_inline": True})
+    elif m.keys() <= _MESSAGE_KEYS:
+        extras = None  # nothing else in the message (the usual case)
+    else:
+        extras = _rest(m, _MESSAGE_KEYS)
+    return Message(role, blocks, as_string=as_string, extras=extras)
 
 
 def _decode_tool(t: Any, i: int) -> ir.Tool:
@@ -678,7 +714,8 @@ def _text_block(t: Text) -> dict[str, Any]:
     b: dict[str, Any] = {"type": "text", "text": t.text}
     if t.cache_control is not None:
         b["cache_control"] = t.cache_control
-    b.update({k: v for k, v in ir.extras_for(t, FORMAT).items() if not k.startswith("_")})
+    if t.extras:
+        b.update({k: v for k, v in ir.extras_for(t, FORMAT).items() if not k.startswith("_")})
     return b
 
 
@@ -778,14 +815,21 @@ def _encode_block(b: ir.Block, param: str, names: dict[str, str] | None,
 
 def _append_message(out: list[dict[str, Any]], m: Message, i: int,
                     names: dict[str, str] | None) -> None:
-    p = f"messages[{i}]"
     role = "assistant" if m.role is Role.ASSISTANT else "user"
     blocks = []
     for j, b in enumerate(m.content):
-        eb = _encode_block(b, f"{p}.content[{j}]", names)
+        if type(b) is Text:
+            # Most blocks: what _encode_block does for text, without building its param
+            # name (``messages[i].content[j]``, used only in errors).
+            if not _is_blank(b.text):
+                blocks.append(_text_block(b))
+            continue
+        eb = _encode_block(b, f"messages[{i}].content[{j}]", names)
         if eb is not None:
             blocks.append(eb)
-    mx = {k: v for k, v in ir.extras_for(m, FORMAT).items() if not k.startswith("_")}
+    mx = ir.extras_for(m, FORMAT)
+    if mx:
+        mx = _public(mx)
     if not blocks and not mx:
         if m.as_string and not m.content:
             blocks = []
@@ -1197,7 +1241,11 @@ class StreamDecoder(StreamDecoderBase):
         return idx
 
     def _on_block_delta(self, obj: dict[str, Any], out: list[ir.StreamEvent]) -> None:
-        idx = self._ir_index(obj)
+        # The hot path (one call per streamed token): _ir_index inlined.
+        aidx = obj.get("index")
+        idx = self._blocks.get(aidx) if type(aidx) is int else None
+        if idx is None:
+            raise UpstreamProtocolError("content block event for an unknown index", param="index")
         if idx < 0:
             return
         delta = obj.get("delta")

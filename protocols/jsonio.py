@@ -28,14 +28,16 @@ JSONDecodeError = orjson.JSONDecodeError
 JSONEncodeError = orjson.JSONEncodeError
 
 
-def loads(data: bytes | bytearray | memoryview | str) -> Any:
-    """Parse one JSON document; raises :data:`JSONDecodeError` when invalid."""
-    return orjson.loads(data)
+# ``loads`` and ``dumps`` are orjson's own functions, not wrappers: they run on every
+# stream event and every request, and a Python-level wrapper would add a call to each.
 
+#: ``loads(data: bytes | bytearray | memoryview | str) -> Any``: parse one JSON
+#: document; raises :data:`JSONDecodeError` when invalid.
+loads = orjson.loads
 
-def dumps(obj: Any) -> bytes:
-    """Serialise ``obj`` as compact UTF-8 JSON (no spaces, no trailing newline)."""
-    return orjson.dumps(obj)
+#: ``dumps(obj: Any) -> bytes``: serialise ``obj`` as compact UTF-8 JSON (no spaces, no
+#: trailing newline). Call it with ``obj`` only.
+dumps = orjson.dumps
 
 
 def dumps_sorted(obj: Any) -> bytes:

@@ -23,6 +23,7 @@ The module interface is the one ``protocols/translate.py`` documents.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from functools import partial
 from typing import Any
 
@@ -658,8 +659,8 @@ def encode_request(req: Request, ctx: ir.Context | None = None) -> dict[str, Any
         so["include_usage"] = True
         body["stream_options"] = so
 
-    tools = [_encode_tool(t, names) for t in req.tools]
-    tools = [t for t in tools if t is not None]
+    tools = [_encode_tool(t, names) for t in req.tools] if req.tools else []
+    tools = [t for t in tools if t is not None] if tools else tools
     if tools:
         body["tools"] = tools
     tc = req.tool_choice
@@ -715,8 +716,11 @@ def _budget_to_effort(budget: int | None) -> str | None:
     return "high"
 
 
-def _text_of(blocks: tuple[ir.Block, ...]) -> str:
-    return "".join(b.text for b in blocks if type(b) is Text)
+def _text_of(blocks: Sequence[ir.Block]) -> str:
+    if len(blocks) == 1:
+        b = blocks[0]
+        return b.text if type(b) is Text else ""
+    return "".join([b.text for b in blocks if type(b) is Text])
 
 
 def _encode_user_part(b: ir.Block, param: str) -> dict[str, Any]:
@@ -756,9 +760,9 @@ def _encode_user_part(b: ir.Block, param: str) -> dict[str, Any]:
 
 def _encode_message(m: Message, i: int, out: list[dict[str, Any]],
                     names: dict[str, str] | None) -> None:
-    p = f"messages[{i}]"
+    # ``i`` only names the message in an error (``messages[i]…``).
     mx_all = ir.extras_for(m, FORMAT)
-    mx = _public(mx_all)
+    mx = _public(mx_all) if mx_all else mx_all
     role = m.role
     if role is Role.SYSTEM or role is Role.DEVELOPER:
         texts = [b for b in m.content if type(b) is Text]
@@ -775,23 +779,29 @@ def _encode_message(m: Message, i: int, out: list[dict[str, Any]],
         out.append(msg)
         return
     if role is Role.USER:
-        rest: list[ir.Block] = []
-        moved_images: list[dict[str, Any]] = []
-        for j, b in enumerate(m.content):
-            if type(b) is ToolResult:
-                out.append(_encode_tool_result(b, f"{p}.content[{j}]", moved_images, m, mx))
-            else:
-                rest.append(b)
-        if moved_images:
-            # §5.8 case 9: Chat tool messages are text-only.
-            out.append({"role": "user", "content": moved_images})
-        if not rest:
-            return
+        content = m.content
+        if len(content) == 1 and type(content[0]) is Text:
+            rest: Any = content  # the usual user turn: one text, no tool results
+        else:
+            rest = []
+            moved_images: list[dict[str, Any]] = []
+            for j, b in enumerate(content):
+                if type(b) is ToolResult:
+                    out.append(_encode_tool_result(b, f"messages[{i}].content[{j}]",
+                                                   moved_images, m, mx))
+                else:
+                    rest.append(b)
+            if moved_images:
+                # §5.8 case 9: Chat tool messages are text-only.
+                out.append({"role": "user", "content": moved_images})
+            if not rest:
+                return
         msg = {"role": "user"}
         if m.as_string and all(type(b) is Text for b in rest):
-            msg["content"] = _text_of(tuple(rest))
+            msg["content"] = _text_of(rest)
         else:
-            msg["content"] = [_encode_user_part(b, f"{p}.content[{j}]") for j, b in enumerate(rest)]
+            msg["content"] = [_encode_user_part(b, f"messages[{i}].content[{j}]")
+                              for j, b in enumerate(rest)]
         if m.name is not None:
             msg["name"] = m.name
         msg.update(mx)
@@ -818,7 +828,7 @@ def _encode_message(m: Message, i: int, out: list[dict[str, Any]],
         elif t is NativeBlock and b.provider == FORMAT:
             continue
         elif t is NativeBlock:
-            raise UnsupportedFeature(f"{p}.content[{j}]", f"{b.type} content")
+            raise UnsupportedFeature(f"messages[{i}].content[{j}]", f"{b.type} content")
     msg = {"role": "assistant"}
     if texts:
         msg["content"] = "".join(texts) if m.as_string or len(texts) == 1 else [
@@ -949,12 +959,17 @@ def _stop_from_finish(finish: Any, has_tools: bool) -> StopReason:
 
 def decode_response(body: Any, ctx: ir.Context | None = None) -> Response:
     """Decode an upstream ``chat.completion`` object (first choice only)."""
-    body = _upstream_dict(body, "response")
+    if type(body) is not dict:
+        _upstream_dict(body, "response")  # raises
     choices = body.get("choices")
     if type(choices) is not list or not choices:
         raise UpstreamProtocolError("chat.completion without choices", param="choices")
-    choice = _upstream_dict(choices[0], "choices[0]")
-    msg = _upstream_dict(choice.get("message"), "choices[0].message")
+    choice = choices[0]
+    if type(choice) is not dict:
+        _upstream_dict(choice, "choices[0]")  # raises
+    msg = choice.get("message")
+    if type(msg) is not dict:
+        _upstream_dict(msg, "choices[0].message")  # raises
     blocks: list[ir.Block] = []
     rc = msg.get("reasoning_content") or msg.get("reasoning")
     if type(rc) is str and rc:
@@ -982,8 +997,11 @@ def decode_response(body: Any, ctx: ir.Context | None = None) -> Response:
         content=tuple(blocks),
         stop_reason=_stop_from_finish(choice.get("finish_reason"), bool(calls)),
         usage=usage_mod.from_openai_chat(u) if u is not None else Usage(),
-        extras=_rest(body, {"id", "object", "model", "choices", "usage"}),
+        extras=_rest(body, _RESPONSE_KEYS),
     )
+
+
+_RESPONSE_KEYS = frozenset({"id", "object", "model", "choices", "usage"})
 
 
 def encode_response(resp: Response, ctx: ir.Context | None = None) -> dict[str, Any]:

@@ -504,6 +504,18 @@ class FrameSplitter:
         n = len(chunk)
         if not n:
             return []
+        if (chunk[-1] == _LF and self._prev == _LF and not self._buf and n <= self._max_line
+                and n <= self._max_event and chunk[0] != _LF and chunk.find(b"\r") < 0):
+            # The common case (providers write one event per chunk): the chunk may be
+            # exactly one LF-framed event after a line end, with nothing buffered and no
+            # limit in reach. It is when its first blank line is its last byte
+            # (``_blank_lf_only`` inlined); then the general path below would return the
+            # same and leave the state (last byte LF, no unterminated line) as it is.
+            i = chunk.find(b"\n")
+            while i < n - 2 and chunk[i + 1] != _LF:
+                i = chunk.find(b"\n", i + 2)
+            if i == n - 2:
+                return [chunk]
         tail = self._tail
         if tail + n > self._max_line:
             at = _long_line_at(chunk, tail, self._max_line)
@@ -676,9 +688,13 @@ def data_of(frame: bytes) -> bytes | None:
         if i == n - 2 and frame[-1] == _LF and frame.find(b"\r", 6, i) < 0:
             return frame[6:i]
     elif frame.startswith(b"event: "):
-        ends = _split_two_lines(frame)
-        if ends is not None:
-            return frame[ends[0] + 7 : ends[1]]
+        # ``_split_two_lines`` inlined: this is the shape of every Anthropic and
+        # Responses event.
+        i = frame.find(b"\n", 7)
+        if i >= 0 and frame.startswith(b"data: ", i + 1):
+            j = frame.find(b"\n", i + 7)
+            if j == n - 2 and frame[-1] == _LF and frame.find(b"\r", 0, j) < 0:
+                return frame[i + 7 : j]
     return _parse_frame(frame)[1]
 
 

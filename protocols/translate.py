@@ -135,8 +135,9 @@ class Translation:
     ) -> None:
         self.client_format = client_format
         self.upstream_format = upstream_format
-        self._client = format_module(client_format)
-        self._upstream = format_module(upstream_format)
+        # One per request: the loaded modules are looked up directly.
+        self._client = _loaded.get(client_format) or format_module(client_format)
+        self._upstream = _loaded.get(upstream_format) or format_module(upstream_format)
         self.observe = client_format == upstream_format
         self._ctx = ir.Context(
             request_id=request_id,

@@ -48,11 +48,11 @@ def _n(obj: Any, key: str) -> int:
     if type(obj) is not dict:
         return 0
     v = obj.get(key)
-    if v is None:
-        return 0
     t = type(v)
     if t is int:
         return v if v >= 0 else 0
+    if v is None:
+        return 0
     if t is float and v.is_integer():
         return int(v) if v >= 0 else 0
     raise UpstreamProtocolError(f"usage field {key!r} is not a token count: {v!r}", param=key)
@@ -73,12 +73,13 @@ def from_openai_chat(u: Any) -> Usage:
     u = _check(u)
     pd = u.get("prompt_tokens_details")
     cd = u.get("completion_tokens_details")
+    # Positional arguments and no call for absent details: this runs for every reply.
     return Usage(
-        input_tokens=_n(u, "prompt_tokens"),
-        output_tokens=_n(u, "completion_tokens"),
-        cached_tokens=_n(pd, "cached_tokens"),
-        cache_write_tokens=_n(pd, "cache_write_tokens"),
-        reasoning_tokens=_n(cd, "reasoning_tokens"),
+        _n(u, "prompt_tokens"),
+        _n(u, "completion_tokens"),
+        _n(pd, "cached_tokens") if pd is not None else 0,
+        _n(pd, "cache_write_tokens") if pd is not None else 0,
+        _n(cd, "reasoning_tokens") if cd is not None else 0,
     )
 
 
@@ -103,11 +104,11 @@ def from_openai_responses(u: Any) -> Usage:
     idt = u.get("input_tokens_details")
     odt = u.get("output_tokens_details")
     return Usage(
-        input_tokens=_n(u, "input_tokens"),
-        output_tokens=_n(u, "output_tokens"),
-        cached_tokens=_n(idt, "cached_tokens"),
-        cache_write_tokens=_n(idt, "cache_write_tokens"),
-        reasoning_tokens=_n(odt, "reasoning_tokens"),
+        _n(u, "input_tokens"),
+        _n(u, "output_tokens"),
+        _n(idt, "cached_tokens") if idt is not None else 0,
+        _n(idt, "cache_write_tokens") if idt is not None else 0,
+        _n(odt, "reasoning_tokens") if odt is not None else 0,
     )
 
 
@@ -134,12 +135,13 @@ def from_anthropic(u: Any) -> Usage:
     u = _check(u)
     cache_read = _n(u, "cache_read_input_tokens")
     cache_write = _n(u, "cache_creation_input_tokens")
+    details = u.get("output_tokens_details")
     return Usage(
-        input_tokens=_n(u, "input_tokens") + cache_read + cache_write,
-        output_tokens=_n(u, "output_tokens"),
-        cached_tokens=cache_read,
-        cache_write_tokens=cache_write,
-        reasoning_tokens=_n(u.get("output_tokens_details"), "thinking_tokens"),
+        _n(u, "input_tokens") + cache_read + cache_write,
+        _n(u, "output_tokens"),
+        cache_read,
+        cache_write,
+        _n(details, "thinking_tokens") if details is not None else 0,
     )
 
 
