@@ -1231,7 +1231,16 @@ class StreamDecoder(StreamDecoderBase):
                 if type(choice) is not dict:
                     raise UpstreamProtocolError("choice is not an object", param="choices")
                 if choice.get("index", 0) == 0:
-                    self._choice(choice, out)
+                    # Most chunks: {"content": "..."} while a text block is open and no
+                    # finish reason; _choice's fast path, without the call.
+                    delta = choice.get("delta")
+                    if (type(delta) is dict and len(delta) == 1 and self._text >= 0
+                            and not self._observe and choice.get("finish_reason") is None
+                            and type(content := delta.get("content")) is str):
+                        if content:
+                            out.append(TextDelta(self._text, content))
+                    else:
+                        self._choice(choice, out)
         u = chunk.get("usage")
         if u:
             self.usage = usage_mod.from_openai_chat(u)
