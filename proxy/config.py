@@ -265,6 +265,7 @@ _PROVIDER_KEYS = (
     "queue_timeout",
     "responses_api",
     "count_tokens",
+    "max_output_tokens",
     "base_url",
     "api_key_env",
     "api_key",
@@ -531,6 +532,9 @@ class ProviderConfig:
     queue_timeout_s: float = 30.0
     # Anthropic kind: "upstream" asks the provider's count_tokens, "local" estimates.
     count_tokens: str = "upstream"
+    # Output-token caps by model glob, first match wins: a request asking for more is
+    # lowered to the cap before it is sent (protocols/output_cap.py).
+    max_output_tokens: tuple[tuple[str, int], ...] = ()
     scheme: str = field(init=False)
     host: str = field(init=False)  # unbracketed, for connect() and SNI
     port: int = field(init=False)
@@ -1140,6 +1144,7 @@ class _Loader:
 
         rt = t.get("request_timeout", 0)
         return ProviderConfig(
+            max_output_tokens=self.output_caps(t, path),
             request_timeout_s=0.0 if rt in (0, "0") else self.get_duration(
                 t, path, "request_timeout", 0.0),
             max_concurrency=nonneg("max_concurrency", 0),
@@ -1168,6 +1173,22 @@ class _Loader:
             ),
             max_connections=max_connections,
         )
+
+    def output_caps(self, t: Mapping[str, Any], path: str) -> tuple[tuple[str, int], ...]:
+        """``max_output_tokens``: one integer for every model, or a table of model glob
+        -> integer (first match wins, in the table's order)."""
+        raw = t.get("max_output_tokens")
+        if raw is None:
+            return ()
+        items = [("*", raw)] if not isinstance(raw, Mapping) else list(raw.items())
+        out = []
+        for glob, cap in items:
+            where = f"{path}.max_output_tokens" + ("" if glob == "*" and not isinstance(
+                raw, Mapping) else f".{glob}")
+            if type(cap) is not int or cap < 1:
+                raise self.fail(where, f"must be an integer >= 1 (got {cap!r})")
+            out.append((str(glob), cap))
+        return tuple(out)
 
     def build_routes(
         self,

@@ -26,6 +26,7 @@ from protocols.ir import (
 )
 from protocols.loopguard import WARNING_TEMPLATE, inject_warning, trailing_run
 from protocols.observe import ChatStreamObserver, heartbeat_frame, stream_tap
+from protocols.output_cap import cap_output_tokens
 from protocols.translate import Translation
 
 from . import loopback
@@ -197,6 +198,9 @@ class ModelEndpoints:
             up_body["model"] = upstream_model
         elif up_format == FORMAT_GEMINI and ("model" in up_body or "stream" in up_body):
             up_body = {k: v for k, v in up_body.items() if k != "model" and k != "stream"}
+        cap = provider.output_cap(upstream_model)
+        if cap is not None:
+            up_body = cap_output_tokens(up_format, up_body, cap)
         unchanged = up_body is body and not modified and client_format != FORMAT_GEMINI
         payload = req.body if unchanged else orjson.dumps(up_body)
         return Attempt(provider, upstream_model, provider.path(up_format, upstream_model, stream),
@@ -265,6 +269,12 @@ class ModelEndpoints:
         if upstream_model != model:
             body["model"] = upstream_model
             changed = True
+        cap = provider.output_cap(upstream_model)
+        if cap is not None:
+            capped = cap_output_tokens(FORMAT_OPENAI_CHAT, body, cap)
+            if capped is not body:
+                body = capped
+                changed = True
         if stream:
             opts = body.get("stream_options")
             if not (type(opts) is dict and opts.get("include_usage") is True):

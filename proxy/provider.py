@@ -7,6 +7,8 @@ request path only concatenates bytes.
 
 from __future__ import annotations
 
+import fnmatch
+import re
 from urllib.parse import quote
 
 from protocols.ir import (
@@ -34,7 +36,7 @@ class Provider:
         "config", "name", "kind", "scheme", "host", "port", "ca_bundle", "verify_tls",
         "connect_timeout_s", "first_byte_timeout_s", "idle_timeout_s", "host_header",
         "base_path", "static_headers", "static_head", "passthrough_auth", "foreign_prefixes",
-        "responses_api",
+        "responses_api", "_caps", "_cap_of",
     )
 
     def __init__(self, cfg: ProviderConfig) -> None:
@@ -56,6 +58,9 @@ class Provider:
         # OpenAI-kind providers get Responses clients natively (OpenAI, vLLM,
         # Ollama and llama.cpp serve /v1/responses) unless configured off.
         self.responses_api = getattr(cfg, "responses_api", True)
+        self._caps = tuple((re.compile(fnmatch.translate(glob)).match, cap)
+                           for glob, cap in getattr(cfg, "max_output_tokens", ()))
+        self._cap_of: dict[str, int | None] = {}
         hs: list[tuple[bytes, bytes]] = [(b"accept-encoding", b"identity")]
         if cfg.api_key and not self.passthrough_auth:
             key = cfg.api_key.encode()
@@ -69,6 +74,17 @@ class Provider:
             hs.append((k.lower().encode(), v.encode()))
         self.static_headers = hs
         self.static_head = b"".join(k + b": " + v + b"\r\n" for k, v in hs)
+
+    def output_cap(self, model: str) -> int | None:
+        """The output-token cap configured for ``model`` (first matching glob), or None."""
+        if not self._caps:
+            return None
+        cap = self._cap_of.get(model, -1)
+        if cap == -1:
+            cap = next((c for match, c in self._caps if match(model)), None)
+            if len(self._cap_of) < 4096:  # bounded: model names come from clients
+                self._cap_of[model] = cap
+        return cap
 
     def upstream_format(self, client_format: str) -> str:
         if self.kind == "anthropic":

@@ -938,3 +938,37 @@ def test_listen_safety_ipv6_any():
     config = Config(server=ServerConfig(host="::", port=8081))
     message = check_listen_safety(config)
     assert message is not None and "[::]:8081" in message
+
+
+# --- output-token caps ------------------------------------------------------------------
+
+def test_max_output_tokens_one_number_or_a_table_of_globs(write):
+    config = load("""
+        [providers.openai]
+        kind = "openai"
+        base_url = "http://127.0.0.1:9/v1"
+        max_output_tokens = { "gpt-4o*" = 16384, "o*" = 100000, "*" = 32768 }
+
+        [providers.local]
+        kind = "openai"
+        base_url = "http://127.0.0.1:8/v1"
+        max_output_tokens = 4096
+        """, write=write)
+    assert config.providers["openai"].max_output_tokens == (
+        ("gpt-4o*", 16384), ("o*", 100000), ("*", 32768))
+    assert config.providers["local"].max_output_tokens == (("*", 4096),)
+
+
+@pytest.mark.parametrize("value, where", [
+    ("0", "providers.p.max_output_tokens: must be an integer >= 1 (got 0)"),
+    ('"big"', "providers.p.max_output_tokens: must be an integer >= 1 (got 'big')"),
+    ('{ "gpt-*" = -5 }', "providers.p.max_output_tokens.gpt-*: must be an integer >= 1 (got -5)"),
+])
+def test_max_output_tokens_rejects_what_is_not_a_positive_integer(write, value, where):
+    msg = error_of(write, f"""
+        [providers.p]
+        kind = "openai"
+        base_url = "http://127.0.0.1:9/v1"
+        max_output_tokens = {value}
+        """)
+    assert where in msg
