@@ -23,6 +23,17 @@ from . import ir, jsonio
 from .errors import BufferLimitExceeded, ProtocolError, UpstreamProtocolError
 from .sse import FrameSplitter, data_of
 
+#: Times one stream may learn a new text-delta template: a provider whose frames all
+#: differ (a fresh id per chunk) stops paying for learning after these.
+_MAX_LEARN = 8
+#: Bytes that cannot stand in a JSON string as they are: control characters, and the
+#: backslash of an escape (the text would differ from its bytes).
+_UNSAFE = bytes(range(0x20)) + b'"\\'
+
+
+def _unsafe(raw: bytes) -> bool:
+    return len(raw.translate(None, _UNSAFE)) != len(raw)
+
 __all__ = ["StreamDecoderBase", "StreamEncoderBase"]
 
 
@@ -43,12 +54,18 @@ class StreamDecoderBase:
 
     __slots__ = (
         "_ctx", "_split", "_observe", "_broken", "model", "id", "usage", "stop_reason",
-        "tool_calls", "failed", "done",
+        "tool_calls", "failed", "done", "_frame", "_tpl", "_learn_left",
     )
 
     _HANDLERS: dict[str, Any] | None = None
     _WHAT = "stream event"
     _OBSERVE_SKIP: tuple[bytes, ...] = ()
+    #: The JSON key (with its colon and opening quote) of a plain text delta's text, for
+    #: the learned-template path (see ``_learn_text``); None: the format has none.
+    _TEXT_KEY: bytes | None = None
+    #: A key whose string value may change from one text delta to the next in a frame
+    #: that is otherwise the same (OpenAI's ``obfuscation`` padding); None: none.
+    _VARYING_KEY: bytes | None = None
 
     def __init__(self, ctx: ir.Context | None = None, *, observe: bool = False) -> None:
         self._ctx = ctx
@@ -62,6 +79,9 @@ class StreamDecoderBase:
         self.tool_calls = 0
         self.failed = False
         self.done = False
+        self._frame = b""  # the frame being decoded, for _learn_text
+        self._tpl: tuple[bytes, bytes, Any] | None = None  # (before, after, where)
+        self._learn_left = _MAX_LEARN
 
     def feed(self, data: bytes) -> list[ir.StreamEvent]:
         """Events for the next piece of the body. A broken upstream raises
@@ -85,6 +105,13 @@ class StreamDecoderBase:
             for frame in frames:
                 if observe and frame.startswith(self._OBSERVE_SKIP):
                     continue
+                tpl = self._tpl
+                if tpl is not None and frame.startswith(tpl[0]):
+                    ev = self._templated_text(frame, tpl)
+                    if ev is not None:
+                        out.append(ev)
+                        continue
+                self._frame = frame
                 payload = data_of(frame)
                 if payload is None:
                     continue  # comment or field-only frame (": ping", "retry:")
@@ -112,6 +139,76 @@ class StreamDecoderBase:
             if not out:
                 raise
         return out
+
+    # -- the learned-template path for text deltas --------------------------------------
+    #
+    # Most frames of a streamed answer are text deltas that differ only in their text:
+    # the same id, model and keys around it, byte for byte.  When the general path has
+    # decoded one (JSON and all) to a single ``TextDelta``, ``_learn_text`` remembers the
+    # bytes before and after its text.  A later frame made of exactly those bytes around
+    # a string with no escape, no control character and valid UTF-8 is the same JSON
+    # object with another text, so its event is made without splitting lines or parsing
+    # JSON; the format's ``_text_event`` still checks its own state (an open block, ...)
+    # and returns None to send the frame the general way.  Anything else in the frame,
+    # a changed byte included, takes the general path, so the events are the same.
+
+    def _learn_text(self, text: str, where: Any) -> None:
+        """The frame being decoded was a plain text delta of ``text``; ``where`` is what
+        ``_text_event`` needs to place the next one (a block key)."""
+        if self._learn_left <= 0 or self._observe or not text:
+            return
+        raw = text.encode()
+        if _unsafe(raw):
+            return
+        frame = self._frame
+        needle = self._TEXT_KEY + raw + b'"'  # type: ignore[operator]
+        i = frame.find(needle)
+        if i < 0 or frame.find(needle, i + 1) >= 0:
+            return  # not there as such, or not only there
+        self._learn_left -= 1
+        start = i + len(needle) - len(raw) - 1
+        self._tpl = (frame[:start], frame[start + len(raw):], where)
+
+    def _templated_text(self, frame: bytes, tpl: tuple[bytes, bytes, Any]) -> Any:
+        before, after, where = tpl
+        s = len(before)
+        e = frame.find(b'"', s)
+        if e <= s:
+            return None
+        if frame[e:] != after and not self._varying_ok(frame, e, after):
+            return None
+        raw = frame[s:e]
+        if _unsafe(raw):
+            return None
+        try:
+            text = raw.decode()
+        except UnicodeDecodeError:
+            return None
+        return self._text_event(text, where)
+
+    def _varying_ok(self, frame: bytes, e: int, after: bytes) -> bool:
+        """``frame[e:]`` equals ``after`` but for the value of ``_VARYING_KEY``."""
+        key = self._VARYING_KEY
+        if key is None:
+            return False
+        k = after.find(key)
+        if k < 0:
+            return False
+        k += len(key)
+        if frame[e:e + k] != after[:k]:
+            return False
+        v = e + k  # the varying value starts here, in frame
+        q = frame.find(b'"', v)
+        aq = after.find(b'"', k)
+        if q < 0 or aq < 0 or frame[q:] != after[aq:]:
+            return False
+        value = frame[v:q]
+        return value.isascii() and not _unsafe(value)
+
+    def _text_event(self, text: str, where: Any) -> Any:
+        """The event for a templated text delta, or None when the decoder's state says
+        the general path must decide."""
+        return None
 
     def close(self) -> list[ir.StreamEvent]:
         """Events at upstream EOF: none after a terminal event, else what ``_eof`` makes

@@ -1139,6 +1139,7 @@ class StreamDecoder(StreamDecoderBase):
                  "_custom", "_held", "_held_bytes")
 
     _OBSERVE_SKIP = _OBSERVE_SKIP
+    _TEXT_KEY = b'"text":"'
     _WHAT = "Anthropic stream event"
 
     def __init__(self, ctx: ir.Context | None = None, *, observe: bool = False) -> None:
@@ -1240,6 +1241,11 @@ class StreamDecoder(StreamDecoderBase):
         self._blocks[aidx] = idx
         return idx
 
+    def _text_event(self, text: str, where: Any) -> Any:
+        # A templated frame is a text_delta of Anthropic block ``where``.
+        idx = self._blocks.get(where)
+        return TextDelta(idx, text) if idx is not None and idx >= 0 else None
+
     def _on_block_delta(self, obj: dict[str, Any], out: list[ir.StreamEvent]) -> None:
         # The hot path (one call per streamed token): _ir_index inlined.
         aidx = obj.get("index")
@@ -1257,6 +1263,7 @@ class StreamDecoder(StreamDecoderBase):
             if type(text) is not str:
                 raise UpstreamProtocolError("text_delta without text", param="delta.text")
             out.append(TextDelta(idx, text))
+            self._learn_text(text, aidx)
         elif dtype == "input_json_delta":
             pj = delta.get("partial_json")
             if type(pj) is not str:

@@ -1172,6 +1172,9 @@ class StreamDecoder(StreamDecoderBase):
 
     __slots__ = ("_started", "_next", "_text", "_reasoning", "_tools", "_open_tools", "_finish")
 
+    _TEXT_KEY = b'"content":"'
+    _VARYING_KEY = b'"obfuscation":"'  # OpenAI pads each chunk with a random string
+
     def __init__(self, ctx: ir.Context | None = None, *, observe: bool = False) -> None:
         super().__init__(ctx, observe=observe)
         self._started = False
@@ -1221,6 +1224,7 @@ class StreamDecoder(StreamDecoderBase):
                                         etype if type(etype) is str else None,
                                         code if type(code) is str else None))
             return
+        plain = None  # the text of a chunk that is only a text delta
         if not self._started:
             self._start(chunk, out)
         choices = chunk.get("choices")
@@ -1239,12 +1243,20 @@ class StreamDecoder(StreamDecoderBase):
                             and type(content := delta.get("content")) is str):
                         if content:
                             out.append(TextDelta(self._text, content))
+                            plain = content
                     else:
                         self._choice(choice, out)
         u = chunk.get("usage")
         if u:
             self.usage = usage_mod.from_openai_chat(u)
             out.append(UsageUpdate(self.usage))
+        elif plain is not None and len(choices) == 1 and len(out) == 1:
+            self._learn_text(plain, None)
+
+    def _text_event(self, text: str, where: Any) -> Any:
+        # A templated frame is a content-only delta of choice 0: what _payload's fast
+        # path makes of it while a text block is open.
+        return TextDelta(self._text, text) if self._text >= 0 else None
 
     def _choice(self, choice: dict[str, Any], out: list[ir.StreamEvent]) -> None:
         delta = choice.get("delta")
