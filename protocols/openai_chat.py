@@ -1225,6 +1225,7 @@ class StreamDecoder(StreamDecoderBase):
                                         code if type(code) is str else None))
             return
         plain = None  # the text of a chunk that is only a text delta
+        before = len(out)
         if not self._started:
             self._start(chunk, out)
         choices = chunk.get("choices")
@@ -1250,7 +1251,7 @@ class StreamDecoder(StreamDecoderBase):
         if u:
             self.usage = usage_mod.from_openai_chat(u)
             out.append(UsageUpdate(self.usage))
-        elif plain is not None and len(choices) == 1 and len(out) == 1:
+        elif plain is not None and len(choices) == 1 and len(out) == before + 1:
             self._learn_text(plain, None)
 
     def _text_event(self, text: str, where: Any) -> Any:

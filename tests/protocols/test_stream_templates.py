@@ -116,12 +116,14 @@ def test_a_frame_that_changes_is_decoded_the_general_way():
     assert fast == decode(openai_chat, data, frame_cuts(data), False)
 
 
-def test_templates_are_used():
-    data = chat_stream(["a", "b", "c", "d"], ["x1", "yy2"])
-    d = openai_chat.StreamDecoder(None)
-    for c in data.split(b"\n\n")[:3]:
-        d.feed(c + b"\n\n")
-    assert d._tpl is not None  # learned from the first plain delta
+@pytest.mark.parametrize("whole", [False, True])
+def test_templates_are_learned_one_event_per_read_or_all_in_one(whole):
+    for mod, data in ((openai_chat, chat_stream(["a", "b", "c", "d"], ["x1", "yy2"])),
+                      (anthropic_messages, anthropic_stream(["a", "b", "c", "d"]))):
+        d = mod.StreamDecoder(None)
+        for c in ([data] if whole else [f + b"\n\n" for f in data.split(b"\n\n")[:4]]):
+            d.feed(c)
+        assert d._tpl is not None, mod.__name__  # learned from a plain delta
 
 
 def test_last_delta_with_its_finish_reason_is_not_taken_for_a_plain_one():
