@@ -488,6 +488,18 @@ def checks_text(res: dict) -> str:
             check(r >= 0.85 and not c.get("errors"),
                   f"translated {path} {what} keeps >= 85% of passthrough req/s: "
                   f"{c.get('rps', 0):,.0f} vs {ref or 0:,.0f} = {r:.0%}{extra}")
+        # The same client left on a provider of its own protocol.
+        for api, path, own in (("messages", "messages->chat", "messages->messages"),
+                               ("responses", "responses->messages", "responses->responses")):
+            c = _cell(res, f"xlate_{api}{mode}_c16", "tokenway")
+            pt = _cell(res, f"xlate_{api}_pt{mode}_c16", "tokenway")
+            if not c.get("rps") or not pt.get("rps"):
+                continue
+            r = c["rps"] / pt["rps"]
+            cpu = (c.get("cpu_us_per_req") or 0) / (pt.get("cpu_us_per_req") or 1)
+            check(r >= 0.85 and not c.get("errors"),
+                  f"translated {path} {what} keeps >= 85% of the {own} passthrough's req/s: "
+                  f"{c['rps']:,.0f} vs {pt['rps']:,.0f} = {r:.0%}; CPU per request x{cpu:.2f}")
     for api, path in (("messages", "messages->chat"), ("responses", "responses->messages")):
         c = _cell(res, f"xlate_{api}_ttfb_c16", "tokenway")
         a = ((c.get("vs_ref") or {}).get("added_ms") or {}).get("ttfb_p50_ms")

@@ -99,6 +99,13 @@ XLATE_PATHS = (
     ("messages", "gpt-bench", "messages->chat"),
     ("responses", "claude-bench", "responses->messages"),
 )
+# The same clients on a provider of their own protocol (tokenway only: direct and nginx
+# serve these APIs in the rows above): what pointing Claude Code at an OpenAI model, or
+# Codex at Claude, costs against leaving them on their own vendor.
+XLATE_SAME_CLIENT = (
+    ("messages", "claude-bench", "messages->messages (passthrough)"),
+    ("responses", "gpt-bench", "responses->responses (passthrough)"),
+)
 API_PATHS = {"chat": "/v1/chat/completions", "messages": "/v1/messages",
              "responses": "/v1/responses"}
 
@@ -255,6 +262,12 @@ def build_scenarios(groups: list[str], concs: list[int], dur: dict[str, float],
                     out.append(Scenario(f"xlate_{api}{mode}_c{XLATE_CONC}", g, api, XLATE_CONC,
                                         stream, driver, model, CHUNKS if stream else 0, 0.0, d,
                                         table=f"xlate{mode}", ref=ref, label=label))
+                for api, model, label in XLATE_SAME_CLIENT:
+                    out.append(Scenario(f"xlate_{api}_pt{mode}_c{XLATE_CONC}", g, api,
+                                        XLATE_CONC, stream, driver, model,
+                                        CHUNKS if stream else 0, 0.0, d, table=f"xlate{mode}",
+                                        targets=("tokenway",),
+                                        ref=f"xlate_chat{mode}_c{XLATE_CONC}", label=label))
         elif g == "routing":
             for c in ROUTE_CONCS:
                 plain = f"route_plain_c{c}"

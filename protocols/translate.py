@@ -64,6 +64,7 @@ from types import ModuleType
 from typing import Any
 
 from . import ir
+from . import usage as usage_mod
 from .errors import ProtocolError, UpstreamProtocolError
 from .ir import ErrorKind, StreamError
 
@@ -79,6 +80,15 @@ FORMAT_MODULES: dict[str, str] = {
 }
 
 _loaded: dict[str, ModuleType] = {}
+
+#: Where a complete reply of each format keeps its usage and served model, and how its
+#: decoder reads the usage: observe mode reads just these (see ``Translation.response``).
+_REPLY_FACTS: dict[str, tuple[str, str, Any]] = {
+    ir.FORMAT_OPENAI_CHAT: ("usage", "model", usage_mod.from_openai_chat),
+    ir.FORMAT_ANTHROPIC_MESSAGES: ("usage", "model", usage_mod.from_anthropic),
+    ir.FORMAT_OPENAI_RESPONSES: ("usage", "model", usage_mod.from_openai_responses),
+    ir.FORMAT_GEMINI: ("usageMetadata", "modelVersion", usage_mod.from_gemini),
+}
 
 
 def format_module(name: str) -> ModuleType:
@@ -122,6 +132,7 @@ class Translation:
     __slots__ = (
         "client_format", "upstream_format", "observe", "_client", "_upstream", "_ctx",
         "_dec", "_enc", "_dead", "_broke", "_cut", "_response", "_error", "_requested_model",
+        "_observed", "_observed_usage",
     )
 
     def __init__(
@@ -154,6 +165,8 @@ class Translation:
         self._response: ir.Response | None = None
         self._error: ir.ApiError | None = None
         self._requested_model: str | None = None
+        self._observed: Any = None  # observe mode: the upstream's complete reply
+        self._observed_usage: Any = None
 
     @property
     def context(self) -> ir.Context:
@@ -187,14 +200,23 @@ class Translation:
     def response(self, body: dict[str, Any]) -> dict[str, Any]:
         """The client's reply for the upstream's complete reply ``body``.
 
-        Observe mode returns ``body`` itself; it is decoded only for the facts, and a body
+        Observe mode returns ``body`` itself.  The usage and the served model are read
+        straight from it (the same keys and usage reader as the decoder's); the whole
+        reply is decoded only when another fact is asked for (``stop_reason``,
+        ``tool_calls_seen``, ``failed``): the passthrough needs just those two, and a
+        full decode of a Responses reply costs more than the rest of the request.  A body
         the decoder cannot read still goes to the client unchanged (``failed`` is set).
         """
         if self.observe:
-            try:
-                self._response = self._upstream.decode_response(body, self._ctx)
-            except ProtocolError:
-                self._broke = True
+            self._observed = body
+            usage_key, _, read = _REPLY_FACTS[self.upstream_format]
+            if type(body) is dict:
+                u = body.get(usage_key)
+                try:
+                    # No usage object: zeros, as the decoder makes them.
+                    self._observed_usage = read(u) if u is not None else ir.Usage()
+                except ProtocolError:
+                    self._broke = True
             return body
         resp = self._upstream.decode_response(body, self._ctx)
         self._response = resp
@@ -294,10 +316,22 @@ class Translation:
 
     # -- facts -------------------------------------------------------------------------
 
+    def _decoded(self) -> ir.Response | None:
+        """The complete reply as IR; in observe mode decoded on first use."""
+        body = self._observed
+        if body is not None and self._response is None and not self._broke:
+            try:
+                self._response = self._upstream.decode_response(body, self._ctx)
+            except ProtocolError:
+                self._broke = True
+        return self._response
+
     @property
     def usage(self) -> ir.Usage | None:
         if self._dec is not None and self._dec.usage is not None:
             return self._dec.usage
+        if self._observed is not None:
+            return self._observed_usage
         if self._response is not None:
             return self._response.usage
         return None
@@ -306,6 +340,10 @@ class Translation:
     def model(self) -> str | None:
         if self._dec is not None and self._dec.model:
             return self._dec.model
+        body = self._observed
+        if body is not None:
+            model = body.get(_REPLY_FACTS[self.upstream_format][1]) if type(body) is dict else None
+            return str(model) if model else self._requested_model
         if self._response is not None and self._response.model:
             return self._response.model
         return self._requested_model
@@ -314,16 +352,16 @@ class Translation:
     def stop_reason(self) -> ir.StopReason | None:
         if self._dec is not None:
             return self._dec.stop_reason
-        if self._response is not None:
-            return self._response.stop_reason
-        return None
+        resp = self._decoded()
+        return resp.stop_reason if resp is not None else None
 
     @property
     def tool_calls_seen(self) -> int:
         if self._dec is not None:
             return self._dec.tool_calls
-        if self._response is not None:
-            return sum(1 for b in self._response.content if type(b) is ir.ToolCall)
+        resp = self._decoded()
+        if resp is not None:
+            return sum(1 for b in resp.content if type(b) is ir.ToolCall)
         return 0
 
     @property
@@ -341,6 +379,7 @@ class Translation:
 
     @property
     def failed(self) -> bool:
+        self._decoded()  # observe mode: a reply the decoder cannot read has failed
         return (
             self._error is not None
             or self._broke
