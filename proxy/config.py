@@ -266,6 +266,7 @@ _PROVIDER_KEYS = (
     "responses_api",
     "count_tokens",
     "max_output_tokens",
+    "no_reasoning",
     "base_url",
     "api_key_env",
     "api_key",
@@ -533,8 +534,10 @@ class ProviderConfig:
     # Anthropic kind: "upstream" asks the provider's count_tokens, "local" estimates.
     count_tokens: str = "upstream"
     # Output-token caps by model glob, first match wins: a request asking for more is
-    # lowered to the cap before it is sent (protocols/output_cap.py).
+    # lowered to the cap before it is sent (protocols/model_limits.py).
     max_output_tokens: tuple[tuple[str, int], ...] = ()
+    # Model globs without reasoning: their requests go without reasoning controls.
+    no_reasoning: tuple[str, ...] = ()
     scheme: str = field(init=False)
     host: str = field(init=False)  # unbracketed, for connect() and SNI
     port: int = field(init=False)
@@ -1145,6 +1148,7 @@ class _Loader:
         rt = t.get("request_timeout", 0)
         return ProviderConfig(
             max_output_tokens=self.output_caps(t, path),
+            no_reasoning=self.globs(t, path, "no_reasoning"),
             request_timeout_s=0.0 if rt in (0, "0") else self.get_duration(
                 t, path, "request_timeout", 0.0),
             max_concurrency=nonneg("max_concurrency", 0),
@@ -1173,6 +1177,17 @@ class _Loader:
             ),
             max_connections=max_connections,
         )
+
+    def globs(self, t: Mapping[str, Any], path: str, key: str) -> tuple[str, ...]:
+        """A list of model globs (a single string is taken as a list of one)."""
+        raw = t.get(key)
+        if raw is None:
+            return ()
+        if isinstance(raw, str):
+            raw = [raw]
+        if not isinstance(raw, list) or not all(isinstance(g, str) and g for g in raw):
+            raise self.fail(f"{path}.{key}", f"must be a list of model globs (got {raw!r})")
+        return tuple(raw)
 
     def output_caps(self, t: Mapping[str, Any], path: str) -> tuple[tuple[str, int], ...]:
         """``max_output_tokens``: one integer for every model, or a table of model glob

@@ -25,8 +25,8 @@ from protocols.ir import (
     FORMAT_OPENAI_RESPONSES,
 )
 from protocols.loopguard import WARNING_TEMPLATE, inject_warning, trailing_run
+from protocols.model_limits import cap_output_tokens, strip_reasoning
 from protocols.observe import ChatStreamObserver, heartbeat_frame, stream_tap
-from protocols.output_cap import cap_output_tokens
 from protocols.translate import Translation
 
 from . import loopback
@@ -198,14 +198,23 @@ class ModelEndpoints:
             up_body["model"] = upstream_model
         elif up_format == FORMAT_GEMINI and ("model" in up_body or "stream" in up_body):
             up_body = {k: v for k, v in up_body.items() if k != "model" and k != "stream"}
-        cap = provider.output_cap(upstream_model)
-        if cap is not None:
-            up_body = cap_output_tokens(up_format, up_body, cap)
+        up_body = self._fit(provider, up_format, upstream_model, up_body)
         unchanged = up_body is body and not modified and client_format != FORMAT_GEMINI
         payload = req.body if unchanged else orjson.dumps(up_body)
         return Attempt(provider, upstream_model, provider.path(up_format, upstream_model, stream),
                        self.upstream_headers(req, provider, up_format, stream), payload,
                        self._stream_filter(tr) if stream else None, tr)
+
+    @staticmethod
+    def _fit(provider: Provider, fmt: str, model: str, body: dict[str, Any]) -> dict[str, Any]:
+        """The upstream body within what ``model`` accepts (protocols/model_limits.py):
+        ``body`` itself when the provider configures no limit for it."""
+        cap = provider.output_cap(model)
+        if cap is not None:
+            body = cap_output_tokens(fmt, body, cap)
+        if not provider.reasoning(model):
+            body = strip_reasoning(fmt, body)
+        return body
 
     @staticmethod
     def _stream_filter(tr: Translation) -> Any:
@@ -269,12 +278,10 @@ class ModelEndpoints:
         if upstream_model != model:
             body["model"] = upstream_model
             changed = True
-        cap = provider.output_cap(upstream_model)
-        if cap is not None:
-            capped = cap_output_tokens(FORMAT_OPENAI_CHAT, body, cap)
-            if capped is not body:
-                body = capped
-                changed = True
+        fitted = self._fit(provider, FORMAT_OPENAI_CHAT, upstream_model, body)
+        if fitted is not body:
+            body = fitted
+            changed = True
         if stream:
             opts = body.get("stream_options")
             if not (type(opts) is dict and opts.get("include_usage") is True):

@@ -36,7 +36,7 @@ class Provider:
         "config", "name", "kind", "scheme", "host", "port", "ca_bundle", "verify_tls",
         "connect_timeout_s", "first_byte_timeout_s", "idle_timeout_s", "host_header",
         "base_path", "static_headers", "static_head", "passthrough_auth", "foreign_prefixes",
-        "responses_api", "_caps", "_cap_of",
+        "responses_api", "_caps", "_cap_of", "_no_reasoning", "_reasoning_of",
     )
 
     def __init__(self, cfg: ProviderConfig) -> None:
@@ -61,6 +61,9 @@ class Provider:
         self._caps = tuple((re.compile(fnmatch.translate(glob)).match, cap)
                            for glob, cap in getattr(cfg, "max_output_tokens", ()))
         self._cap_of: dict[str, int | None] = {}
+        self._no_reasoning = tuple(re.compile(fnmatch.translate(glob)).match
+                                   for glob in getattr(cfg, "no_reasoning", ()))
+        self._reasoning_of: dict[str, bool] = {}
         hs: list[tuple[bytes, bytes]] = [(b"accept-encoding", b"identity")]
         if cfg.api_key and not self.passthrough_auth:
             key = cfg.api_key.encode()
@@ -85,6 +88,17 @@ class Provider:
             if len(self._cap_of) < 4096:  # bounded: model names come from clients
                 self._cap_of[model] = cap
         return cap
+
+    def reasoning(self, model: str) -> bool:
+        """False when ``model`` matches a ``no_reasoning`` glob."""
+        if not self._no_reasoning:
+            return True
+        ok = self._reasoning_of.get(model)
+        if ok is None:
+            ok = not any(match(model) for match in self._no_reasoning)
+            if len(self._reasoning_of) < 4096:  # bounded: model names come from clients
+                self._reasoning_of[model] = ok
+        return ok
 
     def upstream_format(self, client_format: str) -> str:
         if self.kind == "anthropic":

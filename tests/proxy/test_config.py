@@ -972,3 +972,20 @@ def test_max_output_tokens_rejects_what_is_not_a_positive_integer(write, value, 
         max_output_tokens = {value}
         """)
     assert where in msg
+
+
+def test_no_reasoning_globs(write):
+    config = load("""
+        [providers.openai]
+        kind = "openai"
+        base_url = "http://127.0.0.1:9/v1"
+        no_reasoning = ["gpt-4o*", "gpt-4.1*"]
+        """, write=write)
+    assert config.providers["openai"].no_reasoning == ("gpt-4o*", "gpt-4.1*")
+    msg = error_of(write, """
+        [providers.p]
+        kind = "openai"
+        base_url = "http://127.0.0.1:9/v1"
+        no_reasoning = [1]
+        """)
+    assert "providers.p.no_reasoning: must be a list of model globs (got [1])" in msg

@@ -1,14 +1,24 @@
-"""``[providers.X] max_output_tokens``: what the provider receives is capped, in every
-client format, translated or not; requests asking for less go through untouched."""
+"""``[providers.X] max_output_tokens`` and ``no_reasoning``: what the provider receives
+fits the model, in every client format, translated or not; requests asking for less go
+through untouched."""
 
 from __future__ import annotations
+
+import json
+import urllib.request
+from pathlib import Path
 
 import anthropic
 import openai
 import pytest
 
 from tests.integration.providers import ANTHROPIC_BODIES
-from tests.integration.upstreams import CHAT_COMPLETION, FakeUpstream, json_response
+from tests.integration.upstreams import (
+    CHAT_COMPLETION,
+    FakeUpstream,
+    json_response,
+    shared_dir,
+)
 
 
 def config(openai_url: str, anthropic_url: str) -> str:
@@ -18,6 +28,7 @@ kind = "openai"
 base_url = "{openai_url}"
 api_key = "k"
 max_output_tokens = {{ "gpt-4o*" = 16384, "*" = 32768 }}
+no_reasoning = ["gpt-4.1*"]
 [providers.anthropic]
 kind = "anthropic"
 base_url = "{anthropic_url}"
@@ -89,3 +100,27 @@ def test_responses_client_to_anthropic_capped(gw, ups):
     r = c.responses.create(model="claude-haiku-4-5", input="hi", max_output_tokens=100000)
     assert r.output_text
     assert a.requests[-1].json()["max_tokens"] == 8192
+
+
+def post_messages(url: str, body: dict) -> int:
+    req = urllib.request.Request(url + "/v1/messages", data=json.dumps(body).encode(),
+                                 headers={"content-type": "application/json", "x-api-key": "x",
+                                          "anthropic-version": "2023-06-01"})
+    with urllib.request.urlopen(req, timeout=30) as r:
+        return r.status
+
+
+def test_real_claude_code_turn_on_a_model_without_reasoning(gw, ups):
+    # Claude Code's own first request: max_tokens 128000, adaptive thinking, an effort.
+    path = shared_dir() / "conformance" / "captures" / "claude-code-2.1.332-default-turn1.json"
+    data = json.loads(Path(path).read_text())
+    body = dict(data.get("body", data), model="gpt-4.1", stream=False)
+    assert body["max_tokens"] == 128000 and body["thinking"]["type"] == "adaptive"
+    assert post_messages(gw.url, body) == 200
+    o, _ = ups
+    sent = o.requests[-1].json()
+    assert "reasoning_effort" not in sent and "reasoning" not in sent
+    assert sent["max_completion_tokens"] == 32768
+    # A model with reasoning keeps it.
+    assert post_messages(gw.url, dict(body, model="gpt-5")) == 200
+    assert o.requests[-1].json().get("reasoning_effort") == "medium"

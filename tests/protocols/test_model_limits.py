@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from protocols.output_cap import cap_output_tokens
+from protocols.model_limits import cap_output_tokens, strip_reasoning
 
 
 def test_chat_both_keys_capped_and_small_requests_untouched():
@@ -52,3 +52,31 @@ def test_responses_and_gemini():
 def test_unknown_format():
     with pytest.raises(ValueError):
         cap_output_tokens("nope", {}, 1)
+
+
+@pytest.mark.parametrize("fmt, body, expect", [
+    ("openai_chat", {"model": "m", "reasoning_effort": "high", "messages": []},
+     {"model": "m", "messages": []}),
+    ("anthropic_messages", {"model": "m", "max_tokens": 9, "thinking": {"type": "adaptive"},
+                            "output_config": {"effort": "medium"}},
+     {"model": "m", "max_tokens": 9}),
+    ("anthropic_messages", {"model": "m", "output_config": {"effort": "low", "format": {"type": "x"}}},
+     {"model": "m", "output_config": {"format": {"type": "x"}}}),
+    ("openai_responses", {"model": "m", "reasoning": {"effort": "low"},
+                          "include": ["reasoning.encrypted_content"]},
+     {"model": "m"}),
+    ("openai_responses", {"model": "m", "include": ["reasoning.encrypted_content", "x"]},
+     {"model": "m", "include": ["x"]}),
+    ("gemini", {"generationConfig": {"temperature": 1, "thinkingConfig": {"thinkingBudget": 9}}},
+     {"generationConfig": {"temperature": 1}}),
+])
+def test_strip_reasoning(fmt, body, expect):
+    before = repr(body)
+    assert strip_reasoning(fmt, body) == expect
+    assert repr(body) == before  # the caller's dict is not changed
+
+
+@pytest.mark.parametrize("fmt", ["openai_chat", "anthropic_messages", "openai_responses", "gemini"])
+def test_strip_reasoning_leaves_a_body_without_any_alone(fmt):
+    body = {"model": "m", "generationConfig": {"temperature": 0}}
+    assert strip_reasoning(fmt, body) is body
