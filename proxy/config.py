@@ -84,6 +84,7 @@ Secrets (gateway keys, provider keys, extra header values) never appear in the
 
 from __future__ import annotations
 
+import fnmatch
 import ipaddress
 import math
 import os
@@ -560,6 +561,15 @@ class ProviderConfig:
             ("authority", authority),
         ):
             object.__setattr__(self, name, value)
+
+    def output_cap_for(self, model: str) -> int | None:
+        """The ``max_output_tokens`` cap of ``model`` (first matching glob), or None."""
+        return next((cap for glob, cap in self.max_output_tokens
+                     if fnmatch.fnmatchcase(model, glob)), None)
+
+    def reasoning_for(self, model: str) -> bool:
+        """False when ``model`` matches a ``no_reasoning`` glob."""
+        return not any(fnmatch.fnmatchcase(model, glob) for glob in self.no_reasoning)
 
     def __repr__(self) -> str:
         parts = []

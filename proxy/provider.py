@@ -7,8 +7,6 @@ request path only concatenates bytes.
 
 from __future__ import annotations
 
-import fnmatch
-import re
 from urllib.parse import quote
 
 from protocols.ir import (
@@ -36,7 +34,7 @@ class Provider:
         "config", "name", "kind", "scheme", "host", "port", "ca_bundle", "verify_tls",
         "connect_timeout_s", "first_byte_timeout_s", "idle_timeout_s", "host_header",
         "base_path", "static_headers", "static_head", "passthrough_auth", "foreign_prefixes",
-        "responses_api", "_caps", "_cap_of", "_no_reasoning", "_reasoning_of",
+        "responses_api", "_limited", "_cap_of", "_reasoning_of",
     )
 
     def __init__(self, cfg: ProviderConfig) -> None:
@@ -58,11 +56,9 @@ class Provider:
         # OpenAI-kind providers get Responses clients natively (OpenAI, vLLM,
         # Ollama and llama.cpp serve /v1/responses) unless configured off.
         self.responses_api = getattr(cfg, "responses_api", True)
-        self._caps = tuple((re.compile(fnmatch.translate(glob)).match, cap)
-                           for glob, cap in getattr(cfg, "max_output_tokens", ()))
+        # Model limits (ProviderConfig decides; answers cached per model name).
+        self._limited = bool(getattr(cfg, "max_output_tokens", ()) or getattr(cfg, "no_reasoning", ()))
         self._cap_of: dict[str, int | None] = {}
-        self._no_reasoning = tuple(re.compile(fnmatch.translate(glob)).match
-                                   for glob in getattr(cfg, "no_reasoning", ()))
         self._reasoning_of: dict[str, bool] = {}
         hs: list[tuple[bytes, bytes]] = [(b"accept-encoding", b"identity")]
         if cfg.api_key and not self.passthrough_auth:
@@ -79,23 +75,23 @@ class Provider:
         self.static_head = b"".join(k + b": " + v + b"\r\n" for k, v in hs)
 
     def output_cap(self, model: str) -> int | None:
-        """The output-token cap configured for ``model`` (first matching glob), or None."""
-        if not self._caps:
+        """The output-token cap configured for ``model``, or None."""
+        if not self._limited:
             return None
         cap = self._cap_of.get(model, -1)
         if cap == -1:
-            cap = next((c for match, c in self._caps if match(model)), None)
+            cap = self.config.output_cap_for(model)
             if len(self._cap_of) < 4096:  # bounded: model names come from clients
                 self._cap_of[model] = cap
         return cap
 
     def reasoning(self, model: str) -> bool:
-        """False when ``model`` matches a ``no_reasoning`` glob."""
-        if not self._no_reasoning:
+        """False when ``model`` is configured as having no reasoning."""
+        if not self._limited:
             return True
         ok = self._reasoning_of.get(model)
         if ok is None:
-            ok = not any(match(model) for match in self._no_reasoning)
+            ok = self.config.reasoning_for(model)
             if len(self._reasoning_of) < 4096:  # bounded: model names come from clients
                 self._reasoning_of[model] = ok
         return ok

@@ -158,6 +158,14 @@ class Router:
                     f"    {n}. provider {provider.name!r} ({provider.kind}, "
                     f"{provider.base_url}) model {sent!r}: {why}; {role}"
                 )
+                fits = []
+                cap = provider.output_cap_for(sent)
+                if cap is not None:
+                    fits.append(f"output tokens capped at {cap}")
+                if not provider.reasoning_for(sent):
+                    fits.append("reasoning controls left out (no_reasoning)")
+                if fits:
+                    lines.append(f"       fitted to the model: {'; '.join(fits)}")
             return lines
         if not self._routes:
             lines.append("  no routes are configured")

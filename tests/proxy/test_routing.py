@@ -250,3 +250,17 @@ def test_explain_no_match_and_loopback():
     assert "no routes are configured" in Router(Config()).explain("x")[1]
     (line,) = router.explain("loopback")
     assert "built-in loopback model" in line
+
+
+def test_explain_says_how_a_target_is_fitted_to_its_model():
+    from dataclasses import replace
+
+    config = make_config(("gpt-*", ["openai", "local:llama3"]))
+    providers = dict(config.providers)
+    providers["openai"] = replace(providers["openai"], no_reasoning=("gpt-4.1*",),
+                                  max_output_tokens=(("gpt-4*", 16384),))
+    config = replace(config, providers=providers)
+    lines = Router(config).explain("gpt-4.1-mini")
+    assert lines[3] == ("       fitted to the model: output tokens capped at 16384; "
+                        "reasoning controls left out (no_reasoning)")
+    assert not any("fitted" in line for line in Router(config).explain("gpt-5"))
