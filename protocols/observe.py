@@ -66,40 +66,58 @@ class StreamTap:
     are read at the end.
     """
 
-    __slots__ = ("fmt", "watch", "_pending", "_split", "_head")
+    __slots__ = ("fmt", "watch", "_pending", "_held", "_split", "_head")
 
     def __init__(self, fmt: str, watch: Any) -> None:
         self.fmt = fmt
         self.watch = watch
-        self._pending = b""  # LF framing: the unfinished event, held until its blank line
+        # LF framing: the unfinished event, held in pieces until its blank line (joined
+        # once then, so a large event arriving in many reads is not copied per read).
+        self._pending: list[bytes] = []
+        self._held = 0  # bytes in _pending
         self._split: FrameSplitter | None = None  # CR framing: the general splitter
         self._head = HEAD_EVENTS  # events still to be read whole, 0 once the head is read
 
     def feed(self, chunk: bytes) -> bytes:
         """Bytes for the client: every complete event in ``chunk``, unchanged."""
-        pending = self._pending
-        data = pending + chunk if pending else chunk
-        if self._split is not None or b"\r" in data:
-            return self._feed_general(data)
-        end = data.rfind(b"\n\n") + 2
-        if end == 1:  # no blank line yet: the event is not complete
-            if len(data) > MAX_EVENT_BYTES:
-                raise _too_big()
-            self._pending = data
-            return b""
+        if self._split is not None or b"\r" in chunk:
+            return self._feed_general(self._take_pending() + chunk)
+        held = self._held
+        end = chunk.rfind(b"\n\n") + 2
+        if end == 1:
+            pending = self._pending
+            if held and chunk[:1] == b"\n" and pending[-1][-1:] == b"\n":
+                end = 1  # the blank line straddles the two reads
+            else:  # no blank line yet: the event is not complete
+                if held + len(chunk) > MAX_EVENT_BYTES:
+                    raise _too_big()
+                if chunk:
+                    pending.append(chunk)
+                    self._held = held + len(chunk)
+                return b""
+        data = self._take_pending() + chunk if held else chunk
+        end += held
         if end == len(data):
             out = data
-            self._pending = b""
         else:
             out = data[:end]
-            rest = self._pending = data[end:]
+            rest = data[end:]
             if len(rest) > MAX_EVENT_BYTES:
                 raise _too_big()
+            self._pending.append(rest)
+            self._held = len(rest)
         if self._head:
             return self._read_all(out[:-2].split(b"\n\n"), out)
         if out.rfind(b"\n\n", 0, end - 2) < 0:  # one event, the usual read
             return out if self.watch.read(out) else b""
         return self._read_last(out)
+
+    def _take_pending(self) -> bytes:
+        pending = self._pending
+        data = pending[0] if len(pending) == 1 else b"".join(pending)
+        pending.clear()
+        self._held = 0
+        return data
 
     def _read_all(self, parts: list[bytes], out: bytes) -> bytes:
         """Read every event of ``out`` (its parts cut at blank lines, without them)."""
@@ -151,7 +169,6 @@ class StreamTap:
         split = self._split
         if split is None:
             split = self._split = FrameSplitter()
-            self._pending = b""
         frames = split.feed(data)
         if len(split.pending) > MAX_EVENT_BYTES:
             raise _too_big()
@@ -176,7 +193,7 @@ class StreamTap:
         (the LF of a CRLF whose CR ended the last read, blank lines): a whole read
         would have forwarded them, and the bytes must not depend on the reads."""
         self.watch.close()
-        rest = self._split.pending if self._split is not None else self._pending
+        rest = self._split.pending if self._split is not None else self._take_pending()
         return rest[:len(rest) - len(rest.lstrip(b"\r\n"))]
 
     @property
@@ -184,7 +201,7 @@ class StreamTap:
         """True when no partial event is held: a keep-alive can go out now."""
         if self._split is not None:
             return not self._split.pending
-        return not self._pending
+        return not self._held
 
     # -- facts, and what the exchange writes itself --------------------------------
 

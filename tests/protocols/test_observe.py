@@ -243,3 +243,13 @@ def test_the_last_events_rule_holds_for_every_split_of_the_end():
     for cut in ends[-(LAST_EVENTS + 2):]:
         got, tap = tap_run("anthropic_messages", data, [cut + 1])
         assert got == data and tap.usage == ref.usage and tap.complete
+
+
+def test_a_large_event_in_many_small_reads():
+    # A Responses terminal event carries the whole output: it may span hundreds of reads.
+    data = long_stream("responses_stream_text.sse", 5)
+    i = data.index(b"event: response.completed")
+    big = data[:i] + data[i:].replace(b'"text":"', b'"text":"' + b"y" * 300_000, 1)
+    got, tap = tap_run("openai_responses", big, list(range(1000, len(big), 1000)))
+    assert got == big and tap.complete and tap.usage is not None
+    assert tap.at_boundary
