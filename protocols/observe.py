@@ -276,8 +276,6 @@ class ChatFacts:
 
     __slots__ = ("strip_usage", "model", "usage", "finish_reason", "complete", "error")
 
-    next_sequence = 0
-
     def __init__(self, *, strip_usage: bool = False) -> None:
         self.strip_usage = strip_usage
         self.model: str | None = None
@@ -504,27 +502,3 @@ COMMENT_PING = b": ping\n\n"
 
 def heartbeat_frame(fmt: str) -> bytes:
     return ANTHROPIC_PING if fmt == "anthropic_messages" else COMMENT_PING
-
-
-def is_error_frame(fmt: str, frame: bytes) -> bool:
-    """Whether a raw frame of ``fmt`` is that format's error event (Chat and Gemini:
-    a data object with an ``error`` key; Anthropic ``event: error``; Responses
-    ``error`` or ``response.failed``)."""
-    if b"error" not in frame and b"failed" not in frame:
-        return False
-    if fmt == "anthropic_messages":
-        return event_of(frame) == b"error"
-    if fmt == "openai_responses":
-        return event_of(frame) in (b"error", b"response.failed")
-    data = data_of(frame)
-    if not data or b'"error"' not in data or data.lstrip()[:1] != b"{":
-        return False
-    return _top_level_error(data)
-
-
-def _top_level_error(data: bytes) -> bool:
-    try:
-        obj = jsonio.loads(data)
-    except jsonio.JSONDecodeError:
-        return False
-    return type(obj) is dict and bool(obj.get("error"))

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from protocols.observe import ChatStreamObserver, is_error_frame
+from protocols.observe import ChatStreamObserver
 from tests.integration.upstreams import transcript
 
 USAGE = transcript("openai_chat_stream_include_usage.sse")
@@ -77,7 +77,6 @@ def test_mid_stream_error_is_seen_and_not_complete():
     got, o = run(data, [5, 700], False)
     assert got == data and not o.complete and o.error["message"] == "boom"
     assert o.error_relayed
-    assert is_error_frame("openai_chat", err)
 
 
 def test_cut_stream_is_not_complete_and_partial_event_dropped():
