@@ -1205,11 +1205,11 @@ class _Loader:
         raw = t.get("max_output_tokens")
         if raw is None:
             return ()
-        items = [("*", raw)] if not isinstance(raw, Mapping) else list(raw.items())
+        single = not isinstance(raw, Mapping)
+        items = [("*", raw)] if single else list(raw.items())
         out = []
         for glob, cap in items:
-            where = f"{path}.max_output_tokens" + ("" if glob == "*" and not isinstance(
-                raw, Mapping) else f".{glob}")
+            where = f"{path}.max_output_tokens" + ("" if single else f".{glob}")
             if type(cap) is not int or cap < 1:
                 raise self.fail(where, f"must be an integer >= 1 (got {cap!r})")
             out.append((str(glob), cap))
