@@ -240,25 +240,35 @@ class StreamEncoderBase:
     ``_on_signature``, ``_on_block_stop`` and ``_on_ping`` (by default they write
     nothing). The handlers of terminal events set ``_done``."""
 
-    __slots__ = ("_ctx", "_started", "_done", "_dispatch")
+    __slots__ = ("_ctx", "_started", "_done")
+
+    #: Event type -> handler name; ``__init_subclass__`` resolves it to each class's
+    #: functions once, so an encoder holds no bound methods of itself (a reference
+    #: cycle that left every translated stream's state to the garbage collector).
+    _HANDLER_NAMES = {
+        ir.MessageStart: "_on_start",
+        ir.BlockStart: "_on_block_start",
+        ir.TextDelta: "_on_text",
+        ir.ToolArgsDelta: "_on_args",
+        ir.ReasoningDelta: "_on_reasoning",
+        ir.SignatureDelta: "_on_signature",
+        ir.BlockStop: "_on_block_stop",
+        ir.UsageUpdate: "_on_usage",
+        ir.MessageEnd: "_on_end",
+        ir.StreamError: "_on_error",
+        ir.Ping: "_on_ping",
+    }
+    _dispatch: dict[type, Any] = {}
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls._dispatch = {t: getattr(cls, name) for t, name in cls._HANDLER_NAMES.items()
+                         if hasattr(cls, name)}
 
     def __init__(self, ctx: ir.Context | None = None) -> None:
         self._ctx = ctx
         self._started = False
         self._done = False
-        self._dispatch = {
-            ir.MessageStart: self._on_start,
-            ir.BlockStart: self._on_block_start,
-            ir.TextDelta: self._on_text,
-            ir.ToolArgsDelta: self._on_args,
-            ir.ReasoningDelta: self._on_reasoning,
-            ir.SignatureDelta: self._on_signature,
-            ir.BlockStop: self._on_block_stop,
-            ir.UsageUpdate: self._on_usage,
-            ir.MessageEnd: self._on_end,
-            ir.StreamError: self._on_error,
-            ir.Ping: self._on_ping,
-        }
 
     @property
     def done(self) -> bool:
@@ -273,7 +283,7 @@ class StreamEncoderBase:
                 return b""
             ev = events[0]
             fn = dispatch.get(type(ev))
-            return fn(ev) if fn is not None else b""
+            return fn(self, ev) if fn is not None else b""
         parts = []
         for ev in events:
             if self._done:
@@ -282,7 +292,7 @@ class StreamEncoderBase:
                 fn = dispatch[type(ev)]
             except KeyError:
                 continue  # not an IR event: nothing to write
-            b = fn(ev)
+            b = fn(self, ev)
             if b:
                 parts.append(b)
         if not parts:

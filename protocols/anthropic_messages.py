@@ -1559,7 +1559,7 @@ class StreamEncoder(StreamEncoderBase):
             parts.append(self._start_tool(start))
             for e in events:
                 self._held_bytes -= len(e.arguments) if type(e) is ToolArgsDelta else 0
-                parts.append(self._dispatch[type(e)](e))
+                parts.append(self._dispatch[type(e)](self, e))
         return b"".join(parts)
 
     def _on_usage(self, ev: UsageUpdate) -> bytes:

@@ -2028,7 +2028,7 @@ class StreamEncoder(StreamEncoderBase):
                 parts.append(self._activate(self._items[idx]))
                 for ev in events:
                     self._held_bytes -= _held_size(ev)
-                    parts.append(self._dispatch[type(ev)](ev))
+                    parts.append(self._dispatch[type(ev)](self, ev))
         finally:
             self._flushing = False
         return b"".join(parts)

@@ -233,6 +233,12 @@ class HttptoolsBackend:
     def cycle_done(self) -> None:
         """Nothing to do: llhttp parses pipelined requests as they come."""
 
+    def release(self) -> None:
+        """The connection is gone: drop the references back to it and from the parser,
+        so the connection is freed at once rather than by the cycle collector."""
+        self.conn = None  # type: ignore[assignment]
+        self.parser = None  # type: ignore[assignment]
+
 
 class H11Backend:
     """Strict path over h11: every byte in and out goes through its state machine."""
@@ -321,6 +327,10 @@ class H11Backend:
         if c.our_state is h11.DONE and c.their_state is h11.DONE:
             c.start_next_cycle()
             self._drain()
+
+    def release(self) -> None:
+        """The connection is gone: drop the reference back to it (see HttptoolsBackend)."""
+        self.conn = None  # type: ignore[assignment]
 
 
 BACKENDS: dict[str, Callable[[HTTPConnection], Any]] = {
@@ -415,6 +425,7 @@ class HTTPConnection(asyncio.Protocol):
         if self.task is not None and not self.task.done():
             self.task.cancel()
         self.queue.clear()
+        self.backend.release()
 
     def pause_writing(self) -> None:
         self.write_paused = True
@@ -506,9 +517,9 @@ class HTTPConnection(asyncio.Protocol):
         if not self._keep_alive:
             self._close()
             return
-        self.backend.cycle_done()
         if self.closed:
             return
+        self.backend.cycle_done()
         if self.queue:
             req = self.queue.popleft()
             if self.read_paused and len(self.queue) < MAX_PIPELINED_REQUESTS // 2:

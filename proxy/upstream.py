@@ -144,6 +144,9 @@ class UpstreamConnection(asyncio.Protocol):
                     + (f" ({exc})" if exc else "")))
         if self._closed_waiter is not None and not self._closed_waiter.done():
             self._closed_waiter.set_result(None)
+        # The parser holds this protocol for its callbacks: without this reference cycle
+        # a closed connection is freed at once, not by the cycle collector.
+        self.parser = None  # type: ignore[assignment]
 
     # request ----------------------------------------------------------------
     def send(self, data: bytes, sink: Sink, *, first_byte_s: float, idle_s: float) -> None:

@@ -20,6 +20,8 @@ count_tokens, the model list and embeddings.
 from __future__ import annotations
 
 import base64
+import contextlib
+import gc
 import json
 import re
 import struct
@@ -31,7 +33,7 @@ import anthropic
 import openai
 import pytest
 
-from tests.conftest import RunningGateway
+from tests.conftest import PARSERS, RunningGateway
 from tests.integration import rawhttp
 from tests.integration.providers import (
     ANTHROPIC_COUNT_TOKENS,
@@ -1434,3 +1436,79 @@ def test_embeddings_errors(gw_for, upstream, up, model, status):
         assert err["type"] == "invalid_request_error" and "must not be empty" in err["message"]
     [row] = gw.wait_rows(1)
     assert (row["client_protocol"], row["status"]) == ("openai_embeddings", status)
+
+
+# -- memory: a finished request leaves no reference cycle -----------------------------------
+
+@contextlib.contextmanager
+def cyclic_garbage():
+    """Yields a list that, on exit, holds the gateway's objects (types from ``proxy`` and
+    ``protocols``) that became unreachable inside the block only through reference
+    cycles: objects the cycle collector, not reference counting, would have to free. The
+    collector is off inside the block."""
+    found: list[str] = []
+    was_enabled = gc.isenabled()
+    gc.collect()
+    gc.disable()
+    gc.set_debug(gc.DEBUG_SAVEALL)
+    try:
+        yield found
+        gc.collect()
+        found.extend(sorted({f"{type(o).__module__}.{type(o).__qualname__}"
+                             for o in gc.garbage
+                             if (type(o).__module__ or "").startswith(("proxy", "protocols"))}))
+    finally:
+        gc.set_debug(0)
+        gc.garbage.clear()
+        gc.collect()
+        if was_enabled:
+            gc.enable()
+
+
+@pytest.mark.parametrize("client,mode,up", [
+    (c, m, u) for c, modes in MODES.items() for m in modes for u in UPSTREAMS[c]
+    if m in ("create", "stream", "raw", "generate")])
+def test_a_request_leaves_no_reference_cycle(shared, client, mode, up):
+    """Everything a request builds (the exchange, the translation, the stream decoder and
+    encoder, the IR) is freed by reference counting when it ends. A cycle among them
+    would keep a whole request (a Claude Code body is ~50 KB of IR) alive until the next
+    collection, and make the collector's pauses grow with the traffic."""
+    gw, upstream = shared(client, up, "tools")
+    RUN[client](gw, MODEL[up], "tools", mode)  # the gateway and its pools exist now
+    gw.wait_rows(1)
+    with cyclic_garbage() as found:
+        gw.t0 = time.time()
+        RUN[client](gw, MODEL[up], "tools", mode)
+        assert gw.wait_rows(1), "the request was not recorded"
+        time.sleep(0.05)  # the gateway's thread finishes the exchange after the last byte
+    assert found == [], f"{client}.{mode} over {up} left cycles among {found}"
+
+
+@pytest.mark.parametrize("parser", PARSERS)
+def test_a_closed_connection_leaves_no_reference_cycle(gw_for, upstream, parser):
+    """Connections that close, the client's and the provider's, are freed by reference
+    counting: the protocol objects and their parsers drop their references to each
+    other."""
+    gw = gw_for("chat", "openai", "text", parser=parser)
+    answer = upstream.script
+    upstream.script = lambda req: answer(req) + [("close",)]  # the provider's side too
+    body = json.dumps({"model": MODEL["openai"], "stream": True,
+                       "messages": [{"role": "user", "content": PROMPT["text"]}]}).encode()
+    rawhttp.request(gw.url + "/v1/chat/completions", "POST", body,
+                    {"content-type": "application/json"})  # the gateway's lazy parts exist
+    with cyclic_garbage() as found:
+        for _ in range(3):
+            s = rawhttp.connect(gw.port)
+            s.sendall(rawhttp.post_bytes("/v1/chat/completions", body))
+            status, _, _ = rawhttp.Reader(s).response()
+            assert status == 200
+            s.close()
+        deadline = time.monotonic() + 5
+        while gw.server.connections and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert not gw.server.connections, "the gateway did not see the clients leave"
+        pool = gw.server.app.pool
+        while pool._all and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert not pool._all, "the gateway did not see the provider close"
+    assert found == [], f"closed connections left cycles among {found}"
