@@ -193,6 +193,24 @@ XLATE_TTFB_COLS: list[Col] = [
     ("x passthru", lambda c: _ref_ratio(c, "cpu_us_per_req")),
 ]
 
+XLATE_PACED_COLS: list[Col] = [
+    ("path", _label),
+    ("streams", lambda c: _num(c.get("streams"), "{:d}")),
+    ("frames lost", lambda c: _num(c.get("frames_lost"), "{:d}")),
+    ("unfinished", lambda c: _num(c.get("unfinished"), "{:d}")),
+    ("x passthru", lambda c: _ref_ratio(c, "streams_per_s")),
+    ("TTFB p50 ms", lambda c: _num(c.get("ttfb_p50_ms"), "{:.3f}")),
+    ("+direct", lambda c: _added(c, "ttfb_p50_ms", "direct")),
+    ("+passthru", lambda c: _ref_added(c, "ttfb_p50_ms")),
+    ("frame delay p50 ms", lambda c: _num(c.get("frame_delay_p50_ms"), "{:.3f}")),
+    ("+passthru", lambda c: _ref_added(c, "frame_delay_p50_ms")),
+    ("p99", lambda c: _num(c.get("frame_delay_p99_ms"), "{:.3f}")),
+    ("+direct", lambda c: _added(c, "frame_delay_p99_ms", "direct")),
+    ("+passthru", lambda c: _ref_added(c, "frame_delay_p99_ms")),
+    ("CPU us/chunk", lambda c: _num(c.get("cpu_us_per_chunk"), "{:.2f}")),
+    ("x passthru", lambda c: _ref_ratio(c, "cpu_us_per_chunk")),
+]
+
 HOL_COLS: list[Col] = [
     ("cell", _label),
     ("streams", lambda c: _num(c.get("streams"), "{:d}")),
@@ -259,7 +277,7 @@ WORKERS_COLS: list[Col] = LOAD_COLS[:3] + [
 COLS_BY_TABLE = {"chat": LOAD_COLS, "messages": LOAD_COLS, "sse": SSE_COLS,
                  "messages_sse": SSE_COLS, "stream_check": CHECK_COLS, "paced": PACED_COLS,
                  "routing": ROUTE_COLS, "xlate": XLATE_COLS, "xlate_sse": XLATE_COLS,
-                 "xlate_ttfb": XLATE_TTFB_COLS, "hol": HOL_COLS, "authflood": FLOOD_COLS,
+                 "xlate_ttfb": XLATE_TTFB_COLS, "xlate_paced": XLATE_PACED_COLS, "hol": HOL_COLS, "authflood": FLOOD_COLS,
                  "workers": WORKERS_COLS, "workers_sse": WORKERS_COLS,
                  "rate": RATE_COLS}
 # Result files written before the `table` key existed name only the group.
@@ -507,6 +525,18 @@ def checks_text(res: dict) -> str:
             d = ((c.get("added_ms") or {}).get("ttfb_p50_ms") or {}).get("direct")
             check(None, f"translated {path} stream TTFB p50 {c.get('ttfb_p50_ms'):.3f} ms: "
                         f"{a:+.3f} ms vs passthrough, {d:+.3f} ms vs direct (c=16)")
+    for api, path, own in (("messages", "messages->chat", "messages->messages"),
+                           ("responses", "responses->messages", "responses->responses")):
+        c = _cell(res, f"xlate_{api}_paced_c16", "tokenway")
+        v = c.get("vs_ref") or {}
+        if not v:
+            continue
+        added = v.get("added_ms") or {}
+        r = (v.get("ratio") or {}).get("streams_per_s")
+        check(None, f"translated {path} paced streams (64 x 20 ms, c=16): frames lost "
+                    f"{c.get('frames_lost')}, streams x{r or 0:.2f} of the {own} passthrough's, "
+                    f"added frame delay p50 {_sgn(added.get('frame_delay_p50_ms'))} ms, "
+                    f"p99 {_sgn(added.get('frame_delay_p99_ms'))} ms vs that passthrough")
     for name in ("tokenway", "tokenway-nobreaker"):
         for sid, what in (("route_failover_c1", "failover [dead, fake]"),
                           ("route_weighted_c1", "5-route weighted table")):

@@ -139,6 +139,8 @@ TABLE_TITLES = {
     "xlate": f"translated paths, non-stream, wrk c={XLATE_CONC}",
     "xlate_sse": f"translated paths, stream ({CHUNKS} deltas, zero interval), wrk c={XLATE_CONC}",
     "xlate_ttfb": f"translated paths, stream, SSE client c={XLATE_CONC}: TTFB and integrity",
+    "xlate_paced": f"translated paths, paced stream ({PACED_CHUNKS} deltas "
+                   f"{PACED_INTERVAL_MS:g} ms apart), SSE client c={XLATE_CONC}",
     "workers_sse": "chat stream, tokenway --workers 2 beside 1 worker, no CPU pinning",
 }
 
@@ -268,6 +270,18 @@ def build_scenarios(groups: list[str], concs: list[int], dur: dict[str, float],
                                         CHUNKS if stream else 0, 0.0, d, table=f"xlate{mode}",
                                         targets=("tokenway",),
                                         ref=f"xlate_chat{mode}_c{XLATE_CONC}", label=label))
+            # At a provider's pace (64 deltas 20 ms apart), the cost that matters is the
+            # delay each frame picks up; each translated path against its client's own
+            # passthrough.
+            paced = f"-n{PACED_CHUNKS}-i{PACED_INTERVAL_MS:g}"
+            for api, model, label in XLATE_PATHS + XLATE_SAME_CLIENT:
+                pt = "passthrough" in label
+                sid = f"xlate_{api}{'_pt' if pt and api != 'chat' else ''}_paced_c{XLATE_CONC}"
+                ref = None if pt else f"xlate_{api}_pt_paced_c{XLATE_CONC}"
+                out.append(Scenario(sid, g, api, XLATE_CONC, True, "sse", model + paced,
+                                    PACED_CHUNKS, PACED_INTERVAL_MS, dur["paced"],
+                                    table="xlate_paced", ref=ref, label=label,
+                                    targets=("tokenway",) if pt and api != "chat" else None))
         elif g == "routing":
             for c in ROUTE_CONCS:
                 plain = f"route_plain_c{c}"
