@@ -93,6 +93,16 @@ class StreamDecoderBase:
         out: list[ir.StreamEvent] = []
         if self.done:
             return out
+        tpl = self._tpl
+        if (tpl is not None and data.startswith(tpl[0]) and data.endswith(b"\n\n")
+                and self._split.idle(len(data))):
+            # Most reads are one whole text delta. When the splitter holds nothing and
+            # the read matches the template to its last byte, the read is that one
+            # LF-framed event (the text has no line end): the splitter would return it
+            # whole and keep its state, so it is not asked.
+            ev = self._templated_text(data, tpl)
+            if ev is not None:
+                return [ev]
         observe = self._observe
         handlers = self._HANDLERS
         late = None

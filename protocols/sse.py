@@ -497,6 +497,13 @@ class FrameSplitter:
         """Bytes of the unfinished block (not yet returned as a frame)."""
         return bytes(self._buf)
 
+    def idle(self, n: int) -> bool:
+        """Whether nothing is held, the last byte ended a line and a chunk of ``n``
+        bytes is within the limits: a chunk that is exactly one LF-framed event would
+        be returned whole by ``feed`` and leave the state as it is."""
+        return (not self._buf and self._prev == _LF and n <= self._max_line
+                and n <= self._max_event and not self._closed)
+
     def feed(self, chunk: bytes) -> list[bytes]:
         """Consume ``chunk`` and return the frames it completes, in order."""
         if self._closed:

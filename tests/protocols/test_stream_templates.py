@@ -135,3 +135,73 @@ def test_last_delta_with_its_finish_reason_is_not_taken_for_a_plain_one():
     fast = decode(openai_chat, data, frame_cuts(data), True)
     assert fast == decode(openai_chat, data, frame_cuts(data), False)
     assert type(fast[-1]).__name__ == "MessageEnd"
+
+
+@given(deltas=st.lists(texts, min_size=1, max_size=20),
+       cuts=st.lists(st.integers(min_value=0, max_value=4000), max_size=30),
+       crlf=st.booleans())
+@settings(max_examples=150, deadline=None)
+def test_any_split_and_line_ending_gives_the_general_paths_events(deltas, cuts, crlf):
+    """Reads that are whole frames take the shortcut past the splitter; reads that cut
+    frames, or come while part of a frame is held, do not; CRLF framing never does."""
+    for mod, data in ((openai_chat, chat_stream(deltas, ["pp", "q"])),
+                      (anthropic_messages, anthropic_stream(deltas))):
+        if crlf:
+            data = data.replace(b"\n", b"\r\n")
+        splits = sorted(set(frame_cuts(data)[: len(deltas) // 2] + cuts))
+        fast = decode(mod, data, splits, True)
+        assert fast == decode(mod, data, splits, False), mod.__name__
+        assert "".join(e.text for e in fast if type(e).__name__ == "TextDelta") == "".join(deltas)
+
+
+def _learned(mod, make, templates: bool, **limits):
+    from protocols.sse import FrameSplitter
+
+    d = mod.StreamDecoder(None)
+    if not templates:
+        d._learn_left = 0
+    if limits:
+        d._split = FrameSplitter(**limits)
+    frames = [f + b"\n\n" for f in make(["c", "c", "c"]).split(b"\n\n")[:-1]]
+    events = []
+    for f in frames[:4]:
+        events += d.feed(f)
+    assert (d._tpl is not None) is templates
+    return d, frames, events
+
+
+def _run(d, reads):
+    out = []
+    try:
+        for r in reads:
+            out += d.feed(r)
+        out += d.close()
+    except ProtocolError as e:
+        out.append((type(e).__name__, e.message))
+    return out
+
+
+@pytest.mark.parametrize("mod, make", [(openai_chat, lambda d: chat_stream(d, ["pp"])),
+                                       (anthropic_messages, anthropic_stream)])
+def test_a_whole_templated_read_after_a_held_partial_frame_is_joined_to_it(mod, make):
+    got = []
+    for templates in (True, False):
+        d, frames, events = _learned(mod, make, templates)
+        delta = frames[3]  # a plain text delta, matching the template
+        got.append(events + _run(d, [delta[:20], delta, *frames[4:]]))
+    assert got[0] == got[1]
+    if mod is openai_chat:
+        assert got[0][-1][0] == "UpstreamProtocolError"  # the joined frame is not JSON
+
+
+@pytest.mark.parametrize("mod, make", [(openai_chat, lambda d: chat_stream(d, ["pp"])),
+                                       (anthropic_messages, anthropic_stream)])
+def test_a_templated_read_over_the_splitters_limit_fails_as_on_the_general_path(mod, make):
+    got = []
+    for templates in (True, False):
+        d, frames, events = _learned(mod, make, templates, max_line_bytes=400,
+                                     max_event_bytes=400)
+        big = frames[3].replace(b'"c"', b'"' + b"x" * 500 + b'"')
+        got.append(events + _run(d, [big, *frames[4:]]))
+    assert got[0] == got[1]
+    assert got[0][-1][0] == "BufferLimitExceeded"
