@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 
 from protocols import anthropic_messages, openai_chat
 from protocols.errors import ProtocolError
+from protocols.sse import FrameSplitter
 
 texts = st.text(alphabet=st.characters(codec="utf-8"), max_size=12)
 
@@ -53,21 +54,34 @@ def anthropic_stream(deltas: list[str], ensure_ascii: bool = False) -> bytes:
     return b"".join(out)
 
 
-def decode(mod, data: bytes, cuts: list[int], templates: bool) -> list:
+def new_decoder(mod, templates: bool, **limits):
+    """A stream decoder of ``mod``; ``templates=False`` keeps it on the general path;
+    ``limits`` replace its splitter's."""
     d = mod.StreamDecoder(None)
     if not templates:
         d._learn_left = 0
+    if limits:
+        d._split = FrameSplitter(**limits)
+    return d
+
+
+def run(d, reads: list[bytes]) -> list:
+    """The events of ``reads`` fed in turn and the close; an error ends the list."""
     events: list = []
-    prev = 0
     try:
-        for c in sorted(set(cuts)) + [len(data)]:
-            if prev < c <= len(data):
-                events += d.feed(data[prev:c])
-                prev = c
+        for r in reads:
+            events += d.feed(r)
         events += d.close()
     except ProtocolError as e:
         events.append((type(e).__name__, e.message))
     return events
+
+
+def decode(mod, data: bytes, cuts: list[int], templates: bool) -> list:
+    ends = [c for c in sorted(set(cuts)) if 0 < c < len(data)] + [len(data)]
+    starts = [0, *ends[:-1]]
+    return run(new_decoder(mod, templates),
+               [data[a:b] for a, b in zip(starts, ends, strict=True) if a < b])
 
 
 def frame_cuts(data: bytes) -> list[int]:
@@ -155,30 +169,13 @@ def test_any_split_and_line_ending_gives_the_general_paths_events(deltas, cuts, 
 
 
 def _learned(mod, make, templates: bool, **limits):
-    from protocols.sse import FrameSplitter
-
-    d = mod.StreamDecoder(None)
-    if not templates:
-        d._learn_left = 0
-    if limits:
-        d._split = FrameSplitter(**limits)
+    d = new_decoder(mod, templates, **limits)
     frames = [f + b"\n\n" for f in make(["c", "c", "c"]).split(b"\n\n")[:-1]]
     events = []
     for f in frames[:4]:
         events += d.feed(f)
     assert (d._tpl is not None) is templates
     return d, frames, events
-
-
-def _run(d, reads):
-    out = []
-    try:
-        for r in reads:
-            out += d.feed(r)
-        out += d.close()
-    except ProtocolError as e:
-        out.append((type(e).__name__, e.message))
-    return out
 
 
 @pytest.mark.parametrize("mod, make", [(openai_chat, lambda d: chat_stream(d, ["pp"])),
@@ -188,7 +185,7 @@ def test_a_whole_templated_read_after_a_held_partial_frame_is_joined_to_it(mod, 
     for templates in (True, False):
         d, frames, events = _learned(mod, make, templates)
         delta = frames[3]  # a plain text delta, matching the template
-        got.append(events + _run(d, [delta[:20], delta, *frames[4:]]))
+        got.append(events + run(d, [delta[:20], delta, *frames[4:]]))
     assert got[0] == got[1]
     if mod is openai_chat:
         assert got[0][-1][0] == "UpstreamProtocolError"  # the joined frame is not JSON
@@ -202,6 +199,6 @@ def test_a_templated_read_over_the_splitters_limit_fails_as_on_the_general_path(
         d, frames, events = _learned(mod, make, templates, max_line_bytes=400,
                                      max_event_bytes=400)
         big = frames[3].replace(b'"c"', b'"' + b"x" * 500 + b'"')
-        got.append(events + _run(d, [big, *frames[4:]]))
+        got.append(events + run(d, [big, *frames[4:]]))
     assert got[0] == got[1]
     assert got[0][-1][0] == "BufferLimitExceeded"
