@@ -82,3 +82,43 @@ class GeminiEmbeddingsReply:
         from . import gemini, openai_chat
 
         return openai_chat.encode_error(gemini.decode_error(status, body), ir.FORMAT_GEMINI)
+
+
+class OpenAIEmbeddingsReply:
+    """An OpenAI-compatible provider's embeddings reply for an OpenAI client: passed
+    through unchanged, only its facts read (``usage``: ``prompt_tokens``; ``model``)."""
+
+    observe = True
+
+    def __init__(self) -> None:
+        self.usage: ir.Usage | None = None
+        self.model: str | None = None
+
+    def response(self, body: Any) -> Any:
+        from .usage import from_openai_chat
+
+        if type(body) is dict:
+            u = body.get("usage")
+            if u is not None:
+                try:
+                    self.usage = from_openai_chat(u)
+                except UpstreamProtocolError:
+                    self.usage = None  # the bytes still reach the client; the count is unknown
+            model = body.get("model")
+            if type(model) is str:
+                self.model = model
+        return body
+
+    def error(self, status: int, body: bytes) -> tuple[int, bytes]:
+        """The provider's own OpenAI error passes through; anything else (an HTML page
+        from a load balancer) becomes one."""
+        from . import jsonio, openai_chat
+
+        try:
+            obj = jsonio.loads(body) if body else None
+        except jsonio.JSONDecodeError:
+            obj = None
+        if type(obj) is dict and type(obj.get("error")) is dict:
+            return status, body
+        return openai_chat.encode_error(openai_chat.decode_error(status, body),
+                                        ir.FORMAT_OPENAI_CHAT)

@@ -63,12 +63,12 @@ import importlib
 from types import ModuleType
 from typing import Any
 
-from . import ir
+from . import ir, jsonio
 from . import usage as usage_mod
 from .errors import ProtocolError, UpstreamProtocolError
 from .ir import ErrorKind, StreamError
 
-__all__ = ["FORMAT_MODULES", "Translation", "format_module"]
+__all__ = ["FORMAT_MODULES", "Translation", "encode_error", "format_module"]
 
 #: Format name → module implementing the interface above. Modules are imported on first
 #: use, so a format whose module is not installed only fails when asked for.
@@ -223,10 +223,14 @@ class Translation:
         return self._client.encode_response(resp, self._ctx)
 
     def error(self, status: int, body: bytes) -> tuple[int, bytes]:
-        """Status and body for the client, for the upstream's HTTP error reply."""
+        """Status and body for the client, for the upstream's HTTP error reply.
+
+        Observe mode passes the provider's own JSON error through unchanged; a body
+        that is not one (an HTML page from a load balancer, plain text, nothing)
+        becomes the client format's error, so the client can always read it."""
         err = self._upstream.decode_error(status, body)
         self._error = err
-        if self.observe:
+        if self.observe and _is_json_error(body):
             return status, body
         return self._client.encode_error(err, self.upstream_format)
 
@@ -385,3 +389,21 @@ class Translation:
             or self._broke
             or (self._dec is not None and self._dec.failed)
         )
+
+
+def _is_json_error(body: bytes) -> bool:
+    """Every format's error body is a JSON object with an ``error`` object."""
+    try:
+        obj = jsonio.loads(body) if body else None
+    except jsonio.JSONDecodeError:
+        return False
+    return type(obj) is dict and type(obj.get("error")) is dict
+
+
+def encode_error(client_format: str, err: ir.ApiError) -> tuple[int, bytes]:
+    """Status and body of ``err`` for a client of ``client_format``: the one way every
+    error body of the gateway's own is written (the codec of that format encodes it,
+    as an error in the client's own terms)."""
+    mod = _loaded.get(client_format) or format_module(client_format)
+    status, body = mod.encode_error(err, client_format)
+    return status, body

@@ -1,61 +1,37 @@
-"""Errors the gateway itself raises, and their wire bodies in each client protocol.
+"""Errors the gateway raises itself, and the one way an error body is written.
 
-Every failure answers in the client's own error format with the right status
-(OpenAI: ``{"error":{"message","type","param","code"}}``, protocols.md §1.6;
-Anthropic: ``{"type":"error","error":{"type","message"}}``, §3.9).  An error
-also says who is at fault (``source``) so the ledger and logs can tell a bad
-request from a failing provider.
+Every failure answers in the client's own protocol with the right status.  The
+body is never built here: ``error_reply`` turns a ``GatewayError`` into the
+neutral ``ir.ApiError`` and the client format's codec encodes it
+(``protocols.translate.encode_error``), so each wire format's error shape lives
+in one place, its codec (docs/protocols.md, "Errors").
+
+An error also says who is at fault (``source``) so the ledger and the logs can
+tell a bad request from a failing provider or a gateway bug.
 """
 
 from __future__ import annotations
 
-import orjson
+from protocols.ir import ApiError, ErrorKind
+from protocols.translate import encode_error
 
-# Source of a failure (pingora's ErrorSource): who should fix it.
+# Source of a failure: who should fix it.
 CLIENT = "client"
 UPSTREAM = "upstream"
 INTERNAL = "internal"
 
-# Error body formats: the client protocol family decides the shape.
-OPENAI = "openai"
-ANTHROPIC = "anthropic"
-GEMINI = "gemini"
-
-# OpenAI error ``type`` for each status we produce ourselves.
-_OPENAI_TYPES = {
-    400: "invalid_request_error",
-    401: "invalid_request_error",
-    403: "permission_error",
-    404: "invalid_request_error",
-    405: "invalid_request_error",
-    408: "timeout_error",
-    411: "invalid_request_error",
-    413: "invalid_request_error",
-    415: "invalid_request_error",
-    429: "rate_limit_error",
-    431: "invalid_request_error",
-    499: "cancelled",
-    500: "server_error",
-    501: "invalid_request_error",
-    502: "upstream_error",
-    503: "server_error",
-    504: "timeout_error",
-}
-
-# Anthropic error ``type`` per status (protocols.md §3.9).
-_ANTHROPIC_TYPES = {
-    400: "invalid_request_error",
-    401: "authentication_error",
-    402: "billing_error",
-    403: "permission_error",
-    404: "not_found_error",
-    413: "request_too_large",
-    429: "rate_limit_error",
-    500: "api_error",
-    502: "api_error",
-    503: "overloaded_error",
-    504: "timeout_error",
-    529: "overloaded_error",
+# The neutral class of each status the gateway answers by itself.  Other 4xx
+# statuses (405, 408, 411, 415, 417, 431) are invalid requests and other 5xx
+# (500, 501) server errors; the codecs keep the status of those two classes.
+_KIND_OF_STATUS = {
+    401: ErrorKind.AUTHENTICATION,
+    403: ErrorKind.PERMISSION,
+    404: ErrorKind.NOT_FOUND,
+    413: ErrorKind.REQUEST_TOO_LARGE,
+    429: ErrorKind.RATE_LIMIT,
+    502: ErrorKind.UPSTREAM_PROTOCOL,
+    503: ErrorKind.OVERLOADED,
+    504: ErrorKind.TIMEOUT,
 }
 
 
@@ -63,7 +39,8 @@ class GatewayError(Exception):
     """A failure with everything needed to answer the client and fill the ledger.
 
     ``kind`` is the ledger's ``error_kind`` (``bad_request``, ``auth``,
-    ``not_found``, ``upstream_unreachable``, ``upstream_timeout``, ...).
+    ``not_found``, ``upstream_unreachable``, ``upstream_timeout``, ...);
+    ``retry_after_s`` becomes a ``Retry-After`` header.
     """
 
     def __init__(
@@ -86,61 +63,31 @@ class GatewayError(Exception):
         self.code = code
         self.retry_after_s = retry_after_s
 
-    def body(self, fmt: str) -> bytes:
-        return error_body(fmt, self.status, self.message, param=self.param, code=self.code)
-
-
-def openai_error_object(
-    status: int, message: str, *, param: str | None = None, code: str | None = None,
-    type_: str | None = None,
-) -> dict:
-    return {
-        "message": message,
-        "type": type_ or _OPENAI_TYPES.get(status, "server_error" if status >= 500 else "invalid_request_error"),
-        "param": param,
-        "code": code,
-    }
-
-
-def openai_error_body(
-    status: int, message: str, *, param: str | None = None, code: str | None = None,
-    type_: str | None = None,
-) -> bytes:
-    return orjson.dumps(
-        {"error": openai_error_object(status, message, param=param, code=code, type_=type_)}
-    )
-
-
-def anthropic_error_body(status: int, message: str, *, type_: str | None = None) -> bytes:
-    kind = type_ or _ANTHROPIC_TYPES.get(status, "api_error" if status >= 500 else "invalid_request_error")
-    return orjson.dumps({"type": "error", "error": {"type": kind, "message": message}})
-
-
-# Google RPC status names (protocols.md §4, "Errors").
-_GOOGLE_STATUS = {
-    400: "INVALID_ARGUMENT", 401: "UNAUTHENTICATED", 403: "PERMISSION_DENIED",
-    404: "NOT_FOUND", 409: "ABORTED", 413: "INVALID_ARGUMENT", 429: "RESOURCE_EXHAUSTED",
-    499: "CANCELLED", 500: "INTERNAL", 501: "UNIMPLEMENTED", 502: "UNAVAILABLE",
-    503: "UNAVAILABLE", 504: "DEADLINE_EXCEEDED",
-}
-
-
-def gemini_error_body(status: int, message: str) -> bytes:
-    return orjson.dumps({"error": {
-        "code": status, "message": message,
-        "status": _GOOGLE_STATUS.get(status, "INTERNAL" if status >= 500 else "INVALID_ARGUMENT"),
-    }})
-
-
-def error_body(fmt: str, status: int, message: str, *, param: str | None = None,
-               code: str | None = None) -> bytes:
-    """The error body for ``status`` in the client's own format."""
-    if fmt == ANTHROPIC:
-        return anthropic_error_body(status, message)
-    if fmt == GEMINI:
-        return gemini_error_body(status, message)
-    return openai_error_body(status, message, param=param, code=code)
-
 
 def bad_request(message: str, *, param: str | None = None, code: str | None = None) -> GatewayError:
     return GatewayError(400, message, kind="bad_request", param=param, code=code)
+
+
+def internal_error() -> GatewayError:
+    """A gateway bug: the client learns nothing about it but that it happened."""
+    return GatewayError(500, "internal error in the gateway", kind="internal", source=INTERNAL)
+
+
+def api_error(err: GatewayError) -> ApiError:
+    """``err`` as the neutral error the codecs encode."""
+    kind = _KIND_OF_STATUS.get(err.status)
+    if kind is None:
+        kind = ErrorKind.SERVER if err.status >= 500 else ErrorKind.INVALID_REQUEST
+    return ApiError(kind=kind, message=err.message, status=err.status, code=err.code,
+                    param=err.param)
+
+
+def error_reply(client_format: str, err: GatewayError) -> tuple[int, bytes]:
+    """Status and body for ``err``, in the client's own format.
+
+    The gateway's own errors keep their status: it is the answer, not a
+    translation of some other protocol's status (the codec's choice matters for
+    provider errors crossing formats, such as Anthropic's 529 for OpenAI's 503).
+    """
+    _, body = encode_error(client_format, api_error(err))
+    return err.status, body

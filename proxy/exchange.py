@@ -21,10 +21,12 @@ Backpressure: the client connection calls ``pause_writing`` above its write
 high-water mark and the exchange pauses reading from the provider until
 ``resume_writing``, so memory per stream stays bounded.
 
-Body filters come from ``protocols/`` (through ``proxy.llm``): ``feed(bytes)
--> bytes``, ``finish() -> bytes``, ``error_frame(message, kind) -> bytes``,
-``heartbeat() -> bytes``, ``at_boundary``, and facts read for the ledger
-(``usage``, ``model``, ``complete``).
+An exchange is built from what it uses: the ``Call`` it answers (client
+connection, request record, error format), the ``Upstreams`` of the running
+configuration (pool, health board, concurrency limits, routing settings, the
+loop as clock), the targets in failover order and a ``build`` function that
+makes each target's ``Attempt``.  Body filters and reply mappers come from
+``protocols/`` (see ``proxy.endpoints.attempts``).
 """
 
 from __future__ import annotations
@@ -32,27 +34,23 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 import orjson
 
 from protocols.errors import ProtocolError
 
-from .accounting import usage_to_row
+from .call import Call
 from .errors import UPSTREAM, GatewayError
-from .health import parse_retry_after
-from .upstream import (
-    HOP_BY_HOP,
-    MAX_BUFFERED_RESPONSE_BYTES,
-    UpstreamError,
-    build_request_head,
-)
+from .headers import NOT_RELAYED
+from .health import HealthBoard, parse_retry_after
+from .limits import ConcurrencyLimit
+from .upstream import MAX_BUFFERED_RESPONSE_BYTES, UpstreamError, UpstreamPool
+from .wire import build_request_head
 
 if TYPE_CHECKING:
-    from .app import Gateway
-    from .h1 import HTTPConnection, Request
+    from .config import RoutingConfig
     from .provider import Provider
 
 log = logging.getLogger("tokenway.exchange")
@@ -64,12 +62,6 @@ SSE_HEADERS = [
     (b"x-accel-buffering", b"no"),
 ]
 
-# Provider response headers not relayed to the client: hop-by-hop ones, the
-# framing we redo ourselves, and identity we replace with our own.
-_NOT_RELAYED = HOP_BY_HOP | {
-    b"content-length", b"date", b"server", b"set-cookie", b"content-encoding",
-    b"alt-svc", b"cf-ray", b"x-request-id",
-}
 
 # Provider answers that move on to the next target (before the first byte).
 RETRYABLE_STATUS = frozenset({429, 500, 502, 503, 504, 529})
@@ -82,43 +74,77 @@ HEARTBEAT_RETRY_S = 0.25
 
 
 class Attempt:
-    """Everything needed to send the request to one target."""
+    """Everything needed to send the request to one target.
+
+    ``reply`` maps the provider's answer for the client (a ``Translation``, or
+    another object with ``response``/``error``/``usage``/``model``); ``filter``
+    is the body filter of a streamed answer; ``metered`` is False for calls
+    that are not inference (token counting), whose usage is not recorded.
+    """
 
     __slots__ = ("provider", "upstream_model", "path", "headers", "payload", "filter",
-                 "translation", "data")
+                 "reply", "metered", "data")
 
     def __init__(self, provider: Provider, upstream_model: str, path: bytes,
-                 headers: bytes, payload: bytes, body_filter: Any,
-                 translation: Any) -> None:
+                 headers: bytes, payload: bytes, body_filter: Any, reply: Any,
+                 *, metered: bool = True) -> None:
         self.provider = provider
         self.upstream_model = upstream_model
         self.path = path
         self.headers = headers
         self.payload = payload
         self.filter = body_filter
-        self.translation = translation
+        self.reply = reply
+        self.metered = metered
         self.data = build_request_head(b"POST", path, provider.host_header, headers,
                                        len(payload)) + payload
+
+
+class Upstreams:
+    """What exchanges use to reach providers, for one configuration: requests
+    started under it keep it after a reload."""
+
+    __slots__ = ("loop", "pool", "health", "limits", "routing")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, pool: UpstreamPool,
+                 health: HealthBoard, limits: Mapping[str, ConcurrencyLimit],
+                 routing: RoutingConfig) -> None:
+        self.loop = loop
+        self.pool = pool
+        self.health = health
+        self.limits = limits
+        self.routing = routing
+
+
+class Refusal:
+    """A provider's error answer, kept to relay if no other target does better."""
+
+    __slots__ = ("status", "headers", "body", "att")
+
+    def __init__(self, status: int, headers: list[tuple[bytes, bytes]], body: bytes,
+                 att: Attempt) -> None:
+        self.status = status
+        self.headers = headers
+        self.body = body
+        self.att = att
 
 
 class ProxyExchange:
     """Forward one request to the first target that answers, pump the answer back."""
 
     __slots__ = (
-        "gw", "req", "conn", "row", "targets", "build", "stream", "att", "up", "state",
-        "status", "parts", "size", "resp_headers", "bytes_out", "request_id",
-        "error_format", "tried", "cursor", "deadline", "last_error", "slot", "reused_retry",
-        "tries_per_target", "draining", "heartbeat", "last_write", "whole_timer",
-        "counted", "pending",
+        "call", "ups", "conn", "rec", "targets", "build", "stream", "att", "up", "state",
+        "status", "parts", "size", "resp_headers", "bytes_out", "tried", "cursor",
+        "deadline", "last_error", "slot", "reused_retry", "tries_per_target", "draining",
+        "heartbeat", "last_write", "whole_timer", "counted", "pending",
     )
 
-    def __init__(self, gw: Gateway, req: Request, conn: HTTPConnection, row: dict[str, Any],
-                 targets: list[tuple[Provider, str]], build: Callable[[Provider, str], Attempt],
-                 *, stream: bool, error_format: str) -> None:
-        self.gw = gw
-        self.req = req
-        self.conn = conn
-        self.row = row
+    def __init__(self, call: Call, ups: Upstreams, targets: list[tuple[Provider, str]],
+                 build: Callable[[Provider, str], Attempt], *, stream: bool) -> None:
+        self.call = call
+        self.ups = ups
+        self.conn = call.conn
+        self.rec = call.rec
         self.targets = targets
         self.build = build
         self.stream = stream
@@ -130,13 +156,11 @@ class ProxyExchange:
         self.size = 0
         self.resp_headers: list[tuple[bytes, bytes]] = []
         self.bytes_out = 0
-        self.request_id = row["request_id"]
-        self.error_format = error_format
         self.tried = 0
         self.cursor = 0
-        self.deadline = gw.loop.time() + gw.config.routing.deadline_s
-        self.last_error: Any = None  # GatewayError, or (status, headers, body, attempt)
-        self.slot: Any = None
+        self.deadline = ups.loop.time() + ups.routing.deadline_s
+        self.last_error: GatewayError | Refusal | None = None
+        self.slot: ConcurrencyLimit | None = None
         self.reused_retry = False
         self.tries_per_target: dict[str, int] = {}
         self.draining = False
@@ -147,22 +171,21 @@ class ProxyExchange:
         self.pending: list[bytes] = []  # client bytes of the current socket read
 
     # -- choosing and starting attempts ------------------------------------------------
-    def start(self) -> Any:
-        """Start the first attempt.  Returns None when it went out at once on a pooled
-        connection, else a coroutine (connect, queue or backoff) for the caller to run."""
+    def start(self) -> None:
+        """Start the first attempt: at once on a pooled connection, else in a task
+        (connect, queue or backoff) that the client connection can cancel."""
         self.conn.flow = self
-        return self._next()
+        self._continue()
 
     def _continue(self) -> None:
-        """Start the next attempt from a callback (no caller to hand a coroutine to)."""
         coro = self._next()
         if coro is not None:
-            self.conn.task = self.gw.server.spawn_request(coro, self.conn)
+            self.call.spawn(coro)
 
     def _next(self) -> Any:
-        gw = self.gw
-        routing = gw.config.routing
-        loop = gw.loop
+        ups = self.ups
+        routing = ups.routing
+        loop = ups.loop
         while True:
             if self.state == _DONE:
                 return None
@@ -186,21 +209,21 @@ class ProxyExchange:
             self.tries_per_target[provider.name] = n + 1
             self.tried += 1
             self.att = att
-            row = self.row
-            row["attempts"] = self.tried
-            row["provider"] = provider.name
-            row["served_model"] = model
-            gw.health.on_attempt(provider.name)
+            rec = self.rec
+            rec.attempts = self.tried
+            rec.provider = provider.name
+            rec.served_model = model
+            ups.health.on_attempt(provider.name)
             delay = 0.0
             if n:
                 base = min(routing.backoff_max_s, routing.backoff_s * (2 ** (n - 1)))
                 delay = base * (0.5 + random.random() / 2)  # jitter: 50-100 %
                 delay = min(delay, max(0.0, self.deadline - now))
-            limit = gw.limit_for(provider)
+            limit = ups.limits.get(provider.name)
             if limit is None or limit.try_acquire():
                 self.slot = limit
                 if not delay:
-                    up = gw.pool.take_idle(gw.pool.key_for(provider))
+                    up = ups.pool.take_idle(ups.pool.key_for(provider))
                     if up is not None:
                         self._send(up)
                         return None
@@ -215,7 +238,7 @@ class ProxyExchange:
 
     def _pick(self, now: float) -> tuple[Provider, str] | None:
         """The next available target in failover order, cycling for retries."""
-        health = self.gw.health
+        health = self.ups.health
         n = len(self.targets)
         for k in range(n):
             i = (self.cursor + k) % n
@@ -225,7 +248,7 @@ class ProxyExchange:
                 return provider, model
         return None
 
-    async def _wait_slot_and_send(self, limit: Any, delay: float) -> None:
+    async def _wait_slot_and_send(self, limit: ConcurrencyLimit, delay: float) -> None:
         ok = await limit.acquire()
         if self.state == _DONE:
             if ok:
@@ -233,6 +256,7 @@ class ProxyExchange:
             return
         if not ok:
             limit.rejected += 1
+            assert self.att is not None
             self.last_error = GatewayError(
                 503, f"provider {self.att.provider.name} stayed at its concurrency limit for "
                      f"{limit.queue_timeout_s:g} s", kind="overloaded", source=UPSTREAM,
@@ -245,21 +269,24 @@ class ProxyExchange:
         await self._connect_and_send(delay)
 
     async def _connect_and_send(self, delay: float = 0.0, fresh: bool = False) -> None:
+        ups = self.ups
         if delay:
             await asyncio.sleep(delay)
             if self.state == _DONE:
                 self._release_slot()
                 return
+        att = self.att
+        assert att is not None
+        key = ups.pool.key_for(att.provider)
         if not fresh:
             # A connection may have come back to the pool while we waited.
-            up = self.gw.pool.take_idle(self.gw.pool.key_for(self.att.provider))
+            up = ups.pool.take_idle(key)
             if up is not None:
                 self._send(up)
                 return
-        att = self.att
-        timeout = min(att.provider.connect_timeout_s, max(0.001, self.deadline - self.gw.loop.time()))
+        timeout = min(att.provider.connect_timeout_s, max(0.001, self.deadline - ups.loop.time()))
         try:
-            up = await self.gw.pool.connect(self.gw.pool.key_for(att.provider), timeout)
+            up = await ups.pool.connect(key, timeout)
         except UpstreamError as exc:
             if self.state != _DONE:
                 self.on_upstream_error(exc)
@@ -272,26 +299,28 @@ class ProxyExchange:
     def _send(self, up: Any) -> None:
         self.up = up
         att = self.att
+        assert att is not None
         p = att.provider
-        first_byte = min(p.first_byte_timeout_s, max(0.001, self.deadline - self.gw.loop.time()))
+        loop = self.ups.loop
+        first_byte = min(p.first_byte_timeout_s, max(0.001, self.deadline - loop.time()))
         up.send(att.data, self, first_byte_s=first_byte, idle_s=p.idle_timeout_s)
         if p.config.request_timeout_s and self.whole_timer is None:
-            self.whole_timer = self.gw.loop.call_later(p.config.request_timeout_s,
-                                                       self._on_whole_timeout)
+            self.whole_timer = loop.call_later(p.config.request_timeout_s,
+                                               self._on_whole_timeout)
 
     # -- upstream callbacks ----------------------------------------------------------
     def on_upstream_head(self, status: int, headers: list[tuple[bytes, bytes]]) -> None:
         self.status = status
-        relayed = [(b"x-request-id", self.request_id.encode())]
+        relayed = [(b"x-request-id", self.rec.request_id.encode())]
         ctype = b""
         for k, v in headers:
             if k == b"content-type":
                 ctype = v
-            elif k not in _NOT_RELAYED:
+            elif k not in NOT_RELAYED:
                 relayed.append((k, v))
         if status == 200 and self.stream and ctype.startswith(b"text/event-stream"):
-            self._settle_health(True)
-            self.row["ttfb_ms"] = (time.monotonic() - self.row["_t0"]) * 1000.0
+            self._settle_health()
+            self.rec.first_byte()
             self.state = _STREAM
             if not self.draining:
                 # The head leaves with the first events of this read, or alone
@@ -328,6 +357,7 @@ class ProxyExchange:
         pending = self.pending
         data = pending[0] if len(pending) == 1 else b"".join(pending)
         pending.clear()
+        assert self.att is not None
         try:
             out = self.att.filter.feed(data)
         except ProtocolError as exc:  # an event over the size limit, say
@@ -336,7 +366,7 @@ class ProxyExchange:
             return
         if out and not self.draining:
             self.bytes_out += len(out)
-            self.last_write = self.gw.loop.time()
+            self.last_write = self.ups.loop.time()
             self.conn.write(out)
 
     def on_upstream_end(self) -> None:
@@ -352,10 +382,11 @@ class ProxyExchange:
             # The pooled connection was dead before the provider saw anything:
             # resend on a fresh connection, not counted as a failover attempt.
             self.reused_retry = True
-            coro = self._connect_and_send(fresh=True)
-            self.conn.task = self.gw.server.spawn_request(coro, self.conn)
+            self.call.spawn(self._connect_and_send(fresh=True))
             return
-        row = self.row
+        rec = self.rec
+        att = self.att
+        assert att is not None
         if self.state == _STREAM:
             # Bytes already reached the client: no silent switch, no fabricated
             # clean end.  The client gets its protocol's own error event.
@@ -363,15 +394,14 @@ class ProxyExchange:
             if self.pending:
                 self._flush()
             if not self.draining:
-                tail = self.att.filter.error_frame(
-                    f"upstream stream failed: {exc.message}", exc.kind)
+                tail = att.filter.error_frame(f"upstream stream failed: {exc.message}", exc.kind)
                 self.bytes_out += len(tail)
                 self.conn.end_stream(tail)
-                row["status"] = 200
-            row["error_kind"] = "upstream_timeout" if exc.kind == "timeout" else "stream_cut"
+                rec.status = 200
+            rec.error_kind = "upstream_timeout" if exc.kind == "timeout" else "stream_cut"
             self._record()
             return
-        name = self.att.provider.name
+        name = att.provider.name
         if exc.kind == "timeout":
             err = GatewayError(504, f"provider {name}: {exc.message}",
                                kind="upstream_timeout", source=UPSTREAM)
@@ -381,10 +411,10 @@ class ProxyExchange:
         else:
             err = GatewayError(502, f"provider {name}: {exc.message}",
                                kind="upstream_error", source=UPSTREAM)
-        self.gw.health.on_failure(name, self.gw.loop.time(), err.message)
+        self.ups.health.on_failure(name, self.ups.loop.time(), err.message)
         self._failover(err)
 
-    def _failover(self, failure: Any) -> None:
+    def _failover(self, failure: GatewayError | Refusal) -> None:
         """The current attempt failed before any byte reached the client."""
         self.last_error = failure
         self._release_slot()
@@ -401,21 +431,21 @@ class ProxyExchange:
     def _give_up(self, all_cooling: bool = False) -> None:
         """No target left to try: answer with the last failure."""
         if self.state == _DONE:
-            return None
+            return
         last = self.last_error
-        if type(last) is tuple:
-            status, headers, body, att = last
-            self._relay_error(status, headers, body, att)
-            return None
+        if type(last) is Refusal:
+            self._relay_error(last.status, last.headers, last.body, last.att)
+            return
         if last is None or all_cooling and not isinstance(last, GatewayError):
-            now = self.gw.loop.time()
-            wait = min((self.gw.health.get(p.name).ready_at(now) - now for p, _ in self.targets),
+            ups = self.ups
+            now = ups.loop.time()
+            wait = min((ups.health.get(p.name).ready_at(now) - now for p, _ in self.targets),
                        default=1.0)
             last = GatewayError(503, "every provider for this model is cooling down after "
                                      "failures; retry later", kind="upstream_unavailable",
                                 source=UPSTREAM, retry_after_s=max(1.0, wait))
+        assert isinstance(last, GatewayError)
         self._fail(last)
-        return None
 
     # -- client callbacks ---------------------------------------------------------------
     def pause_writing(self) -> None:
@@ -429,11 +459,11 @@ class ProxyExchange:
     def client_gone(self) -> None:
         if self.state == _DONE or self.draining:
             return
-        row = self.row
-        row["status"] = 499
-        row["error_kind"] = "cancelled"
+        rec = self.rec
+        rec.status = 499
+        rec.error_kind = "cancelled"
         self._stop_heartbeat()
-        if self.gw.config.routing.on_client_disconnect == "drain" and self.up is not None:
+        if self.ups.routing.on_client_disconnect == "drain" and self.up is not None:
             # Read the provider's answer to its end, for its real usage.
             self.draining = True
             self.up.resume_reading()
@@ -442,7 +472,7 @@ class ProxyExchange:
         if self.up is not None:
             self.up.abandon()  # stop the provider spending tokens on nobody
         if self.att is not None:
-            self.gw.health.on_released(self.att.provider.name)
+            self.ups.health.on_released(self.att.provider.name)
         self._record()
 
     # -- endings --------------------------------------------------------------------------
@@ -450,9 +480,10 @@ class ProxyExchange:
         self.state = _DONE
         if self.pending:
             self._flush()
+        assert self.att is not None
         f = self.att.filter
         tail = f.finish()
-        row = self.row
+        rec = self.rec
         if not f.complete:
             if f.error_relayed:
                 # The provider's own error event already reached the client.
@@ -462,11 +493,11 @@ class ProxyExchange:
                                       "stream_cut")
                 kind = "stream_cut"
             if not self.draining:
-                row["error_kind"] = kind
+                rec.error_kind = kind
         if not self.draining:
             self.bytes_out += len(tail)
             self.conn.end_stream(tail)
-            row["status"] = 200
+            rec.status = 200
         self._record()
 
     def _finish_buffered(self) -> None:
@@ -474,6 +505,8 @@ class ProxyExchange:
         body = parts[0] if len(parts) == 1 else b"".join(parts)
         status = self.status
         att = self.att
+        assert att is not None
+        ups = self.ups
         if status != 200:
             if status in RETRYABLE_STATUS:
                 ra = None
@@ -485,37 +518,34 @@ class ProxyExchange:
                             pass
                     elif k == b"retry-after" and ra is None:
                         ra = parse_retry_after(v)
-                self.gw.health.on_failure(att.provider.name, self.gw.loop.time(),
-                                          f"HTTP {status}", ra)
-                self._failover((status, self.resp_headers, body, att))
+                ups.health.on_failure(att.provider.name, ups.loop.time(), f"HTTP {status}", ra)
+                self._failover(Refusal(status, self.resp_headers, body, att))
                 return
-            self._settle_health(True)  # the provider answered; the request was refused
+            self._settle_health()  # the provider answered; the request was refused
             self._relay_error(status, self.resp_headers, body, att)
             return
-        self._settle_health(True)
+        self._settle_health()
         self.state = _DONE
-        row = self.row
-        row["ttfb_ms"] = (time.monotonic() - row["_t0"]) * 1000.0
-        tr = att.translation
+        rec = self.rec
+        rec.first_byte()
+        reply = att.reply
         ctype = _ctype(self.resp_headers)
-        if tr is None:
-            self.gw.read_usage(body, row)
-        else:
-            try:
-                obj = orjson.loads(body)
-                out = tr.response(obj)
-            except (orjson.JSONDecodeError, ProtocolError) as exc:
-                self._fail(GatewayError(502, f"provider {att.provider.name} sent an invalid "
-                                             f"response: {exc}", kind="upstream_protocol",
-                                        source=UPSTREAM))
-                return
-            if out is not obj:
-                body = orjson.dumps(out)
-                ctype = b"application/json"
-            usage_to_row(tr.usage, row)
-            if tr.model:
-                row["served_model"] = tr.model
-        row["status"] = 200
+        try:
+            obj = orjson.loads(body)
+            out = reply.response(obj)
+        except (orjson.JSONDecodeError, ProtocolError) as exc:
+            self._fail(GatewayError(502, f"provider {att.provider.name} sent an invalid "
+                                         f"response: {exc}", kind="upstream_protocol",
+                                    source=UPSTREAM))
+            return
+        if out is not obj:
+            body = orjson.dumps(out)
+            ctype = b"application/json"
+        if att.metered:
+            rec.set_usage(_ir_usage(reply.usage))
+            if reply.model:
+                rec.served_model = reply.model
+        rec.status = 200
         self.bytes_out = len(body)
         if not self.draining:
             self.conn.respond(200, body, _without_ctype(self.resp_headers), content_type=ctype)
@@ -525,15 +555,11 @@ class ProxyExchange:
                      att: Attempt) -> None:
         """Relay a provider's error answer with its status, in the client's format."""
         self.state = _DONE
-        row = self.row
-        row["error_kind"] = "upstream_error"
-        row["provider"] = att.provider.name
-        tr = att.translation
-        if tr is None:
-            body = self.gw.relay_error_body(status, body, self.error_format)
-        else:
-            status, body = tr.error(status, body)
-        row["status"] = status
+        rec = self.rec
+        rec.error_kind = "upstream_error"
+        rec.provider = att.provider.name
+        status, body = att.reply.error(status, body)
+        rec.status = status
         self.bytes_out = len(body)
         if not self.draining:
             self.conn.respond(status, body, _without_ctype(headers))
@@ -546,9 +572,9 @@ class ProxyExchange:
         if self.conn.flow is self:
             self.conn.flow = None
         if self.draining:
-            self.gw.finish_row(self.row)
+            self.call.finish()
             return
-        self.gw.send_error(self.req, self.conn, err, self.row, self.error_format)
+        self.call.send_error(err)
 
     def _record(self) -> None:
         self._release_slot()
@@ -558,19 +584,21 @@ class ProxyExchange:
             self.whole_timer = None
         if self.conn.flow is self:
             self.conn.flow = None
-        row = self.row
-        row["bytes_out"] = self.bytes_out
-        if self.stream and self.att is not None and self.state == _DONE:
-            f = self.att.filter
-            usage_to_row(f.usage, row)
+        rec = self.rec
+        rec.bytes_out = self.bytes_out
+        att = self.att
+        if self.stream and att is not None and self.state == _DONE and att.metered:
+            f = att.filter
+            rec.set_usage(_ir_usage(f.usage))
             if f.model:
-                row["served_model"] = f.model
-        self.gw.finish_row(row)
+                rec.served_model = f.model
+        self.call.finish()
 
-    def _settle_health(self, ok: bool) -> None:
-        if ok and not self.counted:
+    def _settle_health(self) -> None:
+        if not self.counted:
             self.counted = True
-            self.gw.health.on_success(self.att.provider.name)
+            assert self.att is not None
+            self.ups.health.on_success(self.att.provider.name)
 
     def _release_slot(self) -> None:
         if self.slot is not None:
@@ -582,6 +610,7 @@ class ProxyExchange:
         self.whole_timer = None
         if self.state == _DONE:
             return
+        assert self.att is not None
         limit = self.att.provider.config.request_timeout_s
         if self.up is not None:
             self.up.abandon()
@@ -589,19 +618,22 @@ class ProxyExchange:
             "timeout", f"request exceeded the provider's request_timeout of {limit:g} s"))
 
     def _arm_heartbeat(self) -> None:
-        interval = self.gw.config.routing.heartbeat_s
+        interval = self.ups.routing.heartbeat_s
         if interval > 0:
-            self.last_write = self.gw.loop.time()
-            self.heartbeat = self.gw.loop.call_later(interval, self._on_heartbeat)
+            loop = self.ups.loop
+            self.last_write = loop.time()
+            self.heartbeat = loop.call_later(interval, self._on_heartbeat)
 
     def _on_heartbeat(self) -> None:
         """Keep a silent stream alive (thinking models): at event boundaries only."""
         self.heartbeat = None
         if self.state != _STREAM or self.draining:
             return
-        interval = self.gw.config.routing.heartbeat_s
-        now = self.gw.loop.time()
+        loop = self.ups.loop
+        interval = self.ups.routing.heartbeat_s
+        now = loop.time()
         due = heartbeat_due(self.last_write, now, interval)
+        assert self.att is not None
         f = self.att.filter
         if due <= 0:
             if f.at_boundary and not self.conn.write_paused:
@@ -614,7 +646,7 @@ class ProxyExchange:
             else:
                 # Mid-event or the client is not reading: look again shortly.
                 due = min(interval, HEARTBEAT_RETRY_S)
-        self.heartbeat = self.gw.loop.call_later(due, self._on_heartbeat)
+        self.heartbeat = loop.call_later(due, self._on_heartbeat)
 
     def _stop_heartbeat(self) -> None:
         if self.heartbeat is not None:
@@ -625,6 +657,18 @@ class ProxyExchange:
 def heartbeat_due(last_write: float, now: float, interval: float) -> float:
     """Seconds until the next keep-alive is due (<= 0: due now)."""
     return last_write + interval - now
+
+
+def _ir_usage(usage: Any) -> Any:
+    """Usage as ``ir.Usage``: the Chat stream tap still reports OpenAI's dict."""
+    if type(usage) is dict:
+        from protocols.usage import from_openai_chat
+
+        try:
+            return from_openai_chat(usage)
+        except ProtocolError:
+            return None
+    return usage
 
 
 def _ctype(headers: list[tuple[bytes, bytes]]) -> bytes:

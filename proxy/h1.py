@@ -1,35 +1,26 @@
 """HTTP/1.1 server connections: one asyncio.Protocol over two parser backends.
 
-``httptools`` (llhttp, C) is the fast path; ``h11`` is the strict, pure-Python
-path.  Both feed the same three events into :class:`HTTPConnection`
-(``_on_head``, ``_on_body``, ``_on_end``) and both are run by the same tests.
-The connection itself handles what RFC 9112 asks of a server: keep-alive,
-pipelined requests answered in order (§9.3.2), Content-Length and chunked
-request bodies (§6), ``Expect: 100-continue`` (RFC 9110 §10.1.1), HEAD
-(RFC 9110 §9.3.2), and named limits.
+The backends (``proxy.h1_parsers``: httptools fast, h11 strict) turn bytes into
+three calls here (``on_request_head``, ``on_request_body``, ``on_request_end``);
+the connection handles what RFC 9112 asks of a server: keep-alive, pipelined
+requests answered in order (§9.3.2), Content-Length and chunked request bodies
+(§6), ``Expect: 100-continue`` (RFC 9110 §10.1.1), HEAD (RFC 9110 §9.3.2), and
+named limits.
 
-Response bytes are written by the backend too, so the strict backend also
-checks what we send (h11 raises ``LocalProtocolError`` on a framing mistake).
+A connection knows nothing of what is above it: the server hands it a
+``ConnectionHost`` (the listener's settings, the registry of connections, and
+the dispatcher's ``handle`` and ``reject``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections import deque
-from collections.abc import Callable
-from http import HTTPStatus
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
-import httptools
-
-from .errors import openai_error_body
-
-if TYPE_CHECKING:
-    import h11
-
-    from .server import Server
+from .h1_parsers import BACKENDS
+from .wire import HTTPError, Request, keep_alive, raw_response_head
 
 log = logging.getLogger("tokenway.h1")
 
@@ -46,320 +37,51 @@ MAX_PIPELINED_REQUESTS = 16
 _IDLE = 0  # keep-alive idle: close quietly
 _HEAD_READ = 1  # a request head is arriving too slowly: 408
 
-_REASONS = {s.value: s.phrase.encode() for s in HTTPStatus}
-_REASONS[499] = b"Client Closed Request"
-_REASONS[529] = b"Overloaded"
 
-_HEADER_DATE = b""
+class ListenerSettings(Protocol):
+    """The limits a connection enforces (``proxy.config.ServerConfig``)."""
 
-
-def _refresh_date() -> None:
-    global _HEADER_DATE
-    _HEADER_DATE = time.strftime("%a, %d %b %Y %H:%M:%S GMT", time.gmtime()).encode()
-
-
-_refresh_date()
+    parser: str
+    max_header_bytes: int
+    max_body_bytes: int
+    header_timeout_s: float
+    keepalive_timeout_s: float
 
 
-def start_date_clock(loop: asyncio.AbstractEventLoop) -> asyncio.TimerHandle:
-    """Refresh the cached ``Date`` header once a second instead of per response."""
+class ConnectionHost(Protocol):
+    """What a connection needs from the layers around it (the server builds it)."""
 
-    def tick() -> None:
-        _refresh_date()
-        holder[0] = loop.call_later(1.0, tick)
+    loop: asyncio.AbstractEventLoop
+    settings: ListenerSettings
+    connections: set[Any]
+    draining: bool
 
-    holder = [loop.call_later(1.0, tick)]
-    return holder[0]
+    def handle(self, req: Request, conn: HTTPConnection) -> None:
+        """Answer ``req`` (now, or later through the connection's response API)."""
 
-
-class HTTPError(Exception):
-    """The request could not be parsed or breaks a limit: answer ``status`` and close."""
-
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-
-
-class Request:
-    """One parsed request.  Header names are lower-case bytes, values raw bytes."""
-
-    __slots__ = (
-        "method", "target", "path", "query", "headers", "version", "keep_alive",
-        "body", "started", "expect_continue", "_map",
-    )
-
-    def __init__(self, method: str, target: bytes, headers: list[tuple[bytes, bytes]],
-                 version: str, keep_alive: bool, started: float) -> None:
-        self.method = method
-        self.target = target
-        q = target.find(b"?")
-        if q < 0:
-            self.path = target.decode("latin-1")
-            self.query = ""
-        else:
-            self.path = target[:q].decode("latin-1")
-            self.query = target[q + 1:].decode("latin-1")
-        self.headers = headers
-        self.version = version
-        self.keep_alive = keep_alive
-        self.body = b""
-        self.started = started
-        self.expect_continue = False
-        self._map: dict[bytes, bytes] | None = None
-
-    def header(self, name: bytes) -> bytes | None:
-        """Value of header ``name`` (lower-case); repeated headers are joined by ``, ``."""
-        m = self._map
-        if m is None:
-            m = {}
-            for k, v in self.headers:
-                if k in m:
-                    m[k] = m[k] + b", " + v
-                else:
-                    m[k] = v
-            self._map = m
-        return m.get(name)
-
-
-def _keep_alive(version: str, connection: bytes | None) -> bool:
-    if connection is not None:
-        tokens = connection.lower()
-        if b"close" in tokens:
-            return False
-        if version == "1.0":
-            return b"keep-alive" in tokens
-    return version != "1.0"
-
-
-def raw_response_head(status: int, headers: list[tuple[bytes, bytes]],
-                      content_length: int | None, keep_alive: bool) -> bytes:
-    """Serialise a response head (RFC 9112 §4) without any state machine."""
-    return b"HTTP/1.1 %d %s\r\n%s%s%sdate: %s\r\nserver: tokenway\r\n\r\n" % (
-        status, _REASONS.get(status, b"Unknown"),
-        b"".join([k + b": " + v + b"\r\n" for k, v in headers]),
-        b"transfer-encoding: chunked\r\n" if content_length is None
-        else b"content-length: %d\r\n" % content_length,
-        b"" if keep_alive else b"connection: close\r\n",
-        _HEADER_DATE)
-
-
-# --------------------------------------------------------------------------
-# Parser backends.  Each turns bytes into calls on the connection and turns
-# our responses into bytes.
-
-
-class HttptoolsBackend:
-    """Fast path over llhttp.  Response bytes are assembled by hand."""
-
-    name = "httptools"
-
-    def __init__(self, conn: HTTPConnection) -> None:
-        self.conn = conn
-        self.parser = httptools.HttpRequestParser(self)
-        self._url = b""
-        self._headers: list[tuple[bytes, bytes]] = []
-        self._head_bytes = 0
-
-    # httptools callbacks ------------------------------------------------
-    def on_message_begin(self) -> None:
-        self._url = b""
-        self._headers = []
-        self._head_bytes = 0
-
-    def on_url(self, url: bytes) -> None:
-        self._url += url
-        self._head_bytes += len(url)
-
-    def on_header(self, name: bytes, value: bytes) -> None:
-        self._head_bytes += len(name) + len(value) + 4
-        if self._head_bytes > self.conn.max_header_bytes:
-            raise HTTPError(431, "request header fields too large")
-        self._headers.append((name.lower(), value))
-
-    def on_headers_complete(self) -> None:
-        p = self.parser
-        self.conn._on_head(
-            p.get_method().decode("ascii"), self._url, self._headers,
-            p.get_http_version(),
-        )
-
-    def on_body(self, body: bytes) -> None:
-        self.conn._on_body(body)
-
-    def on_message_complete(self) -> None:
-        self.conn._on_end()
-
-    # bytes in -------------------------------------------------------------
-    def feed(self, data: bytes) -> None:
-        try:
-            self.parser.feed_data(data)
-        except httptools.HttpParserCallbackError as exc:
-            cause = exc.__context__
-            if isinstance(cause, HTTPError):
-                raise cause from None
-            raise
-        except httptools.HttpParserUpgrade:
-            raise HTTPError(501, "protocol upgrade is not supported on this listener") from None
-        except httptools.HttpParserError as exc:
-            raise HTTPError(400, f"malformed HTTP request: {exc}") from None
-
-    def pending_head_bytes(self) -> int:
-        return self._head_bytes
-
-    # bytes out ------------------------------------------------------------
-    def informational_100(self) -> bytes:
-        return b"HTTP/1.1 100 Continue\r\n\r\n"
-
-    @staticmethod
-    def response_head(status: int, headers: list[tuple[bytes, bytes]],
-                      content_length: int | None, keep_alive: bool) -> bytes:
-        return raw_response_head(status, headers, content_length, keep_alive)
-
-    @staticmethod
-    def full_response(status: int, headers: list[tuple[bytes, bytes]], body: bytes,
-                      keep_alive: bool, head_only: bool) -> bytes:
-        head = raw_response_head(status, headers, len(body), keep_alive)
-        return head if head_only else head + body
-
-    @staticmethod
-    def chunk(data: bytes) -> bytes:
-        return b"%x\r\n%b\r\n" % (len(data), data)
-
-    @staticmethod
-    def last_chunk() -> bytes:
-        return b"0\r\n\r\n"
-
-    def cycle_done(self) -> None:
-        """Nothing to do: llhttp parses pipelined requests as they come."""
-
-    def release(self) -> None:
-        """The connection is gone: drop the references back to it and from the parser,
-        so the connection is freed at once rather than by the cycle collector."""
-        self.conn = None  # type: ignore[assignment]
-        self.parser = None  # type: ignore[assignment]
-
-
-class H11Backend:
-    """Strict path over h11: every byte in and out goes through its state machine."""
-
-    name = "h11"
-
-    def __init__(self, conn: HTTPConnection) -> None:
-        global h11
-        import h11  # the strict backend is loaded only when configured
-
-        self.conn = conn
-        self.h11 = h11.Connection(h11.SERVER, max_incomplete_event_size=conn.max_header_bytes)
-        self._in_body = False
-
-    def feed(self, data: bytes) -> None:
-        self.h11.receive_data(data)
-        self._drain()
-
-    def _drain(self) -> None:
-        c = self.h11
-        conn = self.conn
-        while True:
-            try:
-                ev = c.next_event()
-            except h11.RemoteProtocolError as exc:
-                status = exc.error_status_hint
-                if status == 400 and "exceeded" in str(exc).lower():
-                    status = 431
-                raise HTTPError(status, f"malformed HTTP request: {exc}") from None
-            if ev is h11.NEED_DATA or ev is h11.PAUSED:
-                return
-            t = type(ev)
-            if t is h11.Request:
-                headers = list(ev.headers)
-                # h11 bounds only *incomplete* heads; a whole head that
-                # arrived at once is measured here, as llhttp's path does.
-                size = len(ev.target) + sum(len(k) + len(v) + 4 for k, v in headers)
-                if size > conn.max_header_bytes:
-                    raise HTTPError(431, "request header fields too large")
-                for k, _ in headers:
-                    if k == b"upgrade":
-                        raise HTTPError(501, "protocol upgrade is not supported on this listener")
-                conn._on_head(ev.method.decode("ascii"), ev.target, headers,
-                              ev.http_version.decode("ascii"))
-            elif t is h11.Data:
-                conn._on_body(bytes(ev.data))
-            elif t is h11.EndOfMessage:
-                conn._on_end()
-            elif t is h11.ConnectionClosed:
-                return
-
-    def pending_head_bytes(self) -> int:
-        return 0  # h11 enforces max_incomplete_event_size itself
-
-    def informational_100(self) -> bytes:
-        return self.h11.send(h11.InformationalResponse(status_code=100, headers=[])) or b""
-
-    def response_head(self, status: int, headers: list[tuple[bytes, bytes]],
-                      content_length: int | None, keep_alive: bool) -> bytes:
-        hs = list(headers)
-        if content_length is not None:
-            hs.append((b"content-length", b"%d" % content_length))
-        else:
-            hs.append((b"transfer-encoding", b"chunked"))
-        if not keep_alive:
-            hs.append((b"connection", b"close"))
-        hs.append((b"date", _HEADER_DATE))
-        hs.append((b"server", b"tokenway"))
-        return self.h11.send(h11.Response(status_code=status, headers=hs)) or b""
-
-    def full_response(self, status: int, headers: list[tuple[bytes, bytes]], body: bytes,
-                      keep_alive: bool, head_only: bool) -> bytes:
-        out = self.response_head(status, headers, len(body), keep_alive)
-        if body and not head_only:
-            out += self.h11.send(h11.Data(data=body)) or b""
-        return out + (self.h11.send(h11.EndOfMessage()) or b"")
-
-    def chunk(self, data: bytes) -> bytes:
-        return self.h11.send(h11.Data(data=data)) or b""
-
-    def last_chunk(self) -> bytes:
-        return self.h11.send(h11.EndOfMessage()) or b""
-
-    def cycle_done(self) -> None:
-        c = self.h11
-        if c.our_state is h11.DONE and c.their_state is h11.DONE:
-            c.start_next_cycle()
-            self._drain()
-
-    def release(self) -> None:
-        """The connection is gone: drop the reference back to it (see HttptoolsBackend)."""
-        self.conn = None  # type: ignore[assignment]
-
-
-BACKENDS: dict[str, Callable[[HTTPConnection], Any]] = {
-    "httptools": HttptoolsBackend,
-    "h11": H11Backend,
-}
-
-
-# --------------------------------------------------------------------------
+    def reject(self, conn: HTTPConnection, status: int, message: str,
+               path: str | None) -> bytes:
+        """A request broke framing or a limit: record it, return the error body."""
 
 
 class HTTPConnection(asyncio.Protocol):
     """One client connection.  Requests are handled one at a time, in order.
 
-    The handler (``server.app.handle``) answers through ``respond`` (whole
+    The host's ``handle`` answers through ``respond`` (whole
     body) or ``start_stream``/``write``/``end_stream`` (chunked).  While a
     stream is open, ``flow`` may hold an object with ``pause_writing``,
     ``resume_writing`` and ``client_gone`` so the exchange can pause the
     provider when this client reads slowly, and cancel when it leaves.
     """
 
-    def __init__(self, server: Server) -> None:
-        self.server = server
-        cfg = server.config.server
+    def __init__(self, host: ConnectionHost) -> None:
+        self.host = host
+        cfg = host.settings
         self.max_header_bytes: int = cfg.max_header_bytes
         self.max_body_bytes: int = cfg.max_body_bytes
         self.header_timeout_s: float = cfg.header_timeout_s
         self.keepalive_timeout_s: float = cfg.keepalive_timeout_s
-        self.loop = server.loop
+        self.loop = host.loop
         self.backend = BACKENDS[cfg.parser](self)
         self.transport: asyncio.Transport | None = None
         self.client_addr = ""
@@ -378,7 +100,7 @@ class HTTPConnection(asyncio.Protocol):
         self.deadline = 0.0  # loop time; 0: none
         self.deadline_kind = _IDLE
         self._in_head = False
-        self._streaming = False
+        self.streaming = False
         self._held_head = b""  # a response head waiting to leave with the first bytes
         self._head_only = False
         self._keep_alive = True
@@ -390,7 +112,7 @@ class HTTPConnection(asyncio.Protocol):
         peer = transport.get_extra_info("peername")
         if peer:
             self.client_addr = f"{peer[0]}:{peer[1]}"
-        self.server.connections.add(self)
+        self.host.connections.add(self)
         self.deadline = self.loop.time() + self.keepalive_timeout_s
         self.deadline_kind = _IDLE
 
@@ -416,7 +138,7 @@ class HTTPConnection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
-        self.server.connections.discard(self)
+        self.host.connections.discard(self)
         self.deadline = 0.0
         flow = self.flow
         if flow is not None:
@@ -438,8 +160,8 @@ class HTTPConnection(asyncio.Protocol):
             self.flow.resume_writing()
 
     # parser events ---------------------------------------------------------------
-    def _on_head(self, method: str, target: bytes, headers: list[tuple[bytes, bytes]],
-                 version: str) -> None:
+    def on_request_head(self, method: str, target: bytes,
+                        headers: list[tuple[bytes, bytes]], version: str) -> None:
         self._in_head = False
         self.deadline = 0.0
         conn_hdr = None
@@ -452,8 +174,11 @@ class HTTPConnection(asyncio.Protocol):
                 clen = v
             elif k == b"expect":
                 expect = v
-        req = Request(method, target, headers, version, _keep_alive(version, conn_hdr),
+        req = Request(method, target, headers, version, keep_alive(version, conn_hdr),
                       self.loop.time())
+        self._reading = req
+        self._body_parts = []
+        self._body_len = 0
         if clen is not None:
             try:
                 n = int(clen)
@@ -468,17 +193,14 @@ class HTTPConnection(asyncio.Protocol):
             req.expect_continue = True
             if self.current is None and not self.queue:
                 self.transport.write(self.backend.informational_100())
-        self._reading = req
-        self._body_parts = []
-        self._body_len = 0
 
-    def _on_body(self, data: bytes) -> None:
+    def on_request_body(self, data: bytes) -> None:
         self._body_len += len(data)
         if self._body_len > self.max_body_bytes:
             raise HTTPError(413, f"request body exceeds the limit of {self.max_body_bytes} bytes")
         self._body_parts.append(data)
 
-    def _on_end(self) -> None:
+    def on_request_end(self) -> None:
         req = self._reading
         self._reading = None
         if req is None:
@@ -500,20 +222,18 @@ class HTTPConnection(asyncio.Protocol):
         self._keep_alive = req.keep_alive
         self._head_only = req.method == "HEAD"
         try:
-            result = self.server.app.handle(req, self)
-        except Exception:  # a handler bug must not kill the connection silently
-            log.exception("handler failed")
-            if self.current is req and not self._streaming:
-                self.respond(500, openai_error_body(500, "internal error"))
-            return
-        if result is not None:
-            self.task = self.server.spawn_request(result, self)
+            self.host.handle(req, self)
+        except Exception:
+            # The dispatcher answers its handlers' failures itself, in the
+            # client's protocol; reaching here is a bug in the dispatcher.
+            log.exception("request dispatch failed")
+            self.abort()
 
     def _response_done(self) -> None:
         self.current = None
         self.flow = None
         self.task = None
-        self._streaming = False
+        self.streaming = False
         if not self._keep_alive:
             self._close()
             return
@@ -526,7 +246,7 @@ class HTTPConnection(asyncio.Protocol):
                 self.read_paused = False
                 self.transport.resume_reading()
             self._dispatch(req)
-        elif self.server.draining:
+        elif self.host.draining:
             self._close()
         elif self._reading is None and not self._in_head:
             self.deadline = self.loop.time() + self.keepalive_timeout_s
@@ -544,7 +264,7 @@ class HTTPConnection(asyncio.Protocol):
         hs = [(b"content-type", content_type)]
         if headers:
             hs.extend(headers)
-        if self.server.draining:
+        if self.host.draining:
             self._keep_alive = False
         self.transport.write(
             self.backend.full_response(status, hs, body, self._keep_alive, self._head_only))
@@ -557,7 +277,7 @@ class HTTPConnection(asyncio.Protocol):
         ``hold`` keeps the head back until the next ``write``/``flush_head``/
         ``end_stream`` so that it leaves in the same write as the first bytes
         (the caller flushes within the same event-loop turn: no delay)."""
-        self._streaming = True
+        self.streaming = True
         if self.closed:
             return
         head = self.backend.response_head(status, headers, None, self._keep_alive)
@@ -607,8 +327,9 @@ class HTTPConnection(asyncio.Protocol):
         self.queue.clear()
         if self.transport is not None and not self.closed:
             if self.current is None:
-                body = openai_error_body(status, message)
-                self.server.app.record_rejected(self, status, message)
+                reading = self._reading
+                body = self.host.reject(self, status, message,
+                                        reading.path if reading is not None else None)
                 # Written without the backend: after a parse error h11 is in
                 # its ERROR state and refuses to serialise anything.
                 self.transport.write(raw_response_head(

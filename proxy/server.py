@@ -12,14 +12,14 @@ import asyncio
 import logging
 import signal
 import socket
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable
 from typing import Any
 
-from . import aio
-from .app import Gateway
-from .config import Config
-from .errors import openai_error_body
-from .h1 import HTTPConnection, start_date_clock
+from .config import Config, ServerConfig
+from .dispatch import Dispatcher
+from .h1 import HTTPConnection
+from .state import GatewayState
+from .wire import Request, start_date_clock
 
 log = logging.getLogger("tokenway")
 
@@ -34,6 +34,9 @@ SWEEP_INTERVAL_S = 0.1
 
 
 class Server:
+    """The listeners and everything that lives as long as they do.  It is the
+    ``ConnectionHost`` of its connections (``proxy.h1``)."""
+
     def __init__(self, config: Config, ledger: Any, loop: asyncio.AbstractEventLoop,
                  *, reloader: Callable[[], Config] | None = None) -> None:
         self.config = config
@@ -43,28 +46,28 @@ class Server:
         self.loop = loop
         self.connections: set[HTTPConnection] = set()
         self.draining = False
-        self.app = Gateway(config, ledger, self)
+        self.state = GatewayState(config, loop, ledger.record)
+        self.dispatcher = Dispatcher(self.state, self.stats)
         self._servers: list[asyncio.AbstractServer] = []
         self._stopped = loop.create_future()
         self.bound: list[tuple[str, int]] = []
 
-    def spawn_request(self, coro: Coroutine[Any, Any, Any], conn: HTTPConnection) -> asyncio.Task[Any]:
-        """Run a request coroutine; a crash answers 500 instead of hanging the client."""
+    # -- ConnectionHost -------------------------------------------------------------
 
-        async def guarded() -> None:
-            try:
-                await coro
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("request handler crashed")
-                if conn.current is not None and not conn.closed:
-                    if conn._streaming:
-                        conn.abort()
-                    else:
-                        conn.respond(500, openai_error_body(500, "internal error"))
+    @property
+    def settings(self) -> ServerConfig:
+        return self.config.server
 
-        return aio.spawn(guarded(), name="request")
+    def handle(self, req: Request, conn: HTTPConnection) -> None:
+        self.dispatcher.handle(req, conn)
+
+    def reject(self, conn: HTTPConnection, status: int, message: str,
+               path: str | None) -> bytes:
+        return self.dispatcher.reject(conn, status, message, path)
+
+    def stats(self) -> dict[str, Any]:
+        """The server side of ``/health``."""
+        return {"connections": len(self.connections), "ledger": self.ledger.stats()}
 
     async def start(self, sock: socket.socket | None = None, reuse_port: bool = False) -> None:
         cfg = self.config.server
@@ -87,7 +90,7 @@ class Server:
         now = self.loop.time()
         for conn in [c for c in self.connections if c.deadline and c.deadline <= now]:
             conn.expire()
-        self.app.pool.sweep(now)
+        self.state.pool.sweep(now)
         self._sweeper = self.loop.call_later(SWEEP_INTERVAL_S, self.sweep)
 
     @property
@@ -114,7 +117,7 @@ class Server:
             log.warning("reload: listen address and parser changes need a restart; "
                         "keeping %s (%s)", old.listen, old.parser)
         self.config = new
-        self.app.apply_config(new)
+        self.state.apply(new)
         log.info("configuration reloaded: %d provider(s), %d route(s)",
                  len(new.providers), len(new.routes))
         return True
@@ -146,7 +149,7 @@ class Server:
             for conn in list(self.connections):
                 conn.abort()
             await asyncio.sleep(0)
-        self.app.pool.close()
+        self.state.pool.close()
         self._date_timer.cancel()
         self._sweeper.cancel()
         for srv in self._servers:

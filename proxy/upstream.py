@@ -8,7 +8,9 @@ A request runs on callbacks, not a task per request: ``send`` writes the
 request and the parser pushes the response into a *sink* (the exchange) as it
 arrives — head, body chunks, end — so a streamed body reaches the client one
 callback after it left the provider.  Timeouts (first byte, idle between
-chunks) are loop timers owned by the connection.
+chunks) are deadlines checked by ``UpstreamPool.sweep`` on the server's
+100 ms tick, not a timer per request (arming and cancelling a uvloop timer
+costs about 1 us each, several times per request).
 
 A request is retried once, transparently, only when it was sent on a reused
 idle connection that turned out to be dead before any response byte came
@@ -41,26 +43,20 @@ IDLE_EXPIRY_S = 55.0
 # largest non-stream answers are a few MiB).
 MAX_BUFFERED_RESPONSE_BYTES = 64 * 1024 * 1024
 
-HOP_BY_HOP = frozenset({
-    b"connection", b"keep-alive", b"proxy-authenticate", b"proxy-authorization",
-    b"te", b"trailer", b"trailers", b"transfer-encoding", b"upgrade", b"proxy-connection",
-})
-
-
 class UpstreamError(Exception):
     """Transport-level failure talking to a provider.
 
     ``kind`` is ``unreachable`` (connect failed), ``timeout`` (connect, first
-    byte or idle timer fired), or ``cut`` (the connection ended mid-response).
-    ``retry_safe`` is true when nothing reached the provider's application
-    (connect failures, a dead pooled connection).
+    byte or idle timer fired), ``cut`` (the connection ended mid-response),
+    ``reused_dead`` (a pooled connection was found closed before any response
+    byte: the provider never saw the request, so it may be sent again), or
+    ``protocol`` (the provider broke HTTP or its wire format).
     """
 
-    def __init__(self, kind: str, message: str, *, retry_safe: bool = False) -> None:
+    def __init__(self, kind: str, message: str) -> None:
         super().__init__(message)
         self.kind = kind
         self.message = message
-        self.retry_safe = retry_safe
 
 
 class Sink(Protocol):
@@ -135,8 +131,7 @@ class UpstreamConnection(asyncio.Protocol):
             elif not self.got_bytes and self.reused:
                 self.sink = None
                 sink.on_upstream_error(UpstreamError(
-                    "reused_dead", "pooled connection was closed by the provider",
-                    retry_safe=True))
+                    "reused_dead", "pooled connection was closed by the provider"))
             else:
                 self.sink = None
                 sink.on_upstream_error(UpstreamError(
@@ -298,13 +293,13 @@ class UpstreamPool:
                     ssl=ctx, server_hostname=host if ctx else None)
         except TimeoutError:
             raise UpstreamError("timeout", f"connecting to {host}:{port} timed out after "
-                                           f"{timeout_s:g} s", retry_safe=True) from None
+                                           f"{timeout_s:g} s") from None
         except ssl.SSLError as exc:
             raise UpstreamError("unreachable", f"TLS handshake with {host}:{port} failed: "
-                                               f"{exc.reason or exc}", retry_safe=True) from None
+                                               f"{exc.reason or exc}") from None
         except OSError as exc:
             raise UpstreamError("unreachable", f"cannot connect to {host}:{port}: "
-                                               f"{exc.strerror or exc}", retry_safe=True) from None
+                                               f"{exc.strerror or exc}") from None
         self._all.add(conn)
         return conn
 
@@ -343,11 +338,3 @@ class UpstreamPool:
         for conn in list(self._all):
             conn._shutdown()
         self._idle.clear()
-
-
-def build_request_head(method: bytes, path: bytes, host_header: bytes,
-                       header_block: bytes, body_len: int) -> bytes:
-    """Serialise an HTTP/1.1 request head for the provider (``header_block``: the
-    header lines, each ending in CRLF)."""
-    return b"%s %s HTTP/1.1\r\nhost: %s\r\n%scontent-length: %d\r\n\r\n" % (
-        method, path, host_header, header_block, body_len)

@@ -150,3 +150,111 @@ def test_checker_catches(source: str) -> None:
 )
 def test_checker_allows(source: str) -> None:
     assert not violations(source)
+
+
+# --- proxy/: layers import downward only, and no module imports another in a circle ---
+
+PROXY = REPO / "proxy"
+
+#: proxy/'s layers, top to bottom (a name covers the module and, for a package, every
+#: module in it).  A module may import its own layer and the layers below, never above;
+#: a new module must be placed here.  The request path runs server -> connection ->
+#: dispatch -> endpoints -> exchange -> upstream (docs/request-path.md).
+PROXY_LAYERS: tuple[tuple[str, ...], ...] = (
+    ("proxy.__main__", "proxy.cli", "proxy.usage_cli"),
+    ("proxy.server",),
+    ("proxy.h1",),
+    ("proxy.h1_parsers",),
+    ("proxy.dispatch",),
+    ("proxy.endpoints",),
+    ("proxy.state",),
+    ("proxy.exchange",),
+    ("proxy.call",),
+    ("proxy.upstream", "proxy.health", "proxy.limits", "proxy.provider", "proxy.routing",
+     "proxy.loopback"),
+    ("proxy.errors", "proxy.request", "proxy.headers", "proxy.wire", "proxy.ledger",
+     "proxy.config", "proxy.aio", "proxy"),
+)
+
+
+def _module_name(path: Path) -> str:
+    parts = path.relative_to(REPO).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _layer_of(module: str) -> int | None:
+    best: tuple[int, int] | None = None  # (length of the matching name, layer)
+    for i, names in enumerate(PROXY_LAYERS):
+        for name in names:
+            if module == name or module.startswith(name + "."):
+                if best is None or len(name) > best[0]:
+                    best = (len(name), i)
+    return None if best is None else best[1]
+
+
+def proxy_imports() -> dict[str, set[str]]:
+    """Each proxy module and the proxy modules it imports, TYPE_CHECKING ones included."""
+    graph: dict[str, set[str]] = {}
+    for path in sorted(PROXY.rglob("*.py")):
+        name = _module_name(path)
+        package = _package_of(path) if path.name != "__init__.py" else name
+        targets: set[str] = set()
+        for _, target in imported_modules(path.read_text(encoding="utf-8"), package):
+            if target == "proxy" or target.startswith("proxy."):
+                # `from proxy import __version__` names an attribute, not a module.
+                while target not in graph and target.count(".") and not (
+                        REPO / Path(*target.split("."))).with_suffix(".py").exists() and not (
+                        REPO / Path(*target.split("."))).is_dir():
+                    target = target.rsplit(".", 1)[0]
+                if target != name:
+                    targets.add(target)
+        graph[name] = targets
+    return graph
+
+
+def test_every_proxy_module_has_a_layer() -> None:
+    unplaced = [m for m in proxy_imports() if _layer_of(m) is None]
+    assert not unplaced, f"place these modules in PROXY_LAYERS: {unplaced}"
+
+
+def test_proxy_imports_go_downward_only() -> None:
+    upward = []
+    for module, targets in proxy_imports().items():
+        here = _layer_of(module)
+        for target in targets:
+            there = _layer_of(target)
+            if here is not None and there is not None and there < here:
+                upward.append(f"{module} -> {target}")
+    assert not upward, f"imports that climb a layer: {upward}"
+
+
+def test_proxy_has_no_import_cycle() -> None:
+    graph = proxy_imports()
+    state: dict[str, int] = {}  # 1: on the current path, 2: done
+    path: list[str] = []
+
+    def visit(node: str) -> list[str] | None:
+        state[node] = 1
+        path.append(node)
+        for nxt in sorted(graph.get(node, ())):
+            if state.get(nxt) == 1:
+                return path[path.index(nxt):] + [nxt]
+            if nxt in graph and not state.get(nxt):
+                found = visit(nxt)
+                if found:
+                    return found
+        path.pop()
+        state[node] = 2
+        return None
+
+    for start in sorted(graph):
+        if not state.get(start):
+            cycle = visit(start)
+            assert cycle is None, "import cycle: " + " -> ".join(cycle)
+
+
+def test_layer_checker_sees_an_upward_import(tmp_path: Path) -> None:
+    source = "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from .server import Server\n"
+    found = [t for _, t in imported_modules(source, "proxy")]
+    assert "proxy.server" in found
+    assert _layer_of("proxy.server") < _layer_of("proxy.exchange")

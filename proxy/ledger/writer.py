@@ -342,29 +342,26 @@ class Ledger:
             return
         self._dropped_failed += len(values)
 
-    def _to_tuples(self, batch: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
-        """Dicts to tuples in LEDGER_COLUMNS order; here, not on the loop."""
+    def _to_tuples(self, batch: list[Any]) -> list[tuple[Any, ...]]:
+        """Records (``as_row()``) or dicts to tuples in LEDGER_COLUMNS order; here,
+        not on the loop."""
         cols = LEDGER_COLUMNS
-        try:
-            values = [tuple(map(row.get, cols)) for row in batch]
-        except (AttributeError, TypeError):
-            values = None
-        if values is not None and all(v[0] is not None for v in values):
-            return values
-        # Slow path: keep the good rows, count the rest.
         good: list[tuple[Any, ...]] = []
         for row in batch:
-            get: Callable[[str], Any] | None = getattr(row, "get", None)
-            if get is not None:
-                try:
-                    value = tuple(map(get, cols))
-                except TypeError:
-                    value = None
-                if value is not None and value[0] is not None:
-                    good.append(value)
-                    continue
+            value: tuple[Any, ...] | None = None
+            as_row: Callable[[], tuple[Any, ...]] | None = getattr(row, "as_row", None)
+            try:
+                if as_row is not None:
+                    value = as_row()
+                elif isinstance(row, dict):
+                    value = tuple(map(row.get, cols))
+            except Exception:
+                value = None
+            if value is not None and value[0] is not None:
+                good.append(value)
+                continue
             self._dropped_failed += 1
-            self._last_error = f"malformed row (needs a dict with 'ts'): {row!r:.200}"
+            self._last_error = f"malformed row (needs 'ts'): {row!r:.200}"
         return good
 
     def _note_error(self, what: str, exc: BaseException) -> None:

@@ -137,7 +137,7 @@ def test_circuit_opens_then_half_open_probe_recovers(make_gateway, a, b):
     for _ in range(4):
         chat(gw)
     assert len(a.requests) == 2  # opened after two consecutive failures
-    health = gw.call(lambda: gw.server.app.health.snapshot(gw.server.loop.time()))
+    health = gw.call(lambda: gw.server.state.health.snapshot(gw.server.loop.time()))
     assert health["a"]["state"] == "open"
     fail["on"] = False
     time.sleep(0.4)
@@ -145,7 +145,7 @@ def test_circuit_opens_then_half_open_probe_recovers(make_gateway, a, b):
     assert len(a.requests) == 3
     chat(gw)
     assert len(a.requests) == 4  # closed again: a is first choice
-    health = gw.call(lambda: gw.server.app.health.snapshot(gw.server.loop.time()))
+    health = gw.call(lambda: gw.server.state.health.snapshot(gw.server.loop.time()))
     assert health["a"]["state"] == "closed"
 
 

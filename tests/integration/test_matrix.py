@@ -1507,7 +1507,7 @@ def test_a_closed_connection_leaves_no_reference_cycle(gw_for, upstream, parser)
         while gw.server.connections and time.monotonic() < deadline:
             time.sleep(0.01)
         assert not gw.server.connections, "the gateway did not see the clients leave"
-        pool = gw.server.app.pool
+        pool = gw.server.state.pool
         while pool._all and time.monotonic() < deadline:
             time.sleep(0.01)
         assert not pool._all, "the gateway did not see the provider close"

@@ -96,14 +96,45 @@ def test_hop_by_hop_and_credentials_not_forwarded(pgw, upstream):
         headers={"authorization": "Bearer client-key", "x-api-key": "client-key",
                  "keep-alive": "timeout=5", "proxy-authorization": "Basic abc", "te": "trailers",
                  "connection": "keep-alive, x-custom-hop", "openai-organization": "org-1",
-                 "user-agent": "test-agent/1.0"})
+                 "openai-project": "proj-1", "user-agent": "test-agent/1.0"})
     assert st == 200
     sent = upstream.requests[-1].headers
     assert sent["authorization"] == "Bearer sk-test"
-    for h in ("x-api-key", "keep-alive", "proxy-authorization", "te", "connection"):
+    # The client does not choose the provider account it is billed to.
+    for h in ("x-api-key", "keep-alive", "proxy-authorization", "te", "connection",
+              "openai-organization", "openai-project"):
         assert h not in sent, h
-    assert sent["openai-organization"] == "org-1" and sent["user-agent"] == "test-agent/1.0"
+    assert sent["user-agent"] == "test-agent/1.0"
     assert sent["accept-encoding"] == "identity"
+
+
+def test_provider_account_headers_not_relayed_to_client(pgw, upstream):
+    body = json.dumps(CHAT_COMPLETION).encode()
+    upstream.script = lambda req: [("head", 200, [("content-type", "application/json"),
+                                                  ("openai-organization", "org-secret"),
+                                                  ("openai-project", "proj-secret"),
+                                                  ("openai-processing-ms", "12"),
+                                                  ("content-length", str(len(body)))]),
+                                   ("body", body), ("end",)]
+    st, headers, _ = rawhttp.request(pgw.url + "/v1/chat/completions", "POST",
+                                     {"model": "m", "messages": [{"role": "user", "content": "x"}]})
+    assert st == 200
+    assert "openai-organization" not in headers and "openai-project" not in headers
+    assert headers["openai-processing-ms"] == "12"
+
+
+def test_passthrough_auth_never_forwards_the_gateway_key(make_gateway, upstream):
+    gw = make_gateway(env={"TOKENWAY_API_KEYS": "gw-secret"},
+                      config_text=provider_config(upstream.base_url, 'auth = "passthrough"')
+                      .replace('api_key = "sk-test"\n', ""))
+    st, _, _ = rawhttp.request(gw.url + "/v1/chat/completions", "POST",
+                               {"model": "m", "messages": [{"role": "user", "content": "x"}]},
+                               headers={"authorization": "Bearer gw-secret",
+                                        "x-api-key": "provider-own-key"})
+    assert st == 200
+    sent = upstream.requests[-1].headers
+    assert "authorization" not in sent
+    assert sent["x-api-key"] == "provider-own-key"
 
 
 def test_passthrough_auth_forwards_client_key(make_gateway, upstream):
@@ -121,4 +152,4 @@ def test_upstream_5xx_non_json_is_wrapped(pgw, upstream):
     st, _, body = rawhttp.request(pgw.url + "/v1/chat/completions", "POST",
                                   {"model": "m", "messages": [{"role": "user", "content": "x"}]})
     err = json.loads(body)["error"]
-    assert st == 503 and "Unavailable" in err["message"] and err["type"] == "upstream_error"
+    assert st == 503 and "Unavailable" in err["message"] and err["type"] == "server_error"

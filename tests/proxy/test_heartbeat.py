@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
-from proxy.exchange import _STREAM, ProxyExchange
+from proxy.exchange import _STREAM, ProxyExchange, Upstreams
 
 
 class FakeLoop:
@@ -45,13 +45,12 @@ def make(interval: float = 15.0):
     loop = FakeLoop()
     written: list[tuple[float, bytes]] = []
     conn = SimpleNamespace(write_paused=False, write=lambda b: written.append((loop.now, b)))
-    gw = SimpleNamespace(loop=loop, config=SimpleNamespace(
-        routing=SimpleNamespace(heartbeat_s=interval)))
-    ex = ProxyExchange.__new__(ProxyExchange)
-    ex.gw, ex.conn, ex.state, ex.draining = gw, conn, _STREAM, False
+    call = SimpleNamespace(conn=conn, rec=SimpleNamespace())
+    ups = Upstreams(loop, pool=None, health=None, limits={},
+                    routing=SimpleNamespace(heartbeat_s=interval, deadline_s=60.0))
+    ex = ProxyExchange(call, ups, [], lambda p, m: None, stream=True)
+    ex.state = _STREAM
     ex.att = SimpleNamespace(filter=FakeFilter())
-    ex.bytes_out = 0
-    ex.heartbeat = None
     ex._arm_heartbeat()
     return ex, loop, written
 

@@ -1,0 +1,206 @@
+"""One client call: its HTTP request, its connection, its record, its protocol.
+
+A ``Call`` is what every endpoint works with.  It owns the request record's
+life (created here, finished here, once, into the ledger), reads the JSON body,
+and sends answers that end the call: a JSON reply or an error, always in the
+client's own protocol (``error_format``, a wire-format name of
+``protocols.ir``).  Streaming responses are written by the exchange straight
+to the connection; it then ends the call with ``finish``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Callable, Coroutine
+from typing import Any, Protocol
+
+import orjson
+
+from . import aio
+from .errors import UPSTREAM, GatewayError, bad_request, error_reply, internal_error
+from .request import RequestRecord
+from .wire import Request
+
+log = logging.getLogger("tokenway.call")
+
+# Longest `model` name accepted from a client.  Real names are under 100
+# characters (Hugging Face repo ids, Fireworks' account paths); every stored
+# string from a client is bounded so keyless requests cannot fill the ledger.
+MAX_MODEL_CHARS = 256
+# The request path is stored in the ledger up to this many characters.
+MAX_STORED_PATH_CHARS = 256
+
+
+class ClientConnection(Protocol):
+    """The response side of a client connection (``proxy.h1.HTTPConnection``)."""
+
+    client_addr: str
+    closed: bool
+    streaming: bool
+    write_paused: bool
+    flow: Any
+    task: asyncio.Task[Any] | None
+
+    def respond(self, status: int, body: bytes,
+                headers: list[tuple[bytes, bytes]] | None = None,
+                content_type: bytes = b"application/json") -> None: ...
+
+    def start_stream(self, status: int, headers: list[tuple[bytes, bytes]],
+                     *, hold: bool = False) -> None: ...
+
+    def flush_head(self) -> None: ...
+
+    def write(self, data: bytes) -> None: ...
+
+    def end_stream(self, last: bytes = b"") -> None: ...
+
+    def abort(self) -> None: ...
+
+
+class Call:
+    """One request being answered.  ``rec`` goes to ``sink`` exactly once."""
+
+    __slots__ = ("req", "conn", "rec", "error_format", "_sink", "finished")
+
+    def __init__(self, req: Request | None, conn: ClientConnection, client_protocol: str,
+                 error_format: str, sink: Callable[[RequestRecord], None]) -> None:
+        self.req = req
+        self.conn = conn
+        path = req.path[:MAX_STORED_PATH_CHARS] if req is not None else None
+        self.rec = RequestRecord(path, client_protocol, conn.client_addr,
+                                 len(req.body) if req is not None else 0)
+        self.error_format = error_format
+        self._sink = sink
+        self.finished = False
+
+    # -- reading the request -----------------------------------------------------
+
+    def json_body(self) -> dict[str, Any]:
+        """The body as a JSON object, or a 4xx naming what is wrong with it."""
+        req = self.req
+        assert req is not None
+        ctype = req.header(b"content-type")
+        if ctype is not None and b"json" not in ctype.lower():
+            raise GatewayError(415, "request body must be JSON (content-type: application/json)",
+                               kind="bad_request")
+        if not req.body:
+            raise bad_request("request body is empty: expected a JSON object")
+        try:
+            body = orjson.loads(req.body)
+        except orjson.JSONDecodeError as exc:
+            raise bad_request(f"request body is not valid JSON: {exc}") from None
+        if type(body) is not dict:
+            raise bad_request("request body must be a JSON object")
+        if req.body.count(b'"model"') > 1 and _duplicate_model(req.body):
+            # orjson keeps the last value; a provider reading the forwarded
+            # bytes may take the first.  Routing must see what is sent.
+            raise bad_request("request body has the key 'model' more than once", param="model")
+        return body
+
+    def model_of(self, body: dict[str, Any]) -> str:
+        model = body.get("model")
+        if model is None:
+            raise bad_request("you must provide a model parameter", param="model")
+        if type(model) is not str or not model:
+            raise bad_request("'model' must be a non-empty string", param="model")
+        if len(model) > MAX_MODEL_CHARS:
+            raise bad_request(f"'model' is longer than {MAX_MODEL_CHARS} characters",
+                              param="model")
+        self.rec.model = model
+        return model
+
+    # -- answering -----------------------------------------------------------------
+
+    def send_json(self, obj: Any, status: int = 200) -> None:
+        self.send(status, orjson.dumps(obj))
+
+    def send(self, status: int, body: bytes, headers: list[tuple[bytes, bytes]] | None = None,
+             content_type: bytes = b"application/json") -> None:
+        """A whole response, then the end of the call."""
+        rec = self.rec
+        rec.status = status
+        rec.first_byte()
+        hs = [(b"x-request-id", rec.request_id.encode())]
+        if headers:
+            hs.extend(headers)
+        self.conn.respond(status, body, hs, content_type)
+        rec.bytes_out = len(body)
+        self.finish()
+
+    def send_error(self, err: GatewayError) -> None:
+        """Answer ``err`` in the client's protocol and end the call."""
+        rec = self.rec
+        status, body = error_reply(self.error_format, err)
+        rec.error_kind = err.kind
+        headers = []
+        if err.retry_after_s is not None:
+            headers.append((b"retry-after", b"%d" % max(1, round(err.retry_after_s))))
+        if err.source == UPSTREAM:
+            req = self.req
+            log.warning("%s %s -> %d %s", req.method if req else "-", rec.endpoint, status,
+                        err.message)
+        self.send(status, body, headers)
+
+    def finish(self) -> None:
+        """The call is over: its record goes to the ledger (once)."""
+        if self.finished:
+            return
+        self.finished = True
+        self.rec.close()
+        self._sink(self.rec)
+
+    # -- running work for this call ------------------------------------------------
+
+    def spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
+        """Run ``coro`` for this call: the connection cancels it if the client
+        leaves, and a crash is answered in the client's protocol."""
+        task = aio.spawn(self._guarded(coro), name="request")
+        self.conn.task = task
+        return task
+
+    async def _guarded(self, coro: Coroutine[Any, Any, Any]) -> None:
+        try:
+            await coro
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("request %s failed", self.rec.request_id)
+            self.fail_internal()
+
+    def fail_internal(self) -> None:
+        """A gateway bug while answering: the client gets a 500 in its protocol (or a
+        cut, if a stream already started) and the ledger a row."""
+        if self.finished:
+            return
+        conn = self.conn
+        if conn.streaming:
+            self.rec.status = self.rec.status or 200
+            self.rec.error_kind = "internal"
+            conn.abort()
+            self.finish()
+        elif conn.closed:
+            self.rec.error_kind = "internal"
+            self.finish()
+        else:
+            self.send_error(internal_error())
+
+
+def _duplicate_model(body: bytes) -> bool:
+    """Whether the top-level object repeats ``model``.  Only asked when the bytes
+    hold ``"model"`` twice, which a string value can also explain (Gemini's
+    ``"role":"model"``), so the slow, exact parse is rare."""
+    last = 0
+
+    def hook(items: list[tuple[str, Any]]) -> dict[str, Any]:
+        # Objects close innermost first: the top level is the last call.
+        nonlocal last
+        last = sum(1 for k, _ in items if k == "model")
+        return dict(items)
+
+    try:
+        json.loads(body, object_pairs_hook=hook)
+    except (ValueError, RecursionError):
+        return False
+    return last > 1

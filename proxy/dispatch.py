@@ -1,0 +1,200 @@
+"""Dispatch: the endpoint table, authentication, and every request's ``Call``.
+
+``Dispatcher.handle`` is what a client connection calls for each parsed
+request.  It makes the request's ``Call`` (and with it the ledger record),
+checks the gateway key, and runs the endpoint.  A handler that raises is
+answered here, in the client's protocol, with a 500 and a ledger row.
+``reject`` records a request that broke HTTP framing or a limit and gives the
+connection its error body.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import parse_qs, unquote
+
+from protocols.ir import (
+    FORMAT_ANTHROPIC_MESSAGES,
+    FORMAT_GEMINI,
+    FORMAT_OPENAI_CHAT,
+    FORMAT_OPENAI_RESPONSES,
+)
+
+from .call import Call, ClientConnection
+from .endpoints.count_tokens import CLIENT_PROTOCOL as COUNT_TOKENS
+from .endpoints.count_tokens import serve_count_tokens
+from .endpoints.embeddings import serve_embeddings
+from .endpoints.info import serve_health, serve_models, serve_root
+from .endpoints.models import serve_gemini, serve_model
+from .errors import GatewayError, error_reply
+from .state import GatewayState
+from .wire import Request
+
+log = logging.getLogger("tokenway.dispatch")
+
+GEMINI_PREFIX = "/v1beta/models/"
+EMBEDDINGS = "openai_embeddings"
+INFO = "info"
+
+Handler = Callable[[Call], None]
+
+
+def error_format_for_path(path: str | None) -> str:
+    """The protocol a request to ``path`` speaks, for errors found before routing."""
+    if path is None:
+        return FORMAT_OPENAI_CHAT
+    if path.startswith(GEMINI_PREFIX):
+        return FORMAT_GEMINI
+    if "/messages" in path or path.startswith("/anthropic/"):
+        return FORMAT_ANTHROPIC_MESSAGES
+    if path == "/v1/responses":
+        return FORMAT_OPENAI_RESPONSES
+    return FORMAT_OPENAI_CHAT
+
+
+class Dispatcher:
+    def __init__(self, state: GatewayState, server_stats: Callable[[], dict[str, Any]]) -> None:
+        self.state = state
+        s = state
+        chat, msgs = FORMAT_OPENAI_CHAT, FORMAT_ANTHROPIC_MESSAGES
+        responses = FORMAT_OPENAI_RESPONSES
+
+        def model(fmt: str) -> Handler:
+            return lambda call: serve_model(s, call, fmt)
+
+        def count_tokens(call: Call) -> None:
+            serve_count_tokens(s, call)
+
+        def models(call: Call) -> None:
+            serve_models(s, call)
+
+        def health(call: Call) -> None:
+            serve_health(s, call, server_stats, details=self._health_details(call))
+
+        # (method, path) -> (client protocol, error format, handler, needs a key).
+        # The probes and the models list ("info") answer from memory and are
+        # not recorded: a load balancer's health checks would fill the ledger.
+        self.routes: dict[tuple[str, str], tuple[str, str, Handler, bool]] = {
+            ("POST", "/v1/chat/completions"): (chat, chat, model(chat), True),
+            ("POST", "/v1/responses"): (responses, responses, model(responses), True),
+            ("POST", "/v1/messages"): (msgs, msgs, model(msgs), True),
+            ("POST", "/anthropic/v1/messages"): (msgs, msgs, model(msgs), True),
+            ("POST", "/v1/messages/count_tokens"): (COUNT_TOKENS, msgs, count_tokens, True),
+            ("POST", "/anthropic/v1/messages/count_tokens"): (COUNT_TOKENS, msgs, count_tokens,
+                                                              True),
+            ("POST", "/v1/embeddings"): (EMBEDDINGS, chat, lambda c: serve_embeddings(s, c),
+                                         True),
+            ("GET", "/v1/models"): (INFO, chat, models, True),
+            ("HEAD", "/v1/models"): (INFO, chat, models, True),
+            ("GET", "/anthropic/v1/models"): (INFO, msgs, models, True),
+            ("GET", "/health"): (INFO, chat, health, False),
+            ("HEAD", "/health"): (INFO, chat, health, False),
+            ("GET", "/"): (INFO, chat, serve_root, False),
+            ("HEAD", "/"): (INFO, chat, serve_root, False),
+        }
+        self.paths = {path for _, path in self.routes}
+
+    # -- the connection's entry points ------------------------------------------------
+
+    def handle(self, req: Request, conn: ClientConnection) -> None:
+        route = self.routes.get((req.method, req.path))
+        if route is not None:
+            protocol, error_format, handler, keyed = route
+            if keyed and not self._authorized(req):
+                # Refused requests are recorded, info endpoints' included.
+                self.new_call(req, conn, "other" if protocol == INFO else protocol,
+                              error_format).send_error(_unauthorized())
+                return
+            call = self.new_call(req, conn, protocol, error_format)
+        elif req.path.startswith(GEMINI_PREFIX):
+            call = self.new_call(req, conn, FORMAT_GEMINI, FORMAT_GEMINI)
+            handler = self._gemini_handler(call)
+        else:
+            fmt = error_format_for_path(req.path)
+            call = self.new_call(req, conn, "other", fmt)
+            if req.path in self.paths:
+                err = GatewayError(405, f"method {req.method} not allowed on {req.path}",
+                                   kind="bad_request")
+            else:
+                err = GatewayError(404, f"unknown endpoint {req.method} {req.path[:200]}",
+                                   kind="not_found", code="unknown_url")
+            call.send_error(err)
+            return
+        try:
+            handler(call)
+        except Exception:
+            log.exception("request %s: handler failed", call.rec.request_id)
+            call.fail_internal()
+
+    def reject(self, conn: ClientConnection, status: int, message: str,
+               path: str | None) -> bytes:
+        """A request that broke HTTP framing or a limit still gets its ledger row;
+        returns the error body, in the protocol its path speaks."""
+        fmt = error_format_for_path(path)
+        call = self.new_call(None, conn, "http", fmt)
+        rec = call.rec
+        rec.endpoint = path[:256] if path is not None else None
+        rec.status = status
+        rec.error_kind = "client_timeout" if status == 408 else "bad_request"
+        call.finish()
+        _, body = error_reply(fmt, GatewayError(status, message, kind=rec.error_kind))
+        return body
+
+    def new_call(self, req: Request | None, conn: ClientConnection, protocol: str,
+                 error_format: str) -> Call:
+        sink = _unrecorded if protocol == INFO else self.state.sink
+        return Call(req, conn, protocol, error_format, sink)
+
+    # -- authentication -----------------------------------------------------------------
+
+    def _gemini_handler(self, call: Call) -> Handler:
+        req = call.req
+        assert req is not None
+        model, sep, action = req.path[len(GEMINI_PREFIX):].rpartition(":")
+        if req.method != "POST" or not sep or not model:
+            return lambda c: c.send_error(GatewayError(
+                404, f"unknown endpoint {req.method} {req.path[:200]}", kind="not_found"))
+        if not self._authorized(req):
+            return lambda c: c.send_error(_unauthorized())
+        state = self.state
+        name = unquote(model)
+        return lambda c: serve_gemini(state, c, name, action)
+
+    def _authorized(self, req: Request) -> bool:
+        """Whether a credential the request presents is a gateway key.  Every
+        place a client can put a key counts (``x-api-key``, ``x-goog-api-key``,
+        ``Authorization: Bearer``, Gemini's ``?key=``), so a client can send the
+        gateway key in one and, for a ``passthrough`` provider, its own provider
+        key in another."""
+        keys = self.state.keys
+        if not keys:
+            return True
+        presented = [v for v in (req.header(b"x-api-key"), req.header(b"x-goog-api-key"))
+                     if v is not None]
+        auth = req.header(b"authorization")
+        if auth is not None and auth[:7].lower() == b"bearer ":
+            presented.append(auth[7:].strip())
+        if req.path.startswith(GEMINI_PREFIX) and "key=" in req.query:
+            presented.append(parse_qs(req.query).get("key", [""])[0].encode())
+        ok = False
+        for value in presented:
+            for key in keys:  # compare against every key: timing says nothing
+                ok |= hmac.compare_digest(value, key)
+        return ok
+
+    def _health_details(self, call: Call) -> bool:
+        req = call.req
+        return req is not None and (not self.state.keys or self._authorized(req))
+
+
+def _unrecorded(rec: Any) -> None:
+    """The sink of the info endpoints' calls."""
+
+
+def _unauthorized() -> GatewayError:
+    return GatewayError(
+        401, "missing or invalid gateway API key: send it as 'Authorization: Bearer "
+             "KEY' or 'x-api-key: KEY'", kind="auth", code="invalid_api_key")

@@ -1,0 +1,44 @@
+"""The small endpoints that answer from the gateway's own state: the models list,
+``/health`` and the root probe."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+import orjson
+
+from .. import __version__
+from ..call import Call
+from ..state import GatewayState
+
+
+def serve_models(state: GatewayState, call: Call) -> None:
+    """``GET /v1/models``: Anthropic's list shape when the request carries
+    ``anthropic-version`` or comes under ``/anthropic``, else OpenAI's."""
+    req = call.req
+    assert req is not None
+    anthropic = req.header(b"anthropic-version") is not None or req.path.startswith("/anthropic/")
+    call.send(200, state.models_anthropic if anthropic else state.models_openai)
+
+
+def serve_root(call: Call) -> None:
+    # Claude Code probes the base URL with HEAD before its first request.
+    call.send(200, b'{"service":"tokenway"}')
+
+
+def serve_health(state: GatewayState, call: Call, server_stats: Callable[[], dict[str, Any]],
+                 *, details: bool) -> None:
+    """``/health``: liveness for anyone; connections, pool, ledger and provider
+    state (addresses, last errors) only for a caller with a gateway key, or
+    when authentication is off."""
+    body: dict[str, Any] = {"status": "ok", "version": __version__}
+    stats = server_stats()
+    if stats.get("admission") not in (None, "open"):
+        body["status"] = "degraded"
+    if details:
+        body["uptime_s"] = round(time.time() - state.started, 3)
+        body.update(stats)
+        body.update(state.stats())
+    call.send(200, orjson.dumps(body))

@@ -1,0 +1,110 @@
+"""The gateway's shared state: the running configuration and the long-lived parts.
+
+``GatewayState`` holds what outlives a request: the upstream pool, the health
+board, the ledger's ``record`` (the sink every finished request record goes
+to), and a snapshot of what the configuration decides (router, providers,
+concurrency limits, gateway keys, the models list).  ``apply`` installs a new
+configuration: requests already running keep the objects they hold, so a reload
+never drops a stream.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections.abc import Callable
+from typing import Any
+
+import orjson
+
+from . import loopback
+from .config import Config
+from .errors import GatewayError
+from .exchange import Upstreams
+from .health import HealthBoard
+from .limits import ConcurrencyLimit
+from .provider import Provider
+from .request import RequestRecord
+from .routing import Router
+from .upstream import UpstreamPool
+
+
+class GatewayState:
+    def __init__(self, config: Config, loop: asyncio.AbstractEventLoop,
+                 sink: Callable[[RequestRecord], None]) -> None:
+        self.loop = loop
+        self.sink = sink
+        self.started = time.time()
+        self.pool = UpstreamPool(loop)
+        r = config.routing
+        self.health = HealthBoard(failure_threshold=r.failure_threshold,
+                                  cooldown_s=r.cooldown_s, cooldown_max_s=r.cooldown_max_s)
+        self.limits: dict[str, ConcurrencyLimit] = {}
+        self.apply(config)
+
+    def apply(self, config: Config) -> None:
+        """Install a (new) configuration."""
+        self.config = config
+        self.router = Router(config)
+        self.providers = {name: Provider(p) for name, p in config.providers.items()}
+        r = config.routing
+        self.health.configure(failure_threshold=r.failure_threshold,
+                              cooldown_s=r.cooldown_s, cooldown_max_s=r.cooldown_max_s)
+        limits = {}
+        for name, p in config.providers.items():
+            if p.max_concurrency:
+                old = self.limits.get(name)
+                if old is not None and old.max == p.max_concurrency:
+                    # Same limit: keep its in-flight count and waiters.
+                    old.queue_size, old.queue_timeout_s = p.queue_size, p.queue_timeout_s
+                    limits[name] = old
+                else:
+                    limits[name] = ConcurrencyLimit(p.max_concurrency, p.queue_size,
+                                                    p.queue_timeout_s)
+        self.limits = limits
+        self.upstreams = Upstreams(self.loop, self.pool, self.health, limits, r)
+        self.keys = tuple(k.encode() for k in config.auth.keys)
+        self._build_model_lists(config)
+
+    def _build_model_lists(self, config: Config) -> None:
+        owners: dict[str, str] = {}
+        for route in config.routes:
+            for t in route.targets:
+                owners.setdefault(t.model or route.match, t.provider)
+        names = self.router.models()
+        self.models_openai = orjson.dumps({"object": "list", "data": [
+            {"id": m, "object": "model", "created": 0,
+             "owned_by": "tokenway" if m == loopback.LOOPBACK_MODEL else owners.get(m, "tokenway")}
+            for m in names]})
+        # Anthropic's list shape (GET /v1/models with anthropic-version).
+        data = [{"type": "model", "id": m, "display_name": m,
+                 "created_at": "2025-01-01T00:00:00Z"} for m in names]
+        self.models_anthropic = orjson.dumps({
+            "data": data, "has_more": False,
+            "first_id": names[0] if names else None, "last_id": names[-1] if names else None})
+
+    def targets_for(self, model: str) -> list[tuple[Provider, str]]:
+        """The targets a request for ``model`` tries, in failover order: the first
+        matching route's targets, the first one drawn by weight when it has weights."""
+        resolved = self.router.resolve(model)
+        if resolved is None:
+            raise GatewayError(404, f"no route for model '{model}': add a [[routes]] entry "
+                                    f"or use model 'loopback'", kind="not_found",
+                               param="model", code="model_not_found")
+        providers = self.providers
+        targets = [(providers[p.name], m) for p, m in resolved.targets]
+        weights = resolved.route.weights
+        if weights and len(targets) > 1:
+            i = random.choices(range(len(targets)), weights=weights)[0]
+            if i:
+                targets.insert(0, targets.pop(i))
+        return targets
+
+    def stats(self) -> dict[str, Any]:
+        """The upstream side of ``/health``."""
+        return {
+            "upstream": self.pool.stats(),
+            "targets": self.health.snapshot(self.loop.time()),
+            "limits": {name: lim.stats() for name, lim in self.limits.items()},
+        }

@@ -1,0 +1,155 @@
+"""The request record and the call around it: one record per request, handed to the
+ledger once, in the ledger's column order; the body read with clear 4xx errors."""
+
+from __future__ import annotations
+
+import pytest
+
+from protocols.ir import FORMAT_ANTHROPIC_MESSAGES, Usage
+from proxy.call import MAX_MODEL_CHARS, MAX_STORED_PATH_CHARS, Call
+from proxy.errors import GatewayError
+from proxy.ledger.schema import LEDGER_COLUMNS
+from proxy.request import RequestRecord
+from proxy.wire import Request
+
+
+def test_as_row_follows_the_ledger_columns() -> None:
+    rec = RequestRecord("/v1/x", "openai_chat", "1.2.3.4:5", 10)
+    for name in LEDGER_COLUMNS:
+        setattr(rec, name, name)
+    assert rec.as_row() == LEDGER_COLUMNS
+    assert list(rec.as_dict()) == list(LEDGER_COLUMNS)
+
+
+def test_usage_and_timing() -> None:
+    rec = RequestRecord("/v1/x", "openai_chat", "", 0)
+    assert rec.input_tokens is None and rec.ttfb_ms is None
+    rec.set_usage(None)
+    assert rec.input_tokens is None
+    rec.set_usage(Usage(10, 5, 3, 2, 1))
+    assert (rec.input_tokens, rec.output_tokens, rec.cached_tokens, rec.cache_write_tokens,
+            rec.reasoning_tokens) == (10, 5, 3, 2, 1)
+    rec.first_byte()
+    first = rec.ttfb_ms
+    rec.first_byte()
+    assert rec.ttfb_ms == first  # only the first byte counts
+    rec.close()
+    assert rec.latency_ms is not None and rec.latency_ms >= first
+
+
+class FakeConn:
+    client_addr = "127.0.0.1:9"
+    closed = False
+    streaming = False
+    write_paused = False
+    flow = None
+    task = None
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[int, bytes, list]] = []
+        self.aborted = False
+
+    def respond(self, status, body, headers=None, content_type=b"application/json"):
+        self.sent.append((status, body, headers or []))
+
+    def abort(self) -> None:
+        self.aborted = True
+
+
+def make_call(body: bytes = b"", path: str = "/v1/messages",
+              headers: list | None = None) -> tuple[Call, FakeConn, list]:
+    req = Request("POST", path.encode(), headers or [(b"content-type", b"application/json")],
+                  "1.1", True, 0.0)
+    req.body = body
+    conn = FakeConn()
+    records: list = []
+    return Call(req, conn, "anthropic_messages", FORMAT_ANTHROPIC_MESSAGES,
+                records.append), conn, records
+
+
+@pytest.mark.parametrize("body, status, needle", [
+    (b"", 400, "empty"),
+    (b"{not json", 400, "not valid JSON"),
+    (b"[1, 2]", 400, "JSON object"),
+    (b'{"model": "a", "x": {"model": 1}, "model": "b"}', 400, "more than once"),
+])
+def test_json_body_errors(body: bytes, status: int, needle: str) -> None:
+    call, _, _ = make_call(body)
+    with pytest.raises(GatewayError) as info:
+        call.json_body()
+    assert info.value.status == status and needle in info.value.message
+
+
+def test_model_in_a_nested_string_is_not_a_duplicate() -> None:
+    call, _, _ = make_call(b'{"model": "m", "contents": [{"role": "model"}], "text": "model"}')
+    assert call.json_body()["model"] == "m"
+
+
+def test_non_json_content_type_is_415() -> None:
+    call, _, _ = make_call(b"{}", headers=[(b"content-type", b"text/plain")])
+    with pytest.raises(GatewayError) as info:
+        call.json_body()
+    assert info.value.status == 415
+
+
+def test_model_name_is_bounded() -> None:
+    call, _, _ = make_call()
+    with pytest.raises(GatewayError):
+        call.model_of({"model": "m" * (MAX_MODEL_CHARS + 1)})
+    assert call.model_of({"model": "claude"}) == "claude" and call.rec.model == "claude"
+
+
+def test_stored_path_is_bounded() -> None:
+    call, _, _ = make_call(path="/" + "a" * 60_000)
+    assert len(call.rec.endpoint) == MAX_STORED_PATH_CHARS
+
+
+def test_errors_answer_in_the_client_protocol_and_record_once() -> None:
+    call, conn, records = make_call(b"{}")
+    call.send_error(GatewayError(503, "busy", kind="overloaded", retry_after_s=2.4))
+    call.finish()
+    [(status, body, headers)] = conn.sent
+    assert status == 503
+    assert body.startswith(b'{"type":"error","error":{"type":"overloaded_error"')
+    assert (b"retry-after", b"2") in headers
+    assert [r.status for r in records] == [503] and records[0].error_kind == "overloaded"
+
+
+def test_internal_failure_during_a_stream_cuts_it_and_records() -> None:
+    call, conn, records = make_call(b"{}")
+    conn.streaming = True
+    call.fail_internal()
+    assert conn.aborted and conn.sent == []
+    assert [r.error_kind for r in records] == ["internal"]
+
+
+def test_internal_failure_answers_500_in_the_client_protocol() -> None:
+    call, conn, records = make_call(b"{}")
+    call.fail_internal()
+    [(status, body, _)] = conn.sent
+    assert status == 500 and b'"type":"api_error"' in body
+    call.fail_internal()  # already answered: nothing more
+    assert len(conn.sent) == 1 and len(records) == 1
+
+
+def test_send_json_records_status_and_bytes() -> None:
+    call, conn, records = make_call(b"{}")
+    call.send_json({"ok": True})
+    assert conn.sent[0][0] == 200 and records[0].bytes_out == len(conn.sent[0][1])
+    assert records[0].ttfb_ms is not None
+
+
+def test_spawned_work_that_crashes_is_answered() -> None:
+    import asyncio
+
+    async def boom() -> None:
+        raise RuntimeError("bug")
+
+    async def main() -> None:
+        call, conn, records = make_call(b"{}")
+        task = call.spawn(boom())
+        assert conn.task is task
+        await task
+        assert conn.sent[0][0] == 500 and records[0].error_kind == "internal"
+
+    asyncio.run(main())
