@@ -1,9 +1,12 @@
-"""Configuration loading: file, env and CLI layers, validation messages, units."""
+"""Configuration loading: file, env and CLI layers, validation messages, secrets.
+
+Providers and their env shortcuts are tested in test_config_providers.py, routes in
+test_config_routes.py, the value parsers and listen safety in test_config_values.py.
+"""
 
 from __future__ import annotations
 
 import dataclasses
-import textwrap
 
 import pytest
 
@@ -18,44 +21,17 @@ from proxy.config import (
     DEFAULT_MAX_HEADER_BYTES,
     DEFAULT_SHUTDOWN_GRACE_S,
     VENDOR_BASE_URLS,
+    AgentSafetyConfig,
     AuthConfig,
-    Config,
     ConfigError,
     ProviderConfig,
     Route,
+    RoutingConfig,
     ServerConfig,
     Target,
-    check_listen_safety,
-    is_loopback_host,
     load_config,
-    parse_duration,
-    parse_listen,
-    parse_size,
 )
-
-
-@pytest.fixture
-def write(tmp_path):
-    """Write a TOML file and return its path."""
-
-    def _write(text: str, name: str = "tokenway.toml") -> str:
-        path = tmp_path / name
-        path.write_text(textwrap.dedent(text))
-        return str(path)
-
-    return _write
-
-
-def load(text: str | None = None, *, env=None, overrides=None, write=None):
-    path = write(text) if text is not None else None
-    return load_config(path, env=env or {}, overrides=overrides)
-
-
-def error_of(write, text: str, env=None, overrides=None) -> str:
-    with pytest.raises(ConfigError) as info:
-        load(text, write=write, env=env, overrides=overrides)
-    return str(info.value)
-
+from tests.proxy.config_files import PROVIDER, error_of, write_fixture  # noqa: F401 (the write fixture)
 
 # --- defaults -------------------------------------------------------------------------
 
@@ -77,6 +53,8 @@ def test_defaults_without_file_or_env():
     assert config.auth.keys == () and not config.auth.enabled
     assert dict(config.providers) == {}
     assert config.routes == ()
+    assert config.routing == RoutingConfig()
+    assert config.agent_safety == AgentSafetyConfig()
 
 
 def test_env_defaults_to_os_environ(monkeypatch):
@@ -189,22 +167,6 @@ def test_full_file(write, tmp_path):
         Route("claude*", (Target("claude"),)),
     )
     assert [r.origin for r in config.routes] == ["routes[0]", "routes[1]"]
-
-
-def test_provider_config_constructed_directly_derives_fields():
-    p = ProviderConfig(
-        name="x", kind="gemini", base_url="https://example.com:8443/a/b/"
-    )
-    assert (p.scheme, p.host, p.port, p.base_path, p.tls) == (
-        "https",
-        "example.com",
-        8443,
-        "/a/b",
-        True,
-    )
-    assert p.authority == "example.com:8443"
-    with pytest.raises(ValueError):
-        ProviderConfig(name="x", kind="openai", base_url="ftp://example.com")
 
 
 def test_default_ledger_path_is_not_rebased(write):
@@ -349,196 +311,7 @@ def test_bad_key_message_hides_the_key(write):
     assert "secret" not in message
 
 
-# --- providers and env shortcuts ------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    ("vendor", "globs"),
-    [
-        ("openai", ["gpt-*", "o[0-9]*", "chatgpt-*", "text-embedding-*"]),
-        ("anthropic", ["claude*"]),
-        ("gemini", ["gemini*"]),
-    ],
-)
-def test_vendor_shortcut_api_key_alone(vendor, globs):
-    var = f"TOKENWAY_{vendor.upper()}_API_KEY"
-    config = load_config(env={var: "secret-key"})
-    provider = config.providers[vendor]
-    assert provider.name == vendor and provider.kind == vendor
-    assert provider.base_url == VENDOR_BASE_URLS[vendor]
-    assert provider.api_key == "secret-key"
-    assert [r.match for r in config.routes] == globs
-    assert all(r.targets == (Target(vendor),) for r in config.routes)
-    assert all(r.origin == f"default for {var}" for r in config.routes)
-
-
-def test_vendor_public_base_urls():
-    assert VENDOR_BASE_URLS == {
-        "openai": "https://api.openai.com/v1",
-        "anthropic": "https://api.anthropic.com",
-        "gemini": "https://generativelanguage.googleapis.com",
-    }
-
-
-@pytest.mark.parametrize("vendor", ["openai", "anthropic", "gemini"])
-def test_vendor_shortcut_base_url_alone_needs_no_key(vendor):
-    url = (
-        "http://127.0.0.1:11434/v1" if vendor == "openai" else "http://127.0.0.1:11434"
-    )
-    config = load_config(env={f"TOKENWAY_{vendor.upper()}_BASE_URL": url})
-    provider = config.providers[vendor]
-    assert provider.base_url == url and provider.api_key is None
-    assert (provider.host, provider.port, provider.tls) == ("127.0.0.1", 11434, False)
-    assert config.routes  # default routes come with it
-
-
-def test_all_three_shortcuts_route_in_vendor_order():
-    env = {
-        "TOKENWAY_GEMINI_API_KEY": "g",
-        "TOKENWAY_ANTHROPIC_API_KEY": "a",
-        "TOKENWAY_OPENAI_BASE_URL": "http://localhost:8000/v1",
-        "TOKENWAY_OPENAI_API_KEY": "o",
-    }
-    config = load_config(env=env)
-    assert [r.targets[0].provider for r in config.routes] == ["openai"] * 4 + [
-        "anthropic",
-        "gemini",
-    ]
-    assert config.routes[0].origin == "default for TOKENWAY_OPENAI_*"
-
-
-def test_shortcut_routes_follow_file_routes(write):
-    path = write(
-        """
-        [providers.local]
-        kind = "openai"
-        base_url = "http://localhost:8000/v1"
-        [[routes]]
-        match = "gpt-4o"
-        to = ["local"]
-        """
-    )
-    config = load_config(path, env={"TOKENWAY_OPENAI_API_KEY": "k"})
-    assert [r.match for r in config.routes][:2] == ["gpt-4o", "gpt-*"]
-
-
-def test_shortcut_overrides_file_provider_of_same_name(write):
-    path = write(
-        """
-        [providers.openai]
-        kind = "openai"
-        base_url = "https://file.example/v1"
-        api_key_env = "UNSET_BECAUSE_ENV_WINS"
-        max_connections = 3
-        """
-    )
-    env = {
-        "TOKENWAY_OPENAI_API_KEY": "env-key",
-        "TOKENWAY_OPENAI_BASE_URL": "https://env.example/v1",
-    }
-    provider = load_config(path, env=env).providers["openai"]
-    assert provider.api_key == "env-key"
-    assert provider.base_url == "https://env.example/v1"
-    assert provider.max_connections == 3
-
-
-def test_shortcut_conflicting_kind(write):
-    text = '[providers.openai]\nkind = "anthropic"\n'
-    message = error_of(write, text, env={"TOKENWAY_OPENAI_API_KEY": "k"})
-    assert message.startswith("providers.openai.kind: is 'anthropic' in the file")
-
-
-def test_shortcut_bad_url_names_variable():
-    with pytest.raises(ConfigError) as info:
-        load_config(env={"TOKENWAY_ANTHROPIC_BASE_URL": "localhost:8000"})
-    assert str(info.value).startswith(
-        "providers.anthropic.base_url (from TOKENWAY_ANTHROPIC_BASE_URL): scheme must be"
-    )
-
-
-def test_api_key_env_resolved_and_required(write):
-    text = '[providers.p]\nkind = "openai"\napi_key_env = "MY_KEY"\n'
-    config = load_config(write(text), env={"MY_KEY": "sk-1"})
-    assert config.providers["p"].api_key == "sk-1"
-    message = error_of(write, text)
-    assert message.startswith(
-        "providers.p.api_key_env: environment variable 'MY_KEY' is not set"
-    )
-
-
-def test_ca_bundle_relative_to_file(write, tmp_path):
-    (tmp_path / "ca.pem").write_text("pem")
-    text = '[providers.p]\nkind = "openai"\nca_bundle = "ca.pem"\n'
-    assert load_config(write(text), env={}).providers["p"].ca_bundle == str(
-        tmp_path / "ca.pem"
-    )
-
-
-# --- routes from TOKENWAY_ROUTES ------------------------------------------------------
-
-
-def test_tokenway_routes_syntax():
-    env = {
-        "TOKENWAY_ANTHROPIC_API_KEY": "a",
-        "TOKENWAY_OPENAI_API_KEY": "o",
-        "TOKENWAY_GEMINI_BASE_URL": "http://localhost:9000",
-        "TOKENWAY_ROUTES": " claude*=>anthropic , gpt-*=>openai:gpt-4o-mini|gemini|openai ,",
-    }
-    config = load_config(env=env)
-    # TOKENWAY_ROUTES replaces the shortcut default routes.
-    assert config.routes == (
-        Route("claude*", (Target("anthropic"),)),
-        Route(
-            "gpt-*",
-            (Target("openai", "gpt-4o-mini"), Target("gemini"), Target("openai")),
-        ),
-    )
-    assert [r.origin for r in config.routes] == [
-        "TOKENWAY_ROUTES[0]",
-        "TOKENWAY_ROUTES[1]",
-    ]
-
-
-def test_tokenway_routes_follow_file_routes_and_use_file_providers(write):
-    path = write(
-        """
-        [providers.local]
-        kind = "openai"
-        base_url = "http://localhost:8000/v1"
-        [[routes]]
-        match = "a"
-        to = ["local"]
-        """
-    )
-    config = load_config(path, env={"TOKENWAY_ROUTES": "b=>local:ollama:llama3"})
-    assert config.routes == (
-        Route("a", (Target("local"),)),
-        Route("b", (Target("local", "ollama:llama3"),)),
-    )
-
-
-@pytest.mark.parametrize(
-    ("routes", "expected"),
-    [
-        ("gpt-*", "TOKENWAY_ROUTES[0]: expected GLOB=>TARGET|TARGET (got 'gpt-*')"),
-        ("a=>openai,b=>nope", "TOKENWAY_ROUTES[1].to[0]: unknown provider 'nope'"),
-        (
-            "a=>openai|",
-            'TOKENWAY_ROUTES[0].to[1]: must be "PROVIDER" or "PROVIDER:model"',
-        ),
-        ("=>openai", "TOKENWAY_ROUTES[0].match: must be a non-empty glob"),
-        ("a=>openai:", "TOKENWAY_ROUTES[0].to[0]: empty model after ':'"),
-    ],
-)
-def test_tokenway_routes_errors(routes, expected):
-    with pytest.raises(ConfigError) as info:
-        load_config(env={"TOKENWAY_OPENAI_API_KEY": "k", "TOKENWAY_ROUTES": routes})
-    assert str(info.value).startswith(expected)
-
-
 # --- validation: every error names its key --------------------------------------------
-
-PROVIDER = '[providers.p]\nkind = "openai"\n'
 
 
 @pytest.mark.parametrize(
@@ -589,132 +362,12 @@ PROVIDER = '[providers.p]\nkind = "openai"\n'
         ('[auth]\nkeys = "k1"\n', "auth.keys: must be a list of strings"),
         ("[auth]\nkeys = [1]\n", "auth.keys[0]: must be a string"),
         ('[auth]\nkeys = [""]\n', "auth.keys[0]: must not be empty"),
-        (
-            '[providers.openai]\nkind = "foo"\n',
-            "providers.openai.kind: must be one of openai, anthropic, gemini (got 'foo')",
-        ),
-        ('[providers.p]\nbase_url = "http://x"\n', "providers.p.kind: is required"),
-        (
-            '[providers."a:b"]\nkind = "openai"\n',
-            "providers.a:b: provider names use letters",
-        ),
-        ("providers = { p = 3 }\n", "providers.p: must be a table"),
-        (
-            PROVIDER + 'base_url = "ftp://x/v1"\n',
-            "providers.p.base_url: scheme must be http or https",
-        ),
-        (PROVIDER + 'base_url = "https:///v1"\n', "providers.p.base_url: needs a host"),
-        (
-            PROVIDER + 'base_url = "https://h:99999/v1"\n',
-            "providers.p.base_url: bad port",
-        ),
-        (
-            PROVIDER + 'base_url = "https://h /v1"\n',
-            "providers.p.base_url: must not contain whitespace",
-        ),
-        (
-            '[providers.p]\nkind = "anthropic"\nbase_url = "https://api.anthropic.com/v1"\n',
-            "providers.p.base_url: anthropic base_url is the bare host",
-        ),
-        (
-            '[providers.p]\nkind = "gemini"\nbase_url = "https://h/v1beta/"\n',
-            "providers.p.base_url: gemini base_url is the bare host",
-        ),
-        (
-            PROVIDER + 'api_key = "a"\napi_key_env = "B"\n',
-            "providers.p.api_key: set either api_key or api_key_env",
-        ),
-        (PROVIDER + "api_key = 5\n", "providers.p.api_key: must be a string"),
-        (
-            PROVIDER + 'auth = "forward"\n',
-            "providers.p.auth: must be one of inject, passthrough (got 'forward')",
-        ),
-        (PROVIDER + 'headers = "x"\n', "providers.p.headers: must be a table"),
-        (
-            PROVIDER + 'headers = { "Bad Name" = "v" }\n',
-            "providers.p.headers.Bad Name: not a valid header name",
-        ),
-        (
-            PROVIDER + 'headers = { "Host" = "v" }\n',
-            "providers.p.headers.Host: is set by the gateway",
-        ),
-        (
-            PROVIDER + 'headers = { "X-A" = 1 }\n',
-            "providers.p.headers.X-A: must be a string",
-        ),
-        (
-            PROVIDER + 'headers = { "X-A" = "v\\r\\nX-B: w" }\n',
-            "providers.p.headers.X-A: value must not contain CR, LF",
-        ),
-        (
-            PROVIDER + 'verify_tls = "no"\n',
-            "providers.p.verify_tls: must be true or false",
-        ),
-        (
-            PROVIDER + 'ca_bundle = "/nonexistent/ca.pem"\n',
-            "providers.p.ca_bundle: file not found",
-        ),
-        (
-            '[providers.p]\nkind = "openai"\nbase_url = "http://h/v1"\nca_bundle = "x.pem"\n',
-            "providers.p.ca_bundle: only applies to an https base_url",
-        ),
-        (
-            PROVIDER + 'verify_tls = false\nca_bundle = "x.pem"\n',
-            "providers.p.ca_bundle: is unused when verify_tls = false",
-        ),
-        (
-            PROVIDER + 'connect_timeout = "0s"\n',
-            "providers.p.connect_timeout: must be > 0",
-        ),
-        (
-            PROVIDER + 'first_byte_timeout = "5 years"\n',
-            "providers.p.first_byte_timeout: bad duration '5 years'",
-        ),
-        (PROVIDER + "idle_timeout = -3\n", "providers.p.idle_timeout: must be > 0"),
-        (
-            PROVIDER + "max_connections = 0\n",
-            "providers.p.max_connections: must be an integer >= 1",
-        ),
-        (
-            PROVIDER + "max_connections = true\n",
-            "providers.p.max_connections: must be an integer >= 1",
-        ),
-        ('[routes]\nmatch = "x"\n', "routes: must be an array of tables"),
-        (PROVIDER + '[[routes]]\nto = ["p"]\n', "routes[0].match: is required"),
-        (PROVIDER + '[[routes]]\nmatch = "x"\n', "routes[0].to: is required"),
-        (
-            PROVIDER + '[[routes]]\nmatch = ""\nto = ["p"]\n',
-            "routes[0].match: must be a non-empty glob",
-        ),
-        (
-            PROVIDER + '[[routes]]\nmatch = "loopback"\nto = ["p"]\n',
-            "routes[0].match: 'loopback' is the built-in model",
-        ),
-        (
-            PROVIDER + '[[routes]]\nmatch = "x"\nto = []\n',
-            "routes[0].to: needs at least one target",
-        ),
-        (
-            PROVIDER + '[[routes]]\nmatch = "x"\nto = 3\n',
-            "routes[0].to: must be a list of targets",
-        ),
-        (
-            PROVIDER
-            + '[[routes]]\nmatch="a"\nto=["p"]\n[[routes]]\nmatch="b"\nto=["p"]\n[[routes]]\nmatch="c"\nto=["x"]\n',
-            "routes[2].to[0]: unknown provider 'x' (defined: p)",
-        ),
-        (
-            '[[routes]]\nmatch = "c"\nto = ["x"]\n',
-            "routes[0].to[0]: unknown provider 'x' (defined: none)",
-        ),
-        (
-            PROVIDER + '[[routes]]\nmatch = "x"\nto = ["p", 4]\n',
-            'routes[0].to[1]: must be "PROVIDER"',
-        ),
     ],
 )
 def test_validation_errors_name_the_key(write, text, expected):
     assert error_of(write, text).startswith(expected)
+
+
 
 
 @pytest.mark.parametrize(
@@ -796,196 +449,91 @@ def test_bad_provider_key_not_echoed():
     assert "SECRET" not in str(info.value)
 
 
-# --- unit parsing ---------------------------------------------------------------------
+
+# --- [routing] and [agent_safety] -----------------------------------------------------
 
 
-@pytest.mark.parametrize(
-    ("value", "expected"),
-    [
-        (1024, 1024),
-        (2048.0, 2048),
-        ("100", 100),
-        ("100B", 100),
-        ("64KiB", 65536),
-        ("64 KiB", 65536),
-        ("64kib", 65536),
-        ("1.5KiB", 1536),
-        ("32MiB", 32 * 1024 * 1024),
-        ("2GiB", 2 * 1024**3),
-        ("10KB", 10_000),
-        ("0.1KB", 100),
-        ("3MB", 3_000_000),
-        ("1GB", 10**9),
-    ],
-)
-def test_parse_size(value, expected):
-    assert parse_size(value) == expected
+def test_routing_defaults():
+    r = load_config(env={}).routing
+    assert (r.max_attempts, r.backoff_s, r.backoff_max_s, r.deadline_s) == (3, 0.2, 5.0, 600.0)
+    assert (r.failure_threshold, r.cooldown_s, r.cooldown_max_s) == (5, 30.0, 300.0)
+    assert r.on_client_disconnect == "cancel" and r.heartbeat_s == 15.0
 
 
-@pytest.mark.parametrize(
-    "value", ["12XB", "", "KiB", "1.5B", "-1KiB", "1e3", True, None, 1.5, [1]]
-)
-def test_parse_size_rejects(value):
-    with pytest.raises(ValueError, match="bad size"):
-        parse_size(value)
-
-
-@pytest.mark.parametrize(
-    ("value", "expected"),
-    [
-        (30, 30.0),
-        (0.25, 0.25),
-        ("30", 30.0),
-        ("500ms", 0.5),
-        ("30s", 30.0),
-        ("5m", 300.0),
-        ("1h", 3600.0),
-        ("1.5s", 1.5),
-        (" 2 S ", 2.0),
-    ],
-)
-def test_parse_duration(value, expected):
-    assert parse_duration(value) == expected
-
-
-@pytest.mark.parametrize(
-    "value", ["soon", "", "5d", "-5s", "1m30s", True, None, float("inf"), float("nan")]
-)
-def test_parse_duration_rejects(value):
-    with pytest.raises(ValueError, match="bad duration"):
-        parse_duration(value)
-
-
-@pytest.mark.parametrize(
-    ("value", "expected"),
-    [
-        ("127.0.0.1:8081", ("127.0.0.1", 8081)),
-        ("0.0.0.0:0", ("0.0.0.0", 0)),
-        ("localhost:65535", ("localhost", 65535)),
-        ("[::1]:8081", ("::1", 8081)),
-        ("[::]:80", ("::", 80)),
-        ("gateway.internal:443", ("gateway.internal", 443)),
-    ],
-)
-def test_parse_listen(value, expected):
-    assert parse_listen(value) == expected
-
-
-# --- loopback detection and listen safety ---------------------------------------------
-
-
-@pytest.mark.parametrize(
-    "host",
-    [
-        "127.0.0.1",
-        "127.1.2.3",
-        "127.255.255.255",
-        "::1",
-        "[::1]",
-        "localhost",
-        "LOCALHOST",
-        "localhost.",
-        "::ffff:127.0.0.1",
-    ],
-)
-def test_loopback_hosts(host):
-    assert is_loopback_host(host)
-
-
-@pytest.mark.parametrize(
-    "host",
-    [
-        "0.0.0.0",
-        "::",
-        "",
-        "10.0.0.1",
-        "128.0.0.1",
-        "192.168.1.1",
-        "example.com",
-        "localhost.example.com",
-        "::2",
-        "::ffff:10.0.0.1",
-    ],
-)
-def test_non_loopback_hosts(host):
-    assert not is_loopback_host(host)
-
-
-def test_listen_safety():
-    assert check_listen_safety(load_config(env={})) is None
-    assert check_listen_safety(load_config(env={"TOKENWAY_LISTEN": "[::1]:80"})) is None
-
-    exposed = load_config(env={"TOKENWAY_LISTEN": "0.0.0.0:8081"})
-    message = check_listen_safety(exposed)
-    assert message is not None
-    assert "0.0.0.0:8081" in message
-    assert "TOKENWAY_API_KEYS" in message
-    assert "keys_env" in message
-    assert "--allow-unauthenticated" in message
-
-    keyed = load_config(
-        env={"TOKENWAY_LISTEN": "0.0.0.0:8081", "TOKENWAY_API_KEYS": "k"}
+def test_routing_table(write):
+    path = write(
+        """
+        [routing]
+        max_attempts = 1
+        backoff = "50ms"
+        backoff_max = 2
+        deadline = "1m"
+        failure_threshold = 2
+        cooldown = "10s"
+        cooldown_max = "1h"
+        on_client_disconnect = "DRAIN"
+        heartbeat = "5s"
+        """
     )
-    assert check_listen_safety(keyed) is None
-    allowed = load_config(
-        env={"TOKENWAY_LISTEN": "0.0.0.0:8081"},
-        overrides={"allow_unauthenticated": True},
+    assert load_config(path, env={}).routing == RoutingConfig(
+        max_attempts=1,
+        backoff_s=0.05,
+        backoff_max_s=2.0,
+        deadline_s=60.0,
+        failure_threshold=2,
+        cooldown_s=10.0,
+        cooldown_max_s=3600.0,
+        on_client_disconnect="drain",
+        heartbeat_s=5.0,
     )
-    assert check_listen_safety(allowed) is None
 
 
-def test_listen_safety_ipv6_any():
-    config = Config(server=ServerConfig(host="::", port=8081))
-    message = check_listen_safety(config)
-    assert message is not None and "[::]:8081" in message
+@pytest.mark.parametrize("value", ["0", "\"0\"", "\"off\"", "false"])
+def test_routing_heartbeat_off(write, value):
+    path = write(f"[routing]\nheartbeat = {value}\n")
+    assert load_config(path, env={}).routing.heartbeat_s == 0.0
 
 
-# --- output-token caps ------------------------------------------------------------------
-
-def test_max_output_tokens_one_number_or_a_table_of_globs(write):
-    config = load("""
-        [providers.openai]
-        kind = "openai"
-        base_url = "http://127.0.0.1:9/v1"
-        max_output_tokens = { "gpt-4o*" = 16384, "o*" = 100000, "*" = 32768 }
-
-        [providers.local]
-        kind = "openai"
-        base_url = "http://127.0.0.1:8/v1"
-        max_output_tokens = 4096
-        """, write=write)
-    assert config.providers["openai"].max_output_tokens == (
-        ("gpt-4o*", 16384), ("o*", 100000), ("*", 32768))
-    assert config.providers["local"].max_output_tokens == (("*", 4096),)
+def test_agent_safety_table(write):
+    path = write("[agent_safety]\ntool_loop_warn = 0\ntool_loop_stop = 9\n")
+    assert load_config(path, env={}).agent_safety == AgentSafetyConfig(0, 9)
+    assert AgentSafetyConfig() == AgentSafetyConfig(tool_loop_warn=3, tool_loop_stop=5)
 
 
-@pytest.mark.parametrize("value, where", [
-    ("0", "providers.p.max_output_tokens: must be an integer >= 1 (got 0)"),
-    ('"big"', "providers.p.max_output_tokens: must be an integer >= 1 (got 'big')"),
-    ('{ "gpt-*" = -5 }', "providers.p.max_output_tokens.gpt-*: must be an integer >= 1 (got -5)"),
-])
-def test_max_output_tokens_rejects_what_is_not_a_positive_integer(write, value, where):
-    msg = error_of(write, f"""
-        [providers.p]
-        kind = "openai"
-        base_url = "http://127.0.0.1:9/v1"
-        max_output_tokens = {value}
-        """)
-    assert where in msg
-
-
-def test_no_reasoning_globs(write):
-    config = load("""
-        [providers.openai]
-        kind = "openai"
-        base_url = "http://127.0.0.1:9/v1"
-        no_reasoning = ["gpt-4o*", "gpt-4.1*"]
-        """, write=write)
-    assert config.providers["openai"].no_reasoning == ("gpt-4o*", "gpt-4.1*")
-    msg = error_of(write, """
-        [providers.p]
-        kind = "openai"
-        base_url = "http://127.0.0.1:9/v1"
-        no_reasoning = [1]
-        """)
-    assert "providers.p.no_reasoning: must be a list of model globs (got [1])" in msg
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("routing = 3\n", "routing: must be a table ([routing])"),
+        ("[routing]\nretries = 2\n", "routing.retries: unknown key"),
+        (
+            "[routing]\nmax_attempts = 0\n",
+            "routing.max_attempts: must be an integer >= 1 (got 0)",
+        ),
+        (
+            "[routing]\nfailure_threshold = true\n",
+            "routing.failure_threshold: must be an integer >= 1 (got True)",
+        ),
+        ('[routing]\nbackoff = "soon"\n', "routing.backoff: bad duration 'soon'"),
+        ("[routing]\nbackoff_max = 0\n", "routing.backoff_max: must be > 0"),
+        ("[routing]\ndeadline = -1\n", "routing.deadline: must be > 0"),
+        ('[routing]\ncooldown = "1d"\n', "routing.cooldown: bad duration '1d'"),
+        ("[routing]\ncooldown_max = 0.0\n", "routing.cooldown_max: must be > 0"),
+        ('[routing]\nheartbeat = "0s"\n', "routing.heartbeat: must be > 0"),
+        (
+            '[routing]\non_client_disconnect = "wait"\n',
+            "routing.on_client_disconnect: must be one of cancel, drain (got 'wait')",
+        ),
+        ("agent_safety = []\n", "agent_safety: must be a table ([agent_safety])"),
+        (
+            "[agent_safety]\ntool_loop_warn = -1\n",
+            "agent_safety.tool_loop_warn: must be an integer >= 0, 0 turns it off (got -1)",
+        ),
+        (
+            '[agent_safety]\ntool_loop_stop = "5"\n',
+            "agent_safety.tool_loop_stop: must be an integer >= 0, 0 turns it off (got '5')",
+        ),
+        ("[agent_safety]\nloop = 1\n", "agent_safety.loop: unknown key"),
+    ],
+)
+def test_routing_and_agent_safety_errors_name_the_key(write, text, expected):
+    assert error_of(write, text).startswith(expected)

@@ -1,0 +1,169 @@
+"""Builders for the small tables: [server], [ledger], [auth], [routing], [agent_safety].
+
+Each takes the merged table (file values with env and CLI overrides already applied)
+and returns its frozen config object. Providers and routes have modules of their own.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .fields import Fields, split_keys
+from .model import (
+    DEFAULT_BACKOFF_MAX_S,
+    DEFAULT_BACKOFF_S,
+    DEFAULT_COOLDOWN_MAX_S,
+    DEFAULT_COOLDOWN_S,
+    DEFAULT_DEADLINE_S,
+    DEFAULT_FAILURE_THRESHOLD,
+    DEFAULT_HEADER_TIMEOUT_S,
+    DEFAULT_HEARTBEAT_S,
+    DEFAULT_KEEPALIVE_TIMEOUT_S,
+    DEFAULT_LEDGER_PATH,
+    DEFAULT_LISTEN,
+    DEFAULT_LOG_LEVEL,
+    DEFAULT_MAX_ATTEMPTS,
+    DEFAULT_MAX_BODY_BYTES,
+    DEFAULT_MAX_HEADER_BYTES,
+    DEFAULT_ON_CLIENT_DISCONNECT,
+    DEFAULT_PARSER,
+    DEFAULT_SHUTDOWN_GRACE_S,
+    DEFAULT_TOOL_LOOP_STOP,
+    DEFAULT_TOOL_LOOP_WARN,
+    DISCONNECT_MODES,
+    LOG_LEVELS,
+    PARSERS,
+    AgentSafetyConfig,
+    AuthConfig,
+    LedgerConfig,
+    RoutingConfig,
+    ServerConfig,
+)
+from .values import parse_listen
+
+SERVER_KEYS = (
+    "listen",
+    "parser",
+    "max_header_bytes",
+    "max_body_bytes",
+    "header_timeout",
+    "keepalive_timeout",
+    "shutdown_grace",
+    "allow_unauthenticated",
+    "log_level",
+)
+LEDGER_KEYS = ("path",)
+AUTH_KEYS = ("keys_env", "keys")
+ROUTING_KEYS = ("max_attempts", "backoff", "backoff_max", "deadline", "failure_threshold",
+                "cooldown", "cooldown_max", "on_client_disconnect", "heartbeat")
+AGENT_SAFETY_KEYS = ("tool_loop_warn", "tool_loop_stop")
+
+# Values of routing.heartbeat that turn keep-alives off (TOML false too).
+_HEARTBEAT_OFF = (0, "0", "off", False)
+
+
+def build_server(fields: Fields, t: dict[str, Any]) -> ServerConfig:
+    listen = t.get("listen", DEFAULT_LISTEN)
+    try:
+        host, port = parse_listen(listen)
+    except ValueError as exc:
+        raise fields.fail("server.listen", str(exc)) from None
+    return ServerConfig(
+        host=host,
+        port=port,
+        parser=fields.get_choice(t, "server", "parser", PARSERS, DEFAULT_PARSER),
+        max_header_bytes=fields.get_size(
+            t, "server", "max_header_bytes", DEFAULT_MAX_HEADER_BYTES
+        ),
+        max_body_bytes=fields.get_size(
+            t, "server", "max_body_bytes", DEFAULT_MAX_BODY_BYTES
+        ),
+        header_timeout_s=fields.get_duration(
+            t, "server", "header_timeout", DEFAULT_HEADER_TIMEOUT_S
+        ),
+        keepalive_timeout_s=fields.get_duration(
+            t, "server", "keepalive_timeout", DEFAULT_KEEPALIVE_TIMEOUT_S
+        ),
+        shutdown_grace_s=fields.get_duration(
+            t, "server", "shutdown_grace", DEFAULT_SHUTDOWN_GRACE_S
+        ),
+        allow_unauthenticated=fields.get_bool(
+            t, "server", "allow_unauthenticated", False
+        ),
+        log_level=fields.get_choice(
+            t, "server", "log_level", LOG_LEVELS, DEFAULT_LOG_LEVEL
+        ),
+    )
+
+
+def build_ledger(fields: Fields, t: dict[str, Any], base_dir: str | None) -> LedgerConfig:
+    path = fields.get_str(t, "ledger", "path", DEFAULT_LEDGER_PATH)
+    if not path or not path.strip():
+        raise fields.fail("ledger.path", "must not be empty")
+    if "path" in t:  # the default stays relative to the working directory
+        path = fields.get_path(path, "ledger.path", base_dir)
+    return LedgerConfig(path=path)
+
+
+def build_auth(fields: Fields, t: dict[str, Any]) -> AuthConfig:
+    """TOKENWAY_API_KEYS, when set, replaces both ``keys`` and ``keys_env``;
+    otherwise the two are combined. Duplicates are dropped, first one kept."""
+    env_keys = fields.getenv("TOKENWAY_API_KEYS")
+    keys: list[str] = []
+    if env_keys is not None:
+        for i, key in enumerate(split_keys(env_keys)):
+            keys.append(fields.check_secret(key, f"TOKENWAY_API_KEYS[{i}]"))
+        return AuthConfig(keys=tuple(dict.fromkeys(keys)))
+    inline = t.get("keys", [])
+    if not isinstance(inline, list):
+        raise fields.fail("auth.keys", "must be a list of strings")
+    for i, key in enumerate(inline):
+        keys.append(fields.check_secret(key, f"auth.keys[{i}]"))
+    var = fields.get_str(t, "auth", "keys_env")
+    if var is not None:
+        value = fields.getenv(var)
+        if value is None:
+            raise fields.fail(
+                "auth.keys_env",
+                f"environment variable {var!r} is not set or empty",
+            )
+        for i, key in enumerate(split_keys(value)):
+            keys.append(fields.check_secret(key, f"auth.keys_env ({var}[{i}])"))
+    return AuthConfig(keys=tuple(dict.fromkeys(keys)))
+
+
+def build_routing(fields: Fields, t: dict[str, Any]) -> RoutingConfig:
+    heartbeat_s = fields.get_duration_or_off(
+        t, "routing", "heartbeat", DEFAULT_HEARTBEAT_S, _HEARTBEAT_OFF
+    )
+    return RoutingConfig(
+        max_attempts=fields.get_int(t, "routing", "max_attempts", DEFAULT_MAX_ATTEMPTS, 1),
+        backoff_s=fields.get_duration(t, "routing", "backoff", DEFAULT_BACKOFF_S),
+        backoff_max_s=fields.get_duration(t, "routing", "backoff_max", DEFAULT_BACKOFF_MAX_S),
+        deadline_s=fields.get_duration(t, "routing", "deadline", DEFAULT_DEADLINE_S),
+        failure_threshold=fields.get_int(
+            t, "routing", "failure_threshold", DEFAULT_FAILURE_THRESHOLD, 1
+        ),
+        cooldown_s=fields.get_duration(t, "routing", "cooldown", DEFAULT_COOLDOWN_S),
+        cooldown_max_s=fields.get_duration(
+            t, "routing", "cooldown_max", DEFAULT_COOLDOWN_MAX_S
+        ),
+        on_client_disconnect=fields.get_choice(
+            t, "routing", "on_client_disconnect", DISCONNECT_MODES,
+            DEFAULT_ON_CLIENT_DISCONNECT,
+        ),
+        heartbeat_s=heartbeat_s,
+    )
+
+
+def build_agent_safety(fields: Fields, t: dict[str, Any]) -> AgentSafetyConfig:
+    return AgentSafetyConfig(
+        tool_loop_warn=fields.get_int(
+            t, "agent_safety", "tool_loop_warn", DEFAULT_TOOL_LOOP_WARN, 0,
+            ", 0 turns it off",
+        ),
+        tool_loop_stop=fields.get_int(
+            t, "agent_safety", "tool_loop_stop", DEFAULT_TOOL_LOOP_STOP, 0,
+            ", 0 turns it off",
+        ),
+    )
