@@ -99,30 +99,53 @@ class Dispatcher:
 
     # -- the connection's entry points ------------------------------------------------
 
-    def handle(self, req: Request, conn: ClientConnection) -> None:
+    def admit(self, req: Request) -> None:
+        """Decide from the head alone: the endpoint ``req`` goes to
+        (``req.route``), or the error it is refused with (``req.rejection``:
+        unknown endpoint, wrong method, missing or wrong gateway key), before any
+        of its body is read."""
         route = self.routes.get((req.method, req.path))
         if route is not None:
-            protocol, error_format, handler, keyed = route
-            if keyed and not self._authorized(req):
-                # Refused requests are recorded, info endpoints' included.
-                self.new_call(req, conn, "other" if protocol == INFO else protocol,
-                              error_format).send_error(_unauthorized())
-                return
-            call = self.new_call(req, conn, protocol, error_format)
-        elif req.path.startswith(GEMINI_PREFIX):
-            call = self.new_call(req, conn, FORMAT_GEMINI, FORMAT_GEMINI)
-            handler = self._gemini_handler(call)
-        else:
-            fmt = error_format_for_path(req.path)
-            call = self.new_call(req, conn, "other", fmt)
-            if req.path in self.paths:
-                err = GatewayError(405, f"method {req.method} not allowed on {req.path}",
-                                   kind="bad_request")
-            else:
-                err = GatewayError(404, f"unknown endpoint {req.method} {req.path[:200]}",
-                                   kind="not_found", code="unknown_url")
-            call.send_error(err)
+            req.route = route
+            if route[3] and not self._authorized(req):
+                req.rejection = _unauthorized()
             return
+        if req.path.startswith(GEMINI_PREFIX):
+            model, sep, action = req.path[len(GEMINI_PREFIX):].rpartition(":")
+            if req.method != "POST" or not sep or not model:
+                req.rejection = GatewayError(
+                    404, f"unknown endpoint {req.method} {req.path[:200]}", kind="not_found")
+            elif not self._authorized(req):
+                req.rejection = _unauthorized()
+            else:
+                state = self.state
+                name = unquote(model)
+                req.route = (FORMAT_GEMINI, FORMAT_GEMINI,
+                             lambda c: serve_gemini(state, c, name, action), True)
+            return
+        if req.path in self.paths:
+            req.rejection = GatewayError(405, f"method {req.method} not allowed on {req.path}",
+                                         kind="bad_request")
+        else:
+            req.rejection = GatewayError(404, f"unknown endpoint {req.method} {req.path[:200]}",
+                                         kind="not_found", code="unknown_url")
+
+    def handle(self, req: Request, conn: ClientConnection) -> None:
+        if req.route is None and req.rejection is None:
+            self.admit(req)  # a caller that skipped the head-time check
+        route = req.route
+        if req.rejection is not None:
+            if route is not None:
+                protocol, fmt = route[0], route[1]
+                if protocol == INFO:
+                    protocol = "other"  # refused requests are recorded, info ones too
+            else:
+                protocol = FORMAT_GEMINI if req.path.startswith(GEMINI_PREFIX) else "other"
+                fmt = error_format_for_path(req.path)
+            self.new_call(req, conn, protocol, fmt).send_error(req.rejection)
+            return
+        protocol, error_format, handler, _ = route
+        call = self.new_call(req, conn, protocol, error_format)
         try:
             handler(call)
         except Exception:
@@ -149,19 +172,6 @@ class Dispatcher:
         return Call(req, conn, protocol, error_format, sink)
 
     # -- authentication -----------------------------------------------------------------
-
-    def _gemini_handler(self, call: Call) -> Handler:
-        req = call.req
-        assert req is not None
-        model, sep, action = req.path[len(GEMINI_PREFIX):].rpartition(":")
-        if req.method != "POST" or not sep or not model:
-            return lambda c: c.send_error(GatewayError(
-                404, f"unknown endpoint {req.method} {req.path[:200]}", kind="not_found"))
-        if not self._authorized(req):
-            return lambda c: c.send_error(_unauthorized())
-        state = self.state
-        name = unquote(model)
-        return lambda c: serve_gemini(state, c, name, action)
 
     def _authorized(self, req: Request) -> bool:
         """Whether a credential the request presents is a gateway key.  Every

@@ -42,7 +42,7 @@ import orjson
 from protocols.errors import ProtocolError
 
 from .call import Call
-from .errors import UPSTREAM, GatewayError
+from .errors import INTERNAL, UPSTREAM, GatewayError
 from .headers import NOT_RELAYED
 from .health import HealthBoard, parse_retry_after
 from .limits import ConcurrencyLimit
@@ -474,6 +474,35 @@ class ProxyExchange:
         if self.att is not None:
             self.ups.health.on_released(self.att.provider.name)
         self._record()
+
+    def shutdown(self) -> None:
+        """The server stops with this request still running: a stream ends with
+        its protocol's error event, a request not yet answered gets a 503; the
+        record says ``shutdown``, not a client that left."""
+        if self.state == _DONE:
+            return
+        if self.up is not None:
+            self.up.abandon()
+            self.up = None
+        rec = self.rec
+        if self.draining:  # the client had left already: keep its 499
+            self.state = _DONE
+            self._record()
+            return
+        if self.state == _STREAM:
+            self.state = _DONE
+            if self.pending:
+                self._flush()
+            assert self.att is not None
+            tail = self.att.filter.error_frame("the gateway is shutting down", "shutdown")
+            self.bytes_out += len(tail)
+            self.conn.end_stream(tail)
+            rec.status = 200
+            rec.error_kind = "shutdown"
+            self._record()
+            return
+        self._fail(GatewayError(503, "the gateway is shutting down; retry the request",
+                                kind="shutdown", source=INTERNAL, retry_after_s=1))
 
     # -- endings --------------------------------------------------------------------------
     def _finish_stream(self) -> None:

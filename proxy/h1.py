@@ -4,18 +4,32 @@ The backends (``proxy.h1_parsers``: httptools fast, h11 strict) turn bytes into
 three calls here (``on_request_head``, ``on_request_body``, ``on_request_end``);
 the connection handles what RFC 9112 asks of a server: keep-alive, pipelined
 requests answered in order (§9.3.2), Content-Length and chunked request bodies
-(§6), ``Expect: 100-continue`` (RFC 9110 §10.1.1), HEAD (RFC 9110 §9.3.2), and
-named limits.
+(§6), ``Expect: 100-continue`` (RFC 9110 §10.1.1), HEAD (RFC 9110 §9.3.2).
+
+Every byte from the client is untrusted (docs/request-path.md, "Limits"):
+
+- the head is limited in raw bytes as they arrive, whatever the parser keeps;
+- a request is admitted (endpoint known, gateway key valid) as soon as its
+  head is complete, before any of its body is kept or ``100 Continue`` sent;
+  the body of a refused request is read and thrown away, within limits;
+- the body has an idle timeout and a whole-body deadline;
+- reading stops whenever writing is paused (a client that does not read its
+  answers gets no more served), and a client that reads nothing for
+  ``send_timeout_s`` is disconnected;
+- the server may hold reading on every connection (``hold_reading``) while the
+  ledger catches up: requests in flight finish, new ones wait.
 
 A connection knows nothing of what is above it: the server hands it a
 ``ConnectionHost`` (the listener's settings, the registry of connections, and
-the dispatcher's ``handle`` and ``reject``).
+the dispatcher's ``admit``, ``handle`` and ``reject``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import socket
+import struct
 from collections import deque
 from typing import Any, Protocol
 
@@ -25,17 +39,28 @@ from .wire import HTTPError, Request, keep_alive, raw_response_head
 log = logging.getLogger("tokenway.h1")
 
 # Write-buffer watermarks per client connection.  Above HIGH the exchange
-# pauses reading from the provider (bounded memory per stream); asyncio's own
-# default high-water mark is 64 KiB, we keep it.
+# pauses reading from the provider and the connection stops reading requests
+# (bounded memory per connection); asyncio's own default high-water mark is
+# 64 KiB, we keep it.
 WRITE_HIGH_WATER_BYTES = 64 * 1024
 WRITE_LOW_WATER_BYTES = 16 * 1024
 # Parsed-but-unanswered pipelined requests before we stop reading the socket
 # (uvicorn pauses on the first one; a few in the queue keep pipelining fast).
 MAX_PIPELINED_REQUESTS = 16
 
-# What a connection's deadline means when it passes.
+# SO_LINGER on, 0 s: close() resets the connection and drops unsent bytes.
+_LINGER_RESET = struct.pack("ii", 1, 0)
+
+# Why reading is paused; reading resumes when no reason is left.
+_PIPELINE = 1  # MAX_PIPELINED_REQUESTS are waiting
+_WRITE = 2  # the client is not reading what we write
+_HELD = 4  # the server holds every connection (the ledger is behind)
+
+# The phase a connection's deadline belongs to.
 _IDLE = 0  # keep-alive idle: close quietly
-_HEAD_READ = 1  # a request head is arriving too slowly: 408
+_HEAD = 1  # a request head is arriving too slowly: 408
+_BODY = 2  # a request body is arriving too slowly: 408
+_BUSY = 3  # a request is being answered: no phase deadline
 
 
 class ListenerSettings(Protocol):
@@ -45,6 +70,9 @@ class ListenerSettings(Protocol):
     max_header_bytes: int
     max_body_bytes: int
     header_timeout_s: float
+    body_timeout_s: float
+    body_deadline_s: float
+    send_timeout_s: float
     keepalive_timeout_s: float
 
 
@@ -55,6 +83,11 @@ class ConnectionHost(Protocol):
     settings: ListenerSettings
     connections: set[Any]
     draining: bool
+    holding: bool
+
+    def admit(self, req: Request) -> None:
+        """Decide, from the head alone, whether ``req`` may go on: sets
+        ``req.rejection`` (an error to answer with) when it may not."""
 
     def handle(self, req: Request, conn: HTTPConnection) -> None:
         """Answer ``req`` (now, or later through the connection's response API)."""
@@ -67,20 +100,20 @@ class ConnectionHost(Protocol):
 class HTTPConnection(asyncio.Protocol):
     """One client connection.  Requests are handled one at a time, in order.
 
-    The host's ``handle`` answers through ``respond`` (whole
-    body) or ``start_stream``/``write``/``end_stream`` (chunked).  While a
-    stream is open, ``flow`` may hold an object with ``pause_writing``,
-    ``resume_writing`` and ``client_gone`` so the exchange can pause the
-    provider when this client reads slowly, and cancel when it leaves.
+    The host's ``handle`` answers through ``respond`` (whole body) or
+    ``start_stream``/``write``/``end_stream`` (chunked).  While a stream is open,
+    ``flow`` may hold an object with ``pause_writing``, ``resume_writing``,
+    ``client_gone`` and ``shutdown`` so the exchange can pause the provider when
+    this client reads slowly, cancel when it leaves, and end the stream cleanly
+    when the server stops.
     """
 
     def __init__(self, host: ConnectionHost) -> None:
         self.host = host
         cfg = host.settings
+        self.settings = cfg
         self.max_header_bytes: int = cfg.max_header_bytes
         self.max_body_bytes: int = cfg.max_body_bytes
-        self.header_timeout_s: float = cfg.header_timeout_s
-        self.keepalive_timeout_s: float = cfg.keepalive_timeout_s
         self.loop = host.loop
         self.backend = BACKENDS[cfg.parser](self)
         self.transport: asyncio.Transport | None = None
@@ -91,19 +124,25 @@ class HTTPConnection(asyncio.Protocol):
         self.task: asyncio.Task[Any] | None = None
         self.closed = False
         self.write_paused = False
-        self.read_paused = False
+        self.streaming = False
+        self._blocks = 0  # reasons reading is paused (_PIPELINE | _WRITE | _HELD)
         self._reading: Request | None = None  # request whose body is arriving
+        self._discarding = False  # its body is thrown away (the request was refused)
         self._body_parts: list[bytes] = []
         self._body_len = 0
+        self._head_bytes = 0  # raw bytes of the head arriving now
         # One deadline per connection, checked by the server's sweeper (see
         # Server.sweep): no timer object is created or cancelled per request.
         self.deadline = 0.0  # loop time; 0: none
-        self.deadline_kind = _IDLE
-        self._in_head = False
-        self.streaming = False
+        self._phase = _IDLE
+        self._phase_deadline = 0.0
+        self._body_started = 0.0
+        self._stall_deadline = 0.0  # writing paused: the client must read by then
         self._held_head = b""  # a response head waiting to leave with the first bytes
         self._head_only = False
         self._keep_alive = True
+        self._close_after_request = False  # a refused request's body is still arriving
+        self._peer_eof = False  # the client half-closed: nothing more will come
 
     # asyncio.Protocol ---------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -113,25 +152,31 @@ class HTTPConnection(asyncio.Protocol):
         if peer:
             self.client_addr = f"{peer[0]}:{peer[1]}"
         self.host.connections.add(self)
-        self.deadline = self.loop.time() + self.keepalive_timeout_s
-        self.deadline_kind = _IDLE
+        self._set_phase(_IDLE, self.settings.keepalive_timeout_s)
+        if self.host.holding:
+            self.hold_reading(True)
 
     def data_received(self, data: bytes) -> None:
         if self.closed:
             return
-        if self._reading is None and not self._in_head:
-            self._in_head = True
-            self.deadline = self.loop.time() + self.header_timeout_s
-            self.deadline_kind = _HEAD_READ
+        if self._reading is None:
+            if self._phase != _HEAD:
+                self._head_bytes = 0
+                self._set_phase(_HEAD, self.settings.header_timeout_s)
+            # Counted in raw bytes as they arrive: one endless header line holds
+            # nothing back from this count (llhttp reports a header only once
+            # it is complete).
+            self._head_bytes += len(data)
         try:
             self.backend.feed(data)
-            if self._in_head and self.backend.pending_head_bytes() > self.max_header_bytes:
+            if self._phase == _HEAD and self._head_bytes > self.max_header_bytes:
                 raise HTTPError(431, "request header fields too large")
         except HTTPError as exc:
             self._fail(exc.status, exc.message)
 
     def eof_received(self) -> bool | None:
         # Half-close from the client: finish what is queued, then close.
+        self._peer_eof = True
         if self.current is None and not self.queue:
             self._close()
         return True
@@ -151,34 +196,110 @@ class HTTPConnection(asyncio.Protocol):
 
     def pause_writing(self) -> None:
         self.write_paused = True
+        self._block(_WRITE)
+        self._stall_deadline = self.loop.time() + self.settings.send_timeout_s
+        self._update_deadline()
         if self.flow is not None:
             self.flow.pause_writing()
 
     def resume_writing(self) -> None:
         self.write_paused = False
+        self._stall_deadline = 0.0
+        self._update_deadline()
         if self.flow is not None:
             self.flow.resume_writing()
+        self._unblock(_WRITE)
+        if self.current is None and self.queue and not self.closed:
+            self._dispatch(self.queue.popleft())
+
+    # reading on and off -------------------------------------------------------------
+    def _block(self, reason: int) -> None:
+        if not self._blocks and self.transport is not None and not self.closed:
+            self.transport.pause_reading()
+        self._blocks |= reason
+
+    def _unblock(self, reason: int) -> None:
+        if not self._blocks & reason:
+            return
+        self._blocks &= ~reason
+        if not self._blocks and self.transport is not None and not self.closed:
+            self.transport.resume_reading()
+
+    def hold_reading(self, hold: bool) -> None:
+        """The server stops (or restarts) taking new requests.  A request whose
+        body is arriving is read to its end first, and no head or body timer runs
+        against a client that we are not reading."""
+        if hold:
+            if self._reading is None:
+                self._block(_HELD)
+                if self._phase == _HEAD:
+                    self._set_phase(_IDLE, 0.0)
+        elif self._blocks & _HELD:
+            self._unblock(_HELD)
+            if self._phase == _IDLE and self.current is None:
+                self._set_phase(_IDLE, self.settings.keepalive_timeout_s)
+
+    # deadlines ----------------------------------------------------------------------
+    def _set_phase(self, phase: int, timeout_s: float) -> None:
+        self._phase = phase
+        self._phase_deadline = self.loop.time() + timeout_s if timeout_s else 0.0
+        self._update_deadline()
+
+    def _update_deadline(self) -> None:
+        a, b = self._phase_deadline, self._stall_deadline
+        self.deadline = min(a, b) if a and b else a or b
+
+    def expire(self) -> None:
+        """Called by the server's sweeper once ``deadline`` has passed."""
+        now = self.loop.time()
+        if self._stall_deadline and self._stall_deadline <= now:
+            log.info("client %s read nothing for %g s: disconnecting", self.client_addr,
+                     self.settings.send_timeout_s)
+            self.abort()
+            return
+        if not self._phase_deadline or self._phase_deadline > now:
+            self._update_deadline()
+            return
+        self._phase_deadline = 0.0
+        self._update_deadline()
+        phase = self._phase
+        if phase == _HEAD:
+            self._fail(408, "timed out reading the request head")
+        elif phase == _BODY:
+            self._fail(408, "timed out reading the request body")
+        elif phase == _IDLE and self.current is None:
+            self._close()
 
     # parser events ---------------------------------------------------------------
     def on_request_head(self, method: str, target: bytes,
                         headers: list[tuple[bytes, bytes]], version: str) -> None:
-        self._in_head = False
-        self.deadline = 0.0
         conn_hdr = None
         clen = None
         expect = None
+        chunked = False
+        upgrade = False
         for k, v in headers:
             if k == b"connection":
                 conn_hdr = v if conn_hdr is None else conn_hdr + b"," + v
             elif k == b"content-length":
                 clen = v
+            elif k == b"transfer-encoding":
+                chunked = True
             elif k == b"expect":
                 expect = v
+            elif k == b"upgrade":
+                upgrade = True
         req = Request(method, target, headers, version, keep_alive(version, conn_hdr),
                       self.loop.time())
         self._reading = req
+        self._discarding = False
         self._body_parts = []
         self._body_len = 0
+        if upgrade or method == "CONNECT":
+            # Refused before anything is answered: one response, then close, so a
+            # front proxy never sees a second one (RFC 9110 §7.8 lets us ignore
+            # Upgrade, but llhttp stops parsing HTTP after such a request).
+            raise HTTPError(501, "protocol upgrade and CONNECT are not supported here")
         if clen is not None:
             try:
                 n = int(clen)
@@ -187,18 +308,46 @@ class HTTPConnection(asyncio.Protocol):
             if n > self.max_body_bytes:
                 raise HTTPError(413, f"request body of {n} bytes exceeds the limit of "
                                      f"{self.max_body_bytes} bytes")
-        if expect is not None:
+            if chunked:
+                # RFC 9112 §6.1: a request with both may be an attack; the server
+                # must close the connection after answering it.
+                req.keep_alive = False
+        has_body = chunked or (clen is not None and clen.strip() not in (b"0", b""))
+        self.host.admit(req)
+        if req.rejection is not None:
+            self._discarding = True
+            if has_body:
+                req.keep_alive = False
+            if has_body and self.current is None and not self.queue:
+                # Answered now, before the body is read: the client waiting on
+                # `Expect: 100-continue` gets the final status instead (RFC 9110
+                # §10.1.1), and the body that follows is thrown away.
+                self._close_after_request = True
+                self._dispatch(req)
+        elif expect is not None:
             if expect.lower() != b"100-continue":
                 raise HTTPError(417, "unsupported Expect header")
             req.expect_continue = True
             if self.current is None and not self.queue:
                 self.transport.write(self.backend.informational_100())
+        if has_body:
+            self._body_started = self.loop.time()
+            self._set_phase(_BODY, min(self.settings.body_timeout_s,
+                                       self.settings.body_deadline_s))
+        else:
+            self._set_phase(_BUSY, 0.0)
 
     def on_request_body(self, data: bytes) -> None:
         self._body_len += len(data)
         if self._body_len > self.max_body_bytes:
             raise HTTPError(413, f"request body exceeds the limit of {self.max_body_bytes} bytes")
-        self._body_parts.append(data)
+        if not self._discarding:
+            self._body_parts.append(data)
+        # Idle timeout from this chunk, but never past the whole-body deadline.
+        now = self.loop.time()
+        s = self.settings
+        self._phase_deadline = min(now + s.body_timeout_s, self._body_started + s.body_deadline_s)
+        self._update_deadline()
 
     def on_request_end(self) -> None:
         req = self._reading
@@ -208,13 +357,20 @@ class HTTPConnection(asyncio.Protocol):
         parts = self._body_parts
         req.body = parts[0] if len(parts) == 1 else b"".join(parts)
         self._body_parts = []
-        if self.current is None:
+        self._discarding = False
+        self._set_phase(_BUSY, 0.0)
+        if self._close_after_request:
+            # A refused request answered at its head: its body is now read.
+            self._close()
+            return
+        if self.current is None and not self.write_paused:
             self._dispatch(req)
         else:
             self.queue.append(req)
-            if len(self.queue) >= MAX_PIPELINED_REQUESTS and not self.read_paused:
-                self.read_paused = True
-                self.transport.pause_reading()
+            if len(self.queue) >= MAX_PIPELINED_REQUESTS:
+                self._block(_PIPELINE)
+        if self.host.holding:
+            self.hold_reading(True)
 
     # request dispatch ------------------------------------------------------------
     def _dispatch(self, req: Request) -> None:
@@ -234,6 +390,8 @@ class HTTPConnection(asyncio.Protocol):
         self.flow = None
         self.task = None
         self.streaming = False
+        if self._close_after_request:
+            return  # closed once the refused request's body has been read
         if not self._keep_alive:
             self._close()
             return
@@ -241,16 +399,14 @@ class HTTPConnection(asyncio.Protocol):
             return
         self.backend.cycle_done()
         if self.queue:
-            req = self.queue.popleft()
-            if self.read_paused and len(self.queue) < MAX_PIPELINED_REQUESTS // 2:
-                self.read_paused = False
-                self.transport.resume_reading()
-            self._dispatch(req)
-        elif self.host.draining:
+            if len(self.queue) < MAX_PIPELINED_REQUESTS // 2:
+                self._unblock(_PIPELINE)
+            if not self.write_paused:
+                self._dispatch(self.queue.popleft())
+        elif self.host.draining or self._peer_eof:
             self._close()
-        elif self._reading is None and not self._in_head:
-            self.deadline = self.loop.time() + self.keepalive_timeout_s
-            self.deadline_kind = _IDLE
+        elif self._reading is None and self._phase != _HEAD:
+            self._set_phase(_IDLE, self.settings.keepalive_timeout_s)
         elif self._reading is not None and self._reading.expect_continue:
             self.transport.write(self.backend.informational_100())
 
@@ -316,11 +472,22 @@ class HTTPConnection(asyncio.Protocol):
         self._response_done()
 
     def abort(self) -> None:
-        """Drop the connection without a clean ending (the client sees a cut)."""
-        if self.transport is not None:
-            self.transport.abort()
+        """Drop the connection without a clean ending (the client sees a cut).
 
-    # failure and timers ---------------------------------------------------------------
+        With SO_LINGER at zero the kernel sends a reset and frees what it still
+        holds to send (megabytes, for a client that stopped reading), instead of
+        delivering it after the close."""
+        transport = self.transport
+        if transport is not None:
+            sock = transport.get_extra_info("socket")
+            if sock is not None:
+                try:
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_RESET)
+                except OSError:
+                    pass
+            transport.abort()
+
+    # failure and closing ---------------------------------------------------------------
     def _fail(self, status: int, message: str) -> None:
         """Answer a framing or limit error and close: the byte stream cannot be trusted."""
         self._keep_alive = False
@@ -339,16 +506,13 @@ class HTTPConnection(asyncio.Protocol):
     def _close(self) -> None:
         if not self.closed and self.transport is not None:
             self.closed = True
+            self.deadline = 0.0
             self.transport.close()
 
-    def expire(self) -> None:
-        """Called by the server's sweeper once ``deadline`` has passed."""
-        self.deadline = 0.0
-        if self.deadline_kind == _HEAD_READ:
-            if self._in_head:
-                self._fail(408, "timed out reading the request head")
-        elif self.current is None and not self._in_head:
-            self._close()
+    def close_now(self) -> None:
+        """Close after the bytes already written (graceful shutdown's last step)."""
+        self._keep_alive = False
+        self._close()
 
     def close_if_idle(self) -> bool:
         """Used by graceful shutdown: close now when nothing is in flight."""

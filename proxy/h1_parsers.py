@@ -88,9 +88,6 @@ class HttptoolsBackend:
         except httptools.HttpParserError as exc:
             raise HTTPError(400, f"malformed HTTP request: {exc}") from None
 
-    def pending_head_bytes(self) -> int:
-        return self._head_bytes
-
     # bytes out ------------------------------------------------------------
     def informational_100(self) -> bytes:
         return b"HTTP/1.1 100 Continue\r\n\r\n"
@@ -151,6 +148,8 @@ class H11Backend:
                 status = exc.error_status_hint
                 if status == 400 and "exceeded" in str(exc).lower():
                     status = 431
+                if status == 431:
+                    raise HTTPError(431, "request header fields too large") from None
                 raise HTTPError(status, f"malformed HTTP request: {exc}") from None
             if ev is h11.NEED_DATA or ev is h11.PAUSED:
                 return
@@ -173,9 +172,6 @@ class H11Backend:
                 conn.on_request_end()
             elif t is h11.ConnectionClosed:
                 return
-
-    def pending_head_bytes(self) -> int:
-        return 0  # h11 enforces max_incomplete_event_size itself
 
     def informational_100(self) -> bytes:
         return self.h11.send(h11.InformationalResponse(status_code=100, headers=[])) or b""

@@ -10,16 +10,18 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import resource
 import signal
 import socket
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
-from .config import Config, ServerConfig
+from .config import Config, ServerConfig, check_listen_safety
 from .dispatch import Dispatcher
 from .h1 import HTTPConnection
 from .state import GatewayState
-from .wire import Request, start_date_clock
+from .wire import Request, raw_response_head, start_date_clock
 
 log = logging.getLogger("tokenway")
 
@@ -31,6 +33,51 @@ DRAIN_POLL_S = 0.05
 # idle) are checked on this tick instead of a timer per request: a uvloop timer
 # costs about 1 us to arm and again to cancel, several times per request.
 SWEEP_INTERVAL_S = 0.1
+
+
+# A refused connection is logged at most this often, with the count since.
+REFUSED_LOG_INTERVAL_S = 10.0
+# File descriptors kept for everything but client sockets: the listeners, the
+# ledger and its journal, logs; each client request may hold one provider
+# connection too, so clients get half of what is left.
+RESERVED_FDS = 64
+
+
+def connection_limit(configured: int) -> int:
+    """The client connections this process can really hold: ``configured``, or
+    fewer when the file limit (raised to its hard limit first, as nginx's
+    ``worker_rlimit_nofile`` does) could not carry them with one provider
+    connection each."""
+    try:
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        if hard == resource.RLIM_INFINITY or hard > soft:
+            target = hard if hard != resource.RLIM_INFINITY else max(soft, 1 << 20)
+            try:
+                resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+                soft = target
+            except (ValueError, OSError):
+                pass
+    except (ValueError, OSError):
+        return configured
+    usable = max(16, (soft - RESERVED_FDS) // 2)
+    if usable < configured:
+        log.warning("file limit %d allows %d client connections, fewer than "
+                    "server.max_connections = %d", soft, usable, configured)
+    return min(configured, usable)
+
+
+class RefusedConnection(asyncio.Protocol):
+    """A connection over the limit: one 503 and close, nothing read, no state kept."""
+
+    BODY = (b'{"error":{"message":"the gateway is at its connection limit; retry later",'
+            b'"type":"server_error","param":null,"code":"too_many_connections"}}')
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        head = raw_response_head(
+            503, [(b"content-type", b"application/json"), (b"retry-after", b"1")],
+            len(self.BODY), False)
+        transport.write(head + self.BODY)  # type: ignore[attr-defined]
+        transport.close()
 
 
 class Server:
@@ -46,6 +93,11 @@ class Server:
         self.loop = loop
         self.connections: set[HTTPConnection] = set()
         self.draining = False
+        # True while the ledger is behind: no connection reads a new request.
+        self.holding = False
+        self.max_connections = connection_limit(config.server.max_connections)
+        self._refused = 0  # connections refused at the limit since the last log line
+        self._refused_logged = 0.0
         self.state = GatewayState(config, loop, ledger.record)
         self.dispatcher = Dispatcher(self.state, self.stats)
         self._servers: list[asyncio.AbstractServer] = []
@@ -58,6 +110,9 @@ class Server:
     def settings(self) -> ServerConfig:
         return self.config.server
 
+    def admit(self, req: Request) -> None:
+        self.dispatcher.admit(req)
+
     def handle(self, req: Request, conn: HTTPConnection) -> None:
         self.dispatcher.handle(req, conn)
 
@@ -67,11 +122,43 @@ class Server:
 
     def stats(self) -> dict[str, Any]:
         """The server side of ``/health``."""
-        return {"connections": len(self.connections), "ledger": self.ledger.stats()}
+        return {"connections": len(self.connections),
+                "max_connections": self.max_connections,
+                "admission": "held" if self.holding else "open",
+                "ledger": self.ledger.stats()}
+
+    # -- connections --------------------------------------------------------------
+
+    def _new_connection(self) -> asyncio.Protocol:
+        if len(self.connections) >= self.max_connections:
+            self._note_refused()
+            return RefusedConnection()
+        return HTTPConnection(self)
+
+    def _note_refused(self) -> None:
+        self._refused += 1
+        now = self.loop.time()
+        if now - self._refused_logged >= REFUSED_LOG_INTERVAL_S:
+            log.warning("connection limit reached (%d open): refused %d new connection(s) "
+                        "with 503", self.max_connections, self._refused)
+            self._refused = 0
+            self._refused_logged = now
+
+    def hold(self, on: bool) -> None:
+        """Stop (or restart) reading new requests on every connection: the ledger
+        is behind and must catch up before more work comes in.  Requests in
+        flight finish; new connections are accepted but not read."""
+        if on == self.holding:
+            return
+        self.holding = on
+        log.warning("ledger is behind: holding new requests" if on
+                    else "ledger caught up: taking new requests again")
+        for conn in list(self.connections):
+            conn.hold_reading(on)
 
     async def start(self, sock: socket.socket | None = None, reuse_port: bool = False) -> None:
         cfg = self.config.server
-        factory: Callable[[], HTTPConnection] = lambda: HTTPConnection(self)  # noqa: E731
+        factory = self._new_connection
         if sock is not None:
             srv = await self.loop.create_server(factory, sock=sock, backlog=LISTEN_BACKLOG)
         else:
@@ -112,6 +199,10 @@ class Server:
         except Exception as exc:  # ConfigError or an unreadable file
             log.error("reload refused, keeping the running configuration: %s", exc)
             return False
+        problem = check_listen_safety(replace(new, server=self.config.server))
+        if problem:
+            log.error("reload refused, keeping the running configuration: %s", problem)
+            return False
         old = self.config.server
         if (new.server.host, new.server.port, new.server.parser) != (old.host, old.port, old.parser):
             log.warning("reload: listen address and parser changes need a restart; "
@@ -145,9 +236,17 @@ class Server:
                 conn.close_if_idle()
         left = len(self.connections)
         if left:
-            log.warning("shutdown grace of %gs over: aborting %d connection(s)", grace_s, left)
+            log.warning("shutdown grace of %gs over: ending %d connection(s)", grace_s, left)
             for conn in list(self.connections):
-                conn.abort()
+                flow = conn.flow
+                if flow is not None:
+                    # A stream ends with its protocol's error event, recorded as
+                    # cut by the shutdown (not as a client that left); the bytes
+                    # already written still leave.
+                    flow.shutdown()
+                    conn.close_now()
+                else:
+                    conn.abort()
             await asyncio.sleep(0)
         self.state.pool.close()
         self._date_timer.cancel()

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import time
 from http import HTTPStatus
+from typing import Any
 
 # Hop-by-hop headers (RFC 9110 §7.6.1): they describe one connection, never
 # the message, so they are not forwarded in either direction.
@@ -63,7 +64,7 @@ class Request:
 
     __slots__ = (
         "method", "target", "path", "query", "headers", "version", "keep_alive",
-        "body", "started", "expect_continue", "_map",
+        "body", "started", "expect_continue", "route", "rejection", "_map",
     )
 
     def __init__(self, method: str, target: bytes, headers: list[tuple[bytes, bytes]],
@@ -83,6 +84,10 @@ class Request:
         self.body = b""
         self.started = started
         self.expect_continue = False
+        # Set by dispatch when the head is admitted: the endpoint it goes to, or
+        # the error it is refused with (answered without reading its body).
+        self.route: Any = None
+        self.rejection: Any = None
         self._map: dict[bytes, bytes] | None = None
 
     def header(self, name: bytes) -> bytes | None:

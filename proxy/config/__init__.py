@@ -18,6 +18,12 @@ example when the key has no default)::
     max_body_bytes = "32MiB"       #   B, KB, MB, GB (x1000), KiB, MiB, GiB (x1024)
     header_timeout = "30s"         # durations: seconds, or "500ms", "30s", "5m", "1h"
     keepalive_timeout = "75s"
+    body_timeout = "60s"           # longest silence while a request body arrives
+    body_deadline = "300s"         # longest time for a whole request body
+    send_timeout = "60s"           # a client that reads nothing of its answer for
+                                   # this long is disconnected
+    max_connections = 4096         # open client connections; more get 503 and are
+                                   # closed (also capped by the file limit)
     shutdown_grace = "30s"         # SIGTERM/SIGINT: in-flight requests get this
                                    # long to finish
     allow_unauthenticated = false  # true allows a non-loopback listen without keys

@@ -62,6 +62,20 @@ DEFAULT_KEEPALIVE_TIMEOUT_S = 75.0
 # terminationGracePeriodSeconds (30 s), after which the pod is killed anyway.
 DEFAULT_SHUTDOWN_GRACE_S = 30.0
 
+# Longest silence while a request body arrives: nginx's client_body_timeout (60 s).
+DEFAULT_BODY_TIMEOUT_S = 60.0
+
+# Longest time for a whole request body, however it trickles: 32 MiB (the body
+# limit) at 1 Mbit/s takes about 270 s.
+DEFAULT_BODY_DEADLINE_S = 300.0
+
+# Longest time a client may read nothing of its answer: nginx's send_timeout (60 s).
+DEFAULT_SEND_TIMEOUT_S = 60.0
+
+# Open client connections per process; more are answered 503 and closed.  Also
+# capped by the file limit (see proxy.server.connection_limit).
+DEFAULT_MAX_CLIENT_CONNECTIONS = 4096
+
 # --- [providers.NAME] defaults ----------------------------------------------------
 
 # Public base URLs, used when a provider gives no base_url.
@@ -174,6 +188,10 @@ class ServerConfig:
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     header_timeout_s: float = DEFAULT_HEADER_TIMEOUT_S
     keepalive_timeout_s: float = DEFAULT_KEEPALIVE_TIMEOUT_S
+    body_timeout_s: float = DEFAULT_BODY_TIMEOUT_S
+    body_deadline_s: float = DEFAULT_BODY_DEADLINE_S
+    send_timeout_s: float = DEFAULT_SEND_TIMEOUT_S
+    max_connections: int = DEFAULT_MAX_CLIENT_CONNECTIONS
     shutdown_grace_s: float = DEFAULT_SHUTDOWN_GRACE_S
     # Off: listening beyond loopback without gateway keys is refused at start.
     allow_unauthenticated: bool = False

@@ -12,6 +12,8 @@ from .fields import Fields, split_keys
 from .model import (
     DEFAULT_BACKOFF_MAX_S,
     DEFAULT_BACKOFF_S,
+    DEFAULT_BODY_DEADLINE_S,
+    DEFAULT_BODY_TIMEOUT_S,
     DEFAULT_COOLDOWN_MAX_S,
     DEFAULT_COOLDOWN_S,
     DEFAULT_DEADLINE_S,
@@ -24,9 +26,11 @@ from .model import (
     DEFAULT_LOG_LEVEL,
     DEFAULT_MAX_ATTEMPTS,
     DEFAULT_MAX_BODY_BYTES,
+    DEFAULT_MAX_CLIENT_CONNECTIONS,
     DEFAULT_MAX_HEADER_BYTES,
     DEFAULT_ON_CLIENT_DISCONNECT,
     DEFAULT_PARSER,
+    DEFAULT_SEND_TIMEOUT_S,
     DEFAULT_SHUTDOWN_GRACE_S,
     DEFAULT_TOOL_LOOP_STOP,
     DEFAULT_TOOL_LOOP_WARN,
@@ -48,6 +52,10 @@ SERVER_KEYS = (
     "max_body_bytes",
     "header_timeout",
     "keepalive_timeout",
+    "body_timeout",
+    "body_deadline",
+    "send_timeout",
+    "max_connections",
     "shutdown_grace",
     "allow_unauthenticated",
     "log_level",
@@ -83,6 +91,18 @@ def build_server(fields: Fields, t: dict[str, Any]) -> ServerConfig:
         ),
         keepalive_timeout_s=fields.get_duration(
             t, "server", "keepalive_timeout", DEFAULT_KEEPALIVE_TIMEOUT_S
+        ),
+        body_timeout_s=fields.get_duration(
+            t, "server", "body_timeout", DEFAULT_BODY_TIMEOUT_S
+        ),
+        body_deadline_s=fields.get_duration(
+            t, "server", "body_deadline", DEFAULT_BODY_DEADLINE_S
+        ),
+        send_timeout_s=fields.get_duration(
+            t, "server", "send_timeout", DEFAULT_SEND_TIMEOUT_S
+        ),
+        max_connections=fields.get_int(
+            t, "server", "max_connections", DEFAULT_MAX_CLIENT_CONNECTIONS, 1
         ),
         shutdown_grace_s=fields.get_duration(
             t, "server", "shutdown_grace", DEFAULT_SHUTDOWN_GRACE_S

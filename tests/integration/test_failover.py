@@ -25,6 +25,15 @@ from tests.integration.upstreams import (
 MSG = [{"role": "user", "content": "hi"}]
 
 
+def wait_until(condition, limit: int = 2000) -> bool:
+    """Poll ``condition`` (a state of another thread) up to ``limit`` times."""
+    for _ in range(limit):
+        if condition():
+            return True
+        time.sleep(0.005)
+    return False
+
+
 def dead_port() -> int:
     s = socket.socket()
     s.bind(("127.0.0.1", 0))
@@ -400,12 +409,13 @@ to = ["a"]
     threads = [threading.Thread(target=stream_one) for _ in range(4)]
     for t in threads:
         t.start()
-    time.sleep(0.2)
+    # The reload comes once all four streams are running on a.
+    assert wait_until(lambda: len(a.requests) == 4)
     assert gw.reload(cfg_a.replace(a.base_url, b.base_url))  # now everything goes to b
     assert not gw.reload("[[routes]]\nmatch = 1\n")  # a bad config is refused...
     for t in threads:
         t.join(15)
-    assert len(got) == 4 and all(g.startswith("t0 t1") and "t29" in g for g in got)
+    assert len(got) == 4 and all(g.startswith("t0 t1") and "t29" in g for g in got), got
     r = chat(gw)  # ...and the good one stays in force
     assert r.choices[0].message.content == "Hello from upstream!" and len(b.requests) == 1
 

@@ -1,0 +1,172 @@
+"""Hostile clients against a real ``gatewayd`` process.
+
+Each test drives raw sockets at a daemon started with ``python -m proxy`` on port
+0, on both parsers and both loops, and asserts what the attack could cost: the
+daemon's own resident memory and CPU seconds (read from ``/proc``), the bytes it
+accepted, the responses it sent.  Never a duration.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+PY = sys.executable
+PAGE = os.sysconf("SC_PAGE_SIZE")
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+class Daemon:
+    """``gatewayd`` in a subprocess, with its RSS and CPU time readable."""
+
+    def __init__(self, tmp: Path, parser: str, loop: str, *, config: str = "",
+                 env: dict[str, str] | None = None, args: tuple[str, ...] = ()) -> None:
+        self.db = tmp / "ledger.db"
+        cfg = tmp / "gateway.toml"
+        cfg.write_text(config)
+        e = {k: v for k, v in os.environ.items() if not k.startswith("TOKENWAY_")}
+        e.update(env or {})
+        self.proc = subprocess.Popen(
+            [PY, "-m", "proxy", "--listen", "127.0.0.1:0", "--db", str(self.db),
+             "--config", str(cfg), "--parser", parser, "--loop", loop,
+             "--log-level", "info", *args],
+            stderr=subprocess.PIPE, text=True, env=e, cwd=tmp)
+        self.url = ""
+        self.port = 0
+        self.log: list[str] = []
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            line = self.proc.stderr.readline()
+            self.log.append(line)
+            m = re.search(r"listening on http://(\S+):(\d+)", line)
+            if m:
+                self.port = int(m.group(2))
+                self.url = f"http://127.0.0.1:{self.port}"
+                break
+            if not line and self.proc.poll() is not None:
+                break
+        if not self.port:
+            self.proc.kill()
+            raise AssertionError("gatewayd did not start: " + "".join(self.log))
+
+    def wait_log(self, needle: str, max_lines: int = 10_000, timeout_s: float = 60) -> str:
+        """Read the daemon's log until a line holds ``needle``; returns that line."""
+        import select
+
+        for _ in range(max_lines):
+            ready, _, _ = select.select([self.proc.stderr], [], [], timeout_s)
+            if not ready:
+                break
+            line = self.proc.stderr.readline()
+            if not line:
+                break
+            self.log.append(line)
+            if needle in line:
+                return line
+        raise AssertionError(f"no log line with {needle!r}: " + "".join(self.log[-20:]))
+
+    def rss_bytes(self) -> int:
+        with open(f"/proc/{self.proc.pid}/statm") as f:
+            return int(f.read().split()[1]) * PAGE
+
+    def cpu_seconds(self) -> float:
+        with open(f"/proc/{self.proc.pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / TICKS  # utime + stime
+
+    def open_fds(self) -> int:
+        return len(os.listdir(f"/proc/{self.proc.pid}/fd"))
+
+    def connect(self) -> socket.socket:
+        s = socket.create_connection(("127.0.0.1", self.port), timeout=10)
+        s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        return s
+
+    def stop(self) -> str:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                _, err = self.proc.communicate(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                _, err = self.proc.communicate()
+            return err or ""
+        return ""
+
+
+@pytest.fixture(params=["httptools", "h11"])
+def parser(request: pytest.FixtureRequest) -> str:
+    return request.param
+
+
+@pytest.fixture(params=["asyncio", "uvloop"])
+def loop_kind(request: pytest.FixtureRequest) -> str:
+    return request.param
+
+
+@pytest.fixture
+def daemon_factory(tmp_path: Path, parser: str, loop_kind: str) -> Iterator[Any]:
+    started: list[Daemon] = []
+
+    def make(**kw: Any) -> Daemon:
+        d = Daemon(tmp_path / f"d{len(started)}", parser, loop_kind, **kw)
+        started.append(d)
+        return d
+
+    for i in range(4):
+        (tmp_path / f"d{i}").mkdir()
+    yield make
+    for d in started:
+        d.stop()
+
+
+@pytest.fixture
+def daemon(daemon_factory: Any) -> Daemon:
+    return daemon_factory()
+
+
+def read_response(sock: socket.socket, limit: int = 1 << 20) -> tuple[int, dict[str, str], bytes]:
+    """One response off ``sock`` (Content-Length or close-delimited)."""
+    buf = b""
+    while b"\r\n\r\n" not in buf:
+        data = sock.recv(65536)
+        if not data:
+            raise EOFError(f"closed before a response head: {buf[:200]!r}")
+        buf += data
+    head, _, rest = buf.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    status = int(lines[0].split(" ")[1])
+    headers = {}
+    for line in lines[1:]:
+        k, v = line.split(":", 1)
+        headers[k.strip().lower()] = v.strip()
+    n = int(headers.get("content-length", "0"))
+    while len(rest) < n and len(rest) < limit:
+        data = sock.recv(65536)
+        if not data:
+            break
+        rest += data
+    return status, headers, rest[:n]
+
+
+def closed_by_peer(sock: socket.socket) -> bool:
+    """True once the peer has closed: recv gives EOF (or a reset)."""
+    try:
+        while True:
+            data = sock.recv(65536)
+            if not data:
+                return True
+    except (ConnectionResetError, BrokenPipeError):
+        return True
+    except TimeoutError:
+        return False
