@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .anthropic_messages import MIN_THINKING_BUDGET_TOKENS
+from .anthropic_messages.tables import MIN_THINKING_BUDGET_TOKENS
 
 __all__ = ["cap_output_tokens", "strip_reasoning"]
 

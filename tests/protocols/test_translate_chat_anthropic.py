@@ -25,6 +25,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from protocols import ir, jsonio
+from protocols.anthropic_messages.tables import DEFAULT_MAX_TOKENS
 from protocols.errors import ClientProtocolError, UnsupportedFeature
 from protocols.translate import FORMAT_MODULES, Translation, format_module
 from tests.protocols.conftest import (
@@ -338,7 +339,7 @@ def test_python_sdk_requests_cross() -> None:
             t = Translation(CHAT, ANTHROPIC, request_id=REQUEST_ID, created=CREATED)
             out = t.request(copy.deepcopy(e["body"]))
             assert_valid_anthropic_request(out)
-            assert out["max_tokens"] == format_module(ANTHROPIC).DEFAULT_MAX_TOKENS
+            assert out["max_tokens"] == DEFAULT_MAX_TOKENS
         elif e["path"] == "/v1/messages":
             t = Translation(ANTHROPIC, CHAT, request_id=REQUEST_ID, created=CREATED)
             assert_valid_chat_request(t.request(copy.deepcopy(e["body"])))
