@@ -17,6 +17,9 @@ from protocols.errors import (
     UnsupportedFeature,
     UpstreamProtocolError,
 )
+from protocols.gemini import request_encode as gm_request
+from protocols.gemini import schema as gm_schema
+from protocols.gemini import tables as gm_tables
 from protocols.ir import (
     BlockKind,
     BlockStart,
@@ -194,9 +197,9 @@ def test_synthesised_ids_are_deterministic() -> None:
     b = gm.decode_request(copy.deepcopy(FULL_REQUEST))
     ids = [blk.id for m in a.messages for blk in m.content if type(blk) is ir.ToolCall]
     assert ids == [blk.id for m in b.messages for blk in m.content if type(blk) is ir.ToolCall]
-    assert gm.synth_tool_id("s", 0, "f") == gm.synth_tool_id("s", 0, "f") != gm.synth_tool_id(
+    assert gm_tables.synth_tool_id("s", 0, "f") == gm_tables.synth_tool_id("s", 0, "f") != gm_tables.synth_tool_id(
         "s", 1, "f")
-    assert len(gm.synth_tool_id("s", 0, "f")) <= 40
+    assert len(gm_tables.synth_tool_id("s", 0, "f")) <= 40
 
 
 def test_request_round_trip_full() -> None:
@@ -289,7 +292,7 @@ def test_schema_cut_down_to_the_parameters_subset() -> None:
         "$defs": {"Tag": {"type": "object", "properties": {"name": {"type": "string"}},
                           "additionalProperties": False}},
     }
-    assert gm.to_gemini_schema(schema) == {
+    assert gm_schema.to_gemini_schema(schema) == {
         "type": "object",
         "properties": {
             "path": {"type": "string", "description": "Where"},
@@ -306,8 +309,8 @@ def test_schema_cut_down_to_the_parameters_subset() -> None:
     }
     recursive = {"type": "object", "properties": {"next": {"$ref": "#/$defs/N"}},
                  "$defs": {"N": {"type": "object", "properties": {"next": {"$ref": "#/$defs/N"}}}}}
-    assert gm.to_gemini_schema(recursive)["type"] == "object"  # bounded, no recursion error
-    assert gm.to_gemini_schema("nope") == {}
+    assert gm_schema.to_gemini_schema(recursive)["type"] == "object"  # bounded, no recursion error
+    assert gm_schema.to_gemini_schema("nope") == {}
 
 
 def test_encode_translated_request() -> None:
@@ -385,7 +388,7 @@ def test_encode_translated_request() -> None:
     assert gc["responseMimeType"] == "application/json"
     assert gc["responseSchema"] == {"type": "object", "properties": {"a": {"type": "string"}}}
     assert "model" not in body and "stream" not in body
-    assert gm.request_path(req) == "/v1beta/models/gemini-2.5-flash:streamGenerateContent?alt=sse"
+    assert gm_request.request_path(req) == "/v1beta/models/gemini-2.5-flash:streamGenerateContent?alt=sse"
 
 
 @pytest.mark.parametrize(("choice", "wire"), [
@@ -448,7 +451,7 @@ def test_decode_response_usage_and_ids() -> None:
     thought, text, sig, call = resp.content
     assert thought.text == "Pondering." and thought.provider == FMT
     assert text.text == "Calling a tool." and sig.signature == "CiQBsig=="
-    assert call.id == gm.synth_tool_id("resp-abc", 0, "get_weather")
+    assert call.id == gm_tables.synth_tool_id("resp-abc", 0, "get_weather")
     assert SYNTH_ID.fullmatch(call.id) and call.input == {"city": "Paris"}
 
 
@@ -546,7 +549,7 @@ def test_error_status_names_both_ways(status: int, name: str, kind: ErrorKind) -
     assert gm.encode_error(err, FMT) == (status, raw)  # a Gemini upstream's own body
     code, body = gm.encode_error(ir.ApiError(kind, "m", 599), "openai_chat")
     obj = jsonio.loads(body)["error"]
-    assert code == obj["code"] and gm._STATUS_HTTP[obj["status"]] in (code, 400)
+    assert code == obj["code"] and gm_tables._STATUS_HTTP[obj["status"]] in (code, 400)
 
 
 def test_error_edge_cases() -> None:
@@ -632,7 +635,7 @@ def test_stream_decoder_thoughts_and_whole_function_calls() -> None:
                                  "totalTokenCount": 8}))
     d = gm.StreamDecoder(ctx())
     events = d.feed(raw) + d.close()
-    fid = gm.synth_tool_id("r1", 0, "f")
+    fid = gm_tables.synth_tool_id("r1", 0, "f")
     assert events == [
         MessageStart("r1", "g"),
         BlockStart(0, BlockKind.REASONING, provider=FMT),
