@@ -187,3 +187,13 @@ def encode_error(err: ApiError, source_format: str | None = None) -> tuple[int, 
     if err.kind in (ErrorKind.INVALID_REQUEST, ErrorKind.SERVER) and err.status // 100 == status // 100:
         status = err.status
     return status, jsonio.dumps(obj)
+
+
+def is_error_body(body: bytes) -> bool:
+    """Whether ``body`` is OpenAI's own error shape: a JSON object whose ``error`` is an
+    object."""
+    try:
+        obj = jsonio.loads(body) if body else None
+    except jsonio.JSONDecodeError:
+        return False
+    return type(obj) is dict and type(obj.get("error")) is dict

@@ -317,6 +317,11 @@ class StreamEncoderBase:
         return self._on_error(ir.StreamError(ir.ErrorKind.UPSTREAM_PROTOCOL,
                                           "upstream stream ended unexpectedly"))
 
+    def keepalive(self) -> bytes | None:
+        """An ignorable event that keeps a silent stream alive, for a format whose
+        clients need one (Responses); None: the format's ``HEARTBEAT`` will do."""
+        return None
+
     def _on_signature(self, ev: ir.SignatureDelta) -> bytes:
         return b""
 

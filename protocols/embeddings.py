@@ -1,4 +1,5 @@
-"""OpenAI embeddings requests over a Gemini ``batchEmbedContents`` upstream.
+"""OpenAI embeddings replies: relayed from an OpenAI upstream (``OpenAIEmbeddingsReply``),
+or made from a Gemini ``batchEmbedContents`` upstream (``GeminiEmbeddingsReply``).
 
 OpenAI: ``{"model","input": str | [str] | [int] | [[int]], "dimensions"?,
 "encoding_format"?: "float"|"base64"}`` -> ``{"object":"list","data":[{"object":
@@ -14,8 +15,10 @@ import base64
 import struct
 from typing import Any
 
-from . import ir
-from .errors import ClientProtocolError, UpstreamProtocolError
+from . import _openai, ir
+from . import usage as usage_mod
+from .errors import ClientProtocolError, ProtocolError, UpstreamProtocolError
+from .registry import format_module
 
 
 def _texts(body: dict[str, Any]) -> list[str]:
@@ -79,6 +82,36 @@ class GeminiEmbeddingsReply:
                 "usage": {"prompt_tokens": 0, "total_tokens": 0}}
 
     def error(self, status: int, body: bytes) -> tuple[int, bytes]:
-        from . import gemini, openai_chat
+        err = format_module(ir.FORMAT_GEMINI).decode_error(status, body)
+        return _openai.encode_error(err, ir.FORMAT_GEMINI)
 
-        return openai_chat.encode_error(gemini.decode_error(status, body), ir.FORMAT_GEMINI)
+
+class OpenAIEmbeddingsReply:
+    """An OpenAI embeddings reply relayed unchanged from an OpenAI upstream, its facts
+    read off (``usage.prompt_tokens``, ``model``); an error reply relayed when it is
+    OpenAI's own error shape and rewritten as one otherwise.  The ``response``/``error``/
+    ``usage``/``model`` facts a ``Translation`` has."""
+
+    observe = True
+
+    def __init__(self, model: str) -> None:
+        self.model: str | None = model
+        self.usage: ir.Usage | None = None
+
+    def response(self, body: Any) -> Any:
+        if type(body) is dict:
+            model = body.get("model")
+            if type(model) is str:
+                self.model = model
+            u = body.get("usage")
+            if type(u) is dict:
+                try:
+                    self.usage = usage_mod.from_openai_chat(u)
+                except ProtocolError:
+                    pass  # not token counts: the reply still goes out, the ledger has none
+        return body
+
+    def error(self, status: int, body: bytes) -> tuple[int, bytes]:
+        if _openai.is_error_body(body):
+            return status, body
+        return _openai.encode_error(_openai.decode_error(status, body), ir.FORMAT_OPENAI_CHAT)

@@ -19,7 +19,6 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from . import __version__, loopback
-from .accounting import usage_to_row
 from .config import Config
 from .count_tokens import CountTokens
 from .errors import (
@@ -278,20 +277,6 @@ class Gateway:
         row["status"] = status
         row["error_kind"] = "bad_request" if status != 408 else "client_timeout"
         self.finish_row(row)
-
-    def read_usage(self, body: bytes, row: dict[str, Any]) -> None:
-        """Read model and usage from a non-stream OpenAI JSON answer."""
-        try:
-            obj = orjson.loads(body)
-        except orjson.JSONDecodeError:
-            return
-        if type(obj) is dict:
-            usage = obj.get("usage")
-            if type(usage) is dict:
-                usage_to_row(usage, row)
-            model = obj.get("model")
-            if type(model) is str:
-                row["served_model"] = model
 
     def respond_json(self, req: Request, conn: HTTPConnection, row: dict[str, Any],
                      obj: Any, *, finish: bool = True) -> None:

@@ -12,7 +12,8 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from protocols.tokens import estimate_anthropic_input_tokens
+from protocols.ir import FORMAT_ANTHROPIC_MESSAGES
+from protocols.tokens import estimate_input_tokens
 
 from . import loopback
 from .errors import ANTHROPIC, GatewayError, bad_request
@@ -60,5 +61,6 @@ class CountTokens:
                                lambda p, m: att, stream=False, error_format=ANTHROPIC)
             return ex.start()
         row["provider"] = "local"
-        gw.respond_json(req, conn, row, {"input_tokens": estimate_anthropic_input_tokens(body)})
+        estimate = estimate_input_tokens(FORMAT_ANTHROPIC_MESSAGES, body)
+        gw.respond_json(req, conn, row, {"input_tokens": estimate})
         return None

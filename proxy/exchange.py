@@ -21,10 +21,11 @@ Backpressure: the client connection calls ``pause_writing`` above its write
 high-water mark and the exchange pauses reading from the provider until
 ``resume_writing``, so memory per stream stays bounded.
 
-Body filters come from ``protocols/`` (through ``proxy.llm``): ``feed(bytes)
--> bytes``, ``finish() -> bytes``, ``error_frame(message, kind) -> bytes``,
-``heartbeat() -> bytes``, ``at_boundary``, and facts read for the ledger
-(``usage``, ``model``, ``complete``).
+Body filters come from ``protocols/`` (``Translation.stream_filter()``, the
+interface of ``protocols.stream_filter.StreamFilter``): ``feed(bytes) -> bytes``,
+``finish() -> bytes``, ``error_frame(message, kind) -> bytes``, ``heartbeat() ->
+bytes``, ``at_boundary``, and facts read for the ledger (``usage`` as ``ir.Usage``,
+``model``, ``complete``, ``error_relayed``).
 """
 
 from __future__ import annotations
@@ -498,9 +499,7 @@ class ProxyExchange:
         row["ttfb_ms"] = (time.monotonic() - row["_t0"]) * 1000.0
         tr = att.translation
         ctype = _ctype(self.resp_headers)
-        if tr is None:
-            self.gw.read_usage(body, row)
-        else:
+        if tr is not None:  # None: a reply relayed as it is, with no facts to read
             try:
                 obj = orjson.loads(body)
                 out = tr.response(obj)

@@ -1,9 +1,9 @@
 """Model endpoints: every client protocol over every provider kind.
 
 One path for all of them: parse the body, route the model, pick the wire
-format the provider speaks, build a ``protocols.translate.Translation`` (and, for a
-stream in the same format on both sides, the zero-copy tap of
-``protocols.observe``), and hand the
+format the provider speaks, build a ``protocols.translate.Translation`` (its
+``stream_filter()`` is the body filter of a streamed reply: the zero-copy tap when
+both sides speak the same format, else the translating filter), and hand the
 request to a :class:`proxy.exchange.ProxyExchange`.  The built-in ``loopback``
 model is an in-process OpenAI Chat provider, so every protocol reaches it
 through the same translation.
@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from protocols import embeddings as emb
 from protocols.errors import ProtocolError
 from protocols.ir import (
     FORMAT_ANTHROPIC_MESSAGES,
@@ -26,8 +27,8 @@ from protocols.ir import (
 )
 from protocols.loopguard import WARNING_TEMPLATE, inject_warning, trailing_run
 from protocols.model_limits import cap_output_tokens, strip_reasoning
-from protocols.observe import ChatStreamObserver, heartbeat_frame, stream_tap
 from protocols.translate import Translation
+from protocols.usage import from_openai_chat
 
 from . import loopback
 from .accounting import usage_to_row
@@ -68,48 +69,6 @@ def _translate_request(tr: Translation, body: dict[str, Any]) -> dict[str, Any]:
     except ProtocolError as exc:
         raise GatewayError(exc.status_hint or 400, exc.message, kind="bad_request",
                            param=exc.param) from None
-
-
-class TranslatedStream:
-    """Body filter over a translating ``Translation``: the exchange's stream interface.
-    (Same-format streams get ``protocols.observe.stream_tap`` instead.)"""
-
-    __slots__ = ("tr",)
-
-    error_relayed = False  # a translated stream's errors are the encoder's own events
-
-    def __init__(self, tr: Translation) -> None:
-        self.tr = tr
-
-    def feed(self, data: bytes) -> bytes:
-        return self.tr.feed(data)
-
-    at_boundary = True  # the encoder writes whole events only
-
-    def heartbeat(self) -> bytes:
-        beat = self.tr.keepalive()
-        return beat if beat is not None else heartbeat_frame(self.tr.client_format)
-
-    def finish(self) -> bytes:
-        return self.tr.finish()
-
-    def error_frame(self, message: str, kind: str = "upstream_error") -> bytes:
-        """The provider failed mid-stream: end the client's stream with its error event.
-        A translated stream that lost its terminal marker ends in the client format's
-        error event (Translation.finish never fabricates a clean end)."""
-        return self.tr.finish()
-
-    @property
-    def complete(self) -> bool:
-        return not self.tr.failed
-
-    @property
-    def usage(self) -> Any:
-        return self.tr.usage
-
-    @property
-    def model(self) -> str | None:
-        return self.tr.model
 
 
 class ModelEndpoints:
@@ -187,9 +146,6 @@ class ModelEndpoints:
         """The request as ``provider`` must receive it (raises GatewayError when the
         client's request cannot be expressed for this target)."""
         up_format = provider.upstream_format(client_format)
-        if client_format == FORMAT_OPENAI_CHAT and up_format == FORMAT_OPENAI_CHAT:
-            return self._chat_attempt(req, body, modified, provider, model, upstream_model,
-                                      stream)
         tr = Translation(client_format, up_format, request_id=request_id, created=created)
         up_body = _translate_request(tr, body)
         if up_format != FORMAT_GEMINI and up_body.get("model") != upstream_model:
@@ -203,7 +159,7 @@ class ModelEndpoints:
         payload = req.body if unchanged else orjson.dumps(up_body)
         return Attempt(provider, upstream_model, provider.path(up_format, upstream_model, stream),
                        self.upstream_headers(req, provider, up_format, stream), payload,
-                       self._stream_filter(tr) if stream else None, tr)
+                       tr.stream_filter() if stream else None, tr)
 
     @staticmethod
     def _fit(provider: Provider, fmt: str, model: str, body: dict[str, Any]) -> dict[str, Any]:
@@ -215,11 +171,6 @@ class ModelEndpoints:
         if not provider.reasoning(model):
             body = strip_reasoning(fmt, body)
         return body
-
-    @staticmethod
-    def _stream_filter(tr: Translation) -> Any:
-        """Same format both sides: the zero-copy tap; else the translating filter."""
-        return stream_tap(tr.client_format) if tr.observe else TranslatedStream(tr)
 
     def _loop_guard(self, fmt: str, body: dict[str, Any], row: dict[str, Any]) -> dict[str, Any]:
         """Warn the model about, or stop, an agent repeating the same tool call."""
@@ -267,37 +218,6 @@ class ModelEndpoints:
         parts.append(b"accept: text/event-stream\r\n" if stream else b"accept: application/json\r\n")
         return b"".join(parts)
 
-    def _chat_attempt(self, req: Request, body: dict[str, Any], changed: bool,
-                      provider: Provider, model: str, upstream_model: str,
-                      stream: bool) -> Attempt:
-        """Chat client, Chat provider: forward the body (unchanged when possible) and
-        watch the stream with the zero-copy observer."""
-        strip_usage = False
-        if upstream_model != model or stream:
-            body = dict(body)
-        if upstream_model != model:
-            body["model"] = upstream_model
-            changed = True
-        fitted = self._fit(provider, FORMAT_OPENAI_CHAT, upstream_model, body)
-        if fitted is not body:
-            body = fitted
-            changed = True
-        if stream:
-            opts = body.get("stream_options")
-            if not (type(opts) is dict and opts.get("include_usage") is True):
-                # Ask the provider for usage so it is never estimated; the extra
-                # chunk is stripped back out for the client that did not ask.
-                opts = dict(opts) if type(opts) is dict else {}
-                opts["include_usage"] = True
-                body["stream_options"] = opts
-                strip_usage = True
-                changed = True
-        payload = orjson.dumps(body) if changed else req.body
-        return Attempt(provider, upstream_model,
-                       provider.path(FORMAT_OPENAI_CHAT, upstream_model, stream),
-                       self.upstream_headers(req, provider, FORMAT_OPENAI_CHAT, stream), payload,
-                       ChatStreamObserver(strip_usage=strip_usage) if stream else None, None)
-
     # -- embeddings ------------------------------------------------------------------------
     def embeddings(self, req: Request, conn: HTTPConnection) -> Any:
         gw = self.gw
@@ -322,8 +242,6 @@ class ModelEndpoints:
                                         f"'{provider.name}', which has no embeddings API",
                                    kind="bad_request", param="model")
             if provider.kind == "gemini":
-                from protocols import embeddings as emb
-
                 up_body = emb.openai_to_gemini_batch(body, upstream_model)
                 payload = orjson.dumps(up_body)
                 adapter: Any = emb.GeminiEmbeddingsReply(body, model)
@@ -333,7 +251,7 @@ class ModelEndpoints:
                     payload = orjson.dumps(body)
                 else:
                     payload = req.body
-                adapter = None
+                adapter = emb.OpenAIEmbeddingsReply(upstream_model)
         except GatewayError as err:
             gw.send_error(req, conn, err, row, OPENAI)
             return None
@@ -365,7 +283,7 @@ class ModelEndpoints:
             chat_body = _translate_request(tr, body)
             chat_body["model"] = body.get("model") or loopback.LOOPBACK_MODEL
         hdrs = [(b"x-request-id", rid.encode())]
-        usage: Any = loopback.chat_usage(chat_body)
+        usage: Any = from_openai_chat(loopback.chat_usage(chat_body))
         if stream:
             frames = loopback.chat_stream(chat_body, request_id=cid, created=created)
             row["ttfb_ms"] = (time.monotonic() - row["_t0"]) * 1000.0

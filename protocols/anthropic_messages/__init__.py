@@ -23,12 +23,27 @@ Four directions, all pure. This facade is the format module interface
 
 from __future__ import annotations
 
-from .reply import decode_error, decode_response, encode_error, encode_response
+from .body import (
+    cap_output_tokens,
+    inject_warning,
+    request_stream_usage,
+    strip_reasoning,
+    tool_calls,
+)
+from .passthrough import HEARTBEAT, REPLY_FACTS, stream_error_event, stream_watch
+from .reply import (
+    decode_error,
+    decode_response,
+    encode_error,
+    encode_response,
+    is_error_body,
+)
 from .request_decode import decode_request
 from .request_encode import encode_request
 from .stream_decoder import StreamDecoder
 from .stream_encoder import StreamEncoder
 from .tables import FORMAT
+from .tokens import estimate_input_tokens
 
 __all__ = [
     "FORMAT",
@@ -40,4 +55,15 @@ __all__ = [
     "encode_error",
     "encode_request",
     "encode_response",
+    "is_error_body",
+    "REPLY_FACTS",
+    "request_stream_usage",
+    "stream_watch",
+    "stream_error_event",
+    "HEARTBEAT",
+    "cap_output_tokens",
+    "strip_reasoning",
+    "tool_calls",
+    "inject_warning",
+    "estimate_input_tokens",
 ]

@@ -183,3 +183,13 @@ def encode_error(err: ApiError, source_format: str | None = None) -> tuple[int, 
     if err.kind in (ErrorKind.INVALID_REQUEST, ErrorKind.SERVER) and err.status // 100 == status // 100:
         status = err.status
     return status, jsonio.dumps({"type": "error", "error": {"type": etype, "message": err.message}})
+
+
+def is_error_body(body: bytes) -> bool:
+    """Whether ``body`` is Anthropic's own error shape: ``{"type": "error", "error":
+    {...}}``."""
+    try:
+        obj = jsonio.loads(body) if body else None
+    except jsonio.JSONDecodeError:
+        return False
+    return type(obj) is dict and obj.get("type") == "error" and type(obj.get("error")) is dict

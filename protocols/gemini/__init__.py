@@ -49,7 +49,21 @@ encoder puts it back on the part that follows. Reasoning issued by another provi
 
 from __future__ import annotations
 
-from .reply import decode_error, decode_response, encode_error, encode_response
+from .body import (
+    cap_output_tokens,
+    inject_warning,
+    request_stream_usage,
+    strip_reasoning,
+    tool_calls,
+)
+from .passthrough import HEARTBEAT, REPLY_FACTS, stream_error_event, stream_watch
+from .reply import (
+    decode_error,
+    decode_response,
+    encode_error,
+    encode_response,
+    is_error_body,
+)
 from .request_decode import decode_request
 from .request_encode import encode_request
 from .stream_decoder import StreamDecoder
@@ -66,4 +80,14 @@ __all__ = [
     "encode_error",
     "encode_request",
     "encode_response",
+    "is_error_body",
+    "REPLY_FACTS",
+    "request_stream_usage",
+    "stream_watch",
+    "stream_error_event",
+    "HEARTBEAT",
+    "cap_output_tokens",
+    "strip_reasoning",
+    "tool_calls",
+    "inject_warning",
 ]

@@ -280,3 +280,15 @@ def encode_error(err: ApiError, source_format: str | None = None) -> tuple[int, 
     code, obj = _error_body(err.kind, err.message, err.status if own else None,
                             err.type_ if own else None)
     return code, jsonio.dumps(obj)
+
+
+def is_error_body(body: bytes) -> bool:
+    """Whether ``body`` is Google's own error shape: ``{"error": {...}}``, or the
+    one-element array of it ``streamGenerateContent`` without ``alt=sse`` sends."""
+    try:
+        obj = jsonio.loads(body) if body else None
+    except jsonio.JSONDecodeError:
+        return False
+    if type(obj) is list and len(obj) == 1:
+        obj = obj[0]
+    return type(obj) is dict and type(obj.get("error")) is dict

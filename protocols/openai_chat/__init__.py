@@ -24,7 +24,15 @@ Errors (``decode_error`` / ``encode_error``, ``{"error": {message, type, param, 
 
 from __future__ import annotations
 
-from .._openai import decode_error, encode_error
+from .._openai import decode_error, encode_error, is_error_body
+from .body import (
+    cap_output_tokens,
+    inject_warning,
+    request_stream_usage,
+    strip_reasoning,
+    tool_calls,
+)
+from .passthrough import HEARTBEAT, REPLY_FACTS, stream_error_event, stream_watch
 from .reply import decode_response, encode_response
 from .request import decode_request, encode_request
 from .stream_decoder import StreamDecoder
@@ -41,4 +49,14 @@ __all__ = [
     "encode_error",
     "encode_request",
     "encode_response",
+    "is_error_body",
+    "REPLY_FACTS",
+    "request_stream_usage",
+    "stream_watch",
+    "stream_error_event",
+    "HEARTBEAT",
+    "cap_output_tokens",
+    "strip_reasoning",
+    "tool_calls",
+    "inject_warning",
 ]
