@@ -26,7 +26,7 @@ from ..ir import (
     ToolResult,
 )
 from .request_decode import _decode_thinking, _decode_tool_config
-from .schema import to_gemini_schema
+from .schema import SchemaBudget, to_gemini_schema
 from .tables import (
     EFFORT_THINKING_BUDGET,
     FORMAT,
@@ -131,7 +131,8 @@ def encode_request(req: Request, ctx: ir.Context | None = None) -> dict[str, Any
             if orig_schema is not None:
                 gc[orig_schema[0]] = orig_schema[1]
             else:
-                gc["responseSchema"] = to_gemini_schema(rf.schema)
+                gc["responseSchema"] = to_gemini_schema(
+                    rf.schema, SchemaBudget("the response format", "response_format"))
     thinking = _encode_thinking(req.reasoning, extras.get("_thinking"), translated)
     if thinking is not None:
         gc["thinkingConfig"] = thinking
@@ -222,7 +223,7 @@ def _declaration(t: ir.FunctionTool | ir.CustomTool, names: dict[str, str] | Non
     if orig is not None:
         out[orig[0]] = orig[1]
     elif t.parameters is not None:
-        params = to_gemini_schema(t.parameters)
+        params = to_gemini_schema(t.parameters, SchemaBudget(f"tool {t.name!r}", "tools"))
         if params.get("properties") or params.get("type") not in (None, "object"):
             out["parameters"] = params
     out.update(_public(own))

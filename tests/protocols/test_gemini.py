@@ -37,6 +37,7 @@ from protocols.ir import (
     Usage,
     UsageUpdate,
 )
+from protocols.translate import Translation
 from tests.protocols.conftest import (
     CREATED,
     REQUEST_ID,
@@ -311,6 +312,44 @@ def test_schema_cut_down_to_the_parameters_subset() -> None:
                  "$defs": {"N": {"type": "object", "properties": {"next": {"$ref": "#/$defs/N"}}}}}
     assert gm_schema.to_gemini_schema(recursive)["type"] == "object"  # bounded, no recursion error
     assert gm_schema.to_gemini_schema("nope") == {}
+
+
+# A tool schema whose $ref inlining explodes: a 2-child recursive type (270 bytes of
+# request) and a diamond where each definition refers to the previous one twice. Both
+# once ran for minutes and took gigabytes; now they stop at MAX_SCHEMA_NODES.
+RECURSIVE_TREE = {"$defs": {"n": {"type": "object", "properties": {
+    "l": {"$ref": "#/$defs/n"}, "r": {"$ref": "#/$defs/n"}}}}, "$ref": "#/$defs/n"}
+DIAMOND = {"$defs": {"d0": {"type": "string"}, **{
+    f"d{i}": {"type": "object", "properties": {"a": {"$ref": f"#/$defs/d{i - 1}"},
+                                               "b": {"$ref": f"#/$defs/d{i - 1}"}}}
+    for i in range(1, 31)}}, "$ref": "#/$defs/d30"}
+
+
+@pytest.mark.parametrize("schema", [RECURSIVE_TREE, DIAMOND], ids=["recursive", "diamond"])
+def test_exploding_schema_is_refused_with_bounded_work(schema) -> None:
+    budget = gm_schema.SchemaBudget("tool 'tree'")
+    with pytest.raises(UnsupportedFeature) as exc:
+        gm_schema.to_gemini_schema(schema, budget)
+    assert budget.nodes == gm_schema.MAX_SCHEMA_NODES + 1  # stopped at the bound
+    assert "tool 'tree'" in exc.value.message and exc.value.status_hint == 400
+    body = {"model": "gemini-2.5-flash", "messages": [{"role": "user", "content": "x"}],
+            "tools": [{"type": "function", "function": {"name": "tree", "parameters": schema}}]}
+    tr = Translation(ir.FORMAT_OPENAI_CHAT, ir.FORMAT_GEMINI, request_id="r", created=0)
+    with pytest.raises(UnsupportedFeature, match="tool 'tree'") as exc:
+        tr.request(body)
+    assert exc.value.param == "tools"
+
+
+def test_schema_copying_a_large_value_often_is_refused_by_bytes() -> None:
+    defs = {"d0": {"type": "string", "description": "x" * 100_000}}
+    for i in range(1, 6):  # 32 copies of 100 KB: 3.2 MB from a 100 KB schema
+        defs[f"d{i}"] = {"type": "object", "properties": {
+            "a": {"$ref": f"#/$defs/d{i - 1}"}, "b": {"$ref": f"#/$defs/d{i - 1}"}}}
+    budget = gm_schema.SchemaBudget("tool 'wide'")
+    with pytest.raises(UnsupportedFeature, match="bytes"):
+        gm_schema.to_gemini_schema({"$defs": defs, "$ref": "#/$defs/d5"}, budget)
+    assert budget.nodes < 100
+    assert budget.output_bytes <= gm_schema.MAX_SCHEMA_OUTPUT_BYTES + 100_000
 
 
 def test_encode_translated_request() -> None:
