@@ -745,6 +745,7 @@ def _fast_init(cls: type) -> None:
     init = ns["__init__"]
     init.__qualname__ = f"{cls.__qualname__}.__init__"
     init.__module__ = cls.__module__
+    # mypy cannot type an __init__ built at run time; the dataclass fields are its signature.
     cls.__init__ = init  # type: ignore[misc]
 
 

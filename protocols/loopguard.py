@@ -39,7 +39,7 @@ def _norm_args(args: Any) -> str:
         try:
             args = jsonio.loads(args)
         except jsonio.JSONDecodeError:
-            return args.strip()
+            return str(args).strip()
     try:
         return jsonio.dumps_sorted(args).decode()
     except (TypeError, ValueError):

@@ -597,7 +597,7 @@ class FrameSplitter:
             param="sse.event",
             limit=self._max_event,
         )
-        err.frames = frames  # type: ignore[attr-defined]
+        err.frames = frames
         return err
 
     def _line_too_long(self, chunk: bytes, at: int) -> BufferLimitExceeded:
@@ -610,7 +610,7 @@ class FrameSplitter:
             param="sse.line",
             limit=self._max_line,
         )
-        err.frames = frames  # type: ignore[attr-defined]
+        err.frames = frames
         return err
 
     def close(self) -> bytes:

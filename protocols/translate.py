@@ -127,11 +127,13 @@ class Translation:
             if asked is None:
                 return body
             self._strip_usage = True
-            return asked  # type: ignore[no-any-return]
+            sent: dict[str, Any] = asked
+            return sent
         req = self._client.decode_request(body, ctx)
         ctx.client_request = req
         self._requested_model = req.model
-        return self._upstream.encode_request(req, ctx)
+        up: dict[str, Any] = self._upstream.encode_request(req, ctx)
+        return up
 
     # -- complete replies --------------------------------------------------------------
 
@@ -158,7 +160,8 @@ class Translation:
             return body
         resp = self._upstream.decode_response(body, self._ctx)
         self._response = resp
-        return self._client.encode_response(resp, self._ctx)
+        out: dict[str, Any] = self._client.encode_response(resp, self._ctx)
+        return out
 
     def error(self, status: int, body: bytes) -> tuple[int, bytes]:
         """Status and body for the client, for the upstream's HTTP error reply: always in
@@ -170,7 +173,8 @@ class Translation:
         self._error = err
         if self.observe and self._upstream.is_error_body(body):
             return status, body
-        return self._client.encode_error(err, self.upstream_format)  # type: ignore[no-any-return]
+        result: tuple[int, bytes] = self._client.encode_error(err, self.upstream_format)
+        return result
 
     # -- streams -----------------------------------------------------------------------
 
@@ -203,9 +207,10 @@ class Translation:
         if not events:
             return b""
         try:
-            return self._enc.encode(events)
+            out: bytes = self._enc.encode(events)
         except ProtocolError as e:
             return self._broken(e)
+        return out
 
     def finish(self) -> bytes:
         """Upstream EOF: the rest of the client's stream. A stream that ended without its
@@ -228,11 +233,12 @@ class Translation:
         if self._dead:
             return b""
         try:
-            out = self._enc.encode(dec.close())
+            out: bytes = self._enc.encode(dec.close())
         except ProtocolError as e:
             return self._broken(e)
         self._dead = True
-        return out + self._enc.close()
+        end: bytes = self._enc.close()
+        return out + end
 
     def _broken(self, e: ProtocolError) -> bytes:
         """The upstream broke its protocol mid-stream: end the client's stream with an
@@ -240,8 +246,10 @@ class Translation:
         self._dead = self._broke = True
         kind = ErrorKind.UPSTREAM_PROTOCOL if isinstance(e, UpstreamProtocolError) else ErrorKind.SERVER
         try:
-            return self._enc.encode([StreamError(kind, f"upstream protocol error: {e.message}",
-                                                 e.status_hint)]) + self._enc.close()
+            out: bytes = self._enc.encode([StreamError(kind, f"upstream protocol error: {e.message}",
+                                                       e.status_hint)])
+            end: bytes = self._enc.close()
+            return out + end
         except ProtocolError:
             return b""
 
@@ -280,9 +288,11 @@ class Translation:
     @property
     def usage(self) -> ir.Usage | None:
         if self._dec is not None and self._dec.usage is not None:
-            return self._dec.usage
+            usage: ir.Usage = self._dec.usage
+            return usage
         if self._observed is not None:
-            return self._observed_usage
+            observed: ir.Usage | None = self._observed_usage
+            return observed
         if self._response is not None:
             return self._response.usage
         return None
@@ -290,7 +300,8 @@ class Translation:
     @property
     def model(self) -> str | None:
         if self._dec is not None and self._dec.model:
-            return self._dec.model
+            served: str = self._dec.model
+            return served
         body = self._observed
         if body is not None:
             model = body.get(self._upstream.REPLY_FACTS[1]) if type(body) is dict else None
@@ -302,14 +313,16 @@ class Translation:
     @property
     def stop_reason(self) -> ir.StopReason | None:
         if self._dec is not None:
-            return self._dec.stop_reason
+            stop: ir.StopReason | None = self._dec.stop_reason
+            return stop
         resp = self._decoded()
         return resp.stop_reason if resp is not None else None
 
     @property
     def tool_calls_seen(self) -> int:
         if self._dec is not None:
-            return self._dec.tool_calls
+            n: int = self._dec.tool_calls
+            return n
         resp = self._decoded()
         if resp is not None:
             return sum(1 for b in resp.content if type(b) is ir.ToolCall)

@@ -103,11 +103,10 @@ def encode_response(resp: Response, ctx: ir.Context | None = None) -> dict[str, 
     content: list[dict[str, Any]] = []
     has_tools = False
     for b in resp.content:
-        t = type(b)
-        if t is Text:
+        if type(b) is Text:
             if b.text:
                 content.append({"type": "text", "text": b.text})
-        elif t is ToolCall:
+        elif type(b) is ToolCall:
             has_tools = True
             if b.kind is ToolKind.CUSTOM:
                 inp: Any = {ir.CUSTOM_INPUT_KEY: b.arguments}
@@ -117,11 +116,11 @@ def encode_response(resp: Response, ctx: ir.Context | None = None) -> dict[str, 
                 inp = ir.parse_arguments(b.arguments, jsonio.loads)
             content.append({"type": "tool_use", "id": wire_tool_id(b.id), "name": b.name,
                             "input": inp})
-        elif t is Reasoning:
+        elif type(b) is Reasoning:
             rb = _reasoning_block(b)
             if rb is not None:
                 content.append(rb)
-        elif t is NativeBlock and b.provider == FORMAT:
+        elif type(b) is NativeBlock and b.provider == FORMAT:
             content.append(b.data)
     stop = resp.stop_reason
     if has_tools and stop is StopReason.END_TURN:

@@ -231,7 +231,7 @@ def _decode_text(b: dict[str, Any], p: str) -> Text:
     text = b.get("text")
     if type(text) is not str:
         text = _str(b, "text", f"{p}.text", required=True)  # raises
-    return Text(text, b.get("cache_control"), _rest(b, _TEXT_KEYS))
+    return Text(str(text), b.get("cache_control"), _rest(b, _TEXT_KEYS))
 
 
 def _decode_source(b: dict[str, Any], p: str) -> tuple[str | None, str | None, str | None, str | None]:

@@ -3,7 +3,7 @@ applying the docs/protocols.md §5.8 hard cases."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 from .. import ir, jsonio
 from .._fields import public as _public
@@ -95,10 +95,10 @@ def encode_request(req: Request, ctx: ir.Context | None = None) -> dict[str, Any
     # Tools.
     allowed = set(req.tool_choice.allowed) if req.tool_choice and req.tool_choice.allowed is not None else None
     tools = []
-    for t in req.tools:
-        if allowed is not None and getattr(t, "name", None) not in allowed:
+    for tool in req.tools:
+        if allowed is not None and getattr(tool, "name", None) not in allowed:
             continue  # Anthropic has no allowed-tools list: offer only those (§5.1).
-        tools.append(_encode_tool(t, names, ctx))
+        tools.append(_encode_tool(tool, names, ctx))
     if tools:
         body["tools"] = tools
 
@@ -217,20 +217,19 @@ def _source(b: Image | File, param: str) -> dict[str, Any]:
 
 def _encode_block(b: ir.Block, param: str, names: dict[str, str] | None,
                   keep_blank: bool = False) -> dict[str, Any] | None:
-    t = type(b)
-    if t is Text:
+    if type(b) is Text:
         if _is_blank(b.text) and not keep_blank:
             return None  # §5.8 case 7: Anthropic rejects empty text blocks
         return _text_block(b)
-    if t is Image:
+    if type(b) is Image:
         if b.data is not None and b.media_type not in IMAGE_MEDIA_TYPES:
             raise UnsupportedFeature(param, f"image type {b.media_type!r}")
-        out = {"type": "image", "source": _source(b, param)}
+        out: dict[str, Any] = {"type": "image", "source": _source(b, param)}
         if b.cache_control is not None:
             out["cache_control"] = b.cache_control
         out.update({k: v for k, v in ir.extras_for(b, FORMAT).items() if not k.startswith("_")})
         return out
-    if t is File:
+    if type(b) is File:
         out = {"type": "document", "source": _source(b, param)}
         if b.filename is not None:
             out["title"] = b.filename
@@ -238,7 +237,7 @@ def _encode_block(b: ir.Block, param: str, names: dict[str, str] | None,
             out["cache_control"] = b.cache_control
         out.update({k: v for k, v in ir.extras_for(b, FORMAT).items() if not k.startswith("_")})
         return out
-    if t is ToolCall:
+    if type(b) is ToolCall:
         if b.kind is ToolKind.CUSTOM:
             inp: Any = {ir.CUSTOM_INPUT_KEY: b.arguments}
         elif type(b.input) is dict:
@@ -251,11 +250,12 @@ def _encode_block(b: ir.Block, param: str, names: dict[str, str] | None,
             out["cache_control"] = b.cache_control
         out.update({k: v for k, v in ir.extras_for(b, FORMAT).items() if not k.startswith("_")})
         return out
-    if t is ToolResult:
+    if type(b) is ToolResult:
         bx = ir.extras_for(b, FORMAT)
         out = {"type": "tool_result", "tool_use_id": wire_tool_id(b.id)}
-        parts = [_encode_block(c, f"{param}.content[{k}]", names) for k, c in enumerate(b.content)]
-        parts = [p for p in parts if p is not None]
+        encoded = [_encode_block(c, f"{param}.content[{k}]", names)
+                   for k, c in enumerate(b.content)]
+        parts = [p for p in encoded if p is not None]
         if parts:
             if len(parts) == 1 and parts[0]["type"] == "text" and len(parts[0]) == 2 \
                     and not bx.get("_content_list"):
@@ -272,7 +272,7 @@ def _encode_block(b: ir.Block, param: str, names: dict[str, str] | None,
             out["cache_control"] = b.cache_control
         out.update({k: v for k, v in bx.items() if not k.startswith("_")})
         return out
-    if t is Reasoning:
+    if type(b) is Reasoning:
         # §5.8 case 11: only Anthropic's own thinking, byte for byte.
         if b.provider != FORMAT:
             return None
@@ -281,7 +281,7 @@ def _encode_block(b: ir.Block, param: str, names: dict[str, str] | None,
         if b.signature is None or not b.text:
             return None
         return {"type": "thinking", "thinking": b.text, "signature": b.signature}
-    if t is NativeBlock:
+    if type(b) is NativeBlock:
         if b.provider == FORMAT:
             return b.data
         raise UnsupportedFeature(param, f"{b.provider} {b.type!r} content")
@@ -325,7 +325,8 @@ def _append_message(out: list[dict[str, Any]], m: Message, i: int,
 def _as_blocks(content: Any) -> list[dict[str, Any]]:
     if type(content) is str:
         return [{"type": "text", "text": content}] if content else []
-    return content
+    blocks: list[dict[str, Any]] = content
+    return blocks
 
 
 def _finish_messages(messages: list[dict[str, Any]]) -> None:
@@ -374,8 +375,7 @@ def _tool_loop_without_thinking(messages: list[dict[str, Any]]) -> bool:
 
 
 def _encode_tool(t: ir.Tool, names: dict[str, str] | None, ctx: ir.Context | None) -> dict[str, Any]:
-    tt = type(t)
-    if tt is ir.FunctionTool:
+    if type(t) is ir.FunctionTool:
         schema = t.parameters
         if not schema:
             schema = {"type": "object", "properties": {}}
@@ -395,7 +395,7 @@ def _encode_tool(t: ir.Tool, names: dict[str, str] | None, ctx: ir.Context | Non
             out["strict"] = t.strict
         out.update(ir.extras_for(t, FORMAT))
         return out
-    if tt is ir.CustomTool:
+    if type(t) is ir.CustomTool:
         desc = t.description or ""
         fmt = t.format or {}
         if fmt.get("type") == "grammar" and type(fmt.get("definition")) is str:
@@ -409,9 +409,10 @@ def _encode_tool(t: ir.Tool, names: dict[str, str] | None, ctx: ir.Context | Non
                 "required": [ir.CUSTOM_INPUT_KEY],
             },
         }
-    if t.provider == FORMAT:
-        return t.spec
-    raise UnsupportedFeature("tools", f"the {t.provider} built-in tool {t.type!r}")
+    native = cast(ir.NativeTool, t)  # the one kind left
+    if native.provider == FORMAT:
+        return native.spec
+    raise UnsupportedFeature("tools", f"the {native.provider} built-in tool {native.type!r}")
 
 
 def _encode_tool_choice(tc: ir.ToolChoice, names: dict[str, str] | None) -> dict[str, Any] | None:

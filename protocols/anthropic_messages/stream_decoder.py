@@ -11,7 +11,7 @@ from .._fields import (
     custom_tool_names,
     unwrap_custom_input,
 )
-from .._streams import StreamDecoderBase
+from .._streams import MAX_HELD_CHARS, StreamDecoderBase
 from ..errors import (
     BufferLimitExceeded,
     UpstreamProtocolError,
@@ -39,12 +39,6 @@ from .tables import _KIND_TO_ERROR, FORMAT
 # Streams: wire -> IR
 # ---------------------------------------------------------------------------------------
 
-#: Byte budget for tool input held back: by the encoder, tool blocks that start while an
-#: earlier block is still streaming (IR contract rule 3); by the decoder, the input of a
-#: custom-tool call until its block stops. Tool arguments are small (Claude Code's
-#: largest observed inputs are file writes of a few hundred KiB); 8 MiB bounds a
-#: misbehaving upstream.
-MAX_HELD_BYTES = 8 * 1024 * 1024
 
 # Observe mode skips the JSON of these frames: they carry no facts.
 _OBSERVE_SKIP = (b"event: content_block_delta\n", b"event: ping\n")
@@ -62,7 +56,7 @@ class StreamDecoder(StreamDecoderBase):
 
     A call to a custom (freeform) tool of the client (``ctx.client_request``), which
     reached Anthropic as a tool taking ``{"input": raw}`` (``ir.CUSTOM_INPUT_KEY``), is a
-    ``ToolKind.CUSTOM`` block: its input is held (within ``MAX_HELD_BYTES``) and comes
+    ``ToolKind.CUSTOM`` block: its input is held (within ``MAX_HELD_CHARS``) and comes
     out unwrapped, as one ``ToolArgsDelta`` with the raw string, when the block stops.
 
     Facts read by ``Translation``: ``model``, ``id``, ``usage``, ``stop_reason``,
@@ -70,7 +64,7 @@ class StreamDecoder(StreamDecoderBase):
     """
 
     __slots__ = ("_blocks", "_next", "_raw_usage", "_stop", "_stop_sequence", "_started",
-                 "_custom", "_held", "_held_bytes")
+                 "_custom", "_held", "_held_chars")
 
     _OBSERVE_SKIP = _OBSERVE_SKIP
     _TEXT_KEY = b'"text":"'
@@ -86,7 +80,7 @@ class StreamDecoder(StreamDecoderBase):
         self._started = False
         self._custom = custom_tool_names(ctx)
         self._held: dict[int, list[str]] = {}  # custom-tool block -> its input pieces
-        self._held_bytes = 0
+        self._held_chars = 0
 
     def _eof(self, out: list[ir.StreamEvent]) -> None:
         self._fail(out, StreamError(ErrorKind.UPSTREAM_PROTOCOL,
@@ -233,10 +227,10 @@ class StreamDecoder(StreamDecoderBase):
             out.append(BlockStop(idx))
 
     def _hold(self, idx: int, piece: str) -> None:
-        self._held_bytes += len(piece)
-        if self._held_bytes > MAX_HELD_BYTES:
-            raise BufferLimitExceeded(f"more than {MAX_HELD_BYTES} bytes of custom tool input held",
-                                      param="delta.partial_json", limit=MAX_HELD_BYTES)
+        self._held_chars += len(piece)
+        if self._held_chars > MAX_HELD_CHARS:
+            raise BufferLimitExceeded(f"more than {MAX_HELD_CHARS} characters of custom tool input held",
+                                      param="delta.partial_json", limit=MAX_HELD_CHARS)
         self._held[idx].append(piece)
 
     def _on_message_delta(self, obj: dict[str, Any], out: list[ir.StreamEvent]) -> None:

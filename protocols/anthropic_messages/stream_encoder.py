@@ -6,7 +6,7 @@ from typing import Any
 
 from .. import ir, jsonio
 from .. import usage as usage_mod
-from .._streams import StreamEncoderBase
+from .._streams import MAX_HELD_CHARS, StreamEncoderBase
 from ..errors import (
     UpstreamProtocolError,
 )
@@ -26,7 +26,6 @@ from ..ir import (
     UsageUpdate,
 )
 from .request_decode import wire_tool_id
-from .stream_decoder import MAX_HELD_BYTES
 from .tables import _KIND_TO_ERROR, _STOP_TO_WIRE, FORMAT
 
 # ---------------------------------------------------------------------------------------
@@ -48,7 +47,7 @@ class StreamEncoder(StreamEncoderBase):
     * Blocks are numbered 0, 1, 2… in the order they are opened here, one at a time. A
       text or thinking block opens at its first non-empty delta, so an upstream's empty
       text never becomes an empty block (§5.8 case 7). A tool block that starts while
-      another block is open is held (bounded by ``MAX_HELD_BYTES``) and replayed whole
+      another block is open is held (bounded by ``MAX_HELD_CHARS``) and replayed whole
       once the open block stops.
     * ``message_delta`` is written at ``MessageEnd``, when usage is final (decoders emit
       every ``UsageUpdate`` before it), then exactly one ``message_stop``.
@@ -57,7 +56,7 @@ class StreamEncoder(StreamEncoderBase):
     """
 
     __slots__ = (
-        "_next", "_map", "_open", "_kinds", "_pending_tool", "_held", "_held_bytes", "_usage",
+        "_next", "_map", "_open", "_kinds", "_pending_tool", "_held", "_held_chars", "_usage",
         "_tool_blocks", "_prefix",
     )
 
@@ -68,7 +67,7 @@ class StreamEncoder(StreamEncoderBase):
         self._open = -1  # IR index of the open Anthropic block, or -1
         self._kinds: dict[int, BlockStart] = {}  # IR index -> its BlockStart (not yet opened)
         self._held: dict[int, list[ir.StreamEvent]] = {}  # IR index -> held events
-        self._held_bytes = 0
+        self._held_chars = 0
         self._pending_tool: list[int] = []  # held tool blocks, in start order
         self._prefix: dict[int, bytes] = {}  # Anthropic index -> delta event prefix
         self._usage: Usage | None = None
@@ -100,10 +99,10 @@ class StreamEncoder(StreamEncoderBase):
         return self._open >= 0 and self._open != idx
 
     def _hold(self, idx: int, ev: ir.StreamEvent, size: int) -> bytes:
-        self._held_bytes += size
-        if self._held_bytes > MAX_HELD_BYTES:
+        self._held_chars += size
+        if self._held_chars > MAX_HELD_CHARS:
             raise UpstreamProtocolError(
-                f"more than {MAX_HELD_BYTES} bytes of overlapping tool calls held",
+                f"more than {MAX_HELD_CHARS} characters of overlapping tool calls held",
                 param="tool_calls")
         self._held.setdefault(idx, []).append(ev)
         return b""
@@ -119,7 +118,7 @@ class StreamEncoder(StreamEncoderBase):
         if ev.usage is not None:
             self._usage = ev.usage
         u = usage_mod.to_anthropic(ev.usage or Usage())
-        msg = {
+        msg: dict[str, Any] = {
             "id": ctx.new_id("msg_") if ctx is not None else (ev.id or "msg"),
             "type": "message",
             "role": "assistant",
@@ -234,7 +233,7 @@ class StreamEncoder(StreamEncoderBase):
             events = self._held.pop(idx)
             parts.append(self._start_tool(start))
             for e in events:
-                self._held_bytes -= len(e.arguments) if type(e) is ToolArgsDelta else 0
+                self._held_chars -= len(e.arguments) if type(e) is ToolArgsDelta else 0
                 parts.append(self._dispatch[type(e)](self, e))
         return b"".join(parts)
 

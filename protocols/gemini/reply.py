@@ -59,10 +59,11 @@ def _call_from_wire(fc: dict[str, Any], ctx: ir.Context | None, custom: frozense
         args = {}
     if type(args) is not dict:
         raise UpstreamProtocolError("functionCall.args is not an object", param="functionCall.args")
-    cid = fc.get("id")
-    synth = type(cid) is not str or not cid
-    if synth:
-        cid = synth_tool_id(seed, ordinal, name)
+    wire_id = fc.get("id")
+    if type(wire_id) is str and wire_id:
+        cid, synth = wire_id, False
+    else:
+        cid, synth = synth_tool_id(seed, ordinal, name), True
     name = _client_name(ctx, name)
     if name in custom and type(args.get(ir.CUSTOM_INPUT_KEY)) is str:
         return cid, name, args[ir.CUSTOM_INPUT_KEY], ToolKind.CUSTOM, None, synth
@@ -205,15 +206,15 @@ def _reply_parts(blocks: tuple[ir.Block, ...], parts: list[dict[str, Any]]) -> l
         out.append(part)
     # Reasoning _encode_message dropped (not Gemini's own) is shown first, as thoughts.
     thoughts: list[dict[str, Any]] = []
-    for b in blocks:
-        if type(b) is not Reasoning or b.provider == FORMAT:
+    for r in blocks:
+        if type(r) is not Reasoning or r.provider == FORMAT:
             continue
-        if b.provider is not None and (b.signature or b.redacted_data is not None):
-            thoughts.append({"text": b.text, "thought": True,
+        if r.provider is not None and (r.signature or r.redacted_data is not None):
+            thoughts.append({"text": r.text, "thought": True,
                              "thoughtSignature": _payload_signature(
-                                 b.provider, b.text, b.signature, b.redacted_data)})
-        elif b.text or b.summary:
-            thoughts.append({"text": b.text or "\n\n".join(b.summary), "thought": True})
+                                 r.provider, r.text, r.signature, r.redacted_data)})
+        elif r.text or r.summary:
+            thoughts.append({"text": r.text or "\n\n".join(r.summary), "thought": True})
     return thoughts + out
 
 

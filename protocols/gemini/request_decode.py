@@ -275,12 +275,12 @@ def _decode_part(part: dict[str, Any], p: str, role: Role, pending: list[tuple[s
     elif "fileData" in part:
         d = _dict(part["fileData"], f"{p}.fileData")
         uri = _str(d, "fileUri", f"{p}.fileData.fileUri", required=True) or ""
-        mime = _str(d, "mimeType", f"{p}.fileData.mimeType")
+        file_mime = _str(d, "mimeType", f"{p}.fileData.mimeType")
         rest.update({"_d": _rest(d, {"mimeType", "fileUri"})} if len(d) > 2 else {})
-        if mime is not None and mime.startswith("image/"):
-            out.append(Image(media_type=mime, url=uri, extras=_ex(rest)))
+        if file_mime is not None and file_mime.startswith("image/"):
+            out.append(Image(media_type=file_mime, url=uri, extras=_ex(rest)))
         else:
-            out.append(File(media_type=mime, url=uri, extras=_ex(rest)))
+            out.append(File(media_type=file_mime, url=uri, extras=_ex(rest)))
     elif "functionCall" in part:
         fc = _dict(part["functionCall"], f"{p}.functionCall")
         name = _str(fc, "name", f"{p}.functionCall.name", required=True) or ""

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 from .. import ir, jsonio
 from .._fields import public as _public
@@ -187,18 +187,18 @@ def _encode_tools(req: Request, names: dict[str, str] | None) -> list[dict[str, 
     entries: list[dict[str, Any]] = []
     groups: dict[Any, list[dict[str, Any]]] = {}
     for t in req.tools:
-        tt = type(t)
-        if tt is ir.FunctionTool or tt is ir.CustomTool:
+        if type(t) is ir.FunctionTool or type(t) is ir.CustomTool:
             decl = _declaration(t, names)
             group = _own(t).get("_group", "_all")
             if group not in groups:
                 groups[group] = []
                 entries.append({"functionDeclarations": groups[group]})
             groups[group].append(decl)
-        elif t.provider == FORMAT:
+        elif type(t) is ir.NativeTool and t.provider == FORMAT:
             entries.append(t.spec)
         else:
-            raise UnsupportedFeature("tools", f"the {t.provider} built-in tool {t.type!r}")
+            native = cast(ir.NativeTool, t)  # the one kind left
+            raise UnsupportedFeature("tools", f"the {native.provider} built-in tool {native.type!r}")
     return entries
 
 
@@ -222,7 +222,7 @@ def _declaration(t: ir.FunctionTool | ir.CustomTool, names: dict[str, str] | Non
     orig = own.get("_params")
     if orig is not None:
         out[orig[0]] = orig[1]
-    elif t.parameters is not None:
+    elif type(t) is ir.FunctionTool and t.parameters is not None:
         params = to_gemini_schema(t.parameters, SchemaBudget(f"tool {t.name!r}", "tools"))
         if params.get("properties") or params.get("type") not in (None, "object"):
             out["parameters"] = params
@@ -231,19 +231,18 @@ def _declaration(t: ir.FunctionTool | ir.CustomTool, names: dict[str, str] | Non
 
 
 def _encode_part(b: ir.Block, param: str, translated: bool) -> dict[str, Any] | None:
-    t = type(b)
-    if t is NativeBlock:
+    if type(b) is NativeBlock:
         if b.provider == FORMAT:
             return b.data
         raise UnsupportedFeature(param, f"{b.provider} {b.type!r} content")
     own = _own(b)
-    if t is Text:
+    if type(b) is Text:
         if translated and not b.text and not own:
             return None  # Gemini rejects empty text parts
         part: dict[str, Any] = {"text": b.text}
         part.update(_public(own))
         return part
-    if t is Image or t is File:
+    if type(b) is Image or type(b) is File:
         if b.data is not None:
             d: dict[str, Any] = {"mimeType": b.media_type or "application/octet-stream",
                                  "data": b.data}
@@ -251,7 +250,7 @@ def _encode_part(b: ir.Block, param: str, translated: bool) -> dict[str, Any] | 
             part = {"inlineData": d}
         elif b.url is not None:
             d = {"fileUri": b.url}
-            mime = b.media_type or _guess_mime(b.url, t is Image)
+            mime = b.media_type or _guess_mime(b.url, type(b) is Image)
             if mime is not None:
                 d["mimeType"] = mime
             d.update(own.get("_d") or {})
@@ -297,9 +296,8 @@ def _encode_message(m: Message, p: str, contents: list[dict[str, Any]],
         parts.append(part)
 
     for j, b in enumerate(m.content):
-        t = type(b)
         q = f"{p}.content[{j}]"
-        if t is ToolCall:
+        if type(b) is ToolCall:
             own = _own(b)
             name = wire_tool_name(b.name, names)
             call_names[b.id] = name
@@ -309,10 +307,10 @@ def _encode_message(m: Message, p: str, contents: list[dict[str, Any]],
             if own.get("_wire_id"):
                 fc["id"] = b.id
             fc.update(own.get("_fc") or {})
-            part = {"functionCall": fc}
+            part: dict[str, Any] = {"functionCall": fc}
             part.update(_public(own))
             add(part)
-        elif t is ToolResult:
+        elif type(b) is ToolResult:
             own = _own(b)
             name = b.name or call_names.get(b.id) or ""
             if not name:
@@ -339,7 +337,7 @@ def _encode_message(m: Message, p: str, contents: list[dict[str, Any]],
             part = {"functionResponse": fr}
             part.update(_public(own))
             add(part)
-        elif t is Reasoning:
+        elif type(b) is Reasoning:
             own = _own(b)
             if b.provider == FORMAT and "_sig" not in own:
                 if own.get("_thought") or b.text:

@@ -6,7 +6,7 @@ from typing import Any
 
 from .. import ir, jsonio
 from .. import usage as usage_mod
-from .._streams import StreamEncoderBase
+from .._streams import MAX_HELD_CHARS, StreamEncoderBase
 from ..errors import (
     BufferLimitExceeded,
 )
@@ -27,7 +27,7 @@ from ..ir import (
 )
 from .payload import _payload_signature
 from .reply import _error_body
-from .tables import _STOP_TO_FINISH, FORMAT, MAX_HELD_BYTES
+from .tables import _STOP_TO_FINISH, FORMAT
 
         # inlineData (generated images), executableCode…: not modelled in streams.
 
@@ -43,7 +43,7 @@ class StreamEncoder(StreamEncoderBase):
     Every frame is ``data: <GenerateContentResponse>`` plus a blank line (no ``event:``
     lines, no end marker) and holds only the new parts: one ``text`` part per text delta,
     one ``text`` + ``thought`` part per reasoning delta, one whole ``functionCall`` part
-    per tool call (its arguments are buffered, within ``MAX_HELD_BYTES``, until the
+    per tool call (its arguments are buffered, within ``MAX_HELD_CHARS``, until the
     block stops). The last frame carries ``finishReason`` and ``usageMetadata``. A
     ``StreamError`` becomes a frame holding a Google RPC ``error`` object, after which
     the stream ends; so does a cut stream, never with a fabricated ``finishReason`` (§6.3
@@ -129,9 +129,9 @@ class StreamEncoder(StreamEncoderBase):
         if tool is None or not ev.arguments:
             return b""
         self._held += len(ev.arguments)
-        if self._held > MAX_HELD_BYTES:
-            raise BufferLimitExceeded(f"more than {MAX_HELD_BYTES} bytes of tool arguments held",
-                                      param="functionCall.args", limit=MAX_HELD_BYTES)
+        if self._held > MAX_HELD_CHARS:
+            raise BufferLimitExceeded(f"more than {MAX_HELD_CHARS} characters of tool arguments held",
+                                      param="functionCall.args", limit=MAX_HELD_CHARS)
         tool[3].append(ev.arguments)
         return b""
 

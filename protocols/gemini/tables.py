@@ -37,9 +37,6 @@ EFFORT_THINKING_BUDGET = {
     "xhigh": 24576,
     "max": 24576,
 }
-#: Byte budget for tool arguments buffered until their block ends (a ``functionCall``
-#: part carries whole ``args``), and for blocks held while another one is open.
-MAX_HELD_BYTES = 8 * 1024 * 1024
 
 _NAME_OK = re.compile(r"[a-zA-Z_][a-zA-Z0-9_.:-]{0,63}")
 _NAME_BAD = re.compile(r"[^a-zA-Z0-9_.:-]")

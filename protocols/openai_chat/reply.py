@@ -96,20 +96,19 @@ def encode_response(resp: Response, ctx: ir.Context | None = None) -> dict[str, 
     reasoning: list[str] = []
     calls: list[dict[str, Any]] = []
     for b in resp.content:
-        t = type(b)
-        if t is Text:
+        if type(b) is Text:
             if ir.extras_for(b, FORMAT).get("type") == "refusal":
                 refusal = b.text
             else:
                 texts.append(b.text)
-        elif t is ToolCall:
+        elif type(b) is ToolCall:
             if b.kind is ToolKind.CUSTOM:
                 calls.append({"id": wire_tool_id(b.id), "type": "custom",
                               "custom": {"name": b.name, "input": b.arguments}})
             else:
                 calls.append({"id": wire_tool_id(b.id), "type": "function",
                               "function": {"name": b.name, "arguments": b.arguments}})
-        elif t is Reasoning:
+        elif type(b) is Reasoning:
             text = b.text or "\n\n".join(b.summary)
             if text:
                 reasoning.append(text)

@@ -411,9 +411,10 @@ def _decode_tool_choice(tc: Any, parallel: bool | None) -> ir.ToolChoice | None:
                 raise _bad("tool_choice.allowed_tools.mode", "expected 'auto' or 'required'.")
             names = []
             for j, t in enumerate(_list(at.get("tools"), "tool_choice.allowed_tools.tools")):
-                t = _dict(t, f"tool_choice.allowed_tools.tools[{j}]")
-                inner = t.get(t.get("type")) if type(t.get("type")) is str else None
-                n = inner.get("name") if type(inner) is dict else t.get("name")
+                entry = _dict(t, f"tool_choice.allowed_tools.tools[{j}]")
+                kind = entry.get("type")
+                named = entry.get(kind) if type(kind) is str else None
+                n = named.get("name") if type(named) is dict else entry.get("name")
                 if type(n) is not str:
                     raise _bad(f"tool_choice.allowed_tools.tools[{j}]", "expected a named tool.")
                 names.append(n)
@@ -535,13 +536,13 @@ def _text_of(blocks: Sequence[ir.Block]) -> str:
 
 def _encode_user_part(b: ir.Block, param: str) -> dict[str, Any]:
     t = type(b)
-    if t is Text:
+    if type(b) is Text:
         part: dict[str, Any] = {"type": "text", "text": b.text}
         if b.cache_control is not None:
             part["cache_control"] = b.cache_control
         part.update(_public(ir.extras_for(b, FORMAT)))
         return part
-    if t is Image:
+    if type(b) is Image:
         if b.data is not None:
             url = _data_url(b.media_type, b.data)
         elif b.url is not None:
@@ -552,7 +553,7 @@ def _encode_user_part(b: ir.Block, param: str) -> dict[str, Any]:
         if b.detail is not None:
             iu["detail"] = b.detail
         return {"type": "image_url", "image_url": iu}
-    if t is File:
+    if type(b) is File:
         f: dict[str, Any] = {}
         if b.file_id is not None:
             f["file_id"] = b.file_id
@@ -563,7 +564,7 @@ def _encode_user_part(b: ir.Block, param: str) -> dict[str, Any]:
         if b.filename is not None:
             f["filename"] = b.filename
         return {"type": "file", "file": f}
-    if t is NativeBlock and b.provider == FORMAT:
+    if type(b) is NativeBlock and b.provider == FORMAT:
         return b.data
     raise UnsupportedFeature(param, f"{getattr(b, 'type', t.__name__)} content")
 
@@ -618,31 +619,30 @@ def _encode_message(m: Message, i: int, out: list[dict[str, Any]],
         out.append(msg)
         return
     # Assistant.
-    texts = []
+    parts: list[str] = []
     calls = []
     reasoning = None
     refusal = None
     for j, b in enumerate(m.content):
-        t = type(b)
-        if t is Text:
+        if type(b) is Text:
             if ir.extras_for(b, FORMAT).get("type") == "refusal":
                 refusal = b.text
             elif b.text:
-                texts.append(b.text)
-        elif t is ToolCall:
+                parts.append(b.text)
+        elif type(b) is ToolCall:
             calls.append(_encode_tool_call(b, names))
-        elif t is Reasoning:
+        elif type(b) is Reasoning:
             # Only Chat's own de-facto reasoning_content goes back (§5.8 case 11).
             if ir.extras_for(b, FORMAT).get("reasoning_content") and b.text:
                 reasoning = b.text
-        elif t is NativeBlock and b.provider == FORMAT:
+        elif type(b) is NativeBlock and b.provider == FORMAT:
             continue
-        elif t is NativeBlock:
+        elif type(b) is NativeBlock:
             raise UnsupportedFeature(f"messages[{i}].content[{j}]", f"{b.type} content")
     msg = {"role": "assistant"}
-    if texts:
-        msg["content"] = "".join(texts) if m.as_string or len(texts) == 1 else [
-            {"type": "text", "text": t} for t in texts
+    if parts:
+        msg["content"] = "".join(parts) if m.as_string or len(parts) == 1 else [
+            {"type": "text", "text": t} for t in parts
         ]
     elif refusal is None and not mx_all.get("_no_content"):
         msg["content"] = "" if m.as_string else None
@@ -655,7 +655,7 @@ def _encode_message(m: Message, i: int, out: list[dict[str, Any]],
     if m.name is not None:
         msg["name"] = m.name
     msg.update(mx)
-    if not texts and not calls and refusal is None and reasoning is None and not m.as_string:
+    if not parts and not calls and refusal is None and reasoning is None and not m.as_string:
         return  # nothing a Chat upstream could use (e.g. only foreign reasoning)
     out.append(msg)
 
@@ -700,8 +700,7 @@ def _encode_tool_result(b: ToolResult, param: str, moved_images: list[dict[str, 
 
 
 def _encode_tool(t: ir.Tool, names: dict[str, str] | None) -> dict[str, Any] | None:
-    tt = type(t)
-    if tt is ir.FunctionTool:
+    if type(t) is ir.FunctionTool:
         f: dict[str, Any] = {"name": wire_tool_name(t.name, names)}
         if t.description is not None:
             f["description"] = t.description
@@ -711,14 +710,14 @@ def _encode_tool(t: ir.Tool, names: dict[str, str] | None) -> dict[str, Any] | N
             f["strict"] = t.strict
         f.update(_public(ir.extras_for(t, FORMAT)))
         return {"type": "function", "function": f}
-    if tt is ir.CustomTool:
+    if type(t) is ir.CustomTool:
         c: dict[str, Any] = {"name": wire_tool_name(t.name, names)}
         if t.description is not None:
             c["description"] = t.description
         if t.format is not None:
             c["format"] = t.format
         return {"type": "custom", "custom": c}
-    if tt is ir.NativeTool:
+    if type(t) is ir.NativeTool:
         if t.provider == FORMAT:
             return t.spec
         raise UnsupportedFeature("tools", f"the {t.provider} built-in tool {t.type!r}")

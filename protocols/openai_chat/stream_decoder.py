@@ -146,7 +146,8 @@ class StreamDecoder(StreamDecoderBase):
         if u:
             self.usage = usage_mod.from_openai_chat(u)
             out.append(UsageUpdate(self.usage))
-        elif plain is not None and len(choices) == 1 and len(out) == before + 1:
+        # ``plain`` is set only from the one choice of a list (hot path: no type check).
+        elif plain is not None and len(choices) == 1 and len(out) == before + 1:  # type: ignore[arg-type]
             self._learn_text(plain, None)
 
     def _text_event(self, text: str, where: Any) -> Any:

@@ -24,8 +24,8 @@ def strip_reasoning(body: dict[str, Any]) -> dict[str, Any]:
     if "reasoning" not in body and not enc:
         return body
     body = {k: v for k, v in body.items() if k != "reasoning"}
-    if enc:
-        rest = [i for i in include if i != "reasoning.encrypted_content"]  # type: ignore[union-attr]
+    if type(include) is list and enc:
+        rest = [i for i in include if i != "reasoning.encrypted_content"]
         if rest:
             body["include"] = rest
         else:

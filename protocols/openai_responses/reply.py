@@ -175,7 +175,9 @@ def _response_base(ctx: ir.Context | None, rid: str, model: str) -> dict[str, An
                 continue
     choice: Any = own.get("_tool_choice")
     if choice is None:
-        choice = _encode_tool_choice(tc, req, None) if tc is not None and tc.mode else "auto"
+        # tc comes from req: both are set or neither.
+        choice = (_encode_tool_choice(tc, req, None)
+                  if req is not None and tc is not None and tc.mode else "auto")
     text = _encode_text(req.response_format, own.get("_text")) if req is not None else None
     text = dict(text or {})
     text.setdefault("format", {"type": "text"})
@@ -274,8 +276,7 @@ def encode_response(resp: Response, ctx: ir.Context | None = None) -> dict[str, 
     items: list[dict[str, Any]] = []
     msg: dict[str, Any] | None = None
     for b in resp.content:
-        t = type(b)
-        if t is Text:
+        if type(b) is Text:
             bown = _own(b)
             if not bown and msg is None:
                 # Text from another format (the usual translated reply): a new message
@@ -304,15 +305,15 @@ def encode_response(resp: Response, ctx: ir.Context | None = None) -> dict[str, 
                                                Role.ASSISTANT))
             continue
         msg = None
-        if t is ToolCall:
+        if type(b) is ToolCall:
             if tools is None:
                 tools = _ClientTools(ctx)
             items.append(_response_tool_item(b, tools, ctx, counter))
-        elif t is Reasoning:
+        elif type(b) is Reasoning:
             item = _encode_reasoning_item(b, False, lambda: _new_id(ctx, "rs_", counter))
             if item is not None:
                 items.append(item)
-        elif t is NativeBlock and b.provider == FORMAT:
+        elif type(b) is NativeBlock and b.provider == FORMAT:
             items.append(b.data)
     out["output"] = items
     status, details, code = _terminal(resp.stop_reason)

@@ -244,7 +244,8 @@ def _decode_assistant_message(item: dict[str, Any], p: str) -> list[ir.Block]:
     if type(content) is str:
         head["_string"] = True
         return [Text(content, extras=_ex({"_item": head}))]
-    blocks, _ = _decode_content(content, f"{p}.content", Role.ASSISTANT)
+    decoded, _ = _decode_content(content, f"{p}.content", Role.ASSISTANT)
+    blocks = list(decoded)
     if not blocks:
         head["_empty"] = True
         return [Text("", extras=_ex({"_item": head}))]
@@ -253,7 +254,6 @@ def _decode_assistant_message(item: dict[str, Any], p: str) -> list[ir.Block]:
         raise _bad(f"{p}.content[0].type", "assistant messages hold output_text or refusal parts.")
     fields = dict(_own(first))
     fields["_item"] = head
-    blocks = list(blocks)
     blocks[0] = Text(first.text, extras=_ex(fields))
     for j, b in enumerate(blocks):
         if type(b) is not Text:

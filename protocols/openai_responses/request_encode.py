@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 from .. import _openai, ir, jsonio
 from .._fields import public as _public
@@ -160,11 +160,11 @@ def _encode_reasoning_config(r: ir.ReasoningConfig | None, orig: Any,
 
 
 def _encode_tool(t: ir.Tool, names: dict[str, str] | None) -> dict[str, Any]:
-    tt = type(t)
-    if tt is ir.FunctionTool:
+    if type(t) is ir.FunctionTool:
         own = _own(t)
         if "_local_shell" in own:
-            return own["_local_shell"]
+            shell: dict[str, Any] = own["_local_shell"]
+            return shell
         out: dict[str, Any] = {"type": "function", "name": _openai.wire_tool_name(t.name, names)}
         if t.description is not None:
             out["description"] = t.description
@@ -178,7 +178,7 @@ def _encode_tool(t: ir.Tool, names: dict[str, str] | None) -> dict[str, Any]:
             out["strict"] = False
         out.update(_public(own))
         return out
-    if tt is ir.CustomTool:
+    if type(t) is ir.CustomTool:
         out = {"type": "custom", "name": _openai.wire_tool_name(t.name, names)}
         if t.description is not None:
             out["description"] = t.description
@@ -186,9 +186,10 @@ def _encode_tool(t: ir.Tool, names: dict[str, str] | None) -> dict[str, Any]:
             out["format"] = t.format
         out.update(_public(_own(t)))
         return out
-    if t.provider == FORMAT:
-        return t.spec
-    raise UnsupportedFeature("tools", f"the {t.provider} built-in tool {t.type!r}")
+    native = cast(ir.NativeTool, t)  # the one kind left
+    if native.provider == FORMAT:
+        return native.spec
+    raise UnsupportedFeature("tools", f"the {native.provider} built-in tool {native.type!r}")
 
 
 def _encode_tool_choice(tc: ir.ToolChoice, req: Request,
@@ -212,18 +213,18 @@ def _encode_tool_choice(tc: ir.ToolChoice, req: Request,
 
 def _encode_part(b: ir.Block, param: str, role: Role) -> dict[str, Any]:
     t = type(b)
-    if t is NativeBlock:
+    if type(b) is NativeBlock:
         if b.provider == FORMAT:
             return b.data
         raise UnsupportedFeature(param, f"{b.provider} {b.type!r} content")
     own = _own(b)
-    if t is Text:
+    if type(b) is Text:
         ptype = own.get("_ptype") or ("output_text" if role is Role.ASSISTANT else "input_text")
         key = "refusal" if ptype == "refusal" else "text"
         part: dict[str, Any] = {"type": ptype, key: b.text}
         part.update(_public(own))
         return part
-    if t is Image:
+    if type(b) is Image:
         part = {"type": "input_image"}
         if b.data is not None:
             part["image_url"] = _data_url(b.media_type, b.data)
@@ -235,7 +236,7 @@ def _encode_part(b: ir.Block, param: str, role: Role) -> dict[str, Any]:
             part["detail"] = b.detail
         part.update(_public(own))
         return part
-    if t is File:
+    if type(b) is File:
         part = {"type": "input_file"}
         if b.data is not None:
             part["file_data"] = b.data if own.get("_raw_data") else _data_url(b.media_type, b.data)
@@ -276,8 +277,9 @@ def _encode_message(m: Message, p: str, items: list[dict[str, Any]],
     def flush_run() -> None:
         item: dict[str, Any] = {} if mx.get("_untyped") else {"type": "message"}
         item["role"] = m.role.value
+        first = run[0] if run else None
         if m.as_string and all(type(b) is Text for b in run) and len(run) <= 1:
-            item["content"] = run[0].text if run else ""
+            item["content"] = first.text if type(first) is Text else ""
         else:
             item["content"] = [_encode_part(b, f"{p}.content", m.role) for b in run]
         item.update(_public(mx))
@@ -333,7 +335,7 @@ def _encode_assistant(m: Message, p: str, items: list[dict[str, Any]],
     msg: dict[str, Any] | None = None  # the message item texts are appended to
     for j, b in enumerate(m.content):
         t = type(b)
-        if t is Text:
+        if type(b) is Text:
             own = _own(b)
             head = own.get("_item")
             if head is not None or msg is None:
@@ -358,17 +360,17 @@ def _encode_assistant(m: Message, p: str, items: list[dict[str, Any]],
             msg["content"].append(_encode_part(Text(b.text, extras=_ex(part)), p, Role.ASSISTANT))
             continue
         msg = None
-        if t is ToolCall:
+        if type(b) is ToolCall:
             items.append(_encode_tool_call(b, names))
-        elif t is Reasoning:
+        elif type(b) is Reasoning:
             item = _encode_reasoning_item(b, for_upstream, None)
             if item is not None:
                 items.append(item)
-        elif t is NativeBlock:
+        elif type(b) is NativeBlock:
             if b.provider != FORMAT:
                 raise UnsupportedFeature(f"{p}.content[{j}]", f"{b.provider} {b.type!r} content")
             items.append(b.data)
-        elif t is ToolResult:
+        elif type(b) is ToolResult:
             items.append(_encode_tool_result(b, f"{p}.content[{j}]", names, {}))
         else:
             raise UnsupportedFeature(f"{p}.content[{j}]",
@@ -388,6 +390,7 @@ def _new_message_item(head: dict[str, Any] | None) -> dict[str, Any]:
 def _encode_tool_call(b: ToolCall, names: dict[str, str] | None) -> dict[str, Any]:
     own = _own(b)
     call_id = b.id if own else _openai.wire_tool_id(b.id)
+    item: dict[str, Any]
     if b.kind is ToolKind.CUSTOM:
         item = {"type": "custom_tool_call", "call_id": call_id,
                 "name": _openai.wire_tool_name(b.name, names), "input": b.arguments}

@@ -7,7 +7,7 @@ from typing import Any
 
 from .. import ir, jsonio
 from .._fields import unwrap_custom_input
-from .._streams import StreamEncoderBase
+from .._streams import MAX_HELD_CHARS, StreamEncoderBase
 from ..errors import (
     BufferLimitExceeded,
 )
@@ -33,8 +33,7 @@ from .tables import (
     _KIND_TO_CODE,
     CODEX_ERROR_CODES,
     FORMAT,
-    MAX_HELD_BYTES,
-    MAX_ITEM_BYTES,
+    MAX_ITEM_CHARS,
     _new_id,
 )
 
@@ -74,18 +73,18 @@ _EMPTY_PART = {"type": "output_text", "annotations": [], "logprobs": [], "text":
 
 
 def _item_too_big() -> BufferLimitExceeded:
-    return BufferLimitExceeded(f"an output item grew beyond {MAX_ITEM_BYTES} characters",
-                               param="output_item", limit=MAX_ITEM_BYTES)
+    return BufferLimitExceeded(f"an output item grew beyond {MAX_ITEM_CHARS} characters",
+                               param="output_item", limit=MAX_ITEM_CHARS)
 
 
 def _held_size(ev: ir.StreamEvent) -> int:
-    t = type(ev)
-    if t is ToolArgsDelta:
-        return len(ev.arguments)  # type: ignore[union-attr]
-    if t is TextDelta or t is ReasoningDelta:
-        return len(ev.text)  # type: ignore[union-attr]
-    if t is SignatureDelta:
-        return len(ev.signature)  # type: ignore[union-attr]
+    """Characters of text ``ev`` holds (counted against ``MAX_HELD_CHARS``)."""
+    if type(ev) is ToolArgsDelta:
+        return len(ev.arguments)
+    if type(ev) is TextDelta or type(ev) is ReasoningDelta:
+        return len(ev.text)
+    if type(ev) is SignatureDelta:
+        return len(ev.signature)
     return 0
 
 
@@ -140,7 +139,7 @@ class StreamEncoder(StreamEncoderBase):
       upstream's own for an OpenAI upstream, else a ``tw1:`` payload holding another
       provider's signature or redacted data (module docstring).
     * Blocks that overlap (a Chat upstream's parallel tool calls) are held, within
-      ``MAX_HELD_BYTES``, and replayed once the open item is done.
+      ``MAX_HELD_CHARS``, and replayed once the open item is done.
     * ``MessageEnd``: ``max_tokens`` → ``response.incomplete`` (``max_output_tokens``),
       ``content_filter`` → ``response.incomplete`` (``content_filter``), a context-window
       or model error → ``response.failed``; otherwise ``response.completed``.
@@ -151,7 +150,7 @@ class StreamEncoder(StreamEncoderBase):
 
     __slots__ = (
         "_seq", "_base", "_tools", "_usage", "_items", "_active", "_pending", "_held",
-        "_held_bytes", "_done_items", "_counter", "_resp_id", "_flushing",
+        "_held_chars", "_done_items", "_counter", "_resp_id", "_flushing",
     )
 
     def __init__(self, ctx: ir.Context | None = None) -> None:
@@ -164,7 +163,7 @@ class StreamEncoder(StreamEncoderBase):
         self._active: _OutItem | None = None  # the item that may write now
         self._pending: list[int] = []  # blocks waiting for the active item, in start order
         self._held: dict[int, list[ir.StreamEvent]] = {}
-        self._held_bytes = 0
+        self._held_chars = 0
         self._done_items: list[dict[str, Any]] = []
         self._counter = [0]
         self._resp_id = ""
@@ -212,7 +211,7 @@ class StreamEncoder(StreamEncoderBase):
 
     def _grow(self, it: _OutItem, text: str) -> None:
         it.size += len(text)
-        if it.size > MAX_ITEM_BYTES:
+        if it.size > MAX_ITEM_CHARS:
             raise _item_too_big()
         it.parts.append(text)
 
@@ -222,11 +221,11 @@ class StreamEncoder(StreamEncoderBase):
         return idx in self._held
 
     def _hold(self, idx: int, ev: ir.StreamEvent, size: int) -> bytes:
-        self._held_bytes += size
-        if self._held_bytes > MAX_HELD_BYTES:
+        self._held_chars += size
+        if self._held_chars > MAX_HELD_CHARS:
             raise BufferLimitExceeded(
-                f"more than {MAX_HELD_BYTES} bytes of overlapping blocks held",
-                param="output_item", limit=MAX_HELD_BYTES)
+                f"more than {MAX_HELD_CHARS} characters of overlapping blocks held",
+                param="output_item", limit=MAX_HELD_CHARS)
         self._held[idx].append(ev)
         return b""
 
@@ -241,7 +240,7 @@ class StreamEncoder(StreamEncoderBase):
                 events = self._held.pop(idx)
                 parts.append(self._activate(self._items[idx]))
                 for ev in events:
-                    self._held_bytes -= _held_size(ev)
+                    self._held_chars -= _held_size(ev)
                     parts.append(self._dispatch[type(ev)](self, ev))
         finally:
             self._flushing = False
@@ -343,7 +342,7 @@ class StreamEncoder(StreamEncoderBase):
             return b""
         head = b"" if it.opened else self._open_text(it)
         it.size += len(text)
-        if it.size > MAX_ITEM_BYTES:
+        if it.size > MAX_ITEM_CHARS:
             raise _item_too_big()
         it.parts.append(text)
         seq = self._seq
@@ -441,8 +440,9 @@ class StreamEncoder(StreamEncoderBase):
             text = "".join(it.parts)
             part = {"type": "output_text", "annotations": [], "logprobs": [], "text": text}
             base = {"item_id": it.item_id, "output_index": it.output_index, "content_index": 0}
-            item = {"id": it.item_id, "type": "message", "status": "completed",
-                    "content": [part], "role": "assistant"}
+            item: dict[str, Any] = {"id": it.item_id, "type": "message",
+                                    "status": "completed", "content": [part],
+                                    "role": "assistant"}
             return (self._event("response.output_text.done", {**base, "text": text,
                                                               "logprobs": []})
                     + self._event("response.content_part.done", {**base, "part": part})
@@ -459,7 +459,7 @@ class StreamEncoder(StreamEncoderBase):
                 return b""  # nothing visible and nothing to carry
             out = b"" if it.opened else self._open_reasoning(it)
             out += self._close_summary_part(it)
-            item: dict[str, Any] = {"id": it.item_id, "type": "reasoning",
+            item = {"id": it.item_id, "type": "reasoning",
                                     "summary": [{"type": "summary_text", "text": s}
                                                 for s in it.summary]}
             if enc is not None:

@@ -61,14 +61,11 @@ CODEX_ERROR_CODES = frozenset(
     }
 )
 
-#: Byte budget for blocks held back while an earlier output item is still streaming
-#: (IR contract rule 3: a Chat upstream keeps every tool call open until its finish
-#: chunk). The same bound as ``anthropic_messages.MAX_HELD_BYTES``.
-MAX_HELD_BYTES = 8 * 1024 * 1024
-#: Largest text or argument string of one output item. The encoder must keep it to
-#: repeat it in ``*.done``, ``output_item.done`` and ``response.completed`` (§2.5);
-#: 32 MiB is far above any model's output limit (128k tokens ≈ 0.5 MiB of text).
-MAX_ITEM_BYTES = 32 * 1024 * 1024
+#: Largest text or argument string of one output item, in characters (``len``, at most
+#: 4 bytes each). The encoder must keep it to repeat it in ``*.done``,
+#: ``output_item.done`` and ``response.completed`` (§2.5); 32 Mi characters is far above
+#: any model's output limit (128k tokens ≈ 0.5 MiB of text).
+MAX_ITEM_CHARS = 32 * 1024 * 1024
 
 # Top-level request fields modelled by the IR; everything else goes to extras.
 _MODELED = frozenset(

@@ -21,6 +21,7 @@ from hypothesis import strategies as st
 
 from protocols import ir, jsonio
 from protocols import openai_responses as orr
+from protocols._streams import MAX_HELD_CHARS
 from protocols.errors import (
     ClientProtocolError,
     UnsupportedFeature,
@@ -1132,7 +1133,7 @@ def test_encoder_limits() -> None:
     enc.encode([MessageStart("", ""), BlockStart(0, BlockKind.TOOL_CALL, tool_id="a", tool_name="f"),
                 BlockStart(1, BlockKind.TOOL_CALL, tool_id="b", tool_name="g")])
     with pytest.raises(UpstreamProtocolError):
-        enc.encode([ToolArgsDelta(1, "x" * (orr_tables.MAX_HELD_BYTES + 1))])
+        enc.encode([ToolArgsDelta(1, "x" * (MAX_HELD_CHARS + 1))])
 
 
 def test_encoder_survives_a_repeated_block_start() -> None:
