@@ -1,7 +1,7 @@
 """What the four formats' stream decoders and encoders share (private to ``protocols``).
 
-``StreamDecoderBase`` is the feed/close contract of ``translate.py``'s format interface,
-written once: frames come from a ``FrameSplitter``; a broken upstream (a bad frame or an
+``StreamDecoderBase`` is the feed/close contract of the format interface
+(``protocols/registry.py``), written once: frames come from a ``FrameSplitter``; a broken upstream (a bad frame or an
 exceeded buffer limit) raises ``ProtocolError``, but the events decoded before it in the
 same call are returned first and the error is raised by the next call (``feed`` or
 ``close``), so the events never depend on how the body was split into chunks.
@@ -10,7 +10,7 @@ The frames of Anthropic Messages and OpenAI Responses are JSON objects dispatche
 
 ``StreamEncoderBase`` is the encode/close/done part: one handler per IR event type,
 nothing written after a terminal event, and a cut stream ended with the format's error
-event, never with a fabricated clean end (protocols.md §6.3 "Cut streams").
+event, never with a fabricated clean end (docs/protocols.md §6.3 "Cut streams").
 
 Subclasses keep their own ``__slots__`` for their own state.
 """

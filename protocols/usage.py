@@ -1,6 +1,6 @@
 """Token usage: every wire format's usage object to and from ``ir.Usage``.
 
-``ir.Usage`` uses OpenAI semantics (protocols.md §5.5): ``input_tokens`` is the whole
+``ir.Usage`` uses OpenAI semantics (docs/protocols.md §5.5): ``input_tokens`` is the whole
 prompt including cache reads and writes, ``output_tokens`` includes reasoning. The two
 conversions that matter most for cost accounting:
 

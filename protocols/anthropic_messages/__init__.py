@@ -1,7 +1,7 @@
-"""Anthropic Messages wire format ⇄ IR (protocols.md §3).
+"""Anthropic Messages wire format ⇄ IR (docs/protocols.md §3).
 
 Four directions, all pure. This facade is the format module interface
-``protocols/translate.py`` documents; the parts live in their own modules:
+``protocols/registry.py`` documents; the parts live in their own modules:
 
 * ``request_decode``: ``decode_request`` (client body → ``ir.Request``, including what
   Claude Code sends: ``role:"system"`` entries inside ``messages`` with their own
@@ -19,6 +19,12 @@ Four directions, all pure. This facade is the format module interface
   only once usage is final, exactly one ``message_stop``, mid-stream failures as
   ``event: error``);
 * ``tables``: constants and maps.
+
+The same-format (observe) parts and the request-body upkeep live here too:
+``passthrough`` (the stream's fact reader, the reply's facts, the mid-stream error
+event and the keep-alive) and ``body`` (model limits, loop-guard tool calls and
+warnings, and the usage report a stream must ask for), and ``tokens`` (the input-token
+estimate behind ``count_tokens``).
 """
 
 from __future__ import annotations

@@ -337,7 +337,7 @@ def _decode_message(m: Any, i: int) -> Message:
         blocks = tuple([_decode_block(b, f"{p}.content[{j}]")
                         for j, b in enumerate(_list(content, f"{p}.content"))])
     if role is Role.SYSTEM:
-        # Claude Code's per-turn system entries (real-clients.md pitfall 2): they stay in
+        # Claude Code's per-turn system entries (docs/protocols.md §3.2): they stay in
         # place when going back to Anthropic, and carry their own output_config.
         extras = _rest(m, _MESSAGE_KEYS, {"_inline": True})
     elif m.keys() <= _MESSAGE_KEYS:

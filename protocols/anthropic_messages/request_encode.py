@@ -38,7 +38,7 @@ from .tables import (
 
 
 def encode_request(req: Request, ctx: ir.Context | None = None) -> dict[str, Any]:
-    """Build a Messages body from ``req`` (protocols.md §5.8 hard cases).
+    """Build a Messages body from ``req`` (docs/protocols.md §5.8 hard cases).
 
     1. System text: ``req.system`` plus every system/developer message (in order) is
        hoisted into ``system``; Claude Code's own in-place system entries stay in place.

@@ -45,7 +45,7 @@ _OBSERVE_SKIP = (b"event: content_block_delta\n", b"event: ping\n")
 
 
 class StreamDecoder(StreamDecoderBase):
-    """Anthropic SSE → IR events (protocols.md §3.8).
+    """Anthropic SSE → IR events (docs/protocols.md §3.8).
 
     Dispatches on the JSON ``type`` (equal to the ``event:`` name on the real API, and
     present even when a proxy dropped the ``event:`` lines). Anthropic block indexes are
@@ -143,7 +143,7 @@ class StreamDecoder(StreamDecoderBase):
             else:
                 out.append(BlockStart(idx, BlockKind.TOOL_CALL, tool_id=tid, tool_name=name))
                 if inp and not self._observe:
-                    # Input given whole in the start event (real-clients.md: accepted).
+                    # Input given whole in the start event (accepted, docs/protocols.md §7).
                     out.append(ToolArgsDelta(idx, jsonio.dumps(inp).decode()))
         elif ctype == "thinking":
             idx = self._new(aidx)

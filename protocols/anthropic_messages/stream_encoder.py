@@ -41,7 +41,7 @@ _END = b"}}\n\n"
 
 
 class StreamEncoder(StreamEncoderBase):
-    """IR events → Anthropic SSE for an Anthropic client (protocols.md §3.8, §5.6).
+    """IR events → Anthropic SSE for an Anthropic client (docs/protocols.md §3.8, §5.6).
 
     * Every event has an ``event:`` line equal to its ``type`` (the SDK dispatches on it).
     * Blocks are numbered 0, 1, 2… in the order they are opened here, one at a time. A

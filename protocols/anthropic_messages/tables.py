@@ -1,5 +1,8 @@
 """Anthropic Messages: constants and maps (stop reasons, error types, thinking budgets,
-request fields the IR models, field validators in Anthropic's wording)."""
+request fields the IR models, field validators in Anthropic's wording).
+
+Section marks (§) refer to docs/protocols.md.
+"""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """Gemini ``generateContent`` / ``streamGenerateContent?alt=sse`` wire format ⇄ IR
-(protocols.md §4, mapping §5).
+(docs/protocols.md §4, mapping §5).
 
-This facade is the format module interface ``protocols/translate.py`` documents; the
+This facade is the format module interface ``protocols/registry.py`` documents; the
 parts live in their own modules:
 
 * ``request_decode``: ``decode_request`` (client body → ``ir.Request``: ``contents`` with
@@ -45,6 +45,11 @@ encoder puts it back on the part that follows. Reasoning issued by another provi
 (Anthropic thinking) travels to a Gemini client as a thought part whose
 ``thoughtSignature`` is a base64 payload (``tw1:`` + JSON, the scheme of
 ``openai_responses``), so it comes back intact on the next turn.
+
+The same-format (observe) parts and the request-body upkeep live here too:
+``passthrough`` (the stream's fact reader, the reply's facts, the mid-stream error
+event and the keep-alive) and ``body`` (model limits, loop-guard tool calls and
+warnings, and the usage report a stream must ask for).
 """
 
 from __future__ import annotations

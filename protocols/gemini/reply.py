@@ -1,5 +1,8 @@
 """Gemini complete replies and errors: ``decode_response``, ``encode_response``,
-``decode_error``, ``encode_error``."""
+``decode_error``, ``encode_error``.
+
+Section marks (§) refer to docs/protocols.md.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,7 @@
-"""Gemini requests from a client: ``decode_request`` (body -> ``ir.Request``)."""
+"""Gemini requests from a client: ``decode_request`` (body -> ``ir.Request``).
+
+Section marks (§) refer to docs/protocols.md.
+"""
 
 from __future__ import annotations
 

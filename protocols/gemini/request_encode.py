@@ -1,5 +1,8 @@
 """Gemini requests to an upstream: ``encode_request`` (``ir.Request`` -> body) and
-``request_path``."""
+``request_path``.
+
+Section marks (§) refer to docs/protocols.md.
+"""
 
 from __future__ import annotations
 

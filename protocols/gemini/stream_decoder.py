@@ -35,7 +35,7 @@ from .tables import _KIND_STATUS, FORMAT
 
 
 class StreamDecoder(StreamDecoderBase):
-    """Gemini ``alt=sse`` stream → IR events (protocols.md §4 "Stream").
+    """Gemini ``alt=sse`` stream → IR events (docs/protocols.md §4 "Stream").
 
     Frames are data-only, ended by CRLF or LF blank lines (``FrameSplitter`` handles
     both); each is a whole ``GenerateContentResponse`` holding only new parts. Text parts

@@ -38,7 +38,7 @@ from .tables import _STOP_TO_FINISH, FORMAT
 
 
 class StreamEncoder(StreamEncoderBase):
-    """IR events → Gemini ``alt=sse`` frames for a Gemini client (protocols.md §4).
+    """IR events → Gemini ``alt=sse`` frames for a Gemini client (docs/protocols.md §4).
 
     Every frame is ``data: <GenerateContentResponse>`` plus a blank line (no ``event:``
     lines, no end marker) and holds only the new parts: one ``text`` part per text delta,

@@ -1,6 +1,9 @@
 """Gemini: constants and maps (finish reasons, RPC status names, thinking budgets,
 request fields the IR models) and the small helpers every part uses (extras, synthesised
-tool-call ids, function names)."""
+tool-call ids, function names).
+
+Section marks (§) refer to docs/protocols.md.
+"""
 
 from __future__ import annotations
 
@@ -119,8 +122,8 @@ _KIND_STATUS: dict[ErrorKind, tuple[int, str]] = {
     ErrorKind.OVERLOADED: (503, "UNAVAILABLE"),
     ErrorKind.SERVER: (500, "INTERNAL"),
     ErrorKind.TIMEOUT: (504, "DEADLINE_EXCEEDED"),
-    # No RPC status means "bad gateway"; 502 keeps the proxy's meaning (architecture.md
-    # rule 4) and UNAVAILABLE tells Google clients to retry.
+    # No RPC status means "bad gateway"; 502 keeps the gateway's meaning (the provider
+    # broke its protocol) and UNAVAILABLE tells Google clients to retry.
     ErrorKind.UPSTREAM_PROTOCOL: (502, "UNAVAILABLE"),
 }
 

@@ -1,7 +1,7 @@
-"""OpenAI Chat Completions wire format ⇄ IR (protocols.md §1).
+"""OpenAI Chat Completions wire format ⇄ IR (docs/protocols.md §1).
 
 Four directions, all pure. This facade is the format module interface
-``protocols/translate.py`` documents; the parts live in their own modules:
+``protocols/registry.py`` documents; the parts live in their own modules:
 
 * ``request``: ``decode_request`` (client body → ``ir.Request``) and ``encode_request``
   (``ir.Request`` → body for a Chat upstream, applying the §5.8 hard cases that concern
@@ -20,6 +20,11 @@ Four directions, all pure. This facade is the format module interface
 Errors (``decode_error`` / ``encode_error``, ``{"error": {message, type, param, code}}``,
 §1.6 and §5.7) and the tool id and name wiring are shared with Responses in
 ``protocols._openai``.
+
+The same-format (observe) parts and the request-body upkeep live here too:
+``passthrough`` (the stream's fact reader, the reply's facts, the mid-stream error
+event and the keep-alive) and ``body`` (model limits, loop-guard tool calls and
+warnings, and the usage report a stream must ask for).
 """
 
 from __future__ import annotations

@@ -1,4 +1,7 @@
-"""OpenAI Chat Completions complete replies: ``decode_response`` and ``encode_response``."""
+"""OpenAI Chat Completions complete replies: ``decode_response`` and ``encode_response``.
+
+Section marks (§) refer to docs/protocols.md.
+"""
 
 from __future__ import annotations
 

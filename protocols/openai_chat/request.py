@@ -448,7 +448,7 @@ def _decode_response_format(rf: dict[str, Any]) -> ir.ResponseFormat:
 def encode_request(req: Request, ctx: ir.Context | None = None) -> dict[str, Any]:
     """Build a Chat Completions body from ``req``.
 
-    Hard cases applied (protocols.md §5.8): system text first as one system message
+    Hard cases applied (docs/protocols.md §5.8): system text first as one system message
     (case 1); ``max_completion_tokens`` (case 2); tool results become one ``tool`` message
     each, with ``is_error`` as an ``Error: `` prefix (case 8) and images moved to a
     following user message (case 9); reasoning and signatures from other providers are
@@ -578,7 +578,7 @@ def _encode_message(m: Message, i: int, out: list[dict[str, Any]],
     if role is Role.SYSTEM or role is Role.DEVELOPER:
         texts = [b for b in m.content if type(b) is Text]
         if not texts and not m.as_string and ir.extras_for(m, ir.FORMAT_ANTHROPIC_MESSAGES):
-            return  # Claude Code's empty per-turn system entries (real-clients.md pitfall 2)
+            return  # Claude Code's empty per-turn system entries (docs/protocols.md §3.2)
         msg: dict[str, Any] = {"role": role.value}
         if m.as_string or not texts:
             msg["content"] = "".join(t.text for t in texts)

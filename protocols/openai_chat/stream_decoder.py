@@ -49,7 +49,7 @@ def _nothing_to_observe(payload: bytes) -> bool:
 
 
 class StreamDecoder(StreamDecoderBase):
-    """Chat ``data:`` chunks → IR events (protocols.md §1.5).
+    """Chat ``data:`` chunks → IR events (docs/protocols.md §1.5).
 
     Holds the terminal ``MessageEnd`` until usage is known: OpenAI sends the usage chunk
     *after* the finish chunk (§5.8 case 15), so the finish reason is remembered and
@@ -83,7 +83,7 @@ class StreamDecoder(StreamDecoderBase):
     def _eof(self, out: list[ir.StreamEvent]) -> None:
         if self._finish is not None:
             # Close-delimited stream (no [DONE]) after a finish reason: a clean end
-            # (real-clients.md: the SDKs accept it).
+            # (the SDKs accept it, docs/protocols.md §7).
             self._end(out)
         else:
             self._fail(out, StreamError(ErrorKind.UPSTREAM_PROTOCOL,

@@ -28,7 +28,7 @@ from .tables import _STOP_TO_FINISH
 
 
 class StreamEncoder(StreamEncoderBase):
-    """IR events → Chat ``data:`` chunks for a Chat client (protocols.md §1.5, §5.6).
+    """IR events → Chat ``data:`` chunks for a Chat client (docs/protocols.md §1.5, §5.6).
 
     Chunks are built from byte templates prepared once at ``MessageStart``: the common
     ``id``/``object``/``created``/``model`` head and the ``choices`` tail are constant for

@@ -1,5 +1,8 @@
 """OpenAI Chat Completions: constants and maps (finish reasons, request fields the IR
-models, field validators in OpenAI's wording)."""
+models, field validators in OpenAI's wording).
+
+Section marks (§) refer to docs/protocols.md.
+"""
 
 from __future__ import annotations
 

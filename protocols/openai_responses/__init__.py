@@ -1,7 +1,7 @@
-"""OpenAI Responses API wire format ⇄ IR (protocols.md §2).
+"""OpenAI Responses API wire format ⇄ IR (docs/protocols.md §2).
 
 Four directions, all pure. This facade is the format module interface
-``protocols/translate.py`` documents; the parts live in their own modules:
+``protocols/registry.py`` documents; the parts live in their own modules:
 
 * ``request_decode``: ``decode_request`` (client body → ``ir.Request``: ``input`` as a
   string or an item list, ``instructions``, message items with ``input_text``/
@@ -44,6 +44,11 @@ Keep-alive for Responses clients: Codex resets its idle timer only on a real eve
 on SSE comments (§2.7), and ignores ``response.in_progress``. ``StreamEncoder.keepalive``
 writes a repeated ``response.in_progress`` with the next ``sequence_number``; an IR
 ``Ping`` from the upstream produces the same event.
+
+The same-format (observe) parts and the request-body upkeep live here too:
+``passthrough`` (the stream's fact reader, the reply's facts, the mid-stream error
+event and the keep-alive) and ``body`` (model limits, loop-guard tool calls and
+warnings, and the usage report a stream must ask for).
 """
 
 from __future__ import annotations

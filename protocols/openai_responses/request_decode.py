@@ -1,4 +1,7 @@
-"""OpenAI Responses requests from a client: ``decode_request`` (body -> ``ir.Request``)."""
+"""OpenAI Responses requests from a client: ``decode_request`` (body -> ``ir.Request``).
+
+Section marks (§) refer to docs/protocols.md.
+"""
 
 from __future__ import annotations
 

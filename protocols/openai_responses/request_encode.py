@@ -1,4 +1,7 @@
-"""OpenAI Responses requests to an upstream: ``encode_request`` (``ir.Request`` -> body)."""
+"""OpenAI Responses requests to an upstream: ``encode_request`` (``ir.Request`` -> body).
+
+Section marks (§) refer to docs/protocols.md.
+"""
 
 from __future__ import annotations
 

@@ -64,9 +64,9 @@ class _InItem:
 
 
 class StreamDecoder(StreamDecoderBase):
-    """Responses SSE → IR events (protocols.md §2.5).
+    """Responses SSE → IR events (docs/protocols.md §2.5).
 
-    Dispatches on the JSON ``type`` (the ``event:`` line is optional, real-clients.md).
+    Dispatches on the JSON ``type`` (the ``event:`` line is optional, docs/protocols.md §7).
     Each output item becomes one IR block, opened at ``output_item.added`` and stopped at
     ``output_item.done``; tool calls are read from ``output_item.added`` (id and name)
     plus the argument deltas, and an item whose deltas never came gets its whole text
@@ -179,7 +179,7 @@ class StreamDecoder(StreamDecoderBase):
         if type(delta) is not str:
             raise UpstreamProtocolError("delta is not a string", param="delta")
         if it is None:
-            # Text without output_item.added (tolerated by Codex, real-clients.md).
+            # Text without output_item.added (tolerated by Codex, docs/protocols.md §7).
             self._start(None, out)
             it = self._new("message", out)
             self._open = it

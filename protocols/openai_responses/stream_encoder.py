@@ -118,7 +118,7 @@ class _OutItem:
 
 
 class StreamEncoder(StreamEncoderBase):
-    """IR events → Responses SSE for a Responses client (protocols.md §2.5, §2.7, §5.6).
+    """IR events → Responses SSE for a Responses client (docs/protocols.md §2.5, §2.7, §5.6).
 
     Writes exactly the canonical grammar: ``response.created`` (``sequence_number`` 0,
     status ``in_progress``, ``output: []``, ``usage: null``) → ``response.in_progress`` →

@@ -1,5 +1,8 @@
 """OpenAI Responses: constants and maps (item kinds, stop and error codes, the
-``local_shell`` tool, request fields the IR models) and the small helpers every part uses."""
+``local_shell`` tool, request fields the IR models) and the small helpers every part uses.
+
+Section marks (§) refer to docs/protocols.md.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Anthropic Messages codec: requests, replies, streams and errors (protocols.md §3)."""
+"""Anthropic Messages codec: requests, replies, streams and errors (docs/protocols.md §3)."""
 
 from __future__ import annotations
 

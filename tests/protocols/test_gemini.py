@@ -1,4 +1,4 @@
-"""Gemini codec: requests, replies, streams and errors (protocols.md §4, §5)."""
+"""Gemini codec: requests, replies, streams and errors (docs/protocols.md §4, §5)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""OpenAI Chat Completions codec: requests, replies, streams and errors (protocols.md §1)."""
+"""OpenAI Chat Completions codec: requests, replies, streams and errors (docs/protocols.md §1)."""
 
 from __future__ import annotations
 

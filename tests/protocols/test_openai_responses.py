@@ -1,4 +1,4 @@
-"""OpenAI Responses codec: requests, replies, streams and errors (protocols.md §2).
+"""OpenAI Responses codec: requests, replies, streams and errors (docs/protocols.md §2).
 
 The stream encoder's output is read back three ways: by a checker of the canonical event
 grammar of §2.5 (order, gap-free ``sequence_number``, ``event:`` = ``type``, ``*.done``
@@ -843,8 +843,8 @@ def test_stream_decoder_failures(event: dict[str, Any], kind: ErrorKind, code: s
 
 
 def test_stream_decoder_incomplete_and_items_without_deltas() -> None:
-    """``output_item.done`` alone carries the whole item (real-clients.md: deltas are
-    optional); ``response.incomplete`` ends with max_tokens."""
+    """``output_item.done`` alone carries the whole item (deltas are
+    optional, docs/protocols.md §7); ``response.incomplete`` ends with max_tokens."""
     item = {"id": "msg_1", "type": "message", "status": "completed", "role": "assistant",
             "content": [{"type": "output_text", "text": "partial", "annotations": []}]}
     call = {"id": "ctc_1", "type": "custom_tool_call", "call_id": "call_7", "name": "apply_patch",
