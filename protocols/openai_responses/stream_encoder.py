@@ -42,25 +42,6 @@ from .tables import (
 # ---------------------------------------------------------------------------------------
 
 
-def keepalive_event(response_id: str, sequence_number: int, model: str = "",
-                    created_at: int = 0) -> bytes:
-    """A stand-alone keep-alive for a Responses stream the gateway does not encode itself
-    (observe mode): a minimal ``response.in_progress`` for ``response_id``.
-
-    Codex resets its idle timer only on complete events and ignores this one; the OpenAI
-    SDK accepts a repeated lifecycle event as long as the response id is unchanged
-    (§2.7). ``sequence_number`` should be the number of events forwarded so far; the
-    upstream's next event then repeats that number, which neither client checks. A
-    translated stream uses ``StreamEncoder.keepalive`` instead, which keeps the numbers
-    gap-free."""
-    resp = {"id": response_id, "object": "response", "created_at": created_at,
-            "status": "in_progress", "model": model, "output": [], "parallel_tool_calls": True,
-            "tool_choice": "auto", "tools": [], "usage": None}
-    return (b"event: response.in_progress\ndata: " + jsonio.dumps(
-        {"type": "response.in_progress", "sequence_number": sequence_number, "response": resp})
-        + b"\n\n")
-
-
 def _event_prefix(name: bytes) -> bytes:
     return b"event: " + name + b'\ndata: {"type":"' + name + b'","sequence_number":'
 

@@ -45,7 +45,6 @@ from protocols.ir import (
     UsageUpdate,
 )
 from protocols.openai_responses import payload as orr_payload
-from protocols.openai_responses import stream_encoder as orr_encoder
 from protocols.openai_responses import tables as orr_tables
 from tests.protocols.conftest import (
     CREATED,
@@ -1101,18 +1100,6 @@ def test_keepalive_is_a_repeated_in_progress() -> None:
     assert_canonical(events, keepalives=True)
     assert sdk_final(out).output_text == "Hello ¡こんにちは!"
     assert enc.keepalive() == b""  # nothing after the end
-
-
-def test_standalone_keepalive_for_passthrough_streams() -> None:
-    raw = transcript("responses_stream_text.sse")
-    head = raw[: raw.index(b"event: response.output_text.delta")]
-    n = head.count(b"event: ")
-    beat = orr_encoder.keepalive_event("resp_61fb2087da1b5568b74cca72864cd16c64889422ea3121dc3b", n,
-                               "gpt-4.1-2025-04-14")
-    events = sse_events(beat)
-    assert events[0]["type"] == "response.in_progress" and events[0]["sequence_number"] == n
-    final = sdk_final(head + beat + raw[len(head):], validate=False)
-    assert final.output_text == "Hi there! How can I assist you today?"
 
 
 def test_encoder_response_echo_uses_the_client_request() -> None:
