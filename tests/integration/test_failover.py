@@ -400,7 +400,12 @@ to = ["a"]
     threads = [threading.Thread(target=stream_one) for _ in range(4)]
     for t in threads:
         t.start()
-    time.sleep(0.2)
+    # Reload only once all four streams are running on a (a fixed sleep raced the
+    # SDK's start-up on a loaded machine, and the streams went to b instead).
+    until = time.monotonic() + 10
+    while len(a.requests) < 4 and time.monotonic() < until:
+        time.sleep(0.01)
+    assert len(a.requests) == 4
     assert gw.reload(cfg_a.replace(a.base_url, b.base_url))  # now everything goes to b
     assert not gw.reload("[[routes]]\nmatch = 1\n")  # a bad config is refused...
     for t in threads:
