@@ -1,6 +1,6 @@
 """Fuzz target for ``protocols.gemini`` (and its translations).
 
-Invariants (style-anchors.md §5 principle 11):
+Invariants:
 
 1. Only ``protocols.errors.ProtocolError`` escapes, whatever the bytes.
 2. Stream output does not depend on how the upstream body was split into chunks (CRLF

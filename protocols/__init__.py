@@ -1,9 +1,11 @@
 """tokenway wire formats and translators: pure, sans-IO (bytes and dicts in, bytes and events out).
 
 Public surface: ``Translation`` (one request's translation between a client format and an
-upstream format), the intermediate representation in ``protocols.ir``, the SSE codec in
-``protocols.sse`` and the errors in ``protocols.errors``.  Nothing here does I/O; time and
-ids are inputs.
+upstream format: request, reply, error and ``stream_filter()``, the same interface in
+observe and translated mode), the format registry in ``protocols.registry``
+(``format_module``, ``encode_error``), the intermediate representation in
+``protocols.ir`` and the errors in ``protocols.errors``.  Each wire format is a package
+(``protocols/<format>/``).  Nothing here does I/O; time and ids are inputs.
 """
 
 from . import ir
@@ -27,7 +29,8 @@ from .ir import (
     StopReason,
     Usage,
 )
-from .translate import FORMAT_MODULES, Translation, format_module
+from .registry import FORMAT_MODULES, encode_error, format_module
+from .translate import Translation
 
 __all__ = [
     "FORMAT_ANTHROPIC_MESSAGES",
@@ -48,6 +51,7 @@ __all__ = [
     "UpstreamProtocolError",
     "Usage",
     "Translation",
+    "encode_error",
     "format_module",
     "ir",
 ]

@@ -101,7 +101,8 @@ class Fields:
             return None
         if type(v) not in (int, float) or not lo <= v <= hi:
             raise self.bad(param or key, self._number.format(lo=lo, hi=hi))
-        return v
+        number: float = v
+        return number
 
     def integer(self, obj: dict[str, Any], key: str, lo: int = 0, *, required: bool = False,
                 param: str | None = None) -> int | None:
@@ -210,6 +211,5 @@ def unwrap_custom_input(arguments: str) -> str:
         obj: Any = jsonio.loads(arguments)
     except jsonio.JSONDecodeError:
         return arguments
-    if type(obj) is dict and type(obj.get(ir.CUSTOM_INPUT_KEY)) is str:
-        return obj[ir.CUSTOM_INPUT_KEY]
-    return arguments
+    raw = obj.get(ir.CUSTOM_INPUT_KEY) if type(obj) is dict else None
+    return raw if type(raw) is str else arguments

@@ -1,7 +1,7 @@
 """What the four formats' stream decoders and encoders share (private to ``protocols``).
 
-``StreamDecoderBase`` is the feed/close contract of ``translate.py``'s format interface,
-written once: frames come from a ``FrameSplitter``; a broken upstream (a bad frame or an
+``StreamDecoderBase`` is the feed/close contract of the format interface
+(``protocols/registry.py``), written once: frames come from a ``FrameSplitter``; a broken upstream (a bad frame or an
 exceeded buffer limit) raises ``ProtocolError``, but the events decoded before it in the
 same call are returned first and the error is raised by the next call (``feed`` or
 ``close``), so the events never depend on how the body was split into chunks.
@@ -10,7 +10,7 @@ The frames of Anthropic Messages and OpenAI Responses are JSON objects dispatche
 
 ``StreamEncoderBase`` is the encode/close/done part: one handler per IR event type,
 nothing written after a terminal event, and a cut stream ended with the format's error
-event, never with a fabricated clean end (protocols.md §6.3 "Cut streams").
+event, never with a fabricated clean end (docs/protocols.md §6.3 "Cut streams").
 
 Subclasses keep their own ``__slots__`` for their own state.
 """
@@ -23,6 +23,14 @@ from . import ir, jsonio
 from .errors import BufferLimitExceeded, ProtocolError, UpstreamProtocolError
 from .sse import FrameSplitter, data_of
 
+#: Text held back by a stream encoder or decoder: blocks held while an earlier one is
+#: still streaming (IR contract rule 3: a Chat upstream keeps every tool call open until
+#: its finish chunk), the input of a custom-tool call until its block stops, tool
+#: arguments buffered until their block ends. Counted in characters (``len`` of the
+#: text, no encoding on the hot path): at most 4 bytes each, so at most 32 MiB held.
+#: Tool arguments are small (Claude Code's largest observed inputs are file writes of a
+#: few hundred KiB); 8 Mi characters bounds a misbehaving upstream.
+MAX_HELD_CHARS = 8 * 1024 * 1024
 #: Times one stream may learn a new text-delta template: a provider whose frames all
 #: differ (a fresh id per chunk) stops paying for learning after these.
 _MAX_LEARN = 8
@@ -34,7 +42,7 @@ _UNSAFE = bytes(range(0x20)) + b'"\\'
 def _unsafe(raw: bytes) -> bool:
     return len(raw.translate(None, _UNSAFE)) != len(raw)
 
-__all__ = ["StreamDecoderBase", "StreamEncoderBase"]
+__all__ = ["MAX_HELD_CHARS", "StreamDecoderBase", "StreamEncoderBase"]
 
 
 class StreamDecoderBase:
@@ -111,7 +119,7 @@ class StreamDecoderBase:
                 frames = self._split.feed(data)
             except BufferLimitExceeded as e:
                 # The frames this chunk completed before the limit was hit still count.
-                frames, late = e.frames, e  # type: ignore[attr-defined]
+                frames, late = e.frames, e
             for frame in frames:
                 if observe and frame.startswith(self._OBSERVE_SKIP):
                     continue
@@ -165,13 +173,14 @@ class StreamDecoderBase:
     def _learn_text(self, text: str, where: Any) -> None:
         """The frame being decoded was a plain text delta of ``text``; ``where`` is what
         ``_text_event`` needs to place the next one (a block key)."""
-        if self._learn_left <= 0 or self._observe or not text:
+        key = self._TEXT_KEY
+        if self._learn_left <= 0 or self._observe or not text or key is None:
             return
         raw = text.encode()
         if _unsafe(raw):
             return
         frame = self._frame
-        needle = self._TEXT_KEY + raw + b'"'  # type: ignore[operator]
+        needle = key + raw + b'"'
         i = frame.find(needle)
         if i < 0 or frame.find(needle, i + 1) >= 0:
             return  # not there as such, or not only there
@@ -316,6 +325,14 @@ class StreamEncoderBase:
             return b""
         return self._on_error(ir.StreamError(ir.ErrorKind.UPSTREAM_PROTOCOL,
                                           "upstream stream ended unexpectedly"))
+
+    def _on_error(self, ev: ir.StreamError) -> bytes:
+        raise NotImplementedError
+
+    def keepalive(self) -> bytes | None:
+        """An ignorable event that keeps a silent stream alive, for a format whose
+        clients need one (Responses); None: the format's ``HEARTBEAT`` will do."""
+        return None
 
     def _on_signature(self, ev: ir.SignatureDelta) -> bytes:
         return b""

@@ -1,4 +1,5 @@
-"""OpenAI embeddings requests over a Gemini ``batchEmbedContents`` upstream.
+"""OpenAI embeddings replies: relayed from an OpenAI upstream (``OpenAIEmbeddingsReply``),
+or made from a Gemini ``batchEmbedContents`` upstream (``GeminiEmbeddingsReply``).
 
 OpenAI: ``{"model","input": str | [str] | [int] | [[int]], "dimensions"?,
 "encoding_format"?: "float"|"base64"}`` -> ``{"object":"list","data":[{"object":
@@ -14,8 +15,10 @@ import base64
 import struct
 from typing import Any
 
-from . import ir
-from .errors import ClientProtocolError, UpstreamProtocolError
+from . import _openai, ir
+from . import usage as usage_mod
+from .errors import ClientProtocolError, ProtocolError, UpstreamProtocolError
+from .registry import format_module
 
 
 def _texts(body: dict[str, Any]) -> list[str]:
@@ -79,46 +82,36 @@ class GeminiEmbeddingsReply:
                 "usage": {"prompt_tokens": 0, "total_tokens": 0}}
 
     def error(self, status: int, body: bytes) -> tuple[int, bytes]:
-        from . import gemini, openai_chat
-
-        return openai_chat.encode_error(gemini.decode_error(status, body), ir.FORMAT_GEMINI)
+        err = format_module(ir.FORMAT_GEMINI).decode_error(status, body)
+        return _openai.encode_error(err, ir.FORMAT_GEMINI)
 
 
 class OpenAIEmbeddingsReply:
-    """An OpenAI-compatible provider's embeddings reply for an OpenAI client: passed
-    through unchanged, only its facts read (``usage``: ``prompt_tokens``; ``model``)."""
+    """An OpenAI embeddings reply relayed unchanged from an OpenAI upstream, its facts
+    read off (``usage.prompt_tokens``, ``model``); an error reply relayed when it is
+    OpenAI's own error shape and rewritten as one otherwise.  The ``response``/``error``/
+    ``usage``/``model`` facts a ``Translation`` has."""
 
     observe = True
 
-    def __init__(self) -> None:
+    def __init__(self, model: str) -> None:
+        self.model: str | None = model
         self.usage: ir.Usage | None = None
-        self.model: str | None = None
 
     def response(self, body: Any) -> Any:
-        from .usage import from_openai_chat
-
         if type(body) is dict:
-            u = body.get("usage")
-            if u is not None:
-                try:
-                    self.usage = from_openai_chat(u)
-                except UpstreamProtocolError:
-                    self.usage = None  # the bytes still reach the client; the count is unknown
             model = body.get("model")
             if type(model) is str:
                 self.model = model
+            u = body.get("usage")
+            if type(u) is dict:
+                try:
+                    self.usage = usage_mod.from_openai_chat(u)
+                except ProtocolError:
+                    pass  # not token counts: the reply still goes out, the ledger has none
         return body
 
     def error(self, status: int, body: bytes) -> tuple[int, bytes]:
-        """The provider's own OpenAI error passes through; anything else (an HTML page
-        from a load balancer) becomes one."""
-        from . import jsonio, openai_chat
-
-        try:
-            obj = jsonio.loads(body) if body else None
-        except jsonio.JSONDecodeError:
-            obj = None
-        if type(obj) is dict and type(obj.get("error")) is dict:
+        if _openai.is_error_body(body):
             return status, body
-        return openai_chat.encode_error(openai_chat.decode_error(status, body),
-                                        ir.FORMAT_OPENAI_CHAT)
+        return _openai.encode_error(_openai.decode_error(status, body), ir.FORMAT_OPENAI_CHAT)

@@ -116,3 +116,6 @@ class BufferLimitExceeded(UpstreamProtocolError):
     ) -> None:
         super().__init__(message, param=param)
         self.limit = limit
+        #: Frames a splitter completed in the same call before the limit was hit: they
+        #: still count (``protocols._streams``).
+        self.frames: list[bytes] = []

@@ -4,7 +4,7 @@
 Four wire formats (OpenAI Chat Completions, OpenAI Responses, Anthropic Messages, Gemini)
 meet here: each format module decodes its wire shape into these classes and encodes these
 classes back into its wire shape, so adding a format costs one decoder and one encoder
-instead of one translator per pair (design/style-anchors.md §4.2).
+instead of one translator per pair (docs/protocols.md §5).
 
 Stability: field and class names below are frozen: changes must be backward compatible (new optional
 fields with defaults, new classes, new enum members). Never rename or remove.
@@ -21,9 +21,9 @@ Conventions
   fields the IR has no name for without teaching every other format about them.
 * Opaque provider data (Anthropic thinking signatures and redacted thinking, Responses
   ``encrypted_content``, Gemini ``thoughtSignature``) is only valid for the provider that
-  issued it (protocols.md §5.8 case 11). Such values carry ``provider`` = the issuing format
+  issued it (docs/protocols.md §5.8 case 11). Such values carry ``provider`` = the issuing format
   name; an encoder for another format must drop them, never forward them.
-* Token counts follow OpenAI semantics (protocols.md §5.5): ``Usage.input_tokens`` is the
+* Token counts follow OpenAI semantics (docs/protocols.md §5.5): ``Usage.input_tokens`` is the
   whole prompt including cache reads and writes; ``output_tokens`` includes reasoning.
 
 Stream event contract (what a decoder promises, what an encoder may assume)
@@ -33,7 +33,7 @@ Stream event contract (what a decoder promises, what an encoder may assume)
 3. Text and reasoning blocks never overlap any other block. Tool-call blocks may overlap
    other tool-call blocks (a Chat upstream is allowed to interleave tool indexes, §1.5),
    so an encoder whose format needs strictly nested blocks buffers the later tool block
-   until the earlier one stops (protocols.md §5.6, "Chat upstream → Anthropic client" 4).
+   until the earlier one stops (docs/protocols.md §5.6, "Chat upstream → Anthropic client" 4).
 4. ``UsageUpdate`` may come at any time and carries cumulative totals: the last one wins,
    consumers replace and never add. Decoders merge partial provider reports (Anthropic
    input usage at ``message_start`` plus output usage at ``message_delta``) before emitting.
@@ -103,7 +103,8 @@ __all__ = [
     "Context",
 ]
 
-# Format names: the keys of ``extras`` and of the translate.py registry.
+# Format names of the built-in four: the keys of ``extras`` and of the registry
+# (``protocols.registry.FORMAT_MODULES``).
 FORMAT_OPENAI_CHAT = "openai_chat"
 FORMAT_OPENAI_RESPONSES = "openai_responses"
 FORMAT_ANTHROPIC_MESSAGES = "anthropic_messages"
@@ -122,8 +123,8 @@ Extras: TypeAlias = "dict[str, dict[str, Any]] | None"
 class Role(StrEnum):
     """Message author. ``SYSTEM``/``DEVELOPER`` appear in ``Request.messages`` only for
     formats that allow instructions inside the conversation (Chat, Responses, and Claude
-    Code's ``role:"system"`` messages, real-clients.md pitfall 2); an encoder for a format
-    without them hoists them into its system slot (protocols.md §5.8 case 1)."""
+    Code's ``role:"system"`` messages, docs/protocols.md §3.2); an encoder for a format
+    without them hoists them into its system slot (docs/protocols.md §5.8 case 1)."""
 
     USER = "user"
     ASSISTANT = "assistant"
@@ -132,7 +133,7 @@ class Role(StrEnum):
 
 
 class StopReason(StrEnum):
-    """Why generation stopped, in neutral terms (protocols.md §5.4)."""
+    """Why generation stopped, in neutral terms (docs/protocols.md §5.4)."""
 
     END_TURN = "end_turn"  # natural end (Chat "stop", Gemini STOP)
     MAX_TOKENS = "max_tokens"  # output cap (Chat "length", Responses incomplete)
@@ -166,7 +167,7 @@ class ToolKind(StrEnum):
 
 
 class ErrorKind(StrEnum):
-    """Neutral error classes (protocols.md §5.7). Each format maps its own status codes
+    """Neutral error classes (docs/protocols.md §5.7). Each format maps its own status codes
     and error type strings to and from these."""
 
     INVALID_REQUEST = "invalid_request"
@@ -188,7 +189,7 @@ class ErrorKind(StrEnum):
 # ---------------------------------------------------------------------------------------
 
 #: Anthropic prompt-cache breakpoint, kept verbatim (``{"type":"ephemeral","ttl":"1h"}``).
-#: Only the Anthropic encoder writes it; others drop it (protocols.md §3.6).
+#: Only the Anthropic encoder writes it; others drop it (docs/protocols.md §3.6).
 CacheControl: TypeAlias = "dict[str, Any] | None"
 
 
@@ -207,7 +208,7 @@ class Image:
     provider ``file_id``. Exactly one of ``data``/``url``/``file_id`` is set.
 
     ``detail`` is the OpenAI hint (``auto``/``low``/``high``/``original``); formats without
-    it drop it (protocols.md §5.8 case 10).
+    it drop it (docs/protocols.md §5.8 case 10).
     """
 
     media_type: str | None = None
@@ -235,7 +236,7 @@ class File:
 
 
 #: Key used to wrap tool arguments that are not a JSON object when a target format needs
-#: an object (Anthropic ``tool_use.input``, Gemini ``args``); protocols.md §5.2.
+#: an object (Anthropic ``tool_use.input``, Gemini ``args``); docs/protocols.md §5.2.
 RAW_ARGUMENTS_KEY = "raw_arguments"
 
 
@@ -303,7 +304,7 @@ class Reasoning:
     * ``id``: Responses reasoning item id (``rs_…``), if any.
     * ``provider``: the format that issued ``signature``/``redacted_data``/``encrypted``.
       Encoders for any other format must drop those values (and drop the block if nothing
-      visible remains); protocols.md §5.8 case 11.
+      visible remains); docs/protocols.md §5.8 case 11.
     """
 
     text: str = ""
@@ -322,7 +323,7 @@ class NativeBlock:
     ``server_tool_use``/``web_search_tool_result``, Responses ``web_search_call``,
     ``item_reference`` or ``compaction`` items, Gemini ``executableCode``). ``data`` is the
     wire object verbatim; only the encoder of ``provider`` may emit it, others drop it or
-    raise ``UnsupportedFeature`` (protocols.md §2.2: fail loudly rather than drop silently
+    raise ``UnsupportedFeature`` (docs/protocols.md §2.2: fail loudly rather than drop silently
     when the loss matters)."""
 
     provider: str
@@ -407,7 +408,7 @@ ToolChoiceMode: TypeAlias = Literal["auto", "any", "none", "tool"]
 
 @dataclass(frozen=True, slots=True)
 class ToolChoice:
-    """How the model must use tools (protocols.md §5.1).
+    """How the model must use tools (docs/protocols.md §5.1).
 
     * ``mode``: ``auto``; ``any`` (must call some tool: Chat ``required``); ``none``;
       ``tool`` (must call ``name``); ``None`` when only ``disable_parallel`` was given.
@@ -437,7 +438,7 @@ class ResponseFormat:
 
 @dataclass(frozen=True, slots=True)
 class ReasoningConfig:
-    """Reasoning / extended thinking settings (protocols.md §3.5, §5.1).
+    """Reasoning / extended thinking settings (docs/protocols.md §3.5, §5.1).
 
     * ``mode``: ``enabled`` (a token budget), ``adaptive`` (model decides), ``disabled``,
       or ``None`` when only an effort was given.
@@ -492,7 +493,7 @@ class Request:
 
 @dataclass(frozen=True, slots=True)
 class Usage:
-    """Token accounting in OpenAI semantics (protocols.md §5.5).
+    """Token accounting in OpenAI semantics (docs/protocols.md §5.5).
 
     * ``input_tokens``: the whole prompt, **including** cache reads and writes
       (Anthropic: ``input_tokens + cache_creation_input_tokens + cache_read_input_tokens``).
@@ -686,7 +687,7 @@ def parse_arguments(arguments: str, loads: Any = None) -> dict[str, Any]:
 
     Returns the parsed object when ``arguments`` is a JSON object, ``{}`` when it is empty,
     and ``{RAW_ARGUMENTS_KEY: arguments}`` otherwise (invalid or non-object JSON), so a
-    history replay keeps the call instead of dropping it (protocols.md §5.2). ``loads`` is
+    history replay keeps the call instead of dropping it (docs/protocols.md §5.2). ``loads`` is
     the JSON parser; it defaults to ``protocols.jsonio.loads``.
     """
     if not arguments or arguments.isspace():
@@ -745,6 +746,7 @@ def _fast_init(cls: type) -> None:
     init = ns["__init__"]
     init.__qualname__ = f"{cls.__qualname__}.__init__"
     init.__module__ = cls.__module__
+    # mypy cannot type an __init__ built at run time; the dataclass fields are its signature.
     cls.__init__ = init  # type: ignore[misc]
 
 
@@ -763,12 +765,12 @@ class Context:
     request, not thread-safe).
 
     * ``request_id`` / ``created``: the gateway's request id and Unix time, passed in so
-      that ``protocols/`` never reads a clock (style-anchors.md §4.1 rule 2).
+      that ``protocols/`` never reads a clock (sans-IO, tests/test_layering.py).
     * ``client_format`` / ``upstream_format``: format names (``FORMAT_*``).
     * ``client_request``: the decoded client ``Request`` once known; client-side encoders
       read options from it (Chat ``include_usage``, tool kinds, the requested model).
     * ``tool_names``: upstream wire tool name → client tool name. An upstream request
-      encoder that has to rename tools (length or charset limits, protocols.md §5.3)
+      encoder that has to rename tools (length or charset limits, docs/protocols.md §5.3)
       records the reverse mapping here; upstream decoders apply it to the names they
       report, so the client sees its own names again.
     * ``new_id(prefix)``: a fresh id such as ``chatcmpl-…``, ``msg_…``, ``call_…``. Ids are

@@ -2,9 +2,13 @@
 
 When client and provider speak the same wire format the gateway forwards the
 provider's SSE bytes unchanged, whole events at a time (never half an event,
-protocols.md §6.3, so keep-alives can go in between), and only *watches* them
+docs/protocols.md §6.3, so keep-alives can go in between), and only *watches* them
 for what the ledger needs: the served model, usage, the stop reason, the
 terminal marker and mid-stream error events (§1.5, §1.6, §3.8, §2.5).
+
+:class:`StreamTap` is format-independent; what it watches with is the format's own
+``stream_watch()`` (see ``protocols.registry``): Chat's byte-search ``ChatFacts``, or
+:class:`DecoderFacts` over the format's stream decoder.
 
 Where the facts are is what makes this cheap.  A stream's facts sit at its
 head (Chat's first chunk names the model; Anthropic ``message_start``;
@@ -26,18 +30,25 @@ is forwarded rather than stripped, and an error event followed by more than
 decides whether it completed).
 
 The gateway always asks a Chat provider for ``stream_options.include_usage``
-so usage is reported, not estimated; when the client did not ask for it,
-``strip_usage`` removes that extra ``choices: []`` usage chunk again.
+so usage is reported, not estimated (``Translation.request``); when the client did
+not ask for it, ``strip_usage`` removes that extra ``choices: []`` usage chunk again.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Protocol
 
-from . import jsonio
+from . import ir, jsonio
 from .errors import BufferLimitExceeded, ProtocolError
+from .registry import format_module
 from .sse import MAX_EVENT_BYTES, FrameSplitter, data_of, event_of
-from .translate import format_module
+
+__all__ = ["COMMENT_PING", "DecoderFacts", "StreamTap", "StreamWatch", "frame_json",
+           "stream_tap"]
+
+#: The keep-alive most formats use: an SSE comment, which every SSE parser skips
+#: (WHATWG HTML §9.2).
+COMMENT_PING = b": ping\n\n"
 
 _DONE = b"[DONE]"
 
@@ -55,22 +66,57 @@ def _too_big() -> BufferLimitExceeded:
                                limit=MAX_EVENT_BYTES)
 
 
+class StreamWatch(Protocol):
+    """A format's fact reader over a same-format stream (its ``stream_watch()``)."""
+
+    @property
+    def head_done(self) -> bool:
+        """The facts at a stream's head are in: later events are read only at the end
+        of each chunk."""
+
+    @property
+    def complete(self) -> bool:
+        """The terminal event came, and no error."""
+
+    @property
+    def error_relayed(self) -> bool:
+        """The provider's own error event was seen (and forwarded)."""
+
+    @property
+    def usage(self) -> ir.Usage | None:
+        """The last usage reported."""
+
+    @property
+    def model(self) -> str | None:
+        """The served model."""
+
+    @property
+    def next_sequence(self) -> int:
+        """The sequence number an event added after the last one must carry (0 for a
+        format that numbers none)."""
+
+    def read(self, frame: bytes) -> bool:
+        """One whole event, in stream order; False drops it from the client's bytes."""
+
+    def close(self) -> None:
+        """The stream's end."""
+
+
 class StreamTap:
     """Pass one same-format SSE stream through while ``watch`` reads its facts.
 
-    ``watch`` is a per-format fact reader (:class:`ChatFacts`, :class:`DecoderFacts`):
-    ``read(frame) -> bool`` gets whole events, in stream order (False drops the
-    event), ``head_done`` says the head facts are in, ``close()`` is the stream's
-    end.  This object is the exchange's body filter: ``feed``/``finish`` give the
-    bytes for the client; ``complete``, ``error_relayed``, ``usage``, ``model``
-    are read at the end.
+    ``watch`` is the format's fact reader (:class:`StreamWatch`).  This object is a
+    stream filter (``protocols.stream_filter.StreamFilter``): ``feed``/``finish``
+    give the bytes for the client; ``complete``, ``error_relayed``, ``usage``,
+    ``model`` are read at the end.
     """
 
-    __slots__ = ("fmt", "watch", "_pending", "_held", "_split", "_head")
+    __slots__ = ("fmt", "watch", "_mod", "_pending", "_held", "_split", "_head")
 
-    def __init__(self, fmt: str, watch: Any) -> None:
+    def __init__(self, fmt: str, watch: StreamWatch) -> None:
         self.fmt = fmt
         self.watch = watch
+        self._mod = format_module(fmt)
         # LF framing: the unfinished event, held in pieces until its blank line (joined
         # once then, so a large event arriving in many reads is not copied per read).
         self._pending: list[bytes] = []
@@ -215,7 +261,7 @@ class StreamTap:
         return self.watch.error_relayed
 
     @property
-    def usage(self) -> Any:
+    def usage(self) -> ir.Usage | None:
         return self.watch.usage
 
     @property
@@ -223,42 +269,18 @@ class StreamTap:
         return self.watch.model
 
     def heartbeat(self) -> bytes:
-        return heartbeat_frame(self.fmt)
+        """The format's keep-alive (``HEARTBEAT``)."""
+        beat: bytes = self._mod.HEARTBEAT
+        return beat
 
     def error_frame(self, message: str, kind: str = "upstream_error") -> bytes:
         """The provider failed mid-stream: end the client's stream with its error event."""
-        if self.fmt == "openai_chat":
-            return chat_error_frame(message, kind)
-        return passthrough_error_frame(self.fmt, message, next_sequence=self.watch.next_sequence,
-                                       timeout=kind == "timeout")
+        event: bytes = self._mod.stream_error_event(message, kind, self.watch.next_sequence)
+        return event
 
 
-def _plain_delta(frame: bytes) -> bool:
-    """A Chat chunk that carries no fact: ``"finish_reason":null`` and no usage (or
-    ``"usage":null``, which rides on every chunk once include_usage is on).  Both keys
-    come last in a chunk, so two searches from the end settle it in ~0.1 µs each,
-    where a scan of the whole chunk per key costs several times that.  Compact JSON
-    only (OpenAI, vLLM, llama.cpp write it so); anything else is read properly.  A key
-    cannot be faked by text: inside a JSON string every quote is escaped."""
-    i = frame.rfind(b'"finish_reason":')
-    if i < 0 or not frame.startswith(b"null", i + 16):
-        return False
-    j = frame.rfind(b'"usage":')
-    return j < 0 or frame.startswith(b"null", j + 8)
-
-
-def _value_is_null(frame: bytes, key_end: int) -> bool:
-    """True when the JSON value after the key ending at ``key_end`` is ``null``."""
-    if frame.startswith(b":null", key_end):  # compact JSON, the common case
-        return True
-    j = key_end
-    n = len(frame)
-    while j < n and frame[j] in b" \t:":
-        j += 1
-    return frame.startswith(b"null", j)
-
-
-def _json(frame: bytes) -> Any:
+def frame_json(frame: bytes) -> Any:
+    """The JSON of an event's data; None for none, ``[DONE]`` or invalid JSON."""
     data = data_of(frame)
     if not data or data == _DONE:
         return None
@@ -268,120 +290,13 @@ def _json(frame: bytes) -> Any:
         return None
 
 
-class ChatFacts:
-    """The facts of a Chat Completions stream: ``model`` (served model), ``usage``
-    (the provider's usage object, OpenAI shape), ``finish_reason``, ``complete``
-    (``[DONE]`` seen, no error), ``error`` (the error object of a mid-stream error
-    event, if any)."""
-
-    __slots__ = ("strip_usage", "model", "usage", "finish_reason", "complete", "error")
-
-    def __init__(self, *, strip_usage: bool = False) -> None:
-        self.strip_usage = strip_usage
-        self.model: str | None = None
-        self.usage: dict[str, Any] | None = None
-        self.finish_reason: str | None = None
-        self.complete = False
-        self.error: dict[str, Any] | None = None
-
-    @property
-    def head_done(self) -> bool:
-        return self.model is not None
-
-    @property
-    def error_relayed(self) -> bool:
-        return self.error is not None
-
-    def close(self) -> None:
-        pass
-
-    def read(self, frame: bytes) -> bool:
-        """Read one event; False means: do not forward it (the forced usage chunk)."""
-        if self.model is not None and _plain_delta(frame):
-            return True
-        if self.model is None and b'"model"' in frame:
-            obj = _json(frame)
-            if type(obj) is dict and type(obj.get("model")) is str:
-                self.model = obj["model"]
-        i = frame.find(b'"usage"')
-        if i >= 0 and not _value_is_null(frame, i + 7):
-            obj = _json(frame)
-            if type(obj) is dict and type(obj.get("usage")) is dict:
-                # Cumulative per the spec: the last report wins, never summed.
-                self.usage = obj["usage"]
-                if self.strip_usage and obj.get("choices") == []:
-                    return False
-        i = frame.find(b'"finish_reason"')
-        if i >= 0 and not _value_is_null(frame, i + 15):
-            obj = _json(frame)
-            if type(obj) is dict:
-                for choice in obj.get("choices") or ():
-                    if type(choice) is dict and type(choice.get("finish_reason")) is str:
-                        self.finish_reason = choice["finish_reason"]
-        if b'"error"' in frame:
-            obj = _json(frame)
-            if type(obj) is dict and obj.get("error"):
-                self.error = obj["error"] if type(obj["error"]) is dict else {"message": str(obj["error"])}
-                self.complete = False
-        elif _DONE in frame and (data_of(frame) or b"").strip() == _DONE:
-            self.complete = self.error is None
-        return True
-
-
-def chat_error_frame(message: str, code: str = "upstream_error") -> bytes:
-    """A mid-stream Chat error event (§1.6): the SDKs raise ``APIError`` on it."""
-    return b"data: " + jsonio.dumps({"error": {
-        "message": message, "type": "server_error", "param": None, "code": code,
-    }}) + b"\n\n"
-
-
-class ChatStreamObserver(StreamTap):
-    """The tap over a Chat stream, facts as attributes (see :class:`ChatFacts`)."""
-
-    __slots__ = ()
-
-    def __init__(self, *, strip_usage: bool = False) -> None:
-        super().__init__("openai_chat", ChatFacts(strip_usage=strip_usage))
-
-    @property
-    def finish_reason(self) -> str | None:
-        return self.watch.finish_reason
-
-    @property
-    def error(self) -> dict[str, Any] | None:
-        return self.watch.error
-
-    @staticmethod
-    def heartbeat() -> bytes:  # type: ignore[override]
-        """An SSE comment: every SSE parser skips it (WHATWG §9.2), so does the SDK."""
-        return COMMENT_PING
-
-    @staticmethod
-    def error_frame(message: str, kind: str = "upstream_error") -> bytes:  # type: ignore[override]
-        return chat_error_frame(message, kind)
-
-
-#: The event types whose frames :class:`DecoderFacts` hands to the format's decoder;
-#: the content events in between carry no fact and the decoder, seeing only some of
-#: them, could not follow their block indices anyway.  ``None``: every event (a
-#: Gemini chunk is self-contained, and carries usage and the finish reason itself).
-FACT_EVENTS: dict[str, frozenset[bytes] | None] = {
-    "anthropic_messages": frozenset({b"message_start", b"message_delta", b"message_stop",
-                                     b"error"}),
-    "openai_responses": frozenset({b"response.created", b"response.queued",
-                                   b"response.in_progress", b"response.completed",
-                                   b"response.incomplete", b"response.failed", b"error"}),
-    "gemini": None,
-}
-
-
 def _event_type(frame: bytes) -> bytes | None:
     """The event's type: its ``event:`` line, else the ``type`` of its JSON data."""
     if frame.startswith(b"event: "):
         return frame[7:frame.find(b"\n")].rstrip(b"\r")
     if frame.startswith(b"event:"):
         return event_of(frame)
-    obj = _json(frame)
+    obj = frame_json(frame)
     if type(obj) is dict:
         t = obj.get("type")
         if type(t) is str:
@@ -390,18 +305,23 @@ def _event_type(frame: bytes) -> bytes | None:
 
 
 class DecoderFacts:
-    """The facts of an Anthropic, Responses or Gemini stream, read by that format's own
-    stream decoder (observe mode) from the events :class:`StreamTap` shows it, so the
+    """A :class:`StreamWatch` that reads a stream's facts with the format's own stream
+    decoder (observe mode), from the events :class:`StreamTap` shows it, so the
     ledger's numbers mean the same as on a translated stream: ``model``, ``usage``
     (``ir.Usage``), ``complete`` (the terminal event came and no error),
     ``error_relayed``, and ``next_sequence`` (Responses: the sequence number the
-    gateway's own error event must carry)."""
+    gateway's own error event must carry).
+
+    ``fact_events``: the event types whose frames the decoder is shown; the content
+    events in between carry no fact, and the decoder, seeing only some of them, could
+    not follow their block indices anyway.  ``None``: every event (a Gemini chunk is
+    self-contained, and carries usage and the finish reason itself)."""
 
     __slots__ = ("_dec", "_types", "_broke", "error_relayed", "_last")
 
-    def __init__(self, fmt: str) -> None:
-        self._dec = format_module(fmt).StreamDecoder(None, observe=True)
-        self._types = FACT_EVENTS[fmt]
+    def __init__(self, decoder: Any, fact_events: frozenset[bytes] | None) -> None:
+        self._dec = decoder
+        self._types = fact_events
         self._broke = False  # the decoder could not read an event: facts stop there
         self.error_relayed = False
         self._last = b""  # the last event read: the stream's last one, once it ended
@@ -415,8 +335,9 @@ class DecoderFacts:
         return self._dec.model or None
 
     @property
-    def usage(self) -> Any:
-        return self._dec.usage
+    def usage(self) -> ir.Usage | None:
+        usage: ir.Usage | None = self._dec.usage
+        return usage
 
     @property
     def complete(self) -> bool:
@@ -465,40 +386,6 @@ class DecoderFacts:
 
 
 def stream_tap(fmt: str, *, strip_usage: bool = False) -> StreamTap:
-    """The tap for a same-format stream of ``fmt``."""
-    if fmt == "openai_chat":
-        return ChatStreamObserver(strip_usage=strip_usage)
-    return StreamTap(fmt, DecoderFacts(fmt))
-
-
-def passthrough_error_frame(fmt: str, message: str, *, next_sequence: int = 0,
-                            timeout: bool = False) -> bytes:
-    """The event that ends a same-format (observed) stream after the provider
-    failed mid-stream, in that format's own error shape (protocols.md §5.7):
-    Chat ``data: {"error":...}``, Anthropic ``event: error``, Responses
-    ``event: error`` with the next ``sequence_number``, Gemini an error object."""
-    if fmt == "anthropic_messages":
-        kind = "timeout_error" if timeout else "api_error"
-        return b"event: error\ndata: " + jsonio.dumps(
-            {"type": "error", "error": {"type": kind, "message": message}}) + b"\n\n"
-    if fmt == "openai_responses":
-        return b"event: error\ndata: " + jsonio.dumps({
-            "type": "error", "code": "server_error", "message": message, "param": None,
-            "sequence_number": next_sequence}) + b"\n\n"
-    if fmt == "gemini":
-        return b"data: " + jsonio.dumps({"error": {
-            "code": 504 if timeout else 502, "message": message,
-            "status": "DEADLINE_EXCEEDED" if timeout else "UNAVAILABLE"}}) + b"\r\n\r\n"
-    return chat_error_frame(message, "upstream_timeout" if timeout else "stream_cut")
-
-
-# Keep-alives per client format (protocols.md §6.3): Anthropic's own ``ping``
-# event, an SSE comment elsewhere.  Responses clients in translated streams get
-# a real, ignorable event from the encoder instead (Codex resets its idle timer
-# only on events).
-ANTHROPIC_PING = b'event: ping\ndata: {"type": "ping"}\n\n'
-COMMENT_PING = b": ping\n\n"
-
-
-def heartbeat_frame(fmt: str) -> bytes:
-    return ANTHROPIC_PING if fmt == "anthropic_messages" else COMMENT_PING
+    """The tap for a same-format stream of ``fmt``; ``strip_usage`` drops the usage
+    report the gateway asked for and the client did not (Chat)."""
+    return StreamTap(fmt, format_module(fmt).stream_watch(strip_usage=strip_usage))

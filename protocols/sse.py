@@ -3,24 +3,29 @@
 Implements "parsing an event stream" and "interpreting an event stream" from the
 WHATWG HTML Living Standard, section 9.2 (Server-sent events):
 https://html.spec.whatwg.org/multipage/server-sent-events.html#parsing-an-event-stream
-The rules a gateway must get right, and the test vectors used against this module,
-are in design/protocols.md section 6.
+The rules a gateway must get right are in docs/protocols.md §6.
 
-Four tools, from the most exact to the cheapest:
+What is here, and who uses it:
 
-* :class:`SSEDecoder` turns bytes into :class:`SSEEvent` objects, following the spec
-  to the letter. Used where events are translated between wire formats.
-* :class:`FrameSplitter` cuts bytes into raw event blocks without decoding them, so
-  a same-format stream can be forwarded byte for byte, one whole event per write.
+* :class:`FrameSplitter` cuts bytes into raw event blocks without decoding them. Every
+  stream decoder (``protocols._streams``) and the passthrough tap
+  (``protocols.observe``) cut streams with it, so a same-format stream can be
+  forwarded byte for byte, one whole event per write.
 * :func:`data_of` / :func:`event_of` pull the data payload and event name out of
-  one raw block. This is what a usage tap calls on every forwarded block.
-* :func:`encode`, :func:`encode_comment` and :data:`DONE` write events.
+  one raw block: what the decoders and the tap call on every block.
+* :class:`SSEDecoder` turns bytes into :class:`SSEEvent` objects, following the spec
+  to the letter. The gateway's paths do not use it (they need raw frames); it is the
+  executable reference ``tests/protocols/test_sse.py`` and ``fuzz/sse.py`` hold
+  :class:`FrameSplitter`, :func:`data_of` and :func:`event_of` to, itself checked
+  against a literal transcription of the spec.
+* :func:`encode`, :func:`encode_comment` and :data:`DONE` write events (for tests and
+  tools; the format encoders write their frames from byte templates).
 
 Design notes that apply throughout:
 
 * Lines are split on CR and LF bytes only, never with ``str.splitlines``, which also
   splits on U+2028, U+0085, U+000B and others that are legal inside JSON strings
-  (protocols.md 6.2). CR and LF are ASCII, so they never occur inside a multi-byte
+  (docs/protocols.md §6.2). CR and LF are ASCII, so they never occur inside a multi-byte
   UTF-8 sequence: splitting raw bytes first and decoding each complete line is
   exactly equivalent to decoding the whole stream first, and a character split
   across two network chunks simply waits in the unterminated-line buffer.
@@ -63,7 +68,7 @@ __all__ = [
 #: one multi-megabyte line: ``response.completed`` echoing a long output, Anthropic
 #: ``web_search_tool_result``, Gemini inline images as base64 (a 10 MB image is a
 #: 13.3 MB line). Readers with small fixed buffers fail on these (Go's
-#: ``bufio.Scanner`` stops at 64 KiB; protocols.md 6.2), so the bound is generous,
+#: ``bufio.Scanner`` stops at 64 KiB; docs/protocols.md §6.2), so the bound is generous,
 #: but it is a bound: a provider that never sends a line end costs at most this much.
 MAX_LINE_BYTES = 16 * 1024 * 1024
 
@@ -208,7 +213,7 @@ class SSEDecoder:
     """Incremental decoder: bytes in, :class:`SSEEvent` objects out.
 
     Follows WHATWG HTML 9.2.5 and 9.2.6 exactly, including the cases where the
-    Python SDK decoders differ (protocols.md 6.2): a leading BOM is stripped; a
+    Python SDK decoders differ (docs/protocols.md §6.2): a leading BOM is stripped; a
     block without ``data`` dispatches nothing; the event type resets after every
     blank line; an event not ended by a blank line is discarded at :meth:`close`.
 
@@ -447,7 +452,7 @@ class FrameSplitter:
     first byte after the previous block through the end of its blank line. The
     concatenation of every returned frame plus :attr:`pending` always equals the
     input, so a pass-through proxy can forward frames unchanged and still write one
-    whole event per write (protocols.md 6.3).
+    whole event per write (docs/protocols.md §6.3).
 
     Line ends are LF, CRLF or lone CR. A blank line ending in CR is returned as
     soon as the CR arrives, because waiting for the next chunk would hold a
@@ -597,7 +602,7 @@ class FrameSplitter:
             param="sse.event",
             limit=self._max_event,
         )
-        err.frames = frames  # type: ignore[attr-defined]
+        err.frames = frames
         return err
 
     def _line_too_long(self, chunk: bytes, at: int) -> BufferLimitExceeded:
@@ -610,7 +615,7 @@ class FrameSplitter:
             param="sse.line",
             limit=self._max_line,
         )
-        err.frames = frames  # type: ignore[attr-defined]
+        err.frames = frames
         return err
 
     def close(self) -> bytes:
@@ -735,7 +740,7 @@ def encode(data: str | bytes, event: str | None = None) -> bytes:
     come back as LF; JSON payloads never contain them raw. Exactly one space
     follows each colon, so values that start with a space survive the
     single-space rule. No BOM, ``id`` or ``retry`` is ever written: the Stainless
-    SDK decoders mishandle all three (protocols.md 6.2).
+    SDK decoders mishandle all three (docs/protocols.md §6.2).
     """
     if isinstance(data, str):
         data = data.encode()

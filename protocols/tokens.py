@@ -1,14 +1,17 @@
 """Cheap, deterministic prompt-token estimates for ``count_tokens``.
 
 Claude Code calls ``POST /v1/messages/count_tokens`` around every turn
-(protocols.md §3.10).  When the route's provider cannot count for us, the
+(docs/protocols.md §3.10).  When the route's provider cannot count for us, the
 gateway answers from this estimate: no tokenizer, no I/O, linear in the body.
 
 The rule: about 4 UTF-8 bytes per token for text and JSON (the usual figure for
 English prose and code with BPE vocabularies), a fixed overhead per message and
-per tool, and images at Anthropic's documented cost of width*height/750 tokens,
-taken at the 1.15 megapixel size a large image is scaled to (about 1,600
-tokens) because the estimate does not decode images.
+per tool, and images at a fixed cost (each format's package says which; Anthropic
+charges width*height/750 tokens, taken at the 1.15 megapixel size a large image is
+scaled to, about 1,600 tokens, because the estimate does not decode images).
+This module holds the format-independent rule; a format that can be counted has an
+``estimate_input_tokens(body)`` in its package (Anthropic Messages today), reached
+through the registry.
 """
 
 from __future__ import annotations
@@ -16,6 +19,17 @@ from __future__ import annotations
 from typing import Any
 
 from . import jsonio
+from .registry import format_module
+
+__all__ = [
+    "BYTES_PER_TOKEN",
+    "IMAGE_TOKENS",
+    "MESSAGE_OVERHEAD_TOKENS",
+    "TOOL_OVERHEAD_TOKENS",
+    "estimate_input_tokens",
+    "json_tokens",
+    "text_tokens",
+]
 
 BYTES_PER_TOKEN = 4
 # Role markers and separators per message (OpenAI's cookbook counts 3-4).
@@ -24,70 +38,27 @@ MESSAGE_OVERHEAD_TOKENS = 4
 TOOL_OVERHEAD_TOKENS = 8
 # ~1.15 MP / 750 (Anthropic vision docs: tokens = width * height / 750).
 IMAGE_TOKENS = 1600
-# A PDF page costs roughly 1,500-3,000 tokens; without parsing we charge by size.
-DOCUMENT_BYTES_PER_TOKEN = 8
 
 
-def _text_tokens(text: str) -> int:
+def text_tokens(text: str) -> int:
+    """Tokens of ``text``: its UTF-8 bytes over ``BYTES_PER_TOKEN``, rounded up."""
     n = len(text.encode("utf-8", "surrogatepass"))
     return -(-n // BYTES_PER_TOKEN)
 
 
-def _json_tokens(value: Any) -> int:
+def json_tokens(value: Any) -> int:
+    """Tokens of ``value`` as compact JSON (its ``str`` when it is not JSON)."""
     try:
         return -(-len(jsonio.dumps(value)) // BYTES_PER_TOKEN)
     except (TypeError, ValueError):
-        return _text_tokens(str(value))
+        return text_tokens(str(value))
 
 
-def _block_tokens(block: Any) -> int:
-    if type(block) is str:
-        return _text_tokens(block)
-    if type(block) is not dict:
-        return _json_tokens(block)
-    kind = block.get("type")
-    if kind == "text":
-        return _text_tokens(str(block.get("text", "")))
-    if kind == "image":
-        return IMAGE_TOKENS
-    if kind == "document":
-        src = block.get("source") or {}
-        data = src.get("data") if type(src) is dict else None
-        if type(data) is str:
-            return max(1, len(data) * 3 // 4 // DOCUMENT_BYTES_PER_TOKEN)
-        return IMAGE_TOKENS
-    if kind == "tool_use":
-        return _text_tokens(str(block.get("name", ""))) + _json_tokens(block.get("input", {}))
-    if kind == "tool_result":
-        content = block.get("content")
-        if type(content) is list:
-            return 2 + sum(_block_tokens(b) for b in content)
-        return 2 + _block_tokens(content if content is not None else "")
-    if kind == "thinking":
-        return _text_tokens(str(block.get("thinking", "")))
-    if kind == "redacted_thinking":
-        return _text_tokens(str(block.get("data", ""))) // 4
-    return _json_tokens(block)
-
-
-def estimate_anthropic_input_tokens(body: dict[str, Any]) -> int:
-    """Estimated ``input_tokens`` for an Anthropic Messages / count_tokens body:
-    system, tools, messages and images all counted."""
-    total = 0
-    system = body.get("system")
-    if type(system) is str:
-        total += _text_tokens(system)
-    elif type(system) is list:
-        total += sum(_block_tokens(b) for b in system)
-    for tool in body.get("tools") or ():
-        total += TOOL_OVERHEAD_TOKENS + _json_tokens(tool)
-    for msg in body.get("messages") or ():
-        total += MESSAGE_OVERHEAD_TOKENS
-        if type(msg) is not dict:
-            continue
-        content = msg.get("content")
-        if type(content) is list:
-            total += sum(_block_tokens(b) for b in content)
-        elif content is not None:
-            total += _block_tokens(content)
-    return max(1, total)
+def estimate_input_tokens(fmt: str, body: dict[str, Any]) -> int:
+    """Estimated input tokens of a ``fmt`` request body; ``ValueError`` for a format
+    that has no estimate."""
+    estimate = getattr(format_module(fmt), "estimate_input_tokens", None)
+    if estimate is None:
+        raise ValueError(f"wire format {fmt!r} has no input token estimate")
+    result: int = estimate(body)
+    return result

@@ -6,115 +6,43 @@ request. It turns the client's request body into the upstream's, the upstream's 
 All of it is pure: bytes and dicts in, bytes and dicts out; time and ids are inputs.
 
 Formats meet in the IR (``protocols.ir``): each format has one decoder and one encoder,
-never a translator per pair (design/style-anchors.md §4.2). When both sides speak the same
+never a translator per pair (docs/protocols.md §5). When both sides speak the same
 format the translation runs in **observe mode**: the request body and every stream chunk
-are returned unchanged (the same objects), and a decoder only watches the stream for
-usage, the stop reason, tool calls and errors (architecture.md rule 2).
+are returned unchanged (the same objects; a Chat streaming request gains the usage
+report it lacked, see ``request``), and a decoder only watches the stream for usage, the
+stop reason, tool calls and errors.
 
-Format module interface
------------------------
-``FORMAT_MODULES`` maps each format name to the module implementing it. A module is
-plugged in by adding its name there; it must provide:
+Each format is a package reached through ``protocols.registry`` (``FORMAT_MODULES``,
+``format_module``), which documents the interface every format package provides.
 
-``FORMAT: str``
-    Its own format name (``ir.FORMAT_*``).
-``decode_request(body: dict, ctx: ir.Context | None = None) -> ir.Request``
-    A client request body. Raises ``ClientProtocolError`` (with ``param``) for invalid
-    input, and ``UnsupportedFeature`` for fields ``ctx.upstream_format`` cannot express.
-``encode_request(req: ir.Request, ctx: ir.Context | None = None) -> dict``
-    The body for an upstream of this format. Records renamed tools in
-    ``ctx.tool_names`` (wire name → client name). ``UnsupportedFeature`` when ``req``
-    holds something this format cannot carry (a ``NativeBlock``/``NativeTool`` of another
-    provider, …).
-``decode_response(body: dict, ctx: ir.Context | None = None) -> ir.Response``
-    A complete upstream reply; tool names mapped back through ``ctx.tool_names``.
-    Raises ``UpstreamProtocolError`` on malformed input.
-``encode_response(resp: ir.Response, ctx: ir.Context | None = None) -> dict``
-    A complete reply for a client; ids come from ``ctx.new_id``, time from
-    ``ctx.created``.
-``decode_error(status: int, body: bytes) -> ir.ApiError``
-    An upstream HTTP error (any body, JSON or not).
-``encode_error(err: ir.ApiError, source_format: str | None = None) -> tuple[int, bytes]``
-    Status and body for a client. ``source_format`` is where ``err`` came from, so a
-    same-family source may keep its own type/code strings.
-``StreamDecoder(ctx: ir.Context | None = None, *, observe: bool = False)``
-    ``feed(data: bytes) -> list[ir.StreamEvent]`` for any split of the body, and
-    ``close() -> list[ir.StreamEvent]`` at upstream EOF. Events follow the contract in
-    ``protocols.ir``: exactly one terminal event, and EOF without the format's terminal
-    marker becomes ``StreamError(ErrorKind.UPSTREAM_PROTOCOL, …)``. Raises only
-    ``ProtocolError`` subclasses: a broken upstream (a bad frame, an exceeded buffer
-    limit) raises, but the events decoded before it in the same ``feed`` are returned
-    first and the error comes from the next call, so the events up to the error do not
-    depend on the split (``protocols._streams``). Facts as attributes: ``model``, ``id``
-    (``str | None``), ``usage`` (``ir.Usage | None``), ``stop_reason``
-    (``ir.StopReason | None``), ``tool_calls`` (int), ``failed`` and ``done`` (bool). With
-    ``observe=True`` it may skip work that only produces content events, but the facts
-    must stay exact.
-``StreamEncoder(ctx: ir.Context | None = None)``
-    ``encode(events: list[ir.StreamEvent]) -> bytes`` (``b""`` when nothing is ready)
-    and ``close() -> bytes`` at end of input: if no terminal event was encoded it writes
-    the format's error event, never a clean end. Reads client options from
-    ``ctx.client_request``. A ``done`` property tells whether a terminal event was written.
+One interface for the gateway, whatever the mode: ``request`` (the body to send),
+``response`` (a complete reply), ``error`` (an HTTP error reply, always in the client's
+format) and ``stream_filter()`` (the body filter for a streamed reply,
+``protocols.stream_filter.StreamFilter``), with the ledger's facts (``usage`` as
+``ir.Usage``, ``model``) read the same way in both modes.
 """
 
 from __future__ import annotations
 
-import importlib
-from types import ModuleType
 from typing import Any
 
-from . import ir, jsonio
-from . import usage as usage_mod
+from . import ir
 from .errors import ProtocolError, UpstreamProtocolError
 from .ir import ErrorKind, StreamError
+from .observe import StreamTap, stream_tap
+from .registry import FORMAT_MODULES, format_module
+from .stream_filter import TranslatedStream
 
-__all__ = ["FORMAT_MODULES", "Translation", "encode_error", "format_module"]
-
-#: Format name → module implementing the interface above. Modules are imported on first
-#: use, so a format whose module is not installed only fails when asked for.
-FORMAT_MODULES: dict[str, str] = {
-    ir.FORMAT_OPENAI_CHAT: "protocols.openai_chat",
-    ir.FORMAT_ANTHROPIC_MESSAGES: "protocols.anthropic_messages",
-    ir.FORMAT_OPENAI_RESPONSES: "protocols.openai_responses",
-    ir.FORMAT_GEMINI: "protocols.gemini",
-}
-
-_loaded: dict[str, ModuleType] = {}
-
-#: Where a complete reply of each format keeps its usage and served model, and how its
-#: decoder reads the usage: observe mode reads just these (see ``Translation.response``).
-_REPLY_FACTS: dict[str, tuple[str, str, Any]] = {
-    ir.FORMAT_OPENAI_CHAT: ("usage", "model", usage_mod.from_openai_chat),
-    ir.FORMAT_ANTHROPIC_MESSAGES: ("usage", "model", usage_mod.from_anthropic),
-    ir.FORMAT_OPENAI_RESPONSES: ("usage", "model", usage_mod.from_openai_responses),
-    ir.FORMAT_GEMINI: ("usageMetadata", "modelVersion", usage_mod.from_gemini),
-}
-
-
-def format_module(name: str) -> ModuleType:
-    """The module for format ``name``; ``ValueError`` for an unknown or missing format."""
-    mod = _loaded.get(name)
-    if mod is not None:
-        return mod
-    path = FORMAT_MODULES.get(name)
-    if path is None:
-        raise ValueError(f"unknown wire format {name!r}; known: {sorted(FORMAT_MODULES)}")
-    try:
-        mod = importlib.import_module(path)
-    except ModuleNotFoundError as e:
-        if e.name != path:
-            raise
-        raise ValueError(f"wire format {name!r} is not available ({path} missing)") from None
-    _loaded[name] = mod
-    return mod
+__all__ = ["FORMAT_MODULES", "Translation", "format_module"]
 
 
 class Translation:
     """One request's translation (mutable, not thread-safe).
 
     Call ``request(body)`` first (it also tells the client-side encoder the client's
-    options), then either ``response(body)`` for a complete reply, ``feed(chunk)`` for
-    each streamed chunk followed by one ``finish()``, or ``error(status, body)`` for an
+    options), then either ``response(body)`` for a complete reply, ``stream_filter()``
+    for a streamed one (or ``feed(chunk)`` for each streamed chunk followed by one
+    ``finish()``, what the translating filter does), or ``error(status, body)`` for an
     HTTP error reply.
 
     Mid-stream, ``feed`` never raises for bad upstream data: an upstream that breaks its
@@ -132,7 +60,7 @@ class Translation:
     __slots__ = (
         "client_format", "upstream_format", "observe", "_client", "_upstream", "_ctx",
         "_dec", "_enc", "_dead", "_broke", "_cut", "_response", "_error", "_requested_model",
-        "_observed", "_observed_usage",
+        "_observed", "_observed_usage", "_strip_usage",
     )
 
     def __init__(
@@ -146,9 +74,8 @@ class Translation:
     ) -> None:
         self.client_format = client_format
         self.upstream_format = upstream_format
-        # One per request: the loaded modules are looked up directly.
-        self._client = _loaded.get(client_format) or format_module(client_format)
-        self._upstream = _loaded.get(upstream_format) or format_module(upstream_format)
+        self._client = format_module(client_format)
+        self._upstream = format_module(upstream_format)
         self.observe = client_format == upstream_format
         self._ctx = ir.Context(
             request_id=request_id,
@@ -167,6 +94,7 @@ class Translation:
         self._requested_model: str | None = None
         self._observed: Any = None  # observe mode: the upstream's complete reply
         self._observed_usage: Any = None
+        self._strip_usage = False  # observe mode: request() asked for usage the client did not
 
     @property
     def context(self) -> ir.Context:
@@ -179,7 +107,10 @@ class Translation:
 
         Observe mode returns ``body`` itself without decoding it (only the model is
         read): an invalid body is the upstream's to reject, the gateway forwards what the
-        client wrote.
+        client wrote.  The one exception is a streaming request in a format where usage
+        reports are optional (Chat ``stream_options.include_usage``): the provider is
+        asked for them in a shallow copy, so usage is reported rather than estimated,
+        and ``stream_filter()`` strips the report again for the client that did not ask.
         """
         ctx = self._ctx
         if self.observe:
@@ -187,13 +118,22 @@ class Translation:
             # Code request (~50 KB) costs ~270 us to decode and the passthrough
             # path needs only the model.  The decoders' facts do not depend on it.
             ctx.client_request = None
-            model = body.get("model") if type(body) is dict else None
+            if type(body) is not dict:
+                self._requested_model = None
+                return body
+            model = body.get("model")
             self._requested_model = model if type(model) is str else None
-            return body
+            asked = self._upstream.request_stream_usage(body)
+            if asked is None:
+                return body
+            self._strip_usage = True
+            sent: dict[str, Any] = asked
+            return sent
         req = self._client.decode_request(body, ctx)
         ctx.client_request = req
         self._requested_model = req.model
-        return self._upstream.encode_request(req, ctx)
+        up: dict[str, Any] = self._upstream.encode_request(req, ctx)
+        return up
 
     # -- complete replies --------------------------------------------------------------
 
@@ -209,7 +149,7 @@ class Translation:
         """
         if self.observe:
             self._observed = body
-            usage_key, _, read = _REPLY_FACTS[self.upstream_format]
+            usage_key, _, read = self._upstream.REPLY_FACTS
             if type(body) is dict:
                 u = body.get(usage_key)
                 try:
@@ -220,19 +160,21 @@ class Translation:
             return body
         resp = self._upstream.decode_response(body, self._ctx)
         self._response = resp
-        return self._client.encode_response(resp, self._ctx)
+        out: dict[str, Any] = self._client.encode_response(resp, self._ctx)
+        return out
 
     def error(self, status: int, body: bytes) -> tuple[int, bytes]:
-        """Status and body for the client, for the upstream's HTTP error reply.
-
-        Observe mode passes the provider's own JSON error through unchanged; a body
-        that is not one (an HTML page from a load balancer, plain text, nothing)
-        becomes the client format's error, so the client can always read it."""
+        """Status and body for the client, for the upstream's HTTP error reply: always in
+        the client's format.  Observe mode relays the provider's status and body
+        unchanged when the body is the format's own JSON error shape; anything else (an
+        HTML page from a load balancer, plain text, nothing) is rewritten as the format's
+        error, as a translated reply is."""
         err = self._upstream.decode_error(status, body)
         self._error = err
-        if self.observe and _is_json_error(body):
+        if self.observe and self._upstream.is_error_body(body):
             return status, body
-        return self._client.encode_error(err, self.upstream_format)
+        result: tuple[int, bytes] = self._client.encode_error(err, self.upstream_format)
+        return result
 
     # -- streams -----------------------------------------------------------------------
 
@@ -265,9 +207,10 @@ class Translation:
         if not events:
             return b""
         try:
-            return self._enc.encode(events)
+            out: bytes = self._enc.encode(events)
         except ProtocolError as e:
             return self._broken(e)
+        return out
 
     def finish(self) -> bytes:
         """Upstream EOF: the rest of the client's stream. A stream that ended without its
@@ -290,11 +233,12 @@ class Translation:
         if self._dead:
             return b""
         try:
-            out = self._enc.encode(dec.close())
+            out: bytes = self._enc.encode(dec.close())
         except ProtocolError as e:
             return self._broken(e)
         self._dead = True
-        return out + self._enc.close()
+        end: bytes = self._enc.close()
+        return out + end
 
     def _broken(self, e: ProtocolError) -> bytes:
         """The upstream broke its protocol mid-stream: end the client's stream with an
@@ -302,8 +246,10 @@ class Translation:
         self._dead = self._broke = True
         kind = ErrorKind.UPSTREAM_PROTOCOL if isinstance(e, UpstreamProtocolError) else ErrorKind.SERVER
         try:
-            return self._enc.encode([StreamError(kind, f"upstream protocol error: {e.message}",
-                                                 e.status_hint)]) + self._enc.close()
+            out: bytes = self._enc.encode([StreamError(kind, f"upstream protocol error: {e.message}",
+                                                       e.status_hint)])
+            end: bytes = self._enc.close()
+            return out + end
         except ProtocolError:
             return b""
 
@@ -315,8 +261,17 @@ class Translation:
         enc = self._enc
         if enc is None or self.observe or self._dead:
             return None
-        fn = getattr(enc, "keepalive", None)
-        return fn() if fn is not None else None
+        beat: bytes | None = enc.keepalive()
+        return beat
+
+    def stream_filter(self) -> StreamTap | TranslatedStream:
+        """The body filter for the streamed reply (``protocols.stream_filter``): in
+        observe mode the zero-copy tap over the provider's events (stripping the usage
+        report ``request`` asked for), else the translating filter over ``feed`` and
+        ``finish``.  Call ``request`` first."""
+        if self.observe:
+            return stream_tap(self.upstream_format, strip_usage=self._strip_usage)
+        return TranslatedStream(self)
 
     # -- facts -------------------------------------------------------------------------
 
@@ -333,9 +288,11 @@ class Translation:
     @property
     def usage(self) -> ir.Usage | None:
         if self._dec is not None and self._dec.usage is not None:
-            return self._dec.usage
+            usage: ir.Usage = self._dec.usage
+            return usage
         if self._observed is not None:
-            return self._observed_usage
+            observed: ir.Usage | None = self._observed_usage
+            return observed
         if self._response is not None:
             return self._response.usage
         return None
@@ -343,10 +300,11 @@ class Translation:
     @property
     def model(self) -> str | None:
         if self._dec is not None and self._dec.model:
-            return self._dec.model
+            served: str = self._dec.model
+            return served
         body = self._observed
         if body is not None:
-            model = body.get(_REPLY_FACTS[self.upstream_format][1]) if type(body) is dict else None
+            model = body.get(self._upstream.REPLY_FACTS[1]) if type(body) is dict else None
             return str(model) if model else self._requested_model
         if self._response is not None and self._response.model:
             return self._response.model
@@ -355,14 +313,16 @@ class Translation:
     @property
     def stop_reason(self) -> ir.StopReason | None:
         if self._dec is not None:
-            return self._dec.stop_reason
+            stop: ir.StopReason | None = self._dec.stop_reason
+            return stop
         resp = self._decoded()
         return resp.stop_reason if resp is not None else None
 
     @property
     def tool_calls_seen(self) -> int:
         if self._dec is not None:
-            return self._dec.tool_calls
+            n: int = self._dec.tool_calls
+            return n
         resp = self._decoded()
         if resp is not None:
             return sum(1 for b in resp.content if type(b) is ir.ToolCall)
@@ -389,21 +349,3 @@ class Translation:
             or self._broke
             or (self._dec is not None and self._dec.failed)
         )
-
-
-def _is_json_error(body: bytes) -> bool:
-    """Every format's error body is a JSON object with an ``error`` object."""
-    try:
-        obj = jsonio.loads(body) if body else None
-    except jsonio.JSONDecodeError:
-        return False
-    return type(obj) is dict and type(obj.get("error")) is dict
-
-
-def encode_error(client_format: str, err: ir.ApiError) -> tuple[int, bytes]:
-    """Status and body of ``err`` for a client of ``client_format``: the one way every
-    error body of the gateway's own is written (the codec of that format encodes it,
-    as an error in the client's own terms)."""
-    mod = _loaded.get(client_format) or format_module(client_format)
-    status, body = mod.encode_error(err, client_format)
-    return status, body

@@ -1,6 +1,6 @@
 """Token usage: every wire format's usage object to and from ``ir.Usage``.
 
-``ir.Usage`` uses OpenAI semantics (protocols.md §5.5): ``input_tokens`` is the whole
+``ir.Usage`` uses OpenAI semantics (docs/protocols.md §5.5): ``input_tokens`` is the whole
 prompt including cache reads and writes, ``output_tokens`` includes reasoning. The two
 conversions that matter most for cost accounting:
 
@@ -48,12 +48,11 @@ def _n(obj: Any, key: str) -> int:
     if type(obj) is not dict:
         return 0
     v = obj.get(key)
-    t = type(v)
-    if t is int:
+    if type(v) is int:
         return v if v >= 0 else 0
     if v is None:
         return 0
-    if t is float and v.is_integer():
+    if type(v) is float and v.is_integer():
         return int(v) if v >= 0 else 0
     raise UpstreamProtocolError(f"usage field {key!r} is not a token count: {v!r}", param=key)
 

@@ -4,7 +4,7 @@ Every failure answers in the client's own protocol with the right status.  The
 body is never built here: ``error_reply`` turns a ``GatewayError`` into the
 neutral ``ir.ApiError`` and the client format's codec encodes it
 (``protocols.translate.encode_error``), so each wire format's error shape lives
-in one place, its codec (docs/protocols.md, "Errors").
+in one place, its codec (docs/protocols.md §1.6, §2.6, §3.9, §4, §5.7).
 
 An error also says who is at fault (``source``) so the ledger and the logs can
 tell a bad request from a failing provider or a gateway bug.
@@ -13,7 +13,7 @@ tell a bad request from a failing provider or a gateway bug.
 from __future__ import annotations
 
 from protocols.ir import ApiError, ErrorKind
-from protocols.translate import encode_error
+from protocols.registry import encode_error
 
 # Source of a failure: who should fix it.
 CLIENT = "client"
@@ -83,11 +83,7 @@ def api_error(err: GatewayError) -> ApiError:
 
 
 def error_reply(client_format: str, err: GatewayError) -> tuple[int, bytes]:
-    """Status and body for ``err``, in the client's own format.
-
-    The gateway's own errors keep their status: it is the answer, not a
-    translation of some other protocol's status (the codec's choice matters for
-    provider errors crossing formats, such as Anthropic's 529 for OpenAI's 503).
-    """
-    _, body = encode_error(client_format, api_error(err))
-    return err.status, body
+    """Status and body for ``err``, in the client's own format.  The codec keeps
+    the gateway's status: the error is in the client's own terms, not a provider's
+    status crossing formats (like Anthropic's 529 for OpenAI's 503)."""
+    return encode_error(client_format, api_error(err))

@@ -26,7 +26,11 @@ connection, request record, error format), the ``Upstreams`` of the running
 configuration (pool, health board, concurrency limits, routing settings, the
 loop as clock), the targets in failover order and a ``build`` function that
 makes each target's ``Attempt``.  Body filters and reply mappers come from
-``protocols/`` (see ``proxy.endpoints.attempts``).
+``protocols/``: ``Translation.stream_filter()`` (the interface of
+``protocols.stream_filter.StreamFilter``: ``feed``, ``finish``, ``error_frame``,
+``heartbeat``, ``at_boundary``, and the facts ``usage`` as ``ir.Usage``,
+``model``, ``complete``, ``error_relayed``) and ``Translation`` itself for whole
+replies (``response``, ``error``).
 """
 
 from __future__ import annotations
@@ -571,7 +575,7 @@ class ProxyExchange:
             body = orjson.dumps(out)
             ctype = b"application/json"
         if att.metered:
-            rec.set_usage(_ir_usage(reply.usage))
+            rec.set_usage(reply.usage)
             if reply.model:
                 rec.served_model = reply.model
         rec.status = 200
@@ -618,7 +622,7 @@ class ProxyExchange:
         att = self.att
         if self.stream and att is not None and self.state == _DONE and att.metered:
             f = att.filter
-            rec.set_usage(_ir_usage(f.usage))
+            rec.set_usage(f.usage)
             if f.model:
                 rec.served_model = f.model
         self.call.finish()
@@ -686,18 +690,6 @@ class ProxyExchange:
 def heartbeat_due(last_write: float, now: float, interval: float) -> float:
     """Seconds until the next keep-alive is due (<= 0: due now)."""
     return last_write + interval - now
-
-
-def _ir_usage(usage: Any) -> Any:
-    """Usage as ``ir.Usage``: the Chat stream tap still reports OpenAI's dict."""
-    if type(usage) is dict:
-        from protocols.usage import from_openai_chat
-
-        try:
-            return from_openai_chat(usage)
-        except ProtocolError:
-            return None
-    return usage
 
 
 def _ctype(headers: list[tuple[bytes, bytes]]) -> bytes:

@@ -1,7 +1,7 @@
 """The built-in ``loopback`` model: deterministic answers, no network.
 
 Agent flows can be developed and tested offline against it. The answers have the exact shapes
-of the OpenAI Chat Completions and Embeddings APIs (design/protocols.md §1.4, §1.5), so any
+of the OpenAI Chat Completions and Embeddings APIs (docs/protocols.md §1.4, §1.5), so any
 OpenAI client accepts them. This module is pure: no I/O, no clock, no randomness. The caller
 passes the response id and the ``created`` timestamp, and the same request always gives the same
 bytes.

@@ -18,7 +18,7 @@ from protocols.ir import (
 
 from .config import ProviderConfig
 
-# Anthropic requires this header (protocols.md §3.1); sent when the client gave none.
+# Anthropic requires this header (docs/protocols.md §3.1); sent when the client gave none.
 ANTHROPIC_VERSION = b"2023-06-01"
 
 # Header families that belong to one vendor: sent only to a provider of that kind.

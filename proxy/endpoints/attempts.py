@@ -2,10 +2,10 @@
 the protocols/ objects that map the answer back for the client.
 
 ``model_attempt`` serves every model endpoint (Chat, Responses, Anthropic
-Messages, Gemini) over every provider kind: a ``protocols.translate.Translation``
-from the client's format to the one the provider speaks (observe mode when they
-are the same), the body fitted to the target model's limits, and the body
-filter for a streamed answer.
+Messages, Gemini) over every provider kind, one path for all: a
+``protocols.translate.Translation`` from the client's format to the one the
+provider speaks (observe mode when they are the same), the body fitted to the
+target model's limits, and the translation's body filter for a streamed answer.
 """
 
 from __future__ import annotations
@@ -15,9 +15,8 @@ from typing import Any
 import orjson
 
 from protocols.errors import ProtocolError
-from protocols.ir import FORMAT_ANTHROPIC_MESSAGES, FORMAT_GEMINI, FORMAT_OPENAI_CHAT
+from protocols.ir import FORMAT_ANTHROPIC_MESSAGES, FORMAT_GEMINI
 from protocols.model_limits import cap_output_tokens, strip_reasoning
-from protocols.observe import ChatStreamObserver, heartbeat_frame, stream_tap
 from protocols.translate import Translation
 
 from ..errors import GatewayError
@@ -44,47 +43,6 @@ def encode_body(body: dict[str, Any]) -> bytes:
     except orjson.JSONEncodeError as exc:
         raise GatewayError(400, f"request body cannot be forwarded: {exc}",
                            kind="bad_request") from None
-
-
-class TranslatedStream:
-    """Body filter over a translating ``Translation``: the exchange's stream interface.
-    (Same-format streams get ``protocols.observe.stream_tap`` instead.)"""
-
-    __slots__ = ("tr",)
-
-    error_relayed = False  # a translated stream's errors are the encoder's own events
-    at_boundary = True  # the encoder writes whole events only
-
-    def __init__(self, tr: Translation) -> None:
-        self.tr = tr
-
-    def feed(self, data: bytes) -> bytes:
-        return self.tr.feed(data)
-
-    def heartbeat(self) -> bytes:
-        beat = self.tr.keepalive()
-        return beat if beat is not None else heartbeat_frame(self.tr.client_format)
-
-    def finish(self) -> bytes:
-        return self.tr.finish()
-
-    def error_frame(self, message: str, kind: str = "upstream_error") -> bytes:
-        """The provider failed mid-stream: a translated stream that lost its terminal
-        marker ends in the client format's error event (``finish`` never fabricates a
-        clean end)."""
-        return self.tr.finish()
-
-    @property
-    def complete(self) -> bool:
-        return not self.tr.failed
-
-    @property
-    def usage(self) -> Any:
-        return self.tr.usage
-
-    @property
-    def model(self) -> str | None:
-        return self.tr.model
 
 
 def fit_to_model(provider: Provider, fmt: str, model: str,
@@ -135,15 +93,14 @@ def _is_gateway_key(name: bytes, value: bytes, keys: tuple[bytes, ...]) -> bool:
 
 
 def model_attempt(req: Request, body: dict[str, Any], modified: bool, client_format: str,
-                  provider: Provider, model: str, upstream_model: str, stream: bool,
-                  request_id: str, created: int, gateway_keys: tuple[bytes, ...]) -> Attempt:
+                  provider: Provider, upstream_model: str, stream: bool, request_id: str,
+                  created: int, gateway_keys: tuple[bytes, ...]) -> Attempt:
     """The request as ``provider`` must receive it (raises GatewayError when the
-    client's request cannot be expressed for this target)."""
+    client's request cannot be expressed for this target).  Same format on both
+    sides is observe mode: the client's bytes go out unchanged unless something
+    (the model name, a limit, a usage report for a stream) had to change."""
     up_format = provider.upstream_format(client_format)
     tr = Translation(client_format, up_format, request_id=request_id, created=created)
-    if client_format == FORMAT_OPENAI_CHAT and up_format == FORMAT_OPENAI_CHAT:
-        return _chat_attempt(req, body, modified, provider, model, upstream_model, stream, tr,
-                             gateway_keys)
     up_body = translate_request(tr, body)
     if up_format != FORMAT_GEMINI and up_body.get("model") != upstream_model:
         if up_body is body:
@@ -154,42 +111,6 @@ def model_attempt(req: Request, body: dict[str, Any], modified: bool, client_for
     up_body = fit_to_model(provider, up_format, upstream_model, up_body)
     unchanged = up_body is body and not modified and client_format != FORMAT_GEMINI
     payload = req.body if unchanged else encode_body(up_body)
-    body_filter = None
-    if stream:
-        body_filter = stream_tap(client_format) if tr.observe else TranslatedStream(tr)
     return Attempt(provider, upstream_model, provider.path(up_format, upstream_model, stream),
                    upstream_headers(req, provider, up_format, stream, gateway_keys), payload,
-                   body_filter, tr)
-
-
-def _chat_attempt(req: Request, body: dict[str, Any], changed: bool, provider: Provider,
-                  model: str, upstream_model: str, stream: bool, tr: Translation,
-                  gateway_keys: tuple[bytes, ...]) -> Attempt:
-    """Chat client, Chat provider: forward the body (unchanged when possible) and
-    watch the stream with the zero-copy observer."""
-    strip_usage = False
-    if upstream_model != model or stream:
-        body = dict(body)
-    if upstream_model != model:
-        body["model"] = upstream_model
-        changed = True
-    fitted = fit_to_model(provider, FORMAT_OPENAI_CHAT, upstream_model, body)
-    if fitted is not body:
-        body = fitted
-        changed = True
-    if stream:
-        opts = body.get("stream_options")
-        if not (type(opts) is dict and opts.get("include_usage") is True):
-            # Ask the provider for usage so it is never estimated; the extra
-            # chunk is stripped back out for the client that did not ask.
-            opts = dict(opts) if type(opts) is dict else {}
-            opts["include_usage"] = True
-            body["stream_options"] = opts
-            strip_usage = True
-            changed = True
-    tr.request(body)
-    payload = encode_body(body) if changed else req.body
-    return Attempt(provider, upstream_model,
-                   provider.path(FORMAT_OPENAI_CHAT, upstream_model, stream),
-                   upstream_headers(req, provider, FORMAT_OPENAI_CHAT, stream, gateway_keys),
-                   payload, ChatStreamObserver(strip_usage=strip_usage) if stream else None, tr)
+                   tr.stream_filter() if stream else None, tr)

@@ -9,7 +9,7 @@ ledger row carries no token counts: counting is not inference.
 from __future__ import annotations
 
 from protocols.ir import FORMAT_ANTHROPIC_MESSAGES
-from protocols.tokens import estimate_anthropic_input_tokens
+from protocols.tokens import estimate_input_tokens
 from protocols.translate import Translation
 
 from .. import loopback
@@ -38,7 +38,7 @@ def serve_count_tokens(state: GatewayState, call: Call) -> None:
         if not (provider is not None and upstream_model is not None
                 and provider.kind == "anthropic" and provider.config.count_tokens == "upstream"):
             rec.provider = "local"
-            call.send_json({"input_tokens": estimate_anthropic_input_tokens(body)})
+            call.send_json({"input_tokens": estimate_input_tokens(FORMAT_ANTHROPIC_MESSAGES, body)})
             return
         rec.provider = provider.name
         rec.served_model = upstream_model

@@ -49,7 +49,7 @@ def serve_embeddings(state: GatewayState, call: Call) -> None:
                 payload = encode_body(body)
             else:
                 payload = req.body
-            reply = emb.OpenAIEmbeddingsReply()
+            reply = emb.OpenAIEmbeddingsReply(model)
     except GatewayError as err:
         call.send_error(err)
         return

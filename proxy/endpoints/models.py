@@ -66,11 +66,10 @@ def serve_model(state: GatewayState, call: Call, client_format: str, *,
     req = call.req
     assert req is not None
     keys = state.keys
-    requested = model
 
     def build(provider: Provider, upstream_model: str) -> Attempt:
-        return model_attempt(req, body, modified, client_format, provider, requested,
-                             upstream_model, stream, rec.request_id, created, keys)
+        return model_attempt(req, body, modified, client_format, provider, upstream_model,
+                             stream, rec.request_id, created, keys)
 
     ProxyExchange(call, state.upstreams, targets, build, stream=stream).start()
 

@@ -152,4 +152,6 @@ def test_upstream_5xx_non_json_is_wrapped(pgw, upstream):
     st, _, body = rawhttp.request(pgw.url + "/v1/chat/completions", "POST",
                                   {"model": "m", "messages": [{"role": "user", "content": "x"}]})
     err = json.loads(body)["error"]
+    # Rewritten as the Chat error for the status (Translation.error in observe mode).
     assert st == 503 and "Unavailable" in err["message"] and err["type"] == "server_error"
+    assert err["code"] == "server_is_overloaded"

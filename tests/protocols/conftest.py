@@ -126,7 +126,7 @@ def _transport(body: bytes, status: int = 200, content_type: str = "text/event-s
 
     class Chunked(httpx2.SyncByteStream):
         def __iter__(self) -> Iterator[bytes]:
-            # 1-5 byte writes, as in protocols.md §0 "Verified".
+            # 1-5 byte writes, as in docs/protocols.md §0 "Verified".
             yield from random_chunks(body, seed=len(body), max_len=5)
 
     def handler(request: Any) -> Any:

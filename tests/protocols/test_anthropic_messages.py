@@ -1,4 +1,4 @@
-"""Anthropic Messages codec: requests, replies, streams and errors (protocols.md §3)."""
+"""Anthropic Messages codec: requests, replies, streams and errors (docs/protocols.md §3)."""
 
 from __future__ import annotations
 
@@ -10,6 +10,8 @@ import pytest
 
 from protocols import anthropic_messages as am
 from protocols import ir, jsonio
+from protocols.anthropic_messages import request_decode as am_ids
+from protocols.anthropic_messages import tables as am_tables
 from protocols.errors import (
     ClientProtocolError,
     UnsupportedFeature,
@@ -205,8 +207,8 @@ def test_system_hoisting_and_defaults() -> None:
     )
     body = am.encode_request(req, chat_ctx())
     assert body["system"] == "sys one\ndev two"  # joined with \n, as Anthropic's compat layer
-    assert body["max_tokens"] == am.DEFAULT_MAX_TOKENS
-    assert body["temperature"] == am.MAX_TEMPERATURE
+    assert body["max_tokens"] == am_tables.DEFAULT_MAX_TOKENS
+    assert body["temperature"] == am_tables.MAX_TEMPERATURE
     # The final assistant turn is a prefill: no trailing whitespace (§3.2).
     assert body["messages"] == [{"role": "user", "content": "hi"},
                                 {"role": "assistant", "content": [{"type": "text", "text": "hello"}]}]
@@ -235,7 +237,7 @@ def test_tool_results_grouped_first_and_empty_text_dropped() -> None:
     assistant = msgs[1]["content"]
     assert [b["type"] for b in assistant] == ["tool_use", "tool_use"]  # empty text dropped
     tid = assistant[0]["id"]
-    assert re.fullmatch(r"[a-zA-Z0-9_-]+", tid) and tid == am.wire_tool_id(long_id)
+    assert re.fullmatch(r"[a-zA-Z0-9_-]+", tid) and tid == am_ids.wire_tool_id(long_id)
     assert assistant[0]["input"] == {"city": "Paris"}
     assert assistant[1]["input"] == {ir.RAW_ARGUMENTS_KEY: "not json"}
     user = msgs[2]["content"]
@@ -275,7 +277,7 @@ def test_long_tool_names_map_back() -> None:
 @pytest.mark.parametrize(
     ("max_out", "budget_in", "expected_max", "expected_budget"),
     [
-        (None, 16000, 16000 + am.DEFAULT_MAX_TOKENS, 16000),  # no client cap: raise max_tokens
+        (None, 16000, 16000 + am_tables.DEFAULT_MAX_TOKENS, 16000),  # no client cap: raise max_tokens
         (10000, 16000, 10000, 5000),  # client cap: shrink the budget to half
         (1500, 4000, 1500, None),  # half the cap is below the 1024 minimum: thinking off
         (20000, 4000, 20000, 4000),
@@ -296,7 +298,7 @@ def test_thinking_budget_below_max_tokens(max_out: int | None, budget_in: int, e
 
 def test_reasoning_effort_becomes_thinking_budget() -> None:
     body = am.encode_request(_req(U(ir.Text("hi")), reasoning=ir.ReasoningConfig(effort="medium")), chat_ctx())
-    assert body["thinking"] == {"type": "enabled", "budget_tokens": am.EFFORT_BUDGET_TOKENS["medium"]}
+    assert body["thinking"] == {"type": "enabled", "budget_tokens": am_tables.EFFORT_BUDGET_TOKENS["medium"]}
     assert "output_config" not in body
     body = am.encode_request(_req(U(ir.Text("hi")), reasoning=ir.ReasoningConfig(effort="minimal")), chat_ctx())
     assert "thinking" not in body
@@ -334,7 +336,7 @@ def test_parallel_and_response_format() -> None:
                response_format=ir.ResponseFormat("json_object"), stop=(" ", "END"), user="u-1")
     body = am.encode_request(req, chat_ctx())
     assert body["tool_choice"] == {"type": "auto", "disable_parallel_tool_use": True}
-    assert body["system"] == am.JSON_OBJECT_INSTRUCTION
+    assert body["system"] == am_tables.JSON_OBJECT_INSTRUCTION
     assert body["stop_sequences"] == ["END"]
     assert body["metadata"] == {"user_id": "u-1"}
     req = _req(U(ir.Text("hi")), response_format=ir.ResponseFormat("json_schema", schema={"type": "object"}))
@@ -569,7 +571,7 @@ def test_stream_encoder_musts_and_sdk() -> None:
     final = anthropic_final(out)
     assert [b.type for b in final.content] == ["text", "tool_use", "tool_use"]
     assert final.content[1].input == {"x": 1} and final.content[2].input == {}
-    assert final.content[2].id == am.wire_tool_id("call.b")
+    assert final.content[2].id == am_ids.wire_tool_id("call.b")
     assert final.usage.input_tokens == 40 and final.usage.cache_read_input_tokens == 60
     assert final.stop_reason == "tool_use"
 

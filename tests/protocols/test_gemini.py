@@ -1,4 +1,4 @@
-"""Gemini codec: requests, replies, streams and errors (protocols.md §4, §5)."""
+"""Gemini codec: requests, replies, streams and errors (docs/protocols.md §4, §5)."""
 
 from __future__ import annotations
 
@@ -17,6 +17,9 @@ from protocols.errors import (
     UnsupportedFeature,
     UpstreamProtocolError,
 )
+from protocols.gemini import request_encode as gm_request
+from protocols.gemini import schema as gm_schema
+from protocols.gemini import tables as gm_tables
 from protocols.ir import (
     BlockKind,
     BlockStart,
@@ -34,6 +37,7 @@ from protocols.ir import (
     Usage,
     UsageUpdate,
 )
+from protocols.translate import Translation
 from tests.protocols.conftest import (
     CREATED,
     REQUEST_ID,
@@ -194,9 +198,9 @@ def test_synthesised_ids_are_deterministic() -> None:
     b = gm.decode_request(copy.deepcopy(FULL_REQUEST))
     ids = [blk.id for m in a.messages for blk in m.content if type(blk) is ir.ToolCall]
     assert ids == [blk.id for m in b.messages for blk in m.content if type(blk) is ir.ToolCall]
-    assert gm.synth_tool_id("s", 0, "f") == gm.synth_tool_id("s", 0, "f") != gm.synth_tool_id(
+    assert gm_tables.synth_tool_id("s", 0, "f") == gm_tables.synth_tool_id("s", 0, "f") != gm_tables.synth_tool_id(
         "s", 1, "f")
-    assert len(gm.synth_tool_id("s", 0, "f")) <= 40
+    assert len(gm_tables.synth_tool_id("s", 0, "f")) <= 40
 
 
 def test_request_round_trip_full() -> None:
@@ -289,7 +293,7 @@ def test_schema_cut_down_to_the_parameters_subset() -> None:
         "$defs": {"Tag": {"type": "object", "properties": {"name": {"type": "string"}},
                           "additionalProperties": False}},
     }
-    assert gm.to_gemini_schema(schema) == {
+    assert gm_schema.to_gemini_schema(schema) == {
         "type": "object",
         "properties": {
             "path": {"type": "string", "description": "Where"},
@@ -306,8 +310,46 @@ def test_schema_cut_down_to_the_parameters_subset() -> None:
     }
     recursive = {"type": "object", "properties": {"next": {"$ref": "#/$defs/N"}},
                  "$defs": {"N": {"type": "object", "properties": {"next": {"$ref": "#/$defs/N"}}}}}
-    assert gm.to_gemini_schema(recursive)["type"] == "object"  # bounded, no recursion error
-    assert gm.to_gemini_schema("nope") == {}
+    assert gm_schema.to_gemini_schema(recursive)["type"] == "object"  # bounded, no recursion error
+    assert gm_schema.to_gemini_schema("nope") == {}
+
+
+# A tool schema whose $ref inlining explodes: a 2-child recursive type (270 bytes of
+# request) and a diamond where each definition refers to the previous one twice. Both
+# once ran for minutes and took gigabytes; now they stop at MAX_SCHEMA_NODES.
+RECURSIVE_TREE = {"$defs": {"n": {"type": "object", "properties": {
+    "l": {"$ref": "#/$defs/n"}, "r": {"$ref": "#/$defs/n"}}}}, "$ref": "#/$defs/n"}
+DIAMOND = {"$defs": {"d0": {"type": "string"}, **{
+    f"d{i}": {"type": "object", "properties": {"a": {"$ref": f"#/$defs/d{i - 1}"},
+                                               "b": {"$ref": f"#/$defs/d{i - 1}"}}}
+    for i in range(1, 31)}}, "$ref": "#/$defs/d30"}
+
+
+@pytest.mark.parametrize("schema", [RECURSIVE_TREE, DIAMOND], ids=["recursive", "diamond"])
+def test_exploding_schema_is_refused_with_bounded_work(schema) -> None:
+    budget = gm_schema.SchemaBudget("tool 'tree'")
+    with pytest.raises(UnsupportedFeature) as exc:
+        gm_schema.to_gemini_schema(schema, budget)
+    assert budget.nodes == gm_schema.MAX_SCHEMA_NODES + 1  # stopped at the bound
+    assert "tool 'tree'" in exc.value.message and exc.value.status_hint == 400
+    body = {"model": "gemini-2.5-flash", "messages": [{"role": "user", "content": "x"}],
+            "tools": [{"type": "function", "function": {"name": "tree", "parameters": schema}}]}
+    tr = Translation(ir.FORMAT_OPENAI_CHAT, ir.FORMAT_GEMINI, request_id="r", created=0)
+    with pytest.raises(UnsupportedFeature, match="tool 'tree'") as exc:
+        tr.request(body)
+    assert exc.value.param == "tools"
+
+
+def test_schema_copying_a_large_value_often_is_refused_by_bytes() -> None:
+    defs = {"d0": {"type": "string", "description": "x" * 100_000}}
+    for i in range(1, 6):  # 32 copies of 100 KB: 3.2 MB from a 100 KB schema
+        defs[f"d{i}"] = {"type": "object", "properties": {
+            "a": {"$ref": f"#/$defs/d{i - 1}"}, "b": {"$ref": f"#/$defs/d{i - 1}"}}}
+    budget = gm_schema.SchemaBudget("tool 'wide'")
+    with pytest.raises(UnsupportedFeature, match="bytes"):
+        gm_schema.to_gemini_schema({"$defs": defs, "$ref": "#/$defs/d5"}, budget)
+    assert budget.nodes < 100
+    assert budget.output_bytes <= gm_schema.MAX_SCHEMA_OUTPUT_BYTES + 100_000
 
 
 def test_encode_translated_request() -> None:
@@ -385,7 +427,7 @@ def test_encode_translated_request() -> None:
     assert gc["responseMimeType"] == "application/json"
     assert gc["responseSchema"] == {"type": "object", "properties": {"a": {"type": "string"}}}
     assert "model" not in body and "stream" not in body
-    assert gm.request_path(req) == "/v1beta/models/gemini-2.5-flash:streamGenerateContent?alt=sse"
+    assert gm_request.request_path(req) == "/v1beta/models/gemini-2.5-flash:streamGenerateContent?alt=sse"
 
 
 @pytest.mark.parametrize(("choice", "wire"), [
@@ -448,7 +490,7 @@ def test_decode_response_usage_and_ids() -> None:
     thought, text, sig, call = resp.content
     assert thought.text == "Pondering." and thought.provider == FMT
     assert text.text == "Calling a tool." and sig.signature == "CiQBsig=="
-    assert call.id == gm.synth_tool_id("resp-abc", 0, "get_weather")
+    assert call.id == gm_tables.synth_tool_id("resp-abc", 0, "get_weather")
     assert SYNTH_ID.fullmatch(call.id) and call.input == {"city": "Paris"}
 
 
@@ -546,7 +588,7 @@ def test_error_status_names_both_ways(status: int, name: str, kind: ErrorKind) -
     assert gm.encode_error(err, FMT) == (status, raw)  # a Gemini upstream's own body
     code, body = gm.encode_error(ir.ApiError(kind, "m", 599), "openai_chat")
     obj = jsonio.loads(body)["error"]
-    assert code == obj["code"] and gm._STATUS_HTTP[obj["status"]] in (code, 400)
+    assert code == obj["code"] and gm_tables._STATUS_HTTP[obj["status"]] in (code, 400)
 
 
 def test_error_edge_cases() -> None:
@@ -632,7 +674,7 @@ def test_stream_decoder_thoughts_and_whole_function_calls() -> None:
                                  "totalTokenCount": 8}))
     d = gm.StreamDecoder(ctx())
     events = d.feed(raw) + d.close()
-    fid = gm.synth_tool_id("r1", 0, "f")
+    fid = gm_tables.synth_tool_id("r1", 0, "f")
     assert events == [
         MessageStart("r1", "g"),
         BlockStart(0, BlockKind.REASONING, provider=FMT),

@@ -9,7 +9,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from protocols.observe import ChatStreamObserver
+from protocols.ir import FORMAT_OPENAI_CHAT
+from protocols.observe import StreamTap as ChatTap
+from protocols.observe import stream_tap as _tap
 from tests.integration.upstreams import transcript
 
 USAGE = transcript("openai_chat_stream_include_usage.sse")
@@ -30,8 +32,8 @@ def crlf(data: bytes) -> bytes:
     return data.replace(b"\n", b"\r\n")
 
 
-def run(data: bytes, cuts: list[int], strip: bool) -> tuple[bytes, ChatStreamObserver]:
-    o = ChatStreamObserver(strip_usage=strip)
+def run(data: bytes, cuts: list[int], strip: bool) -> tuple[bytes, ChatTap]:
+    o = _tap(FORMAT_OPENAI_CHAT, strip_usage=strip)
     out = []
     prev = 0
     for c in sorted(set(cuts)) + [len(data)]:
@@ -60,22 +62,22 @@ def test_any_chunking_same_bytes_and_facts(shape, strip, cuts):
     assert got == whole
     sep = b"\r\n" if b"\r\n" in data else b"\n"
     assert got == (without_usage_frame(data, sep) if strip else data)
-    assert o.complete and o.error is None
-    assert o.usage == ref.usage and o.usage["prompt_tokens"] > 0
-    assert o.usage["prompt_tokens_details"]["cached_tokens"] > 0
-    assert o.model == "gpt-4o-mini-2024-07-18" and o.finish_reason == "stop"
+    assert o.complete and o.watch.error is None
+    assert o.usage == ref.usage and o.usage.input_tokens > 0
+    assert o.usage.cached_tokens > 0
+    assert o.model == "gpt-4o-mini-2024-07-18" and o.watch.finish_reason == "stop"
 
 
 def test_byte_at_a_time_tool_stream():
     got, o = run(TOOLS, list(range(1, len(TOOLS))), False)
-    assert got == TOOLS and o.finish_reason == "tool_calls" and o.complete
+    assert got == TOOLS and o.watch.finish_reason == "tool_calls" and o.complete
 
 
 def test_mid_stream_error_is_seen_and_not_complete():
     err = b'data: {"error":{"message":"boom","type":"server_error"}}\n\n'
     data = USAGE[:USAGE.index(b"data: ", 600)] + err
     got, o = run(data, [5, 700], False)
-    assert got == data and not o.complete and o.error["message"] == "boom"
+    assert got == data and not o.complete and o.watch.error["message"] == "boom"
     assert o.error_relayed
 
 
@@ -87,7 +89,7 @@ def test_cut_stream_is_not_complete_and_partial_event_dropped():
 
 
 def test_events_leave_whole_and_keepalives_wait_for_a_boundary():
-    o = ChatStreamObserver()
+    o = _tap(FORMAT_OPENAI_CHAT)
     first = USAGE.index(b"\n\n") + 2
     assert o.feed(USAGE[: first + 10]) == USAGE[:first]
     assert not o.at_boundary  # ten bytes of the next event are held
@@ -100,7 +102,7 @@ def test_an_endless_event_is_bounded(monkeypatch):
     from protocols.errors import BufferLimitExceeded
 
     monkeypatch.setattr(observe, "MAX_EVENT_BYTES", 1000)
-    o = ChatStreamObserver()
+    o = _tap(FORMAT_OPENAI_CHAT)
     o.feed(USAGE[: USAGE.index(b"\n\n") + 2])
     with pytest.raises(BufferLimitExceeded):
         for _ in range(20):
@@ -200,7 +202,7 @@ def test_tap_reads_the_end_of_a_long_stream_in_big_reads(name, chunk):
     if fmt == "openai_chat":
         _, whole = run(data, [], False)  # one read: every event is read
         assert (tap.usage, tap.model, tap.complete) == (whole.usage, whole.model, whole.complete)
-        assert tap.watch.finish_reason == whole.finish_reason is not None
+        assert tap.watch.finish_reason == whole.watch.finish_reason is not None
     else:
         assert tap.usage == ref.usage and tap.model == ref.model
         assert tap.complete == (not ref.failed)
@@ -209,8 +211,8 @@ def test_tap_reads_the_end_of_a_long_stream_in_big_reads(name, chunk):
 def test_usage_chunk_stripped_in_a_big_read():
     data = long_stream("openai_chat_stream_include_usage.sse", 300)
     got, o = run(data, [len(data) // 2], True)
-    assert got == without_usage_frame(data, b"\n") and o.usage["prompt_tokens"] > 0
-    assert o.complete and o.finish_reason == "stop"
+    assert got == without_usage_frame(data, b"\n") and o.usage.input_tokens > 0
+    assert o.complete and o.watch.finish_reason == "stop"
 
 
 def test_responses_error_event_continues_the_sequence():

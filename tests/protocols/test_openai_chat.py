@@ -1,4 +1,4 @@
-"""OpenAI Chat Completions codec: requests, replies, streams and errors (protocols.md §1)."""
+"""OpenAI Chat Completions codec: requests, replies, streams and errors (docs/protocols.md §1)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from protocols import ir, jsonio
+from protocols import _openai, ir, jsonio
 from protocols import openai_chat as oc
 from protocols.errors import (
     ClientProtocolError,
@@ -254,7 +254,7 @@ def test_encode_hard_cases() -> None:
     assistant = msgs[2]
     assert "reasoning_content" not in assistant  # Anthropic thinking is not Chat's
     call = assistant["tool_calls"][0]
-    assert len(call["id"]) <= oc.MAX_TOOL_ID_CHARS
+    assert len(call["id"]) <= _openai.MAX_TOOL_ID_CHARS
     assert re.fullmatch(r"[a-zA-Z0-9_-]{1,64}", call["function"]["name"])
     assert c.tool_names[call["function"]["name"]] == long_name
     assert body["tools"][0]["function"]["name"] == call["function"]["name"]
@@ -265,7 +265,7 @@ def test_encode_hard_cases() -> None:
     assert body["stream_options"] == {"include_usage": True}
     assert body["reasoning_effort"] == "high"
     # The shortened id is deterministic: the next request maps it the same way.
-    assert oc.wire_tool_id(long_id) == call["id"]
+    assert _openai.wire_tool_id(long_id) == call["id"]
 
 
 def test_encode_rejects_what_chat_cannot_carry() -> None:

@@ -1,4 +1,4 @@
-"""OpenAI Responses codec: requests, replies, streams and errors (protocols.md §2).
+"""OpenAI Responses codec: requests, replies, streams and errors (docs/protocols.md §2).
 
 The stream encoder's output is read back three ways: by a checker of the canonical event
 grammar of §2.5 (order, gap-free ``sequence_number``, ``event:`` = ``type``, ``*.done``
@@ -21,6 +21,7 @@ from hypothesis import strategies as st
 
 from protocols import ir, jsonio
 from protocols import openai_responses as orr
+from protocols._streams import MAX_HELD_CHARS
 from protocols.errors import (
     ClientProtocolError,
     UnsupportedFeature,
@@ -43,6 +44,8 @@ from protocols.ir import (
     Usage,
     UsageUpdate,
 )
+from protocols.openai_responses import payload as orr_payload
+from protocols.openai_responses import tables as orr_tables
 from tests.protocols.conftest import (
     CREATED,
     REQUEST_ID,
@@ -105,7 +108,7 @@ def _sdk_typed(obj: dict[str, Any]) -> dict[str, Any]:
     ``insufficient_quota``, ``context_length_exceeded``…, §2.7); the SDK itself builds
     events without validating, so such codes reach its users unchanged."""
     err = obj.get("response", {}).get("error") if type(obj.get("response")) is dict else None
-    if type(err) is dict and err.get("code") in orr.CODEX_ERROR_CODES:
+    if type(err) is dict and err.get("code") in orr_tables.CODEX_ERROR_CODES:
         obj = copy.deepcopy(obj)
         obj["response"]["error"]["code"] = "server_error"
     return obj
@@ -267,7 +270,7 @@ def assert_canonical(events: list[dict[str, Any]], *, keepalives: bool = False) 
 # --------------------------------------------------------------------------------------
 
 PNG = "iVBORw0KGgo="
-TW1 = orr.encode_reasoning_payload(ir.Reasoning(
+TW1 = orr_payload.encode_reasoning_payload(ir.Reasoning(
     text="Let me think.", signature="EqQBCkYIBxgCKkC", provider="anthropic_messages"))
 
 FULL_REQUEST: dict[str, Any] = {
@@ -368,7 +371,7 @@ def test_decode_full_request() -> None:
     assert type(tools[0]) is ir.FunctionTool and tools[0].strict is True
     assert type(tools[1]) is ir.CustomTool and tools[1].format["syntax"] == "lark"
     assert type(tools[2]) is ir.FunctionTool and tools[2].name == "local_shell"
-    assert tools[2].parameters == orr.LOCAL_SHELL_PARAMETERS
+    assert tools[2].parameters == orr_tables.LOCAL_SHELL_PARAMETERS
 
 
 def test_request_round_trip_full() -> None:
@@ -493,9 +496,9 @@ def test_codex_full_config_names_the_builtin_for_other_upstreams() -> None:
     ir.Reasoning(redacted_data="EmwKAhgB", provider="anthropic_messages"),
 ])
 def test_reasoning_payload_round_trip(r: ir.Reasoning) -> None:
-    value = orr.encode_reasoning_payload(r)
+    value = orr_payload.encode_reasoning_payload(r)
     assert value is not None and value.startswith("tw1:") and "=" not in value
-    payload = orr.decode_reasoning_payload(value)
+    payload = orr_payload.decode_reasoning_payload(value)
     assert payload["provider"] == r.provider
     assert payload.get("thinking", "") == r.text or r.redacted_data is not None
     assert payload.get("signature") == r.signature and payload.get("redacted") == r.redacted_data
@@ -506,9 +509,9 @@ def test_reasoning_payload_round_trip(r: ir.Reasoning) -> None:
 
 
 def test_reasoning_payload_is_none_for_own_or_plain_reasoning() -> None:
-    assert orr.encode_reasoning_payload(ir.Reasoning(encrypted="gAAAA", provider=FMT)) is None
-    assert orr.encode_reasoning_payload(ir.Reasoning(text="plain", provider=None)) is None
-    assert orr.decode_reasoning_payload("gAAAAABo") is None
+    assert orr_payload.encode_reasoning_payload(ir.Reasoning(encrypted="gAAAA", provider=FMT)) is None
+    assert orr_payload.encode_reasoning_payload(ir.Reasoning(text="plain", provider=None)) is None
+    assert orr_payload.decode_reasoning_payload("gAAAAABo") is None
 
 
 # --------------------------------------------------------------------------------------
@@ -661,7 +664,7 @@ def test_encode_response_for_translated_client() -> None:
     assert out["incomplete_details"] == {"reason": "max_output_tokens"}
     rs, msg, custom, shell, fc = out["output"]
     assert rs["summary"] == [{"type": "summary_text", "text": "hmm"}]
-    payload = orr.decode_reasoning_payload(rs["encrypted_content"])
+    payload = orr_payload.decode_reasoning_payload(rs["encrypted_content"])
     assert payload == {"provider": "anthropic_messages", "thinking": "hmm", "signature": "sig"}
     assert msg["content"][0]["text"] == "Hello" and sdk.output_text == "Hello"
     assert custom["type"] == "custom_tool_call" and custom["input"] == "PATCH"
@@ -839,8 +842,8 @@ def test_stream_decoder_failures(event: dict[str, Any], kind: ErrorKind, code: s
 
 
 def test_stream_decoder_incomplete_and_items_without_deltas() -> None:
-    """``output_item.done`` alone carries the whole item (real-clients.md: deltas are
-    optional); ``response.incomplete`` ends with max_tokens."""
+    """``output_item.done`` alone carries the whole item (deltas are
+    optional, docs/protocols.md §7); ``response.incomplete`` ends with max_tokens."""
     item = {"id": "msg_1", "type": "message", "status": "completed", "role": "assistant",
             "content": [{"type": "output_text", "text": "partial", "annotations": []}]}
     call = {"id": "ctc_1", "type": "custom_tool_call", "call_id": "call_7", "name": "apply_patch",
@@ -954,7 +957,7 @@ def test_encoder_reasoning_and_function_call() -> None:
     resp = assert_canonical(events)
     rs, msg, fc = resp["output"]
     assert rs["summary"] == [{"type": "summary_text", "text": "Thinking."}]
-    assert orr.decode_reasoning_payload(rs["encrypted_content"]) == {
+    assert orr_payload.decode_reasoning_payload(rs["encrypted_content"]) == {
         "provider": "anthropic_messages", "thinking": "Thinking.", "signature": "ErN6sig"}
     assert msg["content"][0]["text"] == "Checking."
     assert fc == {"id": fc["id"], "type": "function_call", "status": "completed",
@@ -1061,7 +1064,7 @@ def test_encoder_stream_error_codes_codex_classifies(kind: ErrorKind, code: str)
     resp = assert_canonical(events)
     assert events[-1]["type"] == "response.failed" and resp["error"] == {"code": code,
                                                                           "message": "boom"}
-    assert code in orr.CODEX_ERROR_CODES
+    assert code in orr_tables.CODEX_ERROR_CODES
     assert [i["type"] for i in resp["output"]] == ["message"]  # the item finished before
 
 
@@ -1099,18 +1102,6 @@ def test_keepalive_is_a_repeated_in_progress() -> None:
     assert enc.keepalive() == b""  # nothing after the end
 
 
-def test_standalone_keepalive_for_passthrough_streams() -> None:
-    raw = transcript("responses_stream_text.sse")
-    head = raw[: raw.index(b"event: response.output_text.delta")]
-    n = head.count(b"event: ")
-    beat = orr.keepalive_event("resp_61fb2087da1b5568b74cca72864cd16c64889422ea3121dc3b", n,
-                               "gpt-4.1-2025-04-14")
-    events = sse_events(beat)
-    assert events[0]["type"] == "response.in_progress" and events[0]["sequence_number"] == n
-    final = sdk_final(head + beat + raw[len(head):], validate=False)
-    assert final.output_text == "Hi there! How can I assist you today?"
-
-
 def test_encoder_response_echo_uses_the_client_request() -> None:
     creq = orr.decode_request(copy.deepcopy(FULL_REQUEST))
     out = encode_stream(TEXT_EVENTS, creq)
@@ -1129,7 +1120,7 @@ def test_encoder_limits() -> None:
     enc.encode([MessageStart("", ""), BlockStart(0, BlockKind.TOOL_CALL, tool_id="a", tool_name="f"),
                 BlockStart(1, BlockKind.TOOL_CALL, tool_id="b", tool_name="g")])
     with pytest.raises(UpstreamProtocolError):
-        enc.encode([ToolArgsDelta(1, "x" * (orr.MAX_HELD_BYTES + 1))])
+        enc.encode([ToolArgsDelta(1, "x" * (MAX_HELD_CHARS + 1))])
 
 
 def test_encoder_survives_a_repeated_block_start() -> None:

@@ -1,7 +1,7 @@
 """Tests for protocols.sse.
 
 Named after their sources, as httpx-sse does: the framing vectors of
-design/protocols.md section 6.4, the examples of WHATWG HTML 9.2.6, one test per
+docs/protocols.md §6.4, the examples of WHATWG HTML 9.2.6, one test per
 field rule, then the provider transcripts, the frame splitter, the limits and the
 encoders. Every incremental case runs whole, byte at a time and split at every
 boundary, because results must not depend on where the network cut the stream.
@@ -72,7 +72,7 @@ def split_frames(chunks: list[bytes], **limits: int) -> tuple[list[bytes], bytes
 
 
 def typed(events: list[SSEEvent]) -> list[tuple[str, str]]:
-    """(type, data) pairs, the shape protocols.md 6.4 states its expectations in."""
+    """(type, data) pairs, the shape docs/protocols.md §6.4 states its expectations in."""
     return [(e.type, e.data) for e in events]
 
 
@@ -118,7 +118,7 @@ def assert_frames_decode_like_stream(
     assert events == whole
 
 
-# ------------------------------------------------ protocols.md 6.4 vectors
+# ------------------------------------------------ docs/protocols.md §6.4 vectors
 
 # name -> (chunks as the vector gives them, expected (type, data) per the spec)
 VECTORS: dict[str, tuple[list[bytes], list[tuple[str, str]]]] = {

@@ -32,6 +32,7 @@ from protocols import gemini as gm
 from protocols import ir, jsonio
 from protocols import openai_responses as orr
 from protocols.errors import UnsupportedFeature
+from protocols.gemini import tables as gm_tables
 from protocols.translate import Translation
 from tests.protocols.conftest import (
     CLIENT_REQUESTS,
@@ -378,7 +379,7 @@ def test_gemini_thought_signature_survives_a_codex_turn() -> None:
     out, _ = run(RESPONSES, GEMINI, [upstream], creq)
     items = _completed_output(out)
     assert [i["type"] for i in items] == ["reasoning", "function_call"]
-    assert items[1]["call_id"] == gm.synth_tool_id("r-1", 0, "get_weather")
+    assert items[1]["call_id"] == gm_tables.synth_tool_id("r-1", 0, "get_weather")
     turn2 = {**creq, "input": [{"role": "user", "content": "weather?"}, *items,
                                {"type": "function_call_output", "call_id": items[1]["call_id"],
                                 "output": "18C"}]}
@@ -535,7 +536,7 @@ def test_complete_replies(client: str, upstream: str) -> None:
     t = Translation(client, upstream, request_id=REQUEST_ID, created=CREATED)
     t.request({**copy.deepcopy(REQUESTS[client]), "stream": False})
     out = t.response(copy.deepcopy(REPLIES[upstream]))
-    call_id = "call_1" if upstream == RESPONSES else gm.synth_tool_id("r-1", 0, "f")
+    call_id = "call_1" if upstream == RESPONSES else gm_tables.synth_tool_id("r-1", 0, "f")
     assert (t.usage.input_tokens, t.usage.cached_tokens, t.usage.output_tokens) == (10, 4, 5)
     assert t.stop_reason is ir.StopReason.TOOL_USE and t.tool_calls_seen == 1
     if t.observe:

@@ -153,3 +153,35 @@ def test_spawned_work_that_crashes_is_answered() -> None:
         assert conn.sent[0][0] == 500 and records[0].error_kind == "internal"
 
     asyncio.run(main())
+
+
+@pytest.mark.parametrize("status, kind, code", [
+    (400, "bad_request", None), (401, "auth", "invalid_api_key"),
+    (404, "not_found", "model_not_found"), (405, "bad_request", None),
+    (408, "client_timeout", None), (413, "bad_request", None), (415, "bad_request", None),
+    (431, "bad_request", None), (500, "internal", None), (501, "bad_request", None),
+    (502, "upstream_error", None), (503, "overloaded", None), (504, "upstream_timeout", None),
+])
+def test_the_gateways_own_errors_keep_their_status_in_every_format(status, kind, code) -> None:
+    """One path writes every error body: the client format's codec, with the
+    gateway's status kept (in the body too, where the format carries it)."""
+    import json
+
+    from protocols.ir import FORMAT_GEMINI, FORMAT_OPENAI_CHAT, FORMAT_OPENAI_RESPONSES
+    from proxy.errors import error_reply
+
+    err = GatewayError(status, "what went wrong", kind=kind, code=code, param="model")
+    for fmt in (FORMAT_OPENAI_CHAT, FORMAT_OPENAI_RESPONSES, FORMAT_ANTHROPIC_MESSAGES,
+                FORMAT_GEMINI):
+        got, body = error_reply(fmt, err)
+        assert got == status, fmt
+        obj = json.loads(body)
+        if fmt == FORMAT_ANTHROPIC_MESSAGES:
+            assert obj["type"] == "error" and obj["error"]["message"] == "what went wrong"
+        elif fmt == FORMAT_GEMINI:
+            assert obj["error"]["code"] == status and obj["error"]["status"]
+        else:
+            assert obj["error"]["message"] == "what went wrong"
+            assert obj["error"]["param"] == "model"
+            if code is not None:
+                assert obj["error"]["code"] == code
