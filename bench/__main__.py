@@ -17,7 +17,7 @@ from pathlib import Path
 
 import orjson
 
-from bench.runner import CONCURRENCY, DEFAULT_GROUPS, GROUPS, RATES, SSE_CONCURRENCY
+from bench.scenarios import CONCURRENCY, DEFAULT_GROUPS, GROUPS, RATES, SSE_CONCURRENCY
 
 # Other names accepted by --scenarios.
 GROUP_ALIASES = {"chat_rate": "rate"}
@@ -120,7 +120,8 @@ def main(argv: list[str] | None = None) -> int:
         print(report.render(orjson.loads(args.file.read_bytes())), end="")
         return 0
 
-    from bench.runner import Runner, save
+    from bench.runner import Runner
+    from bench.summary import save
     from bench.targets import ALL_NAMES, PEER_CLASSES
 
     known = set(ALL_NAMES) | set(PEER_CLASSES)

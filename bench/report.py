@@ -341,7 +341,7 @@ def targets_text(res: dict) -> str:
 
 
 def _table_title(res: dict, table: str, scs: list[dict]) -> str:
-    from bench.runner import TABLE_TITLES
+    from bench.scenarios import TABLE_TITLES
 
     title = TABLE_TITLES.get(table) or scs[0].get("title") or table
     durs = sorted({sc["duration_s"] for sc in scs})
