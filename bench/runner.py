@@ -30,7 +30,7 @@ from pathlib import Path
 
 import orjson
 
-from bench import machine, procstat
+from bench import ledger_check, machine, procstat, soak
 from bench.scenarios import (
     CHUNKS,
     CONCURRENCY,
@@ -49,7 +49,6 @@ from bench.scenarios import (
     Scenario,
     build_scenarios,
     runs_on,
-    soak_drivers,
 )
 from bench.summary import (
     BENCH_DIR,
@@ -64,6 +63,7 @@ from bench.targets import (
     REPO_ROOT,
     Context,
     DirectTarget,
+    FloorTarget,
     NginxTarget,
     Started,
     Target,
@@ -80,7 +80,6 @@ WRK_TIMEOUT = "10s"
 # A load run may overrun its duration by this much before it is killed.
 DRIVER_SLACK_S = 90.0
 RSS_SAMPLE_PERIOD_S = 0.25
-SOAK_SAMPLE_PERIOD_S = 1.0
 READY_POLL_S = 0.02
 PROBE_TIMEOUT_S = 5.0
 WARMUP_FIRST_TIMEOUT_S = 60.0
@@ -135,6 +134,9 @@ class TargetRun:
     rss_peak_kib: int = 0
     rss_end_kib: int | None = None
     warned: set[str] = field(default_factory=set)
+    ledger_tid: int | None = None   # gateways: the ledger writer thread (ledger_check)
+    ledger_thread: str = ""         # how it was found, or why not
+    restarts: int = 0               # `ledger` cells stop and start the gateway again
 
     def info(self) -> dict:
         t = self.target
@@ -143,15 +145,14 @@ class TargetRun:
                 "startup_s": _r(self.startup_s), "listen_s": _r(self.listen_s),
                 "rss_idle_kib": self.rss_idle_kib, "rss_peak_kib": self.rss_peak_kib or None,
                 "rss_end_kib": self.rss_end_kib, "apis": sorted(t.apis), "note": t.note,
-                "command": t.cmdline, "log": str(t.log_path) if t.log_path else None}
+                "command": t.cmdline, "log": str(t.log_path) if t.log_path else None,
+                **({"ledger_thread": self.ledger_thread, "restarts": self.restarts}
+                   if t.kind == "gateway" else {})}
 
 
 def _r(x: float | None, nd: int = 4) -> float | None:
     return None if x is None else round(x, nd)
 
-
-def _cpu_s(ru: resource.struct_rusage) -> float:
-    return ru.ru_utime + ru.ru_stime
 
 
 class Runner:
@@ -170,6 +171,7 @@ class Runner:
         self.target_cpus, self.load_cpus = self._placement(opts.pin)
         self.load_tool = "loadgen"
         self.notes: list[str] = []
+        self.context: Context | None = None  # set by run(); targets restart with it
 
     # ------------------------------------------------------------------ helpers
     def say(self, msg: str) -> None:
@@ -253,11 +255,14 @@ class Runner:
         only = set(opts.only) if opts.only else set(CORE_NAMES)
         peers = set(opts.peers)
         runs: list[TargetRun] = []
-        core: list[Target] = [DirectTarget(self.upstream_pid), NginxTarget(), TokenwayTarget()]
+        core: list[Target] = [DirectTarget(self.upstream_pid), NginxTarget(), FloorTarget(),
+                              TokenwayTarget()]
         for t in core:
             tr = TargetRun(t)
             if t.name not in only:
                 tr.reason = "excluded by --only"
+            elif t.groups is not None and not any(runs_on(sc, t) for sc in scenarios):
+                tr.reason = "no selected scenario uses it"
             runs.append(tr)
         # Variants of tokenway start only when a selected scenario needs them.
         for t in tokenway_variants():
@@ -330,6 +335,8 @@ class Runner:
             return
         time.sleep(0.2)
         tr.rss_idle_kib = procstat.rss_kib_tree(tr.started.pid)
+        if t.kind == "gateway":
+            ledger_check.locate_writer(tr)
         self.say(f"{t.name}: ready at {tr.started.base_url} (pid {tr.started.pid}), "
                  f"first 200 after {tr.startup_s:.3f} s, RSS {tr.rss_idle_kib / 1024:.1f} MiB")
 
@@ -343,6 +350,8 @@ class Runner:
             env.update({"WRK_BODY_FILE": str(body_file), "WRK_HDRS": "|".join(hdr_items)})
             env.pop("WRK_BODY", None)
             env.pop("WRK_KEY", None)
+            if sc.group == "ledger":
+                env["WRK_COUNT_SENT"] = "1"  # rows are checked against requests sent
             secs = max(1, round(duration_s))
             return (["wrk", f"-t{nthreads}", f"-c{sc.conc}", f"-d{secs}s", "--timeout",
                      WRK_TIMEOUT, "--latency", "-s", str(POST_LUA), url], env)
@@ -416,6 +425,8 @@ class Runner:
             served = int(res.get("reqs", 0))
             out.update({k: res.get(k) for k in ("reqs", "rps", "p50_ms", "p90_ms", "p99_ms",
                                                 "max_ms", "non2xx", "sockerr")})
+            out.update({k: res[k] for k in ("sent", "read_err", "write_err", "timeouts")
+                        if k in res})
             if sc.stream:
                 out["streams_per_s"] = res.get("rps")
         elif sc.driver == "rate":
@@ -439,7 +450,7 @@ class Runner:
     def measure(self, sc: Scenario, tr: TargetRun) -> dict:
         """One cell: run the driver(s), and account for every CPU second on the box."""
         if sc.driver == "soak":
-            return self.measure_soak(sc, tr)
+            return soak.measure_soak(self, sc, tr)
         assert tr.started is not None
         tpid, upid = tr.started.pid, self.upstream_pid
         same = tpid == upid
@@ -455,8 +466,9 @@ class Runner:
         flt0 = procstat.major_faults(procstat.tree(tpid))
         psi0 = procstat.memory_pressure_full_us()
         m0 = procstat.MachineCpu.read()
-        kids0 = _cpu_s(resource.getrusage(resource.RUSAGE_CHILDREN))
-        self0 = _cpu_s(resource.getrusage(resource.RUSAGE_SELF))
+        kids0 = procstat.rusage_cpu_s(resource.RUSAGE_CHILDREN)
+        self0 = procstat.rusage_cpu_s(resource.RUSAGE_SELF)
+        lw0 = ledger_check.writer_cpu_ns(tr)
         sampler = RssSampler(tpid)
         sampler.start()
         w0 = time.monotonic()
@@ -478,12 +490,13 @@ class Runner:
                 procstat.set_affinity_tree(tpid, self.target_cpus)
                 procstat.set_affinity_tree(upid, self.load_cpus)
         tcpu = (procstat.cpu_ticks(procstat.tree(tpid)) - tcpu0) / procstat.CLK_TCK
+        lw1 = ledger_check.writer_cpu_ns(tr)
         ucpu = (procstat.cpu_ticks(procstat.tree(upid)) - ucpu0) / procstat.CLK_TCK
         majflt = procstat.major_faults(procstat.tree(tpid)) - flt0
         psi1 = procstat.memory_pressure_full_us()
         m1 = procstat.MachineCpu.read()
-        load_cpu = _cpu_s(resource.getrusage(resource.RUSAGE_CHILDREN)) - kids0
-        self_cpu = _cpu_s(resource.getrusage(resource.RUSAGE_SELF)) - self0
+        load_cpu = procstat.rusage_cpu_s(resource.RUSAGE_CHILDREN) - kids0
+        self_cpu = procstat.rusage_cpu_s(resource.RUSAGE_SELF) - self0
         if self.target_cpus and same and not free:
             procstat.set_affinity_tree(upid, self.load_cpus)
         tr.rss_peak_kib = max(tr.rss_peak_kib, peak)
@@ -514,6 +527,7 @@ class Runner:
             "memory_stall_ms": round((psi1 - psi0) / 1000, 1)
             if psi0 is not None and psi1 is not None else None,
         })
+        out.update(ledger_check.writer_figures(lw0, lw1, served_all))
         if sc.stream and served and sc.companion is None:
             out["cpu_us_per_chunk"] = round(tcpu * 1e6 / served / sc.events_per_stream, 3)
         problems = []
@@ -538,97 +552,6 @@ class Runner:
                 problems.append(f"companion {key}={comp[key]}")
         if problems:
             out["errors"] = ", ".join(problems)
-        return out
-
-    def measure_soak(self, sc: Scenario, tr: TargetRun) -> dict:
-        """The soak: every driver of `soak_drivers` at once for the whole soak, RSS
-        (and open file descriptors) of the target sampled every second."""
-        assert tr.started is not None
-        tpid, upid = tr.started.pid, self.upstream_pid
-        subs = [d for d in soak_drivers(sc.duration_s) if d.api in tr.target.apis]
-        tcpu0 = procstat.cpu_ticks(procstat.tree(tpid))
-        m0 = procstat.MachineCpu.read()
-        ucpu0 = procstat.cpu_ticks(procstat.tree(upid))
-        kids0 = _cpu_s(resource.getrusage(resource.RUSAGE_CHILDREN))
-        samples: list[tuple[float, int, int]] = []  # (seconds since start, RSS KiB, fds)
-        stop = threading.Event()
-        w0 = time.monotonic()
-
-        def sample() -> None:
-            while True:
-                pids = procstat.tree(tpid)
-                samples.append((round(time.monotonic() - w0, 2), procstat.rss_kib(pids),
-                                procstat.fd_count(pids)))
-                if stop.wait(SOAK_SAMPLE_PERIOD_S):
-                    return
-
-        rss_before = procstat.rss_kib_tree(tpid)
-        fds_before = procstat.fd_count(procstat.tree(tpid))
-        th = threading.Thread(target=sample, daemon=True)
-        th.start()
-        results: dict[str, dict] = {}
-        errors: list[str] = []
-        try:
-            started = [(d, *self.start_driver(d, tr, d.duration_s)) for d in subs]
-            for d, p, cmd in started:
-                try:
-                    results[d.id] = self.collect(p, cmd, d.duration_s)
-                except Exception as exc:
-                    errors.append(f"{d.id}: {exc}")
-        finally:
-            wall = time.monotonic() - w0
-            stop.set()
-            th.join(5)
-        tcpu = (procstat.cpu_ticks(procstat.tree(tpid)) - tcpu0) / procstat.CLK_TCK
-        ucpu = (procstat.cpu_ticks(procstat.tree(upid)) - ucpu0) / procstat.CLK_TCK
-        m1 = procstat.MachineCpu.read()
-        load_cpu = _cpu_s(resource.getrusage(resource.RUSAGE_CHILDREN)) - kids0
-        time.sleep(2.0)  # let in-flight work settle, then look at memory once more
-        rss_after = procstat.rss_kib_tree(tpid)
-        fds_after = procstat.fd_count(procstat.tree(tpid))
-        drivers: dict[str, dict] = {}
-        served_all = 0
-        for d in subs:
-            res = results.get(d.id)
-            if res is None:
-                continue
-            fields, served = self._driver_fields(d, res)
-            fields.update(conc=d.conc, api=d.api, stream=d.stream, model=d.model)
-            drivers[d.id] = fields
-            served_all += served
-            for key in ("non2xx", "sockerr", "frames_lost", "unterminated", "unfinished"):
-                if fields.get(key):
-                    errors.append(f"{d.id} {key}={fields[key]}")
-        load_end = [s for s in samples if s[0] <= sc.duration_s] or samples
-
-        def at(frac: float) -> tuple[float, int, int]:
-            t = sc.duration_s * frac
-            return min(load_end, key=lambda s: abs(s[0] - t))
-
-        q1, half, end = at(0.25), at(0.5), load_end[-1]
-        growth = end[1] - q1[1]
-        flat = growth <= max(2048, 0.03 * q1[1])
-        step = max(1, len(samples) // 120)
-        busy = (m1.busy - m0.busy) / procstat.CLK_TCK
-        out = {
-            "tool": "soak", "duration_s": round(wall, 1), "drivers": drivers,
-            "reqs": served_all, "rps": round(served_all / wall, 1) if wall else None,
-            "cpu_s": round(tcpu, 2), "cores": round(tcpu / wall, 3) if wall else None,
-            "cpu_us_per_req": round(tcpu * 1e6 / served_all, 2) if served_all else None,
-            "upstream_cpu_us_per_req": round(ucpu * 1e6 / served_all, 2) if served_all else None,
-            "other_cores": round((busy - tcpu - ucpu - load_cpu) / wall, 3) if wall else None,
-            "rss_before_kib": rss_before, "rss_q1_kib": q1[1], "rss_half_kib": half[1],
-            "rss_end_kib": end[1], "rss_after_kib": rss_after,
-            "rss_max_kib": max(s[1] for s in samples) if samples else None,
-            "rss_growth_q1_end_kib": growth, "rss_flat": flat,
-            "fds_before": fds_before, "fds_q1": q1[2], "fds_end": end[2], "fds_after": fds_after,
-            "rss_series": [[s[0], s[1]] for s in samples[::step]],
-        }
-        tr.rss_peak_kib = max(tr.rss_peak_kib, out["rss_max_kib"] or 0)
-        if not flat:
-            errors.append(f"RSS grew {growth / 1024:.1f} MiB between 1/4 soak and the end")
-        if errors:
-            out["errors"] = "; ".join(errors)
         return out
 
     @staticmethod
@@ -674,6 +597,8 @@ class Runner:
         sse_concs = opts.conc or list(SSE_CONCURRENCY)
         if opts.soak_seconds is not None:
             self.dur["soak"] = float(opts.soak_seconds)
+        if getattr(opts, "ledger_seconds", None) is not None:
+            self.dur["ledger"] = float(opts.ledger_seconds)
         rates = getattr(opts, "rates", None) or list(RATES)
         scenarios = build_scenarios(groups, concs, self.dur, sse_concs,
                                     tuple(opts.soak_targets), rates)
@@ -724,7 +649,7 @@ class Runner:
         try:
             self.start_upstream()
             runs = self.make_targets(scenarios)  # after the upstream: direct needs its pid
-            ctx = self.ctx(models)
+            ctx = self.context = self.ctx(models)
             for tr in runs:
                 if tr.reason is not None:  # not selected
                     continue
@@ -751,10 +676,13 @@ class Runner:
                             warmed.add(key)
                             self.warm_up(tr, sc)
                         try:
-                            cell = self.measure(sc, tr)
+                            cell = (ledger_check.measure(self, sc, tr) if sc.group == "ledger"
+                                    else self.measure(sc, tr))
                         except Exception as exc:
                             cell = {"errors": f"measurement failed: {exc!r}"}
-                        if tr.target.kind == "gateway":
+                        # (A `ledger` cell restarts the gateway: its own exit line says
+                        # what it dropped.)
+                        if tr.target.kind == "gateway" and sc.group != "ledger":
                             # tokenway's /health after every cell: rows the ledger had to
                             # drop during this cell (its queue is bounded) are recorded.
                             health = self.health_of(tr)

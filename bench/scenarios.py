@@ -35,14 +35,18 @@ AUTH_FLOOD_CONC = 64        # wrong-key requests ...
 AUTH_VALID_CONC = 4         # ... beside valid ones
 WORKERS_CONCS = (16, 64, 256)
 RATES = (1000, 5000)        # fixed-rate (open-loop) group: requests per second (--rates)
+LEDGER_CONC = 256           # ledger rows: saturating non-stream chat, then SIGTERM
 WRONG_KEY = "sk-wrong-key-0000000000000000"
 
 DURATIONS = {
     # seconds: load = each wrk/loadgen cell, check = zero-interval SSE client cell,
     # paced = paced SSE cell (a 64 x 20 ms stream lasts ~1.3 s), warmup = discarded,
-    # soak = the mixed-load soak (--soak-seconds)
-    "full": {"load": 5.0, "check": 2.0, "paced": 6.0, "warmup": 1.0, "soak": 600.0},
-    "quick": {"load": 2.0, "check": 1.0, "paced": 3.0, "warmup": 1.0, "soak": 60.0},
+    # soak = the mixed-load soak (--soak-seconds), ledger = the saturating run whose
+    # ledger rows are counted
+    "full": {"load": 5.0, "check": 2.0, "paced": 6.0, "warmup": 1.0, "soak": 600.0,
+             "ledger": 60.0},
+    "quick": {"load": 2.0, "check": 1.0, "paced": 3.0, "warmup": 1.0, "soak": 60.0,
+              "ledger": 10.0},
 }
 
 PACED_MODEL = f"gpt-bench-n{PACED_CHUNKS}-i{PACED_INTERVAL_MS:g}"
@@ -80,13 +84,15 @@ GROUPS = {
                  f"(c={AUTH_VALID_CONC})",
     "workers": "tokenway --workers 2 beside 1 worker, no CPU pinning",
     "soak": "memory soak: mixed load, RSS over time",
+    "ledger": f"ledger rows: non-stream chat at c={LEDGER_CONC}, then SIGTERM; rows in the "
+              "SQLite ledger vs requests sent",
     "messages": "Anthropic messages non-stream, POST /v1/messages",
     "rate": "chat non-stream at a fixed arrival rate (open loop, bench.loadgen --rate); "
             "latency from the scheduled send time",
     "messages_sse": f"Anthropic messages stream ({CHUNKS} deltas), POST /v1/messages",
 }
 DEFAULT_GROUPS = ("chat", "sse", "stream_check", "paced", "paced_many", "translated",
-                  "routing", "hol", "authflood", "workers", "soak")
+                  "routing", "hol", "authflood", "workers", "ledger", "soak")
 
 # Report tables (one per kind of cell); a group may produce several.
 TABLE_TITLES = {
@@ -282,6 +288,11 @@ def build_scenarios(groups: list[str], concs: list[int], dur: dict[str, float],
         elif g == "soak":
             out.append(Scenario("soak", g, "chat", 0, False, "soak", "gpt-bench", 0, 0.0,
                                 dur["soak"], targets=tuple(soak_targets)))
+        elif g == "ledger":
+            out.append(Scenario(f"ledger_c{LEDGER_CONC}", g, "chat", LEDGER_CONC, False,
+                                "load", "gpt-bench", 0, 0.0, dur["ledger"],
+                                targets=("tokenway-ledger",),
+                                label=f"{dur['ledger']:g} s at c={LEDGER_CONC}, then SIGTERM"))
         elif g == "rate":
             out += [Scenario(f"rate_r{r}", g, "chat", 0, False, "rate", "gpt-bench", 0, 0.0,
                              dur["load"], targets=("direct", "nginx", "tokenway"), rate=r,
@@ -320,6 +331,6 @@ def runs_on(sc: Scenario, t: Target) -> bool:
         return False
     if sc.targets is not None and t.name not in sc.targets:
         return False
-    if sc.group == "authflood" and not (t.checks_keys or t.kind in ("floor", "proxy")):
+    if sc.group == "authflood" and not (t.checks_keys or t.kind in ("upstream", "proxy")):
         return False
     return True

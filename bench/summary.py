@@ -28,14 +28,14 @@ def _median_cell(samples: list[dict]) -> dict:
     return out
 
 
-# Metrics divided by the same metric of direct / nginx ("x" ratios), and latency metrics
+# Metrics divided by the same metric of direct / nginx / floor ("x" ratios), and latency metrics
 # from which their value is subtracted ("added" milliseconds).
 RATIO_KEYS = ("rps", "streams_per_s", "p50_ms", "p99_ms", "cpu_us_per_req", "cpu_us_per_chunk",
               "ttfb_p50_ms", "ttfb_p99_ms", "frame_delay_p50_ms", "frame_delay_p99_ms",
               "total_p50_ms")
 ADDED_KEYS = ("p50_ms", "p99_ms", "ttfb_p50_ms", "ttfb_p99_ms", "ttff_p50_ms",
               "frame_delay_p50_ms", "frame_delay_p99_ms", "gap_excess_p99_ms", "total_p50_ms")
-BASELINES = ("direct", "nginx")
+BASELINES = ("direct", "nginx", "floor")
 
 
 def add_ratios(sc: Scenario, per_target: dict[str, dict]) -> None:
