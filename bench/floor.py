@@ -521,12 +521,12 @@ async def serve(listen: tuple[str, int], upstream: tuple[str, int]) -> None:
     loop = asyncio.get_running_loop()
     floor = Floor(loop, *upstream)
     server = await loop.create_server(lambda: Client(floor), *listen, backlog=4096)
-    stop = loop.create_future()
+    stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, lambda: stop.done() or stop.set_result(None))
+        loop.add_signal_handler(sig, stop.set)
     loop.call_later(SWEEP_S, floor.sweep)
     log.info("listening on http://%s:%d, upstream http://%s:%d", *listen, *upstream)
-    await stop
+    await stop.wait()
     server.close()
     for c in list(floor.clients):
         c.transport.close()

@@ -25,7 +25,7 @@ import re
 import sqlite3
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from bench import procstat
 from bench.scenarios import Scenario
@@ -58,7 +58,8 @@ def writer_cpu_ns(tr: TargetRun) -> int | None:
     return procstat.thread_cpu_ns(tr.started.pid, tr.ledger_tid)
 
 
-def writer_figures(before_ns: int | None, after_ns: int | None, served: int) -> dict:
+def writer_figures(before_ns: int | None, after_ns: int | None,
+                   served: int) -> dict[str, float]:
     """The writer thread's CPU during a cell, in total and per request."""
     if before_ns is None or after_ns is None or not served:
         return {}
@@ -75,7 +76,7 @@ def count_rows(db: Path) -> int:
         return 0
     conn = sqlite3.connect(db, timeout=SQLITE_BUSY_TIMEOUT_S)
     try:
-        return conn.execute(f"SELECT count(*) FROM {LEDGER_TABLE}").fetchone()[0]
+        return int(conn.execute(f"SELECT count(*) FROM {LEDGER_TABLE}").fetchone()[0])
     except sqlite3.OperationalError as exc:
         if "no such table" in str(exc):
             return 0
@@ -113,7 +114,7 @@ def closed_line(log_path: Path | None) -> tuple[int, int, str] | None:
     return found
 
 
-def sent_by_driver(cell: dict) -> tuple[int, str]:
+def sent_by_driver(cell: dict[str, Any]) -> tuple[int, str]:
     """Requests that reached the target, from the load driver's own counts."""
     if cell.get("sent") is not None:  # wrk with post.lua's request counter
         return int(cell["sent"]), "wrk sent"
@@ -122,7 +123,7 @@ def sent_by_driver(cell: dict) -> tuple[int, str]:
     return int(cell.get("reqs") or 0) + int(cell.get("sockerr") or 0), "loadgen completed+errors"
 
 
-def measure(runner: Runner, sc: Scenario, tr: TargetRun) -> dict:
+def measure(runner: Runner, sc: Scenario, tr: TargetRun) -> dict[str, Any]:
     """One `ledger` cell: count, load, SIGTERM, count again, start the gateway again."""
     target = tr.target
     db = target.db_path(runner.context)  # type: ignore[attr-defined]
@@ -166,6 +167,7 @@ def restart(runner: Runner, tr: TargetRun) -> None:
     first = (tr.startup_s, tr.listen_s, tr.rss_idle_kib)
     tr.listen_s = None
     probe = Scenario("probe", "chat", "chat", 1, False, "load", "gpt-bench", 0, 0, 0)
+    assert runner.context is not None
     runner.start_target(tr, runner.context, probe)
     tr.restarts += 1
     tr.startup_s, tr.listen_s, tr.rss_idle_kib = first

@@ -330,7 +330,8 @@ def header_text(res: dict) -> str:
         f"placement: {place}; loadavg {_la(res.get('loadavg_start'))} -> "
         f"{_la(res.get('loadavg_end'))}",
         f"cells: load {d['load']:g} s, stream check {d['check']:g} s, paced {d['paced']:g} s, "
-        f"warm-up {d['warmup']:g} s" + (f", ledger {d['ledger']:g} s" if d.get("ledger") else "")
+        f"warm-up {d['warmup']:g} s"
+        + (f", ledger {d['ledger']:g} s" if "ledger" in cfg.get("scenario_groups", ()) else "")
         + (f", soak {d['soak']:g} s" if d.get("soak") else "")
         + f"; repeat {cfg.get('repeat', 1)}; "
         f"elapsed {res.get('elapsed_s', 0):.0f} s",
@@ -551,20 +552,24 @@ def gateway_checks(res: dict, check: Callable[[bool | None, str], None]) -> None
             check(None, f"passthrough non-stream chat c=64: CPU per request spread needs "
                         f"--repeat {CPU_SPREAD_REPEATS} (this run: {len(vals)})")
     led = _cell(res, "ledger_c256", "tokenway-ledger")
-    for cell, where in ((led, "ledger_c256, c=256"), (tw, "chat c=64")):
-        v = cell.get("ledger_thread_cpu_us_per_req")
-        if v is None:
-            continue
-        vals = _samples(cell, "ledger_thread_cpu_us_per_req")
-        check(v <= LEDGER_THREAD_MAX_US,
-              f"ledger writer thread CPU per request at saturation ({where}): {v:.2f} us of "
-              f"{cell.get('cpu_us_per_req') or 0:.1f} us in all (target <= "
-              f"{LEDGER_THREAD_MAX_US:g} us; repeats: {', '.join(f'{x:.2f}' for x in vals)})")
-        break
+    measured = [(cell, where) for cell, where in ((led, "ledger_c256, c=256"),
+                                                   (tw, "chat c=64"))
+                if cell.get("ledger_thread_cpu_us_per_req") is not None]
+    if measured:
+        # Judged on the first (the longest saturating cell), the other shown beside it.
+        parts = []
+        for cell, where in measured:
+            vals = _samples(cell, "ledger_thread_cpu_us_per_req")
+            parts.append(f"{where}: {cell['ledger_thread_cpu_us_per_req']:.2f} us of "
+                         f"{cell.get('cpu_us_per_req') or 0:.1f} us in all (repeats: "
+                         f"{', '.join(f'{x:.2f}' for x in vals)})")
+        check(measured[0][0]["ledger_thread_cpu_us_per_req"] <= LEDGER_THREAD_MAX_US,
+              f"ledger writer thread CPU per request at saturation (target <= "
+              f"{LEDGER_THREAD_MAX_US:g} us): " + "; ".join(parts))
     else:
-        for name in ("tokenway-ledger", "tokenway"):
+        for name, cell in (("tokenway-ledger", led), ("tokenway", tw)):
             why = (res["targets"].get(name) or {}).get("ledger_thread")
-            if why and (led if name == "tokenway-ledger" else tw):
+            if why and cell:
                 check(None, f"ledger writer thread CPU: not measured ({name}: {why}); "
                             "see the whole process's CPU per request")
                 break
