@@ -83,6 +83,8 @@ class Floor:
         self.idle: deque[Upstream] = deque()
         self.upstreams: set[Upstream] = set()
         self.clients: set[Client] = set()
+        # The event loop keeps only weak references to tasks: hold the connects here.
+        self.connecting: set[asyncio.Task[None]] = set()
         self.requests = 0
         self.errors = 0
         self.input_tokens = 0
@@ -95,7 +97,9 @@ class Floor:
             if not up.closed:
                 up.send(data, client, reused=True)
                 return
-        self.loop.create_task(self._connect_and_send(data, client))
+        task = self.loop.create_task(self._connect_and_send(data, client))
+        self.connecting.add(task)
+        task.add_done_callback(self.connecting.discard)
 
     async def _connect_and_send(self, data: bytes, client: Client) -> None:
         try:
