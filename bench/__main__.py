@@ -17,7 +17,7 @@ from pathlib import Path
 
 import orjson
 
-from bench.runner import CONCURRENCY, DEFAULT_GROUPS, GROUPS, RATES, SSE_CONCURRENCY
+from bench.scenarios import CONCURRENCY, DEFAULT_GROUPS, GROUPS, RATES, SSE_CONCURRENCY
 
 # Other names accepted by --scenarios.
 GROUP_ALIASES = {"chat_rate": "rate"}
@@ -46,7 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = ap.add_subparsers(dest="cmd", required=True)
     run = sub.add_parser("run", help="run the benchmark")
     run.add_argument("--quick", action="store_true",
-                     help="short cells (2 s load, 1 s stream check, 3 s paced, 60 s soak)")
+                     help="short cells (2 s load, 1 s stream check, 3 s paced, 10 s ledger, 60 s soak)")
     names = ", ".join(ALL_NAMES + tuple(PEER_CLASSES))
     run.add_argument("--only", type=_csv, default=None,
                      help=f"targets to run, comma-separated (default direct,nginx,tokenway; "
@@ -70,6 +70,8 @@ def build_parser() -> argparse.ArgumentParser:
                           "that group")
     run.add_argument("--soak-seconds", type=float, default=None,
                      help="length of the memory soak (default 600 s, 60 s with --quick)")
+    run.add_argument("--ledger-seconds", type=float, default=None,
+                     help="length of each `ledger` cell (default 60 s, 10 s with --quick)")
     run.add_argument("--soak-targets", type=_csv, default=["tokenway"],
                      help="targets that run the soak (default tokenway)")
     run.add_argument("--duration", type=float, default=None,
@@ -120,7 +122,8 @@ def main(argv: list[str] | None = None) -> int:
         print(report.render(orjson.loads(args.file.read_bytes())), end="")
         return 0
 
-    from bench.runner import Runner, save
+    from bench.runner import Runner
+    from bench.summary import save
     from bench.targets import ALL_NAMES, PEER_CLASSES
 
     known = set(ALL_NAMES) | set(PEER_CLASSES)
@@ -138,6 +141,8 @@ def main(argv: list[str] | None = None) -> int:
     for g in args.scenarios or []:
         if g not in GROUPS:
             ap.error(f"unknown scenario group {g!r}; known: {', '.join(GROUPS)}")
+    if args.ledger_seconds is not None and args.ledger_seconds < 1:
+        ap.error("--ledger-seconds must be >= 1 (wrk runs whole seconds)")
     if args.repeat < 1 or args.workers < 1:
         ap.error("--repeat and --workers must be >= 1")
     args.tokenway_env = dict(args.tokenway_env)

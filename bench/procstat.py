@@ -1,4 +1,5 @@
-"""CPU time, RSS and CPU affinity of process trees, read from /proc (Linux only).
+"""CPU time, RSS and CPU affinity of process trees (and CPU time of single threads),
+read from /proc (Linux only).
 
 CPU time of a tree is the sum over the root and its live descendants of
 utime + stime + cutime + cstime (/proc/PID/stat fields 14-17, proc(5)). A child that
@@ -10,6 +11,7 @@ continuous across a sample and nothing is counted twice. Resolution is one clock
 from __future__ import annotations
 
 import os
+import resource
 from dataclasses import dataclass
 
 CLK_TCK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
@@ -69,6 +71,13 @@ def cpu_ticks(pids: list[int]) -> int:
             # fields 14-17 are rest[11:15]
             total += int(f[11]) + int(f[12]) + int(f[13]) + int(f[14])
     return total
+
+
+def rusage_cpu_s(who: int) -> float:
+    """User + system CPU seconds of this process (RUSAGE_SELF) or of its reaped
+    children (RUSAGE_CHILDREN: the load drivers once they exited)."""
+    ru = resource.getrusage(who)
+    return ru.ru_utime + ru.ru_stime
 
 
 def cpu_seconds_tree(pid: int) -> float:
@@ -183,3 +192,58 @@ def memory_pressure_full_us() -> int | None:
                 if item.startswith("total="):
                     return int(item[6:])
     return None
+
+
+def thread_ids(pid: int) -> list[int]:
+    try:
+        return sorted(int(t) for t in os.listdir(f"/proc/{pid}/task"))
+    except OSError:
+        return []
+
+
+def thread_comm(pid: int, tid: int) -> str | None:
+    raw = _read(f"/proc/{pid}/task/{tid}/comm")
+    return raw.strip() if raw is not None else None
+
+
+# Linux keeps 15 bytes of a thread's name (TASK_COMM_LEN 16, with the NUL).
+COMM_LEN = 15
+
+
+def find_thread(pid: int, name: str) -> tuple[int | None, str]:
+    """The thread of `pid` that its program calls `name`, and how it was found.
+
+    CPython before 3.14 does not give the OS its `threading` names, so a thread the
+    program did not name itself keeps the process's comm. A thread whose comm is `name`
+    (cut to 15 bytes) wins; failing that, when exactly one thread besides the main one
+    still carries the process's comm, that is the one (threads of C libraries name
+    themselves: uvloop's getaddrinfo pool is `libuv-worker`). Otherwise (None, why)."""
+    tids = thread_ids(pid)
+    if not tids:
+        return None, f"no /proc/{pid}/task"
+    want = name[:COMM_LEN]
+    for tid in tids:
+        if thread_comm(pid, tid) == want:
+            return tid, f"comm {want!r}"
+    main = thread_comm(pid, pid)
+    rest = [t for t in tids if t != pid and thread_comm(pid, t) == main]
+    if len(rest) == 1:
+        return rest[0], f"the only thread besides the main one still named {main!r}"
+    return None, (f"{len(rest)} threads besides the main one are named {main!r}: cannot "
+                  f"tell which is {name!r}")
+
+
+def thread_cpu_ns(pid: int, tid: int) -> int | None:
+    """CPU time of one thread in ns: /proc/PID/task/TID/schedstat (time on CPU, ns
+    resolution) where the kernel has it, else utime + stime of its stat (ticks)."""
+    raw = _read(f"/proc/{pid}/task/{tid}/schedstat")
+    if raw:
+        try:
+            return int(raw.split()[0])
+        except (ValueError, IndexError):
+            pass
+    raw = _read(f"/proc/{pid}/task/{tid}/stat")
+    if raw is None:
+        return None
+    rest = raw[raw.rfind(")") + 2:].split()
+    return (int(rest[11]) + int(rest[12])) * 1_000_000_000 // CLK_TCK

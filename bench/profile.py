@@ -44,7 +44,8 @@ import time
 from pathlib import Path
 
 from bench import procstat
-from bench.runner import CHUNKS, POST_LUA, Scenario, http_post
+from bench.runner import POST_LUA, http_post
+from bench.scenarios import CHUNKS, Scenario
 from bench.targets import REPO_ROOT, Context, TokenwayTarget, free_port
 
 PATHS = {

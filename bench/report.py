@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import statistics
 from collections.abc import Callable
 
 Cell = dict
@@ -66,11 +67,13 @@ LOAD_COLS: list[Col] = [
     ("req/s", lambda c: _rate(c.get("rps"))),
     ("x direct", lambda c: _ratio(c, "rps", "direct")),
     ("x nginx", lambda c: _ratio(c, "rps", "nginx")),
+    ("x floor", lambda c: _ratio(c, "rps", "floor")),
     ("p50 ms", lambda c: _num(c.get("p50_ms"), "{:.3f}")),
     ("p99 ms", lambda c: _num(c.get("p99_ms"), "{:.3f}")),
     ("CPU us/req", lambda c: _num(c.get("cpu_us_per_req"), "{:.1f}")),
     ("x direct", lambda c: _ratio(c, "cpu_us_per_req", "direct")),
     ("x nginx", lambda c: _ratio(c, "cpu_us_per_req", "nginx")),
+    ("x floor", lambda c: _ratio(c, "cpu_us_per_req", "floor")),
     ("cores", lambda c: _num(c.get("cores"))),
     ("upstream us/req", lambda c: _num(c.get("upstream_cpu_us_per_req"), "{:.1f}")),
     ("other cores", lambda c: _num(_floor0(c.get("other_cores")))),
@@ -80,12 +83,14 @@ SSE_COLS: list[Col] = [
     ("streams/s", lambda c: _rate(c.get("rps"))),
     ("x direct", lambda c: _ratio(c, "rps", "direct")),
     ("x nginx", lambda c: _ratio(c, "rps", "nginx")),
+    ("x floor", lambda c: _ratio(c, "rps", "floor")),
     ("p50 ms", lambda c: _num(c.get("p50_ms"), "{:.3f}")),
     ("p99 ms", lambda c: _num(c.get("p99_ms"), "{:.3f}")),
     ("CPU us/stream", lambda c: _num(c.get("cpu_us_per_req"), "{:.1f}")),
     ("us/chunk", lambda c: _num(c.get("cpu_us_per_chunk"), "{:.2f}")),
     ("x direct", lambda c: _ratio(c, "cpu_us_per_chunk", "direct")),
     ("x nginx", lambda c: _ratio(c, "cpu_us_per_chunk", "nginx")),
+    ("x floor", lambda c: _ratio(c, "cpu_us_per_chunk", "floor")),
     ("cores", lambda c: _num(c.get("cores"))),
     ("other cores", lambda c: _num(_floor0(c.get("other_cores")))),
 ]
@@ -166,6 +171,7 @@ XLATE_COLS: list[Col] = [
     ("req/s", lambda c: _rate(c.get("rps"))),
     ("x direct", lambda c: _ratio(c, "rps", "direct")),
     ("x nginx", lambda c: _ratio(c, "rps", "nginx")),
+    ("x floor", lambda c: _ratio(c, "rps", "floor")),
     ("x passthru", lambda c: _ref_ratio(c, "rps")),
     ("p50 ms", lambda c: _num(c.get("p50_ms"), "{:.3f}")),
     ("+passthru", lambda c: _ref_added(c, "p50_ms")),
@@ -173,6 +179,7 @@ XLATE_COLS: list[Col] = [
     ("+passthru", lambda c: _ref_added(c, "p99_ms")),
     ("CPU us/req", lambda c: _num(c.get("cpu_us_per_req"), "{:.1f}")),
     ("x nginx", lambda c: _ratio(c, "cpu_us_per_req", "nginx")),
+    ("x floor", lambda c: _ratio(c, "cpu_us_per_req", "floor")),
     ("x passthru", lambda c: _ref_ratio(c, "cpu_us_per_req")),
     ("other cores", lambda c: _num(_floor0(c.get("other_cores")))),
 ]
@@ -272,14 +279,32 @@ RATE_COLS: list[Col] = [
 
 WORKERS_COLS: list[Col] = LOAD_COLS[:3] + [
     ("x 1 worker", lambda c: _num(c.get("_x_w1_rps"))),
-] + LOAD_COLS[3:]
+] + [col for col in LOAD_COLS[3:] if col[0] != "x floor"]  # the floor has 1 worker
+
+LEDGER_COLS: list[Col] = [
+    ("cell", _label),
+    ("req/s", lambda c: _rate(c.get("rps"))),
+    ("sent", lambda c: _num(c.get("sent"), "{:,.0f}")),
+    ("completed", lambda c: _num(c.get("reqs"), "{:,.0f}")),
+    ("socket errors", lambda c: _num((c.get("read_err") or 0) + (c.get("write_err") or 0),
+                                     "{:,.0f}")),
+    ("in flight at stop", lambda c: _num(c.get("in_flight_at_stop"), "{:,.0f}")),
+    ("rows", lambda c: _num(c.get("ledger_rows"), "{:,.0f}")),
+    ("rows lost", lambda c: _num(c.get("rows_lost"), "{:,.0f}")),
+    ("dropped (its count)", lambda c: _num(c.get("ledger_dropped"), "{:,.0f}")),
+    ("SIGTERM->exit s", lambda c: _num(c.get("stop_s"))),
+    ("CPU us/req", lambda c: _num(c.get("cpu_us_per_req"), "{:.1f}")),
+    ("ledger thread us/req", lambda c: _num(c.get("ledger_thread_cpu_us_per_req"))),
+    ("cores", lambda c: _num(c.get("cores"))),
+    ("other cores", lambda c: _num(_floor0(c.get("other_cores")))),
+]
 
 COLS_BY_TABLE = {"chat": LOAD_COLS, "messages": LOAD_COLS, "sse": SSE_COLS,
                  "messages_sse": SSE_COLS, "stream_check": CHECK_COLS, "paced": PACED_COLS,
                  "routing": ROUTE_COLS, "xlate": XLATE_COLS, "xlate_sse": XLATE_COLS,
                  "xlate_ttfb": XLATE_TTFB_COLS, "xlate_paced": XLATE_PACED_COLS, "hol": HOL_COLS, "authflood": FLOOD_COLS,
                  "workers": WORKERS_COLS, "workers_sse": WORKERS_COLS,
-                 "rate": RATE_COLS}
+                 "rate": RATE_COLS, "ledger": LEDGER_COLS}
 # Result files written before the `table` key existed name only the group.
 COLS_BY_GROUP = COLS_BY_TABLE
 
@@ -305,7 +330,9 @@ def header_text(res: dict) -> str:
         f"placement: {place}; loadavg {_la(res.get('loadavg_start'))} -> "
         f"{_la(res.get('loadavg_end'))}",
         f"cells: load {d['load']:g} s, stream check {d['check']:g} s, paced {d['paced']:g} s, "
-        f"warm-up {d['warmup']:g} s" + (f", soak {d['soak']:g} s" if d.get("soak") else "")
+        f"warm-up {d['warmup']:g} s"
+        + (f", ledger {d['ledger']:g} s" if "ledger" in cfg.get("scenario_groups", ()) else "")
+        + (f", soak {d['soak']:g} s" if d.get("soak") else "")
         + f"; repeat {cfg.get('repeat', 1)}; "
         f"elapsed {res.get('elapsed_s', 0):.0f} s",
     ]
@@ -341,7 +368,7 @@ def targets_text(res: dict) -> str:
 
 
 def _table_title(res: dict, table: str, scs: list[dict]) -> str:
-    from bench.runner import TABLE_TITLES
+    from bench.scenarios import TABLE_TITLES
 
     title = TABLE_TITLES.get(table) or scs[0].get("title") or table
     durs = sorted({sc["duration_s"] for sc in scs})
@@ -389,7 +416,7 @@ def _cell_label(sc: dict, name: str) -> str:
     if group == "translated":
         if name == "tokenway":
             return sc.get("label") or sc["api"]
-        if name in ("direct", "nginx"):
+        if name in ("direct", "nginx", "floor"):
             return f"{sc['api']} (no translation)"
         if name == "ccr":
             return "messages->chat"
@@ -485,6 +512,107 @@ def _cell(res: dict, sid: str, name: str) -> dict:
     return {}
 
 
+# The gateway against the bare forwarder, its ledger, memory and start-up.
+FLOOR_CPU_MAX_X = 2.0          # tokenway CPU per request / the floor's, chat c=64
+CPU_SPREAD_MAX = 0.15          # (max - min) / median of the repeats' CPU per request
+CPU_SPREAD_REPEATS = 5
+LEDGER_THREAD_MAX_US = 2.0     # ledger writer CPU per request at saturation
+LEDGER_RUN_S = 60.0            # the rows-lost target's run length
+XLATE_CPU_MAX_X = 1.5          # Anthropic client -> Chat provider vs passthrough, CPU
+IDLE_RSS_MAX_MIB = 30.0
+START_MAX_S = 0.3              # spawn to the first proxied 200
+
+
+def _samples(cell: dict, key: str) -> list[float]:
+    vals = [s.get(key) for s in cell.get("samples") or [cell]]
+    return [v for v in vals if isinstance(v, (int, float))]
+
+
+def gateway_checks(res: dict, check: Callable[[bool | None, str], None]) -> None:
+    """The targets of the passthrough-cost issue, each judged in this run."""
+    tw, fl = _cell(res, "chat_c64", "tokenway"), _cell(res, "chat_c64", "floor")
+    a, b = tw.get("cpu_us_per_req"), fl.get("cpu_us_per_req")
+    n = len(tw.get("samples") or [tw]) if tw else 0
+    of = f"median of {n} repeats" if n > 1 else "one run"
+    if a and b:
+        rps = (tw.get("rps") or 0) / (fl.get("rps") or 1)
+        check(a / b <= FLOOR_CPU_MAX_X and not tw.get("errors"),
+              f"passthrough non-stream chat c=64, ledger on: tokenway CPU per request "
+              f"{a:.1f} us = x{a / b:.2f} the floor's {b:.1f} us (target <= "
+              f"x{FLOOR_CPU_MAX_X:.2f}; {of}); req/s x{rps:.2f} the floor's")
+    if tw:
+        vals = _samples(tw, "cpu_us_per_req")
+        if len(vals) >= CPU_SPREAD_REPEATS:
+            spread = (max(vals) - min(vals)) / statistics.median(vals)
+            check(spread <= CPU_SPREAD_MAX,
+                  f"passthrough non-stream chat c=64: CPU per request spread over "
+                  f"{len(vals)} repeats (max-min)/median = {spread:.0%} (target <= "
+                  f"{CPU_SPREAD_MAX:.0%}): {', '.join(f'{v:.1f}' for v in vals)} us")
+        else:
+            check(None, f"passthrough non-stream chat c=64: CPU per request spread needs "
+                        f"--repeat {CPU_SPREAD_REPEATS} (this run: {len(vals)})")
+    led = _cell(res, "ledger_c256", "tokenway-ledger")
+    measured = [(cell, where) for cell, where in ((led, "ledger_c256, c=256"),
+                                                   (tw, "chat c=64"))
+                if cell.get("ledger_thread_cpu_us_per_req") is not None]
+    if measured:
+        # Judged on the first (the longest saturating cell), the other shown beside it.
+        parts = []
+        for cell, where in measured:
+            vals = _samples(cell, "ledger_thread_cpu_us_per_req")
+            parts.append(f"{where}: {cell['ledger_thread_cpu_us_per_req']:.2f} us of "
+                         f"{cell.get('cpu_us_per_req') or 0:.1f} us in all (repeats: "
+                         f"{', '.join(f'{x:.2f}' for x in vals)})")
+        check(measured[0][0]["ledger_thread_cpu_us_per_req"] <= LEDGER_THREAD_MAX_US,
+              f"ledger writer thread CPU per request at saturation (target <= "
+              f"{LEDGER_THREAD_MAX_US:g} us): " + "; ".join(parts))
+    else:
+        for name, cell in (("tokenway-ledger", led), ("tokenway", tw)):
+            why = (res["targets"].get(name) or {}).get("ledger_thread")
+            if why and cell:
+                check(None, f"ledger writer thread CPU: not measured ({name}: {why}); "
+                            "see the whole process's CPU per request")
+                break
+    if led:
+        dur = _scenario(res, "ledger_c256").get("duration_s") or 0
+        lost, rows, sent = (_samples(led, k) for k in ("rows_lost", "ledger_rows", "sent"))
+        dropped = _samples(led, "ledger_dropped")
+        short = "" if dur >= LEDGER_RUN_S else \
+            f"; the target names {LEDGER_RUN_S:g} s: --ledger-seconds {LEDGER_RUN_S:g}"
+        check(bool(lost) and not any(lost) and not led.get("errors"),
+              f"ledger rows, {dur:g} s saturating run at c=256 then SIGTERM: rows lost "
+              f"{', '.join(f'{x:,.0f}' for x in lost)} per repeat (requests sent "
+              f"{', '.join(f'{x:,.0f}' for x in sent)}; rows "
+              f"{', '.join(f'{x:,.0f}' for x in rows)}; the gateway's own dropped count "
+              f"{', '.join(f'{x:,.0f}' for x in dropped) or '-'}){short}")
+    pt, xl = _cell(res, "xlate_chat_c16", "tokenway"), _cell(res, "xlate_messages_c16", "tokenway")
+    a, b = xl.get("cpu_us_per_req"), pt.get("cpu_us_per_req")
+    if a and b:
+        check(a / b <= XLATE_CPU_MAX_X and not xl.get("errors"),
+              f"translated non-stream, Anthropic client -> Chat provider (messages->chat): "
+              f"CPU per request {a:.1f} us = x{a / b:.2f} the passthrough's {b:.1f} us "
+              f"(target <= x{XLATE_CPU_MAX_X:.2f}; c=16)")
+    t = res["targets"].get("tokenway") or {}
+    if t.get("status") == "ok":
+        rss = t.get("rss_idle_kib")
+        if rss:
+            check(rss / 1024 <= IDLE_RSS_MAX_MIB,
+                  f"tokenway idle RSS {rss / 1024:.1f} MiB (target <= {IDLE_RSS_MAX_MIB:g} MiB)")
+        up = t.get("startup_s")
+        if up is not None:
+            lst = t.get("listen_s")
+            check(up < START_MAX_S,
+                  f"tokenway start to first request served {up:.3f} s (target < "
+                  f"{START_MAX_S:g} s)" + (f"; listening after {lst:.3f} s" if lst else ""))
+
+
+def _scenario(res: dict, sid: str) -> dict:
+    for sc in res["scenarios"]:
+        if sc["id"] == sid:
+            return sc
+    return {}
+
+
 def checks_text(res: dict) -> str:
     """The issues' targets, each with the figure that decides it."""
     lines = []
@@ -492,6 +620,8 @@ def checks_text(res: dict) -> str:
     def check(ok: bool | None, text: str) -> None:
         mark = "n/a " if ok is None else ("PASS" if ok else "FAIL")
         lines.append(f"  {mark}  {text}")
+
+    gateway_checks(res, check)
 
     for mode, what in (("", "non-stream"), ("_sse", "stream")):
         ref = _cell(res, f"xlate_chat{mode}_c16", "tokenway").get("rps")

@@ -19,7 +19,6 @@ import http.client
 import os
 import resource
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -31,13 +30,40 @@ from pathlib import Path
 
 import orjson
 
-from bench import machine, procstat
+from bench import ledger_check, machine, procstat, soak
+from bench.scenarios import (
+    CHUNKS,
+    CONCURRENCY,
+    DEFAULT_GROUPS,
+    DURATIONS,
+    GROUPS,
+    HOL_MODEL,
+    HOL_STREAM_CONC,
+    PACED_CHUNKS,
+    PACED_CONC,
+    PACED_INTERVAL_MS,
+    PACED_MANY_CONC,
+    RATES,
+    SSE_CONCURRENCY,
+    WRONG_KEY,
+    Scenario,
+    build_scenarios,
+    runs_on,
+)
+from bench.summary import (
+    BENCH_DIR,
+    _median_cell,
+    add_ratios,
+    add_ref_ratios,
+    noise_notes,
+)
 from bench.targets import (
     CORE_NAMES,
     PEER_CLASSES,
     REPO_ROOT,
     Context,
     DirectTarget,
+    FloorTarget,
     NginxTarget,
     Started,
     Target,
@@ -47,328 +73,17 @@ from bench.targets import (
     tokenway_variants,
 )
 
-BENCH_DIR = Path(__file__).resolve().parent
-RESULTS_DIR = BENCH_DIR / "results"
 POST_LUA = BENCH_DIR / "post.lua"
 SCHEMA = "tokenway-bench/1"
 
-CHUNKS = 20                 # content deltas per stream in the SSE scenarios
-PACED_CHUNKS = 64           # the paced stream: 64 deltas ...
-PACED_INTERVAL_MS = 20.0    # ... 20 ms apart (a fast model's token rate)
-CONCURRENCY = (1, 16, 64, 256)   # non-stream chat
-SSE_CONCURRENCY = (1, 16, 64)    # zero-interval streams
-STREAM_CHECK_CONC = 16
-PACED_CONC = 16
-PACED_MANY_CONC = 512       # many concurrent paced streams: frames lost must stay 0
-XLATE_CONC = 16             # translated paths
-ROUTE_CONCS = (1, 16)       # failover and weighted routes
-# Head-of-line: short paced streams (4 deltas, 5 ms apart) beside one connection that
-# posts a ~400 KB (about 100k tokens) conversation back to back.
-HOL_STREAM_CONC = 8
-HOL_CHUNKS = 4
-HOL_INTERVAL_MS = 5.0
-HOL_BIG_BYTES = 400_000
-AUTH_FLOOD_CONC = 64        # wrong-key requests ...
-AUTH_VALID_CONC = 4         # ... beside valid ones
-WORKERS_CONCS = (16, 64, 256)
-RATES = (1000, 5000)        # fixed-rate (open-loop) group: requests per second (--rates)
-WRONG_KEY = "sk-wrong-key-0000000000000000"
 WRK_TIMEOUT = "10s"
 # A load run may overrun its duration by this much before it is killed.
 DRIVER_SLACK_S = 90.0
 RSS_SAMPLE_PERIOD_S = 0.25
-SOAK_SAMPLE_PERIOD_S = 1.0
 READY_POLL_S = 0.02
 PROBE_TIMEOUT_S = 5.0
 WARMUP_FIRST_TIMEOUT_S = 60.0
 UPSTREAM_START_TIMEOUT_S = 15.0
-
-DURATIONS = {
-    # seconds: load = each wrk/loadgen cell, check = zero-interval SSE client cell,
-    # paced = paced SSE cell (a 64 x 20 ms stream lasts ~1.3 s), warmup = discarded,
-    # soak = the mixed-load soak (--soak-seconds)
-    "full": {"load": 5.0, "check": 2.0, "paced": 6.0, "warmup": 1.0, "soak": 600.0},
-    "quick": {"load": 2.0, "check": 1.0, "paced": 3.0, "warmup": 1.0, "soak": 60.0},
-}
-
-PACED_MODEL = f"gpt-bench-n{PACED_CHUNKS}-i{PACED_INTERVAL_MS:g}"
-HOL_MODEL = f"gpt-bench-n{HOL_CHUNKS}-i{HOL_INTERVAL_MS:g}"
-# Translated paths: client API -> (model, what tokenway does with it).
-XLATE_PATHS = (
-    ("chat", "gpt-bench", "chat->chat (passthrough)"),
-    ("messages", "gpt-bench", "messages->chat"),
-    ("responses", "claude-bench", "responses->messages"),
-)
-# The same clients on a provider of their own protocol (tokenway only: direct and nginx
-# serve these APIs in the rows above): what pointing Claude Code at an OpenAI model, or
-# Codex at Claude, costs against leaving them on their own vendor.
-XLATE_SAME_CLIENT = (
-    ("messages", "claude-bench", "messages->messages (passthrough)"),
-    ("responses", "gpt-bench", "responses->responses (passthrough)"),
-)
-API_PATHS = {"chat": "/v1/chat/completions", "messages": "/v1/messages",
-             "responses": "/v1/responses"}
-
-GROUPS = {
-    "chat": "chat non-stream, POST /v1/chat/completions",
-    "sse": f"chat stream ({CHUNKS} chunks, zero interval), POST /v1/chat/completions",
-    "stream_check": f"stream integrity, SSE client, c={STREAM_CHECK_CONC} ({CHUNKS} chunks)",
-    "paced": f"paced stream, SSE client, c={PACED_CONC} "
-             f"({PACED_CHUNKS} deltas every {PACED_INTERVAL_MS:g} ms)",
-    "paced_many": f"paced stream, SSE client, c={PACED_MANY_CONC} "
-                  f"({PACED_CHUNKS} deltas every {PACED_INTERVAL_MS:g} ms)",
-    "translated": "translated paths vs the passthrough path (Anthropic client -> OpenAI "
-                  "upstream, Responses client -> Anthropic upstream)",
-    "routing": "failover (dead first target) and a weighted five-route table vs direct",
-    "hol": f"head-of-line: small paced streams with and without ~{HOL_BIG_BYTES // 1000} KB "
-           "request bodies on another connection",
-    "authflood": f"invalid-key flood (c={AUTH_FLOOD_CONC} wrong key) beside valid requests "
-                 f"(c={AUTH_VALID_CONC})",
-    "workers": "tokenway --workers 2 beside 1 worker, no CPU pinning",
-    "soak": "memory soak: mixed load, RSS over time",
-    "messages": "Anthropic messages non-stream, POST /v1/messages",
-    "rate": "chat non-stream at a fixed arrival rate (open loop, bench.loadgen --rate); "
-            "latency from the scheduled send time",
-    "messages_sse": f"Anthropic messages stream ({CHUNKS} deltas), POST /v1/messages",
-}
-DEFAULT_GROUPS = ("chat", "sse", "stream_check", "paced", "paced_many", "translated",
-                  "routing", "hol", "authflood", "workers", "soak")
-
-# Report tables (one per kind of cell); a group may produce several.
-TABLE_TITLES = {
-    "xlate": f"translated paths, non-stream, wrk c={XLATE_CONC}",
-    "xlate_sse": f"translated paths, stream ({CHUNKS} deltas, zero interval), wrk c={XLATE_CONC}",
-    "xlate_ttfb": f"translated paths, stream, SSE client c={XLATE_CONC}: TTFB and integrity",
-    "xlate_paced": f"translated paths, paced stream ({PACED_CHUNKS} deltas "
-                   f"{PACED_INTERVAL_MS:g} ms apart), SSE client c={XLATE_CONC}",
-    "workers_sse": "chat stream, tokenway --workers 2 beside 1 worker, no CPU pinning",
-}
-
-
-@dataclass(frozen=True)
-class Scenario:
-    id: str
-    group: str
-    api: str            # "chat" | "messages" | "responses": the client API
-    conc: int
-    stream: bool
-    driver: str         # "load" (wrk or loadgen) | "rate" (loadgen --rate) | "sse" | "soak"
-    model: str
-    chunks: int
-    interval_ms: float
-    duration_s: float
-    table: str = ""     # report table (default: the group)
-    targets: tuple[str, ...] | None = None  # only these targets (None: all that fit)
-    key: str = "valid"  # "valid" | "wrong": the client key sent
-    big_body: bool = False        # a ~400 KB conversation instead of "hi"
-    placement: str = "pinned"     # "pinned" (--pin) | "free": no CPU pinning in this cell
-    companion: Scenario | None = None  # a second driver run alongside, on the same target
-    ref: str | None = None        # compare each target with its own cell of this scenario
-    label: str = ""
-    rate: int = 0       # driver "rate": requests per second, sent on schedule
-
-    @property
-    def path(self) -> str:
-        return API_PATHS[self.api]
-
-    def body(self) -> bytes:
-        if self.api == "responses":
-            req: dict = {"model": self.model, "input": "hi", "max_output_tokens": 16}
-        else:
-            req = {"model": self.model, "max_tokens": 16,
-                   "messages": big_history() if self.big_body
-                   else [{"role": "user", "content": "hi"}]}
-        if self.stream:
-            req["stream"] = True
-        return orjson.dumps(req)
-
-    @property
-    def events_per_stream(self) -> int:
-        """SSE events the fake sends per stream in the client's format: what "per chunk"
-        divides by."""
-        if not self.stream:
-            return 1
-        if self.api == "chat":
-            return self.chunks + 2  # deltas, finish chunk, [DONE]
-        if self.api == "responses":
-            return self.chunks + 8  # created, in_progress, item/part added, deltas, 4 done
-        return self.chunks + 6      # start, block start, ping, deltas, block stop, delta, stop
-
-
-_BIG: list[dict] | None = None
-
-
-def big_history(target_bytes: int = HOL_BIG_BYTES) -> list[dict]:
-    """A deterministic agent-style conversation of about `target_bytes` of JSON (about
-    100k tokens at ~4 bytes per token): alternating turns of prose with quotes, newlines
-    and a little non-ASCII, as a long coding session's history looks on the wire."""
-    global _BIG
-    if _BIG is not None and target_bytes == HOL_BIG_BYTES:
-        return _BIG
-    import random
-
-    rng = random.Random(20261126)
-    words = ("the", "function", "returns", "a", "value", "when", "called", "with", "tokens",
-             "stream", "gateway", "request", "config", "error", "handler", "\"quoted\"",
-             "path/to/file.py", "line", "def", "class", "import", "await", "self", "None",
-             "café", "→", "{", "}", "[", "]", "=", "==", "x", "i", "n", "0", "1", "42")
-    msgs: list[dict] = []
-    size = 0
-    turn = 0
-    while size < target_bytes:
-        n = rng.randint(200, 600)
-        text = " ".join(rng.choice(words) + ("\n" if rng.random() < 0.05 else "")
-                        for _ in range(n))
-        role = "user" if turn % 2 == 0 else "assistant"
-        msgs.append({"role": role, "content": text})
-        size += len(orjson.dumps(msgs[-1])) + 1
-        turn += 1
-    if msgs[-1]["role"] != "user":
-        msgs.append({"role": "user", "content": "Please continue."})
-    if target_bytes == HOL_BIG_BYTES:
-        _BIG = msgs
-    return msgs
-
-
-def build_scenarios(groups: list[str], concs: list[int], dur: dict[str, float],
-                    sse_concs: list[int] | None = None,
-                    soak_targets: tuple[str, ...] = ("tokenway",),
-                    rates: list[int] | None = None) -> list[Scenario]:
-    sse_concs = sse_concs or list(SSE_CONCURRENCY)
-    rates = rates or list(RATES)
-    out: list[Scenario] = []
-    for g in groups:
-        if g == "chat":
-            out += [Scenario(f"chat_c{c}", g, "chat", c, False, "load", "gpt-bench", 0, 0.0,
-                             dur["load"]) for c in concs]
-        elif g == "sse":
-            out += [Scenario(f"sse_c{c}", g, "chat", c, True, "load", "gpt-bench", CHUNKS, 0.0,
-                             dur["load"]) for c in sse_concs]
-        elif g == "stream_check":
-            out.append(Scenario(f"stream_check_c{STREAM_CHECK_CONC}", g, "chat",
-                                STREAM_CHECK_CONC, True, "sse", "gpt-bench", CHUNKS, 0.0,
-                                dur["check"]))
-        elif g == "paced":
-            out.append(Scenario(f"paced_c{PACED_CONC}", g, "chat", PACED_CONC, True, "sse",
-                                PACED_MODEL, PACED_CHUNKS, PACED_INTERVAL_MS, dur["paced"]))
-        elif g == "paced_many":
-            out.append(Scenario(f"paced_c{PACED_MANY_CONC}", g, "chat", PACED_MANY_CONC, True,
-                                "sse", PACED_MODEL, PACED_CHUNKS, PACED_INTERVAL_MS,
-                                dur["paced"], table="paced"))
-        elif g == "translated":
-            for mode, stream, driver, d in (("", False, "load", dur["load"]),
-                                            ("_sse", True, "load", dur["load"]),
-                                            ("_ttfb", True, "sse", dur["check"] * 2)):
-                for api, model, label in XLATE_PATHS:
-                    ref = None if api == "chat" else f"xlate_chat{mode}_c{XLATE_CONC}"
-                    out.append(Scenario(f"xlate_{api}{mode}_c{XLATE_CONC}", g, api, XLATE_CONC,
-                                        stream, driver, model, CHUNKS if stream else 0, 0.0, d,
-                                        table=f"xlate{mode}", ref=ref, label=label))
-                for api, model, label in XLATE_SAME_CLIENT:
-                    out.append(Scenario(f"xlate_{api}_pt{mode}_c{XLATE_CONC}", g, api,
-                                        XLATE_CONC, stream, driver, model,
-                                        CHUNKS if stream else 0, 0.0, d, table=f"xlate{mode}",
-                                        targets=("tokenway",),
-                                        ref=f"xlate_chat{mode}_c{XLATE_CONC}", label=label))
-            # At a provider's pace (64 deltas 20 ms apart), the cost that matters is the
-            # delay each frame picks up; each translated path against its client's own
-            # passthrough.
-            paced = f"-n{PACED_CHUNKS}-i{PACED_INTERVAL_MS:g}"
-            for api, model, label in XLATE_PATHS + XLATE_SAME_CLIENT:
-                pt = "passthrough" in label
-                sid = f"xlate_{api}{'_pt' if pt and api != 'chat' else ''}_paced_c{XLATE_CONC}"
-                ref = None if pt else f"xlate_{api}_pt_paced_c{XLATE_CONC}"
-                out.append(Scenario(sid, g, api, XLATE_CONC, True, "sse", model + paced,
-                                    PACED_CHUNKS, PACED_INTERVAL_MS, dur["paced"],
-                                    table="xlate_paced", ref=ref, label=label,
-                                    targets=("tokenway",) if pt and api != "chat" else None))
-        elif g == "routing":
-            for c in ROUTE_CONCS:
-                plain = f"route_plain_c{c}"
-                out.append(Scenario(plain, g, "chat", c, False, "load", "gpt-bench", 0, 0.0,
-                                    dur["load"], targets=("direct", "nginx", "tokenway"),
-                                    label="gpt-bench: first route, one target"))
-                out.append(Scenario(f"route_weighted_c{c}", g, "chat", c, False, "load",
-                                    "weighted-bench", 0, 0.0, dur["load"],
-                                    targets=("direct", "nginx", "tokenway"), ref=plain,
-                                    label="5 routes, match last, weights 3:1"))
-                out.append(Scenario(f"route_failover_c{c}", g, "chat", c, False, "load",
-                                    "failover-bench", 0, 0.0, dur["load"],
-                                    targets=("direct", "nginx", "tokenway",
-                                             "tokenway-nobreaker"), ref=plain,
-                                    label="[dead port, fake]"))
-        elif g == "hol":
-            base = Scenario("hol_base", g, "chat", HOL_STREAM_CONC, True, "sse", HOL_MODEL,
-                            HOL_CHUNKS, HOL_INTERVAL_MS, dur["paced"],
-                            label="small streams alone")
-            big = Scenario("hol_big_body", g, "chat", 1, False, "load", "gpt-bench", 0, 0.0,
-                           dur["paced"], big_body=True)
-            out.append(base)
-            out.append(Scenario("hol_with_big", g, "chat", HOL_STREAM_CONC, True, "sse",
-                                HOL_MODEL, HOL_CHUNKS, HOL_INTERVAL_MS, dur["paced"],
-                                companion=big, ref="hol_base",
-                                label="small streams + 400 KB bodies"))
-        elif g == "authflood":
-            valid = Scenario(f"auth_valid_c{AUTH_VALID_CONC}", g, "chat", AUTH_VALID_CONC,
-                             False, "load", "gpt-bench", 0, 0.0, dur["load"],
-                             label="valid key only")
-            out.append(valid)
-            out.append(Scenario(f"auth_flood_c{AUTH_FLOOD_CONC}", g, "chat", AUTH_FLOOD_CONC,
-                                False, "load", "gpt-bench", 0, 0.0, dur["load"], key="wrong",
-                                companion=valid, ref=valid.id,
-                                label="wrong key + valid beside"))
-        elif g == "workers":
-            names = ("direct", "nginx", "tokenway", "tokenway-w2")
-            out += [Scenario(f"workers_c{c}", g, "chat", c, False, "load", "gpt-bench", 0, 0.0,
-                             dur["load"], targets=names, placement="free")
-                    for c in WORKERS_CONCS]
-            out.append(Scenario("workers_sse_c64", g, "chat", 64, True, "load", "gpt-bench",
-                                CHUNKS, 0.0, dur["load"], targets=names, placement="free",
-                                table="workers_sse"))
-        elif g == "soak":
-            out.append(Scenario("soak", g, "chat", 0, False, "soak", "gpt-bench", 0, 0.0,
-                                dur["soak"], targets=tuple(soak_targets)))
-        elif g == "rate":
-            out += [Scenario(f"rate_r{r}", g, "chat", 0, False, "rate", "gpt-bench", 0, 0.0,
-                             dur["load"], targets=("direct", "nginx", "tokenway"), rate=r,
-                             label=f"{r}/s") for r in rates]
-        elif g == "messages":
-            out.append(Scenario("messages_c16", g, "messages", 16, False, "load", "gpt-bench",
-                                0, 0.0, dur["load"]))
-        elif g == "messages_sse":
-            out.append(Scenario("messages_sse_c16", g, "messages", 16, True, "load",
-                                "gpt-bench", CHUNKS, 0.0, dur["load"]))
-        else:
-            raise ValueError(f"unknown scenario group {g!r}; known: {', '.join(GROUPS)}")
-    return out
-
-
-def soak_drivers(duration_s: float) -> list[Scenario]:
-    """The soak's mixed load: these drivers run together for the whole soak."""
-    d = duration_s
-    return [
-        Scenario("soak_chat", "soak", "chat", 16, False, "load", "gpt-bench", 0, 0.0, d),
-        Scenario("soak_chat_sse", "soak", "chat", 4, True, "load", "gpt-bench", CHUNKS, 0.0, d),
-        Scenario("soak_messages_sse", "soak", "messages", 4, True, "load", "gpt-bench", CHUNKS,
-                 0.0, d),
-        Scenario("soak_responses", "soak", "responses", 4, False, "load", "claude-bench", 0,
-                 0.0, d),
-        Scenario("soak_paced", "soak", "chat", 32, True, "sse", PACED_MODEL, PACED_CHUNKS,
-                 PACED_INTERVAL_MS, d),
-    ]
-
-
-def runs_on(sc: Scenario, t: Target) -> bool:
-    """Whether scenario `sc` runs on target `t`."""
-    if sc.api not in t.apis:
-        return False
-    if t.groups is not None and sc.group not in t.groups:
-        return False
-    if sc.targets is not None and t.name not in sc.targets:
-        return False
-    if sc.group == "authflood" and not (t.checks_keys or t.kind in ("floor", "proxy")):
-        return False
-    return True
 
 
 def http_post(base_url: str, path: str, body: bytes, headers: dict[str, str],
@@ -419,6 +134,9 @@ class TargetRun:
     rss_peak_kib: int = 0
     rss_end_kib: int | None = None
     warned: set[str] = field(default_factory=set)
+    ledger_tid: int | None = None   # gateways: the ledger writer thread (ledger_check)
+    ledger_thread: str = ""         # how it was found, or why not
+    restarts: int = 0               # `ledger` cells stop and start the gateway again
 
     def info(self) -> dict:
         t = self.target
@@ -427,15 +145,14 @@ class TargetRun:
                 "startup_s": _r(self.startup_s), "listen_s": _r(self.listen_s),
                 "rss_idle_kib": self.rss_idle_kib, "rss_peak_kib": self.rss_peak_kib or None,
                 "rss_end_kib": self.rss_end_kib, "apis": sorted(t.apis), "note": t.note,
-                "command": t.cmdline, "log": str(t.log_path) if t.log_path else None}
+                "command": t.cmdline, "log": str(t.log_path) if t.log_path else None,
+                **({"ledger_thread": self.ledger_thread, "restarts": self.restarts}
+                   if t.kind == "gateway" else {})}
 
 
 def _r(x: float | None, nd: int = 4) -> float | None:
     return None if x is None else round(x, nd)
 
-
-def _cpu_s(ru: resource.struct_rusage) -> float:
-    return ru.ru_utime + ru.ru_stime
 
 
 class Runner:
@@ -454,6 +171,7 @@ class Runner:
         self.target_cpus, self.load_cpus = self._placement(opts.pin)
         self.load_tool = "loadgen"
         self.notes: list[str] = []
+        self.context: Context | None = None  # set by run(); targets restart with it
 
     # ------------------------------------------------------------------ helpers
     def say(self, msg: str) -> None:
@@ -537,11 +255,14 @@ class Runner:
         only = set(opts.only) if opts.only else set(CORE_NAMES)
         peers = set(opts.peers)
         runs: list[TargetRun] = []
-        core: list[Target] = [DirectTarget(self.upstream_pid), NginxTarget(), TokenwayTarget()]
+        core: list[Target] = [DirectTarget(self.upstream_pid), NginxTarget(), FloorTarget(),
+                              TokenwayTarget()]
         for t in core:
             tr = TargetRun(t)
             if t.name not in only:
                 tr.reason = "excluded by --only"
+            elif t.groups is not None and not any(runs_on(sc, t) for sc in scenarios):
+                tr.reason = "no selected scenario uses it"
             runs.append(tr)
         # Variants of tokenway start only when a selected scenario needs them.
         for t in tokenway_variants():
@@ -614,6 +335,8 @@ class Runner:
             return
         time.sleep(0.2)
         tr.rss_idle_kib = procstat.rss_kib_tree(tr.started.pid)
+        if t.kind == "gateway":
+            ledger_check.locate_writer(tr)
         self.say(f"{t.name}: ready at {tr.started.base_url} (pid {tr.started.pid}), "
                  f"first 200 after {tr.startup_s:.3f} s, RSS {tr.rss_idle_kib / 1024:.1f} MiB")
 
@@ -627,6 +350,8 @@ class Runner:
             env.update({"WRK_BODY_FILE": str(body_file), "WRK_HDRS": "|".join(hdr_items)})
             env.pop("WRK_BODY", None)
             env.pop("WRK_KEY", None)
+            if sc.group == "ledger":
+                env["WRK_COUNT_SENT"] = "1"  # rows are checked against requests sent
             secs = max(1, round(duration_s))
             return (["wrk", f"-t{nthreads}", f"-c{sc.conc}", f"-d{secs}s", "--timeout",
                      WRK_TIMEOUT, "--latency", "-s", str(POST_LUA), url], env)
@@ -700,6 +425,8 @@ class Runner:
             served = int(res.get("reqs", 0))
             out.update({k: res.get(k) for k in ("reqs", "rps", "p50_ms", "p90_ms", "p99_ms",
                                                 "max_ms", "non2xx", "sockerr")})
+            out.update({k: res[k] for k in ("sent", "read_err", "write_err", "timeouts")
+                        if k in res})
             if sc.stream:
                 out["streams_per_s"] = res.get("rps")
         elif sc.driver == "rate":
@@ -723,7 +450,7 @@ class Runner:
     def measure(self, sc: Scenario, tr: TargetRun) -> dict:
         """One cell: run the driver(s), and account for every CPU second on the box."""
         if sc.driver == "soak":
-            return self.measure_soak(sc, tr)
+            return soak.measure_soak(self, sc, tr)
         assert tr.started is not None
         tpid, upid = tr.started.pid, self.upstream_pid
         same = tpid == upid
@@ -739,8 +466,9 @@ class Runner:
         flt0 = procstat.major_faults(procstat.tree(tpid))
         psi0 = procstat.memory_pressure_full_us()
         m0 = procstat.MachineCpu.read()
-        kids0 = _cpu_s(resource.getrusage(resource.RUSAGE_CHILDREN))
-        self0 = _cpu_s(resource.getrusage(resource.RUSAGE_SELF))
+        kids0 = procstat.rusage_cpu_s(resource.RUSAGE_CHILDREN)
+        self0 = procstat.rusage_cpu_s(resource.RUSAGE_SELF)
+        lw0 = ledger_check.writer_cpu_ns(tr)
         sampler = RssSampler(tpid)
         sampler.start()
         w0 = time.monotonic()
@@ -762,12 +490,13 @@ class Runner:
                 procstat.set_affinity_tree(tpid, self.target_cpus)
                 procstat.set_affinity_tree(upid, self.load_cpus)
         tcpu = (procstat.cpu_ticks(procstat.tree(tpid)) - tcpu0) / procstat.CLK_TCK
+        lw1 = ledger_check.writer_cpu_ns(tr)
         ucpu = (procstat.cpu_ticks(procstat.tree(upid)) - ucpu0) / procstat.CLK_TCK
         majflt = procstat.major_faults(procstat.tree(tpid)) - flt0
         psi1 = procstat.memory_pressure_full_us()
         m1 = procstat.MachineCpu.read()
-        load_cpu = _cpu_s(resource.getrusage(resource.RUSAGE_CHILDREN)) - kids0
-        self_cpu = _cpu_s(resource.getrusage(resource.RUSAGE_SELF)) - self0
+        load_cpu = procstat.rusage_cpu_s(resource.RUSAGE_CHILDREN) - kids0
+        self_cpu = procstat.rusage_cpu_s(resource.RUSAGE_SELF) - self0
         if self.target_cpus and same and not free:
             procstat.set_affinity_tree(upid, self.load_cpus)
         tr.rss_peak_kib = max(tr.rss_peak_kib, peak)
@@ -798,6 +527,7 @@ class Runner:
             "memory_stall_ms": round((psi1 - psi0) / 1000, 1)
             if psi0 is not None and psi1 is not None else None,
         })
+        out.update(ledger_check.writer_figures(lw0, lw1, served_all))
         if sc.stream and served and sc.companion is None:
             out["cpu_us_per_chunk"] = round(tcpu * 1e6 / served / sc.events_per_stream, 3)
         problems = []
@@ -822,97 +552,6 @@ class Runner:
                 problems.append(f"companion {key}={comp[key]}")
         if problems:
             out["errors"] = ", ".join(problems)
-        return out
-
-    def measure_soak(self, sc: Scenario, tr: TargetRun) -> dict:
-        """The soak: every driver of `soak_drivers` at once for the whole soak, RSS
-        (and open file descriptors) of the target sampled every second."""
-        assert tr.started is not None
-        tpid, upid = tr.started.pid, self.upstream_pid
-        subs = [d for d in soak_drivers(sc.duration_s) if d.api in tr.target.apis]
-        tcpu0 = procstat.cpu_ticks(procstat.tree(tpid))
-        m0 = procstat.MachineCpu.read()
-        ucpu0 = procstat.cpu_ticks(procstat.tree(upid))
-        kids0 = _cpu_s(resource.getrusage(resource.RUSAGE_CHILDREN))
-        samples: list[tuple[float, int, int]] = []  # (seconds since start, RSS KiB, fds)
-        stop = threading.Event()
-        w0 = time.monotonic()
-
-        def sample() -> None:
-            while True:
-                pids = procstat.tree(tpid)
-                samples.append((round(time.monotonic() - w0, 2), procstat.rss_kib(pids),
-                                procstat.fd_count(pids)))
-                if stop.wait(SOAK_SAMPLE_PERIOD_S):
-                    return
-
-        rss_before = procstat.rss_kib_tree(tpid)
-        fds_before = procstat.fd_count(procstat.tree(tpid))
-        th = threading.Thread(target=sample, daemon=True)
-        th.start()
-        results: dict[str, dict] = {}
-        errors: list[str] = []
-        try:
-            started = [(d, *self.start_driver(d, tr, d.duration_s)) for d in subs]
-            for d, p, cmd in started:
-                try:
-                    results[d.id] = self.collect(p, cmd, d.duration_s)
-                except Exception as exc:
-                    errors.append(f"{d.id}: {exc}")
-        finally:
-            wall = time.monotonic() - w0
-            stop.set()
-            th.join(5)
-        tcpu = (procstat.cpu_ticks(procstat.tree(tpid)) - tcpu0) / procstat.CLK_TCK
-        ucpu = (procstat.cpu_ticks(procstat.tree(upid)) - ucpu0) / procstat.CLK_TCK
-        m1 = procstat.MachineCpu.read()
-        load_cpu = _cpu_s(resource.getrusage(resource.RUSAGE_CHILDREN)) - kids0
-        time.sleep(2.0)  # let in-flight work settle, then look at memory once more
-        rss_after = procstat.rss_kib_tree(tpid)
-        fds_after = procstat.fd_count(procstat.tree(tpid))
-        drivers: dict[str, dict] = {}
-        served_all = 0
-        for d in subs:
-            res = results.get(d.id)
-            if res is None:
-                continue
-            fields, served = self._driver_fields(d, res)
-            fields.update(conc=d.conc, api=d.api, stream=d.stream, model=d.model)
-            drivers[d.id] = fields
-            served_all += served
-            for key in ("non2xx", "sockerr", "frames_lost", "unterminated", "unfinished"):
-                if fields.get(key):
-                    errors.append(f"{d.id} {key}={fields[key]}")
-        load_end = [s for s in samples if s[0] <= sc.duration_s] or samples
-
-        def at(frac: float) -> tuple[float, int, int]:
-            t = sc.duration_s * frac
-            return min(load_end, key=lambda s: abs(s[0] - t))
-
-        q1, half, end = at(0.25), at(0.5), load_end[-1]
-        growth = end[1] - q1[1]
-        flat = growth <= max(2048, 0.03 * q1[1])
-        step = max(1, len(samples) // 120)
-        busy = (m1.busy - m0.busy) / procstat.CLK_TCK
-        out = {
-            "tool": "soak", "duration_s": round(wall, 1), "drivers": drivers,
-            "reqs": served_all, "rps": round(served_all / wall, 1) if wall else None,
-            "cpu_s": round(tcpu, 2), "cores": round(tcpu / wall, 3) if wall else None,
-            "cpu_us_per_req": round(tcpu * 1e6 / served_all, 2) if served_all else None,
-            "upstream_cpu_us_per_req": round(ucpu * 1e6 / served_all, 2) if served_all else None,
-            "other_cores": round((busy - tcpu - ucpu - load_cpu) / wall, 3) if wall else None,
-            "rss_before_kib": rss_before, "rss_q1_kib": q1[1], "rss_half_kib": half[1],
-            "rss_end_kib": end[1], "rss_after_kib": rss_after,
-            "rss_max_kib": max(s[1] for s in samples) if samples else None,
-            "rss_growth_q1_end_kib": growth, "rss_flat": flat,
-            "fds_before": fds_before, "fds_q1": q1[2], "fds_end": end[2], "fds_after": fds_after,
-            "rss_series": [[s[0], s[1]] for s in samples[::step]],
-        }
-        tr.rss_peak_kib = max(tr.rss_peak_kib, out["rss_max_kib"] or 0)
-        if not flat:
-            errors.append(f"RSS grew {growth / 1024:.1f} MiB between 1/4 soak and the end")
-        if errors:
-            out["errors"] = "; ".join(errors)
         return out
 
     @staticmethod
@@ -958,6 +597,8 @@ class Runner:
         sse_concs = opts.conc or list(SSE_CONCURRENCY)
         if opts.soak_seconds is not None:
             self.dur["soak"] = float(opts.soak_seconds)
+        if getattr(opts, "ledger_seconds", None) is not None:
+            self.dur["ledger"] = float(opts.ledger_seconds)
         rates = getattr(opts, "rates", None) or list(RATES)
         scenarios = build_scenarios(groups, concs, self.dur, sse_concs,
                                     tuple(opts.soak_targets), rates)
@@ -1008,7 +649,7 @@ class Runner:
         try:
             self.start_upstream()
             runs = self.make_targets(scenarios)  # after the upstream: direct needs its pid
-            ctx = self.ctx(models)
+            ctx = self.context = self.ctx(models)
             for tr in runs:
                 if tr.reason is not None:  # not selected
                     continue
@@ -1035,10 +676,13 @@ class Runner:
                             warmed.add(key)
                             self.warm_up(tr, sc)
                         try:
-                            cell = self.measure(sc, tr)
+                            cell = (ledger_check.measure(self, sc, tr) if sc.group == "ledger"
+                                    else self.measure(sc, tr))
                         except Exception as exc:
                             cell = {"errors": f"measurement failed: {exc!r}"}
-                        if tr.target.kind == "gateway":
+                        # (A `ledger` cell restarts the gateway: its own exit line says
+                        # what it dropped.)
+                        if tr.target.kind == "gateway" and sc.group != "ledger":
                             # tokenway's /health after every cell: rows the ledger had to
                             # drop during this cell (its queue is bounded) are recorded.
                             health = self.health_of(tr)
@@ -1129,130 +773,3 @@ def _brief(cell: dict) -> str:
     if cell.get("errors"):
         parts.append("ERRORS " + cell["errors"])
     return ", ".join(parts)
-
-
-def _median_cell(samples: list[dict]) -> dict:
-    if len(samples) == 1:
-        return dict(samples[0])
-    out: dict = {}
-    for key in samples[0]:
-        vals = [s.get(key) for s in samples]
-        nums = [v for v in vals if isinstance(v, (int, float)) and not isinstance(v, bool)]
-        out[key] = round(statistics.median(nums), 4) if len(nums) == len(vals) else vals[-1]
-    errs = [s["errors"] for s in samples if s.get("errors")]
-    if errs:
-        out["errors"] = "; ".join(errs)
-    return out
-
-
-# Metrics divided by the same metric of direct / nginx ("x" ratios), and latency metrics
-# from which their value is subtracted ("added" milliseconds).
-RATIO_KEYS = ("rps", "streams_per_s", "p50_ms", "p99_ms", "cpu_us_per_req", "cpu_us_per_chunk",
-              "ttfb_p50_ms", "ttfb_p99_ms", "frame_delay_p50_ms", "frame_delay_p99_ms",
-              "total_p50_ms")
-ADDED_KEYS = ("p50_ms", "p99_ms", "ttfb_p50_ms", "ttfb_p99_ms", "ttff_p50_ms",
-              "frame_delay_p50_ms", "frame_delay_p99_ms", "gap_excess_p99_ms", "total_p50_ms")
-BASELINES = ("direct", "nginx")
-
-
-def add_ratios(sc: Scenario, per_target: dict[str, dict]) -> None:
-    for cell in per_target.values():
-        ratios: dict[str, dict[str, float]] = {}
-        added: dict[str, dict[str, float]] = {}
-        for base in BASELINES:
-            ref = per_target.get(base)
-            if not ref:
-                continue
-            for key in RATIO_KEYS:
-                a, b = cell.get(key), ref.get(key)
-                if isinstance(a, (int, float)) and isinstance(b, (int, float)) and b > 0:
-                    ratios.setdefault(key, {})[base] = round(a / b, 4)
-            if sc.driver in ("sse", "load", "rate"):
-                for key in ADDED_KEYS:
-                    a, b = cell.get(key), ref.get(key)
-                    if isinstance(a, (int, float)) and isinstance(b, (int, float)):
-                        added.setdefault(key, {})[base] = round(a - b, 4)
-        cell["ratio"] = ratios
-        if added:
-            cell["added_ms"] = added
-
-
-def add_ref_ratios(scenarios: list[dict]) -> None:
-    """For scenarios with a `ref` (the same target's cell in a sibling scenario: the
-    passthrough path for translated ones, the plain route for failover and weighted, the
-    small streams alone for head-of-line, valid requests alone for the key flood), add
-    `vs_ref`: ratios and added milliseconds against that cell. In the key flood the valid
-    requests are the companion driver, so that is what is compared."""
-    by_id = {sc["id"]: sc for sc in scenarios}
-    for sc in scenarios:
-        ref_sc = by_id.get(sc.get("ref") or "")
-        if ref_sc is None:
-            continue
-        for name, cell in sc["results"].items():
-            ref = ref_sc["results"].get(name)
-            if not ref:
-                continue
-            mine = cell.get("companion") if sc["group"] == "authflood" else cell
-            if not mine:
-                continue
-            ratio, added = {}, {}
-            for key in RATIO_KEYS:
-                a, b = mine.get(key), ref.get(key)
-                if isinstance(a, (int, float)) and isinstance(b, (int, float)) and b > 0:
-                    ratio[key] = round(a / b, 4)
-            for key in ADDED_KEYS:
-                a, b = mine.get(key), ref.get(key)
-                if isinstance(a, (int, float)) and isinstance(b, (int, float)):
-                    added[key] = round(a - b, 4)
-            cell["vs_ref"] = {"ref": ref_sc["id"], "ratio": ratio, "added_ms": added}
-
-
-# Above this many busy cores that belong to none of our processes, a cell is flagged.
-NOISE_OTHER_CORES = 0.15
-
-
-# A cell whose target read this many pages back from disk, or during which the machine
-# stalled this long on memory, ran under memory pressure from other processes.
-NOISE_MAJOR_FAULTS = 50
-NOISE_MEMORY_STALL_MS = 100.0
-
-
-def noise_notes(result: dict) -> list[str]:
-    flagged, memory = [], []
-    for sc in result["scenarios"]:
-        for name, cell in sc["results"].items():
-            other = cell.get("other_cores")
-            if isinstance(other, (int, float)) and other > NOISE_OTHER_CORES:
-                flagged.append(f"{sc['id']}/{name} ({other:.2f})")
-            faults, stall = cell.get("major_faults") or 0, cell.get("memory_stall_ms") or 0
-            if faults > NOISE_MAJOR_FAULTS or stall > NOISE_MEMORY_STALL_MS:
-                memory.append(f"{sc['id']}/{name} ({faults} major faults, "
-                              f"{stall:.0f} ms stalled)")
-    notes = []
-    dropped = [f"{sc['id']}/{name} ({cell['ledger_dropped']})"
-               for sc in result["scenarios"] for name, cell in sc["results"].items()
-               if (cell.get("ledger_dropped") or 0) > 0]
-    if dropped:
-        notes.append("ledger rows dropped (queue full; /health ledger.dropped during the cell, "
-                     "warm-up included): " + ", ".join(dropped[:12])
-                     + (" ..." if len(dropped) > 12 else ""))
-    if memory:
-        notes.append("memory pressure from other processes (pages read back from disk; CPU "
-                      "figures of these cells are inflated by fault handling): "
-                      + ", ".join(memory[:12]) + (" ..." if len(memory) > 12 else ""))
-    if flagged:
-        notes.append(f"background load above {NOISE_OTHER_CORES} cores from other processes "
-                     "during: " + ", ".join(flagged[:12]) + (" ..." if len(flagged) > 12 else ""))
-    return notes
-
-
-def save(result: dict, out: Path | None = None) -> Path:
-    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
-    if out is None:
-        stamp = result["timestamp"].replace("-", "").replace(":", "")
-        commit = (result.get("git") or {}).get("commit") or "nogit"
-        out = RESULTS_DIR / f"{stamp}-{result['mode']}-{commit[:7]}.json"
-    tmp = out.with_suffix(out.suffix + ".tmp")
-    tmp.write_bytes(orjson.dumps(result, option=orjson.OPT_INDENT_2) + b"\n")
-    tmp.replace(out)
-    return out

@@ -9,7 +9,7 @@ to the fake provider. The interface is small on purpose, so that a new peer is o
 
     request_headers(api) -> dict     # auth and routing headers for "chat" or "messages"
 
-plus attributes: `name`, `kind` (floor | proxy | gateway | peer), `apis` (the client APIs
+plus attributes: `name`, `kind` (upstream | proxy | gateway | peer), `apis` (the client APIs
 it serves: "chat", "messages", "responses"), `key` (the client's API key),
 `start_timeout_s`, `groups` (the scenario groups it runs; None: all) and `checks_keys`
 (whether a wrong client key is rejected: only such targets run the invalid-key flood).
@@ -191,10 +191,10 @@ class Target:
 
 
 class DirectTarget(Target):
-    """The fake upstream itself: the floor every other figure is divided by."""
+    """The fake upstream itself, with no hop in front: the lower bound of every figure."""
 
     name = "direct"
-    kind = "floor"
+    kind = "upstream"
     apis = frozenset({"chat", "messages", "responses"})
 
     def __init__(self, upstream_pid: int) -> None:
@@ -275,6 +275,40 @@ class NginxTarget(Target):
             pass
         proc = self._spawn(["nginx", "-p", str(prefix), "-c", str(conf), "-g", "daemon off;"],
                            ctx)
+        return Started(f"http://127.0.0.1:{port}", proc.pid)
+
+
+class FloorTarget(Target):
+    """The bare Python forwarder (bench/floor.py): uvloop + httptools + orjson doing the
+    work of the gateway's Chat passthrough and nothing else. tokenway / floor is what the
+    gateway costs over the least a Python forwarder must do."""
+
+    name = "floor"
+    kind = "proxy"
+    apis = frozenset({"chat"})
+    # Where tokenway's Chat passthrough runs (non-stream and stream).
+    groups = frozenset({"chat", "sse", "stream_check", "paced", "translated"})
+    start_timeout_s = 10.0
+    note = "bench/floor.py"
+
+    def unavailable(self, ctx: Context) -> str | None:
+        try:
+            out = _run([sys.executable, "-c", "import uvloop, httptools, orjson"], 30,
+                       cwd=REPO_ROOT)
+        except (OSError, subprocess.SubprocessError) as exc:
+            return f"cannot run python: {exc}"
+        if out.returncode != 0:
+            return f"needs uvloop, httptools and orjson: {out.stderr.strip()[-200:]}"
+        self.version = "bench.floor"
+        return None
+
+    def start(self, upstream_url: str, ctx: Context) -> Started:
+        port = free_port()
+        path = os.environ.get("PYTHONPATH")
+        env = {"PYTHONPATH": str(REPO_ROOT) + (os.pathsep + path if path else "")}
+        proc = self._spawn([sys.executable, "-m", "bench.floor", "--listen",
+                            f"127.0.0.1:{port}", "--upstream", upstream_url.removesuffix("/v1")],
+                           ctx, env=env, cwd=REPO_ROOT)
         return Started(f"http://127.0.0.1:{port}", proc.pid)
 
 
@@ -415,6 +449,10 @@ class TokenwayTarget(Target):
                                       bare=f"{u.scheme}://{u.hostname}:{u.port}",
                                       key=BENCH_API_KEY, dead_port=self.dead_port)
 
+    def db_path(self, ctx: Context) -> Path:
+        """Its SQLite ledger (the same file across restarts)."""
+        return ctx.tmpdir / f"{self.name}.db"
+
     def start(self, upstream_url: str, ctx: Context) -> Started:
         port = free_port()
         env = self._env()
@@ -422,7 +460,7 @@ class TokenwayTarget(Target):
         env.update(ctx.tokenway_env)
         conf = ctx.tmpdir / f"{self.name}.toml"
         conf.write_text(self.config_text(upstream_url))
-        proc = self._spawn(self.command(port, ctx.tmpdir / f"{self.name}.db", conf, ctx), ctx,
+        proc = self._spawn(self.command(port, self.db_path(ctx), conf, ctx), ctx,
                            env=env, cwd=REPO_ROOT)
         return Started(f"http://127.0.0.1:{port}", proc.pid)
 
@@ -451,10 +489,14 @@ def tokenway_variants() -> list[TokenwayTarget]:
         TokenwayTarget("tokenway-nobreaker", routing="failure_threshold = 1000000000",
                        groups=frozenset({"routing"}),
                        note="circuit breaker never opens"),
+        # The same gateway with a ledger of its own, stopped with SIGTERM after each
+        # `ledger` cell (and started again) so that its rows can be counted.
+        TokenwayTarget("tokenway-ledger", groups=frozenset({"ledger"}),
+                       note="own ledger, SIGTERM after each cell"),
     ]
 
 
-VARIANT_NAMES = ("tokenway-w2", "tokenway-keys", "tokenway-nobreaker")
+VARIANT_NAMES = ("tokenway-w2", "tokenway-keys", "tokenway-nobreaker", "tokenway-ledger")
 
 
 # ---------------------------------------------------------------------------
@@ -652,6 +694,6 @@ PEER_CLASSES: dict[str, type[Target]] = {
     "portkey": PortkeyTarget,
     "ccr": CCRTarget,
 }
-CORE_NAMES = ("direct", "nginx", "tokenway")
+CORE_NAMES = ("direct", "nginx", "floor", "tokenway")
 # Started with tokenway when a selected group needs them (or when named in --only).
 ALL_NAMES = CORE_NAMES + VARIANT_NAMES
