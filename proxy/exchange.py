@@ -290,7 +290,7 @@ class ProxyExchange:
                 return
         timeout = min(att.provider.connect_timeout_s, max(0.001, self.deadline - ups.loop.time()))
         try:
-            up = await ups.pool.connect(key, timeout)
+            up = await ups.pool.connect(key, timeout, att.provider.config.max_connections)
         except UpstreamError as exc:
             if self.state != _DONE:
                 self.on_upstream_error(exc)
@@ -406,6 +406,11 @@ class ProxyExchange:
             self._record()
             return
         name = att.provider.name
+        if exc.kind == "pool_full":
+            # Our own cap, not the provider failing: no health penalty.
+            self._failover(GatewayError(503, f"provider {name}: {exc.message}",
+                                        kind="overloaded", source=UPSTREAM, retry_after_s=1))
+            return
         if exc.kind == "timeout":
             err = GatewayError(504, f"provider {name}: {exc.message}",
                                kind="upstream_timeout", source=UPSTREAM)

@@ -49,8 +49,9 @@ class UpstreamError(Exception):
     ``kind`` is ``unreachable`` (connect failed), ``timeout`` (connect, first
     byte or idle timer fired), ``cut`` (the connection ended mid-response),
     ``reused_dead`` (a pooled connection was found closed before any response
-    byte: the provider never saw the request, so it may be sent again), or
-    ``protocol`` (the provider broke HTTP or its wire format).
+    byte: the provider never saw the request, so it may be sent again),
+    ``protocol`` (the provider broke HTTP or its wire format), or ``pool_full``
+    (every connection this peer may have was busy for the whole wait).
     """
 
     def __init__(self, kind: str, message: str) -> None:
@@ -251,13 +252,21 @@ class UpstreamConnection(asyncio.Protocol):
 
 
 class UpstreamPool:
-    """Keep-alive pool of provider connections, keyed by peer identity."""
+    """Keep-alive pool of provider connections, keyed by peer identity.
+
+    ``connect`` opens at most ``max_connections`` connections per peer (idle ones
+    included, ``[providers.X] max_connections``): beyond that a request waits, in
+    arrival order and within its connect timeout, for a connection to come back
+    idle or to close, then fails with ``pool_full``.
+    """
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
         self._idle: dict[tuple, deque[UpstreamConnection]] = {}
         self._all: set[UpstreamConnection] = set()
         self._ssl: dict[tuple, ssl.SSLContext] = {}
+        self._open: dict[tuple, int] = {}  # open or opening connections per peer
+        self._waiters: dict[tuple, deque[asyncio.Future[None]]] = {}
 
     @staticmethod
     def key_for(provider: Any) -> tuple:
@@ -274,7 +283,65 @@ class UpstreamPool:
                 return conn
         return None
 
-    async def connect(self, key: tuple, timeout_s: float) -> UpstreamConnection:
+    async def connect(self, key: tuple, timeout_s: float,
+                      max_connections: int = 1 << 30) -> UpstreamConnection:
+        """A connection to ``key``: an idle one that came back while waiting for a
+        free slot, or a new one."""
+        deadline = self.loop.time() + timeout_s
+        while self._open.get(key, 0) >= max_connections:
+            conn = await self._wait_for_slot(key, deadline, max_connections)
+            if conn is not None:
+                return conn
+        self._open[key] = self._open.get(key, 0) + 1
+        try:
+            return await self._open_connection(key, max(0.001, deadline - self.loop.time()))
+        except BaseException:
+            self._closed_one(key)
+            raise
+
+    async def _wait_for_slot(self, key: tuple, deadline: float,
+                             max_connections: int) -> UpstreamConnection | None:
+        """Wait, in arrival order, until a connection to ``key`` comes back idle
+        (returned) or closes (None: a slot is free).  A turn that is not used
+        (cancelled, or woken as the deadline passed) is handed to the next waiter."""
+        fut: asyncio.Future[None] = self.loop.create_future()
+        waiters = self._waiters.setdefault(key, deque())
+        waiters.append(fut)
+        used = False
+        try:
+            try:
+                async with asyncio.timeout_at(deadline):
+                    await fut
+            except TimeoutError:
+                if not (fut.done() and not fut.cancelled()):
+                    raise UpstreamError(
+                        "pool_full", f"all {max_connections} connections to {key[1]}:{key[2]} "
+                                     f"are busy (max_connections); none came free in time"
+                    ) from None
+            used = True
+            return self.take_idle(key)
+        finally:
+            if not fut.done():
+                fut.cancel()
+            try:
+                waiters.remove(fut)
+            except ValueError:
+                pass
+            if not waiters:
+                self._waiters.pop(key, None)
+            if not used and fut.done() and not fut.cancelled():
+                self._wake(key)
+
+    def _wake(self, key: tuple) -> None:
+        """A connection came back idle or closed: the first waiter may go."""
+        waiters = self._waiters.get(key)
+        while waiters:
+            fut = waiters.popleft()
+            if not fut.done():
+                fut.set_result(None)
+                return
+
+    async def _open_connection(self, key: tuple, timeout_s: float) -> UpstreamConnection:
         scheme, host, port, ca_bundle, verify = key
         ctx = None
         if scheme == "https":
@@ -303,6 +370,14 @@ class UpstreamPool:
         self._all.add(conn)
         return conn
 
+    def _closed_one(self, key: tuple) -> None:
+        n = self._open.get(key, 0) - 1
+        if n > 0:
+            self._open[key] = n
+        else:
+            self._open.pop(key, None)
+        self._wake(key)
+
     def _release(self, conn: UpstreamConnection) -> None:
         idle = self._idle.get(conn.key)
         if idle is None:
@@ -312,8 +387,11 @@ class UpstreamPool:
             return
         conn.idle_since = self.loop.time()
         idle.append(conn)
+        self._wake(conn.key)
 
     def _forget(self, conn: UpstreamConnection) -> None:
+        if conn not in self._all:
+            return
         self._all.discard(conn)
         idle = self._idle.get(conn.key)
         if idle:
@@ -321,6 +399,7 @@ class UpstreamPool:
                 idle.remove(conn)
             except ValueError:
                 pass
+        self._closed_one(conn.key)
 
     def sweep(self, now: float) -> None:
         """Fire request timeouts and close idle connections past their expiry."""
@@ -332,7 +411,8 @@ class UpstreamPool:
                 conn._shutdown()
 
     def stats(self) -> dict[str, int]:
-        return {"open": len(self._all), "idle": sum(len(d) for d in self._idle.values())}
+        return {"open": len(self._all), "idle": sum(len(d) for d in self._idle.values()),
+                "waiting": sum(len(w) for w in self._waiters.values())}
 
     def close(self) -> None:
         for conn in list(self._all):

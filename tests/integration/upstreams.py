@@ -55,6 +55,7 @@ class FakeUpstream:
     requests: list[Recorded] = field(default_factory=list)
     connections: int = 0
     open_connections: int = 0
+    max_open_connections: int = 0  # the most connections that were open at once
     port: int = 0
     ssl_context: object = None
 
@@ -99,6 +100,7 @@ class FakeUpstream:
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.connections += 1
         self.open_connections += 1
+        self.max_open_connections = max(self.max_open_connections, self.open_connections)
         try:
             while True:
                 try:
