@@ -137,6 +137,13 @@ MAX_STOP_SEQUENCES = 4
 MAX_EMBEDDING_INPUTS = 2048
 MAX_EMBEDDING_DIMENSIONS = 8192
 DEFAULT_EMBEDDING_DIMENSIONS = 1536  # text-embedding-3-small, ada-002
+# Most values (inputs x dimensions) one embeddings answer holds: about 5 MiB of
+# JSON.  Without it a 10 kB request asked for 2048 x 8192 floats, a 361 MB answer.
+MAX_EMBEDDING_VALUES = 1 << 18
+# Longest reply text per choice, in characters: the echo of a 32 MiB prompt (times
+# up to MAX_N choices) must not become an answer of gigabytes.  A longer reply is
+# cut and ends with finish_reason "length", as a token limit would.
+MAX_REPLY_CHARS = 64 * 1024
 # A long echo must not turn into thousands of frames; 64 pieces still exercise every reassembly
 # path of a client.
 MAX_STREAM_PIECES = 64
@@ -572,6 +579,9 @@ def _plan(body: object) -> _Plan:
             at = text.find(s)
             if at != -1:
                 text = text[:at]
+    if len(text) > MAX_REPLY_CHARS:
+        text = text[:MAX_REPLY_CHARS]
+        finish = "length"
     size = _nbytes(text)
     if limit is not None and _tokens(size) > limit:
         text = text.encode()[: limit * 4].decode("utf-8", "ignore")
@@ -753,6 +763,10 @@ def embeddings(body: dict) -> dict:
     if fmt not in ("float", "base64"):
         raise LoopbackError("Invalid value for 'encoding_format': expected 'float' or 'base64'.",
                             param="encoding_format")
+    if len(items) * dims > MAX_EMBEDDING_VALUES:
+        raise LoopbackError(f"Invalid request: the loopback model answers at most "
+                            f"{MAX_EMBEDDING_VALUES} values (inputs x dimensions) per request; "
+                            f"this one asks for {len(items) * dims}.", param="input")
     data = []
     for i, item in enumerate(items):
         vector = _vector(item, dims)

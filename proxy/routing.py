@@ -4,8 +4,10 @@ Pure: no I/O, no clock. Routes are tried in config order and the first whose glo
 matches the requested model wins (``fnmatch.fnmatchcase`` semantics: case-sensitive,
 ``*``, ``?``, ``[seq]``). A target without a rename sends the requested model as is.
 
-The built-in model ``loopback`` never routes: the server answers it before asking the
-router, and ``resolve("loopback")`` returns None even when a ``*`` route exists.
+The built-in model ``loopback``, when enabled (``loopback_enabled``), never routes:
+the server answers it before asking the router, and ``resolve("loopback")`` returns
+None even when a ``*`` route exists.  When it is off, ``loopback`` is a model name
+like any other.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from proxy.config import LOOPBACK_MODEL, Config, ProviderConfig, Route
+from proxy.config import LOOPBACK_MODEL, Config, ProviderConfig, Route, loopback_enabled
 
 __all__ = [
     "MAX_CACHED_MODELS",
@@ -59,10 +61,11 @@ class Router:
     name scans the routes (precompiled regexes) once.
     """
 
-    __slots__ = ("_cache", "_compiled", "_routes")
+    __slots__ = ("_cache", "_compiled", "_routes", "loopback")
 
     def __init__(self, config: Config) -> None:
         self._routes = config.routes
+        self.loopback = loopback_enabled(config)
         # (route, compiled matcher, targets with the provider config looked up once)
         self._compiled: list[
             tuple[
@@ -101,7 +104,7 @@ class Router:
         return resolved
 
     def _resolve_uncached(self, model: str) -> ResolvedRoute | None:
-        if model == LOOPBACK_MODEL:
+        if model == LOOPBACK_MODEL and self.loopback:
             return None
         for route, matcher, targets in self._compiled:
             if matcher(model):
@@ -124,12 +127,13 @@ class Router:
             for target in route.targets:
                 if target.model is not None:
                     names[target.model] = None
-        names[LOOPBACK_MODEL] = None
+        if self.loopback:
+            names[LOOPBACK_MODEL] = None
         return list(names)
 
     def explain(self, model: str) -> list[str]:
         """Human-readable lines saying how ``model`` is routed and why."""
-        if model == LOOPBACK_MODEL:
+        if model == LOOPBACK_MODEL and self.loopback:
             return [
                 f"model {model!r}: the built-in loopback model, answered by the "
                 "gateway itself; routes are not consulted"

@@ -89,8 +89,9 @@ class GatewayState:
         matching route's targets, the first one drawn by weight when it has weights."""
         resolved = self.router.resolve(model)
         if resolved is None:
-            raise GatewayError(404, f"no route for model '{model}': add a [[routes]] entry "
-                                    f"or use model 'loopback'", kind="not_found",
+            hint = " or use model 'loopback'" if self.router.loopback else ""
+            raise GatewayError(404, f"no route for model '{model[:100]}': add a [[routes]] "
+                                    f"entry{hint}", kind="not_found",
                                param="model", code="model_not_found")
         providers = self.providers
         targets = [(providers[p.name], m) for p, m in resolved.targets]

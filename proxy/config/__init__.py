@@ -27,6 +27,9 @@ example when the key has no default)::
     shutdown_grace = "30s"         # SIGTERM/SIGINT: in-flight requests get this
                                    # long to finish
     allow_unauthenticated = false  # true allows a non-loopback listen without keys
+    loopback_model = "auto"        # the built-in loopback model: "auto" serves it
+                                   # only on a loopback address without keys;
+                                   # "on" or "off" decide
     log_level = "info"             # debug, info, warning, error, critical
 
     [ledger]
@@ -195,6 +198,7 @@ from .model import (
     Target,
     check_listen_safety,
     default_count_tokens,
+    loopback_enabled,
 )
 from .values import (
     is_loopback_host,
@@ -256,6 +260,7 @@ __all__ = [
     "check_listen_safety",
     "default_count_tokens",
     "is_loopback_host",
+    "loopback_enabled",
     "load_config",
     "parse_duration",
     "parse_listen",

@@ -76,6 +76,10 @@ DEFAULT_SEND_TIMEOUT_S = 60.0
 # capped by the file limit (see proxy.server.connection_limit).
 DEFAULT_MAX_CLIENT_CONNECTIONS = 4096
 
+# The built-in loopback model's switch: "auto", "on" or "off".
+LOOPBACK_MODES = ("auto", "on", "off")
+DEFAULT_LOOPBACK_MODEL = "auto"
+
 # --- [providers.NAME] defaults ----------------------------------------------------
 
 # Public base URLs, used when a provider gives no base_url.
@@ -195,6 +199,9 @@ class ServerConfig:
     shutdown_grace_s: float = DEFAULT_SHUTDOWN_GRACE_S
     # Off: listening beyond loopback without gateway keys is refused at start.
     allow_unauthenticated: bool = False
+    # The built-in loopback model: "auto" serves it only on a loopback address
+    # without gateway keys (a development convenience, not for strangers).
+    loopback_model: str = DEFAULT_LOOPBACK_MODEL
     log_level: str = DEFAULT_LOG_LEVEL
 
     @property
@@ -366,6 +373,17 @@ class Config:
     source: str | None = None  # the file that was loaded, if any
     agent_safety: AgentSafetyConfig = field(default_factory=AgentSafetyConfig)
     routing: RoutingConfig = field(default_factory=RoutingConfig)
+
+
+def loopback_enabled(config: Config) -> bool:
+    """Whether the built-in ``loopback`` model answers: ``on``/``off`` as set;
+    ``auto`` only on a loopback address without gateway keys.  Its answers cost
+    the gateway CPU and memory and no provider anything, so a gateway strangers
+    can reach does not offer it unless asked to."""
+    mode = config.server.loopback_model
+    if mode == "auto":
+        return not config.auth.enabled and is_loopback_host(config.server.host)
+    return mode == "on"
 
 
 def check_listen_safety(config: Config) -> str | None:

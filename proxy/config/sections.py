@@ -24,6 +24,7 @@ from .model import (
     DEFAULT_LEDGER_PATH,
     DEFAULT_LISTEN,
     DEFAULT_LOG_LEVEL,
+    DEFAULT_LOOPBACK_MODEL,
     DEFAULT_MAX_ATTEMPTS,
     DEFAULT_MAX_BODY_BYTES,
     DEFAULT_MAX_CLIENT_CONNECTIONS,
@@ -36,6 +37,7 @@ from .model import (
     DEFAULT_TOOL_LOOP_WARN,
     DISCONNECT_MODES,
     LOG_LEVELS,
+    LOOPBACK_MODES,
     PARSERS,
     AgentSafetyConfig,
     AuthConfig,
@@ -58,6 +60,7 @@ SERVER_KEYS = (
     "max_connections",
     "shutdown_grace",
     "allow_unauthenticated",
+    "loopback_model",
     "log_level",
 )
 LEDGER_KEYS = ("path",)
@@ -110,10 +113,24 @@ def build_server(fields: Fields, t: dict[str, Any]) -> ServerConfig:
         allow_unauthenticated=fields.get_bool(
             t, "server", "allow_unauthenticated", False
         ),
+        loopback_model=_loopback_mode(fields, t),
         log_level=fields.get_choice(
             t, "server", "log_level", LOG_LEVELS, DEFAULT_LOG_LEVEL
         ),
     )
+
+
+def _loopback_mode(fields: Fields, t: dict[str, Any]) -> str:
+    """``loopback_model``: "auto", "on"/true or "off"/false."""
+    value = t.get("loopback_model", DEFAULT_LOOPBACK_MODEL)
+    if value is True:
+        return "on"
+    if value is False:
+        return "off"
+    if value not in LOOPBACK_MODES:
+        raise fields.fail("server.loopback_model",
+                          f'must be "auto", "on" or "off" (got {value!r})')
+    return str(value)
 
 
 def build_ledger(fields: Fields, t: dict[str, Any], base_dir: str | None) -> LedgerConfig:

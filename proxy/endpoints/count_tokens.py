@@ -33,7 +33,7 @@ def serve_count_tokens(state: GatewayState, call: Call) -> None:
             raise bad_request("messages: field required (a list of messages)",
                               param="messages")
         provider = upstream_model = None
-        if model != loopback.LOOPBACK_MODEL:
+        if model != loopback.LOOPBACK_MODEL or not state.router.loopback:
             provider, upstream_model = state.targets_for(model)[0]
         if not (provider is not None and upstream_model is not None
                 and provider.kind == "anthropic" and provider.config.count_tokens == "upstream"):

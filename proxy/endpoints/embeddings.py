@@ -24,7 +24,7 @@ def serve_embeddings(state: GatewayState, call: Call) -> None:
     try:
         body = call.json_body()
         model = call.model_of(body)
-        if model == loopback.LOOPBACK_MODEL:
+        if model == loopback.LOOPBACK_MODEL and state.router.loopback:
             out = loopback.embeddings(body)
             rec.provider = rec.served_model = loopback.LOOPBACK_MODEL
             usage = out.get("usage") or {}

@@ -51,7 +51,7 @@ def serve_model(state: GatewayState, call: Call, client_format: str, *,
         guarded = loop_guard(state, call, client_format, body)
         modified = guarded is not body
         body = guarded
-        if model == loopback.LOOPBACK_MODEL:
+        if model == loopback.LOOPBACK_MODEL and state.router.loopback:
             serve_loopback(call, body, client_format, stream)
             return
         targets = state.targets_for(model)

@@ -155,3 +155,33 @@ def test_half_closed_client_is_closed_after_its_answer(daemon_factory) -> None:
         s.close()
     finally:
         up.stop()
+
+
+def test_loopback_embeddings_answer_is_bounded(daemon: Daemon) -> None:
+    """2048 inputs x 8192 dimensions from a 10 kB request was a 361 MB answer."""
+    rss0 = daemon.rss_bytes()
+    body = json.dumps({"model": "loopback", "input": ["a"] * 2048,
+                       "dimensions": 8192}).encode()
+    s = daemon.connect()
+    s.sendall(b"POST /v1/embeddings HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n"
+              b"content-length: %d\r\n\r\n" % len(body) + body)
+    status, _, resp = read_response(s)
+    assert status == 400 and b"at most" in resp
+    assert daemon.rss_bytes() - rss0 < 16 * MiB
+    s.close()
+
+
+def test_loopback_stream_follows_the_clients_reading(daemon_factory) -> None:
+    """A loopback stream of many choices to a client that reads nothing stays within
+    the connection's write mark, and the client is dropped after send_timeout."""
+    d = daemon_factory(config='[server]\nsend_timeout = "1s"\n')
+    rss0 = d.rss_bytes()
+    body = json.dumps({"model": "loopback", "stream": True, "n": 128,
+                       "messages": [{"role": "user", "content": "w " * 40000}]}).encode()
+    s = d.connect()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    s.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\n"
+              b"content-type: application/json\r\ncontent-length: %d\r\n\r\n" % len(body) + body)
+    d.wait_log("read nothing for 1 s")
+    assert d.rss_bytes() - rss0 < 48 * MiB
+    s.close()

@@ -14,7 +14,8 @@ from tests.integration import rawhttp
 def agw(make_gateway, upstream):
     return make_gateway(env={"TOKENWAY_API_KEYS": "gw-key-1,gw-key-2",
                              "TOKENWAY_OPENAI_BASE_URL": upstream.base_url,
-                             "TOKENWAY_OPENAI_API_KEY": "sk-provider"})
+                             "TOKENWAY_OPENAI_API_KEY": "sk-provider"},
+                        config_text='[server]\nloopback_model = "on"\n')
 
 
 def test_bearer_and_x_api_key_accepted(agw, upstream):
@@ -51,3 +52,24 @@ def test_keys_never_in_ledger_or_logs(agw, upstream, caplog):
     rows = agw.wait_rows(1)
     dump = json.dumps(rows) + caplog.text
     assert "gw-key-1" not in dump and "sk-provider" not in dump
+
+
+def test_loopback_model_is_off_by_default_with_keys(make_gateway):
+    """The built-in model costs the gateway CPU and memory and nobody a token: a
+    gateway with keys (or on a public address) does not offer it unless asked."""
+    gw = make_gateway(env={"TOKENWAY_API_KEYS": "k"})
+    st, _, body = rawhttp.request(gw.url + "/v1/chat/completions", "POST",
+                                  {"model": "loopback", "messages": [{"role": "user",
+                                                                      "content": "x"}]},
+                                  headers={"authorization": "Bearer k"})
+    assert st == 404 and json.loads(body)["error"]["code"] == "model_not_found"
+    st, _, body = rawhttp.request(gw.url + "/v1/models", headers={"authorization": "Bearer k"})
+    assert st == 200 and "loopback" not in [m["id"] for m in json.loads(body)["data"]]
+
+
+def test_health_details_need_a_key_when_keys_are_configured(agw):
+    st, _, body = rawhttp.request(agw.url + "/health")
+    assert st == 200 and json.loads(body) == {"status": "ok", "version": json.loads(body)["version"]}
+    st, _, body = rawhttp.request(agw.url + "/health", headers={"x-api-key": "gw-key-1"})
+    details = json.loads(body)
+    assert st == 200 and {"connections", "ledger", "upstream", "targets"} <= set(details)

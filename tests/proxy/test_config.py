@@ -537,3 +537,40 @@ def test_agent_safety_table(write):
 )
 def test_routing_and_agent_safety_errors_name_the_key(write, text, expected):
     assert error_of(write, text).startswith(expected)
+
+
+def test_client_side_limits_have_keys_and_defaults(write) -> None:
+    cfg = load_config(write('''
+        [server]
+        body_timeout = "5s"
+        body_deadline = "1m"
+        send_timeout = "2s"
+        max_connections = 300
+    '''), env={})
+    s = cfg.server
+    assert (s.body_timeout_s, s.body_deadline_s, s.send_timeout_s, s.max_connections) == (
+        5.0, 60.0, 2.0, 300)
+    d = load_config(None, env={}).server
+    assert (d.body_timeout_s, d.body_deadline_s, d.send_timeout_s, d.max_connections) == (
+        60.0, 300.0, 60.0, 4096)
+    assert "server.max_connections" in error_of(write, "[server]\nmax_connections = 0\n")
+    assert "server.body_timeout" in error_of(write, '[server]\nbody_timeout = "soon"\n')
+
+
+@pytest.mark.parametrize("text, env, listen, enabled", [
+    ("", {}, "127.0.0.1:8081", True),
+    ("", {"TOKENWAY_API_KEYS": "k"}, "127.0.0.1:8081", False),
+    ("[server]\nallow_unauthenticated = true\n", {}, "0.0.0.0:8081", False),
+    ('[server]\nloopback_model = "on"\n', {"TOKENWAY_API_KEYS": "k"}, "127.0.0.1:8081", True),
+    ("[server]\nloopback_model = true\n", {"TOKENWAY_API_KEYS": "k"}, "0.0.0.0:8081", True),
+    ('[server]\nloopback_model = "off"\n', {}, "127.0.0.1:8081", False),
+])
+def test_loopback_model_switch(write, text, env, listen, enabled) -> None:
+    from proxy.config import loopback_enabled
+
+    cfg = load_config(write(text), env=env, overrides={"listen": listen})
+    assert loopback_enabled(cfg) is enabled
+
+
+def test_loopback_model_switch_is_checked(write) -> None:
+    assert "server.loopback_model" in error_of(write, '[server]\nloopback_model = "maybe"\n')
