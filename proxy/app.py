@@ -32,6 +32,7 @@ from .errors import (
     error_body,
 )
 from .health import HealthBoard
+from .ledger import DictRecord
 from .limits import ConcurrencyLimit
 from .llm import ModelEndpoints
 from .provider import Provider
@@ -270,7 +271,7 @@ class Gateway:
 
     def finish_row(self, row: dict[str, Any]) -> None:
         row["latency_ms"] = (time.monotonic() - row.pop("_t0")) * 1000.0
-        self.ledger.record(row)
+        self.ledger.record(DictRecord(row))
 
     def record_rejected(self, conn: HTTPConnection, status: int, message: str) -> None:
         """A request that broke HTTP framing or a limit still gets its ledger row."""
