@@ -188,7 +188,11 @@ class SpillJournal:
         try:
             if size < HEADER.size:
                 # New, or created by a process that died before writing the
-                # header: there are no frames either way.
+                # whole header: there are no frames either way. Anything else
+                # this short is not ours.
+                start = os.pread(fd, min(size, len(MAGIC)), 0)
+                if not MAGIC.startswith(start):
+                    raise JournalError(f"{path} is not a tokenway spill journal; left alone")
                 journal_id = os.urandom(16)
                 os.ftruncate(fd, 0)
                 _pwrite_all(fd, HEADER.pack(MAGIC, journal_id), 0)

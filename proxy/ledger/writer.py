@@ -203,6 +203,7 @@ class Ledger:
         self._next_try = 0.0
         self._journals: list[SpillJournal] = []
         self._active: SpillJournal | None = None
+        self._journal_error: str | None = None  # why the last spill failed
         # Counters: each has one writing thread (_dropped_late the producer,
         # the others the writer). Reads from other threads are fine.
         self._written = 0
@@ -498,6 +499,11 @@ class Ledger:
             self._replay_some(all_of_it=stopped)
             self._check_pressure()
             if stopped and self._held is None:
+                if self._journal_rows and not self._db_ok:
+                    # One more try, at the next retry time, before leaving
+                    # rows in the journal for the next start.
+                    time.sleep(max(0.0, min(self._retry_s, self._next_try - time.monotonic())))
+                    self._replay_some(all_of_it=True)
                 return  # records after the sentinel raced close(): it counts them
             if self._held is not None:
                 # Neither the database nor the journal took the batch: wait,
@@ -603,8 +609,11 @@ class Ledger:
             self._active.append(encoded.payload, encoded.rows, taken_at,
                                 self._spill_max_bytes)
         except (JournalError, OSError) as exc:
-            self._note(f"cannot spill {encoded.rows} row(s): {exc}; they stay queued")
+            message = f"cannot spill {encoded.rows} row(s): {exc}; they stay queued"
+            self._note(message, quiet=message == self._journal_error)
+            self._journal_error = message
             return False
+        self._journal_error = None
         self._spilled += encoded.rows
         self._journal_rows += encoded.rows
         self._journal_bytes = sum(j.end for j in self._journals)
@@ -697,7 +706,10 @@ class Ledger:
             log.warning("ledger database unavailable: %s", exc)
         self._db_ok = False
         self._next_try = time.monotonic() + self._retry_s
-        self._note(str(exc), quiet=True)
+        message = str(exc)
+        if self._held is not None and self._journal_error:
+            message += "; " + self._journal_error  # both are why rows wait
+        self._note(message, quiet=True)
 
     def _db_recovered(self) -> None:
         if not self._db_ok:
