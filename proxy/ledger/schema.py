@@ -129,8 +129,9 @@ class Migration(NamedTuple):
 
 
 # Append only: a shipped step is never edited, because databases in the field
-# already carry its user_version. The table is not STRICT on purpose: a value
-# of an unexpected type is stored rather than failing its whole batch.
+# already carry its user_version. The table is not STRICT on purpose: in a
+# STRICT table one value of the wrong type fails its whole statement, while
+# here the writer stores it and then repairs that one value (values.py).
 SQLITE_MIGRATIONS: tuple[Migration, ...] = (
     Migration(
         1,
