@@ -13,13 +13,14 @@ SQLite expands in C (``jsonb_each``, https://sqlite.org/json1.html#jeach) inside
 one ``INSERT ... SELECT``. apsw releases the GIL around each SQLite call, and
 binding a Python value takes it back, so ``executemany`` took the GIL once per
 row (about 0.28 futex calls per request under load); here a batch takes it a
-fixed number of times (5 statements), whatever its size. The text is parsed once
+fixed number of times (4 statements), whatever its size. The text is parsed once
 into SQLite's binary JSON (JSONB), from which ``json_extract`` reads each column;
 text JSON would be parsed again for every column (3x the CPU, measured).
 
 The value checks run in C too: after the INSERT, one scan of the rows just
-inserted (``rowid > max before``) picks the rows whose stored values break the
-column rules (``values.py``); only those come back to Python to be repaired.
+inserted (by rowid) picks the rows whose stored values break the column rules
+(``values.py``); only those come back to Python to be repaired. A batch is four
+statements: BEGIN IMMEDIATE, the INSERT, the check scan, COMMIT.
 
 References: https://rogerbinns.github.io/apsw/tips.html,
 https://www.sqlite.org/wal.html, https://www.sqlite.org/pragma.html#pragma_synchronous,
@@ -362,11 +363,14 @@ class SQLiteBackend:
             if done is not None and done >= mark.end:
                 db.execute("COMMIT")
                 return WriteResult(0, 0, [], [])
-        before = db.execute(f"SELECT coalesce(max(rowid), 0) FROM {TABLE}").get
         try:
             db.execute(_INSERT_SQL, (payload,))
             stored, rejected = db.changes(), []
+            # One INSERT ... SELECT numbers its rows max(rowid)+1 onwards
+            # (https://sqlite.org/autoinc.html): they follow `before`.
+            before = db.last_insert_rowid() - stored
         except _ROW_ERRORS:
+            before = db.execute(f"SELECT coalesce(max(rowid), 0) FROM {TABLE}").get
             stored, rejected = self._insert_one_by_one(db, payload)
         coerced, notes = self._repair(db, before, taken_at)
         if mark is not None:
