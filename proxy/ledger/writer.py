@@ -34,17 +34,28 @@ as that makes progress. On SIGKILL the rows still in memory are lost: normally
 the rows of the last flush interval (``LEDGER_FLUSH_MS``) plus the batch being
 committed; more only while the writer is behind (``queued`` in ``stats()``).
 
-Cost, measured with ``bench/micro/ledger.py`` (200k records from an asyncio
-loop at full speed, records built by a slotted class's ``as_row()``, 2 shared
-vCPUs, uvloop, CPython 3.11, apsw 3.54.1; before = ``executemany`` per batch):
+Cost. The batch is bound as ONE value: ``values.encode_batch`` calls
+``as_row()`` and ``orjson.dumps`` on the whole batch (the only per-row work done
+with the GIL, ~0.9 us per row), and SQLite expands the JSON in C
+(``sqlite.py``), so a batch takes the GIL back after each of its 4 statements,
+not after each row. ``executemany`` did that for every row, after binding its
+23 values (~3.6 us per row with the GIL held). A separate writer process would
+avoid the GIL entirely but must serialise rows anyway and adds a process to
+supervise; one JSON value gets most of the gain in-process.
 
-=====================================  ============  ===========
-                                       before        after
-=====================================  ============  ===========
-futex calls per row (strace -f -c)     see RESULTS   see RESULTS
-writer thread CPU per row              see RESULTS   see RESULTS
-loop thread CPU per record()           see RESULTS   see RESULTS
-=====================================  ============  ===========
+Measured on 2 shared vCPUs (a VM with other work; CPython 3.11, uvloop, apsw
+3.54.1), before (``executemany``, dict rows) and after:
+
+- ``python -m bench.micro.ledger --rows 100000 --work-us 25 --repeat 5
+  --strace`` (one loop recording rows between 25 us of request work):
+  futex calls per row 0.070 -> 0.021 (runs 0.051-0.106 -> 0.015-0.024); loop
+  CPU per ``record()`` (against a null ledger) 6.6 -> 0.4 us; loop context
+  switches per row 0.032 -> 0.010; writer CPU per row 7.1 -> 8.7 us, the rise
+  being C time without the GIL (JSON extraction, the check scan).
+- gatewayd under ``strace -f -c --seccomp-bpf -e trace=futex``, loopback model,
+  ``bench/loadgen.py`` at c=64 for 10 s: futex calls per request 0.76 and 0.81
+  -> 0.086 and 0.091; without strace, gateway CPU per request (all threads)
+  109-123 -> 104-114 us.
 
 Queue choice: a ``collections.deque`` plus one ``threading.Event``. A deque
 append is atomic under the GIL and ``len()`` is O(1). The writer publishes in
@@ -402,8 +413,9 @@ class Ledger:
         """
         thread = self._thread
         if not self._closed:
-            self._closed = True
-            self._pressure_at = 0  # record() from now on: _press() -> refused
+            with self._pressure_lock:  # so that a racing _release() keeps it 0
+                self._closed = True
+                self._pressure_at = 0  # record() from now on: _press() -> refused
             self._stopping = True
             if thread is not None:
                 self._stop_pending = True
