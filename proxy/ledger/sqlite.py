@@ -215,7 +215,7 @@ class SQLiteBackend:
             # processes opening a new file cannot both run step 1.
             db.execute("BEGIN IMMEDIATE")
             try:
-                current = db.pragma("user_version")
+                current = int(db.pragma("user_version"))
                 if current > newest:
                     raise LedgerError(
                         f"{self.path} has schema version {current}, newer than "
@@ -365,7 +365,8 @@ class SQLiteBackend:
                 return WriteResult(0, 0, [], [])
         try:
             db.execute(_INSERT_SQL, (payload,))
-            stored, rejected = db.changes(), []
+            stored = db.changes()
+            rejected: list[bytes] = []
             # One INSERT ... SELECT numbers its rows max(rowid)+1 onwards
             # (https://sqlite.org/autoinc.html): they follow `before`.
             before = db.last_insert_rowid() - stored

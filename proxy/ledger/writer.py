@@ -110,8 +110,9 @@ LEDGER_FLUSH_MS = 50
 # High: 32k rows absorb a writer stall of LEDGER_BUSY_TIMEOUT_MS (2 s, another
 # process holding the database's write lock) at ~16k requests/s, or a database
 # failure's first retry, without slowing the gateway; bench runs at c=64 peaked
-# at ~4.9k rows queued. At ~0.6 KB per record (a slotted record and its strings;
-# a dict is ~1.2 KB) the queue then holds ~20 MB (40 MB as dicts).
+# at ~4.9k rows queued. At ~0.65 KB per record (tracemalloc: a slotted record
+# with its own strings and numbers; a dict in a DictRecord is ~1.3 KB) the queue
+# then holds ~21 MB (~43 MB as dicts).
 # Bound: the server stops reading new requests while the signal is on, and each
 # request in flight records exactly one row, so the queue never exceeds
 # LEDGER_HIGH_WATER_ROWS + the requests in flight when the signal went on (at
