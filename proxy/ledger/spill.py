@@ -118,6 +118,31 @@ def claim_journal(db_path: str) -> SpillJournal:
     raise JournalError(f"all {SPILL_SLOTS} spill journal slots of {db_path} are in use")
 
 
+def journal_backlog(db_path: str) -> list[tuple[str, int]]:
+    """(path, rows) of each journal of ``db_path``, read without taking it.
+
+    For ``gateway usage``: rows of a journal are not in the database until its
+    owner (or the next start) replays them. Some may already be replayed when
+    the owner is mid-replay, so the count is an upper bound.
+    """
+    found = []
+    for path in journal_paths(db_path):
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        except OSError:
+            continue
+        try:
+            size = os.fstat(fd).st_size
+            if size < HEADER.size or os.pread(fd, len(MAGIC), 0) != MAGIC:
+                continue
+            rows = sum(frame.rows for frame in _read_frames(fd, HEADER.size, size))
+        finally:
+            os.close(fd)
+        if rows:
+            found.append((path, rows))
+    return found
+
+
 def _crc(payload: bytes, rows: int, taken_at: float) -> int:
     return zlib.crc32(payload, zlib.crc32(_CRC_FIELDS.pack(len(payload), rows, taken_at)))
 
@@ -235,21 +260,7 @@ class SpillJournal:
 
     def frames(self, start: int, stop: int | None = None) -> Iterator[Frame]:
         """Good frames from ``start`` up to ``stop`` (default: the end)."""
-        stop = self.end if stop is None else stop
-        offset = start
-        while offset + FRAME.size <= stop:
-            head = os.pread(self._fd, FRAME.size, offset)
-            if len(head) < FRAME.size:
-                return
-            length, rows, crc, taken_at = FRAME.unpack(head)
-            end = offset + FRAME.size + length
-            if end > stop:
-                return
-            payload = os.pread(self._fd, length, offset + FRAME.size)
-            if len(payload) < length or _crc(payload, rows, taken_at) != crc:
-                return
-            yield Frame(offset, end, rows, taken_at, payload)
-            offset = end
+        return _read_frames(self._fd, start, self.end if stop is None else stop)
 
     def advance(self, frame: Frame) -> None:
         """Move the replay cursor past ``frame`` (it is in the database now)."""
@@ -272,6 +283,25 @@ class SpillJournal:
         if self._fd >= 0:
             fd, self._fd = self._fd, -1
             os.close(fd)  # releases the flock
+
+
+def _read_frames(fd: int, start: int, stop: int) -> Iterator[Frame]:
+    """Frames from ``start`` up to the first one that is torn, damaged or past
+    ``stop``."""
+    offset = start
+    while offset + FRAME.size <= stop:
+        head = os.pread(fd, FRAME.size, offset)
+        if len(head) < FRAME.size:
+            return
+        length, rows, crc, taken_at = FRAME.unpack(head)
+        end = offset + FRAME.size + length
+        if end > stop:
+            return
+        payload = os.pread(fd, length, offset + FRAME.size)
+        if len(payload) < length or _crc(payload, rows, taken_at) != crc:
+            return
+        yield Frame(offset, end, rows, taken_at, payload)
+        offset = end
 
 
 def _still_linked(fd: int, path: str) -> bool:

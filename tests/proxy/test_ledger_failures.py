@@ -383,7 +383,8 @@ FSIZE_SCRIPT = textwrap.dedent("""
     resource.setrlimit(resource.RLIMIT_FSIZE, (biggest + 48 * 1024, hard))
     for i in range(10, 3010):
         ledger.record(make_rec(i))
-    wait_until(lambda: ledger.stats()["state"] == "backpressure", "backpressure", 60)
+    # Wait for the writer to be stuck: the journal refused a batch too.
+    wait_until(lambda: "cannot spill" in (ledger.last_error or ""), "a full journal", 60)
     held = ledger.stats()
     resource.setrlimit(resource.RLIMIT_FSIZE, (hard, hard))  # space again
     wait_until(lambda: ledger.stats()["state"] == "ok", "recovery", 60)
@@ -404,7 +405,7 @@ def test_file_size_limit_spills_then_holds_then_recovers(db_path: str) -> None:
     held, final = result["held"], result["final"]
     assert held["spilled"] > 0  # the database failed first, the journal took rows
     assert held["queued"] >= 1000 and held["dropped"] == 0  # then rows waited
-    assert "spill" in held["last_error"]
+    assert held["state"] == "backpressure"
     assert final["written"] == result["rows"] == result["unique"] == 3010
     assert final["replayed"] == final["spilled"] and final["dropped"] == 0
 
@@ -431,3 +432,49 @@ def test_any_record_object_survives_a_spill(db_path: str) -> None:
     backend.down.clear()
     assert ledger.close()
     assert ids(db_path) == ["once-0", "once-1", "once-2"]
+
+
+def test_two_writers_on_one_database_spill_to_their_own_journals(db_path: str) -> None:
+    # gatewayd --workers 2: two processes, two writers, one file.
+    backends = [SwitchBackend(db_path), SwitchBackend(db_path)]
+    ledgers = [Ledger(db_path, retry_s=0.01, flush_ms=0, backend=b) for b in backends]
+    for ledger in ledgers:
+        ledger.start()
+    for backend in backends:
+        backend.down.set()
+    for n, ledger in enumerate(ledgers):
+        for i in range(100):
+            ledger.record(make_rec(n * 1000 + i))
+    for ledger in ledgers:
+        wait_until(lambda ledger=ledger: ledger.spilled == 100, "the spill")
+    assert os.path.exists(db_path + ".spill") and os.path.exists(db_path + ".spill.1")
+    for backend in backends:
+        backend.down.clear()
+    for ledger in ledgers:
+        assert ledger.close()
+    want = sorted(f"req-{n * 1000 + i}" for n in (0, 1) for i in range(100))
+    assert sorted(ids(db_path)) == want
+    assert not os.path.exists(db_path + ".spill") and not os.path.exists(db_path + ".spill.1")
+
+
+def test_gateway_usage_notes_rows_waiting_in_a_journal(
+    db_path: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from proxy.usage_cli import usage_main
+
+    first = Ledger(db_path, backend=SQLiteBackend(db_path, busy_timeout_ms=20))
+    first.start()
+    first.record(make_rec(0))
+    wait_until(lambda: first.written == 1, "the first row")
+    locker = apsw.Connection(db_path)
+    locker.execute("BEGIN EXCLUSIVE")
+    for i in range(1, 8):
+        first.record(make_rec(i))
+    assert first.close()
+    locker.execute("COMMIT")
+    locker.close()
+
+    assert usage_main(["--db", db_path, "--json"]) == 0
+    out, err = capsys.readouterr()
+    assert [r["request_id"] for r in json.loads(out)] == ["req-0"]
+    assert f"{db_path}.spill holds 7 row(s) not in the database yet" in err
