@@ -284,7 +284,7 @@ class Ledger:
         if callback is not None:
             self._notify(callback, True)
 
-    def _release(self) -> None:
+    def _release(self, notify: bool = True) -> None:
         """Turn the signal off (on the watcher's loop, or the writer if none)."""
         with self._pressure_lock:
             self._release_pending = False
@@ -295,7 +295,7 @@ class Ledger:
                 self._pressure_at = self._high_water
             callback = self._on_pressure
         log.info("ledger: queue below %d rows: accepting requests again", self._low_water)
-        if callback is not None:
+        if callback is not None and notify:
             self._notify(callback, False)
 
     @staticmethod
@@ -743,7 +743,7 @@ class Ledger:
         try:
             loop.call_soon_threadsafe(self._release)
         except RuntimeError:  # the loop is closed: nobody is listening any more
-            self._release()
+            self._release(notify=False)
 
     def _count_coerced(self, coerced: int, notes: list[str]) -> None:
         if coerced:
