@@ -116,7 +116,7 @@ def noise_notes(result: dict) -> list[str]:
                for sc in result["scenarios"] for name, cell in sc["results"].items()
                if (cell.get("ledger_dropped") or 0) > 0]
     if dropped:
-        notes.append("ledger rows dropped (queue full; /health ledger.dropped during the cell, "
+        notes.append("ledger rows dropped (/health ledger.dropped during the cell, "
                      "warm-up included): " + ", ".join(dropped[:12])
                      + (" ..." if len(dropped) > 12 else ""))
     if memory:

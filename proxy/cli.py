@@ -219,13 +219,17 @@ def _serve_one(args: Any, config: Any, overrides: dict[str, Any], pid_file: str 
         )
         return 1
     finally:
+        # Waits while rows still move (database, or spill journal if it fails).
         flushed = ledger.close()
         stats = ledger.stats()
         log.info(
-            "ledger closed: %d rows written, %d dropped%s",
+            "ledger closed: %d rows written, %d spilled (%d waiting in the journal), "
+            "%d dropped%s",
             stats["written"],
+            stats["spilled"],
+            stats["journal_rows"],
             stats["dropped"],
-            "" if flushed else " (flush timed out)",
+            "" if flushed else f" ({stats['queued']} rows not stored: writer stalled)",
         )
         loop.close()
         if pid_file:

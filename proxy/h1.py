@@ -126,6 +126,7 @@ class HTTPConnection(asyncio.Protocol):
         self.write_paused = False
         self.streaming = False
         self._blocks = 0  # reasons reading is paused (_PIPELINE | _WRITE | _HELD)
+        self._stash: list[bytes] = []  # bytes that arrived while reading was paused
         self._reading: Request | None = None  # request whose body is arriving
         self._discarding = False  # its body is thrown away (the request was refused)
         self._body_parts: list[bytes] = []
@@ -158,6 +159,15 @@ class HTTPConnection(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         if self.closed:
+            return
+        if self._blocks or self._stash:
+            # Reading is paused, yet bytes came: uvloop starts reading after
+            # connection_made even when it paused there.  Keep them (one read)
+            # for when reading resumes, and pause again; bytes that come before
+            # the kept ones are fed wait behind them, in order.
+            self._stash.append(data)
+            if self._blocks:
+                self.transport.pause_reading()
             return
         if self._reading is None:
             if self._phase != _HEAD:
@@ -224,6 +234,16 @@ class HTTPConnection(asyncio.Protocol):
         self._blocks &= ~reason
         if not self._blocks and self.transport is not None and not self.closed:
             self.transport.resume_reading()
+            if self._stash:
+                self.loop.call_soon(self._feed_stash)
+
+    def _feed_stash(self) -> None:
+        if self._blocks or self.closed:
+            return  # paused again meanwhile: the next resume feeds them
+        data = b"".join(self._stash)
+        self._stash.clear()
+        if data:
+            self.data_received(data)
 
     def hold_reading(self, hold: bool) -> None:
         """The server stops (or restarts) taking new requests.  A request whose

@@ -169,6 +169,8 @@ class Server:
         for s in srv.sockets:
             addr = s.getsockname()
             self.bound.append((addr[0], addr[1]))
+        # The ledger says when it is behind: hold new requests until it caught up.
+        self.ledger.watch_pressure(self.loop, self.hold)
         self._date_timer = start_date_clock(self.loop)
         self._sweeper = self.loop.call_later(SWEEP_INTERVAL_S, self.sweep)
 
@@ -248,6 +250,7 @@ class Server:
                 else:
                     conn.abort()
             await asyncio.sleep(0)
+        self.ledger.watch_pressure(self.loop, None)
         self.state.pool.close()
         self._date_timer.cancel()
         self._sweeper.cancel()

@@ -22,6 +22,7 @@ from datetime import datetime
 from typing import Any, TextIO
 
 from proxy.ledger import DEFAULT_DB_PATH, LEDGER_COLUMNS, LedgerError, query_rows
+from proxy.ledger.spill import journal_backlog
 
 # Rows shown when --limit is not given: enough for a terminal page or two, and
 # a guard against dumping millions of rows by accident. `--limit 0` shows all.
@@ -130,6 +131,10 @@ def usage_main(argv: list[str]) -> int:
                 file=sys.stderr,
             )
         return EXIT_USAGE
+    for path, waiting in journal_backlog(args.db):
+        print(f"note: {path} holds {waiting} row(s) not in the database yet; gatewayd "
+              "replays them when the database takes writes (or at its next start)",
+              file=sys.stderr)
     try:
         if args.json:
             write_json(rows, sys.stdout)

@@ -35,8 +35,12 @@ def serve_health(state: GatewayState, call: Call, server_stats: Callable[[], dic
     when authentication is off."""
     body: dict[str, Any] = {"status": "ok", "version": __version__}
     stats = server_stats()
-    if stats.get("admission") not in (None, "open"):
+    ledger = stats.get("ledger") or {}
+    if stats.get("admission") != "open" or ledger.get("state", "ok") != "ok":
+        # Still serving, but holding new requests or keeping rows on disk
+        # until the database takes them again.
         body["status"] = "degraded"
+        body["ledger_state"] = ledger.get("state")
     if details:
         body["uptime_s"] = round(time.time() - state.started, 3)
         body.update(stats)

@@ -2,22 +2,42 @@
 
 The writer thread and the ``gateway usage`` command only talk to a
 ``LedgerBackend``. SQLite (``proxy/ledger/sqlite.py``, through apsw) is the one
-backend today; a PostgreSQL backend would implement the same five methods.
+backend today; a PostgreSQL backend would implement the same methods.
 
 Contract: a backend object is used by one thread at a time (the writer thread,
 or the CLI's main thread) and never from the event loop. Driver exceptions are
 translated to ``LedgerError`` at this boundary so callers need not import the
-driver.
+driver; ``LedgerUnavailable`` marks the failures that say nothing about the rows
+(the database cannot take any write now), which the writer answers by spilling
+to the journal and retrying later.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 
 class LedgerError(Exception):
     """The ledger database could not be opened, migrated, written or read."""
+
+
+class LedgerUnavailable(LedgerError):
+    """The database cannot take writes now: locked, busy, full, read-only, an I/O
+    error, or its file is missing or was replaced. A later retry may succeed."""
+
+
+class JournalMark(NamedTuple):
+    """Where a replayed spill-journal frame ends: stored with its rows."""
+
+    journal_id: str
+    end: int  # byte offset just past the frame in that journal
+
+
+class WriteResult(NamedTuple):
+    rows: int  # rows stored by this call (0: the journal frame was stored before)
+    coerced: int  # values the value checks replaced or cut (values.py)
+    notes: list[str]  # one line per replaced value, oldest first
+    rejected: list[bytes]  # rows the database refused one by one, each a JSON array
 
 
 class LedgerBackend(Protocol):
@@ -27,12 +47,29 @@ class LedgerBackend(Protocol):
     def migrate(self) -> int:
         """Bring the schema to the newest version; return that version."""
 
-    def write_batch(self, rows: Sequence[tuple[Any, ...]]) -> None:
-        """Insert ``rows`` (tuples in ``LEDGER_COLUMNS`` order) in one transaction.
+    def write_rows(
+        self, payload: bytes, *, taken_at: float, mark: JournalMark | None = None
+    ) -> WriteResult:
+        """Store the rows of ``payload`` in one transaction.
 
-        Either every row is stored or none is; on failure raises ``LedgerError``
-        and the caller may retry the same batch.
+        ``payload`` is a JSON array of rows, each an array of values in
+        ``LEDGER_COLUMNS`` order (``values.encode_batch`` makes it). Values are
+        checked per column (``values.py``); ``taken_at`` (unix seconds) stands in
+        for a missing ``ts``.
+
+        With ``mark``, the rows are a spill-journal frame: if that journal's
+        stored progress already reaches ``mark.end`` nothing is written (rows 0);
+        otherwise the progress is set to ``mark.end`` in the same transaction.
+
+        When the batch fails for a reason tied to its rows, the rows are retried
+        one at a time in the same transaction; those refused again come back in
+        ``rejected`` and the others are stored. Raises ``LedgerUnavailable`` when
+        the database cannot take writes (nothing is stored then), another
+        ``LedgerError`` for anything else.
         """
+
+    def forget_journal(self, journal_id: str) -> None:
+        """Delete a journal's progress once its file is gone (housekeeping)."""
 
     def query(
         self,

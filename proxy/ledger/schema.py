@@ -1,9 +1,10 @@
 """The ledger's row shape and its SQLite schema history.
 
 One row per request the gateway answered (or failed to answer). This module is
-plain data: the column order shared by the writer, the backends and the CLI, and
-the ordered list of SQLite migration steps. It does no I/O and imports no driver;
-a PostgreSQL backend would bring its own DDL list next to this one.
+plain data: the column order shared by the writer, the backends and the CLI, each
+column's kind and length bound (``values.py`` enforces them), and the ordered list
+of SQLite migration steps. It does no I/O and imports no driver; a PostgreSQL
+backend would bring its own DDL list next to this one.
 
 Schema versioning follows apsw ``doc/tips.rst``: ``PRAGMA user_version`` holds
 the number of migration steps applied, and the steps missing from a database are
@@ -16,9 +17,13 @@ from typing import NamedTuple
 
 TABLE = "requests"
 
-# The order of values in every stored tuple. record() takes a dict keyed by
-# these names; the writer thread turns it into a tuple in this order. Missing
-# keys are stored as NULL (unknown), except where a column has a default below.
+# Replay progress of the spill journals (spill.py): written in the same
+# transaction as the replayed rows, so that each journaled row is stored once.
+SPILL_TABLE = "spill_replays"
+
+# The order of values in every stored tuple: a record's ``as_row()`` returns its
+# values in this order. None is stored as NULL (unknown), except where a column
+# has a default below.
 LEDGER_COLUMNS: tuple[str, ...] = (
     "ts",  # unix seconds (float) when the request started
     "request_id",
@@ -50,6 +55,56 @@ LEDGER_COLUMNS: tuple[str, ...] = (
 # Everything else defaults to NULL.
 COLUMN_DEFAULTS: dict[str, int] = {"stream": 0, "attempts": 1}
 
+# The storage class each column must hold (https://www.sqlite.org/datatype3.html,
+# section 2). A value of another class is stored as NULL and counted (values.py).
+REAL = "real"
+INTEGER = "integer"
+TEXT = "text"
+COLUMN_KINDS: dict[str, str] = {
+    "ts": REAL,
+    "request_id": TEXT,
+    "endpoint": TEXT,
+    "client_protocol": TEXT,
+    "model": TEXT,
+    "served_model": TEXT,
+    "provider": TEXT,
+    "status": INTEGER,
+    "error_kind": TEXT,
+    "stream": INTEGER,
+    "input_tokens": INTEGER,
+    "output_tokens": INTEGER,
+    "cached_tokens": INTEGER,
+    "cache_write_tokens": INTEGER,
+    "reasoning_tokens": INTEGER,
+    "latency_ms": REAL,
+    "ttfb_ms": REAL,
+    "bytes_in": INTEGER,
+    "bytes_out": INTEGER,
+    "attempts": INTEGER,
+    "api_key_id": TEXT,
+    "client_addr": TEXT,
+    "tool_repeats": INTEGER,
+}
+
+# Longest text stored per text column, in characters; longer values are cut to
+# this length and counted. Each bound is several times the longest real value:
+# request ids are 28 characters ("req_" + 12 + 12 hex), endpoints are request
+# paths (Gemini's "/v1beta/models/<model>:streamGenerateContent" is the longest
+# kind, under 120), model names from providers stay under 100, client_addr is
+# "host:port" (an IPv6 address with a zone is under 70). A client can put any
+# string in "model", so without a bound one request could store megabytes.
+TEXT_MAX_CHARS: dict[str, int] = {
+    "request_id": 128,
+    "endpoint": 1024,
+    "client_protocol": 64,
+    "model": 256,
+    "served_model": 256,
+    "provider": 128,
+    "error_kind": 64,
+    "api_key_id": 128,
+    "client_addr": 128,
+}
+
 # Values the gateway writes to error_kind; documentation for readers of the
 # table, not a constraint (new kinds must not need a migration).
 ERROR_KINDS: tuple[str, ...] = (
@@ -74,8 +129,9 @@ class Migration(NamedTuple):
 
 
 # Append only: a shipped step is never edited, because databases in the field
-# already carry its user_version. The table is not STRICT on purpose: a value
-# of an unexpected type is stored rather than failing its whole batch.
+# already carry its user_version. The table is not STRICT on purpose: in a
+# STRICT table one value of the wrong type fails its whole statement, while
+# here the writer stores it and then repairs that one value (values.py).
 SQLITE_MIGRATIONS: tuple[Migration, ...] = (
     Migration(
         1,
@@ -119,6 +175,16 @@ SQLITE_MIGRATIONS: tuple[Migration, ...] = (
         3,
         "duplicate tool-call run length seen by the loop guard",
         (f"ALTER TABLE {TABLE} ADD COLUMN tool_repeats INTEGER",),
+    ),
+    Migration(
+        4,
+        "spill journal replay progress: bytes of each journal already stored",
+        (
+            f"""CREATE TABLE {SPILL_TABLE} (
+                journal_id TEXT PRIMARY KEY,
+                replayed_bytes INTEGER NOT NULL
+            ) WITHOUT ROWID""",
+        ),
     ),
 )
 

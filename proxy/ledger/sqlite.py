@@ -6,11 +6,25 @@ connections rather than through the process-wide ``apsw.connection_hooks``, so
 other SQLite users in the process keep their own settings.
 
 Transactions are explicit (apsw ``doc/tips.rst``): apsw does not open them behind
-our back, and without one every INSERT would be its own commit. A batch is one
-``with db:`` block around ``executemany``.
+our back. A batch is one ``BEGIN IMMEDIATE`` ... ``COMMIT``.
+
+A batch is bound as ONE value: the JSON text ``values.encode_batch`` made, which
+SQLite expands in C (``jsonb_each``, https://sqlite.org/json1.html#jeach) inside
+one ``INSERT ... SELECT``. apsw releases the GIL around each SQLite call, and
+binding a Python value takes it back, so ``executemany`` took the GIL once per
+row (0.76 futex calls per request in gatewayd at c=64; figures in writer.py);
+here a batch is four statements (BEGIN IMMEDIATE, the INSERT, the check scan,
+COMMIT) whatever its size. The text is parsed once into SQLite's binary JSON
+(JSONB), from which ``json_extract`` reads each column: text JSON is parsed
+again for every column (~3x the CPU per row, measured: 22 vs 6-9 us).
+
+The value checks run in C too: after the INSERT, one scan of the rows just
+inserted (by rowid) picks the rows whose stored values break the column rules
+(``values.py``); only those come back to Python to be repaired.
 
 References: https://rogerbinns.github.io/apsw/tips.html,
-https://www.sqlite.org/wal.html, https://www.sqlite.org/pragma.html#pragma_synchronous
+https://www.sqlite.org/wal.html, https://www.sqlite.org/pragma.html#pragma_synchronous,
+https://www.sqlite.org/datatype3.html
 """
 
 from __future__ import annotations
@@ -21,42 +35,106 @@ from typing import Any
 
 import apsw
 import apsw.bestpractice
+import orjson
 
-from proxy.ledger.backend import LedgerError
+from proxy.ledger.backend import (
+    JournalMark,
+    LedgerError,
+    LedgerUnavailable,
+    WriteResult,
+)
 from proxy.ledger.schema import (
     COLUMN_DEFAULTS,
+    COLUMN_KINDS,
+    INTEGER,
     LEDGER_COLUMNS,
+    REAL,
+    SPILL_TABLE,
     SQLITE_MIGRATIONS,
     TABLE,
+    TEXT,
+    TEXT_MAX_CHARS,
     Migration,
 )
+from proxy.ledger.values import MISSING_TS, repair_stored
 
 # How long a statement waits for another connection's lock before BusyError.
 # WAL readers (`gateway usage`) never block the writer; only a second writer
 # (another daemon on the same file, a manual `sqlite3` session) can. apsw's
 # bestpractice uses 100 ms for interactive code; the writer runs off the event
-# loop, so it can wait longer: 2 s of requests fits in the queue
-# (LEDGER_QUEUE_ROWS) up to ~30k requests/s.
+# loop, so it can wait longer: 2 s of requests stays under the writer's
+# high-water mark up to ~16k requests/s. While the database keeps failing the
+# writer waits this long once per probe, not once per batch (writer.py).
 LEDGER_BUSY_TIMEOUT_MS = 2_000
 
 # `gateway usage` is interactive: fail fast rather than hang on a locked file.
 READER_BUSY_TIMEOUT_MS = 500
 
+# jsonb_each and the JSONB format arrived in SQLite 3.45.0 (2024-01-15).
+MIN_SQLITE_VERSION = (3, 45, 0)
+
 _GLOB_CHARS = frozenset("*?[")
+
+# Errors about the rows of a statement rather than the database: the batch is
+# retried row by row. Every other apsw error (busy, locked, full, I/O, read-only,
+# cannot open, corrupt, ...) means the database cannot take writes now.
+_ROW_ERRORS: tuple[type[BaseException], ...] = (
+    apsw.ConstraintError,
+    apsw.MismatchError,
+    apsw.TooBigError,
+    apsw.RangeError,
+    apsw.SQLError,
+    apsw.FormatError,
+)
 
 
 def _insert_sql() -> str:
-    placeholders = [
-        f"coalesce(?, {COLUMN_DEFAULTS[c]})" if c in COLUMN_DEFAULTS else "?"
-        for c in LEDGER_COLUMNS
-    ]
+    exprs = []
+    for i, column in enumerate(LEDGER_COLUMNS):
+        value = f"json_extract(value, '$[{i}]')"
+        if COLUMN_KINDS[column] == TEXT:
+            # One character past the bound, so the check below sees the cut.
+            value = f"substr({value}, 1, {TEXT_MAX_CHARS[column] + 1})"
+        if column == "ts":
+            value = f"coalesce({value}, '{MISSING_TS}')"  # NOT NULL; repaired below
+        elif column in COLUMN_DEFAULTS:
+            value = f"coalesce({value}, {COLUMN_DEFAULTS[column]})"
+        exprs.append(value)
     return (
         f"INSERT INTO {TABLE} ({', '.join(LEDGER_COLUMNS)}) "
-        f"VALUES ({', '.join(placeholders)})"
+        f"SELECT {', '.join(exprs)} FROM jsonb_each(?)"
+    )
+
+
+def _check_sql() -> str:
+    """Rows inserted after rowid ?1 whose stored values break the column rules.
+
+    The C side of ``values.repair_stored``: each condition here is a value that
+    function changes, and nothing else.
+    """
+    conditions = []
+    for column in LEDGER_COLUMNS:
+        kind = COLUMN_KINDS[column]
+        if column == "ts":
+            conditions.append("typeof(ts) <> 'real'")
+        elif kind in (INTEGER, REAL):
+            conditions.append(f"typeof({column}) NOT IN ('{kind}', 'null')")
+        else:
+            # substr() in the INSERT stores text (or NULL) whatever it was given.
+            conditions.append(f"length({column}) > {TEXT_MAX_CHARS[column]}")
+    return (
+        f"SELECT rowid, {', '.join(LEDGER_COLUMNS)} FROM {TABLE} "
+        f"WHERE rowid > ? AND ({' OR '.join(conditions)})"
     )
 
 
 _INSERT_SQL = _insert_sql()
+_CHECK_SQL = _check_sql()
+_PROGRESS_SQL = f"SELECT replayed_bytes FROM {SPILL_TABLE} WHERE journal_id = ?"
+_MARK_SQL = (
+    f"INSERT INTO {SPILL_TABLE} (journal_id, replayed_bytes) VALUES (?, ?) "
+    "ON CONFLICT (journal_id) DO UPDATE SET replayed_bytes = excluded.replayed_bytes"
+)
 
 
 class SQLiteBackend:
@@ -83,10 +161,21 @@ class SQLiteBackend:
         self.busy_timeout_ms = busy_timeout_ms
         self.migrations = tuple(migrations)
         self._db: apsw.Connection | None = None
+        # (st_dev, st_ino) of the file when opened: a file removed or replaced
+        # under an open connection keeps taking writes that nobody will read.
+        self._identity: tuple[int, int] | None = None
+        # Set after a failure that may have left the connection unusable: the
+        # next write reopens (and migrates) first.
+        self._stale = False
 
     # -- LedgerBackend ---------------------------------------------------------
 
     def open(self) -> None:
+        if _version(apsw.sqlite_lib_version()) < MIN_SQLITE_VERSION:
+            raise LedgerError(
+                f"the ledger needs SQLite >= {'.'.join(map(str, MIN_SQLITE_VERSION))}"
+                f" (JSONB); apsw uses {apsw.sqlite_lib_version()}"
+            )
         if self.readonly:
             # apsw would report a missing file as a bare CantOpenError.
             if not os.path.isfile(self.path):
@@ -97,13 +186,19 @@ class SQLiteBackend:
         try:
             db = apsw.Connection(self.path, flags=flags)
         except apsw.Error as exc:
-            raise LedgerError(f"cannot open {self.path}: {exc}") from exc
+            raise _translate(exc, f"cannot open {self.path}") from exc
         try:
             self._configure(db)
-        except apsw.Error as exc:
+            if not self.readonly:
+                st = os.stat(self.path)
+                self._identity = (st.st_dev, st.st_ino)
+        except (apsw.Error, OSError) as exc:
             db.close()
-            raise LedgerError(f"cannot use {self.path}: {exc}") from exc
+            if isinstance(exc, OSError):
+                raise LedgerUnavailable(f"cannot use {self.path}: {exc}") from exc
+            raise _translate(exc, f"cannot use {self.path}") from exc
         self._db = db
+        self._stale = False
 
     def migrate(self, target_version: int | None = None) -> int:
         """Apply the missing migration steps in one transaction.
@@ -120,7 +215,7 @@ class SQLiteBackend:
             # processes opening a new file cannot both run step 1.
             db.execute("BEGIN IMMEDIATE")
             try:
-                current = db.pragma("user_version")
+                current = int(db.pragma("user_version"))
                 if current > newest:
                     raise LedgerError(
                         f"{self.path} has schema version {current}, newer than "
@@ -141,13 +236,30 @@ class SQLiteBackend:
             raise LedgerError(f"cannot migrate {self.path}: {exc}") from exc
         return current
 
-    def write_batch(self, rows: Sequence[tuple[Any, ...]]) -> None:
-        db = self._conn()
+    def write_rows(
+        self, payload: bytes, *, taken_at: float, mark: JournalMark | None = None
+    ) -> WriteResult:
+        db = self._writable()
         try:
-            with db:
-                db.executemany(_INSERT_SQL, rows)
-        except (apsw.Error, TypeError, OverflowError) as exc:
-            raise LedgerError(f"{type(exc).__name__}: {exc}") from exc
+            result = self._write(db, payload, taken_at, mark)
+        except apsw.Error as exc:
+            self._rollback(db)
+            if not isinstance(exc, _ROW_ERRORS):
+                self._stale = True
+            raise _translate(exc, f"cannot write to {self.path}") from exc
+        except BaseException:
+            self._rollback(db)
+            raise
+        self._check_file()
+        return result
+
+    def forget_journal(self, journal_id: str) -> None:
+        db = self._writable()
+        try:
+            db.execute(f"DELETE FROM {SPILL_TABLE} WHERE journal_id = ?", (journal_id,))
+        except apsw.Error as exc:
+            self._stale = not isinstance(exc, _ROW_ERRORS)
+            raise _translate(exc, f"cannot write to {self.path}") from exc
 
     def query(
         self,
@@ -197,13 +309,17 @@ class SQLiteBackend:
         if db is None:
             return
         try:
-            if not self.readonly:
+            if not self.readonly and not self._stale:
                 # SQLite recommends `PRAGMA optimize` before closing a connection
                 # that ran queries (https://sqlite.org/lang_analyze.html).
                 db.pragma("optimize")
+        except apsw.Error as exc:
+            db.close()
+            raise _translate(exc, f"cannot close {self.path}") from exc
+        try:
             db.close()
         except apsw.Error as exc:
-            raise LedgerError(f"cannot close {self.path}: {exc}") from exc
+            raise _translate(exc, f"cannot close {self.path}") from exc
 
     # -- helpers ---------------------------------------------------------------
 
@@ -211,6 +327,111 @@ class SQLiteBackend:
         if self._db is None:
             raise LedgerError(f"{self.path} is not open")
         return self._db
+
+    def _writable(self) -> apsw.Connection:
+        """The connection, reopened (and migrated) first after a failure."""
+        if self._db is not None and not self._stale:
+            return self._db
+        if self._db is not None:
+            db, self._db = self._db, None
+            try:
+                db.close()
+            except apsw.Error:
+                pass  # the connection was already unusable
+        try:
+            self.open()
+            self.migrate()
+        except LedgerError as exc:
+            self._stale = True
+            if isinstance(exc, LedgerUnavailable):
+                raise
+            raise LedgerUnavailable(str(exc)) from exc
+        return self._conn()
+
+    def _write(
+        self,
+        db: apsw.Connection,
+        payload: bytes,
+        taken_at: float,
+        mark: JournalMark | None,
+    ) -> WriteResult:
+        # IMMEDIATE: take the write lock now (waiting up to the busy timeout),
+        # so that nothing below can fail for want of it half way.
+        db.execute("BEGIN IMMEDIATE")
+        if mark is not None:
+            done = db.execute(_PROGRESS_SQL, (mark.journal_id,)).get
+            if done is not None and done >= mark.end:
+                db.execute("COMMIT")
+                return WriteResult(0, 0, [], [])
+        try:
+            db.execute(_INSERT_SQL, (payload,))
+            stored = db.changes()
+            rejected: list[bytes] = []
+            # One INSERT ... SELECT numbers its rows max(rowid)+1 onwards
+            # (https://sqlite.org/autoinc.html): they follow `before`.
+            before = db.last_insert_rowid() - stored
+        except _ROW_ERRORS:
+            before = db.execute(f"SELECT coalesce(max(rowid), 0) FROM {TABLE}").get
+            stored, rejected = self._insert_one_by_one(db, payload)
+        coerced, notes = self._repair(db, before, taken_at)
+        if mark is not None:
+            db.execute(_MARK_SQL, (mark.journal_id, mark.end))
+        db.execute("COMMIT")
+        return WriteResult(stored, coerced, notes, rejected)
+
+    @staticmethod
+    def _insert_one_by_one(db: apsw.Connection, payload: bytes) -> tuple[int, list[bytes]]:
+        """Each row in its own savepoint: only the rows the database refuses fail."""
+        stored = 0
+        rejected: list[bytes] = []
+        for row in orjson.loads(payload):
+            db.execute("SAVEPOINT ledger_row")
+            try:
+                db.execute(_INSERT_SQL, (orjson.dumps([row]),))
+                stored += 1
+            except _ROW_ERRORS:
+                db.execute("ROLLBACK TO ledger_row")
+                rejected.append(orjson.dumps(row))
+            db.execute("RELEASE ledger_row")
+        return stored, rejected
+
+    @staticmethod
+    def _repair(db: apsw.Connection, before: int, taken_at: float) -> tuple[int, list[str]]:
+        """Apply the value rules to the rows the check scan flags (rare)."""
+        coerced = 0
+        notes: list[str] = []
+        for rowid, *stored in db.execute(_CHECK_SQL, (before,)).fetchall():
+            changes, row_notes = repair_stored(stored, taken_at)
+            if changes:
+                sets = ", ".join(f"{column} = ?" for column in changes)
+                db.execute(
+                    f"UPDATE {TABLE} SET {sets} WHERE rowid = ?",
+                    (*changes.values(), rowid),
+                )
+            coerced += len(row_notes)
+            notes += row_notes
+        return coerced, notes
+
+    @staticmethod
+    def _rollback(db: apsw.Connection) -> None:
+        try:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+        except apsw.Error:
+            pass  # SQLite rolled back already (full, I/O error) or cannot now
+
+    def _check_file(self) -> None:
+        """Raise when the file at ``path`` is no longer the one we write to."""
+        try:
+            st = os.stat(self.path)
+            same = (st.st_dev, st.st_ino) == self._identity
+        except OSError:
+            same = False
+        if not same:
+            self._stale = True
+            raise LedgerUnavailable(
+                f"{self.path} was removed or replaced while open: reopening it"
+            )
 
     def _configure(self, db: apsw.Connection) -> None:
         bp = apsw.bestpractice
@@ -225,3 +446,14 @@ class SQLiteBackend:
         # only at checkpoints, so a commit costs no fsync. A process crash
         # loses nothing; a power loss may lose the last commits.
         db.pragma("synchronous", "NORMAL")
+
+
+def _translate(exc: apsw.Error, what: str) -> LedgerError:
+    """Our exception for an apsw one: row errors stay LedgerError, the rest are
+    LedgerUnavailable (a retry later may succeed)."""
+    cls = LedgerError if isinstance(exc, _ROW_ERRORS) else LedgerUnavailable
+    return cls(f"{what}: {type(exc).__name__}: {exc}")
+
+
+def _version(text: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in text.split(".")[:3] if part.isdigit())

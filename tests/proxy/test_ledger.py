@@ -10,7 +10,6 @@ from __future__ import annotations
 import ast
 import pathlib
 import threading
-from collections.abc import Sequence
 from typing import Any
 
 import apsw
@@ -20,90 +19,20 @@ from proxy.ledger import (
     DEFAULT_DB_PATH,
     LEDGER_COLUMNS,
     SCHEMA_VERSION,
+    DictRecord,
     Ledger,
     LedgerError,
     SQLiteBackend,
     query_rows,
 )
-from proxy.ledger.schema import SQLITE_MIGRATIONS, TABLE
-
-WAIT_S = 10.0  # upper bound for a thread hand-off; never reached when passing
-
-
-def make_row(i: int, **overrides: Any) -> dict[str, Any]:
-    row: dict[str, Any] = {
-        "ts": 1_700_000_000.0 + i,
-        "request_id": f"req-{i}",
-        "endpoint": "/v1/chat/completions",
-        "client_protocol": "openai_chat",
-        "model": "gpt-4o-mini",
-        "served_model": "gpt-4o-mini-2024-07-18",
-        "provider": "openai",
-        "status": 200,
-        "error_kind": None,
-        "stream": i % 2 == 0,
-        "input_tokens": 100 + i,
-        "output_tokens": 10 + i,
-        "cached_tokens": 64,
-        "cache_write_tokens": None,
-        "reasoning_tokens": 0,
-        "latency_ms": 812.5,
-        "ttfb_ms": 301.25,
-        "bytes_in": 2048,
-        "bytes_out": 4096,
-        "attempts": 1,
-        "api_key_id": None,
-        "client_addr": "127.0.0.1:50000",
-        "tool_repeats": None,
-    }
-    row.update(overrides)
-    return row
-
-
-class CountingBackend(SQLiteBackend):
-    """Real SQLite, plus a record of each transaction's size."""
-
-    def __init__(self, path: str, **kwargs: Any) -> None:
-        super().__init__(path, **kwargs)
-        self.batch_sizes: list[int] = []
-        self.wrote = threading.Event()
-
-    def write_batch(self, rows: Sequence[tuple[Any, ...]]) -> None:
-        super().write_batch(rows)
-        self.batch_sizes.append(len(rows))
-        self.wrote.set()
-
-
-class BlockingBackend(CountingBackend):
-    """write_batch waits until the test releases it."""
-
-    def __init__(self, path: str) -> None:
-        super().__init__(path)
-        self.entered = threading.Event()
-        self.release = threading.Event()
-
-    def write_batch(self, rows: Sequence[tuple[Any, ...]]) -> None:
-        self.entered.set()
-        assert self.release.wait(WAIT_S)
-        super().write_batch(rows)
-
-
-class FlakyBackend(CountingBackend):
-    """The first `failures` write_batch calls raise."""
-
-    def __init__(self, path: str, failures: int) -> None:
-        super().__init__(path)
-        self.failures = failures
-        self.calls = 0
-        self.failed_enough = threading.Event()
-
-    def write_batch(self, rows: Sequence[tuple[Any, ...]]) -> None:
-        self.calls += 1
-        if self.calls <= self.failures:
-            if self.calls == self.failures:
-                self.failed_enough.set()
-            raise LedgerError("disk I/O error (injected)")
-        super().write_batch(rows)
+from proxy.ledger.schema import SPILL_TABLE, SQLITE_MIGRATIONS, TABLE
+from tests.proxy.ledger_rows import (
+    WAIT_S,
+    BlockingBackend,
+    CountingBackend,
+    make_rec,
+    make_row,
+)
 
 
 @pytest.fixture
@@ -123,26 +52,63 @@ def test_rows_round_trip_with_every_column(db_path: str) -> None:
     ledger.start()
     sent = [make_row(i) for i in range(3)]
     for row in sent:
-        ledger.record(row)
+        ledger.record(DictRecord(row))
     assert ledger.close() is True
 
     got = query_rows(db_path)
     assert got == sent  # oldest first; stream comes back as bool
     assert set(got[0]) == set(LEDGER_COLUMNS)
     assert ledger.stats() == {
-        "written": 3,
-        "dropped": 0,
+        "state": "ok",
         "queued": 0,
+        "written": 3,
+        "replayed": 0,
+        "spilled": 0,
+        "journal_rows": 0,
+        "journal_bytes": 0,
+        "coerced": 0,
+        "dropped": 0,
         "batches": 1,
+        "backpressure_events": 0,
         "last_error": None,
     }
+
+
+class SlottedRecord:
+    """The shape the gateway's request record has: slots and as_row()."""
+
+    __slots__ = ("ts", "request_id", "model", "called_on")
+
+    def __init__(self, ts: float, request_id: str, model: str) -> None:
+        self.ts, self.request_id, self.model = ts, request_id, model
+        self.called_on: str | None = None
+
+    def as_row(self) -> tuple[Any, ...]:
+        self.called_on = threading.current_thread().name
+        values = dict.fromkeys(LEDGER_COLUMNS)
+        values.update(ts=self.ts, request_id=self.request_id, model=self.model)
+        return tuple(values.values())
+
+
+def test_record_takes_any_object_with_as_row_and_calls_it_off_the_loop(
+    db_path: str,
+) -> None:
+    ledger = Ledger(db_path)
+    ledger.start()
+    recs = [SlottedRecord(10.0 + i, f"s-{i}", "m") for i in range(5)]
+    for rec in recs:
+        ledger.record(rec)
+        assert rec.called_on is None  # record() only queues it
+    assert ledger.close()
+    assert {rec.called_on for rec in recs} == {"tokenway-ledger"}
+    assert [r["request_id"] for r in query_rows(db_path)] == [f"s-{i}" for i in range(5)]
 
 
 def test_missing_keys_are_null_or_column_default(db_path: str) -> None:
     ledger = Ledger(db_path)
     ledger.start()
-    ledger.record({"ts": 1.0, "model": "m", "unknown_key": "ignored"})
-    ledger.record({"ts": 2.0, "stream": None, "attempts": None})
+    ledger.record(DictRecord({"ts": 1.0, "model": "m", "unknown_key": "ignored"}))
+    ledger.record(DictRecord({"ts": 2.0, "stream": None, "attempts": None}))
     ledger.close()
 
     first, second = query_rows(db_path)
@@ -151,6 +117,7 @@ def test_missing_keys_are_null_or_column_default(db_path: str) -> None:
     assert first["error_kind"] is None
     assert first["stream"] is False and first["attempts"] == 1
     assert second["stream"] is False and second["attempts"] == 1
+    assert ledger.stats()["coerced"] == 0
 
 
 def test_default_path_constant() -> None:
@@ -168,7 +135,7 @@ def test_many_rows_go_in_few_transactions(db_path: str) -> None:
     backend = CountingBackend(db_path)
     ledger = Ledger(db_path, batch_rows=512, backend=backend)
     for i in range(2000):
-        ledger.record(make_row(i))
+        ledger.record(make_rec(i))
     ledger.start()
     assert ledger.close()
 
@@ -185,8 +152,8 @@ def test_rows_arriving_while_running_are_batched(db_path: str) -> None:
     ledger = Ledger(db_path, batch_rows=100, flush_ms=600_000, backend=backend)
     ledger.start()
     for i in range(1000):
-        ledger.record(make_row(i))
-    assert ledger.close(timeout_s=WAIT_S)
+        ledger.record(make_rec(i))
+    assert ledger.close()
 
     assert sum(backend.batch_sizes) == 1000
     assert max(backend.batch_sizes) <= 100
@@ -197,11 +164,48 @@ def test_flush_timer_writes_a_partial_batch(db_path: str) -> None:
     backend = CountingBackend(db_path)
     ledger = Ledger(db_path, batch_rows=512, flush_ms=1, backend=backend)
     ledger.start()
-    ledger.record(make_row(0))
+    ledger.record(make_rec(0))
     assert backend.wrote.wait(WAIT_S)  # written without close() or a full batch
     assert backend.batch_sizes == [1]
     assert count_rows(db_path) == 1
     ledger.close()
+
+
+class StatementCounter(SQLiteBackend):
+    """Counts the SQL statements each write runs (apsw's exec tracer)."""
+
+    def __init__(self, path: str) -> None:
+        super().__init__(path)
+        self.statements: list[int] = []
+
+    def write_rows(self, payload: bytes, **kwargs: Any) -> Any:
+        db = self._writable()
+        count = [0]
+
+        def tracer(cursor: Any, sql: str, bindings: Any) -> bool:
+            count[0] += 1
+            return True
+
+        db.exec_trace = tracer
+        try:
+            return super().write_rows(payload, **kwargs)
+        finally:
+            db.exec_trace = None
+            self.statements.append(count[0])
+
+
+def test_a_batch_runs_the_same_statements_whatever_its_size(db_path: str) -> None:
+    # Each statement is one GIL release and re-take around SQLite; the rows of
+    # a batch are bound as one value, so their number does not add statements.
+    backend = StatementCounter(db_path)
+    ledger = Ledger(db_path, batch_rows=600, backend=backend)
+    for i in range(600 + 3):
+        ledger.record(make_rec(i))
+    ledger.start()
+    assert ledger.close()
+    assert ledger.written == 603
+    big, small = backend.statements
+    assert big == small == 4  # BEGIN, INSERT, check scan, COMMIT
 
 
 # -- shutdown --------------------------------------------------------------------
@@ -212,8 +216,8 @@ def test_close_flushes_rows_recorded_just_before(db_path: str, flush_ms: int) ->
     ledger = Ledger(db_path, batch_rows=64, flush_ms=flush_ms)
     ledger.start()
     for i in range(1000):
-        ledger.record(make_row(i))
-    assert ledger.close(timeout_s=WAIT_S) is True
+        ledger.record(make_rec(i))
+    assert ledger.close() is True
     assert count_rows(db_path) == 1000
     assert ledger.stats()["queued"] == 0
 
@@ -221,17 +225,18 @@ def test_close_flushes_rows_recorded_just_before(db_path: str, flush_ms: int) ->
 def test_record_after_close_is_dropped_and_close_is_idempotent(db_path: str) -> None:
     ledger = Ledger(db_path)
     ledger.start()
-    ledger.record(make_row(0))
+    ledger.record(make_rec(0))
     assert ledger.close()
-    ledger.record(make_row(1))
+    ledger.record(make_rec(1))
     assert ledger.dropped == 1
+    assert ledger.queued == 0  # not kept in memory either
     assert ledger.close()
     assert count_rows(db_path) == 1
 
 
 def test_rows_before_start_are_written_after_start(db_path: str) -> None:
     ledger = Ledger(db_path)
-    ledger.record(make_row(0))
+    ledger.record(make_rec(0))
     ledger.start()
     ledger.close()
     assert count_rows(db_path) == 1
@@ -239,109 +244,202 @@ def test_rows_before_start_are_written_after_start(db_path: str) -> None:
 
 def test_close_without_start_counts_queued_rows_as_dropped(db_path: str) -> None:
     ledger = Ledger(db_path)
-    ledger.record(make_row(0))
-    ledger.record(make_row(1))
+    ledger.record(make_rec(0))
+    ledger.record(make_rec(1))
     assert ledger.queued == 2
     assert ledger.close()
     assert ledger.stats()["dropped"] == 2
     assert ledger.queued == 0
 
 
-# -- overflow --------------------------------------------------------------------
-
-
-def test_full_queue_counts_drops_and_never_blocks(db_path: str) -> None:
-    backend = BlockingBackend(db_path)
-    ledger = Ledger(db_path, queue_rows=4, batch_rows=2, flush_ms=0, backend=backend)
-    ledger.start()
-    ledger.record(make_row(0))
-    assert backend.entered.wait(WAIT_S)  # the writer is stuck inside a write
-
-    # Had record() blocked on a full queue, this loop would never finish: the
-    # writer cannot drain until `release` is set below.
-    for i in range(1, 11):
-        ledger.record(make_row(i))
-    stats = ledger.stats()
-    assert stats["queued"] == 5  # 4 waiting + 1 in the stuck transaction
-    assert stats["dropped"] == 6
-    assert stats["written"] == 0
-
-    backend.release.set()
-    assert ledger.close(timeout_s=WAIT_S)
-    assert ledger.written == 5
-    assert ledger.dropped == 6
-    assert [r["request_id"] for r in query_rows(db_path)] == [
-        f"req-{i}" for i in range(5)
-    ]
-
-
-# -- failures --------------------------------------------------------------------
-
-
-def test_failed_write_is_retried_once(db_path: str) -> None:
-    backend = FlakyBackend(db_path, failures=1)
-    ledger = Ledger(db_path, backend=backend)
-    ledger.record(make_row(0))
-    ledger.start()
-    ledger.close()
-    assert backend.calls == 2
-    assert ledger.written == 1
-    assert ledger.dropped == 0
-    assert "injected" in ledger.stats()["last_error"]
-
-
-def test_batch_failing_twice_is_dropped_and_thread_survives(db_path: str) -> None:
-    backend = FlakyBackend(db_path, failures=2)
-    ledger = Ledger(db_path, batch_rows=3, backend=backend)
-    for i in range(3):
-        ledger.record(make_row(i))
-    ledger.start()
-    assert backend.failed_enough.wait(WAIT_S)
-
-    ledger.record(make_row(3))
-    ledger.record(make_row(4))
-    assert ledger.close(timeout_s=WAIT_S)
-
-    stats = ledger.stats()
-    assert stats["dropped"] == 3
-    assert stats["written"] == 2
-    assert "injected" in stats["last_error"]
-    assert [r["request_id"] for r in query_rows(db_path)] == ["req-3", "req-4"]
-
-
-def test_unbindable_value_fails_its_batch_on_real_sqlite(db_path: str) -> None:
-    ledger = Ledger(db_path, batch_rows=2)
-    ledger.record(make_row(0))
-    ledger.record(make_row(1, model=object()))  # apsw cannot bind this
-    ledger.record(make_row(2))
-    ledger.start()
-    assert ledger.close()
-    assert ledger.dropped == 2
-    assert ledger.written == 1
-    assert ledger.last_error is not None
-    assert [r["request_id"] for r in query_rows(db_path)] == ["req-2"]
-
-
-def test_malformed_rows_are_dropped_alone(db_path: str) -> None:
-    ledger = Ledger(db_path)
-    ledger.record(make_row(0))
-    ledger.record({"model": "no ts"})
-    ledger.record(["not", "a", "dict"])  # type: ignore[arg-type]
-    ledger.record(make_row(1))
-    ledger.start()
-    ledger.close()
-    assert ledger.written == 2
-    assert ledger.dropped == 2
-    assert "malformed" in ledger.last_error
-
-
 def test_start_fails_loudly_on_unusable_path(tmp_path: pathlib.Path) -> None:
     ledger = Ledger(str(tmp_path / "no-such-dir" / "ledger.db"))
     with pytest.raises(LedgerError):
         ledger.start()
-    ledger.record(make_row(0))
+    ledger.record(make_rec(0))
     assert ledger.dropped == 1
     assert ledger.close()
+
+
+def test_a_slow_writer_never_blocks_record(db_path: str) -> None:
+    backend = BlockingBackend(db_path)
+    ledger = Ledger(db_path, batch_rows=2, flush_ms=0, backend=backend)
+    ledger.start()
+    ledger.record(make_rec(0))
+    assert backend.entered.wait(WAIT_S)  # the writer is stuck inside a write
+
+    # Had record() blocked, this loop would never finish: the writer cannot
+    # drain until `release` is set below.
+    for i in range(1, 11):
+        ledger.record(make_rec(i))
+    stats = ledger.stats()
+    assert stats["queued"] == 11  # 10 waiting + 1 in the stuck transaction
+    assert stats["dropped"] == 0 and stats["written"] == 0
+
+    backend.release.set()
+    assert ledger.close()
+    assert ledger.written == 11
+    assert [r["request_id"] for r in query_rows(db_path)] == [
+        f"req-{i}" for i in range(11)
+    ]
+
+
+# -- value checks ------------------------------------------------------------------
+
+
+def test_one_bad_value_costs_only_its_column(db_path: str) -> None:
+    # A provider's usage with a list where a count belongs used to fail the
+    # whole batch twice and drop every other client's rows with it.
+    ledger = Ledger(db_path, batch_rows=512)
+    for i in range(20):
+        ledger.record(make_rec(i, input_tokens=[1, 2] if i == 7 else 100 + i))
+    ledger.start()
+    assert ledger.close()
+
+    rows = query_rows(db_path)
+    assert [r["request_id"] for r in rows] == [f"req-{i}" for i in range(20)]
+    assert rows[7]["input_tokens"] is None
+    assert rows[7]["output_tokens"] == 17  # the rest of that row is kept
+    assert [r["input_tokens"] for r in rows if r["request_id"] != "req-7"] == [
+        100 + i for i in range(20) if i != 7
+    ]
+    stats = ledger.stats()
+    assert (stats["written"], stats["coerced"], stats["dropped"]) == (20, 1, 0)
+    assert "req-7" in stats["last_error"] and "input_tokens" in stats["last_error"]
+
+
+class Opaque:
+    def __repr__(self) -> str:
+        return "<opaque>"
+
+
+# (column, value given, value stored, counted as coerced)
+VALUE_CASES = [
+    ("input_tokens", 12, 12, False),
+    ("input_tokens", True, 1, False),
+    ("input_tokens", "12", 12, False),  # SQLite's INTEGER affinity converts it
+    ("input_tokens", 12.5, None, True),
+    ("input_tokens", "many", None, True),
+    ("input_tokens", 2**63, None, True),  # orjson writes it; SQLite reads a real
+    ("input_tokens", 2**64 + 1, None, True),  # orjson refuses it: slow path
+    ("input_tokens", -(2**63), -(2**63), False),
+    ("input_tokens", {"a": 1}, None, True),
+    ("input_tokens", Opaque(), None, True),
+    ("latency_ms", 5, 5.0, False),
+    ("latency_ms", float("nan"), None, False),  # JSON has no NaN: stored NULL
+    ("latency_ms", float("inf"), None, False),
+    ("latency_ms", "slow", None, True),
+    ("model", "x" * 256, "x" * 256, False),
+    ("model", "y" * 5000, "y" * 256, True),
+    ("model", "é" * 300, "é" * 256, True),  # characters, not bytes
+    ("model", 5, "5", False),
+    ("model", ["gpt"], None, True),
+    ("model", "a[b]{c}", "a[b]{c}", False),  # brackets in text: slow path
+    ("model", "\ud800x", "\ufffdx", True),  # a lone surrogate
+    ("status", b"200", None, True),
+]
+
+
+@pytest.mark.parametrize(("column", "given", "stored", "counted"), VALUE_CASES,
+                         ids=[f"{c[0]}={c[1]!r:.20}" for c in VALUE_CASES])
+def test_value_rules(db_path: str, column: str, given: Any, stored: Any,
+                     counted: bool) -> None:
+    ledger = Ledger(db_path)
+    ledger.record(make_rec(0))
+    ledger.record(make_rec(1, **{column: given}))
+    ledger.record(make_rec(2))
+    ledger.start()
+    assert ledger.close()
+    rows = query_rows(db_path)
+    assert [r["request_id"] for r in rows] == ["req-0", "req-1", "req-2"]
+    got = rows[1][column]
+    assert got == stored and type(got) is type(stored)
+    assert ledger.stats()["coerced"] == int(counted)
+    assert rows[0] == make_row(0) and rows[2] == make_row(2)
+
+
+def test_missing_or_bad_ts_becomes_the_time_taken_off_the_queue(db_path: str) -> None:
+    ledger = Ledger(db_path)
+    ledger.record(make_rec(0, ts=None))
+    ledger.record(make_rec(1, ts="yesterday"))
+    ledger.record(make_rec(2))
+    ledger.start()
+    assert ledger.close()
+    rows = query_rows(db_path)
+    assert len(rows) == 3
+    by_id = {r["request_id"]: r for r in rows}
+    assert by_id["req-2"]["ts"] == make_row(2)["ts"]
+    for rid in ("req-0", "req-1"):
+        assert type(by_id[rid]["ts"]) is float and by_id[rid]["ts"] > 1_700_000_100
+    assert ledger.stats()["coerced"] == 2
+
+
+def test_the_fast_and_the_slow_path_store_the_same(tmp_path: pathlib.Path) -> None:
+    # The same awkward rows, once in batches of good rows (SQLite checks them
+    # in C) and once next to a row that sends the batch through flatten_row.
+    awkward = [
+        make_row(1, input_tokens="12", latency_ms=3, model="m" * 300),
+        make_row(2, status=2.5, provider=7, error_kind=None, ttfb_ms="x"),
+        make_row(3, ts=None, stream=True, bytes_in=2**63),
+    ]
+    stored = []
+    coerced = []
+    for name, extra in (("fast", []), ("slow", [make_row(9, model=["forces slow"])])):
+        path = str(tmp_path / f"{name}.db")
+        ledger = Ledger(path)
+        for row in awkward + extra:
+            ledger.record(DictRecord(row))
+        ledger.start()
+        assert ledger.close()
+        rows = [r for r in query_rows(path) if r["request_id"] != "req-9"]
+        for r in rows:
+            if r["request_id"] == "req-3":
+                r["ts"] = "replaced"
+        stored.append(sorted(rows, key=lambda r: r["request_id"]))
+        coerced.append(ledger.stats()["coerced"] - len(extra))
+    assert stored[0] == stored[1]
+    # model cut, status 2.5, ttfb 'x', ts missing, bytes_in 2**63 (provider=7 -> '7')
+    assert coerced[0] == coerced[1] == 5
+
+
+def test_the_check_scan_looks_at_new_rows_only(db_path: str) -> None:
+    # A row stored by hand with a text count: the writer's repairs are for its
+    # own rows, not for what is already in the table.
+    Ledger(db_path).start()
+    db = apsw.Connection(db_path)
+    db.execute(f"INSERT INTO {TABLE} (ts, request_id, input_tokens) VALUES (1.0, 'old', 'n/a')")
+    db.close()
+    ledger = Ledger(db_path)
+    ledger.start()
+    for i in range(3):
+        ledger.record(make_rec(i, input_tokens="bad" if i == 1 else 5))
+    assert ledger.close()
+    rows = {r["request_id"]: r["input_tokens"] for r in query_rows(db_path)}
+    assert rows == {"old": "n/a", "req-0": 5, "req-1": None, "req-2": 5}
+    assert ledger.stats()["coerced"] == 1
+
+
+def test_records_that_cannot_become_rows_are_dropped_alone(db_path: str) -> None:
+    class Raises:
+        def as_row(self) -> tuple[Any, ...]:
+            raise KeyError("status")
+
+    class Short:
+        def as_row(self) -> tuple[Any, ...]:
+            return (1.0, "short")
+
+    ledger = Ledger(db_path)
+    ledger.record(make_rec(0))
+    ledger.record(Raises())  # type: ignore[arg-type]
+    ledger.record(Short())  # type: ignore[arg-type]
+    ledger.record(None)  # type: ignore[arg-type]
+    ledger.record(make_rec(1))
+    ledger.start()
+    assert ledger.close()
+    assert ledger.written == 2
+    assert ledger.dropped == 3
+    assert "dropped" in ledger.last_error
+    assert [r["request_id"] for r in query_rows(db_path)] == ["req-0", "req-1"]
 
 
 # -- schema and migrations -------------------------------------------------------
@@ -385,7 +483,7 @@ def test_v1_database_is_upgraded(db_path: str) -> None:
 
     ledger = Ledger(db_path)
     ledger.start()
-    ledger.record(make_row(5, attempts=2, client_addr="10.0.0.1:1234"))
+    ledger.record(make_rec(5, attempts=2, client_addr="10.0.0.1:1234"))
     ledger.close()
 
     db = apsw.Connection(db_path)
@@ -397,6 +495,31 @@ def test_v1_database_is_upgraded(db_path: str) -> None:
     assert old["attempts"] == 1  # the column default fills existing rows
     assert old["client_addr"] is None
     assert new["attempts"] == 2 and new["client_addr"] == "10.0.0.1:1234"
+
+
+def test_v3_database_gains_the_spill_table(db_path: str) -> None:
+    # A database made by the steps shipped before the spill journal existed.
+    old = SQLiteBackend(db_path)
+    old.open()
+    assert old.migrate(target_version=3) == 3
+    old.close()
+    db = apsw.Connection(db_path)
+    db.execute(f"INSERT INTO {TABLE} (ts, request_id, tool_repeats) VALUES (2.5, 'v3', 4)")
+    db.close()
+
+    ledger = Ledger(db_path)
+    ledger.start()
+    ledger.record(make_rec(1))
+    assert ledger.close()
+
+    db = apsw.Connection(db_path)
+    assert db.pragma("user_version") == SCHEMA_VERSION == 4
+    assert db.table_exists(None, SPILL_TABLE)
+    db.close()
+    old_row, new_row = query_rows(db_path)
+    assert (old_row["request_id"], old_row["tool_repeats"], old_row["attempts"]) == (
+        "v3", 4, 1)
+    assert new_row["request_id"] == "req-1"
 
 
 def test_migration_is_one_transaction(db_path: str) -> None:
@@ -446,7 +569,7 @@ def filled_db(db_path: str) -> str:
     ]
     for i in range(8):
         model, served = models[i % 4]
-        ledger.record(make_row(i, ts=1000.0 + i, model=model, served_model=served))
+        ledger.record(make_rec(i, ts=1000.0 + i, model=model, served_model=served))
     ledger.close()
     return db_path
 
@@ -498,7 +621,7 @@ def test_query_while_writer_is_open(db_path: str) -> None:
     backend = CountingBackend(db_path)
     ledger = Ledger(db_path, flush_ms=0, backend=backend)
     ledger.start()
-    ledger.record(make_row(0))
+    ledger.record(make_rec(0))
     assert backend.wrote.wait(WAIT_S)
     assert ids(query_rows(db_path)) == ["req-0"]  # WAL: readers see commits
     ledger.close()

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from proxy.ledger import LEDGER_COLUMNS, Ledger
+from proxy.ledger import LEDGER_COLUMNS, DictRecord, Ledger
 from proxy.usage_cli import parse_since, usage_main
 
 NOW = 1_717_243_200.0  # a pinned clock for parse_since
@@ -20,7 +20,7 @@ def write_ledger(path: str, rows: list[dict[str, Any]]) -> None:
     ledger = Ledger(path)
     ledger.start()
     for row in rows:
-        ledger.record(row)
+        ledger.record(DictRecord(row))
     assert ledger.close()
     assert ledger.written == len(rows)
 
