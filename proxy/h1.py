@@ -132,6 +132,7 @@ class HTTPConnection(asyncio.Protocol):
         self._body_parts: list[bytes] = []
         self._body_len = 0
         self._head_bytes = 0  # raw bytes of the head arriving now
+        self._pipelined_bytes = 0  # raw bytes that came while a request was answered
         # One deadline per connection, checked by the server's sweeper (see
         # Server.sweep): no timer object is created or cancelled per request.
         self.deadline = 0.0  # loop time; 0: none
@@ -144,6 +145,8 @@ class HTTPConnection(asyncio.Protocol):
         self._keep_alive = True
         self._close_after_request = False  # a refused request's body is still arriving
         self._peer_eof = False  # the client half-closed: nothing more will come
+        self._dispatching = False  # inside _dispatch: answers leave the next to its loop
+        self._next_ready: Request | None = None
 
     # asyncio.Protocol ---------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -170,19 +173,28 @@ class HTTPConnection(asyncio.Protocol):
                 self.transport.pause_reading()
             return
         if self._reading is None:
-            if self._phase != _HEAD:
-                self._head_bytes = 0
-                self._set_phase(_HEAD, self.settings.header_timeout_s)
-            # Counted in raw bytes as they arrive: one endless header line holds
-            # nothing back from this count (llhttp reports a header only once
-            # it is complete).
-            self._head_bytes += len(data)
+            if self.current is None and not self.queue:
+                if self._phase != _HEAD:
+                    self._head_bytes = 0
+                    self._set_phase(_HEAD, self.settings.header_timeout_s)
+                # Counted in raw bytes as they arrive: one endless header line
+                # holds nothing back from this count (llhttp reports a header
+                # only once it is complete).
+                self._head_bytes += len(data)
+            else:
+                # Pipelined behind a request being answered: no head timer yet,
+                # but a bound (h11 keeps the next requests unparsed until the
+                # current one is done).
+                self._pipelined_bytes += len(data)
         try:
             self.backend.feed(data)
             if self._phase == _HEAD and self._head_bytes > self.max_header_bytes:
                 raise HTTPError(431, "request header fields too large")
         except HTTPError as exc:
             self._fail(exc.status, exc.message)
+            return
+        if self._pipelined_bytes > self.max_header_bytes:
+            self._block(_PIPELINE)
 
     def eof_received(self) -> bool | None:
         # Half-close from the client: finish what is queued, then close.
@@ -312,6 +324,7 @@ class HTTPConnection(asyncio.Protocol):
         req = Request(method, target, headers, version, keep_alive(version, conn_hdr),
                       self.loop.time())
         self._reading = req
+        self._pipelined_bytes = 0
         self._discarding = False
         self._body_parts = []
         self._body_len = 0
@@ -383,7 +396,7 @@ class HTTPConnection(asyncio.Protocol):
             # A refused request answered at its head: its body is now read.
             self._close()
             return
-        if self.current is None and not self.write_paused:
+        if self.current is None and not self.write_paused and not self._dispatching:
             self._dispatch(req)
         else:
             self.queue.append(req)
@@ -394,16 +407,29 @@ class HTTPConnection(asyncio.Protocol):
 
     # request dispatch ------------------------------------------------------------
     def _dispatch(self, req: Request) -> None:
-        self.current = req
-        self._keep_alive = req.keep_alive
-        self._head_only = req.method == "HEAD"
+        """Answer ``req``, then every request that is ready behind it.  A request
+        answered at once (from memory) leaves the next one in ``_next_ready``
+        instead of dispatching it from inside its own answer: a pipeline of
+        thousands is a loop here, not a recursion."""
+        self._dispatching = True
         try:
-            self.host.handle(req, self)
-        except Exception:
-            # The dispatcher answers its handlers' failures itself, in the
-            # client's protocol; reaching here is a bug in the dispatcher.
-            log.exception("request dispatch failed")
-            self.abort()
+            next_req: Request | None = req
+            while next_req is not None:
+                self.current = next_req
+                self._keep_alive = next_req.keep_alive
+                self._head_only = next_req.method == "HEAD"
+                try:
+                    self.host.handle(next_req, self)
+                except Exception:
+                    # The dispatcher answers its handlers' failures itself, in the
+                    # client's protocol; reaching here is a bug in the dispatcher.
+                    log.exception("request dispatch failed")
+                    self.abort()
+                    return
+                next_req = self._next_ready
+                self._next_ready = None
+        finally:
+            self._dispatching = False
 
     def _response_done(self) -> None:
         self.current = None
@@ -417,12 +443,19 @@ class HTTPConnection(asyncio.Protocol):
             return
         if self.closed:
             return
+        self._pipelined_bytes = 0
+        if len(self.queue) < MAX_PIPELINED_REQUESTS // 2:
+            self._unblock(_PIPELINE)
         self.backend.cycle_done()
+        if self.current is not None:
+            return  # cycle_done found the next request complete and dispatched it
         if self.queue:
-            if len(self.queue) < MAX_PIPELINED_REQUESTS // 2:
-                self._unblock(_PIPELINE)
             if not self.write_paused:
-                self._dispatch(self.queue.popleft())
+                nxt = self.queue.popleft()
+                if self._dispatching:
+                    self._next_ready = nxt  # _dispatch's loop takes it
+                else:
+                    self._dispatch(nxt)
         elif self.host.draining or self._peer_eof:
             self._close()
         elif self._reading is None and self._phase != _HEAD:

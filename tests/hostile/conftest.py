@@ -170,3 +170,16 @@ def closed_by_peer(sock: socket.socket) -> bool:
         return True
     except TimeoutError:
         return False
+
+
+@pytest.fixture(scope="module", params=[(p, lp) for p in ("httptools", "h11")
+                                        for lp in ("asyncio", "uvloop")],
+                ids=lambda v: f"{v[0]}-{v[1]}")
+def shared_daemon(request: pytest.FixtureRequest,
+                  tmp_path_factory: pytest.TempPathFactory) -> Iterator[Daemon]:
+    """One default daemon per parser and loop for a module's tests that neither
+    change its configuration nor depend on its counters."""
+    parser, loop = request.param
+    d = Daemon(tmp_path_factory.mktemp("shared"), parser, loop)
+    yield d
+    d.stop()
