@@ -397,6 +397,13 @@ class ProxyExchange:
             self.state = _DONE
             if self.pending:
                 self._flush()
+            if att.filter.ended:
+                # ...unless the provider's last event already went through: only
+                # its HTTP framing (the terminating chunk) is missing, and the
+                # client's answer is whole.  An error event after [DONE] or
+                # message_stop would be read by no client.
+                self._finish_stream()
+                return
             if not self.draining:
                 tail = att.filter.error_frame(f"upstream stream failed: {exc.message}", exc.kind)
                 self.bytes_out += len(tail)

@@ -122,3 +122,39 @@ def test_tap_error_frame_is_the_formats_own_error(fmt):
     data = frame.split(b"data: ", 1)[1].strip()
     assert registry.format_module(fmt).is_error_body(data) or b'"type":"error"' in data
     assert "timed out" in json.dumps(json.loads(data))
+
+
+STREAMS = {ir.FORMAT_OPENAI_CHAT: "openai_chat_stream_include_usage.sse",
+           ir.FORMAT_ANTHROPIC_MESSAGES: "anthropic_stream_text.sse",
+           ir.FORMAT_OPENAI_RESPONSES: "responses_stream_text.sse"}
+
+
+@pytest.mark.parametrize("client", [ir.FORMAT_OPENAI_CHAT, ir.FORMAT_ANTHROPIC_MESSAGES])
+@pytest.mark.parametrize("upstream", list(STREAMS))
+def test_ended_holds_from_the_last_event_on(client, upstream):
+    """``ended`` turns true when the provider's terminal event is fed, before
+    ``finish()``: a connection that fails after it has left the client a whole answer."""
+    tr = Translation(client, upstream, request_id="r", created=0)
+    tr.request({"model": "m", "stream": True, "max_tokens": 5,
+                "messages": [{"role": "user", "content": "x"}]})
+    f = tr.stream_filter()
+    data = transcript(STREAMS[upstream])
+    last = data.rstrip(b"\n").rfind(b"\n\n") + 2  # where the last event starts
+    f.feed(data[:last])
+    assert not f.ended
+    f.feed(data[last:-1])
+    assert not f.ended  # the last event is not whole yet
+    f.feed(data[-1:])
+    assert f.ended
+    f.finish()
+    assert f.ended and f.complete
+
+
+@pytest.mark.parametrize("fmt", [ir.FORMAT_OPENAI_CHAT, ir.FORMAT_ANTHROPIC_MESSAGES])
+def test_ended_after_the_providers_error_event(fmt):
+    f = observed(fmt, {"model": "m", "stream": True}).stream_filter()
+    data = transcript(STREAMS[fmt])
+    f.feed(data[:data.find(b"\n\n") + 2])
+    assert not f.ended
+    f.feed(f.error_frame("overloaded", "upstream_error"))  # as the provider would send it
+    assert f.ended and f.error_relayed
