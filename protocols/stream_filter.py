@@ -98,10 +98,11 @@ class TranslatedStream:
         return default
 
     def error_frame(self, message: str, kind: str = "upstream_error") -> bytes:
-        """The provider failed mid-stream: end the client's stream with its error event.
-        A translated stream that lost its terminal marker ends in the client format's
-        error event (``Translation.finish`` never fabricates a clean end)."""
-        return self.tr.finish()
+        """The provider failed mid-stream: end the client's stream with its error event,
+        saying ``message``; a ``timeout`` is the client format's timeout error, anything
+        else a bad gateway (as a stream cut at its end is, in ``finish``)."""
+        err = ir.ErrorKind.TIMEOUT if kind == "timeout" else ir.ErrorKind.UPSTREAM_PROTOCOL
+        return self.tr.fail(err, message)
 
     @property
     def complete(self) -> bool:

@@ -138,6 +138,10 @@ def check_answer(case: Case, out: Outcome, client: str, kind: str, stream: bool,
         problems.append(f"{len(errors)} error events")
     if any(is_terminal(client, ev) for ev in events):
         problems.append("a terminal event besides the error")
+    if out.error_kind == "upstream_timeout" and not says_timeout(client, last):
+        problems.append(f"the error event does not say timeout: {last}")
+    if "upstream stream failed" not in last.get("message", ""):
+        problems.append(f"the error event does not say what failed: {last}")
     return problems
 
 

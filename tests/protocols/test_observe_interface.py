@@ -158,3 +158,24 @@ def test_ended_after_the_providers_error_event(fmt):
     assert not f.ended
     f.feed(f.error_frame("overloaded", "upstream_error"))  # as the provider would send it
     assert f.ended and f.error_relayed
+
+
+@pytest.mark.parametrize("kind,client_type", [("timeout", "timeout_error"),
+                                              ("cut", "api_error")])
+def test_translated_error_frame_says_what_failed(kind, client_type):
+    """A provider that went silent or dropped mid-stream: the client's error event
+    carries the gateway's cause, as the passthrough's does, not a guess from the
+    decoder (a timeout is not 'the stream ended early')."""
+    tr = Translation(ir.FORMAT_ANTHROPIC_MESSAGES, ir.FORMAT_OPENAI_CHAT, request_id="r",
+                     created=0)
+    tr.request({"model": "m", "stream": True, "max_tokens": 5,
+                "messages": [{"role": "user", "content": "x"}]})
+    f = tr.stream_filter()
+    data = transcript("openai_chat_stream_include_usage.sse")
+    assert f.feed(data[:data.find(b"\n\n") + 2])
+    frame = f.error_frame("provider sent nothing for 1 s", kind)
+    assert frame.startswith(b"event: error\n")
+    err = json.loads(frame.split(b"data: ", 1)[1])["error"]
+    assert err == {"type": client_type, "message": "provider sent nothing for 1 s"}
+    assert not f.complete and f.ended
+    assert f.error_frame("again", kind) == b"" and f.finish() == b""  # one error, once
