@@ -305,6 +305,7 @@ class Relay:
         self.fired = 0
         self.port = 0
         self._server: asyncio.AbstractServer | None = None
+        self._holder: socket.socket | None = None  # keeps a refused port bound
 
     # -- life -------------------------------------------------------------------------
     def start(self) -> Relay:
@@ -314,7 +315,7 @@ class Relay:
         def run() -> None:
             asyncio.set_event_loop(self._loop)
             self._server = self._loop.run_until_complete(
-                asyncio.start_server(self._accept, "127.0.0.1", 0))
+                asyncio.start_server(self._accept, "127.0.0.1", 0, reuse_port=True))
             self.port = self._server.sockets[0].getsockname()[1]
             ready.set()
             try:
@@ -341,9 +342,18 @@ class Relay:
 
         asyncio.run_coroutine_threadsafe(shut(), self._loop)
         self._thread.join(10)
+        if self._holder is not None:
+            self._holder.close()
 
     def refuse(self) -> None:
-        """Stop listening: connecting to the relay's port is refused from then on."""
+        """Stop listening: connecting to the relay's port is refused from then on.
+        The port stays bound (by a socket that never listens), so no server started
+        later, the gateway under test included, can be handed it and answer there."""
+        holder = socket.socket()
+        holder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        holder.bind(("127.0.0.1", self.port))
+        self._holder = holder
+
         async def close() -> None:
             if self._server is not None:
                 self._server.close()  # the listening socket closes at once

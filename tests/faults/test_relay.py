@@ -190,6 +190,11 @@ def test_refuse(relay):
     relay.refuse()
     with pytest.raises(ConnectionRefusedError):
         socket.create_connection(("127.0.0.1", relay.port), timeout=5)
+    # ...and the port is not free for a server started later to be given it.
+    s = socket.socket()
+    with pytest.raises(OSError):
+        s.bind(("127.0.0.1", relay.port))
+    s.close()
 
 
 def test_reader_sees_a_whole_response_through_the_relay(provider, relay):
