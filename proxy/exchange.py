@@ -29,7 +29,7 @@ makes each target's ``Attempt``.  Body filters and reply mappers come from
 ``protocols/``: ``Translation.stream_filter()`` (the interface of
 ``protocols.stream_filter.StreamFilter``: ``feed``, ``finish``, ``error_frame``,
 ``heartbeat``, ``at_boundary``, and the facts ``usage`` as ``ir.Usage``,
-``model``, ``complete``, ``error_relayed``) and ``Translation`` itself for whole
+``model``, ``complete``, ``ended``, ``error_relayed``) and ``Translation`` itself for whole
 replies (``response``, ``error``).
 """
 
