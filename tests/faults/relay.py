@@ -31,6 +31,7 @@ from __future__ import annotations
 import asyncio
 import socket
 import struct
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -42,8 +43,7 @@ ACTIONS = ("close", "reset", "stall", "trickle", "blackhole")
 # this many bytes they are no longer kept, and a trigger not yet found never fires
 # (fake provider answers are a few KiB).
 MAX_SEEN_BYTES = 1 << 20
-# What a stalled direction holds is counted, not kept.
-READ_SIZE = 65536
+READ_SIZE = 65536  # per socket read; what a stall holds is counted, not kept
 
 
 @dataclass(frozen=True)
@@ -215,7 +215,7 @@ class Link:
         await self._forward(direction, data)
 
     async def _forward(self, direction: str, data: bytes) -> None:
-        writer = self.writers[UP if direction == UP else DOWN]
+        writer = self.writers[direction]  # up: the provider's side, down: the gateway's
         if not data or writer is None or self.closed:
             return
         n = min(self.trickle[direction], len(data))
@@ -256,8 +256,8 @@ class Link:
             else:
                 await self._forward(direction, rest)
         elif fault.action == "trickle":
-            self.trickle[direction] = fault.trickle_bytes if fault.trickle_bytes is not None \
-                else 1 << 62
+            n = fault.trickle_bytes
+            self.trickle[direction] = n if n is not None else sys.maxsize  # all that follows
             await self._forward(direction, rest)
 
     # -- ends -------------------------------------------------------------------------
