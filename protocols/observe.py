@@ -79,6 +79,11 @@ class StreamWatch(Protocol):
         """The terminal event came, and no error."""
 
     @property
+    def ended(self) -> bool:
+        """The stream's last event came (its terminal event or an error event); true
+        from that event on, not only at the end."""
+
+    @property
     def error_relayed(self) -> bool:
         """The provider's own error event was seen (and forwarded)."""
 
@@ -256,6 +261,11 @@ class StreamTap:
         return self.watch.complete
 
     @property
+    def ended(self) -> bool:
+        """The provider's last event went through: the client's stream is whole."""
+        return self.watch.ended
+
+    @property
     def error_relayed(self) -> bool:
         """The provider's own error event went through: the stream already ends in an error."""
         return self.watch.error_relayed
@@ -342,6 +352,10 @@ class DecoderFacts:
     @property
     def complete(self) -> bool:
         return not self._broke and not self._dec.failed
+
+    @property
+    def ended(self) -> bool:
+        return not self._broke and bool(self._dec.done)
 
     def read(self, frame: bytes) -> bool:
         if frame.startswith((b"event:", b"data:")):  # not a comment

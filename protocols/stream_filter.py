@@ -34,7 +34,11 @@ class StreamFilter(Protocol):
     Facts, read at the end: ``complete`` (the stream ended with its terminal event and
     no error), ``error_relayed`` (the provider's own error event already reached the
     client, so no error event needs adding), ``usage`` (``ir.Usage`` or None, for every
-    format) and ``model`` (the served model, if known).
+    format) and ``model`` (the served model, if known).  One fact holds as soon as it
+    is true: ``ended``, the provider's last event (its terminal or its error event) has
+    been fed, so the client's stream is whole even if the connection fails before the
+    provider's HTTP framing ends; the caller then ends it with ``finish()``, not with
+    an error event.
     """
 
     def feed(self, data: bytes) -> bytes: ...
@@ -50,6 +54,9 @@ class StreamFilter(Protocol):
 
     @property
     def complete(self) -> bool: ...
+
+    @property
+    def ended(self) -> bool: ...
 
     @property
     def error_relayed(self) -> bool: ...
@@ -91,14 +98,20 @@ class TranslatedStream:
         return default
 
     def error_frame(self, message: str, kind: str = "upstream_error") -> bytes:
-        """The provider failed mid-stream: end the client's stream with its error event.
-        A translated stream that lost its terminal marker ends in the client format's
-        error event (``Translation.finish`` never fabricates a clean end)."""
-        return self.tr.finish()
+        """The provider failed mid-stream: end the client's stream with its error event,
+        saying ``message``; a ``timeout`` is the client format's timeout error, anything
+        else a bad gateway (as a stream cut at its end is, in ``finish``)."""
+        err = ir.ErrorKind.TIMEOUT if kind == "timeout" else ir.ErrorKind.UPSTREAM_PROTOCOL
+        return self.tr.fail(err, message)
 
     @property
     def complete(self) -> bool:
         return not self.tr.failed
+
+    @property
+    def ended(self) -> bool:
+        """The client encoder wrote its terminal event (a clean end or an error)."""
+        return self.tr.ended
 
     @property
     def usage(self) -> ir.Usage | None:

@@ -240,6 +240,27 @@ class Translation:
         end: bytes = self._enc.close()
         return out + end
 
+    def fail(self, kind: ErrorKind, message: str) -> bytes:
+        """The upstream failed mid-stream in a way only the caller saw (it went silent,
+        its connection dropped): in place of ``finish()``, end the client's stream with
+        the client format's error event of ``kind``, saying ``message``.  ``b""`` once
+        the client's stream has ended, and in observe mode (the caller writes the
+        format's error event itself)."""
+        if self.observe or self._dead:
+            return b""
+        if self._dec is None:
+            self._start_stream()
+        self._dead = True
+        if self._enc.done:
+            return b""
+        self._broke = True
+        try:
+            out: bytes = self._enc.encode([StreamError(kind, message)])
+            end: bytes = self._enc.close()
+        except ProtocolError:
+            return b""
+        return out + end
+
     def _broken(self, e: ProtocolError) -> bytes:
         """The upstream broke its protocol mid-stream: end the client's stream with an
         error event (status hint 502) and ignore the rest of the input."""

@@ -29,7 +29,7 @@ makes each target's ``Attempt``.  Body filters and reply mappers come from
 ``protocols/``: ``Translation.stream_filter()`` (the interface of
 ``protocols.stream_filter.StreamFilter``: ``feed``, ``finish``, ``error_frame``,
 ``heartbeat``, ``at_boundary``, and the facts ``usage`` as ``ir.Usage``,
-``model``, ``complete``, ``error_relayed``) and ``Translation`` itself for whole
+``model``, ``complete``, ``ended``, ``error_relayed``) and ``Translation`` itself for whole
 replies (``response``, ``error``).
 """
 
@@ -397,6 +397,13 @@ class ProxyExchange:
             self.state = _DONE
             if self.pending:
                 self._flush()
+            if att.filter.ended:
+                # ...unless the provider's last event already went through: only
+                # its HTTP framing (the terminating chunk) is missing, and the
+                # client's answer is whole.  An error event after [DONE] or
+                # message_stop would be read by no client.
+                self._finish_stream()
+                return
             if not self.draining:
                 tail = att.filter.error_frame(f"upstream stream failed: {exc.message}", exc.kind)
                 self.bytes_out += len(tail)

@@ -73,6 +73,11 @@ class ChatFacts:
     def error_relayed(self) -> bool:
         return self.error is not None
 
+    @property
+    def ended(self) -> bool:
+        """``[DONE]`` or an error event came: a provider sends nothing after either."""
+        return self.complete or self.error is not None
+
     def close(self) -> None:
         pass
 

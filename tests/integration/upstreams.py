@@ -117,7 +117,10 @@ class FakeUpstream:
                 body = b""
                 n = int(headers.get("content-length", "0"))
                 if n:
-                    body = await reader.readexactly(n)
+                    try:
+                        body = await reader.readexactly(n)
+                    except (asyncio.IncompleteReadError, ConnectionError):
+                        return  # the request was cut on its way: nothing to answer
                 req = Recorded(method, path, headers, body)
                 self.requests.append(req)
                 actions = (self.script or default_script)(req)

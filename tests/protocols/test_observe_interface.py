@@ -122,3 +122,60 @@ def test_tap_error_frame_is_the_formats_own_error(fmt):
     data = frame.split(b"data: ", 1)[1].strip()
     assert registry.format_module(fmt).is_error_body(data) or b'"type":"error"' in data
     assert "timed out" in json.dumps(json.loads(data))
+
+
+STREAMS = {ir.FORMAT_OPENAI_CHAT: "openai_chat_stream_include_usage.sse",
+           ir.FORMAT_ANTHROPIC_MESSAGES: "anthropic_stream_text.sse",
+           ir.FORMAT_OPENAI_RESPONSES: "responses_stream_text.sse"}
+
+
+@pytest.mark.parametrize("client", [ir.FORMAT_OPENAI_CHAT, ir.FORMAT_ANTHROPIC_MESSAGES])
+@pytest.mark.parametrize("upstream", list(STREAMS))
+def test_ended_holds_from_the_last_event_on(client, upstream):
+    """``ended`` turns true when the provider's terminal event is fed, before
+    ``finish()``: a connection that fails after it has left the client a whole answer."""
+    tr = Translation(client, upstream, request_id="r", created=0)
+    tr.request({"model": "m", "stream": True, "max_tokens": 5,
+                "messages": [{"role": "user", "content": "x"}]})
+    f = tr.stream_filter()
+    data = transcript(STREAMS[upstream])
+    last = data.rstrip(b"\n").rfind(b"\n\n") + 2  # where the last event starts
+    f.feed(data[:last])
+    assert not f.ended
+    f.feed(data[last:-1])
+    assert not f.ended  # the last event is not whole yet
+    f.feed(data[-1:])
+    assert f.ended
+    f.finish()
+    assert f.ended and f.complete
+
+
+@pytest.mark.parametrize("fmt", [ir.FORMAT_OPENAI_CHAT, ir.FORMAT_ANTHROPIC_MESSAGES])
+def test_ended_after_the_providers_error_event(fmt):
+    f = observed(fmt, {"model": "m", "stream": True}).stream_filter()
+    data = transcript(STREAMS[fmt])
+    f.feed(data[:data.find(b"\n\n") + 2])
+    assert not f.ended
+    f.feed(f.error_frame("overloaded", "upstream_error"))  # as the provider would send it
+    assert f.ended and f.error_relayed
+
+
+@pytest.mark.parametrize("kind,client_type", [("timeout", "timeout_error"),
+                                              ("cut", "api_error")])
+def test_translated_error_frame_says_what_failed(kind, client_type):
+    """A provider that went silent or dropped mid-stream: the client's error event
+    carries the gateway's cause, as the passthrough's does, not a guess from the
+    decoder (a timeout is not 'the stream ended early')."""
+    tr = Translation(ir.FORMAT_ANTHROPIC_MESSAGES, ir.FORMAT_OPENAI_CHAT, request_id="r",
+                     created=0)
+    tr.request({"model": "m", "stream": True, "max_tokens": 5,
+                "messages": [{"role": "user", "content": "x"}]})
+    f = tr.stream_filter()
+    data = transcript("openai_chat_stream_include_usage.sse")
+    assert f.feed(data[:data.find(b"\n\n") + 2])
+    frame = f.error_frame("provider sent nothing for 1 s", kind)
+    assert frame.startswith(b"event: error\n")
+    err = json.loads(frame.split(b"data: ", 1)[1])["error"]
+    assert err == {"type": client_type, "message": "provider sent nothing for 1 s"}
+    assert not f.complete and f.ended
+    assert f.error_frame("again", kind) == b"" and f.finish() == b""  # one error, once
