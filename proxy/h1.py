@@ -274,8 +274,9 @@ class HTTPConnection(asyncio.Protocol):
     # deadlines ----------------------------------------------------------------------
     def _set_phase(self, phase: int, timeout_s: float) -> None:
         self._phase = phase
-        self._phase_deadline = self.loop.time() + timeout_s if timeout_s else 0.0
-        self._update_deadline()
+        d = self._phase_deadline = self.loop.time() + timeout_s if timeout_s else 0.0
+        stall = self._stall_deadline
+        self.deadline = (d if d < stall else stall) if d and stall else d or stall
 
     def _update_deadline(self) -> None:
         a, b = self._phase_deadline, self._stall_deadline
@@ -391,7 +392,8 @@ class HTTPConnection(asyncio.Protocol):
         req.body = parts[0] if len(parts) == 1 else b"".join(parts)
         self._body_parts = []
         self._discarding = False
-        self._set_phase(_BUSY, 0.0)
+        if self._phase != _BUSY:
+            self._set_phase(_BUSY, 0.0)
         if self._close_after_request:
             # A refused request answered at its head: its body is now read.
             self._close()

@@ -21,7 +21,7 @@ from .config import Config, ServerConfig, check_listen_safety
 from .dispatch import Dispatcher
 from .h1 import HTTPConnection
 from .state import GatewayState
-from .wire import Request, raw_response_head, start_date_clock
+from .wire import raw_response_head, start_date_clock
 
 log = logging.getLogger("tokenway")
 
@@ -100,6 +100,11 @@ class Server:
         self._refused_logged = 0.0
         self.state = GatewayState(config, loop, ledger.record)
         self.dispatcher = Dispatcher(self.state, self.stats)
+        # ConnectionHost: the dispatcher's entry points, bound once (no wrapper call
+        # per request).
+        self.admit = self.dispatcher.admit
+        self.handle = self.dispatcher.handle
+        self.reject = self.dispatcher.reject
         self._servers: list[asyncio.AbstractServer] = []
         self._stopped = loop.create_future()
         self.bound: list[tuple[str, int]] = []
@@ -109,16 +114,6 @@ class Server:
     @property
     def settings(self) -> ServerConfig:
         return self.config.server
-
-    def admit(self, req: Request) -> None:
-        self.dispatcher.admit(req)
-
-    def handle(self, req: Request, conn: HTTPConnection) -> None:
-        self.dispatcher.handle(req, conn)
-
-    def reject(self, conn: HTTPConnection, status: int, message: str,
-               path: str | None) -> bytes:
-        return self.dispatcher.reject(conn, status, message, path)
 
     def stats(self) -> dict[str, Any]:
         """The server side of ``/health``."""

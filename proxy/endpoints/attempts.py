@@ -10,6 +10,7 @@ target model's limits, and the translation's body filter for a streamed answer.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -92,9 +93,10 @@ def _is_gateway_key(name: bytes, value: bytes, keys: tuple[bytes, ...]) -> bool:
     return value in keys
 
 
-def model_attempt(req: Request, body: dict[str, Any], modified: bool, client_format: str,
-                  provider: Provider, upstream_model: str, stream: bool, request_id: str,
-                  created: int, gateway_keys: tuple[bytes, ...]) -> Attempt:
+def model_attempt(req: Request, raw_body: Callable[[], bytes], body: dict[str, Any],
+                  modified: bool, client_format: str, provider: Provider, upstream_model: str,
+                  stream: bool, request_id: str, created: int,
+                  gateway_keys: tuple[bytes, ...]) -> Attempt:
     """The request as ``provider`` must receive it (raises GatewayError when the
     client's request cannot be expressed for this target).  Same format on both
     sides is observe mode: the client's bytes go out unchanged unless something
@@ -110,7 +112,7 @@ def model_attempt(req: Request, body: dict[str, Any], modified: bool, client_for
         up_body = {k: v for k, v in up_body.items() if k != "model" and k != "stream"}
     up_body = fit_to_model(provider, up_format, upstream_model, up_body)
     unchanged = up_body is body and not modified and client_format != FORMAT_GEMINI
-    payload = req.body if unchanged else encode_body(up_body)
+    payload = raw_body() if unchanged else encode_body(up_body)
     return Attempt(provider, upstream_model, provider.path(up_format, upstream_model, stream),
                    upstream_headers(req, provider, up_format, stream, gateway_keys), payload,
                    tr.stream_filter() if stream else None, tr)

@@ -42,7 +42,7 @@ def serve_count_tokens(state: GatewayState, call: Call) -> None:
             return
         rec.provider = provider.name
         rec.served_model = upstream_model
-        payload = req.body
+        payload = call.forwardable_body()
         if upstream_model != model:
             body["model"] = upstream_model
             payload = encode_body(body)

@@ -48,7 +48,7 @@ def serve_embeddings(state: GatewayState, call: Call) -> None:
                 body["model"] = upstream_model
                 payload = encode_body(body)
             else:
-                payload = req.body
+                payload = call.forwardable_body()
             reply = emb.OpenAIEmbeddingsReply(model)
     except GatewayError as err:
         call.send_error(err)

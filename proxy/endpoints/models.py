@@ -68,8 +68,8 @@ def serve_model(state: GatewayState, call: Call, client_format: str, *,
     keys = state.keys
 
     def build(provider: Provider, upstream_model: str) -> Attempt:
-        return model_attempt(req, body, modified, client_format, provider, upstream_model,
-                             stream, rec.request_id, created, keys)
+        return model_attempt(req, call.forwardable_body, body, modified, client_format,
+                             provider, upstream_model, stream, rec.request_id, created, keys)
 
     ProxyExchange(call, state.upstreams, targets, build, stream=stream).start()
 

@@ -115,16 +115,27 @@ def test_json_nested_past_the_encoder_limit_is_a_400_with_a_row(daemon: Daemon) 
     s.close()
 
 
-def test_duplicated_model_key_is_refused(daemon: Daemon) -> None:
-    body = b'{"model":"loopback","messages":[{"role":"user","content":"x"}],"model":"gpt-4o"}'
-    s = daemon.connect()
-    s.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n"
-              b"content-length: %d\r\n\r\n" % len(body) + body)
-    status, _, resp = read_response(s)
-    assert status == 400 and b"more than once" in resp
-    s.close()
+def test_duplicated_model_key_is_refused(daemon_factory) -> None:
+    """Routing reads the last of two ``model`` keys (orjson); a provider reading the
+    forwarded bytes may take the first: such a body never reaches the provider."""
+    from tests.integration.upstreams import FakeUpstream
 
-
+    up = FakeUpstream().start()
+    try:
+        d = daemon_factory(env={"TOKENWAY_OPENAI_BASE_URL": up.base_url,
+                                "TOKENWAY_ROUTES": "cheap=>openai"})
+        body = (b'{"model":"expensive","messages":[{"role":"user","content":"x"}],'
+                b'"model":"cheap"}')
+        s = d.connect()
+        s.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\n"
+                  b"content-type: application/json\r\ncontent-length: %d\r\n\r\n" % len(body)
+                  + body)
+        status, _, resp = read_response(s)
+        assert status == 400 and b"more than once" in resp
+        assert up.requests == []
+        s.close()
+    finally:
+        up.stop()
 
 
 def test_half_closed_client_is_closed_after_its_answer(daemon_factory) -> None:
