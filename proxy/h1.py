@@ -397,7 +397,13 @@ class HTTPConnection(asyncio.Protocol):
             return
         if self.closed:
             return
-        self.backend.cycle_done()
+        try:
+            self.backend.cycle_done()
+        except HTTPError as exc:
+            # h11 reads a pipelined request only now: one refused at its head is
+            # answered here, as llhttp's refusal is in data_received.
+            self._fail(exc.status, exc.message)
+            return
         if self.queue:
             if len(self.queue) < MAX_PIPELINED_REQUESTS // 2:
                 self._unblock(_PIPELINE)

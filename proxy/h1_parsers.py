@@ -133,15 +133,27 @@ class H11Backend:
         self.conn = conn
         self.h11 = h11.Connection(h11.SERVER, max_incomplete_event_size=conn.max_header_bytes)
         self._in_body = False
+        # Set once the bytes were refused (HTTPError): nothing after them is read.
+        # h11 reads a pipelined request only when the cycle before it ends, from
+        # ``cycle_done`` inside the connection's answer, so a refusal raised there
+        # is caught by the connection while an outer ``_drain`` is still looping.
+        self._refused = False
 
     def feed(self, data: bytes) -> None:
         self.h11.receive_data(data)
         self._drain()
 
     def _drain(self) -> None:
+        try:
+            self._drain_events()
+        except HTTPError:
+            self._refused = True
+            raise
+
+    def _drain_events(self) -> None:
         c = self.h11
         conn = self.conn
-        while True:
+        while not self._refused:
             try:
                 ev = c.next_event()
             except h11.RemoteProtocolError as exc:

@@ -164,3 +164,20 @@ def test_bad_content_length(gw):
     s = connect(gw.port)
     s.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\ncontent-length: abc\r\n\r\n")
     assert Reader(s).response()[0] == 400
+
+
+def test_bad_pipelined_head_after_a_sync_answer_gets_its_own_error(gw):
+    """A request refused at its head, pipelined behind one answered at once (/health):
+    h11 reads it only when the first cycle ends, inside ``respond``; its 417 must
+    reach the client like on llhttp, not escape into the handler as a failure."""
+    s = connect(gw.port)
+    s.sendall(b"GET /health HTTP/1.1\r\nhost: x\r\n\r\n"
+              b"GET /health HTTP/1.1\r\nhost: x\r\nexpect: nonsense\r\n\r\n")
+    r = Reader(s)
+    assert r.response()[0] == 200
+    st, h, _ = r.response()
+    assert st == 417 and h.get("connection") == "close"
+    assert r.closed()
+    rows = gw.wait_rows(1)
+    assert [row["status"] for row in rows] == [417]
+
