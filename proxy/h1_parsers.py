@@ -44,24 +44,32 @@ class HttptoolsBackend:
         self._url = b""
         self._headers: list[tuple[bytes, bytes]] = []
         self._head_bytes = 0
+        self._trailers = False  # the head is complete: fields now are trailer fields
 
     # httptools callbacks ------------------------------------------------
     def on_message_begin(self) -> None:
         self._url = b""
         self._headers = []
         self._head_bytes = 0
+        self._trailers = False
 
     def on_url(self, url: bytes) -> None:
         self._url += url
         self._head_bytes += len(url)
 
     def on_header(self, name: bytes, value: bytes) -> None:
+        if self._trailers:
+            # A chunked body's trailer field: llhttp reports it like a header field,
+            # but it is not one (RFC 9110 §6.5.1) and the head was handed on
+            # already. Dropped, as h11 drops them; the body timeouts bound them.
+            return
         self._head_bytes += len(name) + len(value) + 4
         if self._head_bytes > self.conn.max_header_bytes:
             raise HTTPError(431, "request header fields too large")
         self._headers.append((name.lower(), value))
 
     def on_headers_complete(self) -> None:
+        self._trailers = True
         p = self.parser
         self.conn.on_request_head(
             p.get_method().decode("ascii"), self._url, self._headers,

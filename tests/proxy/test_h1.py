@@ -181,3 +181,23 @@ def test_bad_pipelined_head_after_a_sync_answer_gets_its_own_error(gw):
     rows = gw.wait_rows(1)
     assert [row["status"] for row in rows] == [417]
 
+
+def _chunked_chat(trailer: bytes) -> bytes:
+    body = json.dumps({"model": "gpt-4.1", "messages": [{"role": "user", "content": "hi"}]})
+    return (b"POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n"
+            b"transfer-encoding: chunked\r\n\r\n%x\r\n%s\r\n0\r\n%s\r\n"
+            % (len(body), body.encode(), trailer))
+
+
+def test_trailer_fields_never_join_the_request_headers(gateway, upstream):
+    """A chunked body's trailer section is not the header section (RFC 9110 §6.5.1):
+    llhttp reports trailer fields through the same callback as header fields, and
+    they used to be appended to the admitted request's headers and forwarded to the
+    provider. h11 drops them; both backends must."""
+    s = connect(gateway.port)
+    s.sendall(_chunked_chat(b"x-from-trailer: smuggled\r\nuser-agent: trailer-agent\r\n"))
+    assert Reader(s).response()[0] == 200
+    sent = upstream.requests[-1].headers
+    assert "x-from-trailer" not in sent
+    assert sent.get("user-agent") != "trailer-agent"
+
