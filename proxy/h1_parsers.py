@@ -63,6 +63,9 @@ class HttptoolsBackend:
             # but it is not one (RFC 9110 §6.5.1) and the head was handed on
             # already. Dropped, as h11 drops them; the body timeouts bound them.
             return
+        # llhttp keeps the whitespace after a value; it is not part of the value
+        # (RFC 9112 §5), and h11 strips it: the same bytes, the same request.
+        value = value.rstrip(b" \t")
         self._head_bytes += len(name) + len(value) + 4
         if self._head_bytes > self.conn.max_header_bytes:
             raise HTTPError(431, "request header fields too large")

@@ -201,3 +201,14 @@ def test_trailer_fields_never_join_the_request_headers(gateway, upstream):
     assert "x-from-trailer" not in sent
     assert sent.get("user-agent") != "trailer-agent"
 
+
+def test_trailing_whitespace_is_not_part_of_a_field_value(make_gateway, loop_kind, parser):
+    """RFC 9112 §5: the optional whitespace after a field value is not part of it.
+    h11 strips it and llhttp kept it, so the same bytes made two different requests:
+    here a gateway key refused on one backend and accepted on the other."""
+    gw = make_gateway(loop_kind=loop_kind, parser=parser, config_text=FAST_TIMEOUTS,
+                      env={"TOKENWAY_API_KEYS": "gw-secret"})
+    s = connect(gw.port)
+    s.sendall(b"GET /v1/models HTTP/1.1\r\nhost: x\r\nx-api-key: gw-secret \t\r\n\r\n")
+    assert Reader(s).response()[0] == 200
+
