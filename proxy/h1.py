@@ -295,6 +295,11 @@ class HTTPConnection(asyncio.Protocol):
         self._discarding = False
         self._body_parts = []
         self._body_len = 0
+        if not version.startswith("1."):
+            # HTTP/1.x framing only (RFC 9110 §15.6.6). llhttp reads "HTTP/2.0" and
+            # "HTTP/0.9" heads (and a bare 0.9 request line) as requests that end
+            # the connection, h11 some as persistent ones: refused on both.
+            raise HTTPError(505, f"HTTP/{version} is not supported here: use HTTP/1.1")
         if upgrade or method == "CONNECT":
             # Refused before anything is answered: one response, then close, so a
             # front proxy never sees a second one (RFC 9110 §7.8 lets us ignore

@@ -212,3 +212,16 @@ def test_trailing_whitespace_is_not_part_of_a_field_value(make_gateway, loop_kin
     s.sendall(b"GET /v1/models HTTP/1.1\r\nhost: x\r\nx-api-key: gw-secret \t\r\n\r\n")
     assert Reader(s).response()[0] == 200
 
+
+@pytest.mark.parametrize("request_line", [b"GET /health HTTP/2.0", b"GET /health HTTP/0.9",
+                                          b"GET /health"])
+def test_http_versions_other_than_1x_get_505_and_a_close(gw, request_line):
+    """Only HTTP/1.0 and 1.1 are spoken here (RFC 9110 §15.6.6). llhttp read
+    ``HTTP/2.0`` and ``HTTP/0.9`` heads (and a bare HTTP/0.9 request line) as requests
+    that end the connection, h11 some of them as persistent ones: the next pipelined
+    request was served on one backend only."""
+    s = connect(gw.port)
+    s.sendall(request_line + b"\r\nhost: x\r\n\r\nGET /health HTTP/1.1\r\nhost: x\r\n\r\n")
+    r = Reader(s)
+    assert r.response()[0] in (400, 505)
+    assert r.closed()
