@@ -69,7 +69,11 @@ class HttptoolsBackend:
         self._head_bytes += len(name) + len(value) + 4
         if self._head_bytes > self.conn.max_header_bytes:
             raise HTTPError(431, "request header fields too large")
-        self._headers.append((name.lower(), value))
+        name = name.lower()
+        if name == b"transfer-encoding":
+            # Codings are case-insensitive (RFC 9112 §7) and h11 lower-cases them.
+            value = value.lower()
+        self._headers.append((name, value))
 
     def on_headers_complete(self) -> None:
         self._trailers = True
