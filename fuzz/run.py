@@ -26,6 +26,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import traceback
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -131,6 +132,7 @@ def run_hypothesis(name: str, seconds: float, runs: int | None, save: bool) -> i
             break
         except Exception as exc:
             # Hypothesis replays the shrunk example last, so `last` holds it.
+            traceback.print_exception(exc)
             print(f"{name}: FAILED after {count[0]} inputs: {exc!r}", file=sys.stderr)
             print(f"{name}: input {last[0]!r}", file=sys.stderr)
             if save:
