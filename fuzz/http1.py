@@ -183,6 +183,7 @@ _REQUEST_LINE = re.compile(rb"[!#$%&'*+.^_`|~0-9a-zA-Z-]+ [\x21-\x7e]+ HTTP/[0-9
 _CHUNK_LINE = re.compile(rb"(?:^|\n)[0-9a-fA-F]*(?:[ \t]|;)")
 _LONG_CHUNK_SIZE = re.compile(rb"(?:^|\n)[0-9a-fA-F]{21,}")
 _H11_CHUNK_HEADER = re.compile(rb"([0-9A-Fa-f]{1,20})(?:;[^\n]*)?[ \t]*\r\n")
+_FRAMING_FIELD = re.compile(rb"\n(?:transfer-encoding|content-length)[ \t]*:", re.I)
 _RAW_CTL = re.compile(rb"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
 
@@ -241,6 +242,8 @@ CLASSES: dict[str, Callable[[Divergence], bool]] = {
         _headers(d, b"content-length")) and bool(_headers(d, b"transfer-encoding")),
     "chunk-line": lambda d: _llhttp_refused(d) and d.phase == "body" and bool(
         _CHUNK_LINE.search(d.raw_body)),
+    "trailer-framing": lambda d: _llhttp_refused(d) and bool(
+        _FRAMING_FIELD.search(b"\n" + d.raw_trailer)),
     "host": lambda d: _h11_refused(d) and (len(_headers(d, b"host")) > 1 or (
         d.head[3] == "1.1" and not _headers(d, b"host"))),
     "request-line": lambda d: _h11_refused(d) and not _REQUEST_LINE.match(d.raw_head),
