@@ -45,6 +45,8 @@ from proxy.wire import Request
 BACKENDS = ("httptools", "h11")
 # Small limits, so that inputs of a few hundred bytes reach the 431 and 413 paths.
 SETTINGS = replace(ServerConfig(), max_header_bytes=512, max_body_bytes=2048)
+# For finding where each request ends, byte at a time: no limit in reach.
+UNLIMITED = replace(ServerConfig(), max_header_bytes=1 << 20, max_body_bytes=1 << 20)
 # Byte-at-a-time feeding of large inputs would only slow the fuzzer down.
 MAX_BYTEWISE_BYTES = 1024
 
@@ -111,9 +113,9 @@ class _Host:
     """The connection's host (``proxy.h1.ConnectionHost``): admits every head, answers
     every request with a 200 at once, and records all of it in a ``Run``."""
 
-    def __init__(self, parser: str) -> None:
+    def __init__(self, parser: str, settings: ServerConfig) -> None:
         self.loop = _Clock()
-        self.settings = replace(SETTINGS, parser=parser)
+        self.settings = replace(settings, parser=parser)
         self.connections: set[Any] = set()
         self.draining = False
         self.holding = False
@@ -138,9 +140,9 @@ class _Host:
         return b"{}"
 
 
-def run(parser: str, pieces: list[bytes]) -> Run:
+def run(parser: str, pieces: list[bytes], settings: ServerConfig = SETTINGS) -> Run:
     """Feed ``pieces`` to a new connection on ``parser``; what it accepted and refused."""
-    host = _Host(parser)
+    host = _Host(parser, settings)
     conn = HTTPConnection(host)  # type: ignore[arg-type]
     transport = _Transport()
     conn.connection_made(transport)  # type: ignore[arg-type]
@@ -260,12 +262,15 @@ def classify(div: Divergence) -> list[str]:
 
 def _divergence(data: bytes, runs: dict[str, Run], short: str, long: str) -> Divergence:
     """The divergence where ``short`` stopped: the raw bytes of the request in question
-    come from a byte-at-a-time run of ``long``, which knows where each request ends."""
+    come from a byte-at-a-time run of ``long``, which knows where each request ends.
+    That run has no head or body limit in reach: the connection counts a head's raw
+    bytes as they arrive, so byte at a time it may refuse a head near the limit that it
+    accepted whole."""
     s, ln = runs[short], runs[long]
     k = len(s.requests)
     phase = "head" if len(s.heads) == k else "body"
     head = ln.heads[k]
-    exact = run(long, [data[i:i + 1] for i in range(len(data))])
+    exact = run(long, [data[i:i + 1] for i in range(len(data))], UNLIMITED)
     raw_head = raw_body = b""
     if exact.heads[:k + 1] == ln.heads[:k + 1]:
         start = exact.done_at[k - 1] if k else 0
