@@ -15,6 +15,7 @@ from typing import Any
 
 from protocols import ir, jsonio
 from protocols.errors import ProtocolError
+from protocols.sse import MAX_EVENT_BYTES, FrameSplitter
 from protocols.translate import Translation, format_module
 
 #: A minimal streaming request per client format. The Chat and Responses clients declare
@@ -34,6 +35,12 @@ REQUESTS: dict[str, dict[str, Any]] = {
 FORMATS = ("openai_chat", "anthropic_messages", "openai_responses", "gemini")
 #: Feeding large inputs byte at a time would only slow the fuzzer down.
 MAX_BYTEWISE_BYTES = 2048
+#: Frame splitter limits small enough that short inputs reach the limit paths of the
+#: stream decoders (a line of 64 bytes, an event of 256).
+TIGHT_LIMITS = {"max_line_bytes": 64, "max_event_bytes": 256}
+#: Events a stream decoder may add at its end without input: the open blocks' stops,
+#: the usage and the terminal event.
+MAX_END_EVENTS = 8
 
 
 def chunks(payload: bytes, seed: int) -> list[bytes]:
@@ -58,16 +65,31 @@ def stream(client: str, upstream: str, pieces: list[bytes]) -> tuple[bytes, tupl
     return out, (t.usage, t.model, t.stop_reason, t.tool_calls_seen, t.failed)
 
 
-def decode(upstream: str, pieces: list[bytes]) -> list[Any]:
-    """The upstream decoder's events, then the name of the error it raised, if any."""
+def decode(upstream: str, pieces: list[bytes], limits: dict[str, int] | None = None) -> list[Any]:
+    """The upstream decoder's events, then the name of the error it raised, if any.
+
+    With ``limits`` the decoder's frame splitter gets them instead of the defaults
+    (``protocols.sse``: 16 MiB lines, 32 MiB events), so short inputs reach the limit
+    paths. Bounded work and memory: after every ``feed`` the bytes the splitter holds
+    stay within the event limit, and the events never outnumber the input bytes (plus
+    the few a stream's end may add)."""
     d = format_module(upstream).StreamDecoder(None)
+    held_limit = MAX_EVENT_BYTES
+    if limits is not None:
+        d._split = FrameSplitter(**limits)
+        held_limit = limits["max_event_bytes"]
     events: list[Any] = []
+    fed = 0
     try:
         for c in pieces:
+            fed += len(c)
             events += d.feed(c)
+            assert len(d._split.pending) <= held_limit, "the splitter holds past its limit"
+            assert len(events) <= fed + MAX_END_EVENTS, "more events than input bytes"
         events += d.close()
     except ProtocolError as e:
         events.append(type(e).__name__)
+    assert len(events) <= fed + MAX_END_EVENTS + 1, "more events than input bytes"
     return events
 
 
@@ -83,6 +105,8 @@ def check_stream(client: str, upstream: str, payload: bytes, seed: int) -> None:
     if len(payload) <= MAX_BYTEWISE_BYTES:
         assert decode(upstream, [payload[i : i + 1] for i in range(len(payload))]) == \
             decode(upstream, [payload]), "decoder events depend on chunking"
+    assert decode(upstream, chunks(payload, seed), TIGHT_LIMITS) == \
+        decode(upstream, [payload], TIGHT_LIMITS), "decoder events depend on chunking"
 
 
 def check_request(fmt: str, upstream: str, body: Any) -> None:

@@ -74,8 +74,14 @@ class GeminiEmbeddingsReply:
             if type(values) is not list:
                 raise UpstreamProtocolError(f"embeddings[{i}].values missing")
             vec: Any = values
+            try:
+                # Also the check of the float form: 32-bit floats, as OpenAI sends.
+                packed = struct.pack(f"<{len(values)}f", *values)
+            except (struct.error, OverflowError):
+                raise UpstreamProtocolError(
+                    f"embeddings[{i}].values: not a vector of 32-bit floats") from None
             if self.base64:
-                vec = base64.b64encode(struct.pack(f"<{len(values)}f", *values)).decode()
+                vec = base64.b64encode(packed).decode()
             data.append({"object": "embedding", "index": i, "embedding": vec})
         # Gemini reports no token counts for embeddings: the ledger keeps NULL.
         return {"object": "list", "data": data, "model": self.model,

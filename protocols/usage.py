@@ -41,6 +41,10 @@ __all__ = [
 ]
 
 ZERO = Usage()
+#: The largest token count read (2^53, the largest integer a JSON reader in doubles
+#: holds exactly). A count past it is no count: the sums made from three of them stay
+#: within SQLite's 64-bit integers, and every reply the gateway writes can hold them.
+MAX_TOKEN_COUNT = 2**53
 
 
 def _n(obj: Any, key: str) -> int:
@@ -48,11 +52,11 @@ def _n(obj: Any, key: str) -> int:
     if type(obj) is not dict:
         return 0
     v = obj.get(key)
-    if type(v) is int:
+    if type(v) is int and v <= MAX_TOKEN_COUNT:
         return v if v >= 0 else 0
     if v is None:
         return 0
-    if type(v) is float and v.is_integer():
+    if type(v) is float and v.is_integer() and v <= MAX_TOKEN_COUNT:
         return int(v) if v >= 0 else 0
     raise UpstreamProtocolError(f"usage field {key!r} is not a token count: {v!r}", param=key)
 

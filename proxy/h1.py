@@ -329,6 +329,11 @@ class HTTPConnection(asyncio.Protocol):
         self._discarding = False
         self._body_parts = []
         self._body_len = 0
+        if not version.startswith("1."):
+            # HTTP/1.x framing only (RFC 9110 §15.6.6). llhttp reads "HTTP/2.0" and
+            # "HTTP/0.9" heads (and a bare 0.9 request line) as requests that end
+            # the connection, h11 some as persistent ones: refused on both.
+            raise HTTPError(505, f"HTTP/{version} is not supported here: use HTTP/1.1")
         if upgrade or method == "CONNECT":
             # Refused before anything is answered: one response, then close, so a
             # front proxy never sees a second one (RFC 9110 §7.8 lets us ignore
@@ -448,7 +453,13 @@ class HTTPConnection(asyncio.Protocol):
         self._pipelined_bytes = 0
         if len(self.queue) < MAX_PIPELINED_REQUESTS // 2:
             self._unblock(_PIPELINE)
-        self.backend.cycle_done()
+        try:
+            self.backend.cycle_done()
+        except HTTPError as exc:
+            # h11 reads a pipelined request only now: one refused at its head is
+            # answered here, as llhttp's refusal is in data_received.
+            self._fail(exc.status, exc.message)
+            return
         if self.current is not None:
             return  # cycle_done found the next request complete and dispatched it
         if self.queue:

@@ -44,24 +44,39 @@ class HttptoolsBackend:
         self._url = b""
         self._headers: list[tuple[bytes, bytes]] = []
         self._head_bytes = 0
+        self._trailers = False  # the head is complete: fields now are trailer fields
 
     # httptools callbacks ------------------------------------------------
     def on_message_begin(self) -> None:
         self._url = b""
         self._headers = []
         self._head_bytes = 0
+        self._trailers = False
 
     def on_url(self, url: bytes) -> None:
         self._url += url
         self._head_bytes += len(url)
 
     def on_header(self, name: bytes, value: bytes) -> None:
+        if self._trailers:
+            # A chunked body's trailer field: llhttp reports it like a header field,
+            # but it is not one (RFC 9110 §6.5.1) and the head was handed on
+            # already. Dropped, as h11 drops them; the body timeouts bound them.
+            return
+        # llhttp keeps the whitespace after a value; it is not part of the value
+        # (RFC 9112 §5), and h11 strips it: the same bytes, the same request.
+        value = value.rstrip(b" \t")
         self._head_bytes += len(name) + len(value) + 4
         if self._head_bytes > self.conn.max_header_bytes:
             raise HTTPError(431, "request header fields too large")
-        self._headers.append((name.lower(), value))
+        name = name.lower()
+        if name == b"transfer-encoding":
+            # Codings are case-insensitive (RFC 9112 §7) and h11 lower-cases them.
+            value = value.lower()
+        self._headers.append((name, value))
 
     def on_headers_complete(self) -> None:
+        self._trailers = True
         p = self.parser
         self.conn.on_request_head(
             p.get_method().decode("ascii"), self._url, self._headers,
@@ -133,15 +148,27 @@ class H11Backend:
         self.conn = conn
         self.h11 = h11.Connection(h11.SERVER, max_incomplete_event_size=conn.max_header_bytes)
         self._in_body = False
+        # Set once the bytes were refused (HTTPError): nothing after them is read.
+        # h11 reads a pipelined request only when the cycle before it ends, from
+        # ``cycle_done`` inside the connection's answer, so a refusal raised there
+        # is caught by the connection while an outer ``_drain`` is still looping.
+        self._refused = False
 
     def feed(self, data: bytes) -> None:
         self.h11.receive_data(data)
         self._drain()
 
     def _drain(self) -> None:
+        try:
+            self._drain_events()
+        except HTTPError:
+            self._refused = True
+            raise
+
+    def _drain_events(self) -> None:
         c = self.h11
         conn = self.conn
-        while True:
+        while not self._refused:
             try:
                 ev = c.next_event()
             except h11.RemoteProtocolError as exc:

@@ -104,9 +104,12 @@ def decode_response(body: Any, ctx: ir.Context | None = None) -> Response:
         finish = cand.get("finishReason")
         cand_rest = _rest(cand, {"content", "finishReason"})
         content = cand.get("content")
-        parts = content.get("parts") if type(content) is dict else None
+        if content is not None and type(content) is not dict:
+            raise UpstreamProtocolError("candidates[0].content is not an object",
+                                        param="candidates[0].content")
+        parts = content.get("parts") if content is not None else None
         if content is not None:
-            cand_rest["_content"] = _rest(content, {"parts"}) if type(content) is dict else content
+            cand_rest["_content"] = _rest(content, {"parts"})
         for j, part in enumerate(parts if type(parts) is list else ()):
             p = f"candidates[0].content.parts[{j}]"
             if type(part) is not dict:

@@ -815,3 +815,12 @@ def test_stream_encoder_tools_reasoning_and_errors() -> None:
     cut = enc.encode([MessageStart("", ""), BlockStart(0, BlockKind.TEXT), TextDelta(0, "a")])
     cut += enc.close()
     assert frames(cut)[-1]["error"]["status"] == "UNAVAILABLE"
+
+
+@pytest.mark.parametrize("content", ["STOP", [], 3])
+def test_reply_candidate_content_that_is_not_an_object_is_refused(content: Any) -> None:
+    """Found by fuzz/replies.py: a string ``content`` was kept as the candidate's own
+    content and made ``encode_response`` raise TypeError on the decoded reply."""
+    body = {"candidates": [{"content": content, "finishReason": "STOP"}], "modelVersion": "m"}
+    with pytest.raises(UpstreamProtocolError, match=r"candidates\[0\]\.content"):
+        gm.decode_response(body)

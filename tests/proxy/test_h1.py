@@ -164,3 +164,78 @@ def test_bad_content_length(gw):
     s = connect(gw.port)
     s.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\ncontent-length: abc\r\n\r\n")
     assert Reader(s).response()[0] == 400
+
+
+def test_bad_pipelined_head_after_a_sync_answer_gets_its_own_error(gw):
+    """A request refused at its head, pipelined behind one answered at once (/health):
+    h11 reads it only when the first cycle ends, inside ``respond``; its 417 must
+    reach the client like on llhttp, not escape into the handler as a failure."""
+    s = connect(gw.port)
+    s.sendall(b"GET /health HTTP/1.1\r\nhost: x\r\n\r\n"
+              b"GET /health HTTP/1.1\r\nhost: x\r\nexpect: nonsense\r\n\r\n")
+    r = Reader(s)
+    assert r.response()[0] == 200
+    st, h, _ = r.response()
+    assert st == 417 and h.get("connection") == "close"
+    assert r.closed()
+    rows = gw.wait_rows(1)
+    assert [row["status"] for row in rows] == [417]
+
+
+def _chunked_chat(trailer: bytes) -> bytes:
+    body = json.dumps({"model": "gpt-4.1", "messages": [{"role": "user", "content": "hi"}]})
+    return (b"POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n"
+            b"transfer-encoding: chunked\r\n\r\n%x\r\n%s\r\n0\r\n%s\r\n"
+            % (len(body), body.encode(), trailer))
+
+
+def test_trailer_fields_never_join_the_request_headers(gateway, upstream):
+    """A chunked body's trailer section is not the header section (RFC 9110 §6.5.1):
+    llhttp reports trailer fields through the same callback as header fields, and
+    they used to be appended to the admitted request's headers and forwarded to the
+    provider. h11 drops them; both backends must."""
+    s = connect(gateway.port)
+    s.sendall(_chunked_chat(b"x-from-trailer: smuggled\r\nuser-agent: trailer-agent\r\n"))
+    assert Reader(s).response()[0] == 200
+    sent = upstream.requests[-1].headers
+    assert "x-from-trailer" not in sent
+    assert sent.get("user-agent") != "trailer-agent"
+
+
+def test_trailing_whitespace_is_not_part_of_a_field_value(make_gateway, loop_kind, parser):
+    """RFC 9112 §5: the optional whitespace after a field value is not part of it.
+    h11 strips it and llhttp kept it, so the same bytes made two different requests:
+    here a gateway key refused on one backend and accepted on the other."""
+    gw = make_gateway(loop_kind=loop_kind, parser=parser, config_text=FAST_TIMEOUTS,
+                      env={"TOKENWAY_API_KEYS": "gw-secret"})
+    s = connect(gw.port)
+    s.sendall(b"GET /v1/models HTTP/1.1\r\nhost: x\r\nx-api-key: gw-secret \t\r\n\r\n")
+    assert Reader(s).response()[0] == 200
+
+
+@pytest.mark.parametrize("request_line", [b"GET /health HTTP/2.0", b"GET /health HTTP/0.9",
+                                          b"GET /health"])
+def test_http_versions_other_than_1x_get_505_and_a_close(gw, request_line):
+    """Only HTTP/1.0 and 1.1 are spoken here (RFC 9110 §15.6.6). llhttp read
+    ``HTTP/2.0`` and ``HTTP/0.9`` heads (and a bare HTTP/0.9 request line) as requests
+    that end the connection, h11 some of them as persistent ones: the next pipelined
+    request was served on one backend only."""
+    s = connect(gw.port)
+    s.sendall(request_line + b"\r\nhost: x\r\n\r\nGET /health HTTP/1.1\r\nhost: x\r\n\r\n")
+    r = Reader(s)
+    assert r.response()[0] in (400, 505)
+    assert r.closed()
+
+
+@pytest.mark.parametrize("data", [
+    b"POST / HTTP/1.1\r\nhost: x\r\ntransfer-encoding: Chunked\r\n\r\n1\r\na\r\n0\r\n\r\n",
+    b"POST / HTTP/1.1\r\nhost: x\r\ntransfer-encoding: chunked\r\n\r\n1\r\na\r\n0\r\nx-t: 1\r\n\r\n",
+    b"GET / HTTP/1.1\r\nhost: x \r\nx-a:  a b \t\r\n\r\n",
+])
+def test_both_backends_read_the_same_request(data):
+    """What both parsers accept, they read the same (fuzz/http1.py checks it on any
+    bytes): each of these once gave two different requests."""
+    from fuzz.http1 import run
+
+    llhttp, h11 = run("httptools", [data]), run("h11", [data])
+    assert llhttp.requests and llhttp.requests == h11.requests
