@@ -76,10 +76,12 @@ def from_openai_chat(u: Any) -> Usage:
     u = _check(u)
     pd = u.get("prompt_tokens_details")
     cd = u.get("completion_tokens_details")
-    # Positional arguments and no call for absent details: this runs for every reply.
+    p, c = u.get("prompt_tokens"), u.get("completion_tokens")
+    # Positional arguments and no call for plain counts or absent details: this runs
+    # for every reply and every passthrough request.
     return Usage(
-        _n(u, "prompt_tokens"),
-        _n(u, "completion_tokens"),
+        p if type(p) is int and 0 <= p <= MAX_TOKEN_COUNT else _n(u, "prompt_tokens"),
+        c if type(c) is int and 0 <= c <= MAX_TOKEN_COUNT else _n(u, "completion_tokens"),
         _n(pd, "cached_tokens") if pd is not None else 0,
         _n(pd, "cache_write_tokens") if pd is not None else 0,
         _n(cd, "reasoning_tokens") if cd is not None else 0,

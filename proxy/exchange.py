@@ -588,8 +588,9 @@ class ProxyExchange:
             ctype = b"application/json"
         if att.metered:
             rec.set_usage(reply.usage)
-            if reply.model:
-                rec.served_model = reply.model
+            served = reply.model
+            if served:
+                rec.served_model = served
         rec.status = 200
         self.bytes_out = len(body)
         if not self.draining:
@@ -635,8 +636,9 @@ class ProxyExchange:
         if self.stream and att is not None and self.state == _DONE and att.metered:
             f = att.filter
             rec.set_usage(f.usage)
-            if f.model:
-                rec.served_model = f.model
+            served = f.model
+            if served:
+                rec.served_model = served
         self.call.finish()
 
     def _settle_health(self) -> None:

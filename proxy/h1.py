@@ -56,6 +56,10 @@ _PIPELINE = 1  # MAX_PIPELINED_REQUESTS are waiting
 _WRITE = 2  # the client is not reading what we write
 _HELD = 4  # the server holds every connection (the ledger is behind)
 
+# Request headers that frame the request or the connection (read at the head).
+_FRAMING_HEADERS = frozenset({b"connection", b"content-length", b"transfer-encoding",
+                              b"expect", b"upgrade"})
+
 # The phase a connection's deadline belongs to.
 _IDLE = 0  # keep-alive idle: close quietly
 _HEAD = 1  # a request head is arriving too slowly: 408
@@ -133,13 +137,14 @@ class HTTPConnection(asyncio.Protocol):
         self._body_len = 0
         self._head_bytes = 0  # raw bytes of the head arriving now
         self._pipelined_bytes = 0  # raw bytes that came while a request was answered
-        # One deadline per connection, checked by the server's sweeper (see
-        # Server.sweep): no timer object is created or cancelled per request.
-        self.deadline = 0.0  # loop time; 0: none
+        # Deadlines checked by the server's sweeper (Server.sweep), no timer
+        # object created or cancelled per request: ``deadline`` ends the phase
+        # (loop time, 0: none), ``stall_deadline`` a client not reading.
+        self.deadline = 0.0
         self._phase = _IDLE
-        self._phase_deadline = 0.0
         self._body_started = 0.0
-        self._stall_deadline = 0.0  # writing paused: the client must read by then
+        self._body_last = 0.0  # loop time of the last body read
+        self.stall_deadline = 0.0  # writing paused: the client must read by then
         self._held_head = b""  # a response head waiting to leave with the first bytes
         self._head_only = False
         self._keep_alive = True
@@ -219,15 +224,13 @@ class HTTPConnection(asyncio.Protocol):
     def pause_writing(self) -> None:
         self.write_paused = True
         self._block(_WRITE)
-        self._stall_deadline = self.loop.time() + self.settings.send_timeout_s
-        self._update_deadline()
+        self.stall_deadline = self.loop.time() + self.settings.send_timeout_s
         if self.flow is not None:
             self.flow.pause_writing()
 
     def resume_writing(self) -> None:
         self.write_paused = False
-        self._stall_deadline = 0.0
-        self._update_deadline()
+        self.stall_deadline = 0.0
         if self.flow is not None:
             self.flow.resume_writing()
         self._unblock(_WRITE)
@@ -273,29 +276,31 @@ class HTTPConnection(asyncio.Protocol):
 
     # deadlines ----------------------------------------------------------------------
     def _set_phase(self, phase: int, timeout_s: float) -> None:
-        self._phase = phase
-        d = self._phase_deadline = self.loop.time() + timeout_s if timeout_s else 0.0
-        stall = self._stall_deadline
-        self.deadline = (d if d < stall else stall) if d and stall else d or stall
+        self._set_phase_at(phase, self.loop.time() + timeout_s if timeout_s else 0.0)
 
-    def _update_deadline(self) -> None:
-        a, b = self._phase_deadline, self._stall_deadline
-        self.deadline = min(a, b) if a and b else a or b
+    def _set_phase_at(self, phase: int, deadline: float) -> None:
+        """``phase`` until the loop time ``deadline`` (0: none)."""
+        self._phase = phase
+        self.deadline = deadline
 
     def expire(self) -> None:
-        """Called by the server's sweeper once ``deadline`` has passed."""
+        """Called by the server's sweeper once a deadline has passed."""
         now = self.loop.time()
-        if self._stall_deadline and self._stall_deadline <= now:
+        if self.stall_deadline and self.stall_deadline <= now:
             log.info("client %s read nothing for %g s: disconnecting", self.client_addr,
                      self.settings.send_timeout_s)
             self.abort()
             return
-        if not self._phase_deadline or self._phase_deadline > now:
-            self._update_deadline()
+        if not self.deadline or self.deadline > now:
             return
-        self._phase_deadline = 0.0
-        self._update_deadline()
         phase = self._phase
+        if phase == _BODY:
+            s = self.settings
+            due = min(self._body_last + s.body_timeout_s, self._body_started + s.body_deadline_s)
+            if due > now:  # the body moved since: not yet
+                self.deadline = due
+                return
+        self.deadline = 0.0
         if phase == _HEAD:
             self._fail(408, "timed out reading the request head")
         elif phase == _BODY:
@@ -312,16 +317,17 @@ class HTTPConnection(asyncio.Protocol):
         chunked = False
         upgrade = False
         for k, v in headers:
-            if k == b"connection":
-                conn_hdr = v if conn_hdr is None else conn_hdr + b"," + v
-            elif k == b"content-length":
-                clen = v
-            elif k == b"transfer-encoding":
-                chunked = True
-            elif k == b"expect":
-                expect = v
-            elif k == b"upgrade":
-                upgrade = True
+            if k in _FRAMING_HEADERS:  # one set lookup for the headers that do not frame
+                if k == b"connection":
+                    conn_hdr = v if conn_hdr is None else conn_hdr + b"," + v
+                elif k == b"content-length":
+                    clen = v
+                elif k == b"transfer-encoding":
+                    chunked = True
+                elif k == b"expect":
+                    expect = v
+                else:
+                    upgrade = True
         req = Request(method, target, headers, version, keep_alive(version, conn_hdr),
                       self.loop.time())
         self._reading = req
@@ -339,11 +345,13 @@ class HTTPConnection(asyncio.Protocol):
             # front proxy never sees a second one (RFC 9110 §7.8 lets us ignore
             # Upgrade, but llhttp stops parsing HTTP after such a request).
             raise HTTPError(501, "protocol upgrade and CONNECT are not supported here")
+        has_body = chunked
         if clen is not None:
             try:
                 n = int(clen)
             except ValueError:
                 raise HTTPError(400, "invalid Content-Length") from None
+            has_body = has_body or n > 0
             if n > self.max_body_bytes:
                 raise HTTPError(413, f"request body of {n} bytes exceeds the limit of "
                                      f"{self.max_body_bytes} bytes")
@@ -351,7 +359,6 @@ class HTTPConnection(asyncio.Protocol):
                 # RFC 9112 §6.1: a request with both may be an attack; the server
                 # must close the connection after answering it.
                 req.keep_alive = False
-        has_body = chunked or (clen is not None and clen.strip() not in (b"0", b""))
         self.host.admit(req)
         if req.rejection is not None:
             self._discarding = True
@@ -370,11 +377,14 @@ class HTTPConnection(asyncio.Protocol):
             if self.current is None and not self.queue:
                 self.transport.write(self.backend.informational_100())
         if has_body:
-            self._body_started = self.loop.time()
-            self._set_phase(_BODY, min(self.settings.body_timeout_s,
-                                       self.settings.body_deadline_s))
+            # The body's deadlines: the first one due; expire() works out the real
+            # one from the last read (no deadline arithmetic per body chunk).
+            now = self._body_started = self._body_last = self.loop.time()
+            s = self.settings
+            self._set_phase_at(_BODY, now + min(s.body_timeout_s, s.body_deadline_s))
         else:
-            self._set_phase(_BUSY, 0.0)
+            self._phase = _BUSY
+            self.deadline = 0.0
 
     def on_request_body(self, data: bytes) -> None:
         self._body_len += len(data)
@@ -382,11 +392,7 @@ class HTTPConnection(asyncio.Protocol):
             raise HTTPError(413, f"request body exceeds the limit of {self.max_body_bytes} bytes")
         if not self._discarding:
             self._body_parts.append(data)
-        # Idle timeout from this chunk, but never past the whole-body deadline.
-        now = self.loop.time()
-        s = self.settings
-        self._phase_deadline = min(now + s.body_timeout_s, self._body_started + s.body_deadline_s)
-        self._update_deadline()
+        self._body_last = self.loop.time()
 
     def on_request_end(self) -> None:
         req = self._reading
@@ -398,7 +404,8 @@ class HTTPConnection(asyncio.Protocol):
         self._body_parts = []
         self._discarding = False
         if self._phase != _BUSY:
-            self._set_phase(_BUSY, 0.0)
+            self._phase = _BUSY
+            self.deadline = 0.0
         if self._close_after_request:
             # A refused request answered at its head: its body is now read.
             self._close()
@@ -451,7 +458,7 @@ class HTTPConnection(asyncio.Protocol):
         if self.closed:
             return
         self._pipelined_bytes = 0
-        if len(self.queue) < MAX_PIPELINED_REQUESTS // 2:
+        if self._blocks & _PIPELINE and len(self.queue) < MAX_PIPELINED_REQUESTS // 2:
             self._unblock(_PIPELINE)
         try:
             self.backend.cycle_done()

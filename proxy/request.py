@@ -21,6 +21,8 @@ from proxy.ledger.schema import LEDGER_COLUMNS
 
 _ID_PREFIX = "req_" + os.urandom(6).hex()
 _id_counter = itertools.count(1)
+_wall = time.time
+_mono = time.monotonic
 
 
 def new_request_id() -> str:
@@ -39,9 +41,9 @@ class RequestRecord:
 
     def __init__(self, endpoint: str | None, client_protocol: str, client_addr: str,
                  bytes_in: int) -> None:
-        self.ts = time.time()
-        self.t0 = time.monotonic()
-        self.request_id = new_request_id()
+        self.ts = _wall()
+        self.t0 = _mono()
+        self.request_id = f"{_ID_PREFIX}{next(_id_counter):012x}"
         self.endpoint = endpoint
         self.client_protocol = client_protocol
         self.model: str | None = None
@@ -67,7 +69,7 @@ class RequestRecord:
     def first_byte(self) -> None:
         """The first response byte is about to leave: time to first byte, once."""
         if self.ttfb_ms is None:
-            self.ttfb_ms = (time.monotonic() - self.t0) * 1000.0
+            self.ttfb_ms = (_mono() - self.t0) * 1000.0
 
     def set_usage(self, usage: Any) -> None:
         """Copy an ``ir.Usage`` (None: nothing reported) into the token columns."""
@@ -81,7 +83,7 @@ class RequestRecord:
 
     def close(self) -> None:
         """The last byte left (or the request ended without one): its latency."""
-        self.latency_ms = (time.monotonic() - self.t0) * 1000.0
+        self.latency_ms = (_mono() - self.t0) * 1000.0
 
     def as_row(self) -> tuple[Any, ...]:
         """The values in ``LEDGER_COLUMNS`` order (called on the ledger's thread)."""

@@ -172,7 +172,8 @@ class Server:
     def sweep(self) -> None:
         """Expire connections whose deadline passed (client side and provider side)."""
         now = self.loop.time()
-        for conn in [c for c in self.connections if c.deadline and c.deadline <= now]:
+        for conn in [c for c in self.connections
+                     if 0.0 < c.deadline <= now or 0.0 < c.stall_deadline <= now]:
             conn.expire()
         self.state.pool.sweep(now)
         self._sweeper = self.loop.call_later(SWEEP_INTERVAL_S, self.sweep)
