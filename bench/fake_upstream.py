@@ -2,7 +2,7 @@
 
 One asyncio `Protocol` per connection on uvloop, parsed by httptools, HTTP/1.1 keep-alive.
 Streams go out as chunked SSE, one HTTP chunk per SSE event. The wire formats follow
-shared/design/protocols.md: Chat §1.4-1.5, Responses §2.4-2.5, Anthropic §3.7-3.8.
+docs/protocols.md: Chat §1.4-1.5, Responses §2.4-2.5, Anthropic §3.7-3.8.
 
 Bodies are memoised per (route, model, chunk count, options, second), with a fixed-width
 placeholder for the response id so that every response still gets its own id without

@@ -17,8 +17,8 @@ The runner measures start-to-first-200 itself by polling a real proxied request,
 CPU and RSS of the returned pid's process tree, and never lets one target's failure stop
 the others.
 
-Peers (LiteLLM, Portkey, claude-code-router) follow the recipes in
-shared/design/peers-local.md §3 and install into a cache folder outside the repository
+Peers (LiteLLM, Portkey, claude-code-router) are installed the way their own docs
+describe (pinned versions, below), each into a cache folder outside the repository
 (~/.cache/tokenway-bench, or $TOKENWAY_BENCH_CACHE) the first time they are asked for.
 """
 
@@ -246,7 +246,7 @@ http {{
 
 
 class NginxTarget(Target):
-    """nginx as the no-logic HTTP hop (peers-local.md §3e), one worker by default."""
+    """nginx as the no-logic HTTP hop, one worker by default."""
 
     name = "nginx"
     kind = "proxy"
@@ -508,7 +508,7 @@ NPM_INSTALL_TIMEOUT_S = 600.0
 
 
 class LiteLLMTarget(Target):
-    """LiteLLM proxy (peers-local.md §3a): `litellm[proxy]` in its own venv."""
+    """LiteLLM proxy: `litellm[proxy]` in its own venv."""
 
     name = "litellm"
     kind = "peer"
@@ -614,7 +614,7 @@ class _NpmPeer(Target):
 
 
 # A `node -r` preload: give every listen() without a host 127.0.0.1 (Portkey binds all
-# interfaces and has no flag for it; peers-local.md §3b).
+# interfaces and has no flag for it).
 LOOPBACK_PRELOAD_JS = """\
 const net = require('net');
 const listen = net.Server.prototype.listen;
@@ -631,7 +631,7 @@ net.Server.prototype.listen = function (...args) {
 
 
 class PortkeyTarget(_NpmPeer):
-    """Portkey gateway 1.15.2 with @hono/node-server pinned (peers-local.md §3b)."""
+    """Portkey gateway 1.15.2 with @hono/node-server pinned."""
 
     name = "portkey"
     kind = "peer"
@@ -661,7 +661,7 @@ class PortkeyTarget(_NpmPeer):
 
 
 class CCRTarget(_NpmPeer):
-    """claude-code-router 2.0.0 (peers-local.md §3f): Anthropic in, OpenAI out."""
+    """claude-code-router 2.0.0: Anthropic in, OpenAI out."""
 
     name = "ccr"
     kind = "peer"

@@ -1,7 +1,7 @@
 """The sans-IO rule for ``protocols/``, enforced by reading the source.
 
 ``protocols/`` is pure: bytes and dicts in, bytes and events out, no I/O, no clock,
-no threads (architecture.md rule 1; style-anchors.md 4.1). Every module under it is
+no threads (docs/architecture.md rule 1). Every module under it is
 parsed with ``ast`` and any import of an I/O, concurrency, clock or proxy module
 fails the build: plain and ``from`` imports, relative imports that climb out of the
 package, and ``importlib.import_module``/``__import__`` with a literal name.

@@ -8,6 +8,7 @@ from typing import Any
 from protocols import embeddings as emb
 from protocols.errors import ProtocolError
 from protocols.ir import FORMAT_OPENAI_CHAT
+from protocols.usage import from_openai_chat
 
 from .. import loopback
 from ..call import Call
@@ -27,9 +28,7 @@ def serve_embeddings(state: GatewayState, call: Call) -> None:
         if model == loopback.LOOPBACK_MODEL and state.router.loopback:
             out = loopback.embeddings(body)
             rec.provider = rec.served_model = loopback.LOOPBACK_MODEL
-            usage = out.get("usage") or {}
-            rec.input_tokens = usage.get("prompt_tokens")
-            rec.output_tokens = 0
+            rec.set_usage(from_openai_chat(out["usage"]))
             call.send_json(out)
             return
         provider, upstream_model = state.targets_for(model)[0]
