@@ -8,7 +8,7 @@ Upstreams: fake OpenAI Chat, OpenAI Responses, Anthropic and Gemini providers th
 their exact wire formats (``tests/integration/providers.py``), and the built-in
 ``loopback`` model.
 
-For each pair the tests check what protocols.md §5 promises: the text and the tool calls
+For each pair the tests check what docs/protocols.md §5 promises: the text and the tool calls
 (ids, names, argument JSON) arrive intact, stop reasons map per §5.4, usage maps per §5.5,
 and the ledger row says who asked, who answered, and how many tokens it took. Around that
 matrix: request fields and tool-result turns as the upstream receives them (§5.1-§5.3),
