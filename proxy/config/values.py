@@ -9,7 +9,6 @@ from __future__ import annotations
 import ipaddress
 import math
 import re
-from fractions import Fraction
 from urllib.parse import urlsplit
 
 __all__ = [
@@ -32,13 +31,21 @@ _SIZE_UNITS = {
     "mib": 1024**2,
     "gib": 1024**3,
 }
+# Duration units as (numerator, denominator) of a second.
 _DURATION_UNITS = {
-    "": Fraction(1),
-    "ms": Fraction(1, 1000),
-    "s": Fraction(1),
-    "m": Fraction(60),
-    "h": Fraction(3600),
+    "": (1, 1),
+    "ms": (1, 1000),
+    "s": (1, 1),
+    "m": (60, 1),
+    "h": (3600, 1),
 }
+
+
+def _exact(number: str) -> tuple[int, int]:
+    """A decimal literal (``"1.5"``) as an exact fraction (numerator, denominator):
+    no float rounding, and no ``fractions`` import (0.6 MiB of the daemon's memory)."""
+    whole, _, frac = number.partition(".")
+    return int(whole + frac), 10 ** len(frac)
 _PORT_RE = re.compile(r"[0-9]{1,5}")
 
 
@@ -58,9 +65,10 @@ def parse_size(value: object) -> int:
         if m is not None:
             unit = _SIZE_UNITS.get(m[2].lower())
             if unit is not None:
-                n = Fraction(m[1]) * unit
-                if n.denominator == 1:
-                    return int(n)
+                num, den = _exact(m[1])
+                n, rest = divmod(num * unit, den)
+                if not rest:
+                    return n
     raise ValueError(
         f"bad size {value!r} (use bytes or a number with B, KB, MB, GB, KiB, MiB, GiB)"
     )
@@ -79,7 +87,8 @@ def parse_duration(value: object) -> float:
         if m is not None:
             unit = _DURATION_UNITS.get(m[2].lower())
             if unit is not None:
-                return float(Fraction(m[1]) * unit)
+                num, den = _exact(m[1])
+                return num * unit[0] / (den * unit[1])
     raise ValueError(
         f"bad duration {value!r} (use seconds or a number with ms, s, m, h)"
     )
