@@ -52,13 +52,13 @@ Only function tools count (``tools[].type == "function"``); custom tools and the
   ``finish_reason`` is then ``"stop"``; otherwise it is ``"tool_calls"``.
 
 The arguments of a call are the JSON object that starts at the first ``{`` between the tool name
-and the next called name (or the end of the text), re-serialised compactly, when it parses. Otherwise they are
-built from the tool's JSON schema: every ``required`` property gets ``"loopback"`` for a string,
-the first ``enum`` value or the ``const``, ``0`` for numbers, ``false``, ``[]``, or a nested
-object built the same way. Names inside a parsed JSON object are not scanned. A repeated call
-with the same name and the same arguments is made once; with ``parallel_tool_calls: false`` only
-the first call is kept. A forced choice (``"required"`` or a named function) calls a tool even
-after a tool result, as OpenAI does.
+and the next called name (or the end of the text), re-serialised compactly, when it parses.
+Otherwise they are built from the tool's JSON schema: every ``required`` property gets
+``"loopback"`` for a string, the first ``enum`` value or the ``const``, ``0`` for numbers,
+``false``, ``[]``, or a nested object built the same way. Names inside a parsed JSON object are
+not scanned. A repeated call with the same name and the same arguments is made once; with
+``parallel_tool_calls: false`` only the first call is kept. A forced choice (``"required"`` or a
+named function) calls a tool even after a tool result, as OpenAI does.
 
 Call ids are ``call_`` + 24 characters of ``[A-Za-z0-9]`` taken from a BLAKE2b hash of the
 request id, the choice index and the call index (29 characters, within OpenAI's 40).
@@ -252,7 +252,8 @@ def _content_text(content: object, param: str, *, allow_none: bool) -> str:
 
 
 def _call_id(request_id: str, choice: int, index: int) -> str:
-    digest = hashlib.blake2b(f"{request_id}\x00{choice}\x00{index}".encode(), digest_size=24).digest()
+    seed = f"{request_id}\x00{choice}\x00{index}".encode()
+    digest = hashlib.blake2b(seed, digest_size=24).digest()
     return "call_" + "".join([_ID_ALPHABET[b % 62] for b in digest])
 
 
@@ -286,7 +287,8 @@ def _placeholder_object(schema: object, depth: int = 0) -> dict:
     props = schema.get("properties")
     if type(required) is not list or type(props) is not dict:
         return {}
-    return {name: _placeholder(props.get(name), depth + 1) for name in required if type(name) is str}
+    return {name: _placeholder(props.get(name), depth + 1)
+            for name in required if type(name) is str}
 
 
 @lru_cache(maxsize=256)
@@ -347,7 +349,8 @@ def _plan_calls(
         allowed = choice.get("allowed_tools")
         if type(allowed) is not dict or allowed.get("mode", "auto") not in ("auto", "required") \
                 or type(allowed.get("tools")) is not list:
-            raise LoopbackError("Invalid value for 'tool_choice.allowed_tools'.", param="tool_choice")
+            raise LoopbackError("Invalid value for 'tool_choice.allowed_tools'.",
+                                param="tool_choice")
         picked = set()
         for tool in allowed["tools"]:
             fn = tool.get("function") if type(tool) is dict else None
@@ -473,7 +476,8 @@ def _plan(body: object) -> _Plan:
         stops: tuple = ()
     elif type(stop) is str:
         stops = (stop,)
-    elif type(stop) is list and len(stop) <= MAX_STOP_SEQUENCES and all(type(s) is str for s in stop):
+    elif (type(stop) is list and len(stop) <= MAX_STOP_SEQUENCES
+          and all(type(s) is str for s in stop)):
         stops = tuple(stop)
     else:
         raise LoopbackError("Invalid value for 'stop': expected a string or an array of at most "
@@ -618,7 +622,8 @@ def chat_completion(body: dict, *, request_id: str, created: int) -> dict:
     choices = []
     for c in range(plan.n):
         if plan.calls is None:
-            message = {"role": "assistant", "content": plan.text, "refusal": None, "annotations": []}
+            message = {"role": "assistant", "content": plan.text, "refusal": None,
+                       "annotations": []}
         else:
             message = {
                 "role": "assistant",
@@ -631,7 +636,8 @@ def chat_completion(body: dict, *, request_id: str, created: int) -> dict:
                 "refusal": None,
                 "annotations": [],
             }
-        choices.append({"index": c, "message": message, "logprobs": None, "finish_reason": plan.finish})
+        choices.append({"index": c, "message": message, "logprobs": None,
+                        "finish_reason": plan.finish})
     return {
         "id": request_id,
         "object": "chat.completion",
@@ -688,7 +694,8 @@ def chat_stream(body: dict, *, request_id: str, created: int) -> list[bytes]:
                 else:
                     frames.append(frame(c, {"tool_calls": header}))
                 for piece in _pieces(_ARG_PIECES, args):
-                    frames.append(frame(c, {"tool_calls": [{"index": k, "function": {"arguments": piece}}]}))
+                    delta = {"index": k, "function": {"arguments": piece}}
+                    frames.append(frame(c, {"tool_calls": [delta]}))
         frames.append(frame(c, {}, plan.finish))
     if plan.include_usage:
         frames.append(prefix + b'],"usage":' + dumps(_usage(plan)) + b"}\n\n")
@@ -715,7 +722,8 @@ def _embedding_items(body: object) -> list:
         items = value
     else:
         raise LoopbackError("Invalid value for 'input': expected a non-empty string, an array of "
-                            "strings, an array of tokens or an array of token arrays.", param="input")
+                            "strings, an array of tokens or an array of token arrays.",
+                            param="input")
     if len(items) > MAX_EMBEDDING_INPUTS:
         raise LoopbackError(f"Invalid 'input': at most {MAX_EMBEDDING_INPUTS} inputs per request.",
                             param="input")
@@ -756,7 +764,8 @@ def _vector(item: str | list, dims: int) -> array.array:
 def embeddings(body: dict) -> dict:
     """An embeddings ``list`` object answering ``body``."""
     items = _embedding_items(body)
-    dims = _optional_int(body, "dimensions", 1, MAX_EMBEDDING_DIMENSIONS) or DEFAULT_EMBEDDING_DIMENSIONS
+    dims = (_optional_int(body, "dimensions", 1, MAX_EMBEDDING_DIMENSIONS)
+            or DEFAULT_EMBEDDING_DIMENSIONS)
     fmt = body.get("encoding_format")
     if fmt is None:
         fmt = "float"

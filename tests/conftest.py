@@ -166,7 +166,8 @@ def make_gateway(tmp_path: Path) -> Iterator[Any]:
 
 
 @pytest.fixture
-def gateway(make_gateway: Any, upstream: FakeUpstream, loop_kind: str, parser: str) -> RunningGateway:
+def gateway(make_gateway: Any, upstream: FakeUpstream, loop_kind: str,
+            parser: str) -> RunningGateway:
     """Gateway with an OpenAI provider pointing at the fake upstream, all loop x parser pairs."""
     return make_gateway(loop_kind=loop_kind, parser=parser,
                         env={"TOKENWAY_OPENAI_BASE_URL": upstream.base_url,

@@ -99,7 +99,8 @@ def test_workers_share_the_port(tmp_path):
     assert p.returncode == 0, rest
     out = subprocess.run([PY, "-c", "from proxy.cli import gateway_main; import sys; "
                           "sys.exit(gateway_main())", "usage", "--db", str(tmp_path / "t.db"),
-                          "--json", "--limit", "0"], capture_output=True, text=True, check=True).stdout
+                          "--json", "--limit", "0"],
+                         capture_output=True, text=True, check=True).stdout
     assert len(json.loads(out)) == 20
 
 
@@ -130,7 +131,8 @@ def test_gateway_reload_applies_new_config_and_refuses_bad_one(tmp_path, upstrea
         cfg.write_text("[[routes]]\nmatch = 1\n")  # a bad config...
         assert subprocess.run(gateway, capture_output=True, text=True, timeout=20).returncode == 0
         time.sleep(0.5)
-        assert rawhttp.request(url + "/v1/chat/completions", "POST", body)[0] == 200  # ...is refused
+        # ...is refused:
+        assert rawhttp.request(url + "/v1/chat/completions", "POST", body)[0] == 200
     finally:
         p.send_signal(signal.SIGTERM)
         rest = p.communicate(timeout=20)[1]

@@ -329,7 +329,8 @@ def slow_stream(n: int, delay: float) -> bytes:
     frames = []
     for i in range(n):
         frames.append(b'data: {"id":"c","object":"chat.completion.chunk","created":1,"model":"m",'
-                      b'"choices":[{"index":0,"delta":{"content":"t%d "},"finish_reason":null}]}\n\n' % i)
+                      b'"choices":[{"index":0,"delta":{"content":"t%d "},'
+                      b'"finish_reason":null}]}\n\n' % i)
     frames.append(b'data: {"id":"c","object":"chat.completion.chunk","created":1,"model":"m",'
                   b'"choices":[{"index":0,"delta":{},"finish_reason":"stop"}]}\n\n')
     frames.append(b'data: {"id":"c","object":"chat.completion.chunk","created":1,"model":"m",'
@@ -452,8 +453,9 @@ def test_gateway_routes_shows_live_health(make_gateway, a, b, tmp_path):
             break
     (tmp_path / "r.toml").write_text(cfg)
     out = subprocess.run([sys.executable, "-c", "import sys; from proxy.cli import gateway_main; "
-                          "sys.exit(gateway_main())", "routes", "--config", str(tmp_path / "r.toml"),
-                          "--url", gw.url], capture_output=True, text=True, timeout=20)
+                          "sys.exit(gateway_main())", "routes",
+                          "--config", str(tmp_path / "r.toml"), "--url", gw.url],
+                         capture_output=True, text=True, timeout=20)
     assert out.returncode == 0, out.stderr
     assert "a [open, 1 failures, retry in" in out.stdout and "(weight 2)" in out.stdout
     assert "b:model-b [closed" in out.stdout
