@@ -277,7 +277,8 @@ def _placeholder(schema: object, depth: int = 0) -> object:
         return _placeholder_object(schema, depth)
     if kind == "array":
         return []
-    return _SCALAR_PLACEHOLDERS.get(kind, "loopback")
+    # A malformed "type" (an object, a nested list) names no kind: a string stands in.
+    return _SCALAR_PLACEHOLDERS.get(kind, "loopback") if type(kind) is str else "loopback"
 
 
 def _placeholder_object(schema: object, depth: int = 0) -> dict:

@@ -403,6 +403,17 @@ def test_use_without_json_builds_arguments_from_the_required_schema():
     assert calls == [("get_weather", {"city": "loopback"})]
 
 
+def test_malformed_schema_types_get_the_string_placeholder():
+    # A "type" that is an object or holds a list is unhashable: it must not reach the lookup
+    # of the scalar placeholders (it raised TypeError, a 500 from the gateway).
+    props = {"a": {"type": {}}, "b": {"type": [["x"]]}, "c": {"type": ["null", "integer"]}}
+    tools = [{"type": "function", "function": {
+        "name": "f", "parameters": {"type": "object", "properties": props,
+                                    "required": ["a", "b", "c"]}}}]
+    _, calls, _ = calls_of(user("call f", tools=tools))
+    assert calls == [("f", {"a": "loopback", "b": "loopback", "c": 0})]
+
+
 @pytest.mark.parametrize("text", [
     "what is the weather? get_weather maybe",  # no trigger word
     "get_weather: call it later",  # the name comes before the trigger word
