@@ -110,6 +110,7 @@ import math
 import re
 import sys
 from functools import lru_cache
+from typing import Any
 
 import orjson
 
@@ -442,19 +443,19 @@ def _tool_reply(messages: list, first: int) -> str:
     return REPLY_PREFIX + "; ".join(parts)
 
 
-def _required_model(body: object) -> str:
-    """The body's model, checked: the start of every loopback request."""
+def _checked_request(body: object) -> tuple[dict[str, Any], str]:
+    """The body, checked to be an object, and its model: the start of every loopback request."""
     if type(body) is not dict:
         raise _invalid_type("body", "a JSON object", body)
     model = body.get("model")
     if type(model) is not str or not model:
         raise LoopbackError("Missing required parameter: 'model'.", param="model",
                             code="missing_required_parameter")
-    return model
+    return body, model
 
 
 def _plan(body: object) -> _Plan:
-    model = _required_model(body)
+    body, model = _checked_request(body)
     messages = body.get("messages")
     if type(messages) is not list:
         if messages is None:
@@ -622,6 +623,7 @@ def chat_completion(body: dict, *, request_id: str, created: int) -> dict:
     plan = _plan(body)
     choices = []
     for c in range(plan.n):
+        message: dict[str, Any]
         if plan.calls is None:
             message = {"role": "assistant", "content": plan.text, "refusal": None,
                        "annotations": []}
@@ -682,6 +684,7 @@ def chat_stream(body: dict, *, request_id: str, created: int) -> list[bytes]:
     frames = []
     for c in range(plan.n):
         if plan.calls is None:
+            assert plan.text is not None  # a plan has either text or calls
             frames.append(frame(c, {"role": "assistant", "content": "", "refusal": None}))
             for piece in _pieces(_WORD_PIECES, plan.text):
                 frames.append(frame(c, {"content": piece}))
@@ -710,11 +713,12 @@ def chat_stream(body: dict, *, request_id: str, created: int) -> list[bytes]:
 
 def _embedding_items(body: object) -> list:
     """The inputs as a list of str or list[int], validated (§ CreateEmbeddingRequest)."""
-    _required_model(body)
+    body, _ = _checked_request(body)
     value = body.get("input")
     if value is None:
         raise LoopbackError("Missing required parameter: 'input'.", param="input",
                             code="missing_required_parameter")
+    items: list[str | list[int]]
     if type(value) is str:
         items = [value]
     elif type(value) is list and value and all(type(v) is int for v in value):
