@@ -82,6 +82,16 @@ class RunningGateway:
     def port(self) -> int:
         return self.server.bound[0][1]
 
+    def settle(self, timeout_s: float = 5.0) -> None:
+        """Return once the gateway's loop has run every callback queued before this call.
+
+        A request's ledger row is recorded in the same callback that writes the last bytes
+        of its answer, so once a client has read an answer, settle() means its row has
+        been handed to the ledger."""
+        done = threading.Event()
+        self.loop.call_soon_threadsafe(done.set)
+        assert done.wait(timeout_s), "the gateway's loop did not come round"
+
     def call(self, fn: Any, *args: Any) -> Any:
         """Run ``fn(*args)`` on the gateway's loop and return its result."""
         done = threading.Event()
@@ -109,18 +119,14 @@ class RunningGateway:
         return query_rows(self.db)
 
     def ledger_flush(self, timeout_s: float = 5.0) -> None:
-        import time
-
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            s = self.ledger.stats()
-            if s["queued"] == 0:
-                time.sleep(0.03)  # the last batch may be mid-transaction
-                if self.ledger.stats()["queued"] == 0:
-                    return
-            time.sleep(0.01)
+        """Return once every request answered so far has its row in the database."""
+        if self.server is not None:
+            self.settle(timeout_s)
+        assert self.ledger.wait_idle(timeout_s), self.ledger.stats()
 
     def wait_rows(self, n: int, timeout_s: float = 5.0) -> list[dict]:
+        """The rows once there are at least ``n`` (or after ``timeout_s``): for rows the
+        gateway records on its own time, e.g. when it notices that a client left."""
         import time
 
         deadline = time.monotonic() + timeout_s

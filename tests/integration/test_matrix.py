@@ -1480,7 +1480,7 @@ def test_a_request_leaves_no_reference_cycle(shared, client, mode, up):
         gw.t0 = time.time()
         RUN[client](gw, MODEL[up], "tools", mode)
         assert gw.wait_rows(1), "the request was not recorded"
-        time.sleep(0.05)  # the gateway's thread finishes the exchange after the last byte
+        gw.gw.settle()  # the callback that recorded the row has ended the exchange
     assert found == [], f"{client}.{mode} over {up} left cycles among {found}"
 
 
