@@ -13,6 +13,7 @@ import pytest
 from proxy.aio import new_event_loop
 from proxy.config import load_config
 from proxy.ledger import Ledger, query_rows
+from tests.integration import rawhttp
 from tests.integration.upstreams import FakeUpstream
 
 LOOPS = ["asyncio", "uvloop"]
@@ -137,6 +138,25 @@ class RunningGateway:
                 return rows
             time.sleep(0.02)
         return rows
+
+
+_closing: list[Any] = []
+
+
+def close_at_end(obj: Any) -> Any:
+    """Close ``obj`` (an SDK client, a socket) when the running test ends; returns it."""
+    _closing.append(obj)
+    return obj
+
+
+@pytest.fixture(autouse=True)
+def _close_what_tests_dropped() -> Iterator[None]:
+    """Sockets from rawhttp.connect() and objects given to close_at_end() are closed when
+    the test ends: tests drop clients mid-conversation on purpose."""
+    yield
+    rawhttp.close_all()
+    while _closing:
+        _closing.pop().close()
 
 
 @pytest.fixture

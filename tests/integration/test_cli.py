@@ -10,6 +10,7 @@ import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 
 from tests.integration import rawhttp
 
@@ -45,10 +46,11 @@ class LogLines:
         self._thread.start()
 
     def _read(self, stream) -> None:
-        for line in stream:
-            with self._changed:
-                self.lines.append(line)
-                self._changed.notify_all()
+        with stream:
+            for line in stream:
+                with self._changed:
+                    self.lines.append(line)
+                    self._changed.notify_all()
 
     def count(self, text: str) -> int:
         return sum(text in line for line in self.lines)
@@ -112,7 +114,7 @@ def test_workers_share_the_port(tmp_path):
 
     deadline = time.monotonic() + 10  # the first worker may be up before the second forks
     while True:
-        children = open(f"/proc/{p.pid}/task/{p.pid}/children").read().split()
+        children = Path(f"/proc/{p.pid}/task/{p.pid}/children").read_text().split()
         if len(children) == 2 or time.monotonic() > deadline:
             break
         time.sleep(0.05)
