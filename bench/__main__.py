@@ -46,7 +46,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = ap.add_subparsers(dest="cmd", required=True)
     run = sub.add_parser("run", help="run the benchmark")
     run.add_argument("--quick", action="store_true",
-                     help="short cells (2 s load, 1 s stream check, 3 s paced, 10 s ledger, 60 s soak)")
+                     help="short cells (2 s load, 1 s stream check, 3 s paced, 10 s ledger, "
+                          "60 s soak)")
     names = ", ".join(ALL_NAMES + tuple(PEER_CLASSES))
     run.add_argument("--only", type=_csv, default=None,
                      help=f"targets to run, comma-separated (default direct,nginx,tokenway; "

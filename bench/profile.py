@@ -278,8 +278,8 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     for tool in ("perf", "wrk"):
         if not shutil.which(tool):
-            print(f"{tool} is needed (apt-get install -y {'linux-perf' if tool == 'perf' else tool})",
-                  file=sys.stderr)
+            package = "linux-perf" if tool == "perf" else tool
+            print(f"{tool} is needed (apt-get install -y {package})", file=sys.stderr)
             return 2
     tmp = args.keep or Path(tempfile.mkdtemp(prefix="tokenway-profile-"))
     tmp.mkdir(parents=True, exist_ok=True)

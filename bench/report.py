@@ -302,7 +302,8 @@ LEDGER_COLS: list[Col] = [
 COLS_BY_TABLE = {"chat": LOAD_COLS, "messages": LOAD_COLS, "sse": SSE_COLS,
                  "messages_sse": SSE_COLS, "stream_check": CHECK_COLS, "paced": PACED_COLS,
                  "routing": ROUTE_COLS, "xlate": XLATE_COLS, "xlate_sse": XLATE_COLS,
-                 "xlate_ttfb": XLATE_TTFB_COLS, "xlate_paced": XLATE_PACED_COLS, "hol": HOL_COLS, "authflood": FLOOD_COLS,
+                 "xlate_ttfb": XLATE_TTFB_COLS, "xlate_paced": XLATE_PACED_COLS, "hol": HOL_COLS,
+                 "authflood": FLOOD_COLS,
                  "workers": WORKERS_COLS, "workers_sse": WORKERS_COLS,
                  "rate": RATE_COLS, "ledger": LEDGER_COLS}
 # Result files written before the `table` key existed name only the group.
@@ -453,7 +454,8 @@ def soak_text(res: dict) -> str:
                      "flat" if c.get("rss_flat") else "GROWING",
                      f"{c.get('fds_q1')}/{c.get('fds_end')}/{c.get('fds_after')}"])
         for did, d in (c.get("drivers") or {}).items():
-            what = f"{d.get('api')} {'stream' if d.get('stream') else 'non-stream'} {d.get('model')}"
+            mode = "stream" if d.get("stream") else "non-stream"
+            what = f"{d.get('api')} {mode} {d.get('model')}"
             rate = d.get("rps") if d.get("rps") is not None else d.get("streams_per_s")
             drows.append([name, did, what, str(d.get("conc")), _rate(rate),
                           _num(d.get("p50_ms") if d.get("p50_ms") is not None

@@ -683,7 +683,8 @@ class CCRTarget(_NpmPeer):
             "Router": {"default": f"fake,{model}"},
         }
         (home / ".claude-code-router" / "config.json").write_text(json.dumps(config, indent=2))
-        cli = self._dir(ctx) / "node_modules" / "@musistudio" / "claude-code-router" / "dist" / "cli.js"
+        package = self._dir(ctx) / "node_modules" / "@musistudio" / "claude-code-router"
+        cli = package / "dist" / "cli.js"
         proc = self._spawn(["node", str(cli), "start"], ctx, env={"HOME": str(home)},
                            cwd=self._dir(ctx))
         return Started(f"http://127.0.0.1:{port}", proc.pid)

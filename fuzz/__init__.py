@@ -28,7 +28,8 @@ REQUESTS: dict[str, dict[str, Any]] = {
     "anthropic_messages": {"model": "m", "max_tokens": 64, "stream": True,
                            "messages": [{"role": "user", "content": "x"}]},
     "openai_responses": {"model": "m", "input": "x", "stream": True,
-                         "tools": [{"type": "custom", "name": "apply_patch"}, {"type": "local_shell"}]},
+                         "tools": [{"type": "custom", "name": "apply_patch"},
+                                   {"type": "local_shell"}]},
     "gemini": {"model": "m", "stream": True, "contents": [{"parts": [{"text": "x"}]}]},
 }
 #: The four formats, in the order the harnesses' partner byte picks them.

@@ -96,5 +96,5 @@ def strategy() -> Any:
         st.fixed_dictionaries({"type": st.just("array"), "items": kids}),
         st.fixed_dictionaries({"anyOf": st.lists(kids, max_size=3)}),
         st.fixed_dictionaries({"oneOf": st.lists(kids, max_size=3)})), max_leaves=12)
-    return st.tuples(st.integers(0, 1), st.one_of(node, st.lists(node, min_size=1, max_size=7))).map(
-        lambda t: bytes([t[0]]) + jsonio.dumps(t[1]))
+    body = st.one_of(node, st.lists(node, min_size=1, max_size=7))
+    return st.tuples(st.integers(0, 1), body).map(lambda t: bytes([t[0]]) + jsonio.dumps(t[1]))

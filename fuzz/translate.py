@@ -77,7 +77,8 @@ def _seed_corpus() -> None:
             continue
         for i, (client, up) in enumerate(PAIRS):
             if up == upstream:
-                (corpus / f"stream-{client}-{path.stem}").write_bytes(bytes([i, 7]) + path.read_bytes())
+                seed = bytes([i, 7]) + path.read_bytes()
+                (corpus / f"stream-{client}-{path.stem}").write_bytes(seed)
 
 
 def main(argv: list[str]) -> None:
@@ -94,7 +95,8 @@ def main(argv: list[str]) -> None:
     from hypothesis import strategies as st
 
     n = int(argv[1]) if len(argv) > 1 else 10_000
-    corpus = [p.read_bytes() for p in (Path(__file__).resolve().parent / "corpus" / "translate").glob("*")]
+    corpus_dir = Path(__file__).resolve().parent / "corpus" / "translate"
+    corpus = [p.read_bytes() for p in corpus_dir.glob("*")]
 
     @settings(max_examples=n, deadline=None, database=None)
     @given(st.one_of(

@@ -1,10 +1,10 @@
 """What the four formats' stream decoders and encoders share (private to ``protocols``).
 
 ``StreamDecoderBase`` is the feed/close contract of the format interface
-(``protocols/registry.py``), written once: frames come from a ``FrameSplitter``; a broken upstream (a bad frame or an
-exceeded buffer limit) raises ``ProtocolError``, but the events decoded before it in the
-same call are returned first and the error is raised by the next call (``feed`` or
-``close``), so the events never depend on how the body was split into chunks.
+(``protocols/registry.py``), written once: frames come from a ``FrameSplitter``; a broken
+upstream (a bad frame or an exceeded buffer limit) raises ``ProtocolError``, but the events
+decoded before it in the same call are returned first and the error is raised by the next call
+(``feed`` or ``close``), so the events never depend on how the body was split into chunks.
 The frames of Anthropic Messages and OpenAI Responses are JSON objects dispatched on their
 ``type`` in that loop; Chat and Gemini read each frame's data themselves.
 

@@ -274,10 +274,11 @@ class Translation:
         """The upstream broke its protocol mid-stream: end the client's stream with an
         error event (status hint 502) and ignore the rest of the input."""
         self._dead = self._broke = True
-        kind = ErrorKind.UPSTREAM_PROTOCOL if isinstance(e, UpstreamProtocolError) else ErrorKind.SERVER
+        kind = (ErrorKind.UPSTREAM_PROTOCOL if isinstance(e, UpstreamProtocolError)
+                else ErrorKind.SERVER)
+        error = StreamError(kind, f"upstream protocol error: {e.message}", e.status_hint)
         try:
-            out: bytes = self._enc.encode([StreamError(kind, f"upstream protocol error: {e.message}",
-                                                       e.status_hint)])
+            out: bytes = self._enc.encode([error])
             end: bytes = self._enc.close()
             return out + end
         except ProtocolError:

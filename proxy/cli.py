@@ -159,7 +159,7 @@ def _supervise(args: Any, config: Any, overrides: dict[str, Any], pid_file: str,
         children.append(pid)
     if probe is not None:
         probe.close()
-    pid_file = _write_pid(pid_file, log)
+    written = _write_pid(pid_file, log)
 
     def forward(signum: int, _frame: Any) -> None:
         for child in children:
@@ -179,9 +179,9 @@ def _supervise(args: Any, config: Any, overrides: dict[str, Any], pid_file: str,
             except InterruptedError:
                 continue
         worst = max(worst, os.waitstatus_to_exitcode(status))
-    if pid_file:
+    if written:
         try:
-            os.unlink(pid_file)
+            os.unlink(written)
         except OSError:
             pass
     return worst

@@ -31,7 +31,7 @@ import logging
 import socket
 import struct
 from collections import deque
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 from .h1_parsers import BACKENDS
 from .wire import HTTPError, Request, keep_alive, raw_response_head
@@ -68,26 +68,38 @@ _BUSY = 3  # a request is being answered: no phase deadline
 
 
 class ListenerSettings(Protocol):
-    """The limits a connection enforces (``proxy.config.ServerConfig``)."""
+    """The limits a connection enforces (``proxy.config.ServerConfig``, a frozen dataclass:
+    hence read-only members)."""
 
-    parser: str
-    max_header_bytes: int
-    max_body_bytes: int
-    header_timeout_s: float
-    body_timeout_s: float
-    body_deadline_s: float
-    send_timeout_s: float
-    keepalive_timeout_s: float
+    @property
+    def parser(self) -> str: ...
+    @property
+    def max_header_bytes(self) -> int: ...
+    @property
+    def max_body_bytes(self) -> int: ...
+    @property
+    def header_timeout_s(self) -> float: ...
+    @property
+    def body_timeout_s(self) -> float: ...
+    @property
+    def body_deadline_s(self) -> float: ...
+    @property
+    def send_timeout_s(self) -> float: ...
+    @property
+    def keepalive_timeout_s(self) -> float: ...
 
 
 class ConnectionHost(Protocol):
     """What a connection needs from the layers around it (the server builds it)."""
 
     loop: asyncio.AbstractEventLoop
-    settings: ListenerSettings
     connections: set[Any]
     draining: bool
     holding: bool
+
+    @property
+    def settings(self) -> ListenerSettings:
+        """The listener's limits."""
 
     def admit(self, req: Request) -> None:
         """Decide, from the head alone, whether ``req`` may go on: sets
@@ -120,6 +132,7 @@ class HTTPConnection(asyncio.Protocol):
         self.max_body_bytes: int = cfg.max_body_bytes
         self.loop = host.loop
         self.backend = BACKENDS[cfg.parser](self)
+        # None until connection_made; everything that answers a request runs after it.
         self.transport: asyncio.Transport | None = None
         self.client_addr = ""
         self.queue: deque[Request] = deque()
@@ -155,9 +168,10 @@ class HTTPConnection(asyncio.Protocol):
 
     # asyncio.Protocol ---------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
-        transport.set_write_buffer_limits(WRITE_HIGH_WATER_BYTES, WRITE_LOW_WATER_BYTES)
-        peer = transport.get_extra_info("peername")
+        stream = cast(asyncio.Transport, transport)  # a stream server's (TCP) transport
+        self.transport = stream
+        stream.set_write_buffer_limits(WRITE_HIGH_WATER_BYTES, WRITE_LOW_WATER_BYTES)
+        peer = stream.get_extra_info("peername")
         if peer:
             self.client_addr = f"{peer[0]}:{peer[1]}"
         self.host.connections.add(self)
@@ -175,6 +189,7 @@ class HTTPConnection(asyncio.Protocol):
             # the kept ones are fed wait behind them, in order.
             self._stash.append(data)
             if self._blocks:
+                assert self.transport is not None
                 self.transport.pause_reading()
             return
         if self._reading is None:
@@ -375,6 +390,7 @@ class HTTPConnection(asyncio.Protocol):
                 raise HTTPError(417, "unsupported Expect header")
             req.expect_continue = True
             if self.current is None and not self.queue:
+                assert self.transport is not None
                 self.transport.write(self.backend.informational_100())
         if has_body:
             # The body's deadlines: the first one due; expire() works out the real
@@ -481,6 +497,7 @@ class HTTPConnection(asyncio.Protocol):
         elif self._reading is None and self._phase != _HEAD:
             self._set_phase(_IDLE, self.settings.keepalive_timeout_s)
         elif self._reading is not None and self._reading.expect_continue:
+            assert self.transport is not None
             self.transport.write(self.backend.informational_100())
 
     # response API used by handlers --------------------------------------------------
@@ -495,6 +512,7 @@ class HTTPConnection(asyncio.Protocol):
             hs.extend(headers)
         if self.host.draining:
             self._keep_alive = False
+        assert self.transport is not None
         self.transport.write(
             self.backend.full_response(status, hs, body, self._keep_alive, self._head_only))
         self._response_done()
@@ -513,6 +531,7 @@ class HTTPConnection(asyncio.Protocol):
         if hold:
             self._held_head = head
         else:
+            assert self.transport is not None
             self.transport.write(head)
 
     def flush_head(self) -> None:
@@ -520,10 +539,12 @@ class HTTPConnection(asyncio.Protocol):
         if head:
             self._held_head = b""
             if not self.closed:
+                assert self.transport is not None
                 self.transport.write(head)
 
     def write(self, data: bytes) -> None:
         if data and not self.closed and not self._head_only:
+            assert self.transport is not None
             head = self._held_head
             if head:
                 self._held_head = b""
@@ -541,6 +562,7 @@ class HTTPConnection(asyncio.Protocol):
             if not self._head_only:
                 out += self.backend.last_chunk()
             if out:
+                assert self.transport is not None
                 self.transport.write(out)
         self._response_done()
 

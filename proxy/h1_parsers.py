@@ -180,8 +180,7 @@ class H11Backend:
                 raise HTTPError(status, f"malformed HTTP request: {exc}") from None
             if ev is h11.NEED_DATA or ev is h11.PAUSED:
                 return
-            t = type(ev)
-            if t is h11.Request:
+            if type(ev) is h11.Request:
                 headers = list(ev.headers)
                 # h11 bounds only *incomplete* heads; a whole head that
                 # arrived at once is measured here, as llhttp's path does.
@@ -193,11 +192,11 @@ class H11Backend:
                         raise HTTPError(501, "protocol upgrade is not supported on this listener")
                 conn.on_request_head(ev.method.decode("ascii"), ev.target, headers,
                               ev.http_version.decode("ascii"))
-            elif t is h11.Data:
+            elif type(ev) is h11.Data:
                 conn.on_request_body(bytes(ev.data))
-            elif t is h11.EndOfMessage:
+            elif type(ev) is h11.EndOfMessage:
                 conn.on_request_end()
-            elif t is h11.ConnectionClosed:
+            elif type(ev) is h11.ConnectionClosed:
                 return
 
     def informational_100(self) -> bytes:

@@ -97,7 +97,8 @@ class HealthBoard:
         self.cooldown_max_s = cooldown_max_s
         self.targets: dict[str, TargetHealth] = {}
 
-    def configure(self, *, failure_threshold: int, cooldown_s: float, cooldown_max_s: float) -> None:
+    def configure(self, *, failure_threshold: int, cooldown_s: float,
+                  cooldown_max_s: float) -> None:
         self.failure_threshold = failure_threshold
         self.cooldown_s = cooldown_s
         self.cooldown_max_s = cooldown_max_s

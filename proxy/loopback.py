@@ -52,13 +52,13 @@ Only function tools count (``tools[].type == "function"``); custom tools and the
   ``finish_reason`` is then ``"stop"``; otherwise it is ``"tool_calls"``.
 
 The arguments of a call are the JSON object that starts at the first ``{`` between the tool name
-and the next called name (or the end of the text), re-serialised compactly, when it parses. Otherwise they are
-built from the tool's JSON schema: every ``required`` property gets ``"loopback"`` for a string,
-the first ``enum`` value or the ``const``, ``0`` for numbers, ``false``, ``[]``, or a nested
-object built the same way. Names inside a parsed JSON object are not scanned. A repeated call
-with the same name and the same arguments is made once; with ``parallel_tool_calls: false`` only
-the first call is kept. A forced choice (``"required"`` or a named function) calls a tool even
-after a tool result, as OpenAI does.
+and the next called name (or the end of the text), re-serialised compactly, when it parses.
+Otherwise they are built from the tool's JSON schema: every ``required`` property gets
+``"loopback"`` for a string, the first ``enum`` value or the ``const``, ``0`` for numbers,
+``false``, ``[]``, or a nested object built the same way. Names inside a parsed JSON object are
+not scanned. A repeated call with the same name and the same arguments is made once; with
+``parallel_tool_calls: false`` only the first call is kept. A forced choice (``"required"`` or a
+named function) calls a tool even after a tool result, as OpenAI does.
 
 Call ids are ``call_`` + 24 characters of ``[A-Za-z0-9]`` taken from a BLAKE2b hash of the
 request id, the choice index and the call index (29 characters, within OpenAI's 40).
@@ -110,6 +110,7 @@ import math
 import re
 import sys
 from functools import lru_cache
+from typing import Any
 
 import orjson
 
@@ -252,7 +253,8 @@ def _content_text(content: object, param: str, *, allow_none: bool) -> str:
 
 
 def _call_id(request_id: str, choice: int, index: int) -> str:
-    digest = hashlib.blake2b(f"{request_id}\x00{choice}\x00{index}".encode(), digest_size=24).digest()
+    seed = f"{request_id}\x00{choice}\x00{index}".encode()
+    digest = hashlib.blake2b(seed, digest_size=24).digest()
     return "call_" + "".join([_ID_ALPHABET[b % 62] for b in digest])
 
 
@@ -276,7 +278,8 @@ def _placeholder(schema: object, depth: int = 0) -> object:
         return _placeholder_object(schema, depth)
     if kind == "array":
         return []
-    return _SCALAR_PLACEHOLDERS.get(kind, "loopback")
+    # A malformed "type" (an object, a nested list) names no kind: a string stands in.
+    return _SCALAR_PLACEHOLDERS.get(kind, "loopback") if type(kind) is str else "loopback"
 
 
 def _placeholder_object(schema: object, depth: int = 0) -> dict:
@@ -286,7 +289,8 @@ def _placeholder_object(schema: object, depth: int = 0) -> dict:
     props = schema.get("properties")
     if type(required) is not list or type(props) is not dict:
         return {}
-    return {name: _placeholder(props.get(name), depth + 1) for name in required if type(name) is str}
+    return {name: _placeholder(props.get(name), depth + 1)
+            for name in required if type(name) is str}
 
 
 @lru_cache(maxsize=256)
@@ -347,7 +351,8 @@ def _plan_calls(
         allowed = choice.get("allowed_tools")
         if type(allowed) is not dict or allowed.get("mode", "auto") not in ("auto", "required") \
                 or type(allowed.get("tools")) is not list:
-            raise LoopbackError("Invalid value for 'tool_choice.allowed_tools'.", param="tool_choice")
+            raise LoopbackError("Invalid value for 'tool_choice.allowed_tools'.",
+                                param="tool_choice")
         picked = set()
         for tool in allowed["tools"]:
             fn = tool.get("function") if type(tool) is dict else None
@@ -438,19 +443,19 @@ def _tool_reply(messages: list, first: int) -> str:
     return REPLY_PREFIX + "; ".join(parts)
 
 
-def _required_model(body: object) -> str:
-    """The body's model, checked: the start of every loopback request."""
+def _checked_request(body: object) -> tuple[dict[str, Any], str]:
+    """The body, checked to be an object, and its model: the start of every loopback request."""
     if type(body) is not dict:
         raise _invalid_type("body", "a JSON object", body)
     model = body.get("model")
     if type(model) is not str or not model:
         raise LoopbackError("Missing required parameter: 'model'.", param="model",
                             code="missing_required_parameter")
-    return model
+    return body, model
 
 
 def _plan(body: object) -> _Plan:
-    model = _required_model(body)
+    body, model = _checked_request(body)
     messages = body.get("messages")
     if type(messages) is not list:
         if messages is None:
@@ -473,7 +478,8 @@ def _plan(body: object) -> _Plan:
         stops: tuple = ()
     elif type(stop) is str:
         stops = (stop,)
-    elif type(stop) is list and len(stop) <= MAX_STOP_SEQUENCES and all(type(s) is str for s in stop):
+    elif (type(stop) is list and len(stop) <= MAX_STOP_SEQUENCES
+          and all(type(s) is str for s in stop)):
         stops = tuple(stop)
     else:
         raise LoopbackError("Invalid value for 'stop': expected a string or an array of at most "
@@ -617,8 +623,10 @@ def chat_completion(body: dict, *, request_id: str, created: int) -> dict:
     plan = _plan(body)
     choices = []
     for c in range(plan.n):
+        message: dict[str, Any]
         if plan.calls is None:
-            message = {"role": "assistant", "content": plan.text, "refusal": None, "annotations": []}
+            message = {"role": "assistant", "content": plan.text, "refusal": None,
+                       "annotations": []}
         else:
             message = {
                 "role": "assistant",
@@ -631,7 +639,8 @@ def chat_completion(body: dict, *, request_id: str, created: int) -> dict:
                 "refusal": None,
                 "annotations": [],
             }
-        choices.append({"index": c, "message": message, "logprobs": None, "finish_reason": plan.finish})
+        choices.append({"index": c, "message": message, "logprobs": None,
+                        "finish_reason": plan.finish})
     return {
         "id": request_id,
         "object": "chat.completion",
@@ -675,6 +684,7 @@ def chat_stream(body: dict, *, request_id: str, created: int) -> list[bytes]:
     frames = []
     for c in range(plan.n):
         if plan.calls is None:
+            assert plan.text is not None  # a plan has either text or calls
             frames.append(frame(c, {"role": "assistant", "content": "", "refusal": None}))
             for piece in _pieces(_WORD_PIECES, plan.text):
                 frames.append(frame(c, {"content": piece}))
@@ -688,7 +698,8 @@ def chat_stream(body: dict, *, request_id: str, created: int) -> list[bytes]:
                 else:
                     frames.append(frame(c, {"tool_calls": header}))
                 for piece in _pieces(_ARG_PIECES, args):
-                    frames.append(frame(c, {"tool_calls": [{"index": k, "function": {"arguments": piece}}]}))
+                    delta = {"index": k, "function": {"arguments": piece}}
+                    frames.append(frame(c, {"tool_calls": [delta]}))
         frames.append(frame(c, {}, plan.finish))
     if plan.include_usage:
         frames.append(prefix + b'],"usage":' + dumps(_usage(plan)) + b"}\n\n")
@@ -702,11 +713,12 @@ def chat_stream(body: dict, *, request_id: str, created: int) -> list[bytes]:
 
 def _embedding_items(body: object) -> list:
     """The inputs as a list of str or list[int], validated (§ CreateEmbeddingRequest)."""
-    _required_model(body)
+    body, _ = _checked_request(body)
     value = body.get("input")
     if value is None:
         raise LoopbackError("Missing required parameter: 'input'.", param="input",
                             code="missing_required_parameter")
+    items: list[str | list[int]]
     if type(value) is str:
         items = [value]
     elif type(value) is list and value and all(type(v) is int for v in value):
@@ -715,7 +727,8 @@ def _embedding_items(body: object) -> list:
         items = value
     else:
         raise LoopbackError("Invalid value for 'input': expected a non-empty string, an array of "
-                            "strings, an array of tokens or an array of token arrays.", param="input")
+                            "strings, an array of tokens or an array of token arrays.",
+                            param="input")
     if len(items) > MAX_EMBEDDING_INPUTS:
         raise LoopbackError(f"Invalid 'input': at most {MAX_EMBEDDING_INPUTS} inputs per request.",
                             param="input")
@@ -756,7 +769,8 @@ def _vector(item: str | list, dims: int) -> array.array:
 def embeddings(body: dict) -> dict:
     """An embeddings ``list`` object answering ``body``."""
     items = _embedding_items(body)
-    dims = _optional_int(body, "dimensions", 1, MAX_EMBEDDING_DIMENSIONS) or DEFAULT_EMBEDDING_DIMENSIONS
+    dims = (_optional_int(body, "dimensions", 1, MAX_EMBEDDING_DIMENSIONS)
+            or DEFAULT_EMBEDDING_DIMENSIONS)
     fmt = body.get("encoding_format")
     if fmt is None:
         fmt = "float"

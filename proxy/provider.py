@@ -57,7 +57,8 @@ class Provider:
         # Ollama and llama.cpp serve /v1/responses) unless configured off.
         self.responses_api = getattr(cfg, "responses_api", True)
         # Model limits (ProviderConfig decides; answers cached per model name).
-        self._limited = bool(getattr(cfg, "max_output_tokens", ()) or getattr(cfg, "no_reasoning", ()))
+        self._limited = bool(getattr(cfg, "max_output_tokens", ())
+                             or getattr(cfg, "no_reasoning", ()))
         self._cap_of: dict[str, int | None] = {}
         self._reasoning_of: dict[str, bool] = {}
         hs: list[tuple[bytes, bytes]] = [(b"accept-encoding", b"identity")]

@@ -202,7 +202,8 @@ class Server:
             log.error("reload refused, keeping the running configuration: %s", problem)
             return False
         old = self.config.server
-        if (new.server.host, new.server.port, new.server.parser) != (old.host, old.port, old.parser):
+        listen = (new.server.host, new.server.port, new.server.parser)
+        if listen != (old.host, old.port, old.parser):
             log.warning("reload: listen address and parser changes need a restart; "
                         "keeping %s (%s)", old.listen, old.parser)
         self.config = new

@@ -24,7 +24,7 @@ import asyncio
 import logging
 import ssl
 from collections import deque
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 import httptools
 
@@ -75,6 +75,7 @@ class UpstreamConnection(asyncio.Protocol):
         self.pool = pool
         self.key = key
         self.loop = loop
+        # None until connection_made; the pool hands out only connected connections.
         self.transport: asyncio.Transport | None = None
         self.parser = httptools.HttpResponseParser(self)
         self.sink: Sink | None = None
@@ -95,7 +96,7 @@ class UpstreamConnection(asyncio.Protocol):
 
     # asyncio.Protocol -----------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
+        self.transport = cast(asyncio.Transport, transport)  # a TCP (or TLS) stream
 
     def data_received(self, data: bytes) -> None:
         if self.sink is None:
@@ -156,17 +157,20 @@ class UpstreamConnection(asyncio.Protocol):
         self._idle_s = idle_s
         # Timeouts are checked by the pool's sweep (no timer per request).
         self._sent_at = self.loop.time()
+        assert self.transport is not None
         self.transport.write(data)
 
     def pause_reading(self) -> None:
         if not self._paused and not self.closed:
             self._paused = True
+            assert self.transport is not None
             self.transport.pause_reading()
 
     def resume_reading(self) -> None:
         if self._paused and not self.closed:
             self._paused = False
             self._last_rx = self.loop.time()
+            assert self.transport is not None
             self.transport.resume_reading()
 
     def abandon(self) -> None:
@@ -213,6 +217,7 @@ class UpstreamConnection(asyncio.Protocol):
         if self._paused:
             # The whole body is parsed; the pause was only for the client's sake.
             self._paused = False
+            assert self.transport is not None
             self.transport.resume_reading()
         if self._keep_alive:
             self.pool._release(self)
@@ -278,7 +283,7 @@ class UpstreamPool:
         idle = self._idle.get(key)
         while idle:
             conn = idle.pop()  # LIFO: the most recently used is the least likely dead
-            if not conn.closed and not conn.transport.is_closing():
+            if not conn.closed and conn.transport is not None and not conn.transport.is_closing():
                 conn.reused = True
                 return conn
         return None

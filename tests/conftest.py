@@ -13,6 +13,7 @@ import pytest
 from proxy.aio import new_event_loop
 from proxy.config import load_config
 from proxy.ledger import Ledger, query_rows
+from tests.integration import rawhttp
 from tests.integration.upstreams import FakeUpstream
 
 LOOPS = ["asyncio", "uvloop"]
@@ -82,6 +83,16 @@ class RunningGateway:
     def port(self) -> int:
         return self.server.bound[0][1]
 
+    def settle(self, timeout_s: float = 5.0) -> None:
+        """Return once the gateway's loop has run every callback queued before this call.
+
+        A request's ledger row is recorded in the same callback that writes the last bytes
+        of its answer, so once a client has read an answer, settle() means its row has
+        been handed to the ledger."""
+        done = threading.Event()
+        self.loop.call_soon_threadsafe(done.set)
+        assert done.wait(timeout_s), "the gateway's loop did not come round"
+
     def call(self, fn: Any, *args: Any) -> Any:
         """Run ``fn(*args)`` on the gateway's loop and return its result."""
         done = threading.Event()
@@ -109,18 +120,14 @@ class RunningGateway:
         return query_rows(self.db)
 
     def ledger_flush(self, timeout_s: float = 5.0) -> None:
-        import time
-
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            s = self.ledger.stats()
-            if s["queued"] == 0:
-                time.sleep(0.03)  # the last batch may be mid-transaction
-                if self.ledger.stats()["queued"] == 0:
-                    return
-            time.sleep(0.01)
+        """Return once every request answered so far has its row in the database."""
+        if self.server is not None:
+            self.settle(timeout_s)
+        assert self.ledger.wait_idle(timeout_s), self.ledger.stats()
 
     def wait_rows(self, n: int, timeout_s: float = 5.0) -> list[dict]:
+        """The rows once there are at least ``n`` (or after ``timeout_s``): for rows the
+        gateway records on its own time, e.g. when it notices that a client left."""
         import time
 
         deadline = time.monotonic() + timeout_s
@@ -131,6 +138,25 @@ class RunningGateway:
                 return rows
             time.sleep(0.02)
         return rows
+
+
+_closing: list[Any] = []
+
+
+def close_at_end(obj: Any) -> Any:
+    """Close ``obj`` (an SDK client, a socket) when the running test ends; returns it."""
+    _closing.append(obj)
+    return obj
+
+
+@pytest.fixture(autouse=True)
+def _close_what_tests_dropped() -> Iterator[None]:
+    """Sockets from rawhttp.connect() and objects given to close_at_end() are closed when
+    the test ends: tests drop clients mid-conversation on purpose."""
+    yield
+    rawhttp.close_all()
+    while _closing:
+        _closing.pop().close()
 
 
 @pytest.fixture
@@ -166,7 +192,8 @@ def make_gateway(tmp_path: Path) -> Iterator[Any]:
 
 
 @pytest.fixture
-def gateway(make_gateway: Any, upstream: FakeUpstream, loop_kind: str, parser: str) -> RunningGateway:
+def gateway(make_gateway: Any, upstream: FakeUpstream, loop_kind: str,
+            parser: str) -> RunningGateway:
     """Gateway with an OpenAI provider pointing at the fake upstream, all loop x parser pairs."""
     return make_gateway(loop_kind=loop_kind, parser=parser,
                         env={"TOKENWAY_OPENAI_BASE_URL": upstream.base_url,

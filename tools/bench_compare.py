@@ -9,8 +9,9 @@ request or per chunk (below 1 is better). Paced-stream cells also show the chang
 added milliseconds; the soak compares RSS at 1/4 and at the end. `--all` also shows
 "x ref": each target against its own reference cell in the same run (translated paths
 against the passthrough path, failover and weighted routes against the plain route,
-head-of-line against the small streams alone). Ratios inside one run (x direct, x nginx) are the robust numbers on a
-noisy machine; when two runs disagree, compare those too (`--all` adds them).
+head-of-line against the small streams alone). Ratios inside one run (x direct, x nginx)
+are the robust numbers on a noisy machine; when two runs disagree, compare those too (`--all`
+adds them).
 
 Warnings are printed when the two runs come from different machines, tools or load
 generators, because then B/A mixes the change with the setup.

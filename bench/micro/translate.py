@@ -278,7 +278,8 @@ def render(res: dict) -> str:
         lines.append(f"  {r['case']:<22}{r['input']:<13}{r['events_per_round']:>7}"
                      f"{r['events_per_s']:>12,.0f}{r['us_per_event']:>10.2f}"
                      f"{r['in_mb_per_s']:>9.1f}  {verdict}")
-    lines += ["", "passthrough tap (protocols.observe.stream_tap; Chat with strip_usage on), per core",
+    lines += ["",
+              "passthrough tap (protocols.observe.stream_tap; Chat with strip_usage on), per core",
               f"  {'format':<11}{'chunking':<22}{'chunks':>7}{'avg bytes':>10}{'GB/s':>8}"
               f"{'chunks/s':>12}{'us/chunk':>9}  target"]
     for r in res["tap"]:

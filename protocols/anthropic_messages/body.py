@@ -48,7 +48,8 @@ def strip_reasoning(body: dict[str, Any]) -> dict[str, Any]:
 def tool_calls(body: dict[str, Any]) -> Iterator[tuple[str, Any]]:
     """The assistant turns' ``tool_use`` blocks, newest first."""
     for msg in reversed(body.get("messages") or ()):
-        if type(msg) is dict and msg.get("role") == "assistant" and type(msg.get("content")) is list:
+        if (type(msg) is dict and msg.get("role") == "assistant"
+                and type(msg.get("content")) is list):
             for block in reversed(msg["content"]):
                 if type(block) is dict and block.get("type") == "tool_use":
                     yield str(block.get("name")), block.get("input", {})

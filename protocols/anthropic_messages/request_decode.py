@@ -234,7 +234,8 @@ def _decode_text(b: dict[str, Any], p: str) -> Text:
     return Text(str(text), b.get("cache_control"), _rest(b, _TEXT_KEYS))
 
 
-def _decode_source(b: dict[str, Any], p: str) -> tuple[str | None, str | None, str | None, str | None]:
+def _decode_source(b: dict[str, Any],
+                   p: str) -> tuple[str | None, str | None, str | None, str | None]:
     """(media_type, data, url, file_id) of an image/document ``source``."""
     src = _dict(b.get("source"), f"{p}.source")
     stype = src.get("type")

@@ -79,7 +79,8 @@ def encode_request(req: Request, ctx: ir.Context | None = None) -> dict[str, Any
             if texts:
                 joined = "\n".join(b.text for b in texts)
                 cc = next((b.cache_control for b in reversed(texts) if b.cache_control), None)
-                system_blocks.append({"type": "text", "text": joined, **({"cache_control": cc} if cc else {})})
+                block = {"type": "text", "text": joined}
+                system_blocks.append({**block, "cache_control": cc} if cc else block)
             continue
         _append_message(messages, m, i, names)
     _finish_messages(messages)
@@ -93,7 +94,8 @@ def encode_request(req: Request, ctx: ir.Context | None = None) -> dict[str, Any
     body["messages"] = messages
 
     # Tools.
-    allowed = set(req.tool_choice.allowed) if req.tool_choice and req.tool_choice.allowed is not None else None
+    tc = req.tool_choice
+    allowed = set(tc.allowed) if tc and tc.allowed is not None else None
     tools = []
     for tool in req.tools:
         if allowed is not None and getattr(tool, "name", None) not in allowed:
@@ -110,7 +112,8 @@ def encode_request(req: Request, ctx: ir.Context | None = None) -> dict[str, Any
     if r is not None:
         budget = None
         if r.mode == "enabled":
-            budget = r.budget_tokens or EFFORT_BUDGET_TOKENS.get(r.effort or "", 0) or MIN_THINKING_BUDGET_TOKENS
+            budget = (r.budget_tokens or EFFORT_BUDGET_TOKENS.get(r.effort or "", 0)
+                      or MIN_THINKING_BUDGET_TOKENS)
         elif r.mode == "adaptive":
             thinking = {"type": "adaptive"}
         elif r.mode == "disabled":
@@ -162,7 +165,6 @@ def encode_request(req: Request, ctx: ir.Context | None = None) -> dict[str, Any
     if req.stream:
         body["stream"] = True
 
-    tc = req.tool_choice
     if tc is not None and tools:
         choice = _encode_tool_choice(tc, names)
         if choice is not None:
@@ -342,7 +344,8 @@ def _finish_messages(messages: list[dict[str, Any]]) -> None:
             results = [b for b in content if b.get("type") == "tool_result"]
             if results and content[: len(results)] != results:
                 msg["content"] = results + [b for b in content if b.get("type") != "tool_result"]
-        if string and len(content) == 1 and content[0].get("type") == "text" and len(content[0]) == 2:
+        if (string and len(content) == 1 and content[0].get("type") == "text"
+                and len(content[0]) == 2):
             msg["content"] = content[0]["text"]
         elif string and not content:
             msg["content"] = ""
@@ -374,7 +377,8 @@ def _tool_loop_without_thinking(messages: list[dict[str, Any]]) -> bool:
     return False
 
 
-def _encode_tool(t: ir.Tool, names: dict[str, str] | None, ctx: ir.Context | None) -> dict[str, Any]:
+def _encode_tool(t: ir.Tool, names: dict[str, str] | None,
+                 ctx: ir.Context | None) -> dict[str, Any]:
     if type(t) is ir.FunctionTool:
         schema = t.parameters
         if not schema:
@@ -399,7 +403,8 @@ def _encode_tool(t: ir.Tool, names: dict[str, str] | None, ctx: ir.Context | Non
         desc = t.description or ""
         fmt = t.format or {}
         if fmt.get("type") == "grammar" and type(fmt.get("definition")) is str:
-            desc += f"\n\nThe input must follow this {fmt.get('syntax', '')} grammar:\n{fmt['definition']}"
+            desc += (f"\n\nThe input must follow this {fmt.get('syntax', '')} grammar:\n"
+                     f"{fmt['definition']}")
         return {
             "name": wire_tool_name(t.name, names),
             "description": desc.strip() or t.name,

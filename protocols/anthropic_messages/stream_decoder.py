@@ -116,7 +116,8 @@ class StreamDecoder(StreamDecoderBase):
         cb = obj.get("content_block")
         aidx = obj.get("index")
         if type(cb) is not dict or type(aidx) is not int:
-            raise UpstreamProtocolError("content_block_start without a block", param="content_block")
+            raise UpstreamProtocolError("content_block_start without a block",
+                                        param="content_block")
         if aidx in self._blocks:
             raise UpstreamProtocolError("content block index started twice", param="index")
         ctype = cb.get("type")
@@ -130,7 +131,8 @@ class StreamDecoder(StreamDecoderBase):
             idx = self._new(aidx)
             tid, name = cb.get("id"), cb.get("name")
             if type(tid) is not str or type(name) is not str:
-                raise UpstreamProtocolError("tool_use block without id and name", param="content_block")
+                raise UpstreamProtocolError("tool_use block without id and name",
+                                            param="content_block")
             self.tool_calls += 1
             name = _client_name(self._ctx, name)
             inp = cb.get("input")
@@ -205,7 +207,8 @@ class StreamDecoder(StreamDecoderBase):
         elif dtype == "thinking_delta":
             text = delta.get("thinking")
             if type(text) is not str:
-                raise UpstreamProtocolError("thinking_delta without thinking", param="delta.thinking")
+                raise UpstreamProtocolError("thinking_delta without thinking",
+                                            param="delta.thinking")
             out.append(ReasoningDelta(idx, text))
         elif dtype == "signature_delta":
             sig = delta.get("signature")
@@ -229,8 +232,9 @@ class StreamDecoder(StreamDecoderBase):
     def _hold(self, idx: int, piece: str) -> None:
         self._held_chars += len(piece)
         if self._held_chars > MAX_HELD_CHARS:
-            raise BufferLimitExceeded(f"more than {MAX_HELD_CHARS} characters of custom tool input held",
-                                      param="delta.partial_json", limit=MAX_HELD_CHARS)
+            raise BufferLimitExceeded(
+                f"more than {MAX_HELD_CHARS} characters of custom tool input held",
+                param="delta.partial_json", limit=MAX_HELD_CHARS)
         self._held[idx].append(piece)
 
     def _on_message_delta(self, obj: dict[str, Any], out: list[ir.StreamEvent]) -> None:

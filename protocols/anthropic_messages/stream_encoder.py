@@ -206,7 +206,8 @@ class StreamEncoder(StreamEncoderBase):
         head = self._thinking_block(ev.index)
         if head is None:
             return b""
-        return head + self._prefix[self._map[ev.index]] + _SIG_MID + jsonio.dumps(ev.signature) + _END
+        prefix = self._prefix[self._map[ev.index]]
+        return head + prefix + _SIG_MID + jsonio.dumps(ev.signature) + _END
 
     def _on_block_stop(self, ev: BlockStop) -> bytes:
         idx = ev.index
@@ -268,7 +269,8 @@ class StreamEncoder(StreamEncoderBase):
     def _on_error(self, ev: StreamError) -> bytes:
         _, etype = _KIND_TO_ERROR[ev.kind]
         self._done = True
-        return self._event(b"error", {"type": "error", "error": {"type": etype, "message": ev.message}})
+        error = {"type": etype, "message": ev.message}
+        return self._event(b"error", {"type": "error", "error": error})
 
     def _on_ping(self, ev: ir.Ping) -> bytes:
         if not self._started:

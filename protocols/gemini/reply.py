@@ -76,7 +76,9 @@ def _call_from_wire(fc: dict[str, Any], ctx: ir.Context | None, custom: frozense
 def _stop(finish: Any, blocked: bool, has_tools: bool) -> StopReason:
     if blocked:
         return StopReason.CONTENT_FILTER
-    stop = _FINISH_TO_STOP.get(finish, StopReason.END_TURN) if type(finish) is str else StopReason.END_TURN
+    stop = StopReason.END_TURN
+    if type(finish) is str:
+        stop = _FINISH_TO_STOP.get(finish, StopReason.END_TURN)
     if has_tools and stop is StopReason.END_TURN:
         return StopReason.TOOL_USE  # §5.4: decide tool use from the calls first
     return stop

@@ -90,8 +90,9 @@ def decode_request(body: Any, ctx: ir.Context | None = None) -> Request:
         entry = _dict(entry, f"tools[{i}]")
         for key, value in entry.items():
             if key == "functionDeclarations":
-                for j, fd in enumerate(_list(value, f"tools[{i}].functionDeclarations")):
-                    tools.append(_decode_declaration(fd, f"tools[{i}].functionDeclarations[{j}]", i))
+                where = f"tools[{i}].functionDeclarations"
+                for j, fd in enumerate(_list(value, where)):
+                    tools.append(_decode_declaration(fd, f"{where}[{j}]", i))
             else:
                 if foreign:
                     raise UnsupportedFeature(f"tools[{i}].{key}",

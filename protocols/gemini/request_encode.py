@@ -165,7 +165,8 @@ def _encode_thinking(r: ir.ReasoningConfig | None, orig: Any,
     elif r.budget_tokens is not None:
         out["thinkingBudget"] = r.budget_tokens
     elif r.effort is not None:
-        out["thinkingBudget"] = EFFORT_THINKING_BUDGET.get(r.effort, EFFORT_THINKING_BUDGET["medium"])
+        default = EFFORT_THINKING_BUDGET["medium"]
+        out["thinkingBudget"] = EFFORT_THINKING_BUDGET.get(r.effort, default)
     if r.summary is not None or (translated and out.get("thinkingBudget", -1) != 0):
         # The client can show reasoning (Anthropic thinking, Responses summaries, Chat
         # reasoning_content): ask Gemini for thought summaries.
@@ -201,11 +202,13 @@ def _encode_tools(req: Request, names: dict[str, str] | None) -> list[dict[str, 
             entries.append(t.spec)
         else:
             native = cast(ir.NativeTool, t)  # the one kind left
-            raise UnsupportedFeature("tools", f"the {native.provider} built-in tool {native.type!r}")
+            raise UnsupportedFeature("tools",
+                                     f"the {native.provider} built-in tool {native.type!r}")
     return entries
 
 
-def _declaration(t: ir.FunctionTool | ir.CustomTool, names: dict[str, str] | None) -> dict[str, Any]:
+def _declaration(t: ir.FunctionTool | ir.CustomTool,
+                 names: dict[str, str] | None) -> dict[str, Any]:
     out: dict[str, Any] = {"name": wire_tool_name(t.name, names)}
     if type(t) is ir.CustomTool:
         # A freeform tool: one string argument (ir.CUSTOM_INPUT_KEY), the grammar in the
@@ -213,7 +216,8 @@ def _declaration(t: ir.FunctionTool | ir.CustomTool, names: dict[str, str] | Non
         desc = t.description or ""
         fmt = t.format or {}
         if fmt.get("type") == "grammar" and type(fmt.get("definition")) is str:
-            desc += f"\n\nThe input must follow this {fmt.get('syntax', '')} grammar:\n{fmt['definition']}"
+            desc += (f"\n\nThe input must follow this {fmt.get('syntax', '')} grammar:\n"
+                     f"{fmt['definition']}")
         out["description"] = desc.strip() or t.name
         out["parameters"] = {"type": "object",
                              "properties": {ir.CUSTOM_INPUT_KEY: {"type": "string"}},

@@ -159,7 +159,8 @@ class StreamDecoder(StreamDecoderBase):
     def _part(self, part: dict[str, Any], out: list[ir.StreamEvent]) -> None:
         sig = part.get("thoughtSignature")
         if sig is not None and type(sig) is not str:
-            raise UpstreamProtocolError("thoughtSignature is not a string", param="thoughtSignature")
+            raise UpstreamProtocolError("thoughtSignature is not a string",
+                                        param="thoughtSignature")
         text = part.get("text")
         if text is not None and type(text) is not str:
             raise UpstreamProtocolError("text is not a string", param="text")

@@ -130,8 +130,9 @@ class StreamEncoder(StreamEncoderBase):
             return b""
         self._held += len(ev.arguments)
         if self._held > MAX_HELD_CHARS:
-            raise BufferLimitExceeded(f"more than {MAX_HELD_CHARS} characters of tool arguments held",
-                                      param="functionCall.args", limit=MAX_HELD_CHARS)
+            raise BufferLimitExceeded(
+                f"more than {MAX_HELD_CHARS} characters of tool arguments held",
+                param="functionCall.args", limit=MAX_HELD_CHARS)
         tool[3].append(ev.arguments)
         return b""
 
@@ -155,7 +156,8 @@ class StreamEncoder(StreamEncoderBase):
         provider = start.provider
         if provider == FORMAT:
             if sig:
-                return self._frame([{"text": "", "thought": True, "thoughtSignature": "".join(sig)}])
+                part = {"text": "", "thought": True, "thoughtSignature": "".join(sig)}
+                return self._frame([part])
             return b""
         if sig or start.redacted_data is not None:
             payload = _payload_signature(provider or "", text, "".join(sig) if sig else None,

@@ -111,7 +111,8 @@ class ChatFacts:
         if b'"error"' in frame:
             obj = frame_json(frame)
             if type(obj) is dict and obj.get("error"):
-                self.error = obj["error"] if type(obj["error"]) is dict else {"message": str(obj["error"])}
+                err = obj["error"]
+                self.error = err if type(err) is dict else {"message": str(err)}
                 self.complete = False
         elif _DONE in frame and (data_of(frame) or b"").strip() == _DONE:
             self.complete = self.error is None

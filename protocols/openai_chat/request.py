@@ -433,7 +433,8 @@ def _decode_response_format(rf: dict[str, Any]) -> ir.ResponseFormat:
         return ir.ResponseFormat(
             type="json_schema",
             name=_str(js, "name", "response_format.json_schema.name"),
-            schema=_dict(schema, "response_format.json_schema.schema") if schema is not None else None,
+            schema=(_dict(schema, "response_format.json_schema.schema")
+                    if schema is not None else None),
             strict=_bool(js, "strict", "response_format.json_schema.strict"),
             description=_str(js, "description", "response_format.json_schema.description"),
         )

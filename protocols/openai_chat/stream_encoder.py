@@ -103,7 +103,8 @@ class StreamEncoder(StreamEncoderBase):
             body = (index + b',"id":' + jsonio.dumps(tid)
                     + b',"type":"custom","custom":{"name":' + jsonio.dumps(name)
                     + b',"input":""}}')
-            self._tool_args[ev.index] = b'{"tool_calls":[' + index + b',"type":"custom","custom":{"input":'
+            self._tool_args[ev.index] = (b'{"tool_calls":[' + index
+                                         + b',"type":"custom","custom":{"input":')
         else:
             # id, type and name once per index (§1.5).
             body = (index + b',"id":' + jsonio.dumps(tid)

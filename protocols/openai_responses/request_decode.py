@@ -260,7 +260,8 @@ def _decode_assistant_message(item: dict[str, Any], p: str) -> list[ir.Block]:
     blocks[0] = Text(first.text, extras=_ex(fields))
     for j, b in enumerate(blocks):
         if type(b) is not Text:
-            raise _bad(f"{p}.content[{j}].type", "assistant messages hold output_text or refusal parts.")
+            raise _bad(f"{p}.content[{j}].type",
+                       "assistant messages hold output_text or refusal parts.")
     return blocks
 
 

@@ -200,9 +200,10 @@ def _encode_tool_choice(tc: ir.ToolChoice, req: Request,
     if tc.allowed is not None:
         kinds = {t.name: "custom" if type(t) is ir.CustomTool else "function"
                  for t in req.tools if type(t) is not ir.NativeTool}
+        tools = [{"type": kinds.get(n, "function"), "name": _openai.wire_tool_name(n, names)}
+                 for n in tc.allowed]
         return {"type": "allowed_tools", "mode": "required" if tc.mode == "any" else "auto",
-                "tools": [{"type": kinds.get(n, "function"), "name": _openai.wire_tool_name(n, names)}
-                          for n in tc.allowed]}
+                "tools": tools}
     if tc.mode == "any":
         return "required"
     if tc.mode == "tool":

@@ -66,7 +66,7 @@ put on (~0.1 us) but wakes a blocked ``get(timeout=...)`` on every row, a futex
 wake and a GIL hand-off per request.
 
 Threads: ``record()`` and ``watch_pressure()`` are for one producer thread (the
-event loop); ``stats()`` may be read from any thread.
+event loop); ``stats()`` may be read and ``wait_idle()`` called from any thread.
 """
 
 from __future__ import annotations
@@ -207,6 +207,8 @@ class Ledger:
         self._finished = False  # the writer thread has exited (or never ran)
         self._thread: threading.Thread | None = None
         self._ready = threading.Event()
+        # Notified whenever `queued` may have reached 0 (wait_idle); never on record().
+        self._idle = threading.Condition()
         self._start_error: BaseException | None = None
         # Writer-thread state.
         self._in_flight = 0  # rows taken off the queue, not yet stored or journaled
@@ -311,6 +313,7 @@ class Ledger:
             return  # close() is draining; it counts what the writer leaves
         n = sum(1 for r in self._rows if r is not _STOP)
         self._rows.clear()
+        self._notify_idle()
         self._dropped_late += n
         self._last_error = f"{n} record(s) after close() dropped"
         log.error("ledger: record() after close(): %d row(s) dropped", n)
@@ -375,6 +378,21 @@ class Ledger:
     def last_error(self) -> str | None:
         return self._last_error
 
+    def wait_idle(self, timeout_s: float) -> bool:
+        """Wait until every row recorded so far is stored or journaled (``queued`` is 0):
+        the transaction holding the last of them has committed.
+
+        For tests and tools that read the database after recording; not from the writer
+        thread. False when rows are still queued after ``timeout_s`` (the writer is stuck
+        or was never started).
+        """
+        with self._idle:
+            return self._idle.wait_for(lambda: self.queued == 0, timeout_s)
+
+    def _notify_idle(self) -> None:
+        with self._idle:
+            self._idle.notify_all()
+
     # -- lifecycle -------------------------------------------------------------
 
     def start(self) -> None:
@@ -430,6 +448,7 @@ class Ledger:
         leftover = sum(1 for r in self._rows if r is not _STOP)
         self._rows.clear()
         self._stop_pending = False
+        self._notify_idle()
         if leftover:
             self._dropped_late += leftover
             self._last_error = f"{leftover} record(s) not stored: ledger closed"
@@ -492,6 +511,7 @@ class Ledger:
             raise
         finally:
             self._finished = True
+            self._notify_idle()
             for journal in self._journals:
                 self._release_journal(journal)
             try:
@@ -610,6 +630,7 @@ class Ledger:
     def _done_with_held(self) -> None:
         self._held = None
         self._in_flight = 0
+        self._notify_idle()
 
     def _spill(self, encoded: Encoded, taken_at: float) -> bool:
         try:

@@ -43,6 +43,7 @@ class Daemon:
             stderr=subprocess.PIPE, text=True, env=e, cwd=tmp)
         self.url = ""
         self.port = 0
+        self.clients: list[socket.socket] = []
         self.log: list[str] = []
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
@@ -88,11 +89,16 @@ class Daemon:
         return len(os.listdir(f"/proc/{self.proc.pid}/fd"))
 
     def connect(self) -> socket.socket:
+        """A client socket, closed by stop() if the test has not closed it."""
         s = socket.create_connection(("127.0.0.1", self.port), timeout=10)
+        self.clients.append(s)
         s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         return s
 
     def stop(self) -> str:
+        for s in self.clients:
+            s.close()
+        self.clients.clear()
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
             try:

@@ -23,8 +23,9 @@ def _chat(d: Daemon, headers: bytes = b"") -> int:
 
 
 def test_reload_cannot_turn_authentication_off_on_a_public_address(daemon_factory) -> None:
-    d: Daemon = daemon_factory(config='[auth]\nkeys = ["gw-key"]\n[server]\nloopback_model = "on"\n',
-                               args=("--listen", "0.0.0.0:0"))
+    d: Daemon = daemon_factory(
+        config='[auth]\nkeys = ["gw-key"]\n[server]\nloopback_model = "on"\n',
+        args=("--listen", "0.0.0.0:0"))
     assert _chat(d) == 401 and _chat(d, b"authorization: Bearer gw-key\r\n") == 200
     # The same file without keys: refused at start, so refused at reload too.
     (d.db.parent / "gateway.toml").write_text('[server]\nloopback_model = "on"\n')

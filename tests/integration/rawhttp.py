@@ -25,10 +25,22 @@ def request(url: str, method: str = "GET", body: bytes | dict | None = None,
     return out
 
 
+# Sockets handed out by connect(): tests often drop them mid-conversation, so they are
+# closed when the test ends (close_all, from the autouse fixture in tests/conftest.py).
+_opened: list[socket.socket] = []
+
+
 def connect(port: int, timeout: float = 10.0) -> socket.socket:
     s = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+    _opened.append(s)
     s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     return s
+
+
+def close_all() -> None:
+    """Close every socket connect() handed out so far."""
+    while _opened:
+        _opened.pop().close()
 
 
 def post_bytes(path: str, body: bytes, extra: str = "") -> bytes:

@@ -8,7 +8,9 @@ import re
 import signal
 import subprocess
 import sys
+import threading
 import time
+from pathlib import Path
 
 from tests.integration import rawhttp
 
@@ -32,6 +34,36 @@ def start_daemon(tmp_path, *args, env=None):
             break
     p.kill()
     raise AssertionError(f"gatewayd did not start: {line}")
+
+
+class LogLines:
+    """The daemon's stderr, read on a thread, so a test can wait for a line with a timeout."""
+
+    def __init__(self, stream) -> None:
+        self.lines: list[str] = []
+        self._changed = threading.Condition()
+        self._thread = threading.Thread(target=self._read, args=(stream,), daemon=True)
+        self._thread.start()
+
+    def _read(self, stream) -> None:
+        with stream:
+            for line in stream:
+                with self._changed:
+                    self.lines.append(line)
+                    self._changed.notify_all()
+
+    def count(self, text: str) -> int:
+        return sum(text in line for line in self.lines)
+
+    def wait_for(self, text: str, n: int = 1, timeout_s: float = 20) -> bool:
+        """True once ``n`` lines holding ``text`` have been logged."""
+        with self._changed:
+            return self._changed.wait_for(lambda: self.count(text) >= n, timeout_s)
+
+    def rest(self, timeout_s: float = 20) -> str:
+        """Everything logged, once the daemon has closed stderr (it exited)."""
+        self._thread.join(timeout_s)
+        return "".join(self.lines)
 
 
 def test_gatewayd_serves_and_stops_on_sigterm_with_ledger(tmp_path):
@@ -82,7 +114,7 @@ def test_workers_share_the_port(tmp_path):
 
     deadline = time.monotonic() + 10  # the first worker may be up before the second forks
     while True:
-        children = open(f"/proc/{p.pid}/task/{p.pid}/children").read().split()
+        children = Path(f"/proc/{p.pid}/task/{p.pid}/children").read_text().split()
         if len(children) == 2 or time.monotonic() > deadline:
             break
         time.sleep(0.05)
@@ -99,7 +131,8 @@ def test_workers_share_the_port(tmp_path):
     assert p.returncode == 0, rest
     out = subprocess.run([PY, "-c", "from proxy.cli import gateway_main; import sys; "
                           "sys.exit(gateway_main())", "usage", "--db", str(tmp_path / "t.db"),
-                          "--json", "--limit", "0"], capture_output=True, text=True, check=True).stdout
+                          "--json", "--limit", "0"],
+                         capture_output=True, text=True, check=True).stdout
     assert len(json.loads(out)) == 20
 
 
@@ -110,6 +143,7 @@ def test_gateway_reload_applies_new_config_and_refuses_bad_one(tmp_path, upstrea
     cfg = tmp_path / "gw.toml"
     cfg.write_text("")  # loopback only
     p, url = start_daemon(tmp_path, "--config", str(cfg))
+    log = LogLines(p.stderr)
     body = {"model": "gpt-x", "messages": [{"role": "user", "content": "x"}]}
     try:
         assert rawhttp.request(url + "/v1/chat/completions", "POST", body)[0] == 404
@@ -119,19 +153,17 @@ def test_gateway_reload_applies_new_config_and_refuses_bad_one(tmp_path, upstrea
                    "sys.exit(gateway_main())", "reload", "--db", str(tmp_path / "t.db")]
         r = subprocess.run(gateway, capture_output=True, text=True, timeout=20)
         assert r.returncode == 0, r.stderr
-        deadline = time.monotonic() + 10
-        status = 0
-        while time.monotonic() < deadline:
-            status = rawhttp.request(url + "/v1/chat/completions", "POST", body)[0]
-            if status == 200:
-                break
-            time.sleep(0.05)
-        assert status == 200  # the new route is in force
+        # The daemon logs the reload once the new configuration is in force.
+        assert log.wait_for("configuration reloaded"), log.lines
+        assert rawhttp.request(url + "/v1/chat/completions", "POST", body)[0] == 200
         cfg.write_text("[[routes]]\nmatch = 1\n")  # a bad config...
         assert subprocess.run(gateway, capture_output=True, text=True, timeout=20).returncode == 0
-        time.sleep(0.5)
-        assert rawhttp.request(url + "/v1/chat/completions", "POST", body)[0] == 200  # ...is refused
+        assert log.wait_for("reload refused"), log.lines
+        # ...is refused: the running configuration stays.
+        assert rawhttp.request(url + "/v1/chat/completions", "POST", body)[0] == 200
+        assert log.count("configuration reloaded") == 1
     finally:
         p.send_signal(signal.SIGTERM)
-        rest = p.communicate(timeout=20)[1]
-    assert "configuration reloaded" in rest and "reload refused" in rest
+        p.wait(timeout=20)
+        log.rest()
+    assert p.returncode == 0, "".join(log.lines)

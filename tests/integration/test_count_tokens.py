@@ -40,11 +40,12 @@ def test_fifty_count_tokens_calls_all_answered_and_not_billed(make_gateway, upst
 def test_count_tokens_counts_images_and_tools(make_gateway):
     gw = make_gateway()
     c = anthropic.Anthropic(base_url=gw.url, api_key="x", max_retries=0)
-    plain = c.messages.count_tokens(model="loopback", messages=[{"role": "user", "content": "hi"}])
+    hi = [{"role": "user", "content": "hi"}]
+    image = {"type": "base64", "media_type": "image/png", "data": "iVBORw0KGgo="}
+    plain = c.messages.count_tokens(model="loopback", messages=hi)
     with_image = c.messages.count_tokens(model="loopback", messages=[{"role": "user", "content": [
-        {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": "iVBORw0KGgo="}},
-        {"type": "text", "text": "hi"}]}])
-    with_tool = c.messages.count_tokens(model="loopback", messages=[{"role": "user", "content": "hi"}],
+        {"type": "image", "source": image}, {"type": "text", "text": "hi"}]}])
+    with_tool = c.messages.count_tokens(model="loopback", messages=hi,
                                         tools=[{"name": "get_weather", "description": "Weather",
                                                 "input_schema": {"type": "object", "properties": {
                                                     "city": {"type": "string"}}}}])

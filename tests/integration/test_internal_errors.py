@@ -36,8 +36,8 @@ def test_handler_crash_answers_in_the_clients_protocol(gw, monkeypatch):
     assert row["client_protocol"] == "anthropic_messages"
     # The gateway carries on.
     monkeypatch.undo()
-    st, _, _ = rawhttp.request(gw.url + "/v1/chat/completions", "POST",
-                               {"model": "loopback", "messages": [{"role": "user", "content": "x"}]})
+    body = {"model": "loopback", "messages": [{"role": "user", "content": "x"}]}
+    st, _, _ = rawhttp.request(gw.url + "/v1/chat/completions", "POST", body)
     assert st == 200
     gw.errors.clear()  # the crash was logged on purpose
 

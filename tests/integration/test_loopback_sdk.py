@@ -21,7 +21,8 @@ def client(gw) -> openai.OpenAI:
 
 def test_loopback_non_stream_and_stream(lgw):
     c = client(lgw)
-    r = c.chat.completions.create(model="loopback", messages=[{"role": "user", "content": "hello there"}])
+    r = c.chat.completions.create(model="loopback",
+                                  messages=[{"role": "user", "content": "hello there"}])
     text = r.choices[0].message.content
     assert "hello there" in text
     chunks = list(c.chat.completions.create(

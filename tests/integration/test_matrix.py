@@ -33,7 +33,7 @@ import anthropic
 import openai
 import pytest
 
-from tests.conftest import PARSERS, RunningGateway
+from tests.conftest import PARSERS, RunningGateway, close_at_end
 from tests.integration import rawhttp
 from tests.integration.providers import (
     ANTHROPIC_COUNT_TOKENS,
@@ -204,13 +204,13 @@ def shared(shared_gateways):
 
 
 def oai(gw) -> openai.OpenAI:
-    return openai.OpenAI(base_url=gw.url + "/v1", api_key="client-key", max_retries=0,
-                         timeout=20)
+    return close_at_end(openai.OpenAI(base_url=gw.url + "/v1", api_key="client-key",
+                                      max_retries=0, timeout=20))
 
 
 def ant(gw) -> anthropic.Anthropic:
-    return anthropic.Anthropic(base_url=gw.url, api_key="client-key", max_retries=0,
-                               timeout=20)
+    return close_at_end(anthropic.Anthropic(base_url=gw.url, api_key="client-key",
+                                            max_retries=0, timeout=20))
 
 
 def dump(obj: Any) -> dict | None:
@@ -1480,7 +1480,7 @@ def test_a_request_leaves_no_reference_cycle(shared, client, mode, up):
         gw.t0 = time.time()
         RUN[client](gw, MODEL[up], "tools", mode)
         assert gw.wait_rows(1), "the request was not recorded"
-        time.sleep(0.05)  # the gateway's thread finishes the exchange after the last byte
+        gw.gw.settle()  # the callback that recorded the row has ended the exchange
     assert found == [], f"{client}.{mode} over {up} left cycles among {found}"
 
 

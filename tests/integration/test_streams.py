@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import json
 import threading
-import time
 
 import openai
 import pytest
 
 from tests.integration.rawhttp import Reader, connect, post_bytes
 from tests.integration.upstreams import sse_response
+from tests.proxy.ledger_rows import wait_until
 
 ENV = "TOKENWAY_OPENAI_BASE_URL"
 
@@ -54,7 +54,14 @@ def test_slow_client_keeps_gateway_memory_bounded(sgw, upstream):
     s = connect(sgw.port)
     s.setsockopt(__import__("socket").SOL_SOCKET, __import__("socket").SO_RCVBUF, 16384)
     s.sendall(post_bytes("/v1/chat/completions", REQ))
-    time.sleep(1.0)  # the client reads nothing while the provider pushes 4 MB
+
+    def paused() -> bool:
+        # The client reads nothing: its connection stops taking writes, and the gateway
+        # stops reading the provider's 4 MB.
+        return (any(c.write_paused for c in sgw.server.connections)
+                and any(c._paused for c in sgw.server.state.pool._all))
+
+    wait_until(lambda: sgw.call(paused), "the gateway to pause the provider's stream")
 
     def buffered() -> int:
         return max((c.transport.get_write_buffer_size() for c in sgw.server.connections), default=0)
@@ -79,10 +86,8 @@ def test_client_disconnect_mid_stream_cancels_upstream(sgw, upstream):
     r = Reader(s)
     r._until(b"data: ")  # the stream has started
     s.close()
-    deadline = time.monotonic() + 5
-    while upstream.open_connections and time.monotonic() < deadline:
-        time.sleep(0.02)
-    assert upstream.open_connections == 0  # provider connection closed, not drained
+    # The provider's connection is closed, not drained.
+    wait_until(lambda: upstream.open_connections == 0, "the provider connection to close")
     [row] = sgw.wait_rows(1)
     assert row["status"] == 499 and row["error_kind"] == "cancelled" and row["stream"] is True
 
@@ -158,7 +163,7 @@ def test_dead_pooled_connection_is_retried_once(sgw, upstream):
     upstream.script = script
     c = openai.OpenAI(base_url=sgw.url + "/v1", api_key="x", max_retries=0)
     c.chat.completions.create(model="gpt-x", messages=[{"role": "user", "content": "x"}])
-    time.sleep(0.2)
+    wait_until(lambda: upstream.open_connections == 0, "the provider to close its side")
     r = c.chat.completions.create(model="gpt-x", messages=[{"role": "user", "content": "x"}])
     assert r.choices[0].message.content
     rows = sgw.wait_rows(2)

@@ -72,6 +72,8 @@ class FakeUpstream:
             try:
                 self._loop.run_forever()
             finally:
+                # Transports that stop() closed end on the loop's next turn: give it one.
+                self._loop.run_until_complete(asyncio.sleep(0))
                 self._loop.close()
 
         self._thread = threading.Thread(target=run, daemon=True)
@@ -127,6 +129,11 @@ class FakeUpstream:
                 closed = await self._play(actions, writer)
                 if closed:
                     return
+        except asyncio.CancelledError:
+            # stop() cancels the handlers. Ending quietly matters on Python 3.11: there
+            # start_server's done-callback calls task.exception() on a cancelled handler,
+            # which raises inside the loop and leaves the connection's transport open.
+            return
         finally:
             self.open_connections -= 1
             writer.close()

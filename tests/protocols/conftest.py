@@ -21,7 +21,8 @@ from typing import Any
 
 import pytest
 
-SHARED = Path(os.environ.get("TOKENWAY_SHARED") or Path(__file__).resolve().parents[2].parent / "shared")
+SHARED = Path(os.environ.get("TOKENWAY_SHARED")
+              or Path(__file__).resolve().parents[2].parent / "shared")
 TRANSCRIPTS = SHARED / "conformance" / "transcripts"
 CAPTURES = SHARED / "conformance" / "captures"
 GOLDEN = Path(__file__).resolve().parent / "golden"

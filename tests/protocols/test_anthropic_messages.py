@@ -104,10 +104,13 @@ def test_python_sdk_capture_round_trip(index: int) -> None:
          "stop_sequences": ["END"], "metadata": {"user_id": "u1"}, "service_tier": "auto"},
         {"model": "m", "max_tokens": 10, "messages": [
             {"role": "user", "content": [
-                {"type": "text", "text": "look", "cache_control": {"type": "ephemeral", "ttl": "1h"}},
-                {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": "AAA"}},
+                {"type": "text", "text": "look",
+                 "cache_control": {"type": "ephemeral", "ttl": "1h"}},
+                {"type": "image",
+                 "source": {"type": "base64", "media_type": "image/png", "data": "AAA"}},
                 {"type": "image", "source": {"type": "url", "url": "https://x/y.png"}},
-                {"type": "document", "source": {"type": "base64", "media_type": "application/pdf", "data": "JVBE"},
+                {"type": "document",
+                 "source": {"type": "base64", "media_type": "application/pdf", "data": "JVBE"},
                  "title": "doc.pdf"},
             ]},
             {"role": "assistant", "content": [
@@ -115,12 +118,15 @@ def test_python_sdk_capture_round_trip(index: int) -> None:
                 {"type": "redacted_thinking", "data": "opaque"},
                 {"type": "text", "text": "calling"},
                 {"type": "tool_use", "id": "toolu_1", "name": "f", "input": {"a": [1, 2]}},
-                {"type": "server_tool_use", "id": "srvtoolu_1", "name": "web_search", "input": {"query": "q"}},
+                {"type": "server_tool_use", "id": "srvtoolu_1", "name": "web_search",
+                 "input": {"query": "q"}},
             ]},
             {"role": "user", "content": [
                 {"type": "tool_result", "tool_use_id": "toolu_1", "is_error": True,
                  "content": [{"type": "text", "text": "bad"},
-                             {"type": "image", "source": {"type": "base64", "media_type": "image/gif", "data": "R0"}}]},
+                             {"type": "image", "source": {"type": "base64",
+                                                          "media_type": "image/gif",
+                                                          "data": "R0"}}]},
                 {"type": "text", "text": "go on"},
             ]},
         ],
@@ -131,16 +137,23 @@ def test_python_sdk_capture_round_trip(index: int) -> None:
          "thinking": {"type": "enabled", "budget_tokens": 2048}},
         {"model": "m", "max_tokens": 10, "messages": [{"role": "user", "content": "hi"}],
          "system": [{"type": "text", "text": "one"}, {"type": "text", "text": "two"}],
-         "output_config": {"effort": "high", "format": {"type": "json_schema", "schema": {"type": "object"}}},
+         "output_config": {"effort": "high",
+                           "format": {"type": "json_schema", "schema": {"type": "object"}}},
          "tool_choice": {"type": "tool", "name": "f"},
          "tools": [{"name": "f", "input_schema": {"type": "object"}, "strict": True}]},
         {"model": "m", "max_tokens": 0, "messages": [{"role": "user", "content": [
-            {"type": "tool_result", "tool_use_id": "t", "content": [{"type": "text", "text": "x"}]}]}],
+            {"type": "tool_result", "tool_use_id": "t",
+             "content": [{"type": "text", "text": "x"}]}]}],
          "cache_control": {"type": "ephemeral"}, "context_management": {"edits": []}},
     ],
 )
 def test_request_round_trip(body: dict[str, Any]) -> None:
     assert roundtrip(body) == body
+
+
+def _minimal(**fields: Any) -> dict[str, Any]:
+    """A one-token request without messages, with ``fields`` set."""
+    return {"model": "m", "max_tokens": 1, "messages": [], **fields}
 
 
 @pytest.mark.parametrize(
@@ -150,22 +163,22 @@ def test_request_round_trip(body: dict[str, Any]) -> None:
         ({"model": "m", "messages": []}, "max_tokens"),
         ({"model": "m", "max_tokens": -1, "messages": []}, "max_tokens"),
         ({"model": "m", "max_tokens": 1}, "messages"),
-        ({"model": "m", "max_tokens": 1, "messages": [{"role": "bot", "content": "x"}]}, "messages[0].role"),
-        ({"model": "m", "max_tokens": 1, "messages": [{"role": "user"}]}, "messages[0].content"),
-        ({"model": "m", "max_tokens": 1, "messages": [{"role": "user", "content": [{"type": "text"}]}]},
+        (_minimal(messages=[{"role": "bot", "content": "x"}]), "messages[0].role"),
+        (_minimal(messages=[{"role": "user"}]), "messages[0].content"),
+        (_minimal(messages=[{"role": "user", "content": [{"type": "text"}]}]),
          "messages[0].content[0].text"),
-        ({"model": "m", "max_tokens": 1, "messages": [{"role": "user", "content": [
-            {"type": "image", "source": {"type": "base64", "data": "x"}}]}]}, "messages[0].content[0].source.media_type"),
-        ({"model": "m", "max_tokens": 1, "messages": [{"role": "assistant", "content": [
-            {"type": "tool_use", "name": "f", "input": {}}]}]}, "messages[0].content[0].id"),
-        ({"model": "m", "max_tokens": 1, "messages": [], "temperature": 1.5}, "temperature"),
-        ({"model": "m", "max_tokens": 1, "messages": [], "thinking": {"type": "enabled"}}, "thinking.budget_tokens"),
-        ({"model": "m", "max_tokens": 1, "messages": [], "thinking": {"type": "enabled", "budget_tokens": 10}},
-         "thinking.budget_tokens"),
-        ({"model": "m", "max_tokens": 1, "messages": [], "tool_choice": {"type": "maybe"}}, "tool_choice.type"),
-        ({"model": "m", "max_tokens": 1, "messages": [], "tools": [{"name": "f"}]}, "tools[0].input_schema"),
-        ({"model": "m", "max_tokens": 1, "messages": [], "system": [{"type": "image"}]}, "system[0].type"),
-        ({"model": "m", "max_tokens": 1, "messages": [], "stop_sequences": "x"}, "stop_sequences"),
+        (_minimal(messages=[{"role": "user", "content": [
+            {"type": "image", "source": {"type": "base64", "data": "x"}}]}]),
+         "messages[0].content[0].source.media_type"),
+        (_minimal(messages=[{"role": "assistant", "content": [
+            {"type": "tool_use", "name": "f", "input": {}}]}]), "messages[0].content[0].id"),
+        (_minimal(temperature=1.5), "temperature"),
+        (_minimal(thinking={"type": "enabled"}), "thinking.budget_tokens"),
+        (_minimal(thinking={"type": "enabled", "budget_tokens": 10}), "thinking.budget_tokens"),
+        (_minimal(tool_choice={"type": "maybe"}), "tool_choice.type"),
+        (_minimal(tools=[{"name": "f"}]), "tools[0].input_schema"),
+        (_minimal(system=[{"type": "image"}]), "system[0].type"),
+        (_minimal(stop_sequences="x"), "stop_sequences"),
     ],
 )
 def test_invalid_requests_name_the_param(body: dict[str, Any], param: str) -> None:
@@ -175,7 +188,8 @@ def test_invalid_requests_name_the_param(body: dict[str, Any], param: str) -> No
 
 
 def test_mcp_servers_unsupported_for_foreign_upstream() -> None:
-    body = {"model": "m", "max_tokens": 5, "messages": [], "mcp_servers": [{"type": "url", "url": "u"}]}
+    body = {"model": "m", "max_tokens": 5, "messages": [],
+            "mcp_servers": [{"type": "url", "url": "u"}]}
     with pytest.raises(UnsupportedFeature):
         am.decode_request(body, ctx(upstream="openai_chat"))
     assert roundtrip(body) == body
@@ -210,12 +224,14 @@ def test_system_hoisting_and_defaults() -> None:
     assert body["max_tokens"] == am_tables.DEFAULT_MAX_TOKENS
     assert body["temperature"] == am_tables.MAX_TEMPERATURE
     # The final assistant turn is a prefill: no trailing whitespace (§3.2).
-    assert body["messages"] == [{"role": "user", "content": "hi"},
-                                {"role": "assistant", "content": [{"type": "text", "text": "hello"}]}]
+    assert body["messages"] == [
+        {"role": "user", "content": "hi"},
+        {"role": "assistant", "content": [{"type": "text", "text": "hello"}]}]
 
 
 def test_system_keeps_cache_control_as_blocks() -> None:
-    req = _req(U(ir.Text("hi")), system=(ir.Text("a"), ir.Text("b", cache_control={"type": "ephemeral"})))
+    req = _req(U(ir.Text("hi")),
+               system=(ir.Text("a"), ir.Text("b", cache_control={"type": "ephemeral"})))
     body = am.encode_request(req, chat_ctx())
     assert body["system"] == [{"type": "text", "text": "a"},
                               {"type": "text", "text": "b", "cache_control": {"type": "ephemeral"}}]
@@ -247,7 +263,8 @@ def test_tool_results_grouped_first_and_empty_text_dropped() -> None:
 
 
 def test_tool_result_out_of_order_is_moved_first() -> None:
-    req = _req(A(ir.ToolCall("t1", "f", "{}")), U(ir.Text("note")), U(ir.ToolResult("t1", (ir.Text("r"),))))
+    req = _req(A(ir.ToolCall("t1", "f", "{}")), U(ir.Text("note")),
+               U(ir.ToolResult("t1", (ir.Text("r"),))))
     body = am.encode_request(req, chat_ctx())
     assert [b["type"] for b in body["messages"][1]["content"]] == ["tool_result", "text"]
 
@@ -268,16 +285,19 @@ def test_long_tool_names_map_back() -> None:
     assert resp.content[0].name == name
     d = am.StreamDecoder(c)
     events = d.feed(
-        b'event: message_start\ndata: {"type":"message_start","message":{"id":"m","model":"x","usage":{}}}\n\n'
-        b'event: content_block_start\ndata: {"type":"content_block_start","index":0,"content_block":'
-        b'{"type":"tool_use","id":"toolu_1","name":"' + wire.encode() + b'","input":{}}}\n\n')
+        b'event: message_start\ndata: {"type":"message_start",'
+        b'"message":{"id":"m","model":"x","usage":{}}}\n\n'
+        b'event: content_block_start\ndata: {"type":"content_block_start","index":0,'
+        b'"content_block":{"type":"tool_use","id":"toolu_1","name":"' + wire.encode()
+        + b'","input":{}}}\n\n')
     assert events[-1].tool_name == name
 
 
 @pytest.mark.parametrize(
     ("max_out", "budget_in", "expected_max", "expected_budget"),
     [
-        (None, 16000, 16000 + am_tables.DEFAULT_MAX_TOKENS, 16000),  # no client cap: raise max_tokens
+        # No client cap: raise max_tokens.
+        (None, 16000, 16000 + am_tables.DEFAULT_MAX_TOKENS, 16000),
         (10000, 16000, 10000, 5000),  # client cap: shrink the budget to half
         (1500, 4000, 1500, None),  # half the cap is below the 1024 minimum: thinking off
         (20000, 4000, 20000, 4000),
@@ -297,49 +317,56 @@ def test_thinking_budget_below_max_tokens(max_out: int | None, budget_in: int, e
 
 
 def test_reasoning_effort_becomes_thinking_budget() -> None:
-    body = am.encode_request(_req(U(ir.Text("hi")), reasoning=ir.ReasoningConfig(effort="medium")), chat_ctx())
-    assert body["thinking"] == {"type": "enabled", "budget_tokens": am_tables.EFFORT_BUDGET_TOKENS["medium"]}
+    medium = _req(U(ir.Text("hi")), reasoning=ir.ReasoningConfig(effort="medium"))
+    body = am.encode_request(medium, chat_ctx())
+    assert body["thinking"] == {"type": "enabled",
+                                "budget_tokens": am_tables.EFFORT_BUDGET_TOKENS["medium"]}
     assert "output_config" not in body
-    body = am.encode_request(_req(U(ir.Text("hi")), reasoning=ir.ReasoningConfig(effort="minimal")), chat_ctx())
+    minimal = _req(U(ir.Text("hi")), reasoning=ir.ReasoningConfig(effort="minimal"))
+    body = am.encode_request(minimal, chat_ctx())
     assert "thinking" not in body
 
 
 def test_forced_tool_choice_turns_thinking_off() -> None:
-    req = _req(U(ir.Text("hi")), tools=(ir.FunctionTool("f"),), tool_choice=ir.ToolChoice(mode="any"),
-               reasoning=ir.ReasoningConfig(effort="high"))
+    req = _req(U(ir.Text("hi")), tools=(ir.FunctionTool("f"),),
+               tool_choice=ir.ToolChoice(mode="any"), reasoning=ir.ReasoningConfig(effort="high"))
     body = am.encode_request(req, chat_ctx())
     assert body["tool_choice"] == {"type": "any"}
     assert "thinking" not in body
 
 
 def test_tool_loop_without_thinking_turns_thinking_off() -> None:
-    req = _req(U(ir.Text("hi")), A(ir.ToolCall("t", "f", "{}")), U(ir.ToolResult("t", (ir.Text("r"),))),
+    result = U(ir.ToolResult("t", (ir.Text("r"),)))
+    req = _req(U(ir.Text("hi")), A(ir.ToolCall("t", "f", "{}")), result,
                tools=(ir.FunctionTool("f"),), reasoning=ir.ReasoningConfig(effort="high"))
     assert "thinking" not in am.encode_request(req, chat_ctx())
     signed = ir.Reasoning(text="t", signature="s", provider=am.FORMAT)
-    req2 = _req(U(ir.Text("hi")), A(signed, ir.ToolCall("t", "f", "{}")), U(ir.ToolResult("t", (ir.Text("r"),))),
+    req2 = _req(U(ir.Text("hi")), A(signed, ir.ToolCall("t", "f", "{}")), result,
                 tools=(ir.FunctionTool("f"),), reasoning=ir.ReasoningConfig(effort="high"))
     body = am.encode_request(req2, chat_ctx())
     assert body["thinking"]["type"] == "enabled"
-    assert body["messages"][1]["content"][0] == {"type": "thinking", "thinking": "t", "signature": "s"}
+    assert body["messages"][1]["content"][0] == {"type": "thinking", "thinking": "t",
+                                                 "signature": "s"}
 
 
 def test_foreign_reasoning_is_dropped() -> None:
-    req = _req(U(ir.Text("hi")), A(ir.Reasoning(text="r", encrypted="gAAA", provider="openai_responses"),
-                                   ir.Reasoning(text="plain"), ir.Text("answer")))
+    foreign = ir.Reasoning(text="r", encrypted="gAAA", provider="openai_responses")
+    req = _req(U(ir.Text("hi")), A(foreign, ir.Reasoning(text="plain"), ir.Text("answer")))
     body = am.encode_request(req, chat_ctx())
     assert body["messages"][1]["content"] == [{"type": "text", "text": "answer"}]
 
 
 def test_parallel_and_response_format() -> None:
-    req = _req(U(ir.Text("hi")), tools=(ir.FunctionTool("f"),), tool_choice=ir.ToolChoice(disable_parallel=True),
+    req = _req(U(ir.Text("hi")), tools=(ir.FunctionTool("f"),),
+               tool_choice=ir.ToolChoice(disable_parallel=True),
                response_format=ir.ResponseFormat("json_object"), stop=(" ", "END"), user="u-1")
     body = am.encode_request(req, chat_ctx())
     assert body["tool_choice"] == {"type": "auto", "disable_parallel_tool_use": True}
     assert body["system"] == am_tables.JSON_OBJECT_INSTRUCTION
     assert body["stop_sequences"] == ["END"]
     assert body["metadata"] == {"user_id": "u-1"}
-    req = _req(U(ir.Text("hi")), response_format=ir.ResponseFormat("json_schema", schema={"type": "object"}))
+    req = _req(U(ir.Text("hi")),
+               response_format=ir.ResponseFormat("json_schema", schema={"type": "object"}))
     assert am.encode_request(req, chat_ctx())["output_config"] == {
         "format": {"type": "json_schema", "schema": {"type": "object"}}}
 
@@ -350,14 +377,15 @@ def test_unsupported_content() -> None:
     with pytest.raises(UnsupportedFeature):
         am.encode_request(_req(U(ir.NativeBlock("openai_chat", "input_audio", {}))), chat_ctx())
     with pytest.raises(UnsupportedFeature):
-        am.encode_request(_req(U(ir.Text("x")), tools=(ir.NativeTool("openai_chat", "web_search", {}),)),
-                          chat_ctx())
+        native = ir.NativeTool("openai_chat", "web_search", {})
+        am.encode_request(_req(U(ir.Text("x")), tools=(native,)), chat_ctx())
 
 
 def test_custom_tool_as_function() -> None:
-    req = _req(U(ir.Text("hi")), A(ir.ToolCall("c1", "apply_patch", "*** Begin Patch", kind=ir.ToolKind.CUSTOM)),
-               tools=(ir.CustomTool("apply_patch", "Patch files",
-                                    {"type": "grammar", "syntax": "lark", "definition": "start: x"}),))
+    call = ir.ToolCall("c1", "apply_patch", "*** Begin Patch", kind=ir.ToolKind.CUSTOM)
+    grammar = {"type": "grammar", "syntax": "lark", "definition": "start: x"}
+    req = _req(U(ir.Text("hi")), A(call),
+               tools=(ir.CustomTool("apply_patch", "Patch files", grammar),))
     body = am.encode_request(req, chat_ctx())
     assert body["tools"][0]["input_schema"]["required"] == [ir.CUSTOM_INPUT_KEY]
     assert "start: x" in body["tools"][0]["description"]
@@ -384,7 +412,8 @@ MESSAGE = {
 def test_response_decode_and_round_trip() -> None:
     resp = am.decode_response(MESSAGE)
     assert resp.stop_reason is ir.StopReason.TOOL_USE
-    assert resp.usage == ir.Usage(input_tokens=115, output_tokens=6, cached_tokens=100, cache_write_tokens=3)
+    assert resp.usage == ir.Usage(input_tokens=115, output_tokens=6, cached_tokens=100,
+                                  cache_write_tokens=3)
     assert resp.content[0] == ir.Reasoning(text="let me see", signature="c2ln", provider=am.FORMAT)
     assert resp.content[2].input == {"city": "Paris"}
     assert am.encode_response(resp) == MESSAGE
@@ -435,10 +464,12 @@ def test_stream_decoder_split_invariance(name: str) -> None:
 
 def test_stream_decoder_thinking_tool_use() -> None:
     events = decode_stream([transcript("anthropic_stream_thinking_tool_use.sse")])
-    assert events[0] == ir.MessageStart("msg_01bgXWrbqYnWZBbXTWeTexmc", "claude-sonnet-4-5-20250929",
+    assert events[0] == ir.MessageStart("msg_01bgXWrbqYnWZBbXTWeTexmc",
+                                        "claude-sonnet-4-5-20250929",
                                         ir.Usage(input_tokens=412, output_tokens=8))
     starts = [e for e in events if isinstance(e, ir.BlockStart)]
-    assert [s.kind for s in starts] == [ir.BlockKind.REASONING, ir.BlockKind.TEXT, ir.BlockKind.TOOL_CALL]
+    assert [s.kind for s in starts] == [ir.BlockKind.REASONING, ir.BlockKind.TEXT,
+                                        ir.BlockKind.TOOL_CALL]
     sig = [e for e in events if isinstance(e, ir.SignatureDelta)]
     assert len(sig) == 1 and sig[0].provider == am.FORMAT
     args = "".join(e.arguments for e in events if isinstance(e, ir.ToolArgsDelta))
@@ -455,7 +486,8 @@ def test_stream_decoder_merges_legacy_usage() -> None:
 
 def test_stream_decoder_midstream_error() -> None:
     events = decode_stream([transcript("anthropic_stream_error_midstream.sse")])
-    assert events[-1] == ir.StreamError(ir.ErrorKind.OVERLOADED, "Overloaded", 529, "overloaded_error")
+    assert events[-1] == ir.StreamError(ir.ErrorKind.OVERLOADED, "Overloaded", 529,
+                                        "overloaded_error")
     assert sum(isinstance(e, ir.StreamError) for e in events) == 1
 
 
@@ -484,7 +516,8 @@ def test_observe_mode_facts_match(name: str) -> None:
     "raw",
     [b"event: message_start\ndata: {oops\n\n",
      b'event: content_block_delta\ndata: {"type":"content_block_delta","index":7,"delta":{}}\n\n',
-     b'event: message_start\ndata: {"type":"message_start","message":{"usage":{"input_tokens":"many"}}}\n\n'],
+     b'event: message_start\ndata: {"type":"message_start",'
+     b'"message":{"usage":{"input_tokens":"many"}}}\n\n'],
 )
 def test_stream_decoder_bad_upstream(raw: bytes) -> None:
     d = am.StreamDecoder()
@@ -507,7 +540,8 @@ def _events(out: bytes) -> list[tuple[str, Any]]:
     res = []
     for frame in out[:-2].split(b"\n\n"):
         lines = frame.split(b"\n")
-        assert len(lines) == 2 and lines[0].startswith(b"event: ") and lines[1].startswith(b"data: "), frame
+        assert len(lines) == 2, frame
+        assert lines[0].startswith(b"event: ") and lines[1].startswith(b"data: "), frame
         name = lines[0][7:].decode()
         obj = jsonio.loads(lines[1][6:])
         assert obj["type"] == name
@@ -588,7 +622,8 @@ def test_stream_encoder_error_and_cut() -> None:
     enc = am.StreamEncoder(ctx())
     out = enc.encode(IR_STREAM[:6] + [ir.StreamError(ir.ErrorKind.RATE_LIMIT, "slow down", 429)])
     evs = _check_anthropic_stream(out)
-    assert evs[-1][1] == {"type": "error", "error": {"type": "rate_limit_error", "message": "slow down"}}
+    assert evs[-1][1] == {"type": "error",
+                          "error": {"type": "rate_limit_error", "message": "slow down"}}
     with pytest.raises(anthropic.APIStatusError):
         anthropic_final(out)
     cut = am.StreamEncoder(ctx())
@@ -644,7 +679,8 @@ def test_openai_503_becomes_529() -> None:
     err = ir.ApiError(ir.ErrorKind.OVERLOADED, "slow down", 503, "server_error", "slow_down")
     status, body = am.encode_error(err, "openai_chat")
     assert status == 529
-    assert jsonio.loads(body) == {"type": "error", "error": {"type": "overloaded_error", "message": "slow down"}}
+    assert jsonio.loads(body) == {"type": "error",
+                                  "error": {"type": "overloaded_error", "message": "slow down"}}
 
 
 def test_error_body_not_json() -> None:

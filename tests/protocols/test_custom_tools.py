@@ -194,7 +194,8 @@ def test_responses_client_gets_a_custom_tool_call_streamed() -> None:
     done = [e["item"] for e in events if e["type"] == "response.output_item.done"]
     assert [i["type"] for i in done] == ["message", "custom_tool_call", "function_call"]
     patch, shell = done[1], done[2]
-    assert (patch["call_id"], patch["name"], patch["input"]) == ("toolu_patch", "apply_patch", PATCH)
+    assert (patch["call_id"], patch["name"], patch["input"]) == \
+        ("toolu_patch", "apply_patch", PATCH)
     assert (shell["call_id"], shell["name"], jsonio.loads(shell["arguments"])) == \
         ("toolu_shell", "shell", SHELL_ARGS)
     final = events[-1]
@@ -270,8 +271,9 @@ def test_the_raw_input_round_trips_to_anthropic(client: str) -> None:
         ]
     else:
         history["messages"] += [
-            {"role": "assistant", "tool_calls": [{"id": "toolu_patch", "type": "custom",
-                                                  "custom": {"name": "apply_patch", "input": PATCH}}]},
+            {"role": "assistant", "tool_calls": [
+                {"id": "toolu_patch", "type": "custom",
+                 "custom": {"name": "apply_patch", "input": PATCH}}]},
             {"role": "tool", "tool_call_id": "toolu_patch", "content": "Done."},
         ]
     body = Translation(client, ANTHROPIC, request_id=REQUEST_ID, created=CREATED).request(history)

@@ -59,7 +59,8 @@ def ctx(client: str = FMT, upstream: str = FMT, request: ir.Request | None = Non
     return c
 
 
-def decode_stream(chunks: list[bytes], c: ir.Context | None = None, **kw: Any) -> list[ir.StreamEvent]:
+def decode_stream(chunks: list[bytes], c: ir.Context | None = None,
+                  **kw: Any) -> list[ir.StreamEvent]:
     d = gm.StreamDecoder(c or ctx(), **kw)
     events: list[ir.StreamEvent] = []
     for chunk in chunks:
@@ -130,7 +131,8 @@ FULL_REQUEST: dict[str, Any] = {
         {"role": "model", "parts": [
             {"functionCall": {"id": "fc-7", "name": "get_time", "args": {}}}]},
         {"role": "user", "parts": [
-            {"functionResponse": {"id": "fc-7", "name": "get_time", "response": {"output": "noon"}}}]},
+            {"functionResponse": {"id": "fc-7", "name": "get_time",
+                                  "response": {"output": "noon"}}}]},
         {"parts": [{"text": "Thanks"}]},
         {"role": "model", "parts": [{"executableCode": {"language": "PYTHON", "code": "1+1"}}]},
     ],
@@ -198,8 +200,8 @@ def test_synthesised_ids_are_deterministic() -> None:
     b = gm.decode_request(copy.deepcopy(FULL_REQUEST))
     ids = [blk.id for m in a.messages for blk in m.content if type(blk) is ir.ToolCall]
     assert ids == [blk.id for m in b.messages for blk in m.content if type(blk) is ir.ToolCall]
-    assert gm_tables.synth_tool_id("s", 0, "f") == gm_tables.synth_tool_id("s", 0, "f") != gm_tables.synth_tool_id(
-        "s", 1, "f")
+    synth = gm_tables.synth_tool_id
+    assert synth("s", 0, "f") == synth("s", 0, "f") != synth("s", 1, "f")
     assert len(gm_tables.synth_tool_id("s", 0, "f")) <= 40
 
 
@@ -225,7 +227,8 @@ def test_request_round_trip_full() -> None:
      "toolConfig": {"functionCallingConfig": {"mode": "ANY", "allowedFunctionNames": ["f"]}},
      "generationConfig": {"thinkingConfig": {"thinkingLevel": "high"}}},
     {"contents": [{"role": "model", "parts": [{"functionCall": {"name": "f"}}]},
-                  {"role": "function", "parts": [{"functionResponse": {"name": "f", "response": {}}}]}],
+                  {"role": "function",
+                   "parts": [{"functionResponse": {"name": "f", "response": {}}}]}],
      "cachedContent": "cachedContents/abc"},
 ])
 def test_request_round_trip(body: dict[str, Any]) -> None:
@@ -387,7 +390,8 @@ def test_encode_translated_request() -> None:
         stop=("a", "b"),
         reasoning=ir.ReasoningConfig(effort="high"),
         response_format=ir.ResponseFormat(type="json_schema", schema={
-            "type": "object", "properties": {"a": {"type": "string"}}, "additionalProperties": False}),
+            "type": "object", "properties": {"a": {"type": "string"}},
+            "additionalProperties": False}),
         stream=True,
     )
     c = ctx("openai_chat", FMT, req)
@@ -427,17 +431,20 @@ def test_encode_translated_request() -> None:
     assert gc["responseMimeType"] == "application/json"
     assert gc["responseSchema"] == {"type": "object", "properties": {"a": {"type": "string"}}}
     assert "model" not in body and "stream" not in body
-    assert gm_request.request_path(req) == "/v1beta/models/gemini-2.5-flash:streamGenerateContent?alt=sse"
+    assert gm_request.request_path(req) == \
+        "/v1beta/models/gemini-2.5-flash:streamGenerateContent?alt=sse"
 
 
 @pytest.mark.parametrize(("choice", "wire"), [
     (ir.ToolChoice(mode="auto"), {"mode": "AUTO"}),
     (ir.ToolChoice(mode="none"), {"mode": "NONE"}),
     (ir.ToolChoice(mode="any"), {"mode": "ANY"}),
-    (ir.ToolChoice(mode="any", allowed=("f", "g")), {"mode": "ANY", "allowedFunctionNames": ["f", "g"]}),
+    (ir.ToolChoice(mode="any", allowed=("f", "g")),
+     {"mode": "ANY", "allowedFunctionNames": ["f", "g"]}),
 ])
 def test_tool_choice_modes(choice: ir.ToolChoice, wire: dict[str, Any]) -> None:
-    req = ir.Request(model="m", messages=(), tools=(ir.FunctionTool(name="f"), ir.FunctionTool(name="g")),
+    req = ir.Request(model="m", messages=(),
+                     tools=(ir.FunctionTool(name="f"), ir.FunctionTool(name="g")),
                      tool_choice=choice)
     assert gm.encode_request(req, ctx("openai_chat", FMT))["toolConfig"] == {
         "functionCallingConfig": wire}
@@ -509,7 +516,8 @@ def test_response_round_trip() -> None:
 def test_finish_reasons(finish: str, stop: StopReason) -> None:
     body = {"candidates": [{"content": {"role": "model", "parts": [{"text": "x"}]},
                             "finishReason": finish, "index": 0}],
-            "usageMetadata": {"promptTokenCount": 1, "candidatesTokenCount": 1, "totalTokenCount": 2},
+            "usageMetadata": {"promptTokenCount": 1, "candidatesTokenCount": 1,
+                              "totalTokenCount": 2},
             "modelVersion": "g", "responseId": "r"}
     resp = gm.decode_response(copy.deepcopy(body))
     assert resp.stop_reason is stop
@@ -529,7 +537,8 @@ def test_encode_translated_response() -> None:
     resp = ir.Response(id="msg_1", model="claude", stop_reason=StopReason.MAX_TOKENS,
                        usage=Usage(input_tokens=10, output_tokens=7, cached_tokens=3,
                                    reasoning_tokens=2),
-                       content=(ir.Reasoning(text="hm", signature="sig", provider="anthropic_messages"),
+                       content=(ir.Reasoning(text="hm", signature="sig",
+                                             provider="anthropic_messages"),
                                 ir.Text("Hi"),
                                 ir.ToolCall(id="toolu_1", name="f", arguments='{"a":1}')))
     out = gm.encode_response(resp, ctx("gemini", "anthropic_messages"))
@@ -599,7 +608,8 @@ def test_error_edge_cases() -> None:
     assert gm.decode_error(429, arr).kind is ErrorKind.RATE_LIMIT
     html = gm.decode_error(502, b"<html>bad gateway</html>")
     assert html.kind is ErrorKind.UPSTREAM_PROTOCOL and "bad gateway" in html.message
-    assert gm.encode_error(ir.ApiError(ErrorKind.OVERLOADED, "busy", 529), "anthropic_messages") == (
+    busy = ir.ApiError(ErrorKind.OVERLOADED, "busy", 529)
+    assert gm.encode_error(busy, "anthropic_messages") == (
         503, b'{"error":{"code":503,"message":"busy","status":"UNAVAILABLE"}}')
 
 
@@ -642,7 +652,8 @@ def test_stream_decoder_whole_bytewise_random_and_lf() -> None:
     assert decode_stream([raw[: cr + 1], raw[cr + 1:]]) == TRANSCRIPT_EVENTS
 
 
-@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=80, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(cuts=st.lists(st.integers(min_value=1, max_value=1200), max_size=40))
 def test_stream_decoder_hypothesis_splits(cuts: list[int]) -> None:
     raw = transcript(TRANSCRIPT)
@@ -668,7 +679,8 @@ def test_stream_decoder_thoughts_and_whole_function_calls() -> None:
     raw = (_chunk([{"text": "Let me ", "thought": True}])
            + _chunk([{"text": "think.", "thought": True, "thoughtSignature": "T1"}])
            + _chunk([{"text": "Sure."}])
-           + _chunk([{"functionCall": {"name": "f", "args": {"a": [1, 2]}}, "thoughtSignature": "S1"},
+           + _chunk([{"functionCall": {"name": "f", "args": {"a": [1, 2]}},
+                      "thoughtSignature": "S1"},
                      {"functionCall": {"id": "given", "name": "g", "args": {}}}])
            + _chunk([], "STOP", {"promptTokenCount": 5, "candidatesTokenCount": 3,
                                  "totalTokenCount": 8}))
@@ -681,7 +693,8 @@ def test_stream_decoder_thoughts_and_whole_function_calls() -> None:
         ReasoningDelta(0, "Let me "), ReasoningDelta(0, "think."), SignatureDelta(0, "T1", FMT),
         BlockStop(0),
         BlockStart(1, BlockKind.TEXT), TextDelta(1, "Sure."), BlockStop(1),
-        BlockStart(2, BlockKind.REASONING, provider=FMT), SignatureDelta(2, "S1", FMT), BlockStop(2),
+        BlockStart(2, BlockKind.REASONING, provider=FMT), SignatureDelta(2, "S1", FMT),
+        BlockStop(2),
         BlockStart(3, BlockKind.TOOL_CALL, tool_id=fid, tool_name="f"),
         ToolArgsDelta(3, '{"a":[1,2]}'), BlockStop(3),
         BlockStart(4, BlockKind.TOOL_CALL, tool_id="given", tool_name="g"),
@@ -697,7 +710,8 @@ def test_stream_decoder_ends_and_errors() -> None:
     events = decode_stream([_chunk([{"text": "Hel"}])])
     assert type(events[-1]) is StreamError and events[-1].kind is ErrorKind.UPSTREAM_PROTOCOL
     # A blocked prompt: 200 with promptFeedback.blockReason and no candidates.
-    blocked = b'data: {"promptFeedback":{"blockReason":"SAFETY"},"usageMetadata":{"promptTokenCount":4}}\n\n'
+    blocked = (b'data: {"promptFeedback":{"blockReason":"SAFETY"},'
+               b'"usageMetadata":{"promptTokenCount":4}}\n\n')
     assert decode_stream([blocked])[-1] == MessageEnd(StopReason.CONTENT_FILTER)
     # A mid-stream error object.
     err = b'data: {"error":{"code":503,"message":"overloaded","status":"UNAVAILABLE"}}\n\n'
@@ -764,7 +778,8 @@ def test_stream_encoder_frames() -> None:
     assert texts[:3] == [[{"text": "Hello (English)\n¡Hola! (Spanish)\n"}],
                          [{"text": "Bonjour ! (French)\nHallo (German)\n"}],
                          [{"text": "Ciao (Italian)"}]]  # only the new parts
-    assert all("finishReason" not in f["candidates"][0] and "usageMetadata" not in f for f in fs[:-1])
+    assert all("finishReason" not in f["candidates"][0] and "usageMetadata" not in f
+               for f in fs[:-1])
     last = fs[-1]
     assert last["candidates"][0]["finishReason"] == "STOP"
     assert last["usageMetadata"] == {"promptTokenCount": 9, "candidatesTokenCount": 27,
@@ -807,7 +822,8 @@ def test_stream_encoder_tools_reasoning_and_errors() -> None:
     enc = gm.StreamEncoder(ctx(FMT, "anthropic_messages"))
     out = enc.encode([MessageStart("", ""), BlockStart(0, BlockKind.TEXT), TextDelta(0, "a"),
                       StreamError(ErrorKind.OVERLOADED, "Overloaded", 529)])
-    assert frames(out)[-1] == {"error": {"code": 503, "message": "Overloaded", "status": "UNAVAILABLE"}}
+    assert frames(out)[-1] == {
+        "error": {"code": 503, "message": "Overloaded", "status": "UNAVAILABLE"}}
     with pytest.raises(RuntimeError, match="UNAVAILABLE"):
         gemini_final(out)
     assert enc.done and enc.close() == b""

@@ -40,7 +40,8 @@ def test_classes_are_frozen_and_slotted(cls: type) -> None:
     # later stays backward compatible.
     seen_default = False
     for f in fields:
-        has_default = f.default is not dataclasses.MISSING or f.default_factory is not dataclasses.MISSING
+        has_default = (f.default is not dataclasses.MISSING
+                       or f.default_factory is not dataclasses.MISSING)
         if seen_default:
             assert has_default, f"{cls.__name__}.{f.name}"
         seen_default = seen_default or has_default

@@ -10,8 +10,9 @@ from protocols.loopguard import inject_warning, trailing_run
 def chat(n, args='{"cmd": "ls"}', other_last=False):
     msgs = [{"role": "user", "content": "go"}]
     for i in range(n):
-        msgs.append({"role": "assistant", "content": None, "tool_calls": [
-            {"id": f"call_{i}", "type": "function", "function": {"name": "shell", "arguments": args}}]})
+        call = {"id": f"call_{i}", "type": "function",
+                "function": {"name": "shell", "arguments": args}}
+        msgs.append({"role": "assistant", "content": None, "tool_calls": [call]})
         msgs.append({"role": "tool", "tool_call_id": f"call_{i}", "content": "same"})
     if other_last:
         msgs.append({"role": "assistant", "content": None, "tool_calls": [
@@ -25,7 +26,8 @@ def anthropic(n, inp=None):
     for i in range(n):
         msgs.append({"role": "assistant", "content": [
             {"type": "text", "text": "again"},
-            {"type": "tool_use", "id": f"toolu_{i}", "name": "Bash", "input": inp or {"command": "ls", "x": 1}}]})
+            {"type": "tool_use", "id": f"toolu_{i}", "name": "Bash",
+             "input": inp or {"command": "ls", "x": 1}}]})
         msgs.append({"role": "user", "content": [
             {"type": "tool_result", "tool_use_id": f"toolu_{i}", "content": "same"}]})
     return {"model": "m", "max_tokens": 10, "messages": msgs}
@@ -33,9 +35,11 @@ def anthropic(n, inp=None):
 
 def responses(n):
     items = [{"role": "user", "content": "go"}]
+    spellings = ('{"yield_time_ms": 100, "cmd": "ls"}', '{"cmd":"ls","yield_time_ms":100}')
     for i in range(n):
+        args = spellings[i % 2]  # the same arguments, spelled two ways
         items.append({"type": "function_call", "call_id": f"call_{i}", "name": "exec_command",
-                      "arguments": '{"cmd":"ls","yield_time_ms":100}' if i % 2 else '{"yield_time_ms": 100, "cmd": "ls"}'})
+                      "arguments": args})
         items.append({"type": "function_call_output", "call_id": f"call_{i}", "output": "same"})
     return {"model": "m", "input": items}
 
@@ -43,8 +47,10 @@ def responses(n):
 def gemini(n):
     contents = [{"role": "user", "parts": [{"text": "go"}]}]
     for _ in range(n):
-        contents.append({"role": "model", "parts": [{"functionCall": {"name": "f", "args": {"a": 1}}}]})
-        contents.append({"role": "user", "parts": [{"functionResponse": {"name": "f", "response": {"r": 1}}}]})
+        call = {"functionCall": {"name": "f", "args": {"a": 1}}}
+        result = {"functionResponse": {"name": "f", "response": {"r": 1}}}
+        contents.append({"role": "model", "parts": [call]})
+        contents.append({"role": "user", "parts": [result]})
     return {"contents": contents}
 
 
@@ -66,7 +72,8 @@ def test_different_arguments_break_the_run():
     assert trailing_run("openai_chat", body) == (1, "shell")
 
 
-@pytest.mark.parametrize("fmt,body", [("openai_chat", chat(3)), ("anthropic_messages", anthropic(3)),
+@pytest.mark.parametrize("fmt,body", [("openai_chat", chat(3)),
+                                      ("anthropic_messages", anthropic(3)),
                                       ("openai_responses", responses(3)), ("gemini", gemini(3))])
 def test_inject_warning_keeps_history_valid(fmt, body):
     before = repr(body)

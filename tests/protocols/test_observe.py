@@ -231,7 +231,8 @@ def test_anthropic_cut_and_error_tail():
     cut = data[:data.index(b"event: message_delta")]
     _, tap = tap_run("anthropic_messages", cut, [])
     assert not tap.complete and not tap.error_relayed and tap.usage.input_tokens > 0
-    err = b'event: error\ndata: {"type":"error","error":{"type":"overloaded_error","message":"x"}}\n\n'
+    err = (b'event: error\ndata: {"type":"error",'
+           b'"error":{"type":"overloaded_error","message":"x"}}\n\n')
     got, tap = tap_run("anthropic_messages", cut + err, [len(cut) - 5])
     assert got == cut + err and tap.error_relayed and not tap.complete
 

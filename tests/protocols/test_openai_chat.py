@@ -50,6 +50,13 @@ def decode_stream(chunks: list[bytes], **kw: Any) -> list[ir.StreamEvent]:
     return events + d.close()
 
 
+def tool_args(events: list[ir.StreamEvent], blocks: tuple[int, ...] = (0, 1)) -> dict[int, str]:
+    """The arguments text streamed for each of the tool-call ``blocks``."""
+    return {i: "".join(e.arguments for e in events
+                       if isinstance(e, ir.ToolArgsDelta) and e.index == i)
+            for i in blocks}
+
+
 # --------------------------------------------------------------------------------------
 # Requests
 # --------------------------------------------------------------------------------------
@@ -60,12 +67,15 @@ FULL_REQUEST: dict[str, Any] = {
         {"role": "developer", "content": "Be brief."},
         {"role": "user", "content": [
             {"type": "text", "text": "What is in this image?"},
-            {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgo=", "detail": "low"}},
+            {"type": "image_url",
+             "image_url": {"url": "data:image/png;base64,iVBORw0KGgo=", "detail": "low"}},
             {"type": "image_url", "image_url": {"url": "https://example.com/cat.jpg"}},
         ]},
         {"role": "assistant", "content": None, "tool_calls": [
-            {"id": "call_1", "type": "function", "function": {"name": "lookup", "arguments": "{\"q\":\"cat\"}"}},
-            {"id": "call_2", "type": "function", "function": {"name": "lookup", "arguments": "{\"q\":\"dog\"}"}},
+            {"id": "call_1", "type": "function",
+             "function": {"name": "lookup", "arguments": "{\"q\":\"cat\"}"}},
+            {"id": "call_2", "type": "function",
+             "function": {"name": "lookup", "arguments": "{\"q\":\"dog\"}"}},
         ]},
         {"role": "tool", "tool_call_id": "call_1", "content": "a cat"},
         {"role": "tool", "tool_call_id": "call_2", "content": [{"type": "text", "text": "a dog"}]},
@@ -77,14 +87,18 @@ FULL_REQUEST: dict[str, Any] = {
     "top_p": 0.9,
     "stop": ["END", "STOP"],
     "tools": [
-        {"type": "function", "function": {"name": "lookup", "description": "Look up",
-                                          "parameters": {"type": "object", "properties": {"q": {"type": "string"}}},
-                                          "strict": True}},
-        {"type": "custom", "custom": {"name": "apply_patch", "description": "Patch", "format": {"type": "text"}}},
+        {"type": "function", "function": {
+            "name": "lookup", "description": "Look up",
+            "parameters": {"type": "object", "properties": {"q": {"type": "string"}}},
+            "strict": True}},
+        {"type": "custom", "custom": {"name": "apply_patch", "description": "Patch",
+                                      "format": {"type": "text"}}},
     ],
     "tool_choice": {"type": "function", "function": {"name": "lookup"}},
     "parallel_tool_calls": False,
-    "response_format": {"type": "json_schema", "json_schema": {"name": "out", "schema": {"type": "object"}, "strict": True}},
+    "response_format": {"type": "json_schema",
+                        "json_schema": {"name": "out", "schema": {"type": "object"},
+                                        "strict": True}},
     "reasoning_effort": "low",
     "user": "user-1",
     "seed": 42,
@@ -112,7 +126,8 @@ def test_decode_full_request() -> None:
     assert req.stop == ("END", "STOP")
     assert req.tools[1] == ir.CustomTool("apply_patch", "Patch", {"type": "text"})
     assert req.tool_choice == ir.ToolChoice(mode="tool", name="lookup", disable_parallel=True)
-    assert req.response_format == ir.ResponseFormat("json_schema", name="out", schema={"type": "object"}, strict=True)
+    assert req.response_format == ir.ResponseFormat("json_schema", name="out",
+                                                    schema={"type": "object"}, strict=True)
     assert req.reasoning == ir.ReasoningConfig(effort="low")
     assert ir.extras_for(req, oc.FORMAT) == {"seed": 42, "presence_penalty": 0.5}
 
@@ -130,7 +145,8 @@ def test_request_round_trip_full() -> None:
     "body",
     [
         {"model": "m", "messages": [{"role": "user", "content": "hi"}]},
-        {"model": "m", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 10, "stop": ["x"]},
+        {"model": "m", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 10,
+         "stop": ["x"]},
         {"model": "m", "messages": [{"role": "system", "content": [{"type": "text", "text": "a"}]},
                                     {"role": "user", "content": [{"type": "text", "text": "b"}]},
                                     {"role": "assistant", "content": "c"}]},
@@ -142,11 +158,13 @@ def test_request_round_trip_full() -> None:
          "tools": [{"type": "function", "function": {"name": "f"}}],
          "tool_choice": {"type": "allowed_tools", "allowed_tools": {"mode": "required", "tools": [
              {"type": "function", "function": {"name": "f"}}]}}},
-        {"model": "m", "messages": [{"role": "assistant", "content": "", "reasoning_content": "thought",
+        {"model": "m", "messages": [{"role": "assistant", "content": "",
+                                     "reasoning_content": "thought",
                                      "tool_calls": [{"id": "c", "type": "custom",
                                                      "custom": {"name": "p", "input": "raw"}}]}]},
         {"model": "m", "messages": [{"role": "user", "content": [
-            {"type": "file", "file": {"file_data": "data:application/pdf;base64,JVBERi0=", "filename": "a.pdf"}},
+            {"type": "file",
+             "file": {"file_data": "data:application/pdf;base64,JVBERi0=", "filename": "a.pdf"}},
             {"type": "input_audio", "input_audio": {"data": "AAAA", "format": "wav"}}]}]},
     ],
 )
@@ -176,18 +194,24 @@ def test_python_sdk_captures_round_trip(stream: bool) -> None:
         ({"model": 5, "messages": []}, "model"),
         ({"model": "m", "messages": [{"role": "robot", "content": "x"}]}, "messages[0].role"),
         ({"model": "m", "messages": ["x"]}, "messages[0]"),
-        ({"model": "m", "messages": [{"role": "tool", "content": "x"}]}, "messages[0].tool_call_id"),
-        ({"model": "m", "messages": [{"role": "user", "content": [{"type": "text"}]}]}, "messages[0].content[0].text"),
-        ({"model": "m", "messages": [{"role": "assistant", "tool_calls": [{"type": "function", "function": {"name": "f"}}]}]},
+        ({"model": "m", "messages": [{"role": "tool", "content": "x"}]},
+         "messages[0].tool_call_id"),
+        ({"model": "m", "messages": [{"role": "user", "content": [{"type": "text"}]}]},
+         "messages[0].content[0].text"),
+        ({"model": "m", "messages": [{"role": "assistant", "tool_calls": [
+            {"type": "function", "function": {"name": "f"}}]}]},
          "messages[0].tool_calls[0].id"),
         ({"model": "m", "messages": [], "temperature": 3}, "temperature"),
         ({"model": "m", "messages": [], "temperature": "hot"}, "temperature"),
         ({"model": "m", "messages": [], "max_completion_tokens": -1}, "max_completion_tokens"),
         ({"model": "m", "messages": [], "stop": ["a", "b", "c", "d", "e"]}, "stop"),
         ({"model": "m", "messages": [], "tool_choice": "sometimes"}, "tool_choice"),
-        ({"model": "m", "messages": [], "tools": [{"type": "function", "function": {}}]}, "tools[0].function.name"),
-        ({"model": "m", "messages": [], "response_format": {"type": "yaml"}}, "response_format.type"),
-        ({"model": "m", "messages": [], "stream_options": {"include_usage": "yes"}}, "stream_options.include_usage"),
+        ({"model": "m", "messages": [], "tools": [{"type": "function", "function": {}}]},
+         "tools[0].function.name"),
+        ({"model": "m", "messages": [], "response_format": {"type": "yaml"}},
+         "response_format.type"),
+        ({"model": "m", "messages": [], "stream_options": {"include_usage": "yes"}},
+         "stream_options.include_usage"),
     ],
 )
 def test_invalid_requests_name_the_param(body: dict[str, Any], param: str) -> None:
@@ -220,7 +244,8 @@ def test_unsupported_features_for_foreign_upstream(extra: dict[str, Any], param:
 
 def test_function_role_is_unsupported() -> None:
     with pytest.raises(UnsupportedFeature) as info:
-        oc.decode_request({"model": "m", "messages": [{"role": "function", "name": "f", "content": "x"}]})
+        oc.decode_request({"model": "m",
+                           "messages": [{"role": "function", "name": "f", "content": "x"}]})
     assert info.value.param == "messages[0].role"
 
 
@@ -240,7 +265,8 @@ def test_encode_hard_cases() -> None:
             )),
             ir.Message(ir.Role.USER, (
                 ir.ToolResult(id=long_id, content=(ir.Text("boom"),), is_error=True),
-                ir.ToolResult(id="t2", content=(ir.Text("pic"), ir.Image(media_type="image/png", data="AAA"))),
+                ir.ToolResult(id="t2", content=(ir.Text("pic"),
+                                                ir.Image(media_type="image/png", data="AAA"))),
                 ir.Text("next"),
             )),
         ),
@@ -260,7 +286,8 @@ def test_encode_hard_cases() -> None:
     assert body["tools"][0]["function"]["name"] == call["function"]["name"]
     assert msgs[3] == {"role": "tool", "tool_call_id": call["id"], "content": "Error: boom"}
     assert msgs[4] == {"role": "tool", "tool_call_id": "t2", "content": "pic"}
-    assert msgs[5]["role"] == "user" and msgs[5]["content"][1]["image_url"]["url"] == "data:image/png;base64,AAA"
+    assert msgs[5]["role"] == "user"
+    assert msgs[5]["content"][1]["image_url"]["url"] == "data:image/png;base64,AAA"
     assert msgs[6] == {"role": "user", "content": [{"type": "text", "text": "next"}]}
     assert body["stream_options"] == {"include_usage": True}
     assert body["reasoning_effort"] == "high"
@@ -274,10 +301,12 @@ def test_encode_rejects_what_chat_cannot_carry() -> None:
         oc.encode_request(ir.Request(**base, stop=("a", "b", "c", "d", "e")))
     with pytest.raises(UnsupportedFeature):
         oc.encode_request(ir.Request(**base, tools=(
-            ir.NativeTool("anthropic_messages", "web_search_20250305", {"type": "web_search_20250305"}),)))
+            ir.NativeTool("anthropic_messages", "web_search_20250305",
+                          {"type": "web_search_20250305"}),)))
     with pytest.raises(UnsupportedFeature):
-        oc.encode_request(ir.Request(model="m", messages=(
-            ir.Message(ir.Role.USER, (ir.NativeBlock("anthropic_messages", "search_result", {}),)),)))
+        block = ir.NativeBlock("anthropic_messages", "search_result", {})
+        oc.encode_request(ir.Request(model="m",
+                                     messages=(ir.Message(ir.Role.USER, (block,)),)))
 
 
 # --------------------------------------------------------------------------------------
@@ -289,7 +318,8 @@ COMPLETION = {
     "choices": [{"index": 0, "message": {
         "role": "assistant", "content": None, "refusal": None,
         "tool_calls": [{"id": "call_abc", "type": "function",
-                        "function": {"name": "get_weather", "arguments": "{\"location\": \"Boston\"}"}}]},
+                        "function": {"name": "get_weather",
+                                     "arguments": "{\"location\": \"Boston\"}"}}]},
         "logprobs": None, "finish_reason": "stop"}],
     "usage": {"prompt_tokens": 19, "completion_tokens": 10, "total_tokens": 29,
               "prompt_tokens_details": {"cached_tokens": 4},
@@ -306,12 +336,14 @@ def test_decode_response_forced_tool_choice_is_tool_use() -> None:
 
 def test_response_round_trip_and_sdk_parse() -> None:
     out = oc.encode_response(oc.decode_response(COMPLETION))
-    assert out["choices"][0]["message"]["tool_calls"] == COMPLETION["choices"][0]["message"]["tool_calls"]
+    assert (out["choices"][0]["message"]["tool_calls"]
+            == COMPLETION["choices"][0]["message"]["tool_calls"])
     assert out["choices"][0]["finish_reason"] == "tool_calls"
     assert out["usage"] == COMPLETION["usage"]
     assert out["id"] == "chatcmpl-1"
     text_reply = copy.deepcopy(COMPLETION)
-    text_reply["choices"][0]["message"] = {"role": "assistant", "content": "Hello!", "refusal": None}
+    text_reply["choices"][0]["message"] = {"role": "assistant", "content": "Hello!",
+                                           "refusal": None}
     text_reply.update(service_tier="default", system_fingerprint="fp_1")
     assert oc.encode_response(oc.decode_response(copy.deepcopy(text_reply))) == text_reply
     parsed = openai_nonstream(jsonio.dumps(out))
@@ -355,7 +387,8 @@ def test_stream_decoder_text() -> None:
     text = "".join(e.text for e in events if isinstance(e, ir.TextDelta))
     assert text == "Hello! (English)\n¡Hola! (Spanish)\nこんにちは! (Japanese)"
     assert events[-1] == ir.MessageEnd(ir.StopReason.END_TURN)
-    assert events[0] == ir.MessageStart("chatcmpl-3nw4QRRZYqML8cJ7WZ96vN5bX8kRR", "gpt-4.1-2025-04-14")
+    assert events[0] == ir.MessageStart("chatcmpl-3nw4QRRZYqML8cJ7WZ96vN5bX8kRR",
+                                        "gpt-4.1-2025-04-14")
 
 
 def test_stream_decoder_parallel_tools() -> None:
@@ -365,8 +398,7 @@ def test_stream_decoder_parallel_tools() -> None:
         (0, "call_6PqAxJsYwnvZ8M84lU6OY1ec", "get_weather"),
         (1, "call_neQ1kwyHvjdy7H7HtLZ63NsH", "get_local_time"),
     ]
-    args = {i: "".join(e.arguments for e in events if isinstance(e, ir.ToolArgsDelta) and e.index == i)
-            for i in (0, 1)}
+    args = tool_args(events)
     assert jsonio.loads(args[0]) == {"location": "Paris, France"}
     assert jsonio.loads(args[1]) == {"timezone": "Asia/Tokyo"}
     assert events[-1] == ir.MessageEnd(ir.StopReason.TOOL_USE)
@@ -385,17 +417,19 @@ def test_stream_decoder_interleaved_tool_fragments() -> None:
             {"index": 0, "delta": delta, "finish_reason": finish}]}) + b"\n\n"
 
     raw = b"".join([
-        chunk({"role": "assistant", "tool_calls": [{"index": 0, "id": "a", "type": "function", "function": {"name": "f", "arguments": "{\"x\""}}]}),
-        chunk({"tool_calls": [{"index": 1, "id": "b", "type": "function", "function": {"name": "g", "arguments": "{\"y\""}}]}),
+        chunk({"role": "assistant", "tool_calls": [
+            {"index": 0, "id": "a", "type": "function",
+             "function": {"name": "f", "arguments": "{\"x\""}}]}),
+        chunk({"tool_calls": [
+            {"index": 1, "id": "b", "type": "function",
+             "function": {"name": "g", "arguments": "{\"y\""}}]}),
         chunk({"tool_calls": [{"index": 0, "function": {"arguments": ":1}"}}]}),
         chunk({"tool_calls": [{"index": 1, "function": {"arguments": ":2}"}}]}),
         chunk({}, "tool_calls"),
         b"data: [DONE]\n\n",
     ])
     events = decode_stream([raw])
-    args = {i: "".join(e.arguments for e in events if isinstance(e, ir.ToolArgsDelta) and e.index == i)
-            for i in (0, 1)}
-    assert args == {0: '{"x":1}', 1: '{"y":2}'}
+    assert tool_args(events) == {0: '{"x":1}', 1: '{"y":2}'}
     # Through an Anthropic client the blocks come out one after another, complete.
     from protocols import anthropic_messages as am
     out = am.StreamEncoder(ctx(client="anthropic_messages")).encode(events)
@@ -416,14 +450,17 @@ def test_stream_decoder_cut_streams_become_errors() -> None:
 
 
 def test_stream_decoder_error_chunk() -> None:
-    raw = (b'data: {"id":"c","model":"m","choices":[{"index":0,"delta":{"content":"Hi"},"finish_reason":null}]}\n\n'
+    raw = (b'data: {"id":"c","model":"m","choices":[{"index":0,"delta":{"content":"Hi"},'
+           b'"finish_reason":null}]}\n\n'
            b'data: {"error": {"message": "The server had an error", "type": "server_error"}}\n\n')
     events = decode_stream([raw])
-    assert events[-1] == ir.StreamError(ir.ErrorKind.SERVER, "The server had an error", 500, "server_error")
+    assert events[-1] == ir.StreamError(ir.ErrorKind.SERVER, "The server had an error", 500,
+                                        "server_error")
 
 
-@pytest.mark.parametrize("raw", [b"data: {nope\n\n", b"data: [1]\n\n",
-                                 b'data: {"choices":[{"index":0,"delta":{"tool_calls":[{"index":"0"}]}}]}\n\n'])
+@pytest.mark.parametrize("raw", [
+    b"data: {nope\n\n", b"data: [1]\n\n",
+    b'data: {"choices":[{"index":0,"delta":{"tool_calls":[{"index":"0"}]}}]}\n\n'])
 def test_stream_decoder_bad_upstream(raw: bytes) -> None:
     d = oc.StreamDecoder()
     # A broken upstream raises (Translation ends the client's stream with an error
@@ -534,8 +571,9 @@ def test_stream_encoder_musts(include_usage: bool) -> None:
 
 def test_stream_encoder_error_and_cut() -> None:
     enc = oc.StreamEncoder(ctx())
+    error = ir.StreamError(ir.ErrorKind.OVERLOADED, "Overloaded", 529, "overloaded_error")
     out = enc.encode([IR_STREAM[0], ir.BlockStart(0, ir.BlockKind.TEXT), ir.TextDelta(0, "Hi"),
-                      ir.StreamError(ir.ErrorKind.OVERLOADED, "Overloaded", 529, "overloaded_error")])
+                      error])
     assert b"[DONE]" not in out
     last = _payloads(out)[-1]
     assert last == {"error": {"message": "Overloaded", "type": "server_error", "param": None,
@@ -556,12 +594,13 @@ def test_stream_encoder_error_and_cut() -> None:
 @pytest.mark.parametrize(
     ("status", "body", "kind"),
     [
-        (429, {"error": {"message": "Rate limit reached. Please try again in 1.898s", "type": "tokens",
-                         "param": None, "code": "rate_limit_exceeded"}}, ir.ErrorKind.RATE_LIMIT),
+        (429, {"error": {"message": "Rate limit reached. Please try again in 1.898s",
+                         "type": "tokens", "param": None, "code": "rate_limit_exceeded"}},
+         ir.ErrorKind.RATE_LIMIT),
         (429, {"error": {"message": "quota", "type": "insufficient_quota", "param": None,
                          "code": "insufficient_quota"}}, ir.ErrorKind.QUOTA),
-        (401, {"error": {"message": "Incorrect API key", "type": "invalid_request_error", "param": None,
-                         "code": "invalid_api_key"}}, ir.ErrorKind.AUTHENTICATION),
+        (401, {"error": {"message": "Incorrect API key", "type": "invalid_request_error",
+                         "param": None, "code": "invalid_api_key"}}, ir.ErrorKind.AUTHENTICATION),
         (404, {"error": {"message": "no model", "type": "invalid_request_error", "param": None,
                          "code": "model_not_found"}}, ir.ErrorKind.NOT_FOUND),
         (503, {"error": {"message": "overloaded", "type": "server_error", "param": None,
@@ -570,7 +609,8 @@ def test_stream_encoder_error_and_cut() -> None:
                          "code": None}}, ir.ErrorKind.SERVER),
     ],
 )
-def test_error_decode_and_same_format_encode(status: int, body: dict[str, Any], kind: ir.ErrorKind) -> None:
+def test_error_decode_and_same_format_encode(status: int, body: dict[str, Any],
+                                             kind: ir.ErrorKind) -> None:
     err = oc.decode_error(status, jsonio.dumps(body))
     assert err.kind is kind and err.message == body["error"]["message"] and err.status == status
     s, out = oc.encode_error(err, oc.FORMAT)
@@ -582,7 +622,8 @@ def test_error_non_json_body() -> None:
     err = oc.decode_error(502, b"<html>Bad Gateway</html>")
     assert err.kind is ir.ErrorKind.SERVER and "Bad Gateway" in err.message
     status, body = oc.encode_error(err)
-    assert status == 502 and set(jsonio.loads(body)["error"]) == {"message", "type", "param", "code"}
+    assert status == 502
+    assert set(jsonio.loads(body)["error"]) == {"message", "type", "param", "code"}
 
 
 def test_error_overloaded_is_503() -> None:

@@ -195,7 +195,7 @@ def assert_canonical(events: list[dict[str, Any]], *, keepalives: bool = False) 
         events = [e for i, e in enumerate(events) if i < 2 or e["type"] != "response.in_progress"]
     assert events[0]["type"] == "response.created"
     created = events[0]["response"]
-    assert created["status"] == "in_progress" and created["output"] == [] and created["usage"] is None
+    assert (created["status"], created["output"], created["usage"]) == ("in_progress", [], None)
     assert events[1]["type"] == "response.in_progress"
     i, done_items = 2, []
     while events[i]["type"] == "response.output_item.added":
@@ -277,7 +277,8 @@ FULL_REQUEST: dict[str, Any] = {
     "model": "gpt-5",
     "instructions": "Be brief.",
     "input": [
-        {"type": "message", "role": "developer", "content": [{"type": "input_text", "text": "Rules."}]},
+        {"type": "message", "role": "developer",
+         "content": [{"type": "input_text", "text": "Rules."}]},
         {"role": "user", "content": "Describe these."},
         {"type": "message", "role": "user", "content": [
             {"type": "input_text", "text": "Look:"},
@@ -290,7 +291,8 @@ FULL_REQUEST: dict[str, Any] = {
         {"type": "reasoning", "id": "rs_1", "summary": [{"type": "summary_text", "text": "Plan."}],
          "encrypted_content": "gAAAAABoOpenAIblob"},
         {"type": "message", "id": "msg_1", "role": "assistant", "status": "completed",
-         "content": [{"type": "output_text", "text": "Two animals.", "annotations": [], "logprobs": []}]},
+         "content": [{"type": "output_text", "text": "Two animals.", "annotations": [],
+                      "logprobs": []}]},
         {"type": "function_call", "id": "fc_1", "call_id": "call_1", "name": "lookup",
          "arguments": "{\"q\":\"cat\"}", "status": "completed"},
         {"type": "custom_tool_call", "id": "ctc_1", "call_id": "call_2", "name": "apply_patch",
@@ -440,7 +442,8 @@ def test_codex_custom_tool_call_is_custom_kind() -> None:
      "input[0].content[0].type"),
     ({"model": "m", "input": [{"type": "function_call", "name": "f", "arguments": "{}"}]},
      "input[0].call_id"),
-    ({"model": "m", "input": [{"type": "function_call_output", "call_id": "c"}]}, "input[0].output"),
+    ({"model": "m", "input": [{"type": "function_call_output", "call_id": "c"}]},
+     "input[0].output"),
     ({"model": "m", "input": [{"type": "reasoning", "summary": [],
                                "encrypted_content": "tw1:@@@"}]}, "input[0].encrypted_content"),
     ({"model": "m", "input": "x", "previous_response_id": "resp_1"}, "previous_response_id"),
@@ -509,8 +512,9 @@ def test_reasoning_payload_round_trip(r: ir.Reasoning) -> None:
 
 
 def test_reasoning_payload_is_none_for_own_or_plain_reasoning() -> None:
-    assert orr_payload.encode_reasoning_payload(ir.Reasoning(encrypted="gAAAA", provider=FMT)) is None
-    assert orr_payload.encode_reasoning_payload(ir.Reasoning(text="plain", provider=None)) is None
+    encode = orr_payload.encode_reasoning_payload
+    assert encode(ir.Reasoning(encrypted="gAAAA", provider=FMT)) is None
+    assert encode(ir.Reasoning(text="plain", provider=None)) is None
     assert orr_payload.decode_reasoning_payload("gAAAAABo") is None
 
 
@@ -757,7 +761,8 @@ def test_stream_decoder_whole_bytewise_random(name: str) -> None:
 
 
 @pytest.mark.parametrize("name", RESPONSES_TRANSCRIPTS)
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=60, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(cuts=st.lists(st.integers(min_value=1, max_value=12000), max_size=60))
 def test_stream_decoder_hypothesis_splits(name: str, cuts: list[int]) -> None:
     raw = transcript(name)
@@ -777,7 +782,8 @@ def test_transcript_reencoded_reads_the_same_in_the_sdk(name: str) -> None:
     assert again.output_text == original.output_text
     assert again.usage.model_dump(exclude={"input_tokens_details"}) == original.usage.model_dump(
         exclude={"input_tokens_details"})
-    assert again.usage.input_tokens_details.cached_tokens == original.usage.input_tokens_details.cached_tokens
+    assert (again.usage.input_tokens_details.cached_tokens
+            == original.usage.input_tokens_details.cached_tokens)
     calls = [(o.call_id, o.name, o.arguments) for o in again.output if o.type == "function_call"]
     assert calls == [(o.call_id, o.name, o.arguments) for o in original.output
                      if o.type == "function_call"]
@@ -799,8 +805,8 @@ def test_observe_mode_facts_match(name: str) -> None:
         for c in chunks:
             obs.feed(c)
         obs.close()
-        assert (obs.usage, obs.model, obs.id, obs.stop_reason, obs.tool_calls, obs.done, obs.failed) == (
-            full.usage, full.model, full.id, full.stop_reason, full.tool_calls, full.done, full.failed)
+        facts = ("usage", "model", "id", "stop_reason", "tool_calls", "done", "failed")
+        assert [getattr(obs, f) for f in facts] == [getattr(full, f) for f in facts]
 
 
 def _frame(obj: dict[str, Any]) -> bytes:
@@ -851,10 +857,12 @@ def test_stream_decoder_incomplete_and_items_without_deltas() -> None:
     shell = {"id": "lsh_1", "type": "local_shell_call", "call_id": "call_8", "status": "completed",
              "action": {"type": "exec", "command": ["pwd"]}}
     evs = [CREATED_EV,
-           {"type": "response.output_item.added", "output_index": 0, "item": {**item, "content": []}},
+           {"type": "response.output_item.added", "output_index": 0,
+            "item": {**item, "content": []}},
            {"type": "response.output_item.done", "output_index": 0, "item": item},
            {"type": "response.output_item.added", "output_index": 1, "item": call},
-           {"type": "response.output_item.done", "output_index": 1, "item": {**call, "input": "PATCH"}},
+           {"type": "response.output_item.done", "output_index": 1,
+            "item": {**call, "input": "PATCH"}},
            {"type": "response.output_item.added", "output_index": 2, "item": shell},
            {"type": "response.output_item.done", "output_index": 2, "item": shell},
            {"type": "response.incomplete", "response": {
@@ -908,8 +916,8 @@ def test_stream_decoder_bad_frame_after_good_ones_is_split_invariant() -> None:
 TEXT_EVENTS: list[ir.StreamEvent] = [
     MessageStart("msg_up", "claude-x", Usage(input_tokens=12)),
     ir.PING,
-    BlockStart(0, BlockKind.TEXT), TextDelta(0, ""), TextDelta(0, "Hel"), TextDelta(0, "lo ¡こんにちは!"),
-    BlockStop(0),
+    BlockStart(0, BlockKind.TEXT), TextDelta(0, ""), TextDelta(0, "Hel"),
+    TextDelta(0, "lo ¡こんにちは!"), BlockStop(0),
     UsageUpdate(Usage(input_tokens=12, output_tokens=5, cached_tokens=4)),
     MessageEnd(StopReason.END_TURN),
 ]
@@ -1117,7 +1125,8 @@ def test_encoder_response_echo_uses_the_client_request() -> None:
 
 def test_encoder_limits() -> None:
     enc = orr.StreamEncoder(ctx(FMT, "openai_chat"))
-    enc.encode([MessageStart("", ""), BlockStart(0, BlockKind.TOOL_CALL, tool_id="a", tool_name="f"),
+    enc.encode([MessageStart("", ""),
+                BlockStart(0, BlockKind.TOOL_CALL, tool_id="a", tool_name="f"),
                 BlockStart(1, BlockKind.TOOL_CALL, tool_id="b", tool_name="g")])
     with pytest.raises(UpstreamProtocolError):
         enc.encode([ToolArgsDelta(1, "x" * (MAX_HELD_CHARS + 1))])

@@ -101,7 +101,8 @@ def decode(upstream: str, chunks: list[bytes]) -> tuple[list[ir.StreamEvent], ty
 
 @pytest.mark.parametrize("bad", list(BAD))
 @pytest.mark.parametrize("upstream", FORMATS)
-def test_decoder_events_before_the_error_do_not_depend_on_the_split(upstream: str, bad: str) -> None:
+def test_decoder_events_before_the_error_do_not_depend_on_the_split(upstream: str,
+                                                                     bad: str) -> None:
     good_events = format_module(upstream).StreamDecoder(None).feed(GOOD[upstream])
     assert any(type(e) is ir.TextDelta for e in good_events)
     expected_error = BufferLimitExceeded if "limit" in bad else UpstreamProtocolError

@@ -25,7 +25,8 @@ def chat_stream(deltas: list[str], pads: list[str], *, model: str = "gpt-x") -> 
                                             "finish_reason": finish}], "usage": None}
         if pad is not None:
             obj["obfuscation"] = pad
-        return b"data: " + json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode() + b"\n\n"
+        data = json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode()
+        return b"data: " + data + b"\n\n"
     out = [chunk({"role": "assistant", "content": ""})]
     for i, d in enumerate(deltas):
         out.append(chunk({"content": d}, pad=pads[i % len(pads)] if pads else None))
@@ -125,7 +126,8 @@ def test_a_frame_that_changes_is_decoded_the_general_way():
     # Same text key, other bytes around it (another model, a finish reason): no template hit.
     a = chat_stream(["one", "two"], [])
     b = chat_stream(["three"], [], model="gpt-y")
-    data = a.replace(b"data: [DONE]\n\n", b"") + b"".join(b.split(b"\n\n")[1:2]) + b"\n\ndata: [DONE]\n\n"
+    b_first_delta = b.split(b"\n\n")[1]
+    data = a.replace(b"data: [DONE]\n\n", b"") + b_first_delta + b"\n\ndata: [DONE]\n\n"
     fast = decode(openai_chat, data, frame_cuts(data), True)
     assert fast == decode(openai_chat, data, frame_cuts(data), False)
 

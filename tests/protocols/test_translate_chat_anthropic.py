@@ -56,7 +56,8 @@ CASE_IDS = [f"{client}<-{name[:-4]}" for client, name in CASES]
 # arguments), usage as (prompt incl. cache, cached, output), or the error it raises.
 EXPECTED: dict[str, dict[str, Any]] = {
     "openai_chat_stream_text.sse": {
-        "text": "Hello! (English)\n¡Hola! (Spanish)\nこんにちは! (Japanese)", "tools": [], "usage": None},
+        "text": "Hello! (English)\n¡Hola! (Spanish)\nこんにちは! (Japanese)", "tools": [],
+        "usage": None},
     "openai_chat_stream_parallel_tool_calls.sse": {
         "text": None, "usage": None,
         "tools": [("call_6PqAxJsYwnvZ8M84lU6OY1ec", "get_weather", {"location": "Paris, France"}),
@@ -77,9 +78,11 @@ EXPECTED: dict[str, dict[str, Any]] = {
 }
 
 
-def translate(client: str, name: str, chunks: list[bytes] | None = None) -> tuple[bytes, Translation]:
-    raw = transcript(name)
-    return run_translation(client, TRANSCRIPT_FORMATS[name], chunks if chunks is not None else [raw])
+def translate(client: str, name: str,
+              chunks: list[bytes] | None = None) -> tuple[bytes, Translation]:
+    if chunks is None:
+        chunks = [transcript(name)]
+    return run_translation(client, TRANSCRIPT_FORMATS[name], chunks)
 
 
 # --------------------------------------------------------------------------------------
@@ -97,7 +100,8 @@ def test_whole_equals_byte_at_a_time(client: str, name: str) -> None:
 
 
 @pytest.mark.parametrize(("client", "name"), CASES, ids=CASE_IDS)
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=40, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(cuts=st.lists(st.integers(min_value=1, max_value=4000), max_size=40))
 def test_random_splits(client: str, name: str, cuts: list[int]) -> None:
     raw = transcript(name)
@@ -139,7 +143,8 @@ def test_real_sdk_reads_the_stream(client: str, name: str) -> None:
         msg = final.choices[0].message
         assert msg.role == "assistant"
         assert (msg.content or None) == exp["text"]
-        tools = [(c.id, c.function.name, jsonio.loads(c.function.arguments)) for c in msg.tool_calls or []]
+        tools = [(c.id, c.function.name, jsonio.loads(c.function.arguments))
+                 for c in msg.tool_calls or []]
         assert tools == exp["tools"]
         if "reasoning" in exp:
             assert msg.model_extra["reasoning_content"] == exp["reasoning"]
@@ -148,7 +153,8 @@ def test_real_sdk_reads_the_stream(client: str, name: str) -> None:
             assert final.usage is None
         else:
             u = final.usage
-            assert (u.prompt_tokens, u.prompt_tokens_details.cached_tokens, u.completion_tokens) == exp["usage"]
+            assert (u.prompt_tokens, u.prompt_tokens_details.cached_tokens,
+                    u.completion_tokens) == exp["usage"]
             assert u.total_tokens == u.prompt_tokens + u.completion_tokens
     else:
         final = anthropic_final(out)
@@ -162,7 +168,8 @@ def test_real_sdk_reads_the_stream(client: str, name: str) -> None:
             assert thinking[0].signature.startswith("ErN6")  # Anthropic's own, kept
         assert final.stop_reason == ("tool_use" if exp["tools"] else "end_turn")
         u = final.usage
-        prompt = u.input_tokens + (u.cache_read_input_tokens or 0) + (u.cache_creation_input_tokens or 0)
+        prompt = (u.input_tokens + (u.cache_read_input_tokens or 0)
+                  + (u.cache_creation_input_tokens or 0))
         if exp["usage"] is not None:
             assert (prompt, u.cache_read_input_tokens or 0, u.output_tokens) == exp["usage"]
     # The translation's own facts agree with what the client saw.
@@ -174,7 +181,8 @@ def test_real_sdk_reads_the_stream(client: str, name: str) -> None:
 
 
 @pytest.mark.parametrize("client", CLIENTS)
-@pytest.mark.parametrize("name", [n for n, f in TRANSCRIPT_FORMATS.items() if n != "anthropic_stream_error_midstream.sse"])
+@pytest.mark.parametrize("name", [n for n in TRANSCRIPT_FORMATS
+                                  if n != "anthropic_stream_error_midstream.sse"])
 def test_cut_upstream_becomes_client_error(client: str, name: str) -> None:
     """An upstream EOF before its terminal marker is an error for the client, never a
     fabricated clean end (§6.3)."""
@@ -201,7 +209,8 @@ def test_cut_upstream_becomes_client_error(client: str, name: str) -> None:
 @pytest.mark.parametrize("client", CLIENTS)
 def test_garbage_upstream_mid_stream(client: str) -> None:
     upstream = ANTHROPIC if client == CHAT else CHAT
-    good = transcript("anthropic_stream_text.sse" if upstream == ANTHROPIC else "openai_chat_stream_text.sse")
+    good = transcript("anthropic_stream_text.sse" if upstream == ANTHROPIC
+                      else "openai_chat_stream_text.sse")
     first = good[: good.index(b"\n\n") + 2]
     t = Translation(client, upstream, request_id=REQUEST_ID, created=CREATED)
     t.request(dict(CLIENT_REQUESTS[client]))
@@ -226,7 +235,8 @@ def test_observe_mode_returns_the_same_objects() -> None:
     assert t.finish() == b""
     assert t.usage == ir.Usage(input_tokens=1536, output_tokens=8, cached_tokens=1024)
     assert t.model == "gpt-4o-mini-2024-07-18" and t.stop_reason is ir.StopReason.END_TURN
-    reply = {"id": "x", "model": "m", "choices": [{"message": {"content": "hi"}, "finish_reason": "stop"}]}
+    reply = {"id": "x", "model": "m",
+             "choices": [{"message": {"content": "hi"}, "finish_reason": "stop"}]}
     assert Translation(CHAT, CHAT, request_id="r", created=0).response(reply) is reply
 
 
@@ -320,7 +330,8 @@ def assert_valid_anthropic_request(body: dict[str, Any]) -> None:
         assert body["thinking"]["budget_tokens"] < body["max_tokens"]
         assert body.get("tool_choice", {"type": "auto"})["type"] in ("auto", "none")
     for t in body.get("tools", []):
-        assert re.fullmatch(r"[a-zA-Z0-9_-]{1,128}", t["name"]) and t["input_schema"]["type"] == "object"
+        assert re.fullmatch(r"[a-zA-Z0-9_-]{1,128}", t["name"])
+        assert t["input_schema"]["type"] == "object"
 
 
 @pytest.mark.parametrize("name", ["claude-code-2.1.332-default-turn1.json",
@@ -356,14 +367,17 @@ def test_chat_request_to_anthropic_hard_cases() -> None:
             {"role": "system", "content": "You are terse."},
             {"role": "user", "content": "weather and time?"},
             {"role": "assistant", "content": "", "tool_calls": [
-                {"id": "call_1", "type": "function", "function": {"name": "get_weather", "arguments": "{\"city\":\"Paris\"}"}},
-                {"id": "call_2", "type": "function", "function": {"name": "get_time", "arguments": "{}"}}]},
+                {"id": "call_1", "type": "function",
+                 "function": {"name": "get_weather", "arguments": "{\"city\":\"Paris\"}"}},
+                {"id": "call_2", "type": "function",
+                 "function": {"name": "get_time", "arguments": "{}"}}]},
             {"role": "tool", "tool_call_id": "call_1", "content": "sunny"},
             {"role": "tool", "tool_call_id": "call_2", "content": "noon"},
             {"role": "developer", "content": "Answer in French."},
         ],
         "temperature": 1.8,
-        "tools": [{"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object"}}},
+        "tools": [{"type": "function",
+                   "function": {"name": "get_weather", "parameters": {"type": "object"}}},
                   {"type": "function", "function": {"name": "get_time"}}],
         "parallel_tool_calls": False,
         "reasoning_effort": "high",
@@ -397,7 +411,8 @@ def test_tool_names_survive_the_round_trip() -> None:
     """An Anthropic client's long MCP tool name is shortened for Chat and restored on the
     way back, in streams and complete replies (§5.3)."""
     long_name = "mcp__filesystem__" + "read_multiple_files_with_metadata_" * 2
-    body = {"model": "m", "max_tokens": 100, "stream": True, "messages": [{"role": "user", "content": "go"}],
+    body = {"model": "m", "max_tokens": 100, "stream": True,
+            "messages": [{"role": "user", "content": "go"}],
             "tools": [{"name": long_name, "input_schema": {"type": "object"}}]}
     t = Translation(ANTHROPIC, CHAT, request_id=REQUEST_ID, created=CREATED)
     up = t.request(body)
@@ -409,15 +424,17 @@ def test_tool_names_survive_the_round_trip() -> None:
                   "function": {"name": wire, "arguments": "{}"}}]}, "finish_reason": None}]}
     end = {"id": "c", "object": "chat.completion.chunk", "created": 1, "model": "gpt",
            "choices": [{"index": 0, "delta": {}, "finish_reason": "tool_calls"}]}
-    stream = b"data: " + jsonio.dumps(chunk) + b"\n\ndata: " + jsonio.dumps(end) + b"\n\ndata: [DONE]\n\n"
+    stream = (b"data: " + jsonio.dumps(chunk) + b"\n\ndata: " + jsonio.dumps(end)
+              + b"\n\ndata: [DONE]\n\n")
     out = t.feed(stream) + t.finish()
     final = anthropic_final(out)
     assert final.content[0].name == long_name and final.stop_reason == "tool_use"
     t2 = Translation(ANTHROPIC, CHAT, request_id=REQUEST_ID, created=CREATED)
     t2.request(body)
-    reply = t2.response({"id": "c", "model": "gpt", "choices": [{"index": 0, "finish_reason": "tool_calls",
-                         "message": {"role": "assistant", "content": None, "tool_calls": [
-                             {"id": "call_9", "type": "function", "function": {"name": wire, "arguments": "{}"}}]}}]})
+    call = {"id": "call_9", "type": "function", "function": {"name": wire, "arguments": "{}"}}
+    reply = t2.response({"id": "c", "model": "gpt", "choices": [
+        {"index": 0, "finish_reason": "tool_calls",
+         "message": {"role": "assistant", "content": None, "tool_calls": [call]}}]})
     assert reply["content"][0]["name"] == long_name
 
 
@@ -429,7 +446,8 @@ ANTHROPIC_REPLY = {
     "id": "msg_01", "type": "message", "role": "assistant", "model": "claude-sonnet-4-5",
     "content": [{"type": "thinking", "thinking": "hmm", "signature": "c2ln"},
                 {"type": "text", "text": "Let me check."},
-                {"type": "tool_use", "id": "toolu_01", "name": "get_weather", "input": {"city": "Paris"}}],
+                {"type": "tool_use", "id": "toolu_01", "name": "get_weather",
+                 "input": {"city": "Paris"}}],
     "stop_reason": "tool_use", "stop_sequence": None,
     "usage": {"input_tokens": 10, "cache_creation_input_tokens": 5, "cache_read_input_tokens": 100,
               "output_tokens": 20},
@@ -465,27 +483,33 @@ def test_chat_reply_to_anthropic_client() -> None:
     parsed = anthropic_nonstream(jsonio.dumps(out))
     assert parsed.stop_reason == "max_tokens" and parsed.content[0].text == "Partial answ"
     # No double counting: 200 prompt = 30 uncached + 150 read + 20 written.
-    assert (parsed.usage.input_tokens, parsed.usage.cache_read_input_tokens,
-            parsed.usage.cache_creation_input_tokens, parsed.usage.output_tokens) == (30, 150, 20, 50)
+    u = parsed.usage
+    assert (u.input_tokens, u.cache_read_input_tokens, u.cache_creation_input_tokens,
+            u.output_tokens) == (30, 150, 20, 50)
     assert t.stop_reason is ir.StopReason.MAX_TOKENS
 
 
 @pytest.mark.parametrize(
     ("client", "upstream", "status", "body", "want_status", "want_type"),
     [
-        (CHAT, ANTHROPIC, 529, {"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}},
+        (CHAT, ANTHROPIC, 529,
+         {"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}},
          503, "server_error"),
-        (CHAT, ANTHROPIC, 429, {"type": "error", "error": {"type": "rate_limit_error", "message": "slow"}},
+        (CHAT, ANTHROPIC, 429,
+         {"type": "error", "error": {"type": "rate_limit_error", "message": "slow"}},
          429, "rate_limit_exceeded"),
-        (CHAT, ANTHROPIC, 401, {"type": "error", "error": {"type": "authentication_error", "message": "key"}},
+        (CHAT, ANTHROPIC, 401,
+         {"type": "error", "error": {"type": "authentication_error", "message": "key"}},
          401, "invalid_request_error"),
-        (ANTHROPIC, CHAT, 503, {"error": {"message": "busy", "type": "server_error", "param": None, "code": None}},
+        (ANTHROPIC, CHAT, 503,
+         {"error": {"message": "busy", "type": "server_error", "param": None, "code": None}},
          529, "overloaded_error"),
         (ANTHROPIC, CHAT, 400, {"error": {"message": "too long", "type": "invalid_request_error",
                                           "param": None, "code": "context_length_exceeded"}},
          400, "invalid_request_error"),
-        (ANTHROPIC, CHAT, 429, {"error": {"message": "quota", "type": "insufficient_quota", "param": None,
-                                          "code": "insufficient_quota"}}, 402, "billing_error"),
+        (ANTHROPIC, CHAT, 429, {"error": {"message": "quota", "type": "insufficient_quota",
+                                          "param": None, "code": "insufficient_quota"}},
+         402, "billing_error"),
     ],
 )
 def test_error_translation(client: str, upstream: str, status: int, body: dict[str, Any],

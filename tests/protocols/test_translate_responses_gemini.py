@@ -114,7 +114,8 @@ EXPECTED: dict[str, dict[str, Any]] = {
         "tools": [("call_m2lviOGI5XmZ7yE5PJG48PXx", "get_weather",
                    {"location": "Paris, France", "unit": "celsius"})]},
     "gemini_stream_text_crlf.sse": {
-        "text": "Hello (English)\n¡Hola! (Spanish)\nBonjour ! (French)\nHallo (German)\nCiao (Italian)",
+        "text": ("Hello (English)\n¡Hola! (Spanish)\nBonjour ! (French)\nHallo (German)\n"
+                 "Ciao (Italian)"),
         "tools": [], "usage": (9, 0, 241)},
 }
 
@@ -132,7 +133,8 @@ def run(client: str, upstream: str, chunks: list[bytes],
     return b"".join(out), t
 
 
-def translate(client: str, name: str, chunks: list[bytes] | None = None) -> tuple[bytes, Translation]:
+def translate(client: str, name: str,
+              chunks: list[bytes] | None = None) -> tuple[bytes, Translation]:
     return run(client, TRANSCRIPTS[name], chunks if chunks is not None else [transcript(name)])
 
 
@@ -155,7 +157,8 @@ def read(client: str, out: bytes, validate: bool = True) -> dict[str, Any]:
     if client == ANTHROPIC:
         final = anthropic_final(out)
         u = final.usage
-        prompt = u.input_tokens + (u.cache_read_input_tokens or 0) + (u.cache_creation_input_tokens or 0)
+        prompt = (u.input_tokens + (u.cache_read_input_tokens or 0)
+                  + (u.cache_creation_input_tokens or 0))
         thinking = [b.thinking for b in final.content if b.type == "thinking"]
         return {
             "text": "".join(b.text for b in final.content if b.type == "text") or None,
@@ -206,7 +209,8 @@ def test_whole_equals_byte_at_a_time(client: str, name: str) -> None:
 
 
 @pytest.mark.parametrize(("client", "name"), CASES, ids=CASE_IDS)
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=25, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(cuts=st.lists(st.integers(min_value=1, max_value=11000), max_size=50))
 def test_random_splits(client: str, name: str, cuts: list[int]) -> None:
     whole, _ = translate(client, name)
@@ -304,7 +308,8 @@ def test_cut_upstream_becomes_client_error(client: str, name: str) -> None:
 def test_responses_client_tool_calls_are_read_from_item_done() -> None:
     """Codex takes tool calls only from ``output_item.done`` (§2.7): each one must hold
     the full arguments string and status completed, whatever the upstream."""
-    for name in ("openai_chat_stream_parallel_tool_calls.sse", "anthropic_stream_thinking_tool_use.sse"):
+    for name in ("openai_chat_stream_parallel_tool_calls.sse",
+                 "anthropic_stream_thinking_tool_use.sse"):
         out, _ = translate(RESPONSES, name)
         done = [e["item"] for e in sse_events(out) if e["type"] == "response.output_item.done"
                 and e["item"]["type"] == "function_call"]
@@ -349,7 +354,8 @@ def test_anthropic_thinking_survives_a_gemini_client_turn() -> None:
     out, _ = translate(GEMINI, "anthropic_stream_thinking_tool_use.sse")
     parts = [p for f in frames(out) for c in f.get("candidates", [])
              for p in c["content"]["parts"]]
-    model_parts = [p for p in parts if p.get("text") or p.get("thoughtSignature") or "functionCall" in p]
+    model_parts = [p for p in parts
+                   if p.get("text") or p.get("thoughtSignature") or "functionCall" in p]
     call = next(p["functionCall"] for p in parts if "functionCall" in p)
     turn2 = {"model": "claude", "stream": True, "contents": [
         {"role": "user", "parts": [{"text": "weather?"}]},
@@ -454,13 +460,16 @@ def test_codex_apply_patch_to_anthropic_and_back() -> None:
     # The model calls apply_patch; Codex gets a custom_tool_call with the raw patch.
     patch = "*** Begin Patch\n*** Add File: b.txt\n+hi\n*** End Patch\n"
     up = "".join([
-        'event: message_start\ndata: {"type":"message_start","message":{"id":"msg_1","type":"message",'
-        '"role":"assistant","model":"claude","content":[],"stop_reason":null,"stop_sequence":null,'
+        'event: message_start\ndata: {"type":"message_start",'
+        '"message":{"id":"msg_1","type":"message","role":"assistant","model":"claude",'
+        '"content":[],"stop_reason":null,"stop_sequence":null,'
         '"usage":{"input_tokens":5,"output_tokens":1}}}\n\n',
         'event: content_block_start\ndata: {"type":"content_block_start","index":0,"content_block":'
         '{"type":"tool_use","id":"toolu_9","name":"apply_patch","input":{}}}\n\n',
-        'event: content_block_delta\ndata: ' + jsonio.dumps({"type": "content_block_delta", "index": 0,
-            "delta": {"type": "input_json_delta", "partial_json": jsonio.dumps({"input": patch}).decode()}}).decode()
+        'event: content_block_delta\ndata: ' + jsonio.dumps({
+            "type": "content_block_delta", "index": 0,
+            "delta": {"type": "input_json_delta",
+                      "partial_json": jsonio.dumps({"input": patch}).decode()}}).decode()
         + "\n\n",
         'event: content_block_stop\ndata: {"type":"content_block_stop","index":0}\n\n',
         'event: message_delta\ndata: {"type":"message_delta","delta":{"stop_reason":"tool_use",'
@@ -501,7 +510,8 @@ def test_gemini_client_request_to_every_upstream() -> None:
         ids = {tid for tid in text.split('"') if tid.startswith("call_")}
         assert len(ids) == 1  # the synthesised call id pairs the call with its result
         if upstream == ANTHROPIC:
-            assert out["system"] == "Be brief." and out["tools"][0]["input_schema"]["type"] == "object"
+            assert out["system"] == "Be brief."
+            assert out["tools"][0]["input_schema"]["type"] == "object"
             assert out["max_tokens"] == 99 and out["stop_sequences"] == ["X"]
 
 
@@ -590,8 +600,8 @@ def test_gemini_upstream_errors(client: str) -> None:
 def test_responses_upstream_errors(client: str) -> None:
     t = Translation(client, RESPONSES, request_id=REQUEST_ID, created=CREATED)
     t.request(copy.deepcopy(REQUESTS[client]))
-    body = (b'{"error":{"message":"Rate limit reached. Please try again in 1.898s","type":"requests",'
-            b'"param":null,"code":"rate_limit_exceeded"}}')
+    body = (b'{"error":{"message":"Rate limit reached. Please try again in 1.898s",'
+            b'"type":"requests","param":null,"code":"rate_limit_exceeded"}}')
     status, out = t.error(429, body)
     assert status == 429
     if client == GEMINI:

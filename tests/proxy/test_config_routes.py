@@ -97,7 +97,8 @@ def test_tokenway_routes_errors(routes, expected):
         ),
         (
             PROVIDER
-            + '[[routes]]\nmatch="a"\nto=["p"]\n[[routes]]\nmatch="b"\nto=["p"]\n[[routes]]\nmatch="c"\nto=["x"]\n',
+            + '[[routes]]\nmatch="a"\nto=["p"]\n[[routes]]\nmatch="b"\nto=["p"]\n'
+            + '[[routes]]\nmatch="c"\nto=["x"]\n',
             "routes[2].to[0]: unknown provider 'x' (defined: p)",
         ),
         (

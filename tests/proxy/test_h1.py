@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import json
-import time
 
 import pytest
 
 from tests.integration.rawhttp import Reader, connect, post_bytes
 
 CHAT = json.dumps({"model": "loopback", "messages": [{"role": "user", "content": "ping"}]}).encode()
-FAST_TIMEOUTS = '[server]\nheader_timeout = "0.3s"\nkeepalive_timeout = "0.6s"\nmax_body_bytes = "4KiB"\nmax_header_bytes = "2KiB"\n'
+FAST_TIMEOUTS = ('[server]\nheader_timeout = "0.3s"\nkeepalive_timeout = "0.6s"\n'
+                 'max_body_bytes = "4KiB"\nmax_header_bytes = "2KiB"\n')
 
 
 @pytest.fixture
@@ -20,8 +20,10 @@ def gw(make_gateway, loop_kind, parser):
 
 def test_pipelined_requests_answered_in_order(gw):
     s = connect(gw.port)
-    s.sendall(b"GET /health HTTP/1.1\r\nhost: x\r\n\r\n" + post_bytes("/v1/chat/completions", CHAT)
-              + b"GET /v1/models HTTP/1.1\r\nhost: x\r\n\r\n" + b"GET /nope HTTP/1.1\r\nhost: x\r\n\r\n")
+    s.sendall(b"GET /health HTTP/1.1\r\nhost: x\r\n\r\n"
+              + post_bytes("/v1/chat/completions", CHAT)
+              + b"GET /v1/models HTTP/1.1\r\nhost: x\r\n\r\n"
+              + b"GET /nope HTTP/1.1\r\nhost: x\r\n\r\n")
     r = Reader(s)
     st1, _, b1 = r.response()
     st2, _, b2 = r.response()
@@ -57,7 +59,8 @@ def test_http10_closes_by_default(gw):
 
 def test_chunked_request_body(gw):
     s = connect(gw.port)
-    head = b"POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ntransfer-encoding: chunked\r\n\r\n"
+    head = (b"POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n"
+            b"transfer-encoding: chunked\r\n\r\n")
     s.sendall(head)
     for i in range(0, len(CHAT), 7):
         piece = CHAT[i:i + 7]
@@ -80,7 +83,8 @@ def test_oversize_body_by_length_is_413_and_recorded(gw):
 
 def test_oversize_chunked_body_is_413(gw):
     s = connect(gw.port)
-    s.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\ntransfer-encoding: chunked\r\n\r\n")
+    s.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\n"
+              b"transfer-encoding: chunked\r\n\r\n")
     blob = b"x" * 1000
     try:
         for _ in range(10):
@@ -155,9 +159,7 @@ def test_idle_keepalive_timeout_closes(gw):
     s.sendall(b"GET /health HTTP/1.1\r\nhost: x\r\n\r\n")
     r = Reader(s)
     assert r.response()[0] == 200
-    t0 = time.monotonic()
-    assert r.closed(timeout=5)
-    assert time.monotonic() - t0 < 4
+    assert r.closed(timeout=5)  # keepalive_timeout is 0.6 s; nothing else closes it
 
 
 def test_bad_content_length(gw):
@@ -229,7 +231,8 @@ def test_http_versions_other_than_1x_get_505_and_a_close(gw, request_line):
 
 @pytest.mark.parametrize("data", [
     b"POST / HTTP/1.1\r\nhost: x\r\ntransfer-encoding: Chunked\r\n\r\n1\r\na\r\n0\r\n\r\n",
-    b"POST / HTTP/1.1\r\nhost: x\r\ntransfer-encoding: chunked\r\n\r\n1\r\na\r\n0\r\nx-t: 1\r\n\r\n",
+    b"POST / HTTP/1.1\r\nhost: x\r\ntransfer-encoding: chunked\r\n\r\n"
+    b"1\r\na\r\n0\r\nx-t: 1\r\n\r\n",
     b"GET / HTTP/1.1\r\nhost: x \r\nx-a:  a b \t\r\n\r\n",
 ])
 def test_both_backends_read_the_same_request(data):

@@ -208,6 +208,50 @@ def test_a_batch_runs_the_same_statements_whatever_its_size(db_path: str) -> Non
     assert big == small == 4  # BEGIN, INSERT, check scan, COMMIT
 
 
+# -- waiting for the writer --------------------------------------------------------
+
+
+class GatedBackend(CountingBackend):
+    """Each write_rows waits for its own pass from the test."""
+
+    def __init__(self, path: str) -> None:
+        super().__init__(path)
+        self.entered = threading.Semaphore(0)
+        self.passes = threading.Semaphore(0)
+
+    def write_rows(self, payload: bytes, **kwargs: Any) -> Any:
+        self.entered.release()
+        assert self.passes.acquire(timeout=WAIT_S)
+        return super().write_rows(payload, **kwargs)
+
+
+def test_wait_idle_returns_once_the_last_transaction_commits(db_path: str) -> None:
+    backend = GatedBackend(db_path)
+    ledger = Ledger(db_path, batch_rows=2, flush_ms=0, backend=backend)
+    for i in range(3):  # queued before start(): taken as [0, 1] then [2]
+        ledger.record(make_rec(i))
+    ledger.start()
+    assert backend.entered.acquire(timeout=WAIT_S)  # [0, 1] inside its transaction
+    assert not ledger.wait_idle(0.05)
+    backend.passes.release()
+    assert backend.entered.acquire(timeout=WAIT_S)  # [2]: off the queue, not committed
+    assert ledger.queued == 1
+    assert not ledger.wait_idle(0.05)
+    backend.passes.release()
+    assert ledger.wait_idle(WAIT_S)
+    assert ledger.queued == 0 and count_rows(db_path) == 3
+    assert ledger.close()
+
+
+def test_wait_idle_without_a_writer(db_path: str) -> None:
+    ledger = Ledger(db_path)
+    assert ledger.wait_idle(0)  # nothing recorded
+    ledger.record(make_rec(0))
+    assert not ledger.wait_idle(0.01)  # nothing will store it
+    assert ledger.close()  # ...so close() counts it as dropped
+    assert ledger.wait_idle(0) and ledger.dropped == 1
+
+
 # -- shutdown --------------------------------------------------------------------
 
 

@@ -69,9 +69,15 @@ def test_backpressure_signal_on_at_high_water_off_below_low_water(db_path: str) 
     ledger.start()
     loop = asyncio.new_event_loop()
     events: list[bool] = []
+    released = asyncio.Event()
+
+    def on_pressure(on: bool) -> None:
+        events.append(on)
+        if not on:
+            released.set()
 
     async def main() -> None:
-        ledger.watch_pressure(loop, events.append)
+        ledger.watch_pressure(loop, on_pressure)
         ledger.record(make_rec(0))
         assert await loop.run_in_executor(None, backend.entered.wait, WAIT_S)
         for i in range(1, 8):  # the writer is stuck: these stay queued
@@ -85,8 +91,8 @@ def test_backpressure_signal_on_at_high_water_off_below_low_water(db_path: str) 
         assert events == [True]
         assert ledger.stats()["queued"] == 30 and ledger.dropped == 0
         backend.release.set()
-        while events != [True, False]:
-            await asyncio.sleep(0.005)
+        await released.wait()
+        assert events == [True, False]
         assert ledger.queued < 8  # released once below the low-water mark
 
     try:

@@ -1,4 +1,5 @@
-"""The loopback model: reply rules, §1.5 stream rules checked with the real openai SDK, embeddings."""
+"""The loopback model: reply rules, §1.5 stream rules checked with the real openai SDK,
+embeddings."""
 
 import array
 import base64
@@ -34,7 +35,8 @@ WEATHER = {
         "description": "Current weather in a city.",
         "parameters": {
             "type": "object",
-            "properties": {"city": {"type": "string"}, "unit": {"type": "string", "enum": ["c", "f"]}},
+            "properties": {"city": {"type": "string"},
+                           "unit": {"type": "string", "enum": ["c", "f"]}},
             "required": ["city"],
         },
     },
@@ -91,7 +93,8 @@ def rebuild(frames, tools=None, piece=3):
     data = b"".join(frames)
     state = ChatCompletionStreamState(input_tools=tools) if tools else ChatCompletionStreamState()
     done = False
-    for sse in SSEDecoder().iter_bytes(iter([data[i : i + piece] for i in range(0, len(data), piece)])):
+    pieces = [data[i : i + piece] for i in range(0, len(data), piece)]
+    for sse in SSEDecoder().iter_bytes(iter(pieces)):
         assert not done, "nothing may follow [DONE]"
         if sse.data.startswith("[DONE]"):
             done = True
@@ -117,7 +120,8 @@ def assert_same_answer(body, tools=None, piece=3):
         assert got.finish_reason == want["finish_reason"]
         assert got.message.role == "assistant"
         assert got.message.content == want["message"]["content"]
-        calls = [c.model_dump(include={"id", "type", "function"}) for c in got.message.tool_calls or []]
+        calls = [c.model_dump(include={"id", "type", "function"})
+                 for c in got.message.tool_calls or []]
         for c in calls:
             c["function"] = {"name": c["function"]["name"], "arguments": c["function"]["arguments"]}
         assert calls == want["message"].get("tool_calls", [])
@@ -258,7 +262,8 @@ def test_stream_frames_follow_the_accumulation_rules(case, include_usage):
     keys = ["id", "object", "created", "model", "service_tier", "system_fingerprint", "choices"]
     for chunk in chunks:
         assert list(chunk) == (keys + ["usage"] if include_usage else keys)
-        assert (chunk["id"], chunk["object"], chunk["created"]) == (RID, "chat.completion.chunk", CREATED)
+        assert (chunk["id"], chunk["object"], chunk["created"]) == \
+            (RID, "chat.completion.chunk", CREATED)
         assert "error" not in chunk
     if include_usage:
         *body_chunks, last = chunks
@@ -287,7 +292,8 @@ def test_stream_frames_follow_the_accumulation_rules(case, include_usage):
                 assert re.fullmatch(r"call_[A-Za-z0-9]{24}", call["id"])
                 assert call["type"] == "function" and call["function"]["arguments"] == ""
             else:
-                assert list(call) == ["index", "function"] and list(call["function"]) == ["arguments"]
+                assert list(call) == ["index", "function"]
+                assert list(call["function"]) == ["arguments"]
         if choice["finish_reason"] is not None:
             assert delta == {}
             finishes[i] = choice["finish_reason"]
@@ -300,14 +306,16 @@ def test_text_stream_is_split_into_several_content_chunks():
     assert chunks[0]["choices"][0]["delta"] == {"role": "assistant", "content": "", "refusal": None}
     pieces = [c["choices"][0]["delta"]["content"] for c in chunks[1:-1]]
     assert pieces == ["loopback:", " hello", " big", " world"]
-    assert chunks[-1]["choices"][0] == {"index": 0, "delta": {}, "logprobs": None, "finish_reason": "stop"}
+    assert chunks[-1]["choices"][0] == {"index": 0, "delta": {}, "logprobs": None,
+                                        "finish_reason": "stop"}
 
 
 def test_long_replies_are_grouped_into_a_bounded_number_of_chunks():
     text = " ".join(f"w{i}" for i in range(1000))
     chunks = chunks_of(chat_stream(user(text), request_id=RID, created=CREATED))
     assert len(chunks) <= loopback.MAX_STREAM_PIECES + 2
-    assert "".join(c["choices"][0]["delta"].get("content", "") for c in chunks) == "loopback: " + text
+    streamed = "".join(c["choices"][0]["delta"].get("content", "") for c in chunks)
+    assert streamed == "loopback: " + text
 
 
 def test_first_tool_call_rides_in_the_role_chunk():
@@ -316,7 +324,8 @@ def test_first_tool_call_rides_in_the_role_chunk():
     first = chunks[0]["choices"][0]["delta"]
     assert list(first) == ["role", "content", "tool_calls", "refusal"] and first["content"] is None
     assert first["tool_calls"][0]["function"] == {"name": "get_weather", "arguments": ""}
-    fragments = [c["choices"][0]["delta"]["tool_calls"][0]["function"]["arguments"] for c in chunks[1:-1]]
+    fragments = [c["choices"][0]["delta"]["tool_calls"][0]["function"]["arguments"]
+                 for c in chunks[1:-1]]
     assert len(fragments) >= 3 and "".join(fragments) == '{"city":"Paris"}'
 
 
@@ -325,10 +334,12 @@ def _sdk_client():
         body = orjson.loads(request.content)
         if request.url.path.endswith("/embeddings"):
             payload = orjson.dumps(embeddings(body))
-            return httpx2.Response(200, content=payload, headers={"content-type": "application/json"})
+            return httpx2.Response(200, content=payload,
+                                   headers={"content-type": "application/json"})
         if body.get("stream"):
             frames = chat_stream(body, request_id=RID, created=CREATED)
-            return httpx2.Response(200, content=iter(frames), headers={"content-type": "text/event-stream"})
+            return httpx2.Response(200, content=iter(frames),
+                                   headers={"content-type": "text/event-stream"})
         payload = orjson.dumps(complete(body))
         return httpx2.Response(200, content=payload, headers={"content-type": "application/json"})
 
@@ -345,17 +356,20 @@ def test_real_sdk_stream_helper_and_plain_stream():
         final = stream.get_final_completion()
     want = complete({"model": "loopback", "messages": messages, "tools": TOOLS})
     assert final.choices[0].message.role == "assistant"
-    assert [c.function.name for c in final.choices[0].message.tool_calls] == ["get_weather", "get_time"]
-    assert [c.id for c in final.choices[0].message.tool_calls] == [
+    tool_calls = final.choices[0].message.tool_calls
+    assert [c.function.name for c in tool_calls] == ["get_weather", "get_time"]
+    assert [c.id for c in tool_calls] == [
         c["id"] for c in want["choices"][0]["message"]["tool_calls"]]
     assert final.usage.total_tokens == want["usage"]["total_tokens"]
 
     text = "".join(chunk.choices[0].delta.content or ""
                    for chunk in client.chat.completions.create(
-                       model="loopback", stream=True, messages=[{"role": "user", "content": "hi you"}])
+                       model="loopback", stream=True,
+                       messages=[{"role": "user", "content": "hi you"}])
                    if chunk.choices)
     assert text == "loopback: hi you"
-    plain = client.chat.completions.create(model="loopback", messages=[{"role": "user", "content": "hi"}])
+    plain = client.chat.completions.create(model="loopback",
+                                           messages=[{"role": "user", "content": "hi"}])
     assert plain.choices[0].message.content == "loopback: hi"
 
 
@@ -367,12 +381,14 @@ def calls_of(body, request_id=RID):
     out = complete(body, request_id)
     choice = out["choices"][0]
     calls = choice["message"].get("tool_calls")
-    return choice["finish_reason"], [(c["function"]["name"], orjson.loads(c["function"]["arguments"]))
-                                     for c in calls or []], choice["message"]
+    named = [(c["function"]["name"], orjson.loads(c["function"]["arguments"]))
+             for c in calls or []]
+    return choice["finish_reason"], named, choice["message"]
 
 
 def test_call_with_json_arguments():
-    finish, calls, msg = calls_of(user('please call get_weather with {"city": "Paris"} thanks', tools=TOOLS))
+    finish, calls, msg = calls_of(user('please call get_weather with {"city": "Paris"} thanks',
+                                       tools=TOOLS))
     assert finish == "tool_calls" and msg["content"] is None
     assert calls == [("get_weather", {"city": "Paris"})]
     assert msg["tool_calls"][0]["function"]["arguments"] == '{"city":"Paris"}'
@@ -385,6 +401,17 @@ def test_use_without_json_builds_arguments_from_the_required_schema():
                                    "where": {"lat": 0, "tags": []}})]
     _, calls, _ = calls_of(user("use get_weather {not json}", tools=TOOLS))
     assert calls == [("get_weather", {"city": "loopback"})]
+
+
+def test_malformed_schema_types_get_the_string_placeholder():
+    # A "type" that is an object or holds a list is unhashable: it must not reach the lookup
+    # of the scalar placeholders (it raised TypeError, a 500 from the gateway).
+    props = {"a": {"type": {}}, "b": {"type": [["x"]]}, "c": {"type": ["null", "integer"]}}
+    tools = [{"type": "function", "function": {
+        "name": "f", "parameters": {"type": "object", "properties": props,
+                                    "required": ["a", "b", "c"]}}}]
+    _, calls, _ = calls_of(user("call f", tools=tools))
+    assert calls == [("f", {"a": "loopback", "b": "loopback", "c": 0})]
 
 
 @pytest.mark.parametrize("text", [
@@ -476,7 +503,8 @@ def test_parallel_tool_results_are_all_reported():
     body["messages"] += [
         {"role": "assistant", "content": None, "tool_calls": calls},
         {"role": "tool", "tool_call_id": calls[0]["id"], "content": "rain"},
-        {"role": "tool", "tool_call_id": calls[1]["id"], "content": [{"type": "text", "text": "12:00"}]},
+        {"role": "tool", "tool_call_id": calls[1]["id"],
+         "content": [{"type": "text", "text": "12:00"}]},
     ]
     assert message(body)["content"] == (
         "loopback: tool get_weather returned: rain; tool get_time returned: 12:00")
@@ -523,7 +551,8 @@ def test_truncation_respects_utf8_characters():
 
 
 def test_max_tokens_cuts_tool_call_arguments():
-    out = complete(user('call get_weather {"city":"Paris"} and get_time', tools=TOOLS, max_tokens=5))
+    out = complete(user('call get_weather {"city":"Paris"} and get_time', tools=TOOLS,
+                        max_tokens=5))
     choice = out["choices"][0]
     assert choice["finish_reason"] == "length"
     (call,) = choice["message"]["tool_calls"]
@@ -535,7 +564,8 @@ def test_max_tokens_cuts_tool_call_arguments():
 
 def test_stop_cuts_at_the_earliest_stop_string():
     assert message(user("alpha beta gamma", stop="gamma"))["content"] == "loopback: alpha beta "
-    assert message(user("alpha beta gamma", stop=["gamma", "beta"]))["content"] == "loopback: alpha "
+    two_stops = user("alpha beta gamma", stop=["gamma", "beta"])
+    assert message(two_stops)["content"] == "loopback: alpha "
     out = complete(user("alpha", stop=["zzz"]))
     assert out["choices"][0]["finish_reason"] == "stop"
 
@@ -597,7 +627,8 @@ def test_dimensions_cut_the_same_vector():
     assert len(short) == 256
     for s, f in zip(short, full[:256], strict=True):
         assert math.isclose(s, f / norm, rel_tol=1e-5, abs_tol=1e-7)
-    assert len(embeddings({"model": "m", "input": "t", "dimensions": 8192})["data"][0]["embedding"]) == 8192
+    widest = embeddings({"model": "m", "input": "t", "dimensions": 8192})
+    assert len(widest["data"][0]["embedding"]) == 8192
 
 
 def test_embedding_input_forms():
@@ -636,9 +667,11 @@ BAD_CHAT = [
     (user("x", stop=7), "stop"),
     (user("x", stream_options=True), "stream_options"),
     (user("x", tools={"a": 1}), "tools"),
-    (user("x", tools=[{"type": "function", "function": {"name": "bad name"}}]), "tools[0].function.name"),
+    (user("x", tools=[{"type": "function", "function": {"name": "bad name"}}]),
+     "tools[0].function.name"),
     (user("x", tools=[{"type": "web_search"}]), "tools[0].type"),
-    (user("x", tools=TOOLS, tool_choice={"type": "function", "function": {"name": "nope"}}), "tool_choice"),
+    (user("x", tools=TOOLS, tool_choice={"type": "function", "function": {"name": "nope"}}),
+     "tool_choice"),
     (user("x", tools=TOOLS, tool_choice="sometimes"), "tool_choice"),
     (user("x", tool_choice="required"), "tool_choice"),
 ]
@@ -682,5 +715,6 @@ def test_error_body_is_openai_shaped():
         embeddings({"model": "m", "input": "a", "dimensions": 0})
     body = info.value.openai_error()
     assert list(body["error"]) == ["message", "type", "param", "code"]
-    assert body["error"]["type"] == "invalid_request_error" and body["error"]["param"] == "dimensions"
+    assert (body["error"]["type"], body["error"]["param"]) == \
+        ("invalid_request_error", "dimensions")
     assert "dimensions" in body["error"]["message"] and str(info.value) == info.value.message

@@ -5,6 +5,7 @@ connections through every way a connection ends."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Callable
 from typing import Any
 
@@ -53,7 +54,9 @@ async def answer_ok(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) 
             writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
             await writer.drain()
     except (asyncio.IncompleteReadError, ConnectionError):
-        writer.close()
+        writer.close()  # the pool closed its side: close ours, to the end
+        with contextlib.suppress(ConnectionError):
+            await writer.wait_closed()
 
 
 REQUEST = b"GET / HTTP/1.1\r\nhost: x\r\n\r\n"
@@ -64,6 +67,11 @@ def run(coro_fn: Callable[[], Any], loop_kind: str) -> Any:
     try:
         return loop.run_until_complete(coro_fn())
     finally:
+        # The test closed the pool: the server's handlers see EOF and close their side.
+        # Let them finish, so the loop closes with no transport left open.
+        pending = asyncio.all_tasks(loop)
+        if pending:
+            loop.run_until_complete(asyncio.wait(pending, timeout=5))
         loop.close()
 
 
