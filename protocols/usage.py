@@ -73,12 +73,13 @@ def _check(obj: Any) -> dict[str, Any]:
 def from_openai_chat(u: Any) -> Usage:
     """``{"prompt_tokens", "completion_tokens", "prompt_tokens_details": {"cached_tokens",
     "cache_write_tokens"}, "completion_tokens_details": {"reasoning_tokens"}}``."""
-    u = _check(u)
-    pd = u.get("prompt_tokens_details")
-    cd = u.get("completion_tokens_details")
-    p, c = u.get("prompt_tokens"), u.get("completion_tokens")
-    # Positional arguments and no call for plain counts or absent details: this runs
-    # for every reply and every passthrough request.
+    if type(u) is not dict:
+        raise UpstreamProtocolError("usage is not an object", param="usage")
+    get = u.get
+    p, c = get("prompt_tokens"), get("completion_tokens")
+    pd, cd = get("prompt_tokens_details"), get("completion_tokens_details")
+    # Plain counts and absent details read inline: this runs for every reply and every
+    # passthrough request; anything else goes through ``_n``'s checks.
     return Usage(
         p if type(p) is int and 0 <= p <= MAX_TOKEN_COUNT else _n(u, "prompt_tokens"),
         c if type(c) is int and 0 <= c <= MAX_TOKEN_COUNT else _n(u, "completion_tokens"),

@@ -86,7 +86,7 @@ class Call:
         """The body as a JSON object, or a 4xx naming what is wrong with it."""
         req = self.req
         assert req is not None
-        ctype = req.header(b"content-type")
+        ctype = req.content_type
         if ctype is not None and b"json" not in ctype.lower():
             raise GatewayError(415, "request body must be JSON (content-type: application/json)",
                                kind="bad_request")

@@ -56,9 +56,10 @@ _PIPELINE = 1  # MAX_PIPELINED_REQUESTS are waiting
 _WRITE = 2  # the client is not reading what we write
 _HELD = 4  # the server holds every connection (the ledger is behind)
 
-# Request headers that frame the request or the connection (read at the head).
+# Request headers read at the head: what frames the request or the connection, and
+# the body's type (so the common path never builds a header map).
 _FRAMING_HEADERS = frozenset({b"connection", b"content-length", b"transfer-encoding",
-                              b"expect", b"upgrade"})
+                              b"expect", b"upgrade", b"content-type"})
 
 # The phase a connection's deadline belongs to.
 _IDLE = 0  # keep-alive idle: close quietly
@@ -329,6 +330,7 @@ class HTTPConnection(asyncio.Protocol):
         conn_hdr = None
         clen = None
         expect = None
+        ctype = None
         chunked = False
         upgrade = False
         for k, v in headers:
@@ -339,12 +341,15 @@ class HTTPConnection(asyncio.Protocol):
                     clen = v
                 elif k == b"transfer-encoding":
                     chunked = True
+                elif k == b"content-type":
+                    ctype = v
                 elif k == b"expect":
                     expect = v
                 else:
                     upgrade = True
         req = Request(method, target, headers, version, keep_alive(version, conn_hdr),
                       self.loop.time())
+        req.content_type = ctype
         self._reading = req
         self._pipelined_bytes = 0
         self._discarding = False

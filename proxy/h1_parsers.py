@@ -66,9 +66,7 @@ class HttptoolsBackend:
         # llhttp keeps the whitespace after a value; it is not part of the value
         # (RFC 9112 §5), and h11 strips it: the same bytes, the same request.
         value = value.rstrip(b" \t")
-        self._head_bytes += len(name) + len(value) + 4
-        if self._head_bytes > self.conn.max_header_bytes:
-            raise HTTPError(431, "request header fields too large")
+        self._head_bytes += len(name) + len(value)
         name = name.lower()
         if name == b"transfer-encoding":
             # Codings are case-insensitive (RFC 9112 §7) and h11 lower-cases them.
@@ -77,10 +75,14 @@ class HttptoolsBackend:
 
     def on_headers_complete(self) -> None:
         self._trailers = True
+        headers = self._headers
+        # A whole head that came in one read is measured here, once; one arriving
+        # over many reads is also counted in raw bytes by the connection.
+        if self._head_bytes + 4 * len(headers) > self.conn.max_header_bytes:
+            raise HTTPError(431, "request header fields too large")
         p = self.parser
         self.conn.on_request_head(
-            p.get_method().decode("ascii"), self._url, self._headers,
-            p.get_http_version(),
+            p.get_method().decode("ascii"), self._url, headers, p.get_http_version(),
         )
 
     def on_body(self, body: bytes) -> None:

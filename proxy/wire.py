@@ -64,7 +64,7 @@ class Request:
 
     __slots__ = (
         "method", "target", "path", "query", "headers", "version", "keep_alive",
-        "body", "started", "expect_continue", "route", "rejection", "_map",
+        "body", "started", "expect_continue", "content_type", "route", "rejection", "_map",
     )
 
     def __init__(self, method: str, target: bytes, headers: list[tuple[bytes, bytes]],
@@ -84,6 +84,7 @@ class Request:
         self.body = b""
         self.started = started
         self.expect_continue = False
+        self.content_type: bytes | None = None  # read with the framing headers
         # Set by dispatch when the head is admitted: the endpoint it goes to, or
         # the error it is refused with (answered without reading its body).
         self.route: Any = None

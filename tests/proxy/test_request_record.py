@@ -61,6 +61,7 @@ def make_call(body: bytes = b"", path: str = "/v1/messages",
     req = Request("POST", path.encode(), headers or [(b"content-type", b"application/json")],
                   "1.1", True, 0.0)
     req.body = body
+    req.content_type = dict(req.headers).get(b"content-type")  # as the connection reads it
     conn = FakeConn()
     records: list = []
     return Call(req, conn, "anthropic_messages", FORMAT_ANTHROPIC_MESSAGES,
