@@ -258,3 +258,17 @@ def test_layer_checker_sees_an_upward_import(tmp_path: Path) -> None:
     found = [t for _, t in imported_modules(source, "proxy")]
     assert "proxy.server" in found
     assert _layer_of("proxy.server") < _layer_of("proxy.exchange")
+
+
+def test_every_source_folder_is_a_package() -> None:
+    """`pip install .` packages what setuptools' find_packages() sees: a folder of
+    modules without __init__.py is left out of a real install (tests run from the
+    checkout would not notice)."""
+    missing = [
+        str(folder.relative_to(REPO))
+        for top in (PACKAGE, PROXY)
+        for folder in [top, *top.rglob("*")]
+        if folder.is_dir() and folder.name != "__pycache__"
+        and any(folder.glob("*.py")) and not (folder / "__init__.py").exists()
+    ]
+    assert not missing, f"folders of modules without __init__.py: {missing}"
