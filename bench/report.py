@@ -553,6 +553,13 @@ def gateway_checks(res: dict, check: Callable[[bool | None, str], None]) -> None
         else:
             check(None, f"passthrough non-stream chat c=64: CPU per request spread needs "
                         f"--repeat {CPU_SPREAD_REPEATS} (this run: {len(vals)})")
+    off = _cell(res, "chat_c64", "tokenway-noledger")
+    if tw and off and tw.get("cpu_us_per_req") and off.get("cpu_us_per_req"):
+        cost = tw["cpu_us_per_req"] - off["cpu_us_per_req"]
+        check(cost <= LEDGER_THREAD_MAX_US,
+              f"ledger cost to the whole process, chat c=64: tokenway {tw['cpu_us_per_req']:.1f}"
+              f" us - the same with record() a no-op {off['cpu_us_per_req']:.1f} us = "
+              f"{cost:.1f} us per request (target <= {LEDGER_THREAD_MAX_US:g} us)")
     led = _cell(res, "ledger_c256", "tokenway-ledger")
     measured = [(cell, where) for cell, where in ((led, "ledger_c256, c=256"),
                                                    (tw, "chat c=64"))

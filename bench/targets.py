@@ -394,9 +394,10 @@ class TokenwayTarget(Target):
     def __init__(self, name: str = "tokenway", *, workers: int | None = None,
                  env: dict[str, str] | None = None, routing: str = "",
                  groups: frozenset[str] | None = None, checks_keys: bool = False,
-                 note: str = "") -> None:
+                 note: str = "", module: str = "proxy") -> None:
         super().__init__()
         self.name = name
+        self.module = module  # `python -m MODULE` starts it
         self.fixed_workers = workers
         self.extra_env = dict(env or {})
         self.routing = routing
@@ -406,8 +407,8 @@ class TokenwayTarget(Target):
         self.dead_port = 0
 
     def command(self, port: int, db: Path, conf: Path, ctx: Context) -> list[str]:
-        cmd = [sys.executable, "-m", "proxy", "--listen", f"127.0.0.1:{port}", "--db", str(db),
-               "--config", str(conf)]
+        cmd = [sys.executable, "-m", self.module, "--listen", f"127.0.0.1:{port}", "--db",
+               str(db), "--config", str(conf)]
         workers = self.fixed_workers if self.fixed_workers is not None else ctx.workers
         if workers > 1:
             cmd += ["--workers", str(workers)]
@@ -493,10 +494,15 @@ def tokenway_variants() -> list[TokenwayTarget]:
         # `ledger` cell (and started again) so that its rows can be counted.
         TokenwayTarget("tokenway-ledger", groups=frozenset({"ledger"}),
                        note="own ledger, SIGTERM after each cell"),
+        # The same gateway with Ledger.record() a no-op (bench/noledger.py): the
+        # difference in CPU per request is what the ledger costs the process.
+        TokenwayTarget("tokenway-noledger", groups=frozenset({"chat"}),
+                       module="bench.noledger", note="ledger record() a no-op"),
     ]
 
 
-VARIANT_NAMES = ("tokenway-w2", "tokenway-keys", "tokenway-nobreaker", "tokenway-ledger")
+VARIANT_NAMES = ("tokenway-w2", "tokenway-keys", "tokenway-nobreaker", "tokenway-ledger",
+                 "tokenway-noledger")
 
 
 # ---------------------------------------------------------------------------
