@@ -100,19 +100,36 @@ def test_content_length_with_transfer_encoding_closes_after_the_answer(daemon: D
     s.close()
 
 
-def test_json_nested_past_the_encoder_limit_is_a_400_with_a_row(daemon: Daemon) -> None:
-    """orjson parses 1,024 levels but writes 255: a request that must be re-encoded
-    (a Chat request translated for the loopback model here is not; a model rename
-    is) gets a 400, never a 500 with a traceback."""
-    deep = "[" * 600 + "]" * 600
-    body = ('{"model":"loopback","messages":[{"role":"user","content":"x"}],"metadata":'
-            + deep + "}").encode()
-    s = daemon.connect()
-    s.sendall(b"POST /v1/messages HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n"
-              b"content-length: %d\r\n\r\n" % len(body) + body)
-    status, _, resp = read_response(s)
-    assert status == 400 and json.loads(resp)["type"] == "error"
-    s.close()
+def test_json_nested_past_the_encoder_limit_is_a_400_with_a_row(daemon_factory) -> None:
+    """orjson parses 1,024 levels but writes 255: a request the gateway must re-encode
+    (here the route renames the model) and that nests deeper than that gets a 400 in
+    the client's protocol and a ledger row, never a 500 with a traceback."""
+    import sqlite3
+
+    from tests.integration.upstreams import FakeUpstream
+
+    up = FakeUpstream().start()
+    try:
+        d = daemon_factory(env={"TOKENWAY_OPENAI_BASE_URL": up.base_url,
+                                "TOKENWAY_ROUTES": "*=>openai:renamed"})
+        deep = "[" * 600 + "]" * 600
+        body = ('{"model":"m","messages":[{"role":"user","content":"x"}],"metadata":'
+                + deep + "}").encode()
+        s = d.connect()
+        s.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\n"
+                  b"content-type: application/json\r\ncontent-length: %d\r\n\r\n" % len(body)
+                  + body)
+        status, _, resp = read_response(s)
+        s.close()
+        assert status == 400 and b"cannot be forwarded" in resp
+        assert json.loads(resp)["error"]["type"] == "invalid_request_error"
+        assert up.requests == []
+        d.stop()
+        rows = sqlite3.connect(d.db).execute(
+            "select status, error_kind from requests").fetchall()
+        assert rows == [(400, "bad_request")]
+    finally:
+        up.stop()
 
 
 def test_duplicated_model_key_is_refused(daemon_factory) -> None:
