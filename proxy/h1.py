@@ -131,6 +131,9 @@ class HTTPConnection(asyncio.Protocol):
         self.settings = cfg
         self.max_header_bytes: int = cfg.max_header_bytes
         self.max_body_bytes: int = cfg.max_body_bytes
+        self._admit = host.admit
+        # The body's first deadline: the sooner of its idle timeout and its deadline.
+        self._first_body_timeout_s = min(cfg.body_timeout_s, cfg.body_deadline_s)
         self.loop = host.loop
         self.backend = BACKENDS[cfg.parser](self)
         # None until connection_made; everything that answers a request runs after it.
@@ -355,7 +358,7 @@ class HTTPConnection(asyncio.Protocol):
         self._discarding = False
         self._body_parts = []
         self._body_len = 0
-        if not version.startswith("1."):
+        if version != "1.1" and version != "1.0":
             # HTTP/1.x framing only (RFC 9110 §15.6.6). llhttp reads "HTTP/2.0" and
             # "HTTP/0.9" heads (and a bare 0.9 request line) as requests that end
             # the connection, h11 some as persistent ones: refused on both.
@@ -379,7 +382,7 @@ class HTTPConnection(asyncio.Protocol):
                 # RFC 9112 §6.1: a request with both may be an attack; the server
                 # must close the connection after answering it.
                 req.keep_alive = False
-        self.host.admit(req)
+        self._admit(req)
         if req.rejection is not None:
             self._discarding = True
             if has_body:
@@ -401,8 +404,8 @@ class HTTPConnection(asyncio.Protocol):
             # The body's deadlines: the first one due; expire() works out the real
             # one from the last read (no deadline arithmetic per body chunk).
             now = self._body_started = self._body_last = self.loop.time()
-            s = self.settings
-            self._set_phase_at(_BODY, now + min(s.body_timeout_s, s.body_deadline_s))
+            self._phase = _BODY
+            self.deadline = now + self._first_body_timeout_s
         else:
             self._phase = _BUSY
             self.deadline = 0.0
