@@ -65,6 +65,9 @@ class RequestRecord:
         self.api_key_id: str | None = None
         self.client_addr = client_addr
         self.tool_repeats: int | None = None
+        self.cost_usd: float | None = None
+        self.cost_source: str | None = None
+        self.end_user: str | None = None
 
     def first_byte(self) -> None:
         """The first response byte is about to leave: time to first byte, once."""
@@ -93,7 +96,7 @@ class RequestRecord:
             self.input_tokens, self.output_tokens, self.cached_tokens,
             self.cache_write_tokens, self.reasoning_tokens, self.latency_ms, self.ttfb_ms,
             self.bytes_in, self.bytes_out, self.attempts, self.api_key_id, self.client_addr,
-            self.tool_repeats,
+            self.tool_repeats, self.cost_usd, self.cost_source, self.end_user,
         )
 
     def as_dict(self) -> dict[str, Any]:

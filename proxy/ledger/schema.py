@@ -17,6 +17,17 @@ from typing import NamedTuple
 
 TABLE = "requests"
 
+# Accounts (proxy/accounts/): who may call the gateway, their limits, the prices,
+# and each key's spend per UTC day (kept by the ledger writer in the same
+# transaction as the rows, so a budget check never scans the requests table).
+USERS_TABLE = "users"
+KEYS_TABLE = "api_keys"
+PRICES_TABLE = "prices"
+SPEND_TABLE = "key_spend"
+# One row, one number: bumped by every change to users, keys or prices, so a
+# running gateway notices a change with one cheap read (proxy/accounts/sync.py).
+ACCOUNTS_VERSION_TABLE = "accounts_version"
+
 # Replay progress of the spill journals (spill.py): written in the same
 # transaction as the replayed rows, so that each journaled row is stored once.
 SPILL_TABLE = "spill_replays"
@@ -49,6 +60,9 @@ LEDGER_COLUMNS: tuple[str, ...] = (
     "api_key_id",
     "client_addr",  # "host:port" of the client socket
     "tool_repeats",  # identical trailing tool calls seen in the request (loop guard)
+    "cost_usd",  # what the request cost at the prices known then; NULL: price unknown
+    "cost_source",  # where that price came from: "config", "bundled", "unknown"
+    "end_user",  # the end user the client named (OpenAI `user`, Anthropic metadata.user_id)
 )
 
 # Values the writer stores when a row leaves the column out (or gives None).
@@ -84,6 +98,9 @@ COLUMN_KINDS: dict[str, str] = {
     "api_key_id": TEXT,
     "client_addr": TEXT,
     "tool_repeats": INTEGER,
+    "cost_usd": REAL,
+    "cost_source": TEXT,
+    "end_user": TEXT,
 }
 
 # Longest text stored per text column, in characters; longer values are cut to
@@ -103,6 +120,10 @@ TEXT_MAX_CHARS: dict[str, int] = {
     "error_kind": 64,
     "api_key_id": 128,
     "client_addr": 128,
+    "cost_source": 16,
+    # OpenAI documents `user` and `safety_identifier` as up to 64 characters;
+    # Anthropic's metadata.user_id has no documented bound.
+    "end_user": 256,
 }
 
 # Values the gateway writes to error_kind; documentation for readers of the
@@ -117,6 +138,9 @@ ERROR_KINDS: tuple[str, ...] = (
     "stream_cut",
     "internal",
     "tool_loop",
+    "forbidden",
+    "rate_limited",
+    "budget_exceeded",
 )
 
 
@@ -184,6 +208,67 @@ SQLITE_MIGRATIONS: tuple[Migration, ...] = (
                 journal_id TEXT PRIMARY KEY,
                 replayed_bytes INTEGER NOT NULL
             ) WITHOUT ROWID""",
+        ),
+    ),
+    Migration(
+        5,
+        "accounts: users, hashed API keys, limits, prices, spend per key and day; "
+        "cost and end user per request",
+        (
+            f"ALTER TABLE {TABLE} ADD COLUMN cost_usd REAL",
+            f"ALTER TABLE {TABLE} ADD COLUMN cost_source TEXT",
+            f"ALTER TABLE {TABLE} ADD COLUMN end_user TEXT",
+            f"""CREATE TABLE {USERS_TABLE} (
+                id TEXT PRIMARY KEY,
+                name TEXT NOT NULL UNIQUE,
+                email TEXT,
+                role TEXT NOT NULL CHECK (role IN ('admin', 'member')),
+                disabled INTEGER NOT NULL DEFAULT 0,
+                created REAL NOT NULL,
+                models TEXT,
+                rpm INTEGER,
+                tpm INTEGER,
+                budget_usd REAL,
+                budget_period TEXT CHECK (budget_period IN ('day', 'month', 'total'))
+            )""",
+            f"""CREATE TABLE {KEYS_TABLE} (
+                id TEXT PRIMARY KEY,
+                hash BLOB NOT NULL UNIQUE,
+                hint TEXT NOT NULL,
+                name TEXT,
+                user_id TEXT REFERENCES {USERS_TABLE}(id),
+                created REAL NOT NULL,
+                expires REAL,
+                revoked REAL,
+                models TEXT,
+                rpm INTEGER,
+                tpm INTEGER,
+                budget_usd REAL,
+                budget_period TEXT CHECK (budget_period IN ('day', 'month', 'total'))
+            )""",
+            f"""CREATE TABLE {PRICES_TABLE} (
+                pattern TEXT PRIMARY KEY,
+                input REAL,
+                output REAL,
+                cache_read REAL,
+                cache_write REAL,
+                updated REAL NOT NULL
+            )""",
+            f"""CREATE TABLE {SPEND_TABLE} (
+                api_key_id TEXT NOT NULL,
+                day TEXT NOT NULL,
+                cost_usd REAL NOT NULL DEFAULT 0,
+                requests INTEGER NOT NULL DEFAULT 0,
+                tokens INTEGER NOT NULL DEFAULT 0,
+                PRIMARY KEY (api_key_id, day)
+            ) WITHOUT ROWID""",
+            f"CREATE TABLE {ACCOUNTS_VERSION_TABLE} (version INTEGER NOT NULL)",
+            f"INSERT INTO {ACCOUNTS_VERSION_TABLE} VALUES (0)",
+            # Rows written before this step that already name a key.
+            f"""INSERT INTO {SPEND_TABLE} (api_key_id, day, cost_usd, requests, tokens)
+                SELECT api_key_id, date(ts, 'unixepoch'), 0, count(*),
+                       coalesce(sum(input_tokens), 0) + coalesce(sum(output_tokens), 0)
+                FROM {TABLE} WHERE api_key_id IS NOT NULL GROUP BY 1, 2""",
         ),
     ),
 )

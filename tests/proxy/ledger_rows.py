@@ -40,6 +40,9 @@ def make_row(i: int, **overrides: Any) -> dict[str, Any]:
         "api_key_id": None,
         "client_addr": "127.0.0.1:50000",
         "tool_repeats": None,
+        "cost_usd": 0.00012 * (i + 1),
+        "cost_source": "bundled",
+        "end_user": f"user-{i}",
     }
     row.update(overrides)
     return row

@@ -25,7 +25,7 @@ from proxy.ledger import (
     SQLiteBackend,
     query_rows,
 )
-from proxy.ledger.schema import SPILL_TABLE, SQLITE_MIGRATIONS, TABLE
+from proxy.ledger.schema import SPEND_TABLE, SPILL_TABLE, SQLITE_MIGRATIONS, TABLE
 from tests.proxy.ledger_rows import (
     WAIT_S,
     BlockingBackend,
@@ -205,7 +205,7 @@ def test_a_batch_runs_the_same_statements_whatever_its_size(db_path: str) -> Non
     assert ledger.close()
     assert ledger.written == 603
     big, small = backend.statements
-    assert big == small == 4  # BEGIN, INSERT, check scan, COMMIT
+    assert big == small == 5  # BEGIN, INSERT, check scan, spend per key, COMMIT
 
 
 # -- waiting for the writer --------------------------------------------------------
@@ -557,7 +557,7 @@ def test_v3_database_gains_the_spill_table(db_path: str) -> None:
     assert ledger.close()
 
     db = apsw.Connection(db_path)
-    assert db.pragma("user_version") == SCHEMA_VERSION == 4
+    assert db.pragma("user_version") == SCHEMA_VERSION
     assert db.table_exists(None, SPILL_TABLE)
     db.close()
     old_row, new_row = query_rows(db_path)
@@ -688,3 +688,41 @@ def test_only_the_sqlite_backend_imports_apsw() -> None:
             if any(n == "apsw" or n.startswith("apsw.") for n in names):
                 offenders.append(path.relative_to(root).as_posix())
     assert sorted(set(offenders)) == ["ledger/sqlite.py"]
+
+
+def test_v4_database_gains_accounts_and_keeps_every_row(db_path: str) -> None:
+    # A ledger of the release before accounts, with rows that name keys.
+    old = SQLiteBackend(db_path)
+    old.open()
+    assert old.migrate(target_version=4) == 4
+    old.close()
+    db = apsw.Connection(db_path)
+    with db:
+        for i in range(1000):
+            db.execute(
+                f"INSERT INTO {TABLE} (ts, request_id, api_key_id, input_tokens, output_tokens)"
+                " VALUES (?, ?, ?, 10, 5)",
+                (86_400.0 * (i % 3) + i, f"v4-{i}", "key_a" if i % 2 else None))
+    db.close()
+
+    ledger = Ledger(db_path)
+    ledger.start()
+    ledger.record(make_rec(1, api_key_id="key_a", ts=86_400.0 * 2 + 5, cost_usd=0.25))
+    assert ledger.close()
+
+    rows = query_rows(db_path)
+    assert len(rows) == 1001
+    assert {r["request_id"] for r in rows} >= {f"v4-{i}" for i in range(1000)}
+    assert all(r["cost_usd"] is None for r in rows if r["request_id"].startswith("v4-"))
+    db = apsw.Connection(db_path)
+    assert db.pragma("user_version") == SCHEMA_VERSION
+    spend = db.execute(
+        f"SELECT day, cost_usd, requests, tokens FROM {SPEND_TABLE} "
+        "WHERE api_key_id = 'key_a' ORDER BY day").fetchall()
+    db.close()
+    # 500 old keyed rows over three days (seeded by the migration, cost unknown)
+    # and the new row (added by the writer, in its batch's transaction).
+    assert [d for d, *_ in spend] == ["1970-01-01", "1970-01-02", "1970-01-03"]
+    assert sum(r for _, _, r, _ in spend) == 501
+    assert sum(t for *_, t in spend) == 500 * 15 + 101 + 11
+    assert spend[2][1] == 0.25
