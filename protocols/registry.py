@@ -88,6 +88,13 @@ dict``
     A copy of ``body`` carrying ``text`` for the model, the way the format carries a
     note naturally.
 
+Request facts for accounting (see ``protocols.request_facts``):
+
+``output_tokens_asked(body: dict) -> int | None``
+    The output-token limit the request names, if any.
+``end_user(body: dict) -> str | None``
+    The end user the client names for abuse tracking, if the format has such a field.
+
 Optional: ``estimate_input_tokens(body: dict) -> int`` (``protocols.tokens``).
 """
 

@@ -62,7 +62,8 @@ class ClientConnection(Protocol):
 class Call:
     """One request being answered.  ``rec`` goes to ``sink`` exactly once."""
 
-    __slots__ = ("req", "conn", "rec", "error_format", "_sink", "finished", "_raw_checked")
+    __slots__ = ("req", "conn", "rec", "error_format", "_sink", "finished", "_raw_checked",
+                 "headers")
 
     def __init__(self, req: Request | None, conn: ClientConnection, client_protocol: str,
                  error_format: str, sink: Callable[[RequestRecord], None]) -> None:
@@ -73,12 +74,18 @@ class Call:
             if len(path) > MAX_STORED_PATH_CHARS:
                 path = path[:MAX_STORED_PATH_CHARS]
             self.rec = RequestRecord(path, client_protocol, conn.client_addr, len(req.body))
+            identity = req.identity
+            if identity is not None:
+                self.rec.api_key_id = identity.key_id
         else:
             self.rec = RequestRecord(None, client_protocol, conn.client_addr, 0)
         self.error_format = error_format
         self._sink = sink
         self.finished = False
         self._raw_checked = False
+        # Response headers every answer to this call carries (what is left of
+        # the key's limits); None when there are none.
+        self.headers: list[tuple[bytes, bytes]] | None = None
 
     # -- reading the request -----------------------------------------------------
 
@@ -143,6 +150,8 @@ class Call:
         hs = [(b"x-request-id", rec.request_id.encode())]
         if headers:
             hs.extend(headers)
+        if self.headers:
+            hs.extend(self.headers)
         self.conn.respond(status, body, hs, content_type)
         rec.bytes_out = len(body)
         self.finish()

@@ -84,7 +84,7 @@ def gatewayd_main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"gatewayd: configuration error: {exc}", file=sys.stderr)
         return 2
-    problem = check_listen_safety(config)
+    problem = check_listen_safety(_with_stored_keys(config))
     if problem:
         print(f"gatewayd: {problem}", file=sys.stderr)
         return 2
@@ -101,6 +101,25 @@ def gatewayd_main(argv: Sequence[str] | None = None) -> int:
     if args.workers > 1:
         return _supervise(args, config, overrides, pid_file, log)
     return _serve_one(args, config, overrides, pid_file, log)
+
+
+def _with_stored_keys(config: Any) -> Any:
+    """``config`` knowing whether its database holds API keys (made with ``gateway
+    key create``): those turn authentication on as configured keys do."""
+    import os.path
+    from dataclasses import replace
+
+    from .accounts.store import AccountStore
+    from .ledger import LedgerError
+
+    if config.auth.keys or not os.path.exists(config.ledger.path):
+        return config
+    try:
+        with AccountStore(config.ledger.path) as store:
+            stored = bool(store.snapshot().keys)
+    except LedgerError:
+        return config  # the ledger's own start reports an unusable file
+    return replace(config, auth=replace(config.auth, stored_keys=stored)) if stored else config
 
 
 def _write_pid(pid_file: str | None, log: logging.Logger) -> str | None:

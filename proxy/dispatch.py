@@ -10,7 +10,6 @@ connection its error body.
 
 from __future__ import annotations
 
-import hmac
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -23,6 +22,7 @@ from protocols.ir import (
     FORMAT_OPENAI_RESPONSES,
 )
 
+from .accounts.directory import Identity, Refused
 from .call import Call, ClientConnection
 from .endpoints.count_tokens import CLIENT_PROTOCOL as COUNT_TOKENS
 from .endpoints.count_tokens import serve_count_tokens
@@ -107,16 +107,16 @@ class Dispatcher:
         route = self.routes.get((req.method, req.path))
         if route is not None:
             req.route = route
-            if route[3] and not self._authorized(req):
-                req.rejection = _unauthorized()
+            if route[3] and self.state.accounts.required:
+                req.rejection = self._authenticate(req)
             return
         if req.path.startswith(GEMINI_PREFIX):
             model, sep, action = req.path[len(GEMINI_PREFIX):].rpartition(":")
             if req.method != "POST" or not sep or not model:
                 req.rejection = GatewayError(
                     404, f"unknown endpoint {req.method} {req.path[:200]}", kind="not_found")
-            elif not self._authorized(req):
-                req.rejection = _unauthorized()
+            elif self.state.accounts.required and (refusal := self._authenticate(req)):
+                req.rejection = refusal
             else:
                 state = self.state
                 name = unquote(model)
@@ -168,20 +168,17 @@ class Dispatcher:
 
     def new_call(self, req: Request | None, conn: ClientConnection, protocol: str,
                  error_format: str) -> Call:
-        sink = _unrecorded if protocol == INFO else self.state.sink
+        sink = _unrecorded if protocol == INFO else self.state.finish_record
         return Call(req, conn, protocol, error_format, sink)
 
     # -- authentication -----------------------------------------------------------------
 
-    def _authorized(self, req: Request) -> bool:
-        """Whether a credential the request presents is a gateway key.  Every
-        place a client can put a key counts (``x-api-key``, ``x-goog-api-key``,
-        ``Authorization: Bearer``, Gemini's ``?key=``), so a client can send the
-        gateway key in one and, for a ``passthrough`` provider, its own provider
-        key in another."""
-        keys = self.state.keys
-        if not keys:
-            return True
+    def identify(self, req: Request) -> Identity | Refused | None:
+        """The key a request presents: its identity, a ``Refused`` for a known key
+        that cannot be used now, or None.  Every place a client can put a key
+        counts (``x-api-key``, ``x-goog-api-key``, ``Authorization: Bearer``,
+        Gemini's ``?key=``), so a client can send the gateway key in one and, for
+        a ``passthrough`` provider, its own provider key in another."""
         presented = [v for v in (req.header(b"x-api-key"), req.header(b"x-goog-api-key"))
                      if v is not None]
         auth = req.header(b"authorization")
@@ -189,15 +186,24 @@ class Dispatcher:
             presented.append(auth[7:].strip())
         if req.path.startswith(GEMINI_PREFIX) and "key=" in req.query:
             presented.append(parse_qs(req.query).get("key", [""])[0].encode())
-        ok = False
-        for value in presented:
-            for key in keys:  # compare against every key: timing says nothing
-                ok |= hmac.compare_digest(value, key)
-        return ok
+        return self.state.accounts.directory.authenticate(presented)
+
+    def _authenticate(self, req: Request) -> GatewayError | None:
+        """None when the request presents a usable key (kept in ``req.identity``),
+        else the 401 it gets."""
+        found = self.identify(req)
+        if isinstance(found, Identity):
+            req.identity = found
+            return None
+        if isinstance(found, Refused):
+            return GatewayError(401, found.message, kind="auth", code="invalid_api_key")
+        return _unauthorized()
 
     def _health_details(self, call: Call) -> bool:
         req = call.req
-        return req is not None and (not self.state.keys or self._authorized(req))
+        if req is None:
+            return False
+        return not self.state.accounts.required or isinstance(self.identify(req), Identity)
 
 
 def _unrecorded(rec: Any) -> None:

@@ -53,6 +53,7 @@ class GatewayError(Exception):
         param: str | None = None,
         code: str | None = None,
         retry_after_s: float | None = None,
+        type_: str | None = None,
     ) -> None:
         super().__init__(message)
         self.status = status
@@ -62,6 +63,7 @@ class GatewayError(Exception):
         self.param = param
         self.code = code
         self.retry_after_s = retry_after_s
+        self.type_ = type_  # the OpenAI error type, when not the status's usual one
 
 
 def bad_request(message: str, *, param: str | None = None, code: str | None = None) -> GatewayError:
@@ -78,8 +80,8 @@ def api_error(err: GatewayError) -> ApiError:
     kind = _KIND_OF_STATUS.get(err.status)
     if kind is None:
         kind = ErrorKind.SERVER if err.status >= 500 else ErrorKind.INVALID_REQUEST
-    return ApiError(kind=kind, message=err.message, status=err.status, code=err.code,
-                    param=err.param)
+    return ApiError(kind=kind, message=err.message, status=err.status, type_=err.type_,
+                    code=err.code, param=err.param)
 
 
 def error_reply(client_format: str, err: GatewayError) -> tuple[int, bytes]:

@@ -322,6 +322,13 @@ class ProxyExchange:
                 ctype = v
             elif k not in NOT_RELAYED:
                 relayed.append((k, v))
+        extra = self.call.headers
+        if extra:
+            # What is left of the key's limits replaces the provider's headers of
+            # the same names (those speak of the provider account, not this key).
+            names = {k for k, _ in extra}
+            relayed = [h for h in relayed if h[0] not in names]
+            relayed.extend(extra)
         if status == 200 and self.stream and ctype.startswith(b"text/event-stream"):
             self._settle_health()
             self.rec.first_byte()

@@ -33,16 +33,19 @@ def new_request_id() -> str:
 class RequestRecord:
     """Everything the ledger keeps about one request (see ``LEDGER_COLUMNS``).
 
-    ``t0`` is the monotonic start, for latency and time to first byte; it is not
-    stored.  Token counts stay None (unknown) until a provider reports them.
+    ``t0`` is the monotonic start, for latency and time to first byte; ``charge``
+    what the request reserved of its key's limits (``proxy.accounts.meter``),
+    settled when it ends. Neither is stored.  Token counts stay None (unknown)
+    until a provider reports them.
     """
 
-    __slots__ = (*LEDGER_COLUMNS, "t0")
+    __slots__ = (*LEDGER_COLUMNS, "t0", "charge")
 
     def __init__(self, endpoint: str | None, client_protocol: str, client_addr: str,
                  bytes_in: int) -> None:
         self.ts = _wall()
         self.t0 = _mono()
+        self.charge: Any = None
         self.request_id = f"{_ID_PREFIX}{next(_id_counter):012x}"
         self.endpoint = endpoint
         self.client_protocol = client_protocol

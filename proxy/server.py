@@ -98,7 +98,8 @@ class Server:
         self.max_connections = connection_limit(config.server.max_connections)
         self._refused = 0  # connections refused at the limit since the last log line
         self._refused_logged = 0.0
-        self.state = GatewayState(config, loop, ledger.record)
+        self.state = GatewayState(config, loop, ledger.record,
+                                  lambda: getattr(ledger, "recorded", 0))
         self.dispatcher = Dispatcher(self.state, self.stats)
         # ConnectionHost: the dispatcher's entry points, bound once (no wrapper call
         # per request).
@@ -152,6 +153,11 @@ class Server:
             conn.hold_reading(on)
 
     async def start(self, sock: socket.socket | None = None, reuse_port: bool = False) -> None:
+        path = getattr(self.ledger, "path", None)
+        if isinstance(path, str):
+            # The keys, limits and prices of the accounts tables, read before the
+            # first request, then kept current by their sync thread.
+            self.state.accounts.start(path, self.loop, self.ledger)
         cfg = self.config.server
         factory = self._new_connection
         if sock is not None:
@@ -197,6 +203,8 @@ class Server:
         except Exception as exc:  # ConfigError or an unreadable file
             log.error("reload refused, keeping the running configuration: %s", exc)
             return False
+        if self.state.accounts.has_stored:
+            new = replace(new, auth=replace(new.auth, stored_keys=True))
         problem = check_listen_safety(replace(new, server=self.config.server))
         if problem:
             log.error("reload refused, keeping the running configuration: %s", problem)
@@ -248,6 +256,7 @@ class Server:
                     conn.abort()
             await asyncio.sleep(0)
         self.ledger.watch_pressure(self.loop, None)
+        self.state.accounts.stop()
         self.state.pool.close()
         self._date_timer.cancel()
         self._sweeper.cancel()

@@ -14,11 +14,13 @@ import asyncio
 import random
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 import orjson
 
 from . import loopback
+from .accounts.service import Accounts
 from .config import Config
 from .errors import GatewayError
 from .exchange import Upstreams
@@ -32,19 +34,28 @@ from .upstream import UpstreamPool
 
 class GatewayState:
     def __init__(self, config: Config, loop: asyncio.AbstractEventLoop,
-                 sink: Callable[[RequestRecord], None]) -> None:
+                 sink: Callable[[RequestRecord], None],
+                 recorded: Callable[[], int] = lambda: 0) -> None:
         self.loop = loop
         self.sink = sink
+        # Rows the ledger has taken so far (for the meter's spend bookkeeping).
+        self.recorded = recorded
         self.started = time.time()
         self.pool = UpstreamPool(loop)
         r = config.routing
         self.health = HealthBoard(failure_threshold=r.failure_threshold,
                                   cooldown_s=r.cooldown_s, cooldown_max_s=r.cooldown_max_s)
         self.limits: dict[str, ConcurrencyLimit] = {}
+        self.accounts = Accounts()
+        self.accounts.on_required = self._keys_appeared
         self.apply(config)
 
     def apply(self, config: Config) -> None:
         """Install a (new) configuration."""
+        if self.accounts.has_stored and not config.auth.stored_keys:
+            # Keys in the database turn authentication on as configured keys do
+            # (and with it the defaults that depend on it, the loopback model's).
+            config = replace(config, auth=replace(config.auth, stored_keys=True))
         self.config = config
         self.router = Router(config)
         self.providers = {name: Provider(p) for name, p in config.providers.items()}
@@ -64,25 +75,67 @@ class GatewayState:
                                                     p.queue_timeout_s)
         self.limits = limits
         self.upstreams = Upstreams(self.loop, self.pool, self.health, limits, r)
-        self.keys = tuple(k.encode() for k in config.auth.keys)
+        self.accounts.set_static(tuple(k.encode() for k in config.auth.keys))
+        self.is_gateway_key = self.accounts.directory.is_gateway_key
         self._build_model_lists(config)
+
+    def _keys_appeared(self) -> None:
+        """The first key was created while running: authentication is on now."""
+        self.apply(self.config)
+
+    def finish_record(self, rec: RequestRecord) -> None:
+        """A finished request: its charge settled, then its row to the ledger."""
+        charge = rec.charge
+        if charge is not None:
+            tokens = rec.input_tokens
+            if tokens is not None and rec.output_tokens is not None:
+                tokens += rec.output_tokens
+            self.accounts.meter.settle(charge, tokens, rec.cost_usd, self.recorded() + 1)
+        self.sink(rec)
 
     def _build_model_lists(self, config: Config) -> None:
         owners: dict[str, str] = {}
         for route in config.routes:
             for t in route.targets:
                 owners.setdefault(t.model or route.match, t.provider)
+        self._owners = owners
         names = self.router.models()
-        self.models_openai = orjson.dumps({"object": "list", "data": [
-            {"id": m, "object": "model", "created": 0,
-             "owned_by": "tokenway" if m == loopback.LOOPBACK_MODEL else owners.get(m, "tokenway")}
-            for m in names]})
-        # Anthropic's list shape (GET /v1/models with anthropic-version).
+        self.models_openai = self.model_list(names, anthropic=False)
+        self.models_anthropic = self.model_list(names, anthropic=True)
+
+    def model_list(self, names: list[str], anthropic: bool) -> bytes:
+        """``GET /v1/models``'s body for ``names``, in OpenAI's or Anthropic's shape."""
+        if not anthropic:
+            owners = self._owners
+            return orjson.dumps({"object": "list", "data": [
+                {"id": m, "object": "model", "created": 0,
+                 "owned_by": "tokenway" if m == loopback.LOOPBACK_MODEL
+                 else owners.get(m, "tokenway")}
+                for m in names]})
         data = [{"type": "model", "id": m, "display_name": m,
                  "created_at": "2025-01-01T00:00:00Z"} for m in names]
-        self.models_anthropic = orjson.dumps({
+        return orjson.dumps({
             "data": data, "has_more": False,
             "first_id": names[0] if names else None, "last_id": names[-1] if names else None})
+
+    def estimator(self, model: str) -> Callable[[int, int], float] | None:
+        """Prices a token estimate (prompt, output) for a request for ``model``: at
+        the price of its route's first target (or of ``model`` itself); None when
+        no price is known."""
+        names = [model]
+        resolved = self.router.resolve(model)
+        if resolved is not None:
+            names = [m for _, m in resolved.targets] + names
+        for name in names:
+            price = self.price_of(name)
+            if price is not None:
+                inp, out = price
+                return lambda prompt, output: (prompt * inp + output * out) / 1e6
+        return None
+
+    def price_of(self, model: str) -> tuple[float, float] | None:
+        """USD per million input and output tokens of ``model``, if known."""
+        return None
 
     def targets_for(self, model: str) -> list[tuple[Provider, str]]:
         """The targets a request for ``model`` tries, in failover order: the first

@@ -64,7 +64,8 @@ class Request:
 
     __slots__ = (
         "method", "target", "path", "query", "headers", "version", "keep_alive",
-        "body", "started", "expect_continue", "content_type", "route", "rejection", "_map",
+        "body", "started", "expect_continue", "content_type", "route", "rejection", "identity",
+        "_map",
     )
 
     def __init__(self, method: str, target: bytes, headers: list[tuple[bytes, bytes]],
@@ -89,6 +90,9 @@ class Request:
         # the error it is refused with (answered without reading its body).
         self.route: Any = None
         self.rejection: Any = None
+        # The key's identity (proxy.accounts.Identity) once dispatch checked it;
+        # None while authentication is off.
+        self.identity: Any = None
         self._map: dict[bytes, bytes] | None = None
 
     def header(self, name: bytes) -> bytes | None:

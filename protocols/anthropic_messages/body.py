@@ -75,3 +75,16 @@ def inject_warning(body: dict[str, Any], text: str) -> dict[str, Any]:
 def request_stream_usage(body: dict[str, Any]) -> dict[str, Any] | None:
     """Anthropic always reports usage in its stream: nothing to ask."""
     return None
+
+
+def output_tokens_asked(body: dict[str, Any]) -> int | None:
+    """``max_tokens`` (required by the API), or None."""
+    v = body.get("max_tokens")
+    return v if type(v) is int and v >= 0 else None
+
+
+def end_user(body: dict[str, Any]) -> str | None:
+    """``metadata.user_id`` (https://docs.anthropic.com/en/api/messages)."""
+    meta = body.get("metadata")
+    v = meta.get("user_id") if type(meta) is dict else None
+    return v if type(v) is str and v else None

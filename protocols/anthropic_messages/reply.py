@@ -179,8 +179,8 @@ def encode_error(err: ApiError, source_format: str | None = None) -> tuple[int, 
     own status when it is already in Anthropic's terms (``source_format`` Anthropic)."""
     status, etype = _KIND_TO_ERROR[err.kind]
     own = source_format == FORMAT
-    if own and err.type_:
-        etype = err.type_
+    if own and err.type_ in _TYPE_TO_KIND:
+        etype = err.type_  # a type outside Anthropic's vocabulary keeps the kind's
     if own or (err.kind in (ErrorKind.INVALID_REQUEST, ErrorKind.SERVER)
                and err.status // 100 == status // 100):
         status = err.status

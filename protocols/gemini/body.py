@@ -56,3 +56,15 @@ def inject_warning(body: dict[str, Any], text: str) -> dict[str, Any]:
 def request_stream_usage(body: dict[str, Any]) -> dict[str, Any] | None:
     """Gemini reports ``usageMetadata`` on its stream's chunks: nothing to ask."""
     return None
+
+
+def output_tokens_asked(body: dict[str, Any]) -> int | None:
+    """``generationConfig.maxOutputTokens``, or None."""
+    config = body.get("generationConfig")
+    v = config.get("maxOutputTokens") if type(config) is dict else None
+    return v if type(v) is int and v >= 0 else None
+
+
+def end_user(body: dict[str, Any]) -> str | None:
+    """Gemini's generateContent has no end-user field."""
+    return None

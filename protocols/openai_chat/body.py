@@ -56,3 +56,23 @@ def request_stream_usage(body: dict[str, Any]) -> dict[str, Any] | None:
     opts = dict(opts) if type(opts) is dict else {}
     opts["include_usage"] = True
     return dict(body, stream_options=opts)
+
+
+def output_tokens_asked(body: dict[str, Any]) -> int | None:
+    """The output limit the request names (``max_completion_tokens``, else the older
+    ``max_tokens``), or None."""
+    for k in ("max_completion_tokens", "max_tokens"):
+        v = body.get(k)
+        if type(v) is int and v >= 0:
+            return v
+    return None
+
+
+def end_user(body: dict[str, Any]) -> str | None:
+    """Who the client says the end user is: ``safety_identifier``, else the older
+    ``user`` (https://platform.openai.com/docs/api-reference/chat/create)."""
+    for k in ("safety_identifier", "user"):
+        v = body.get(k)
+        if type(v) is str and v:
+            return v
+    return None

@@ -62,3 +62,19 @@ def inject_warning(body: dict[str, Any], text: str) -> dict[str, Any]:
 def request_stream_usage(body: dict[str, Any]) -> dict[str, Any] | None:
     """Responses always reports usage in ``response.completed``: nothing to ask."""
     return None
+
+
+def output_tokens_asked(body: dict[str, Any]) -> int | None:
+    """``max_output_tokens``, or None."""
+    v = body.get("max_output_tokens")
+    return v if type(v) is int and v >= 0 else None
+
+
+def end_user(body: dict[str, Any]) -> str | None:
+    """``safety_identifier``, else the older ``user``
+    (https://platform.openai.com/docs/api-reference/responses/create)."""
+    for k in ("safety_identifier", "user"):
+        v = body.get(k)
+        if type(v) is str and v:
+            return v
+    return None

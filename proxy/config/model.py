@@ -221,13 +221,16 @@ class AuthConfig:
     """Gateway keys clients must present. No keys means authentication is off."""
 
     keys: tuple[str, ...] = ()
+    # Whether the accounts tables hold any key (set by the daemon from its
+    # database, not read from the file): then authentication is on as well.
+    stored_keys: bool = False
 
     @property
     def enabled(self) -> bool:
-        return bool(self.keys)
+        return bool(self.keys) or self.stored_keys
 
     def __repr__(self) -> str:
-        return f"AuthConfig(keys=<{len(self.keys)} hidden>)"
+        return f"AuthConfig(keys=<{len(self.keys)} hidden>, stored_keys={self.stored_keys})"
 
 
 @dataclass(frozen=True, slots=True, repr=False)

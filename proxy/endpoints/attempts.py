@@ -59,7 +59,7 @@ def fit_to_model(provider: Provider, fmt: str, model: str,
 
 
 def upstream_headers(req: Request, provider: Provider, up_format: str, stream: bool,
-                     gateway_keys: tuple[bytes, ...] = ()) -> bytes:
+                     is_gateway_key: Callable[[bytes], bool] = lambda _: False) -> bytes:
     """The header lines for the provider, serialised: the provider's own
     (pre-serialised once) plus the client's that may travel (``proxy.headers``).
 
@@ -71,7 +71,7 @@ def upstream_headers(req: Request, provider: Provider, up_format: str, stream: b
     has_version = False
     for k, v in req.headers:
         if k in NOT_FORWARDED:
-            if passthrough and k in CREDENTIAL_HEADERS and not _is_gateway_key(k, v, gateway_keys):
+            if passthrough and k in CREDENTIAL_HEADERS and not _gateway_key(k, v, is_gateway_key):
                 parts.append(k + b": " + v + b"\r\n")
             continue
         if k.startswith(foreign):
@@ -85,18 +85,16 @@ def upstream_headers(req: Request, provider: Provider, up_format: str, stream: b
     return b"".join(parts)
 
 
-def _is_gateway_key(name: bytes, value: bytes, keys: tuple[bytes, ...]) -> bool:
-    if not keys:
-        return False
+def _gateway_key(name: bytes, value: bytes, is_gateway_key: Callable[[bytes], bool]) -> bool:
     if name == b"authorization" and value[:7].lower() == b"bearer ":
         value = value[7:].strip()
-    return value in keys
+    return is_gateway_key(value)
 
 
 def model_attempt(req: Request, raw_body: Callable[[], bytes], body: dict[str, Any],
                   modified: bool, client_format: str, provider: Provider, upstream_model: str,
                   stream: bool, request_id: str, created: int,
-                  gateway_keys: tuple[bytes, ...]) -> Attempt:
+                  is_gateway_key: Callable[[bytes], bool]) -> Attempt:
     """The request as ``provider`` must receive it (raises GatewayError when the
     client's request cannot be expressed for this target).  Same format on both
     sides is observe mode: the client's bytes go out unchanged unless something
@@ -114,5 +112,5 @@ def model_attempt(req: Request, raw_body: Callable[[], bytes], body: dict[str, A
     unchanged = up_body is body and not modified and client_format != FORMAT_GEMINI
     payload = raw_body() if unchanged else encode_body(up_body)
     return Attempt(provider, upstream_model, provider.path(up_format, upstream_model, stream),
-                   upstream_headers(req, provider, up_format, stream, gateway_keys), payload,
+                   upstream_headers(req, provider, up_format, stream, is_gateway_key), payload,
                    tr.stream_filter() if stream else None, tr)

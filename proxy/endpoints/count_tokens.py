@@ -17,6 +17,7 @@ from ..call import Call
 from ..errors import GatewayError, bad_request
 from ..exchange import Attempt, ProxyExchange
 from ..state import GatewayState
+from .access import require_model
 from .attempts import encode_body, upstream_headers
 
 CLIENT_PROTOCOL = "anthropic_count_tokens"
@@ -29,6 +30,7 @@ def serve_count_tokens(state: GatewayState, call: Call) -> None:
     try:
         body = call.json_body()
         model = call.model_of(body)
+        require_model(call, model)
         if type(body.get("messages")) is not list:
             raise bad_request("messages: field required (a list of messages)",
                               param="messages")
@@ -49,7 +51,8 @@ def serve_count_tokens(state: GatewayState, call: Call) -> None:
     except GatewayError as err:
         call.send_error(err)
         return
-    headers = upstream_headers(req, provider, FORMAT_ANTHROPIC_MESSAGES, False, state.keys)
+    headers = upstream_headers(req, provider, FORMAT_ANTHROPIC_MESSAGES, False,
+                               state.is_gateway_key)
     # The provider's answer passes through as it is (observe mode): only its
     # errors need the client's shape, and there is no usage to record.
     reply = Translation(FORMAT_ANTHROPIC_MESSAGES, FORMAT_ANTHROPIC_MESSAGES,

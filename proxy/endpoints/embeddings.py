@@ -15,6 +15,7 @@ from ..call import Call
 from ..errors import GatewayError
 from ..exchange import Attempt, ProxyExchange
 from ..state import GatewayState
+from .access import check_access
 from .attempts import encode_body, upstream_headers
 
 
@@ -25,6 +26,7 @@ def serve_embeddings(state: GatewayState, call: Call) -> None:
     try:
         body = call.json_body()
         model = call.model_of(body)
+        check_access(state, call, FORMAT_OPENAI_CHAT, model, body)
         if model == loopback.LOOPBACK_MODEL and state.router.loopback:
             out = loopback.embeddings(body)
             rec.provider = rec.served_model = loopback.LOOPBACK_MODEL
@@ -61,7 +63,7 @@ def serve_embeddings(state: GatewayState, call: Call) -> None:
                                      param=exc.param))
         return
     att = Attempt(provider, upstream_model, provider.embeddings_path(upstream_model),
-                  upstream_headers(req, provider, FORMAT_OPENAI_CHAT, False, state.keys),
+                  upstream_headers(req, provider, FORMAT_OPENAI_CHAT, False, state.is_gateway_key),
                   payload, None, reply)
     ProxyExchange(call, state.upstreams, [(provider, upstream_model)],
                   lambda p, m: att, stream=False).start()

@@ -20,6 +20,12 @@ def serve_models(state: GatewayState, call: Call) -> None:
     req = call.req
     assert req is not None
     anthropic = req.header(b"anthropic-version") is not None or req.path.startswith("/anthropic/")
+    ident = req.identity
+    if ident is not None and ident.models_limited:
+        # Only what this key may use (built per request: restricted keys are few).
+        call.send(200, state.model_list([m for m in state.router.models() if ident.may_use(m)],
+                                        anthropic))
+        return
     call.send(200, state.models_anthropic if anthropic else state.models_openai)
 
 

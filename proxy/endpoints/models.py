@@ -21,6 +21,7 @@ from ..errors import GatewayError
 from ..exchange import Attempt, ProxyExchange
 from ..provider import Provider
 from ..state import GatewayState
+from .access import check_access
 from .attempts import model_attempt
 from .loopback_model import serve_loopback
 
@@ -48,6 +49,7 @@ def serve_model(state: GatewayState, call: Call, client_format: str, *,
         if stream is None:
             stream = body.get("stream") is True
         rec.stream = stream
+        check_access(state, call, client_format, model, body)
         guarded = loop_guard(state, call, client_format, body)
         modified = guarded is not body
         body = guarded
@@ -65,7 +67,7 @@ def serve_model(state: GatewayState, call: Call, client_format: str, *,
     created = int(time.time())
     req = call.req
     assert req is not None
-    keys = state.keys
+    keys = state.is_gateway_key
 
     def build(provider: Provider, upstream_model: str) -> Attempt:
         return model_attempt(req, call.forwardable_body, body, modified, client_format,

@@ -231,6 +231,9 @@ class Ledger:
         self._journal_rows = 0
         self._journal_bytes = 0
         self._last_error: str | None = None
+        # Records taken by record(), ever: with ``queued``, how many are stored
+        # (the accounts' spend figures use it).
+        self.recorded = 0
 
     # -- event loop side -------------------------------------------------------
 
@@ -242,6 +245,7 @@ class Ledger:
         """
         rows = self._rows
         rows.append(rec)
+        self.recorded += 1
         n = len(rows)
         if n >= self._signal_at:
             self._signal_at = _NEVER

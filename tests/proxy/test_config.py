@@ -430,7 +430,7 @@ def test_secrets_not_in_repr_or_str(write):
     assert "api_key=None" in repr(
         ProviderConfig(name="n", kind="openai", base_url="http://h")
     )
-    assert repr(AuthConfig(("a", "b"))) == "AuthConfig(keys=<2 hidden>)"
+    assert repr(AuthConfig(("a", "b"))) == "AuthConfig(keys=<2 hidden>, stored_keys=False)"
 
 
 def test_base_url_with_secrets_not_echoed(write):

@@ -1,0 +1,71 @@
+"""What a key may do with a request: its model allow-list and its limits.
+
+Called by the model endpoints once the body is read and the model known. An
+unlimited key (or no key, with authentication off) costs one attribute read.
+The refusals are in the client's own format: 403 for a model outside the
+allow-list (OpenAI ``permission_error``, Anthropic ``permission_error``, Gemini
+``PERMISSION_DENIED``), 429 for a rate limit and for a spent budget (OpenAI
+``insufficient_quota``, Anthropic ``rate_limit_error``, Gemini
+``RESOURCE_EXHAUSTED``), with ``Retry-After`` when a window will free room.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from protocols.request_facts import end_user, output_tokens_asked
+
+from ..accounts.meter import Denied
+from ..call import Call
+from ..errors import GatewayError
+from ..state import GatewayState
+
+# Longest end-user id kept (the ledger column's bound).
+MAX_END_USER_CHARS = 256
+
+
+def check_access(state: GatewayState, call: Call, fmt: str, model: str,
+                 body: dict[str, Any]) -> None:
+    """Record the request's end user; refuse (``GatewayError``) what its key may
+    not do; charge its limits and set the headers that say what is left."""
+    rec = call.rec
+    who = end_user(fmt, body)
+    if who is not None:
+        rec.end_user = who[:MAX_END_USER_CHARS]
+    req = call.req
+    ident = req.identity if req is not None else None
+    if ident is None or req is None:
+        return
+    require_model(call, model)
+    if ident.meter_key is None and ident.meter_user is None:
+        return
+    meter = state.accounts.meter
+    budgeted = any(q is not None and q.limits.budget_usd is not None
+                   for q in (ident.meter_key, ident.meter_user))
+    usd_per = state.estimator(model) if budgeted else None
+    if budgeted and usd_per is None:
+        raise GatewayError(403, f"no price is known for the model '{model[:100]}', so the "
+                                f"budget of API key {ident.key_id} cannot be kept: set one "
+                                "with 'gateway price set' or [prices] in the configuration",
+                           kind="forbidden", param="model", code="model_price_unknown")
+    try:
+        rec.charge = meter.admit(ident, len(req.body), output_tokens_asked(fmt, body), usd_per)
+    except Denied as d:
+        call.headers = meter.headers(ident)
+        if d.kind == "budget_exceeded":
+            raise GatewayError(429, d.message, kind="budget_exceeded", type_="insufficient_quota",
+                               code="insufficient_quota",
+                               retry_after_s=d.retry_after_s) from None
+        raise GatewayError(429, d.message, kind="rate_limited", code="rate_limit_exceeded",
+                           retry_after_s=d.retry_after_s) from None
+    call.headers = meter.headers(ident)
+
+
+def require_model(call: Call, model: str) -> None:
+    """Refuse a model outside the key's (and its user's) allow-list."""
+    req = call.req
+    ident = req.identity if req is not None else None
+    if ident is not None and not ident.may_use(model):
+        raise GatewayError(403, f"API key {ident.key_id} may not use the model "
+                                f"'{model[:100]}'", kind="forbidden", param="model",
+                           code="model_not_allowed")
