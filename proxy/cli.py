@@ -203,6 +203,7 @@ def _serve_one(args: Any, config: Any, overrides: dict[str, Any], pid_file: str 
         )
         return 2
     pid_file = _write_pid(pid_file, log)
+    db_prices = _stored_prices(config.ledger.path, log)
 
     def reloader() -> Any:
         return load_config(args.config, overrides=overrides)
@@ -211,7 +212,7 @@ def _serve_one(args: Any, config: Any, overrides: dict[str, Any], pid_file: str 
     asyncio.set_event_loop(loop)
     try:
         loop.run_until_complete(serve(config, ledger, reloader=reloader,
-                                      reuse_port=reuse_port))
+                                      reuse_port=reuse_port, db_prices=db_prices))
     except OSError as exc:
         print(
             f"gatewayd: cannot listen on {config.server.listen}: {exc.strerror or exc}",
@@ -238,6 +239,20 @@ def _serve_one(args: Any, config: Any, overrides: dict[str, Any], pid_file: str 
             except OSError:
                 pass
     return 0
+
+
+def _stored_prices(path: str, log: logging.Logger) -> list[dict[str, Any]]:
+    """The prices ``gateway price set`` stored in the ledger file, read once before
+    serving (later changes arrive through the accounts sync)."""
+    from .accounts.store import AccountStore
+    from .ledger import LedgerError
+
+    try:
+        with AccountStore(path) as store:
+            return store.prices()
+    except LedgerError as exc:
+        log.warning("cannot read stored prices (%s): config and bundled prices only", exc)
+        return []
 
 
 def _reload_main(argv: Sequence[str]) -> int:

@@ -168,7 +168,7 @@ class Dispatcher:
 
     def new_call(self, req: Request | None, conn: ClientConnection, protocol: str,
                  error_format: str) -> Call:
-        sink = _unrecorded if protocol == INFO else self.state.sink
+        sink = _unrecorded if protocol == INFO else self.state.finish_record
         return Call(req, conn, protocol, error_format, sink)
 
     # -- authentication -----------------------------------------------------------------

@@ -13,7 +13,7 @@ import logging
 import resource
 import signal
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import replace
 from typing import Any
 
@@ -85,7 +85,8 @@ class Server:
     ``ConnectionHost`` of its connections (``proxy.h1``)."""
 
     def __init__(self, config: Config, ledger: Any, loop: asyncio.AbstractEventLoop,
-                 *, reloader: Callable[[], Config] | None = None) -> None:
+                 *, reloader: Callable[[], Config] | None = None,
+                 db_prices: Iterable[Mapping[str, Any]] = ()) -> None:
         self.config = config
         # Builds a fresh Config the way the first one was built (file, env, flags).
         self.reloader = reloader
@@ -98,7 +99,7 @@ class Server:
         self.max_connections = connection_limit(config.server.max_connections)
         self._refused = 0  # connections refused at the limit since the last log line
         self._refused_logged = 0.0
-        self.state = GatewayState(config, loop, ledger.record)
+        self.state = GatewayState(config, loop, ledger.record, db_prices)
         self.dispatcher = Dispatcher(self.state, self.stats)
         # ConnectionHost: the dispatcher's entry points, bound once (no wrapper call
         # per request).
@@ -267,9 +268,11 @@ def install_signal_handlers(loop: asyncio.AbstractEventLoop, server: Server) -> 
 
 async def serve(config: Config, ledger: Any, *, ready: Callable[[Server], None] | None = None,
                 signals: bool = True, reloader: Callable[[], Config] | None = None,
-                reuse_port: bool = False) -> None:
+                reuse_port: bool = False, db_prices: Iterable[Mapping[str, Any]] = ()) -> None:
+    """Serve until SIGTERM/SIGINT. ``db_prices``: the price rows stored in the
+    ledger file (``AccountStore.prices()``), read by the caller before the loop runs."""
     loop = asyncio.get_running_loop()
-    server = Server(config, ledger, loop, reloader=reloader)
+    server = Server(config, ledger, loop, reloader=reloader, db_prices=db_prices)
     await server.start(reuse_port=reuse_port)
     if signals:
         install_signal_handlers(loop, server)

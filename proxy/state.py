@@ -1,24 +1,26 @@
 """The gateway's shared state: the running configuration and the long-lived parts.
 
 ``GatewayState`` holds what outlives a request: the upstream pool, the health
-board, the ledger's ``record`` (the sink every finished request record goes
-to), and a snapshot of what the configuration decides (router, providers,
-concurrency limits, gateway keys, the models list).  ``apply`` installs a new
-configuration: requests already running keep the objects they hold, so a reload
-never drops a stream.
+board, ``finish_record`` (where every finished request record goes: priced,
+then handed to the ledger's ``record``), the price book, and a snapshot of what
+the configuration decides (router, providers, concurrency limits, gateway keys,
+the models list).  ``apply`` installs a new configuration: requests already
+running keep the objects they hold, so a reload never drops a stream.
 """
 
 from __future__ import annotations
 
 import asyncio
 import random
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import orjson
 
 from . import loopback
+from .accounts.prices import PriceBook
 from .config import Config
 from .errors import GatewayError
 from .exchange import Upstreams
@@ -32,9 +34,15 @@ from .upstream import UpstreamPool
 
 class GatewayState:
     def __init__(self, config: Config, loop: asyncio.AbstractEventLoop,
-                 sink: Callable[[RequestRecord], None]) -> None:
+                 record: Callable[[RequestRecord], None],
+                 db_prices: Iterable[Mapping[str, Any]] = ()) -> None:
+        """``record`` takes finished records (the ledger's); ``db_prices`` are the
+        rows of ``AccountStore.prices()`` read at start."""
         self.loop = loop
-        self.sink = sink
+        self._record = record
+        self._db_prices = list(db_prices)
+        # set_db_prices may come from another thread while a reload runs here.
+        self._prices_lock = threading.Lock()
         self.started = time.time()
         self.pool = UpstreamPool(loop)
         r = config.routing
@@ -66,6 +74,20 @@ class GatewayState:
         self.upstreams = Upstreams(self.loop, self.pool, self.health, limits, r)
         self.keys = tuple(k.encode() for k in config.auth.keys)
         self._build_model_lists(config)
+        with self._prices_lock:
+            self.prices = PriceBook(config.prices, self._db_prices)
+
+    def set_db_prices(self, rows: Iterable[Mapping[str, Any]]) -> None:
+        """New database prices (``AccountStore.prices()`` rows) for the requests that
+        finish from now on. Safe from any thread: the book is replaced whole."""
+        with self._prices_lock:
+            self._db_prices = list(rows)
+            self.prices = PriceBook(self.config.prices, self._db_prices)
+
+    def finish_record(self, rec: RequestRecord) -> None:
+        """Where every finished request goes, once: priced, then to the ledger."""
+        self.prices.cost_of(rec)
+        self._record(rec)
 
     def _build_model_lists(self, config: Config) -> None:
         owners: dict[str, str] = {}
