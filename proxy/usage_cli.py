@@ -36,6 +36,11 @@ EXIT_OK = 0
 EXIT_USAGE = 2
 
 
+def default_db_path() -> str:
+    """``$TOKENWAY_DB`` when set (as for gatewayd), else ./tokenway.db."""
+    return os.environ.get("TOKENWAY_DB", "").strip() or DEFAULT_DB_PATH
+
+
 def parse_since(text: str, now: float) -> float:
     """SINCE as unix seconds.
 
@@ -82,9 +87,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--db",
-        default=DEFAULT_DB_PATH,
+        default=None,
         metavar="PATH",
-        help=f"ledger database (default: {DEFAULT_DB_PATH}, as for gatewayd)",
+        help=f"ledger database (default: $TOKENWAY_DB, else {DEFAULT_DB_PATH}, as for "
+        "gatewayd)",
     )
     parser.add_argument(
         "--json", action="store_true", help="print a JSON array of row objects"
@@ -121,6 +127,7 @@ def usage_main(argv: list[str]) -> int:
     except SystemExit as exc:  # argparse exits on --help and on errors
         return exc.code if isinstance(exc.code, int) else EXIT_USAGE
     limit = args.limit or None
+    args.db = args.db or default_db_path()
     try:
         rows = query_rows(args.db, since=args.since, model=args.model, limit=limit)
     except LedgerError as exc:
