@@ -358,6 +358,7 @@ def gateway_main(argv: Sequence[str] | None = None) -> int:
     commands = {
         "usage": "show ledger rows (gateway usage --help)",
         "routes": "print the route table (gateway routes --help)",
+        "price": "list and set model prices (gateway price --help)",
         "version": "print the version",
     }
     if not argv or argv[0] in ("-h", "--help"):
@@ -372,6 +373,10 @@ def gateway_main(argv: Sequence[str] | None = None) -> int:
         return usage_main(rest)
     if cmd == "routes":
         return _routes_main(rest)
+    if cmd == "price":
+        from .price_cli import price_main
+
+        return price_main(rest)
     if cmd == "reload":
         return _reload_main(rest)
     if cmd in ("version", "--version"):

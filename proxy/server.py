@@ -277,6 +277,7 @@ def install_signal_handlers(loop: asyncio.AbstractEventLoop, server: Server) -> 
 async def serve(config: Config, ledger: Any, *, ready: Callable[[Server], None] | None = None,
                 signals: bool = True, reloader: Callable[[], Config] | None = None,
                 reuse_port: bool = False) -> None:
+    """Serve until SIGTERM/SIGINT."""
     loop = asyncio.get_running_loop()
     server = Server(config, ledger, loop, reloader=reloader)
     await server.start(reuse_port=reuse_port)

@@ -1,25 +1,27 @@
 """The gateway's shared state: the running configuration and the long-lived parts.
 
 ``GatewayState`` holds what outlives a request: the upstream pool, the health
-board, the ledger's ``record`` (the sink every finished request record goes
-to), and a snapshot of what the configuration decides (router, providers,
-concurrency limits, gateway keys, the models list).  ``apply`` installs a new
-configuration: requests already running keep the objects they hold, so a reload
-never drops a stream.
+board, ``finish_record`` (where every finished request record goes: priced,
+then handed to the ledger's ``record``), the price book, and a snapshot of what
+the configuration decides (router, providers, concurrency limits, gateway keys,
+the models list).  ``apply`` installs a new configuration: requests already
+running keep the objects they hold, so a reload never drops a stream.
 """
 
 from __future__ import annotations
 
 import asyncio
 import random
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import replace
 from typing import Any
 
 import orjson
 
 from . import loopback
+from .accounts.prices import PriceBook
 from .accounts.service import Accounts
 from .config import Config
 from .errors import GatewayError
@@ -34,12 +36,18 @@ from .upstream import UpstreamPool
 
 class GatewayState:
     def __init__(self, config: Config, loop: asyncio.AbstractEventLoop,
-                 sink: Callable[[RequestRecord], None],
+                 record: Callable[[RequestRecord], None],
                  recorded: Callable[[], int] = lambda: 0) -> None:
+        """``record`` takes finished records (the ledger's); ``recorded`` says how
+        many rows the ledger has taken so far (the meter's spend bookkeeping). The
+        prices stored in the database arrive with the accounts (``set_db_prices``),
+        before the first request when the server starts."""
         self.loop = loop
-        self.sink = sink
-        # Rows the ledger has taken so far (for the meter's spend bookkeeping).
+        self._record = record
         self.recorded = recorded
+        self._db_prices: list[Mapping[str, Any]] = []
+        # set_db_prices may come from another thread while a reload runs here.
+        self._prices_lock = threading.Lock()
         self.started = time.time()
         self.pool = UpstreamPool(loop)
         r = config.routing
@@ -48,6 +56,7 @@ class GatewayState:
         self.limits: dict[str, ConcurrencyLimit] = {}
         self.accounts = Accounts()
         self.accounts.on_required = self._keys_appeared
+        self.accounts.on_prices = self.set_db_prices
         self.apply(config)
 
     def apply(self, config: Config) -> None:
@@ -78,20 +87,31 @@ class GatewayState:
         self.accounts.set_static(tuple(k.encode() for k in config.auth.keys))
         self.is_gateway_key = self.accounts.directory.is_gateway_key
         self._build_model_lists(config)
+        with self._prices_lock:
+            self.prices = PriceBook(config.prices, self._db_prices)
+
+    def set_db_prices(self, rows: Iterable[Mapping[str, Any]]) -> None:
+        """New database prices (``AccountStore.prices()`` rows) for the requests that
+        finish from now on. Safe from any thread: the book is replaced whole."""
+        with self._prices_lock:
+            self._db_prices = list(rows)
+            self.prices = PriceBook(self.config.prices, self._db_prices)
 
     def _keys_appeared(self) -> None:
         """The first key was created while running: authentication is on now."""
         self.apply(self.config)
 
     def finish_record(self, rec: RequestRecord) -> None:
-        """A finished request: its charge settled, then its row to the ledger."""
+        """Where every finished request goes, once: priced, its charge on the key's
+        limits settled, then to the ledger."""
+        self.prices.cost_of(rec)
         charge = rec.charge
         if charge is not None:
             tokens = rec.input_tokens
             if tokens is not None and rec.output_tokens is not None:
                 tokens += rec.output_tokens
             self.accounts.meter.settle(charge, tokens, rec.cost_usd, self.recorded() + 1)
-        self.sink(rec)
+        self._record(rec)
 
     def _build_model_lists(self, config: Config) -> None:
         owners: dict[str, str] = {}
@@ -135,7 +155,8 @@ class GatewayState:
 
     def price_of(self, model: str) -> tuple[float, float] | None:
         """USD per million input and output tokens of ``model``, if known."""
-        return None
+        price, _ = self.prices.lookup(model)
+        return None if price is None else (price.input, price.output)
 
     def targets_for(self, model: str) -> list[tuple[Provider, str]]:
         """The targets a request for ``model`` tries, in failover order: the first

@@ -1,17 +1,20 @@
 """``gateway usage``: show what the ledger recorded.
 
-    gateway usage [--db PATH] [--json] [--since SINCE] [--model NAME_OR_GLOB]
+    gateway usage [--db PATH] [--json|--csv] [--since SINCE] [--model NAME_OR_GLOB]
                   [--limit N]
+    gateway usage --by key|user|model|provider|day [--since SINCE] [--json|--csv]
 
 Reads the ledger over a read-only connection (safe while the daemon runs) and
 prints an aligned table with a totals line, or with ``--json`` a JSON array of
-row objects (one per line). Rows come oldest first; ``--limit`` keeps the newest
-N. Exit status: 0 on success, 2 for bad arguments or an unreadable database.
+row objects (one per line), or CSV. Rows come oldest first; ``--limit`` keeps
+the newest N. ``--by`` prints totals per group instead (``usage_report.py``).
+Exit status: 0 on success, 2 for bad arguments or an unreadable database.
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import os
 import re
@@ -21,8 +24,15 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, TextIO
 
-from proxy.ledger import DEFAULT_DB_PATH, LEDGER_COLUMNS, LedgerError, query_rows
+from proxy.ledger import DEFAULT_DB_PATH, LEDGER_COLUMNS, LedgerError, query_groups, query_rows
 from proxy.ledger.spill import journal_backlog
+from proxy.ledger.sqlite import GROUP_BY
+from proxy.usage_report import (
+    fmt_usd,
+    write_groups_csv,
+    write_groups_json,
+    write_groups_table,
+)
 
 # Rows shown when --limit is not given: enough for a terminal page or two, and
 # a guard against dumping millions of rows by accident. `--limit 0` shows all.
@@ -34,6 +44,11 @@ _NUMBER = re.compile(r"\d+(?:\.\d+)?")
 
 EXIT_OK = 0
 EXIT_USAGE = 2
+
+
+def default_db_path() -> str:
+    """``$TOKENWAY_DB`` when set (as for gatewayd), else ./tokenway.db."""
+    return os.environ.get("TOKENWAY_DB", "").strip() or DEFAULT_DB_PATH
 
 
 def parse_since(text: str, now: float) -> float:
@@ -82,12 +97,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--db",
-        default=DEFAULT_DB_PATH,
+        default=None,
         metavar="PATH",
-        help=f"ledger database (default: {DEFAULT_DB_PATH}, as for gatewayd)",
+        help=f"ledger database (default: $TOKENWAY_DB, else {DEFAULT_DB_PATH}, as for "
+        "gatewayd)",
     )
+    fmt = parser.add_mutually_exclusive_group()
+    fmt.add_argument("--json", action="store_true", help="print a JSON array of objects")
+    fmt.add_argument("--csv", action="store_true", help="print CSV with a header line")
     parser.add_argument(
-        "--json", action="store_true", help="print a JSON array of row objects"
+        "--by",
+        choices=GROUP_BY,
+        help="totals per API key, user, model (served, else requested), provider or "
+        "UTC day: requests, errors, tokens, cost, and requests of unknown cost",
     )
     parser.add_argument(
         "--since",
@@ -121,8 +143,15 @@ def usage_main(argv: list[str]) -> int:
     except SystemExit as exc:  # argparse exits on --help and on errors
         return exc.code if isinstance(exc.code, int) else EXIT_USAGE
     limit = args.limit or None
+    args.db = args.db or default_db_path()
+    if args.by and args.model:
+        print("gateway usage: --model applies to the row view, not to --by", file=sys.stderr)
+        return EXIT_USAGE
     try:
-        rows = query_rows(args.db, since=args.since, model=args.model, limit=limit)
+        if args.by:
+            groups = query_groups(args.db, args.by, since=args.since)
+        else:
+            rows = query_rows(args.db, since=args.since, model=args.model, limit=limit)
     except LedgerError as exc:
         print(f"gateway usage: error: {exc}", file=sys.stderr)
         if not os.path.exists(args.db):
@@ -136,8 +165,14 @@ def usage_main(argv: list[str]) -> int:
               "replays them when the database takes writes (or at its next start)",
               file=sys.stderr)
     try:
-        if args.json:
+        if args.by:
+            write = (write_groups_json if args.json else write_groups_csv if args.csv
+                     else write_groups_table)
+            write(groups, args.by, sys.stdout)
+        elif args.json:
             write_json(rows, sys.stdout)
+        elif args.csv:
+            write_csv(rows, sys.stdout)
         else:
             write_table(rows, sys.stdout)
             if limit is not None and len(rows) == limit:
@@ -168,6 +203,14 @@ def write_json(rows: Sequence[dict[str, Any]], out: TextIO) -> None:
         out.write(json.dumps(obj, ensure_ascii=False, separators=(", ", ": ")))
         out.write(",\n" if i < last else "\n")
     out.write("]\n")
+
+
+def write_csv(rows: Sequence[dict[str, Any]], out: TextIO) -> None:
+    """Every ledger column, a header line first; NULL is an empty field."""
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(LEDGER_COLUMNS)
+    for row in rows:
+        writer.writerow(["" if row.get(c) is None else row[c] for c in LEDGER_COLUMNS])
 
 
 def _fmt_time(ts: float | None) -> str:
@@ -214,6 +257,7 @@ _TABLE: tuple[tuple[str, Any, bool], ...] = (
     ("OUT", lambda r: _fmt_num(r.get("output_tokens")), True),
     ("CACHED", lambda r: _fmt_num(r.get("cached_tokens")), True),
     ("REASONING", lambda r: _fmt_num(r.get("reasoning_tokens")), True),
+    ("COST_USD", lambda r: fmt_usd(r.get("cost_usd")), True),
     ("TTFB_MS", lambda r: _fmt_num(r.get("ttfb_ms")), True),
     ("LATENCY_MS", lambda r: _fmt_num(r.get("latency_ms")), True),
 )
@@ -245,6 +289,10 @@ def write_table(rows: Sequence[dict[str, Any]], out: TextIO) -> None:
     totals[headers.index("ERROR")] = f"{errors} error{'s' if errors != 1 else ''}"
     for header, key in _SUMMED.items():
         totals[headers.index(header)] = _total(rows, key)
+    costs = [r["cost_usd"] for r in rows if r.get("cost_usd") is not None]
+    unknown = len(rows) - len(costs)
+    totals[headers.index("COST_USD")] = (fmt_usd(sum(costs)) if costs else "-") + (
+        f" ({unknown} unknown)" if unknown else "")
     grid = [headers, *body, totals]
     widths = [max(len(line[i]) for line in grid) for i in range(len(headers))]
 

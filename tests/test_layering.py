@@ -161,7 +161,8 @@ PROXY = REPO / "proxy"
 #: a new module must be placed here.  The request path runs server -> connection ->
 #: dispatch -> endpoints -> exchange -> upstream (docs/request-path.md).
 PROXY_LAYERS: tuple[tuple[str, ...], ...] = (
-    ("proxy.__main__", "proxy.cli", "proxy.usage_cli"),
+    ("proxy.__main__", "proxy.cli", "proxy.usage_cli", "proxy.usage_report",
+     "proxy.price_cli"),
     ("proxy.server",),
     ("proxy.h1",),
     ("proxy.h1_parsers",),

@@ -103,6 +103,12 @@ example when the key has no default)::
     tool_loop_warn = 3             # a row: this many times warns the model,
     tool_loop_stop = 5             # this many refuses the request (400); 0: off
 
+    [prices."gpt-4o*"]             # USD per million tokens for models matching the
+    input = 2.5                    # glob (fnmatchcase); input and output required,
+    output = 10.0                  # the cache prices default to input. These come
+    cache_read = 1.25              # before prices set with `gateway price set` and
+    cache_write = 2.5              # the bundled table; the most specific glob wins
+
 Precedence, lowest first: built-in defaults, the file, environment variables, CLI
 overrides. Environment variables set to the empty string (or only whitespace) count as
 unset, so ``TOKENWAY_API_KEYS=`` in a compose file cannot switch authentication off by
@@ -140,7 +146,7 @@ Secrets (gateway keys, provider keys, extra header values) never appear in the
 Modules: ``values`` (pure value parsers), ``model`` (the frozen objects and their
 defaults), ``fields`` (typed, labelled key reads and `ConfigError`), ``loader``
 (file, env and CLI layers; section order), ``sections`` (server, ledger, auth,
-routing, agent_safety), ``providers`` (provider tables and env shortcuts),
+routing, agent_safety, prices), ``providers`` (provider tables and env shortcuts),
 ``routes`` (routes and ``TOKENWAY_ROUTES``).
 """
 
@@ -191,6 +197,7 @@ from .model import (
     AuthConfig,
     Config,
     LedgerConfig,
+    PriceConfig,
     ProviderConfig,
     Route,
     RoutingConfig,
@@ -252,6 +259,7 @@ __all__ = [
     "Config",
     "ConfigError",
     "LedgerConfig",
+    "PriceConfig",
     "ProviderConfig",
     "Route",
     "RoutingConfig",

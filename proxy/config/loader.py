@@ -2,7 +2,7 @@
 build the frozen `Config` section by section.
 
 The sections are built in a fixed order (server, ledger, auth, providers, routes,
-agent_safety, routing), so a file with several errors always reports the same one.
+agent_safety, routing, prices), so a file with several errors always reports the same one.
 """
 
 from __future__ import annotations
@@ -25,11 +25,13 @@ from .sections import (
     build_agent_safety,
     build_auth,
     build_ledger,
+    build_prices,
     build_routing,
     build_server,
 )
 
-_TOP_KEYS = ("server", "ledger", "auth", "providers", "routes", "agent_safety", "routing")
+_TOP_KEYS = ("server", "ledger", "auth", "providers", "routes", "agent_safety", "routing",
+             "prices")
 
 # Environment variables that override one key of [server] or [ledger].
 _ENV_OVERRIDES = (
@@ -83,6 +85,7 @@ def load_config(
         fields, get_table(doc, "agent_safety", AGENT_SAFETY_KEYS)
     )
     routing = build_routing(fields, get_table(doc, "routing", ROUTING_KEYS))
+    prices = build_prices(fields, doc)
     return Config(
         server=server,
         ledger=ledger,
@@ -92,6 +95,7 @@ def load_config(
         source=source,
         agent_safety=agent_safety,
         routing=routing,
+        prices=prices,
     )
 
 

@@ -352,6 +352,17 @@ class AgentSafetyConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class PriceConfig:
+    """``[prices."MODEL-GLOB"]``: USD per million tokens; a cache price left out is
+    the input price (proxy/accounts/prices.py)."""
+
+    input: float
+    output: float
+    cache_read: float | None = None
+    cache_write: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class RoutingConfig:
     max_attempts: int = DEFAULT_MAX_ATTEMPTS
     backoff_s: float = DEFAULT_BACKOFF_S
@@ -376,6 +387,8 @@ class Config:
     source: str | None = None  # the file that was loaded, if any
     agent_safety: AgentSafetyConfig = field(default_factory=AgentSafetyConfig)
     routing: RoutingConfig = field(default_factory=RoutingConfig)
+    # Model glob -> price, over the database's and the bundled prices.
+    prices: Mapping[str, PriceConfig] = field(default_factory=lambda: MappingProxyType({}))
 
 
 def loopback_enabled(config: Config) -> bool:

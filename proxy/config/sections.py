@@ -1,4 +1,5 @@
-"""Builders for the small tables: [server], [ledger], [auth], [routing], [agent_safety].
+"""Builders for the small tables: [server], [ledger], [auth], [routing], [agent_safety],
+[prices].
 
 Each takes the merged table (file values with env and CLI overrides already applied)
 and returns its frozen config object. Providers and routes have modules of their own.
@@ -6,9 +7,11 @@ and returns its frozen config object. Providers and routes have modules of their
 
 from __future__ import annotations
 
+import math
+from types import MappingProxyType
 from typing import Any
 
-from .fields import Fields, split_keys
+from .fields import Fields, check_keys, split_keys
 from .model import (
     DEFAULT_BACKOFF_MAX_S,
     DEFAULT_BACKOFF_S,
@@ -42,6 +45,7 @@ from .model import (
     AgentSafetyConfig,
     AuthConfig,
     LedgerConfig,
+    PriceConfig,
     RoutingConfig,
     ServerConfig,
 )
@@ -68,6 +72,10 @@ AUTH_KEYS = ("keys_env", "keys")
 ROUTING_KEYS = ("max_attempts", "backoff", "backoff_max", "deadline", "failure_threshold",
                 "cooldown", "cooldown_max", "on_client_disconnect", "heartbeat")
 AGENT_SAFETY_KEYS = ("tool_loop_warn", "tool_loop_stop")
+PRICE_KEYS = ("input", "output", "cache_read", "cache_write")
+# The bounds AccountStore.set_price checks too (proxy/accounts/store.py).
+MAX_PRICE_PATTERN_CHARS = 256
+MAX_PRICE_PER_MTOK = 1e6
 
 # Values of routing.heartbeat that turn keep-alives off (TOML false too).
 _HEARTBEAT_OFF = (0, "0", "off", False)
@@ -204,3 +212,44 @@ def build_agent_safety(fields: Fields, t: dict[str, Any]) -> AgentSafetyConfig:
             ", 0 turns it off",
         ),
     )
+
+
+def build_prices(fields: Fields, doc: dict[str, Any]) -> MappingProxyType[str, PriceConfig]:
+    """``[prices."MODEL-GLOB"]`` tables: ``input`` and ``output`` required, the cache
+    prices optional, each a number of USD per million tokens."""
+    table = doc.get("prices", {})
+    if not isinstance(table, dict):
+        raise fields.fail("prices", 'must be a table of model globs ([prices."gpt-4o*"])')
+    out: dict[str, PriceConfig] = {}
+    for pattern, entry in table.items():
+        path = f"prices.{_quoted(pattern)}"
+        if not pattern or len(pattern) > MAX_PRICE_PATTERN_CHARS:
+            raise fields.fail(path, f"a model name or glob of 1 to {MAX_PRICE_PATTERN_CHARS} "
+                                    "characters")
+        if not isinstance(entry, dict):
+            raise fields.fail(path, "must be a table: { input = ..., output = ... }")
+        check_keys(entry, path, PRICE_KEYS)
+        values: dict[str, float | None] = {}
+        for key in PRICE_KEYS:
+            value = entry.get(key)
+            if value is None:
+                if key in ("input", "output"):
+                    raise fields.fail(f"{path}.{key}", "required (USD per million tokens)")
+                values[key] = None
+                continue
+            if (isinstance(value, bool) or not isinstance(value, int | float)
+                    or not math.isfinite(value) or not 0 <= value <= MAX_PRICE_PER_MTOK):
+                raise fields.fail(f"{path}.{key}", "must be a number of USD per million "
+                                  f"tokens from 0 to {MAX_PRICE_PER_MTOK:g} (got {value!r})")
+            values[key] = float(value)
+        inp, outp = values["input"], values["output"]
+        assert inp is not None and outp is not None
+        out[pattern] = PriceConfig(inp, outp, values["cache_read"], values["cache_write"])
+    return MappingProxyType(out)
+
+
+def _quoted(pattern: str) -> str:
+    """A TOML key as written: bare when it can be, quoted otherwise."""
+    if pattern and all(c.isascii() and (c.isalnum() or c in "-_") for c in pattern):
+        return pattern
+    return '"' + pattern.replace("\\", "\\\\").replace('"', '\\"')[:80] + '"'

@@ -54,6 +54,7 @@ __all__ = [
     "LedgerRecord",
     "LedgerUnavailable",
     "SQLiteBackend",
+    "query_groups",
     "query_rows",
 ]
 
@@ -88,3 +89,15 @@ def query_rows(
         if row["stream"] is not None:
             row["stream"] = bool(row["stream"])
     return rows
+
+
+def query_groups(path: str, by: str, *, since: float | None = None) -> list[dict[str, Any]]:
+    """Totals per key, user, model, provider or day from the ledger file at ``path``
+    over a read-only connection (``LedgerBackend.query_groups``). Raises
+    ``LedgerError`` as ``query_rows`` does."""
+    backend = SQLiteBackend(path, readonly=True)
+    backend.open()
+    try:
+        return backend.query_groups(by, since=since)
+    finally:
+        backend.close()

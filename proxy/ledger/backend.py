@@ -85,5 +85,14 @@ class LedgerBackend(Protocol):
         newest ``limit`` rows. Every dict has all ``LEDGER_COLUMNS`` keys.
         """
 
+    def query_groups(self, by: str, *, since: float | None = None) -> list[dict[str, Any]]:
+        """Totals per ``by`` (``key``, ``user``, ``model``, ``provider`` or ``day``) of
+        the rows with ``ts >= since``, computed by the database, not over every row
+        in Python. Each dict has ``group`` (None: no key, user, model or provider),
+        ``name`` (the key's name for ``key``), ``requests``, ``errors``,
+        ``input_tokens``, ``output_tokens``, ``cost_usd`` (the known costs summed;
+        None when none is known) and ``unknown_cost`` (rows whose cost is NULL).
+        ``model`` is the served model, else the requested one; ``day`` is UTC."""
+
     def close(self) -> None:
         """Release the connection. Safe to call twice."""

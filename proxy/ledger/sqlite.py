@@ -48,6 +48,7 @@ from proxy.ledger.schema import (
     COLUMN_DEFAULTS,
     COLUMN_KINDS,
     INTEGER,
+    KEYS_TABLE,
     LEDGER_COLUMNS,
     REAL,
     SPEND_TABLE,
@@ -56,6 +57,7 @@ from proxy.ledger.schema import (
     TABLE,
     TEXT,
     TEXT_MAX_CHARS,
+    USERS_TABLE,
     Migration,
 )
 from proxy.ledger.values import MISSING_TS, repair_stored
@@ -319,6 +321,22 @@ class SQLiteBackend:
         blank = dict.fromkeys(LEDGER_COLUMNS)
         return [{**blank, **dict(zip(columns, r, strict=True))} for r in records]
 
+    def query_groups(self, by: str, *, since: float | None = None) -> list[dict[str, Any]]:
+        db = self._conn()
+        try:
+            present = {row[1] for row in db.execute(f"PRAGMA table_info({TABLE})")}
+            if not present:
+                raise LedgerError(
+                    f"{self.path} is not a tokenway ledger (no {TABLE} table)"
+                )
+            tables = {r[0] for r in db.execute(
+                "SELECT name FROM sqlite_master WHERE type = 'table'")}
+            sql, params = _groups_sql(by, since, present, tables)
+            records = db.execute(sql, params).fetchall()
+        except apsw.Error as exc:
+            raise LedgerError(f"cannot read {self.path}: {exc}") from exc
+        return [dict(zip(GROUP_FIELDS, r, strict=True)) for r in records]
+
     def close(self) -> None:
         db, self._db = self._db, None
         if db is None:
@@ -478,6 +496,55 @@ class SQLiteBackend:
         # only at checkpoints, so a commit costs no fsync. A process crash
         # loses nothing; a power loss may lose the last commits.
         db.pragma("synchronous", "NORMAL")
+
+
+#: The fields of each ``query_groups`` row.
+GROUP_FIELDS = ("group", "name", "requests", "errors", "input_tokens", "output_tokens",
+                "cost_usd", "unknown_cost")
+GROUP_BY = ("key", "user", "model", "provider", "day")
+
+
+def _groups_sql(by: str, since: float | None, present: set[str],
+                tables: set[str]) -> tuple[str, list[Any]]:
+    """One ``GROUP BY`` over the ledger (columns an older schema lacks read as NULL)."""
+
+    def col(name: str) -> str:
+        return f"r.{name}" if name in present else "NULL"
+
+    joins, name = "", "NULL"
+    keyed = "api_key_id" in present and KEYS_TABLE in tables
+    if by == "key":
+        group = col("api_key_id")
+        if keyed:
+            joins, name = f" LEFT JOIN {KEYS_TABLE} k ON k.id = r.api_key_id", "max(k.name)"
+    elif by == "user":
+        group = "NULL"
+        if keyed and USERS_TABLE in tables:
+            joins = (f" LEFT JOIN {KEYS_TABLE} k ON k.id = r.api_key_id"
+                     f" LEFT JOIN {USERS_TABLE} u ON u.id = k.user_id")
+            group = "u.name"
+    elif by == "model":  # what was billed: the served model, else the requested one
+        group = f"coalesce({col('served_model')}, {col('model')})"
+    elif by == "provider":
+        group = col("provider")
+    elif by == "day":  # UTC, as the spend table counts days
+        group = "date(r.ts, 'unixepoch')"
+    else:
+        raise LedgerError(f"cannot group by {by!r} (one of: {', '.join(GROUP_BY)})")
+    cost = col("cost_usd")
+    where, params = "", []
+    if since is not None:
+        where, params = " WHERE r.ts >= ?", [since]
+    # Errors as the row view counts them: an error status, or an error kind (a
+    # stream cut after its 200 head).
+    order = "grp" if by == "day" else f"total({cost}) DESC, count(*) DESC, grp"
+    sql = (f"SELECT {group} AS grp, {name}, count(*), "
+           f"sum(CASE WHEN r.status >= 400 OR {col('error_kind')} IS NOT NULL "
+           "THEN 1 ELSE 0 END), "
+           "coalesce(sum(r.input_tokens), 0), coalesce(sum(r.output_tokens), 0), "
+           f"sum({cost}), sum(CASE WHEN {cost} IS NULL THEN 1 ELSE 0 END) "
+           f"FROM {TABLE} r{joins}{where} GROUP BY grp ORDER BY {order}")
+    return sql, params
 
 
 def _translate(exc: apsw.Error, what: str) -> LedgerError:

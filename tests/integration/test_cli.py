@@ -167,3 +167,27 @@ def test_gateway_reload_applies_new_config_and_refuses_bad_one(tmp_path, upstrea
         p.wait(timeout=20)
         log.rest()
     assert p.returncode == 0, "".join(log.lines)
+
+
+def test_gatewayd_prices_requests_with_prices_stored_before_it_started(tmp_path, upstream):
+    gateway = [PY, "-c", "from proxy.cli import gateway_main; import sys; "
+               "sys.exit(gateway_main())"]
+    db = str(tmp_path / "t.db")
+    subprocess.run([*gateway, "price", "set", "gpt-4.1-2025*", "--input", "1", "--output", "2",
+                    "--db", db], check=True, capture_output=True)
+    p, url = start_daemon(tmp_path, env={"TOKENWAY_OPENAI_BASE_URL": upstream.base_url,
+                                         "TOKENWAY_OPENAI_API_KEY": "sk-x"})
+    try:
+        st, _, _ = rawhttp.request(url + "/v1/chat/completions", "POST",
+                                   {"model": "gpt-4.1",
+                                    "messages": [{"role": "user", "content": "hi"}]})
+        assert st == 200
+    finally:
+        p.send_signal(signal.SIGTERM)
+        p.communicate(timeout=20)
+    out = subprocess.run([*gateway, "usage", "--db", db, "--json"], capture_output=True,
+                         text=True, check=True).stdout
+    [row] = json.loads(out)
+    # The fake provider serves gpt-4.1-2025-04-14: 19 prompt tokens, 10 completion.
+    assert row["cost_source"] == "config"
+    assert abs(row["cost_usd"] - (19 * 1 + 10 * 2) / 1e6) < 1e-12

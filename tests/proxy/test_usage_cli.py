@@ -198,7 +198,7 @@ def test_table_output(db: str, capsys: pytest.CaptureFixture[str]) -> None:
     header, *body, rule, totals = lines
     assert header.split() == [
         "TIME", "PROTOCOL", "MODEL", "PROVIDER", "STATUS", "ERROR", "STREAM",
-        "IN", "OUT", "CACHED", "REASONING", "TTFB_MS", "LATENCY_MS",
+        "IN", "OUT", "CACHED", "REASONING", "COST_USD", "TTFB_MS", "LATENCY_MS",
     ]  # fmt: skip
     assert len(body) == 3
     assert "claude-sonnet-4 (claude-sonnet-4-20250514)" in body[0]
@@ -222,6 +222,7 @@ def test_table_output(db: str, capsys: pytest.CaptureFixture[str]) -> None:
     assert "320" in cells  # output tokens
     assert "1000" in cells  # cached tokens
     assert "8" in cells  # reasoning tokens
+    assert "(3 unknown)" in totals  # no row has a cost: unknown, never zero
     assert captured.err == ""
 
 

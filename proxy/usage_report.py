@@ -1,0 +1,89 @@
+"""``gateway usage --by ...``: totals per key, user, model, provider or day.
+
+The grouping is done by the database (``proxy.ledger.query_groups``); this module
+only prints its rows: an aligned table with a totals line, a JSON array, or CSV.
+A cost that is unknown (no price for the model) is counted in its own column and
+never added as zero.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections.abc import Sequence
+from typing import Any, TextIO
+
+NONE_LABEL = "(none)"
+
+# (field, header, right-aligned)
+_COLUMNS = (
+    ("requests", "REQUESTS", True),
+    ("errors", "ERRORS", True),
+    ("input_tokens", "IN", True),
+    ("output_tokens", "OUT", True),
+    ("cost_usd", "COST_USD", True),
+    ("unknown_cost", "UNKNOWN_COST", True),
+)
+
+
+def fmt_usd(value: float | None) -> str:
+    """Six decimals (a millionth of a dollar is a few tokens); "-" when unknown."""
+    return "-" if value is None else f"{value:.6f}"
+
+
+def _label(group: dict[str, Any]) -> str:
+    return NONE_LABEL if group["group"] is None else str(group["group"])
+
+
+def write_groups_table(groups: Sequence[dict[str, Any]], by: str, out: TextIO) -> None:
+    if not groups:
+        out.write("no requests recorded for this selection\n")
+        return
+    headers = [by.upper()] + (["NAME"] if by == "key" else []) + [h for _, h, _ in _COLUMNS]
+    right = [False] + ([False] if by == "key" else []) + [r for _, _, r in _COLUMNS]
+
+    def cells(g: dict[str, Any], first: str) -> list[str]:
+        row = [first] + ([g.get("name") or "-"] if by == "key" else [])
+        return row + [fmt_usd(g[f]) if f == "cost_usd" else str(g[f]) for f, _, _ in _COLUMNS]
+
+    body = [cells(g, _label(g)) for g in groups]
+    costs = [g["cost_usd"] for g in groups if g["cost_usd"] is not None]
+    total = {f: sum(g[f] for g in groups) for f, _, _ in _COLUMNS if f != "cost_usd"}
+    total["cost_usd"] = sum(costs) if costs else None
+    totals = cells(total, "total")
+    if by == "key":
+        totals[1] = ""
+    grid = [headers, *body, totals]
+    widths = [max(len(line[i]) for line in grid) for i in range(len(headers))]
+
+    def line(row: Sequence[str]) -> str:
+        return "  ".join(c.rjust(w) if r else c.ljust(w)
+                         for c, w, r in zip(row, widths, right, strict=True)).rstrip() + "\n"
+
+    out.write(line(headers))
+    for row in body:
+        out.write(line(row))
+    out.write(line(["-" * w for w in widths]))
+    out.write(line(totals))
+
+
+def _objects(groups: Sequence[dict[str, Any]], by: str) -> list[dict[str, Any]]:
+    keys = ["group"] + (["name"] if by == "key" else []) + [f for f, _, _ in _COLUMNS]
+    return [{k: g[k] for k in keys} for g in groups]
+
+
+def write_groups_json(groups: Sequence[dict[str, Any]], by: str, out: TextIO) -> None:
+    """A JSON array, one object per line; ``group`` null means no key/user/model."""
+    objs = _objects(groups, by)
+    out.write("[\n" + ",\n".join(json.dumps(o, ensure_ascii=False) for o in objs)
+              + ("\n]\n" if objs else "]\n"))
+
+
+def write_groups_csv(groups: Sequence[dict[str, Any]], by: str, out: TextIO) -> None:
+    """RFC 4180 CSV with a header; an unknown cost or group is an empty field."""
+    objs = _objects(groups, by)
+    fields = ["group"] + (["name"] if by == "key" else []) + [f for f, _, _ in _COLUMNS]
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow([by if f == "group" else f for f in fields])
+    for o in objs:
+        writer.writerow(["" if o[f] is None else o[f] for f in fields])
