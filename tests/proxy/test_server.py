@@ -148,7 +148,8 @@ def test_reload_applies_refuses_bad_files_and_unsafe_ones(loop) -> None:
         nxt.append(ConfigError("routes[0].to", "is required"))
         assert not server.reload() and server.state.router.resolve("m") is not None
         nxt.append(dataclasses.replace(good, server=public.server))  # no keys, public
-        assert not server.reload() and server.state.keys == (b"k",)
+        assert not server.reload() and server.state.config.auth.keys == ("k",)
+        assert server.state.accounts.required
 
     loop.run_until_complete(main())
 
