@@ -32,6 +32,7 @@ class Accounts:
         self._key_users: dict[str, str] = {}
         self._sync: AccountSync | None = None
         self._identities: list[Identity] = []
+        self.spend_reads = 0  # spend figures taken from the ledger (for /health and tests)
 
     def start(self, path: str, loop: asyncio.AbstractEventLoop, ledger: Any) -> None:
         """Read the accounts tables now, then keep them current from a thread.
@@ -65,6 +66,7 @@ class Accounts:
 
     def spend(self, by_key: dict[str, tuple[float, float, float]], settled: int) -> None:
         self.meter.spend(by_key, self._key_users, settled)
+        self.spend_reads += 1
 
     @property
     def required(self) -> bool:
@@ -78,4 +80,5 @@ class Accounts:
     def stats(self) -> dict[str, Any]:
         d = self.directory
         return {"version": d.version, "keys": len(self._identities),
-                "synced": self._sync is not None, **self.meter.stats()}
+                "synced": self._sync is not None, "spend_reads": self.spend_reads,
+                **self.meter.stats()}
