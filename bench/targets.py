@@ -497,12 +497,12 @@ class AccountsTarget(TokenwayTarget):
             '\n[prices."*"]\ninput = 1.0\noutput = 2.0\n')
 
     def start(self, upstream_url: str, ctx: Context) -> Started:
-        from proxy.accounts.model import MAX_BUDGET_USD, MAX_RATE, Limits
+        from proxy.accounts.model import MAX_BUDGET_USD, MAX_RATE, MAX_TPM, Limits
         from proxy.accounts.store import AccountStore
 
         if self.key == BENCH_API_KEY:  # first start of the run: create user and key
             big = Limits(models=("gpt-*", "claude-*", "failover-*", "weighted-*"),
-                         rpm=MAX_RATE, tpm=MAX_RATE, budget_usd=MAX_BUDGET_USD,
+                         rpm=MAX_RATE, tpm=MAX_TPM, budget_usd=MAX_BUDGET_USD,
                          budget_period="month")
             with AccountStore(str(self.db_path(ctx))) as store:
                 store.add_user("bench", limits=big)

@@ -37,7 +37,7 @@ from typing import Any
 REPO_ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO_ROOT))
 
-from proxy.accounts.model import MAX_BUDGET_USD, MAX_RATE, Limits  # noqa: E402
+from proxy.accounts.model import MAX_BUDGET_USD, MAX_RATE, MAX_TPM, Limits  # noqa: E402
 from proxy.accounts.store import AccountStore  # noqa: E402
 from proxy.call import Call  # noqa: E402
 from proxy.config import load_config  # noqa: E402
@@ -109,7 +109,7 @@ def _run(state: GatewayState, dispatcher: Dispatcher, secret: str | None, n: int
 
 
 # The cases, each a key in its own ledger file: (name, key limits, user limits).
-FULL = Limits(models=("gpt-*", "claude-*"), rpm=MAX_RATE, tpm=MAX_RATE,
+FULL = Limits(models=("gpt-*", "claude-*"), rpm=MAX_RATE, tpm=MAX_TPM,
               budget_usd=MAX_BUDGET_USD, budget_period="month")
 CASES = (
     ("key, no limits", Limits(), None),
