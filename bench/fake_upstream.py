@@ -13,6 +13,10 @@ Knobs, most specific first:
 - the model name: `gpt-bench-n64-i20-d5` means 64 chunks, 20 ms apart, 5 ms before the
   response head. Every gateway forwards the model, so this is how the harness asks for a
   paced stream without restarting anything;
+- faults, also in the model name: `-e500` answers that status (any 4xx/5xx) with the
+  route's error body (429 and 503 with `retry-after: 1`); `-x5` cuts the connection
+  (abort, no terminating chunk) after the head and 5 content deltas of a stream, or after
+  the head and half the body of a non-stream reply;
 - the process defaults: `--chunks` / FAKE_CHUNKS (20), `--interval-ms` /
   FAKE_CHUNK_INTERVAL_MS (0: one write), `--delay-ms` / FAKE_DELAY_MS (0).
 
@@ -54,7 +58,7 @@ PROMPT_TOKENS = 12
 NONSTREAM_COMPLETION_TOKENS = 7
 NONSTREAM_TEXT = "Hello from the fake upstream."
 
-_KNOB_RE = re.compile(r"-([nid])(\d+(?:\.\d+)?)(?=-|$)")
+_KNOB_RE = re.compile(r"-([nidex])(\d+(?:\.\d+)?)(?=-|$)")
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,6 +75,8 @@ class Plan:
     chunks: int
     interval_ms: float
     delay_ms: float
+    error: int = 0      # -eNNN: answer this status instead
+    cut: int = -1       # -xN: abort the connection after N deltas (-1: never)
 
 
 def plan_for(model: str, headers: dict[bytes, bytes], defaults: Defaults) -> Plan:
@@ -80,6 +86,10 @@ def plan_for(model: str, headers: dict[bytes, bytes], defaults: Defaults) -> Pla
             plan.chunks = int(float(value))
         elif key == "i":
             plan.interval_ms = float(value)
+        elif key == "e":
+            plan.error = int(float(value)) if 400 <= float(value) <= 599 else 0
+        elif key == "x":
+            plan.cut = int(float(value))
         else:
             plan.delay_ms = float(value)
     try:
@@ -389,14 +399,16 @@ HEALTH_BODY = b'{"status":"ok"}'
 JSON_CT = b"application/json"
 SSE_CT = b"text/event-stream; charset=utf-8"
 _REASONS = {200: b"OK", 400: b"Bad Request", 404: b"Not Found", 405: b"Method Not Allowed",
-            413: b"Payload Too Large"}
+            413: b"Payload Too Large", 429: b"Too Many Requests",
+            500: b"Internal Server Error", 502: b"Bad Gateway", 503: b"Service Unavailable",
+            529: b"Overloaded"}
 
 
 def _head(status: int, ctype: bytes, length: int | None, keep_alive: bool,
-          chunked: bool = False) -> bytes:
+          chunked: bool = False, extra: bytes = b"") -> bytes:
     """Response head. `length` None and not `chunked`: the body ends at close."""
     lines = [b"HTTP/1.1 %d %s\r\n" % (status, _REASONS.get(status, b"OK")),
-             b"content-type: " + ctype + b"\r\n", b"x-request-id: fake\r\n"]
+             b"content-type: " + ctype + b"\r\n", b"x-request-id: fake\r\n", extra]
     if ctype is SSE_CT:
         lines.append(b"cache-control: no-cache\r\n")
     if chunked:
@@ -550,6 +562,13 @@ class FakeUpstream(asyncio.Protocol):
         self.transport.write(data)  # type: ignore[union-attr]
         return True
 
+    def abort(self) -> None:
+        """Drop the connection at once (the `-x` fault): no terminating chunk."""
+        if not self._closed:
+            self._closed = True
+            self._queue.clear()
+            self.transport.abort()  # type: ignore[union-attr]
+
 
 @dataclass(slots=True)
 class AsyncJob:
@@ -562,12 +581,16 @@ class AsyncJob:
     interval_s: float
     chunked: bool
     stamped: bool
+    cut: bool = False   # abort the connection after what `events`/`body` hold
 
     async def run(self, conn: FakeUpstream, req: Request) -> None:
         if self.delay_s:
             await asyncio.sleep(self.delay_s)
         if self.events is None:
             conn.write(self.head + self.body)
+            if self.cut:
+                await asyncio.sleep(0)  # let the bytes go out first
+                conn.abort()
             return
         groups: list[list[bytes]] = [[]]
         seen_delta = False
@@ -592,7 +615,10 @@ class AsyncJob:
                 parts.append(_chunk(ev) if self.chunked else ev)
             if not conn.write(b"".join(parts)):
                 return
-        if self.chunked:
+        if self.cut:
+            await asyncio.sleep(0)
+            conn.abort()
+        elif self.chunked:
             conn.write(b"0\r\n\r\n")
 
 
@@ -650,6 +676,10 @@ class App:
             return self._embeddings(payload, model, ka)
         plan = plan_for(model, req.headers, self.defaults)
         stream = payload.get("stream") is True
+        if plan.error:
+            return self._error(route, plan.error, ka)
+        if plan.cut >= 0:
+            return self._cut(route, model, plan, stream, payload, req)
         if not stream:
             body = self._nonstream(route, model)
             body = body.replace(ID_PLACEHOLDER, self._next_id())
@@ -673,6 +703,41 @@ class App:
         head = _head(200, SSE_CT, None, ka, chunked)
         return AsyncJob(head, events, b"", plan.delay_ms / 1000, plan.interval_ms / 1000,
                         chunked, stamped)
+
+    def _error(self, route: bytes, status: int, ka: bool) -> bytes:
+        """The `-e` fault: the provider's error answer, in the route's format."""
+        if route == b"messages":
+            etype = {429: "rate_limit_error", 529: "overloaded_error"}.get(status, "api_error")
+            body = _dumps({"type": "error", "error": {"type": etype,
+                                                      "message": f"fake fault {status}"}})
+        else:
+            body = _error_body(f"fake fault {status}", "rate_limit_exceeded" if status == 429
+                               else "server_error")
+        extra = b"retry-after: 1\r\n" if status in (429, 503) else b""
+        return _head(status, JSON_CT, len(body), ka, extra=extra) + body
+
+    def _cut(self, route: bytes, model: str, plan: Plan, stream: bool, payload: dict,
+             req: Request) -> AsyncJob:
+        """The `-x` fault: the head and part of the answer, then the connection drops."""
+        ka = req.keep_alive
+        if not stream:
+            body = self._nonstream(route, model).replace(ID_PLACEHOLDER, self._next_id())
+            head = _head(200, JSON_CT, len(body), ka)
+            return AsyncJob(head, None, body[:len(body) // 2], plan.delay_ms / 1000, 0.0,
+                            False, False, cut=True)
+        chunked = req.http11
+        stamped = plan.interval_ms > 0
+        rid = self._next_id()
+        events, deltas = [], 0
+        for ev, d in self._events(route, model, plan.chunks, False, stamped):
+            if d:
+                if deltas >= plan.cut:
+                    break
+                deltas += 1
+            events.append((ev.replace(ID_PLACEHOLDER, rid), d))
+        head = _head(200, SSE_CT, None, ka, chunked)
+        return AsyncJob(head, events, b"", plan.delay_ms / 1000, plan.interval_ms / 1000,
+                        chunked, stamped, cut=True)
 
     def _nonstream(self, route: bytes, model: str) -> bytes:
         sec = self.memo.now()

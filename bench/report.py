@@ -435,24 +435,61 @@ def _cell_label(sc: dict, name: str) -> str:
     return sc.get("label") or "-"
 
 
+def _int(v: object) -> str:
+    return str(v) if isinstance(v, int) and not isinstance(v, bool) else "-"
+
+
+def _tally_rows(name: str, tallies: dict) -> list[list[str]]:
+    rows = []
+    for kind, t in tallies.items():
+        outcomes = ", ".join(f"{k} x{v:,}" for k, v in (t.get("outcomes") or {}).items())
+        rows.append([name, kind, t.get("what", ""), t.get("expected", ""),
+                     f"{t.get('count', 0):,}", str(t.get("unexpected", 0)),
+                     _num(t.get("max_s"), "{:.1f}"), outcomes or "-"])
+    return rows
+
+
 def soak_text(res: dict) -> str:
     scs = [sc for sc in res["scenarios"] if sc.get("driver") == "soak"]
     if not scs:
         return ""
     sc = scs[0]
-    rows, drows, problems = [], [], []
+    rows, frows, drows, problems = [], [], [], []
+    fail_rows, hostile_rows = [], []
     for name, c in sc["results"].items():
         if "rss_q1_kib" not in c:
             problems.append(f"  ! {name}: {c.get('errors')}")
             continue
+        pct = c.get("rss_growth_pct")
         rows.append([name, f"{c['duration_s']:.0f} s", _rate(c.get("rps")),
                      _num(c.get("cpu_us_per_req"), "{:.1f}"), _mib(c.get("rss_before_kib")),
                      _mib(c.get("rss_q1_kib")), _mib(c.get("rss_half_kib")),
                      _mib(c.get("rss_end_kib")), _mib(c.get("rss_after_kib")),
                      _mib(c.get("rss_max_kib")),
-                     f"{c.get('rss_growth_q1_end_kib', 0) / 1024:+.1f} MiB",
-                     "flat" if c.get("rss_flat") else "GROWING",
-                     f"{c.get('fds_q1')}/{c.get('fds_end')}/{c.get('fds_after')}"])
+                     f"{c.get('rss_growth_q1_end_kib', 0) / 1024:+.1f} MiB"
+                     + (f" ({pct:+.1f}%)" if isinstance(pct, (int, float)) else ""),
+                     ("flat" if c.get("rss_flat_10pct", c.get("rss_flat")) else "GROWING")
+                     + ("" if c.get("rss_flat") else " (strict: above max(2 MiB, 3%))"
+                        if c.get("rss_flat_10pct") else "")])
+        if "fds_growth" in c:
+            other = (f"{_int(c.get('fds_other_before'))} -> {_int(c.get('fds_other_after'))}"
+                     if c.get("fds_other_before") is not None else "-")
+            tasks_ok = c.get("tasks_ok")
+            frows.append([
+                name,
+                f"{_int(c.get('fds_before'))}/{_int(c.get('fds_q1'))}/"
+                f"{_int(c.get('fds_half'))}/{_int(c.get('fds_end'))}/"
+                f"{_int(c.get('fds_after'))}", _int(c.get("fds_max")),
+                f"{_int(c.get('conns_before'))} -> {_int(c.get('conns_after'))}",
+                f"{_int(c.get('upstream_open_before'))} -> {_int(c.get('upstream_open_after'))}",
+                other, f"{c['fds_growth']:+d}", "flat" if c.get("fds_flat") else "GROWING",
+                f"{_int(c.get('tasks_before'))}/{_int(c.get('tasks_q1'))}/"
+                f"{_int(c.get('tasks_half'))}/{_int(c.get('tasks_end'))}/"
+                f"{_int(c.get('tasks_after'))}", _int(c.get("tasks_max")),
+                "-" if tasks_ok is None else ("flat" if tasks_ok else "GROWING")])
+        elif "fds_q1" in c:
+            frows.append([name, f"{c.get('fds_q1')}/{c.get('fds_end')}/{c.get('fds_after')}"]
+                         + ["-"] * 9)
         for did, d in (c.get("drivers") or {}).items():
             mode = "stream" if d.get("stream") else "non-stream"
             what = f"{d.get('api')} {mode} {d.get('model')}"
@@ -463,18 +500,42 @@ def soak_text(res: dict) -> str:
                           _num(d.get("p99_ms") if d.get("p99_ms") is not None
                                else d.get("frame_delay_p99_ms"), "{:.3f}"),
                           _num(d.get("non2xx"), "{:d}"), _num(d.get("frames_lost"), "{:d}")])
+        fail_rows += _tally_rows(name, c.get("failures") or {})
+        hostile_rows += _tally_rows(name, c.get("hostile") or {})
         if c.get("errors"):
             problems.append(f"  ! {name}: {c['errors']}")
-    out = (f"memory soak: mixed load for {sc['duration_s']:g} s; RSS of the process tree "
-           "sampled every second (flat: end - 1/4 <= max(2 MiB, 3%))\n"
+    out = (f"soak: mixed load for {sc['duration_s']:g} s (streams, translations, failing "
+           "requests, hostile clients); RSS of the process tree sampled every second (flat: "
+           "end - 1/4 <= 10% of 1/4; strict: <= max(2 MiB, 3%))\n"
            + _table(["target", "ran", "req/s", "CPU us/req", "RSS before", "at 1/4", "at 1/2",
-                     "at end", "2 s after", "max", "1/4 -> end", "verdict",
-                     "fds 1/4/end/after"], rows, left=1))
+                     "at end", "2 s after", "max", "1/4 -> end", "verdict"], rows, left=1))
+    if frows:
+        first = next(iter(sc["results"].values()), {})
+        out += ("\n  file descriptors and asyncio tasks (before/1/4/half/end/2 s after); "
+                "\"other fds\" = fds - client connections - provider connections, from "
+                f"/health (flat: after - before <= {first.get('fd_slack', 8)}); "
+                "tasks flat: end - 1/4 and after - before <= "
+                f"{first.get('task_slack', 16)}\n"
+                + _table(["target", "fds", "max", "client conns", "provider conns",
+                          "other fds", "growth", "fds", "tasks", "max", "tasks"], frows,
+                         left=1))
     if drows:
-        out += ("\n  drivers running together (req/s or streams/s; p50/p99 = request "
+        out += ("\n  load drivers running together (req/s or streams/s; p50/p99 = request "
                 "latency, or TTFB / frame delay for the paced SSE client)\n"
                 + _table(["target", "driver", "what", "c", "rate", "p50 ms", "p99 ms",
                           "non-2xx", "frames lost"], drows, left=3))
+    if fail_rows:
+        out += ("\n  failing requests beside them (bench/soak_faults.py; outcome x count, "
+                "max = slowest attempt in s)\n"
+                + _table(["target", "kind", "what", "expected", "sent", "unexpected", "max s",
+                          "outcomes"], fail_rows, left=4, left_last=True))
+    if hostile_rows:
+        keyless = any(r[1] == "no_key" for r in hostile_rows)
+        out += ("\n  hostile clients beside them (raw sockets; every case must be refused or "
+                "closed, none may hang" + ("" if keyless else "; no keyless case: the target "
+                                           "runs without gateway keys") + ")\n"
+                + _table(["target", "case", "what", "expected", "tried", "unexpected",
+                          "max s", "outcomes"], hostile_rows, left=4, left_last=True))
     if problems:
         out += "\n" + "\n".join(problems)
     return out
@@ -737,10 +798,26 @@ def checks_text(res: dict) -> str:
     for sc in res["scenarios"]:
         if sc.get("driver") == "soak":
             for name, c in sc["results"].items():
-                if "rss_flat" in c:
-                    check(c["rss_flat"], f"{name} soak {c['duration_s']:.0f} s: RSS "
-                          f"{c['rss_q1_kib'] / 1024:.1f} MiB at 1/4 -> "
-                          f"{c['rss_end_kib'] / 1024:.1f} MiB at the end")
+                if "rss_flat" not in c:
+                    continue
+                head = f"{name} soak {c['duration_s']:.0f} s:"
+                rss = (f"RSS {c['rss_q1_kib'] / 1024:.1f} MiB at 1/4 -> "
+                       f"{c['rss_end_kib'] / 1024:.1f} MiB at the end")
+                if "soak_ok" not in c:  # a result file from before the fault mix
+                    check(c["rss_flat"], f"{head} {rss}")
+                    continue
+                pct = c.get("rss_growth_pct") or 0.0
+                tasks = (f"tasks {c.get('tasks_q1')} -> {c.get('tasks_end')} (1/4 -> end), "
+                         f"{c.get('tasks_before')} -> {c.get('tasks_after')} (before -> "
+                         f"after)" if c.get("tasks_ok") is not None else "tasks not read")
+                unexpected = sum(t.get("unexpected", 0)
+                                 for part in ("failures", "hostile")
+                                 for t in (c.get(part) or {}).values())
+                check(c["soak_ok"], f"{head} {rss} ({pct:+.1f}%, target within 10%); other "
+                      f"fds {c.get('fds_other_before')} -> {c.get('fds_other_after')} "
+                      f"({c.get('fds_growth'):+d}); {tasks}; failing requests and hostile "
+                      f"clients with an unexpected outcome: {unexpected}")
+                check(c["rss_flat"], f"{head} {rss}, strict criterion max(2 MiB, 3%)")
     return "checks (the issues' targets)\n" + "\n".join(lines) if lines else ""
 
 

@@ -335,6 +335,23 @@ kind = "openai"
 base_url = "http://127.0.0.1:{dead_port}/v1"
 api_key = "{key}"
 
+# The same fake under three more names, for the soak's failing requests: each fault has
+# a provider of its own, so its failures (and open circuit) touch no other route.
+[providers.flaky]                # answers 500 (fake model knob -e500)
+kind = "openai"
+base_url = "{upstream}"
+api_key = "{key}"
+
+[providers.limited]              # answers 429 with retry-after: 1 (-e429)
+kind = "openai"
+base_url = "{upstream}"
+api_key = "{key}"
+
+[providers.cutter]               # drops the connection midway through a stream (-x5)
+kind = "openai"
+base_url = "{upstream}"
+api_key = "{key}"
+
 # The passthrough path: chat (and the Anthropic client's translated path) to OpenAI.
 [[routes]]
 match = "gpt-*"
@@ -367,6 +384,24 @@ to = ["anthropic"]
 match = "weighted-*"
 to = ["openai", "openai2"]
 weights = [3, 1]
+
+# The soak's failing requests, after the five-route table (the weighted route stays the
+# last of those five). Each target renames the model to the fake's fault knob.
+[[routes]]
+match = "fault-500-*"
+to = ["flaky:gpt-bench-e500"]
+[[routes]]
+match = "fault-429-*"
+to = ["limited:gpt-bench-e429"]
+[[routes]]
+match = "fault-cut-*"
+to = ["cutter:gpt-bench-n20-i2-x5"]
+[[routes]]
+match = "fault-dead-*"
+to = ["dead"]
+[[routes]]
+match = "fault-failover-*"
+to = ["flaky:gpt-bench-e500", "openai2:gpt-bench"]
 """
 
 

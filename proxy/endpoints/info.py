@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable
 from typing import Any
@@ -37,8 +38,9 @@ def serve_root(call: Call) -> None:
 def serve_health(state: GatewayState, call: Call, server_stats: Callable[[], dict[str, Any]],
                  *, details: bool) -> None:
     """``/health``: liveness for anyone; connections, pool, ledger and provider
-    state (addresses, last errors) only for a caller with a gateway key, or
-    when authentication is off."""
+    state (addresses, last errors) and the count of live asyncio tasks (a leak
+    shows as growth) only for a caller with a gateway key, or when
+    authentication is off."""
     body: dict[str, Any] = {"status": "ok", "version": __version__}
     stats = server_stats()
     ledger = stats.get("ledger") or {}
@@ -51,4 +53,6 @@ def serve_health(state: GatewayState, call: Call, server_stats: Callable[[], dic
         body["uptime_s"] = round(time.time() - state.started, 3)
         body.update(stats)
         body.update(state.stats())
+        # Counted only when asked for: one pass over the loop's task set.
+        body["tasks"] = len(asyncio.all_tasks(state.loop))
     call.send(200, orjson.dumps(body))

@@ -9,6 +9,7 @@ import dataclasses
 import socket
 from typing import Any
 
+import orjson
 import pytest
 
 from proxy.aio import new_event_loop
@@ -76,7 +77,9 @@ def test_serves_registers_and_sweeps_idle_connections(loop) -> None:
         head = await r.readuntil(b"\r\n\r\n")
         assert head.startswith(b"HTTP/1.1 200")
         length = int(head.lower().split(b"content-length: ")[1].split(b"\r\n")[0])
-        await r.readexactly(length)
+        body = orjson.loads(await r.readexactly(length))
+        # No keys configured: the details, the live task count among them.
+        assert isinstance(body["tasks"], int) and body["tasks"] >= 1
         # Idle past its keep-alive: the sweep (every 100 ms) closes it.
         assert await r.read() == b""
         assert await _until(lambda: not server.connections)
