@@ -536,7 +536,7 @@ class AccountsTarget(TokenwayTarget):
         from proxy.accounts.store import AccountStore
 
         if self.key == BENCH_API_KEY:  # first start of the run: create user and key
-            big = Limits(models=("gpt-*", "claude-*", "failover-*", "weighted-*"),
+            big = Limits(models=("gpt-*", "claude-*", "failover-*", "weighted-*", "fault-*"),
                          rpm=MAX_RATE, tpm=MAX_TPM, budget_usd=MAX_BUDGET_USD,
                          budget_period="month")
             with AccountStore(str(self.db_path(ctx))) as store:
