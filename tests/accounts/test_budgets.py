@@ -80,7 +80,11 @@ def test_parallel_requests_overshoot_a_budget_by_at_most_one_estimate(priced):
     assert len(served) == len(ok) + extra
     spent = sum(r["cost_usd"] for r in served)
     estimate = usd(max(r["bytes_in"] for r in served) // BYTES_PER_TOKEN + 1 + max_tokens)
-    assert budget <= spent <= budget + estimate
+    assert spent <= budget + estimate
+    # The refusal came from spend, not from a lost count: near the budget. (Not
+    # exactly past it: a spend read racing a ledger commit may count a few rows
+    # twice for up to a second, which refuses early, never late.)
+    assert spent >= budget - 2 * estimate
     assert sum(r["error_kind"] == "budget_exceeded" and r["status"] == 429
                for r in rows) == len(refused) + 1
 
