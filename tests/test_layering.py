@@ -162,7 +162,7 @@ PROXY = REPO / "proxy"
 #: dispatch -> endpoints -> exchange -> upstream (docs/request-path.md).
 PROXY_LAYERS: tuple[tuple[str, ...], ...] = (
     ("proxy.__main__", "proxy.cli", "proxy.usage_cli", "proxy.usage_report",
-     "proxy.price_cli"),
+     "proxy.price_cli", "proxy.accounts_cli"),
     ("proxy.server",),
     ("proxy.h1",),
     ("proxy.h1_parsers",),
