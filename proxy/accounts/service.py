@@ -16,6 +16,7 @@ from .directory import Identity, KeyDirectory, Refused
 from .meter import Meter
 from .store import Snapshot
 from .sync import AccountSync
+from .worker import StoreWorker
 
 __all__ = ["Accounts", "Identity", "Refused"]
 
@@ -32,6 +33,8 @@ class Accounts:
         self._key_users: dict[str, str] = {}
         self._sync: AccountSync | None = None
         self._identities: list[Identity] = []
+        # The admin API's database thread (None without a ledger file).
+        self.worker: StoreWorker | None = None
 
     def start(self, path: str, loop: asyncio.AbstractEventLoop, ledger: Any) -> None:
         """Read the accounts tables now, then keep them current from a thread.
@@ -42,8 +45,12 @@ class Accounts:
         self.install(sync.load())
         sync.start()
         self._sync = sync
+        self.worker = StoreWorker(path)
 
     def stop(self) -> None:
+        if self.worker is not None:
+            self.worker.close()
+            self.worker = None
         if self._sync is not None:
             self._sync.stop()
             self._sync = None
