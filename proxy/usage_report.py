@@ -19,8 +19,9 @@ from typing import Any, TextIO
 NONE_LABEL = "(none)"
 
 _UNIT_S = {"s": 1, "m": 60, "h": 3_600, "d": 86_400, "w": 604_800}
-_RELATIVE = re.compile(r"(\d+(?:\.\d+)?)\s*([smhdw])")
-_NUMBER = re.compile(r"\d+(?:\.\d+)?")
+# ASCII digits only (``\d`` would take any script's digits, which float() reads).
+_RELATIVE = re.compile(r"(\d+(?:\.\d+)?)\s*([smhdw])", re.ASCII)
+_NUMBER = re.compile(r"\d+(?:\.\d+)?", re.ASCII)
 
 
 def parse_since(text: str, now: float) -> float:

@@ -50,6 +50,8 @@ CLIENT_PROTOCOL = "admin"
 
 # Longest path parameter kept in an error message.
 _SHOWN_CHARS = 80
+# A key's longest lifetime when it is given one: past this, no expiry was meant.
+MAX_EXPIRES_IN_S = 100 * 365 * 86_400
 
 
 class Ctx:
@@ -134,6 +136,9 @@ def _role(name: str, v: Any) -> str:
 
 
 def _int_or_null(name: str, v: Any) -> int | None:
+    # JSON has one number type: 60.0 is a whole number too (JSON Schema's "integer").
+    if type(v) is float and v.is_integer() and abs(v) < 2**53:
+        return int(v)
     if v is not None and type(v) is not int:
         raise _type_error(name, "a whole number or null")
     return v
@@ -163,10 +168,12 @@ def _period_or_null(name: str, v: Any) -> str | None:
     return None if v is None else str(v)
 
 
-def _positive_or_null(name: str, v: Any) -> float | None:
+def _expiry_or_null(name: str, v: Any) -> float | None:
     n = _number_or_null(name, v)
-    if n is not None and n <= 0:
-        raise _type_error(name, "a number of seconds above 0, or null")
+    if n is not None and not 0 < n <= MAX_EXPIRES_IN_S:
+        raise bad_request(f"the field {name!r} must be a number of seconds above 0 and at "
+                          f"most {MAX_EXPIRES_IN_S} (100 years), or null", param=name,
+                          code="invalid_value")
     return n
 
 
@@ -177,18 +184,35 @@ LIMIT_FIELDS: dict[str, Callable[[str, Any], Any]] = {
 LIMIT_NAMES = tuple(LIMIT_FIELDS)
 
 
+def _check_budget(fields: dict[str, Any]) -> None:
+    """A budget is set whole: ``budget_usd`` with ``budget_period``; ``budget_usd``
+    null (its period absent or null) removes it."""
+    if "budget_period" in fields and "budget_usd" not in fields:
+        raise bad_request("budget_period is set together with budget_usd",
+                          param="budget_period", code="invalid_value")
+    if "budget_usd" in fields:
+        usd, period = fields["budget_usd"], fields.get("budget_period")
+        if usd is not None and period is None:
+            raise bad_request("budget_usd needs budget_period (day, month or total)",
+                              param="budget_period", code="invalid_value")
+        if usd is None and period is not None:
+            raise bad_request("budget_period needs budget_usd", param="budget_usd",
+                              code="invalid_value")
+
+
 def _new_limits(fields: dict[str, Any]) -> Limits:
+    _check_budget(fields)
     return Limits(**{k: fields[k] for k in LIMIT_NAMES if k in fields})
 
 
 def _merged_limits(old: Limits, fields: dict[str, Any]) -> Limits | None:
     """``old`` with the limit fields given (null clears one); None if none is given.
-    Clearing ``budget_usd`` clears its period too unless one is given."""
+    Clearing ``budget_usd`` clears its period too."""
     changes = {k: fields[k] for k in LIMIT_NAMES if k in fields}
     if not changes:
         return None
     if "budget_usd" in changes and changes["budget_usd"] is None:
-        changes.setdefault("budget_period", None)
+        changes["budget_period"] = None
     return dataclasses.replace(old, **changes)
 
 
@@ -222,6 +246,7 @@ async def patch_user(ctx: Ctx) -> tuple[int, Any]:
     ctx.query_params(())
     ref = ctx.params[0]
     f = ctx.body(USER_PATCH_FIELDS)
+    _check_budget(f)
 
     def change(s: AccountStore) -> dict[str, Any]:
         user = s.user(ref)
@@ -236,7 +261,7 @@ async def patch_user(ctx: Ctx) -> tuple[int, Any]:
 # -- keys --------------------------------------------------------------------------
 
 KEY_CREATE_FIELDS = {"name": _str_or_null, "user": _str_or_null,
-                     "expires_in_s": _positive_or_null, **LIMIT_FIELDS}
+                     "expires_in_s": _expiry_or_null, **LIMIT_FIELDS}
 KEY_PATCH_FIELDS = {"name": _str, **LIMIT_FIELDS}
 
 
@@ -270,6 +295,7 @@ async def patch_key(ctx: Ctx) -> tuple[int, Any]:
     ctx.query_params(())
     key_id = ctx.params[0]
     f = ctx.body(KEY_PATCH_FIELDS)
+    _check_budget(f)
 
     def change(s: AccountStore) -> dict[str, Any]:
         key = s.key(key_id)
