@@ -102,9 +102,7 @@ def _add_limits(p: argparse.ArgumentParser, whose: str) -> None:
                    help="the budget's period (UTC day, UTC month, or all time)")
 
 
-def _limits(p: argparse.ArgumentParser, args: argparse.Namespace) -> Limits:
-    if (args.budget_usd is None) != (args.budget_period is None):
-        p.error("--budget-usd and --budget-period go together")
+def _limits(args: argparse.Namespace) -> Limits:
     return Limits(models=args.models, rpm=args.rpm, tpm=args.tpm, budget_usd=args.budget_usd,
                   budget_period=args.budget_period)
 
@@ -188,21 +186,23 @@ _READ_ONLY = ("list", "show")
 
 
 def _run(prog: str, p: argparse.ArgumentParser, argv: Sequence[str],
-         action: Callable[[argparse.ArgumentParser, argparse.Namespace, AccountStore], None]
+         action: Callable[[argparse.Namespace, AccountStore], None]
          ) -> int:
     try:
         args = p.parse_args(list(argv))
     except SystemExit as exc:  # argparse exits on --help and on errors
         return exc.code if isinstance(exc.code, int) else EXIT_USAGE
     db = args.db or default_db_path()
+    if (getattr(args, "budget_usd", None) is None) != (getattr(args, "budget_period", None)
+                                                       is None):
+        print(f"{prog}: --budget-usd and --budget-period go together", file=sys.stderr)
+        return EXIT_USAGE
     try:
         if args.action in _READ_ONLY and not os.path.exists(db):
             raise Refused(f"no ledger database at {db} (gatewayd creates it; "
                           "--db or TOKENWAY_DB name another)")
         with AccountStore(db) as store:
-            action(p, args, store)
-    except SystemExit as exc:  # p.error() on a combination of arguments
-        return exc.code if isinstance(exc.code, int) else EXIT_USAGE
+            action(args, store)
     except AccountError as exc:
         print(f"{prog}: {exc.message}", file=sys.stderr)
         return EXIT_USAGE if exc.kind == "invalid" else EXIT_REFUSED
@@ -212,10 +212,9 @@ def _run(prog: str, p: argparse.ArgumentParser, argv: Sequence[str],
     return EXIT_OK
 
 
-def _user_action(p: argparse.ArgumentParser, args: argparse.Namespace,
-                 store: AccountStore) -> None:
+def _user_action(args: argparse.Namespace, store: AccountStore) -> None:
     if args.action == "add":
-        limits = _limits(p, args)
+        limits = _limits(args)
         user = store.add_user(args.name, email=args.email, role=args.role, limits=limits)
         if args.json:
             _print_json(user.as_json())
@@ -251,10 +250,9 @@ def _user_action(p: argparse.ArgumentParser, args: argparse.Namespace,
                   + ("; its keys are refused from now on" if user.disabled else ""))
 
 
-def _key_action(p: argparse.ArgumentParser, args: argparse.Namespace,
-                store: AccountStore) -> None:
+def _key_action(args: argparse.Namespace, store: AccountStore) -> None:
     if args.action == "create":
-        limits = _limits(p, args)
+        limits = _limits(args)
         key, secret = store.create_key(name=args.name, user=args.user, limits=limits,
                                        expires_in_s=args.expires)
         _print_secret(args, store, key.id, secret, "created")
