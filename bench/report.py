@@ -519,6 +519,9 @@ FLOOR_CPU_MAX_X = 2.0          # tokenway CPU per request / the floor's, chat c=
 CPU_SPREAD_MAX = 0.15          # (max - min) / median of the repeats' CPU per request
 CPU_SPREAD_REPEATS = 5
 LEDGER_THREAD_MAX_US = 2.0     # ledger writer CPU per request at saturation
+# Key lookup, allow-list, rpm/tpm/budget admission of key and user, quota headers,
+# cost and settlement together: the CPU they may add to a request.
+ACCOUNTS_MAX_US = 5.0
 LEDGER_RUN_S = 60.0            # the rows-lost target's run length
 XLATE_CPU_MAX_X = 1.5          # Anthropic client -> Chat provider vs passthrough, CPU
 IDLE_RSS_MAX_MIB = 30.0
@@ -560,6 +563,16 @@ def gateway_checks(res: dict, check: Callable[[bool | None, str], None]) -> None
               f"ledger cost to the whole process, chat c=64: tokenway {tw['cpu_us_per_req']:.1f}"
               f" us - the same with record() a no-op {off['cpu_us_per_req']:.1f} us = "
               f"{cost:.1f} us per request (target <= {LEDGER_THREAD_MAX_US:g} us)")
+    acc = _cell(res, "chat_c64", "tokenway-accounts")
+    if tw and acc and tw.get("cpu_us_per_req") and acc.get("cpu_us_per_req"):
+        cost = acc["cpu_us_per_req"] - tw["cpu_us_per_req"]
+        check(cost <= ACCOUNTS_MAX_US and not acc.get("errors"),
+              f"accounts cost, chat c=64: a stored key with rpm, tpm and budget on key and "
+              f"user, priced model {acc['cpu_us_per_req']:.1f} us - no key at all "
+              f"{tw['cpu_us_per_req']:.1f} us = {cost:.1f} us per request (target <= "
+              f"{ACCOUNTS_MAX_US:g} us; repeats "
+              f"{', '.join(f'{x:.1f}' for x in _samples(acc, 'cpu_us_per_req'))} vs "
+              f"{', '.join(f'{x:.1f}' for x in _samples(tw, 'cpu_us_per_req'))})")
     led = _cell(res, "ledger_c256", "tokenway-ledger")
     measured = [(cell, where) for cell, where in ((led, "ledger_c256, c=256"),
                                                    (tw, "chat c=64"))

@@ -478,6 +478,38 @@ class TokenwayTarget(Target):
         return None
 
 
+class AccountsTarget(TokenwayTarget):
+    """`tokenway-accounts`: the gateway with a stored API key (created in its ledger
+    file before start) that has every kind of limit, under a user that has them too,
+    and a price for every model, so each request pays the key lookup, the allow-list,
+    the requests-per-minute, tokens-per-minute and budget admission of key and user,
+    the remaining-quota headers, the cost of the row and the settlement. The limits
+    are too large to be reached: the figure is what the accounting costs, side by side
+    with `tokenway` (no key at all) in the same cells."""
+
+
+    def __init__(self) -> None:
+        super().__init__("tokenway-accounts", groups=frozenset({"chat"}),
+                         note="stored key + user with rpm, tpm, budget; priced models")
+
+    def config_text(self, upstream_url: str) -> str:
+        return super().config_text(upstream_url) + (
+            '\n[prices."*"]\ninput = 1.0\noutput = 2.0\n')
+
+    def start(self, upstream_url: str, ctx: Context) -> Started:
+        from proxy.accounts.model import MAX_BUDGET_USD, MAX_RATE, MAX_TPM, Limits
+        from proxy.accounts.store import AccountStore
+
+        if self.key == BENCH_API_KEY:  # first start of the run: create user and key
+            big = Limits(models=("gpt-*", "claude-*", "failover-*", "weighted-*"),
+                         rpm=MAX_RATE, tpm=MAX_TPM, budget_usd=MAX_BUDGET_USD,
+                         budget_period="month")
+            with AccountStore(str(self.db_path(ctx))) as store:
+                store.add_user("bench", limits=big)
+                _, self.key = store.create_key(name="bench", user="bench", limits=big)
+        return super().start(upstream_url, ctx)
+
+
 def tokenway_variants() -> list[TokenwayTarget]:
     """The gateway set up for the groups that need something the baseline must not have
     (so the baseline's figures stay comparable with earlier runs)."""
@@ -498,11 +530,12 @@ def tokenway_variants() -> list[TokenwayTarget]:
         # difference in CPU per request is what the ledger costs the process.
         TokenwayTarget("tokenway-noledger", groups=frozenset({"chat"}),
                        module="bench.noledger", note="ledger record() a no-op"),
+        AccountsTarget(),
     ]
 
 
 VARIANT_NAMES = ("tokenway-w2", "tokenway-keys", "tokenway-nobreaker", "tokenway-ledger",
-                 "tokenway-noledger")
+                 "tokenway-noledger", "tokenway-accounts")
 
 
 # ---------------------------------------------------------------------------

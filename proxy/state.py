@@ -21,7 +21,7 @@ from typing import Any
 import orjson
 
 from . import loopback
-from .accounts.prices import PriceBook
+from .accounts.prices import PRICE_CACHE_MAX_MODELS, PriceBook
 from .accounts.service import Accounts
 from .config import Config
 from .errors import GatewayError
@@ -33,6 +33,14 @@ from .request import RequestRecord
 from .routing import Router
 from .upstream import UpstreamPool
 
+Estimator = Callable[[int, int], float]
+# A model not looked up yet (None: looked up, no price known).
+_UNPRICED: Estimator = lambda prompt, output: 0.0  # noqa: E731
+
+
+def _estimate_at(inp: float, out: float) -> Callable[[int, int], float]:
+    """USD of (prompt, output) tokens at ``inp`` and ``out`` USD per million."""
+    return lambda prompt, output: (prompt * inp + output * out) / 1e6
 
 class GatewayState:
     def __init__(self, config: Config, loop: asyncio.AbstractEventLoop,
@@ -57,6 +65,7 @@ class GatewayState:
         self.accounts = Accounts()
         self.accounts.on_required = self._keys_appeared
         self.accounts.on_prices = self.set_db_prices
+        self._estimators: tuple[Any, Any, dict[str, Estimator | None]] = (None, None, {})
         self.apply(config)
 
     def apply(self, config: Config) -> None:
@@ -141,17 +150,27 @@ class GatewayState:
     def estimator(self, model: str) -> Callable[[int, int], float] | None:
         """Prices a token estimate (prompt, output) for a request for ``model``: at
         the price of its route's first target (or of ``model`` itself); None when
-        no price is known."""
+        no price is known. Remembered per model until the routes or prices change."""
+        router, book, memo = self._estimators
+        if router is not self.router or book is not self.prices:
+            router, book, memo = self._estimators = (self.router, self.prices, {})
+        hit = memo.get(model, _UNPRICED)
+        if hit is not _UNPRICED:
+            return hit
         names = [model]
-        resolved = self.router.resolve(model)
+        resolved = router.resolve(model)
         if resolved is not None:
             names = [m for _, m in resolved.targets] + names
+        fn: Estimator | None = None
         for name in names:
-            price = self.price_of(name)
+            price, _ = book.lookup(name)
             if price is not None:
-                inp, out = price
-                return lambda prompt, output: (prompt * inp + output * out) / 1e6
-        return None
+                fn = _estimate_at(price.input, price.output)
+                break
+        if len(memo) >= PRICE_CACHE_MAX_MODELS:  # model names come from clients
+            memo.clear()
+        memo[model] = fn
+        return fn
 
     def price_of(self, model: str) -> tuple[float, float] | None:
         """USD per million input and output tokens of ``model``, if known."""

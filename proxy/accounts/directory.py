@@ -36,7 +36,7 @@ class Identity:
     """
 
     __slots__ = ("key_id", "key", "user", "is_admin", "limited", "models_limited",
-                 "_memo", "meter_key", "meter_user")
+                 "_memo", "quotas", "budgeted")
 
     def __init__(self, key_id: str, key: ApiKey | None, user: User | None) -> None:
         self.key_id = key_id
@@ -49,9 +49,10 @@ class Identity:
                                   for lim in (key_limits, user_limits))
         self.limited = any(lim is not None and not lim.empty for lim in (key_limits, user_limits))
         self._memo: dict[str, bool] = {}
-        # Filled by the meter (meter.py) for limited identities.
-        self.meter_key: Any = None
-        self.meter_user: Any = None
+        # Filled by the meter (meter.py): the live quotas of the key and of its
+        # user that have a rate or a budget, and whether one has a budget.
+        self.quotas: tuple[Any, ...] = ()
+        self.budgeted = False
 
     def may_use(self, model: str) -> bool:
         """Whether the key's and the user's model allow-lists both admit ``model``."""

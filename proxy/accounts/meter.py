@@ -10,11 +10,11 @@ limit, so concurrent requests overshoot a limit by at most the last admitted
 request's estimate; refusing whenever an estimate does not fit would refuse an
 agent that asks for 32k output tokens under a 30k-per-minute limit forever.
 
-Windows slide over the last 60 seconds (a deque of timestamps per quota,
-bounded by the limit for requests and by the requests of one minute for
-tokens). Budgets count UTC days and months: the spend stored in the ledger
-(``key_spend``, refreshed by the sync thread every second, which also brings
-other gateway processes' spend) plus this process's spend not yet seen there.
+Windows slide over the last 60 seconds in one-second buckets (``Window``:
+61 counts, whatever the limit, so a generous limit costs no memory). Budgets
+count UTC days and months: the spend stored in the ledger (``key_spend``,
+refreshed by the sync thread every second, which also brings other gateway
+processes' spend) plus this process's spend not yet seen there.
 
 Everything here runs on the event loop and never waits on the database.
 """
@@ -30,7 +30,12 @@ from typing import Any
 from .directory import Identity
 from .model import Limits
 
-WINDOW_S = 60.0
+WINDOW_S = 60
+# The windows count in whole seconds: one more bucket than the window has seconds,
+# so a request leaves the count between 60 and 61 s after it was made, never
+# sooner (a limit is never exceeded in any 60 s span), and a quota's memory is
+# two arrays of 61 counts however high its limits.
+BUCKETS = WINDOW_S + 1
 # Output tokens assumed for a request that names no limit: what a chat turn
 # rarely exceeds; the estimate is replaced by the real count when it ends.
 DEFAULT_OUTPUT_ESTIMATE = 4096
@@ -52,68 +57,118 @@ class Denied(Exception):
         self.retry_after_s = retry_after_s
 
 
-class Quota:
-    """The live counters of one key's or one user's limits."""
+class Window:
+    """A count over the last 60 seconds, kept in one bucket per second."""
 
-    __slots__ = ("name", "limits", "requests", "token_events", "tokens", "reserved_tokens",
-                 "reserved_usd", "stored_usd", "unseen", "unseen_usd")
+    __slots__ = ("counts", "total", "second")
+
+    def __init__(self) -> None:
+        self.counts = [0] * BUCKETS
+        self.total = 0
+        self.second = 0  # the second the newest bucket counts
+
+    def advance(self, second: int) -> None:
+        """Move to ``second``, emptying the buckets that fell out of the window."""
+        gone = second - self.second
+        if gone <= 0:
+            return
+        counts = self.counts
+        if gone >= BUCKETS:
+            for i in range(BUCKETS):
+                counts[i] = 0
+            self.total = 0
+        else:
+            for s in range(self.second + 1, second + 1):
+                i = s % BUCKETS
+                self.total -= counts[i]
+                counts[i] = 0
+        self.second = second
+
+    def add(self, n: int) -> None:
+        self.counts[self.second % BUCKETS] += n
+        self.total += n
+
+    def frees_in(self, now: float) -> float:
+        """Seconds until the oldest count leaves the window."""
+        counts, newest = self.counts, self.second
+        for s in range(newest - BUCKETS + 1, newest + 1):
+            if counts[s % BUCKETS]:
+                return max(1.0, s + BUCKETS - now)
+        return 1.0
+
+
+# An absent limit compares as never reached (the hot path tests no None).
+NO_LIMIT = float("inf")
+
+
+class Quota:
+    """The live counters of one key's or one user's limits.
+
+    ``rpm``, ``tpm`` and ``budget`` copy the limits (``NO_LIMIT`` when absent)
+    so that admission is a few comparisons; ``second`` is the second both
+    windows were last moved to."""
+
+    __slots__ = ("name", "limits", "rpm", "tpm", "budget", "requests", "tokens", "second",
+                 "reserved_tokens", "reserved_usd", "stored_usd", "unseen", "unseen_usd")
 
     def __init__(self, name: str, limits: Limits) -> None:
         self.name = name
         self.limits = limits
-        self.requests: deque[float] = deque()
-        self.token_events: deque[tuple[float, int]] = deque()
-        self.tokens = 0
+        self.rpm = NO_LIMIT if limits.rpm is None else limits.rpm
+        self.tpm = NO_LIMIT if limits.tpm is None else limits.tpm
+        self.budget = NO_LIMIT if limits.budget_usd is None else limits.budget_usd
+        self.requests = Window()
+        self.tokens = Window()
+        self.second = 0
         self.reserved_tokens = 0
         self.reserved_usd = 0.0
         self.stored_usd = 0.0  # the budget period's spend in the ledger
         self.unseen: deque[tuple[int, float]] = deque()  # (ledger sequence, USD)
         self.unseen_usd = 0.0
 
-    def _slide(self, now: float) -> None:
-        edge = now - WINDOW_S
-        requests = self.requests
-        while requests and requests[0] <= edge:
-            requests.popleft()
-        events = self.token_events
-        while events and events[0][0] <= edge:
-            self.tokens -= events.popleft()[1]
-
     def spent(self) -> float:
         return self.stored_usd + self.unseen_usd
 
-    def check(self, now: float) -> Denied | None:
-        lim = self.limits
-        self._slide(now)
-        if lim.rpm is not None and len(self.requests) >= lim.rpm:
-            wait = self.requests[0] + WINDOW_S - now
-            return Denied("rate_limited", f"{self.name} reached its limit of {lim.rpm} "
-                                          "requests per minute", wait)
-        if lim.tpm is not None and self.tokens + self.reserved_tokens >= lim.tpm:
-            events = self.token_events
-            wait = events[0][0] + WINDOW_S - now if events else 1.0
-            return Denied("rate_limited", f"{self.name} reached its limit of {lim.tpm} "
-                                          "tokens per minute", wait)
-        budget = lim.budget_usd
-        if budget is not None and self.spent() + self.reserved_usd >= budget:
-            return Denied("budget_exceeded",
-                          f"{self.name} has used its budget of {budget:g} USD "
-                          f"({_period_text(lim.budget_period)})",
-                          _until_reset(lim.budget_period, now))
-        return None
+    def move(self, second: int) -> None:
+        """Move both windows to ``second``."""
+        self.requests.advance(second)
+        self.tokens.advance(second)
+        self.second = second
 
-    def charge(self, now: float, tokens: int, usd: float) -> None:
-        self.requests.append(now)
-        self.reserved_tokens += tokens
-        self.reserved_usd += usd
+    def full(self) -> bool:
+        """Whether any limit is reached (windows moved to now)."""
+        return (self.requests.total >= self.rpm
+                or self.tokens.total + self.reserved_tokens >= self.tpm
+                or self.stored_usd + self.unseen_usd + self.reserved_usd >= self.budget)
+
+    def check(self, now: float) -> Denied | None:
+        """Whether the quota has room at ``now`` (its windows moved there)."""
+        second = int(now)
+        if second != self.second:
+            self.move(second)
+        if not self.full():
+            return None
+        lim = self.limits
+        if self.requests.total >= self.rpm:
+            return Denied("rate_limited", f"{self.name} reached its limit of {lim.rpm} "
+                                          "requests per minute", self.requests.frees_in(now))
+        if self.tokens.total + self.reserved_tokens >= self.tpm:
+            return Denied("rate_limited", f"{self.name} reached its limit of {lim.tpm} "
+                                          "tokens per minute", self.tokens.frees_in(now))
+        return Denied("budget_exceeded",
+                      f"{self.name} has used its budget of {lim.budget_usd:g} USD "
+                      f"({_period_text(lim.budget_period)})",
+                      _until_reset(lim.budget_period, now))
 
     def settle(self, now: float, est_tokens: int, est_usd: float, tokens: int, usd: float,
                seq: int) -> None:
         self.reserved_tokens -= est_tokens
         self.reserved_usd -= est_usd
         if tokens:
-            self.token_events.append((now, tokens))
-            self.tokens += tokens
+            second = int(now)
+            if second != self.second:
+                self.move(second)
+            self.tokens.add(tokens)
         if usd:
             self.unseen.append((seq, usd))
             self.unseen_usd += usd
@@ -128,30 +183,24 @@ class Quota:
         if not unseen:
             self.unseen_usd = 0.0  # no float drift left behind
 
-    def remaining(self, now: float) -> tuple[int | None, int | None, float | None]:
-        lim = self.limits
-        self._slide(now)
-        rpm = lim.rpm - len(self.requests) if lim.rpm is not None else None
-        tpm = (lim.tpm - self.tokens - self.reserved_tokens) if lim.tpm is not None else None
-        usd = (lim.budget_usd - self.spent() - self.reserved_usd
-               if lim.budget_usd is not None else None)
-        return (None if rpm is None else max(0, rpm), None if tpm is None else max(0, tpm),
-                None if usd is None else max(0.0, usd))
-
 
 class Charge:
-    """What one admitted request reserved, released by ``Meter.settle``."""
+    """What one admitted request reserved, released by ``Meter.settle``, and the
+    response headers that say what was left after it."""
 
-    __slots__ = ("quotas", "tokens", "usd")
+    __slots__ = ("quotas", "tokens", "usd", "headers")
 
-    def __init__(self, quotas: tuple[Quota, ...], tokens: int, usd: float) -> None:
+    def __init__(self, quotas: tuple[Quota, ...], tokens: int, usd: float,
+                 headers: list[tuple[bytes, bytes]]) -> None:
         self.quotas = quotas
         self.tokens = tokens
         self.usd = usd
+        self.headers = headers
 
 
 class Meter:
-    def __init__(self) -> None:
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self.clock = clock
         self._keys: dict[str, Quota] = {}
         self._users: dict[str, Quota] = {}
 
@@ -162,41 +211,56 @@ class Meter:
         users: dict[str, Quota] = {}
         for ident in identities:
             key, user = ident.key, ident.user
+            quotas = []
             if key is not None and _metered(key.limits):
-                keys[key.id] = ident.meter_key = _keep(self._keys.get(key.id),
-                                                       f"API key {key.id}", key.limits)
+                keys[key.id] = q = _keep(self._keys.get(key.id), f"API key {key.id}",
+                                         key.limits)
+                quotas.append(q)
             if user is not None and _metered(user.limits):
                 q = users.get(user.id) or _keep(self._users.get(user.id),
                                                 f"user {user.name}", user.limits)
-                users[user.id] = ident.meter_user = q
+                users[user.id] = q
+                quotas.append(q)
+            ident.quotas = tuple(quotas)
+            ident.budgeted = any(q.limits.budget_usd is not None for q in quotas)
         self._keys, self._users = keys, users
 
     def admit(self, ident: Identity, request_bytes: int, output_asked: int | None,
               usd_per: Callable[[int, int], float | None] | None) -> Charge | None:
         """Check and charge the identity's quotas; ``Denied`` when one is full.
-        ``usd_per(prompt, output)`` prices the estimate (None: price unknown)."""
-        quotas = tuple(q for q in (ident.meter_key, ident.meter_user) if q is not None)
+        ``usd_per(prompt, output)`` prices the estimate (None: price unknown).
+        The charge carries the headers that say what is left after it."""
+        quotas = ident.quotas
         if not quotas:
             return None
-        now = time.monotonic()
+        now = self.clock()
+        second = int(now)
         for q in quotas:
-            denied = q.check(now)
-            if denied is not None:
+            if q.second != second:
+                q.move(second)
+            if q.full():
+                denied = q.check(now)
+                assert denied is not None
                 raise denied
         prompt = request_bytes // BYTES_PER_TOKEN + 1
-        output = output_asked if output_asked is not None else DEFAULT_OUTPUT_ESTIMATE
+        tokens = prompt + (output_asked if output_asked is not None
+                           else DEFAULT_OUTPUT_ESTIMATE)
         usd = 0.0
-        if usd_per is not None and any(q.limits.budget_usd is not None for q in quotas):
-            usd = usd_per(prompt, output) or 0.0
+        if usd_per is not None and ident.budgeted:
+            usd = usd_per(prompt, tokens - prompt) or 0.0
         for q in quotas:
-            q.charge(now, prompt + output, usd)
-        return Charge(quotas, prompt + output, usd)
+            w = q.requests
+            w.counts[second % BUCKETS] += 1
+            w.total += 1
+            q.reserved_tokens += tokens
+            q.reserved_usd += usd
+        return Charge(quotas, tokens, usd, _headers(quotas))
 
     def settle(self, charge: Charge, tokens: int | None, usd: float | None, seq: int) -> None:
         """The request ended: its real tokens and cost replace the estimate. Unknown
         tokens or cost keep the estimate (the safe side). ``seq`` is the request's
         row number in this process's ledger (see ``spend``)."""
-        now = time.monotonic()
+        now = self.clock()
         t = charge.tokens if tokens is None else tokens
         u = charge.usd if usd is None else usd
         for q in charge.quotas:
@@ -221,24 +285,11 @@ class Meter:
                      settled)
 
     def headers(self, ident: Identity) -> list[tuple[bytes, bytes]]:
-        """What is left to the identity: the tightest of its key's and user's."""
-        now = time.monotonic()
-        rpm = tpm = usd = None
-        for q in (ident.meter_key, ident.meter_user):
-            if q is None:
-                continue
-            r, t, u = q.remaining(now)
-            rpm = _least(rpm, r)
-            tpm = _least(tpm, t)
-            usd = _least(usd, u)
-        out = []
-        if rpm is not None:
-            out.append((b"x-ratelimit-remaining-requests", b"%d" % rpm))
-        if tpm is not None:
-            out.append((b"x-ratelimit-remaining-tokens", b"%d" % tpm))
-        if usd is not None:
-            out.append((b"x-tokenway-budget-remaining-usd", b"%.6f" % usd))
-        return out
+        """What is left to the identity now: the tightest of its key's and user's."""
+        now = self.clock()
+        for q in ident.quotas:
+            q.check(now)  # moves the windows to now
+        return _headers(ident.quotas)
 
     def stats(self) -> dict[str, Any]:
         return {"keys": len(self._keys), "users": len(self._users)}
@@ -253,19 +304,34 @@ def _keep(old: Quota | None, name: str, limits: Limits) -> Quota:
         return old
     q = Quota(name, limits)
     if old is not None:  # new limits, same traffic so far
-        q.requests, q.token_events, q.tokens = old.requests, old.token_events, old.tokens
+        q.requests, q.tokens, q.second = old.requests, old.tokens, old.second
         q.reserved_tokens, q.reserved_usd = old.reserved_tokens, old.reserved_usd
         q.unseen, q.unseen_usd = old.unseen, old.unseen_usd
     return q
 
 
-def _least(a: Any, b: Any) -> Any:
-    if a is None:
-        return b
-    if b is None:
-        return a
-    return min(a, b)
-
+def _headers(quotas: tuple[Quota, ...]) -> list[tuple[bytes, bytes]]:
+    """``x-ratelimit-remaining-requests``, ``-tokens`` and the budget header: the
+    tightest figure of the quotas (each as of its windows' last move)."""
+    rpm = tpm = usd = NO_LIMIT
+    for q in quotas:
+        left = q.rpm - q.requests.total
+        if left < rpm:
+            rpm = left
+        left = q.tpm - q.tokens.total - q.reserved_tokens
+        if left < tpm:
+            tpm = left
+        left_usd = q.budget - q.stored_usd - q.unseen_usd - q.reserved_usd
+        if left_usd < usd:
+            usd = left_usd
+    out = []
+    if rpm != NO_LIMIT:
+        out.append((b"x-ratelimit-remaining-requests", b"%d" % max(0, rpm)))
+    if tpm != NO_LIMIT:
+        out.append((b"x-ratelimit-remaining-tokens", b"%d" % max(0, tpm)))
+    if usd != NO_LIMIT:
+        out.append((b"x-tokenway-budget-remaining-usd", b"%.6f" % max(0.0, usd)))
+    return out
 
 def _in_period(figures: tuple[float, ...] | None, period: str | None) -> float:
     if figures is None or period is None:

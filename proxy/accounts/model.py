@@ -22,6 +22,8 @@ MAX_EMAIL_CHARS = 254  # RFC 5321 section 4.5.3.1.3 (path), minus the brackets
 MAX_MODEL_GLOBS = 64
 MAX_GLOB_CHARS = 256
 MAX_RATE = 10_000_000
+# Tokens a minute: a busy team or a fleet passes ten million; still an SQLite integer.
+MAX_TPM = 10**12
 MAX_BUDGET_USD = 1e9
 
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@+-]*")
@@ -59,10 +61,10 @@ class Limits:
                 if not isinstance(g, str) or not g or len(g) > MAX_GLOB_CHARS:
                     raise invalid(f"a model glob must be a non-empty string of at most "
                                   f"{MAX_GLOB_CHARS} characters, got {str(g)[:40]!r}")
-        for name in ("rpm", "tpm"):
+        for name, top in (("rpm", MAX_RATE), ("tpm", MAX_TPM)):
             v = getattr(self, name)
-            if v is not None and (type(v) is not int or not 0 < v <= MAX_RATE):
-                raise invalid(f"{name} must be a whole number from 1 to {MAX_RATE}")
+            if v is not None and (type(v) is not int or not 0 < v <= top):
+                raise invalid(f"{name} must be a whole number from 1 to {top}")
         b = self.budget_usd
         if b is not None:
             if (isinstance(b, bool) or not isinstance(b, int | float) or not math.isfinite(b)

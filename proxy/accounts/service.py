@@ -33,6 +33,7 @@ class Accounts:
         self._key_users: dict[str, str] = {}
         self._sync: AccountSync | None = None
         self._identities: list[Identity] = []
+        self.spend_reads = 0  # spend figures taken from the ledger (for /health and tests)
         # The admin API's database thread (None without a ledger file).
         self.worker: StoreWorker | None = None
 
@@ -72,6 +73,7 @@ class Accounts:
 
     def spend(self, by_key: dict[str, tuple[float, float, float]], settled: int) -> None:
         self.meter.spend(by_key, self._key_users, settled)
+        self.spend_reads += 1
 
     @property
     def required(self) -> bool:
@@ -85,4 +87,5 @@ class Accounts:
     def stats(self) -> dict[str, Any]:
         d = self.directory
         return {"version": d.version, "keys": len(self._identities),
-                "synced": self._sync is not None, **self.meter.stats()}
+                "synced": self._sync is not None, "spend_reads": self.spend_reads,
+                **self.meter.stats()}

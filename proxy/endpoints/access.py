@@ -37,19 +37,17 @@ def check_access(state: GatewayState, call: Call, fmt: str, model: str,
     if ident is None or req is None:
         return
     require_model(call, model)
-    if ident.meter_key is None and ident.meter_user is None:
+    if not ident.quotas:
         return
-    meter = state.accounts.meter
-    budgeted = any(q is not None and q.limits.budget_usd is not None
-                   for q in (ident.meter_key, ident.meter_user))
-    usd_per = state.estimator(model) if budgeted else None
-    if budgeted and usd_per is None:
+    usd_per = state.estimator(model) if ident.budgeted else None
+    if ident.budgeted and usd_per is None:
         raise GatewayError(403, f"no price is known for the model '{model[:100]}', so the "
                                 f"budget of API key {ident.key_id} cannot be kept: set one "
                                 "with 'gateway price set' or [prices] in the configuration",
                            kind="forbidden", param="model", code="model_price_unknown")
+    meter = state.accounts.meter
     try:
-        rec.charge = meter.admit(ident, len(req.body), output_tokens_asked(fmt, body), usd_per)
+        charge = meter.admit(ident, len(req.body), output_tokens_asked(fmt, body), usd_per)
     except Denied as d:
         call.headers = meter.headers(ident)
         if d.kind == "budget_exceeded":
@@ -58,7 +56,9 @@ def check_access(state: GatewayState, call: Call, fmt: str, model: str,
                                retry_after_s=d.retry_after_s) from None
         raise GatewayError(429, d.message, kind="rate_limited", code="rate_limit_exceeded",
                            retry_after_s=d.retry_after_s) from None
-    call.headers = meter.headers(ident)
+    rec.charge = charge
+    if charge is not None:
+        call.headers = charge.headers
 
 
 def require_model(call: Call, model: str) -> None:

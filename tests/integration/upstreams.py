@@ -161,6 +161,12 @@ class FakeUpstream:
             elif kind == "sleep":
                 await writer.drain()
                 await asyncio.sleep(act[1])
+            elif kind == "wait":  # hold until a threading.Event of the test is set
+                await writer.drain()
+                for _ in range(1000):
+                    if act[1].is_set():
+                        break
+                    await asyncio.sleep(0.01)
             elif kind == "end":
                 if chunked:
                     writer.write(b"0\r\n\r\n")
