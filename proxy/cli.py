@@ -359,6 +359,8 @@ def gateway_main(argv: Sequence[str] | None = None) -> int:
         "usage": "show ledger rows (gateway usage --help)",
         "routes": "print the route table (gateway routes --help)",
         "price": "list and set model prices (gateway price --help)",
+        "user": "add, list, show, disable and enable users (gateway user --help)",
+        "key": "create, list, show, revoke and rotate API keys (gateway key --help)",
         "version": "print the version",
     }
     if not argv or argv[0] in ("-h", "--help"):
@@ -377,6 +379,14 @@ def gateway_main(argv: Sequence[str] | None = None) -> int:
         from .price_cli import price_main
 
         return price_main(rest)
+    if cmd == "user":
+        from .accounts_cli import user_main
+
+        return user_main(rest)
+    if cmd == "key":
+        from .accounts_cli import key_main
+
+        return key_main(rest)
     if cmd == "reload":
         return _reload_main(rest)
     if cmd in ("version", "--version"):

@@ -24,6 +24,8 @@ from protocols.ir import (
 
 from .accounts.directory import Identity, Refused
 from .call import Call, ClientConnection
+from .endpoints.admin import CLIENT_PROTOCOL as ADMIN
+from .endpoints.admin import serve_admin
 from .endpoints.count_tokens import CLIENT_PROTOCOL as COUNT_TOKENS
 from .endpoints.count_tokens import serve_count_tokens
 from .endpoints.embeddings import serve_embeddings
@@ -36,6 +38,8 @@ from .wire import Request
 log = logging.getLogger("tokenway.dispatch")
 
 GEMINI_PREFIX = "/v1beta/models/"
+# Everything under it needs an admin key, whatever else authentication says.
+ADMIN_SPACE = "/admin"
 EMBEDDINGS = "openai_embeddings"
 INFO = "info"
 
@@ -96,6 +100,8 @@ class Dispatcher:
             ("HEAD", "/"): (INFO, chat, serve_root, False),
         }
         self.paths = {path for _, path in self.routes}
+        self.admin_route: tuple[str, str, Handler, bool] = (
+            ADMIN, chat, lambda c: serve_admin(s, c), True)
 
     # -- the connection's entry points ------------------------------------------------
 
@@ -104,6 +110,12 @@ class Dispatcher:
         (``req.route``), or the error it is refused with (``req.rejection``:
         unknown endpoint, wrong method, missing or wrong gateway key), before any
         of its body is read."""
+        path = req.path
+        if path.startswith(ADMIN_SPACE) and (len(path) == len(ADMIN_SPACE)
+                                             or path[len(ADMIN_SPACE)] == "/"):
+            req.route = self.admin_route
+            req.rejection = self._authorize_admin(req)
+            return
         route = self.routes.get((req.method, req.path))
         if route is not None:
             req.route = route
@@ -198,6 +210,26 @@ class Dispatcher:
         if isinstance(found, Refused):
             return GatewayError(401, found.message, kind="auth", code="invalid_api_key")
         return _unauthorized()
+
+    def _authorize_admin(self, req: Request) -> GatewayError | None:
+        """The admin API takes only a usable key whose user is an admin: on loopback
+        with authentication off too. No key or an unusable one: 401; a key that is
+        not an admin's (a member's, a user-less one, a configured one): 403."""
+        found = self.identify(req)
+        if isinstance(found, Identity):
+            if found.is_admin:
+                req.identity = found
+                return None
+            req.identity = found  # the row names who was refused
+            return GatewayError(403, f"API key {found.key_id} is not an admin's: the admin "
+                                     "API needs the key of a user with the admin role",
+                                kind="forbidden", code="admin_required")
+        if isinstance(found, Refused):
+            return GatewayError(401, found.message, kind="auth", code="invalid_api_key",
+                                type_="authentication_error")
+        return GatewayError(401, "the admin API needs an admin's API key: send it as "
+                                 "'Authorization: Bearer KEY' or 'x-api-key: KEY'",
+                            kind="auth", code="invalid_api_key", type_="authentication_error")
 
     def _health_details(self, call: Call) -> bool:
         req = call.req

@@ -17,7 +17,6 @@ import argparse
 import csv
 import json
 import os
-import re
 import sys
 import time
 from collections.abc import Sequence
@@ -29,6 +28,7 @@ from proxy.ledger.spill import journal_backlog
 from proxy.ledger.sqlite import GROUP_BY
 from proxy.usage_report import (
     fmt_usd,
+    parse_since,
     write_groups_csv,
     write_groups_json,
     write_groups_table,
@@ -38,10 +38,6 @@ from proxy.usage_report import (
 # a guard against dumping millions of rows by accident. `--limit 0` shows all.
 DEFAULT_LIMIT_ROWS = 100
 
-_UNIT_S = {"s": 1, "m": 60, "h": 3_600, "d": 86_400, "w": 604_800}
-_RELATIVE = re.compile(r"(\d+(?:\.\d+)?)\s*([smhdw])")
-_NUMBER = re.compile(r"\d+(?:\.\d+)?")
-
 EXIT_OK = 0
 EXIT_USAGE = 2
 
@@ -49,28 +45,6 @@ EXIT_USAGE = 2
 def default_db_path() -> str:
     """``$TOKENWAY_DB`` when set (as for gatewayd), else ./tokenway.db."""
     return os.environ.get("TOKENWAY_DB", "").strip() or DEFAULT_DB_PATH
-
-
-def parse_since(text: str, now: float) -> float:
-    """SINCE as unix seconds.
-
-    Accepts a relative duration back from ``now`` (``90s``, ``15m``, ``2h``,
-    ``7d``, ``1w``), a unix timestamp (``1717000000``), or an ISO 8601 date or
-    date-time (``2024-06-01``, ``2024-06-01T12:30``, ``2024-06-01 12:30:00Z``).
-    An ISO value without a UTC offset is local time, as ``date`` prints it.
-    """
-    value = text.strip().lower()
-    if m := _RELATIVE.fullmatch(value):
-        return now - float(m.group(1)) * _UNIT_S[m.group(2)]
-    if _NUMBER.fullmatch(value):
-        return float(value)
-    try:
-        return datetime.fromisoformat(text.strip()).timestamp()
-    except ValueError:
-        raise ValueError(
-            f"cannot read {text!r} as a time: use 15m, 2h, 7d, a unix timestamp "
-            "or an ISO date such as 2024-06-01T12:00"
-        ) from None
 
 
 def _since_arg(text: str) -> float:

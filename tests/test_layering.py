@@ -161,8 +161,8 @@ PROXY = REPO / "proxy"
 #: a new module must be placed here.  The request path runs server -> connection ->
 #: dispatch -> endpoints -> exchange -> upstream (docs/request-path.md).
 PROXY_LAYERS: tuple[tuple[str, ...], ...] = (
-    ("proxy.__main__", "proxy.cli", "proxy.usage_cli", "proxy.usage_report",
-     "proxy.price_cli"),
+    ("proxy.__main__", "proxy.cli", "proxy.usage_cli", "proxy.price_cli",
+     "proxy.accounts_cli"),
     ("proxy.server",),
     ("proxy.h1",),
     ("proxy.h1_parsers",),
@@ -174,7 +174,7 @@ PROXY_LAYERS: tuple[tuple[str, ...], ...] = (
     ("proxy.upstream", "proxy.health", "proxy.limits", "proxy.provider", "proxy.routing",
      "proxy.loopback"),
     ("proxy.errors", "proxy.request", "proxy.headers", "proxy.wire", "proxy.ledger",
-     "proxy.config", "proxy.aio", "proxy"),
+     "proxy.config", "proxy.aio", "proxy.usage_report", "proxy"),
 )
 
 

@@ -16,6 +16,7 @@ from .directory import Identity, KeyDirectory, Refused
 from .meter import Meter
 from .store import Snapshot
 from .sync import AccountSync
+from .worker import StoreWorker
 
 __all__ = ["Accounts", "Identity", "Refused"]
 
@@ -33,6 +34,8 @@ class Accounts:
         self._sync: AccountSync | None = None
         self._identities: list[Identity] = []
         self.spend_reads = 0  # spend figures taken from the ledger (for /health and tests)
+        # The admin API's database thread (None without a ledger file).
+        self.worker: StoreWorker | None = None
 
     def start(self, path: str, loop: asyncio.AbstractEventLoop, ledger: Any) -> None:
         """Read the accounts tables now, then keep them current from a thread.
@@ -43,8 +46,12 @@ class Accounts:
         self.install(sync.load())
         sync.start()
         self._sync = sync
+        self.worker = StoreWorker(path)
 
     def stop(self) -> None:
+        if self.worker is not None:
+            self.worker.close()
+            self.worker = None
         if self._sync is not None:
             self._sync.stop()
             self._sync = None
