@@ -361,6 +361,7 @@ def gateway_main(argv: Sequence[str] | None = None) -> int:
         "price": "list and set model prices (gateway price --help)",
         "user": "add, list, show, disable and enable users (gateway user --help)",
         "key": "create, list, show, revoke and rotate API keys (gateway key --help)",
+        "reload": "tell a running gatewayd to reload its configuration (gateway reload --help)",
         "version": "print the version",
     }
     if not argv or argv[0] in ("-h", "--help"):

@@ -119,6 +119,8 @@ class GatewayState:
             tokens = rec.input_tokens
             if tokens is not None and rec.output_tokens is not None:
                 tokens += rec.output_tokens
+            elif tokens is None and rec.cost_usd == 0.0:
+                tokens = 0  # nothing reached a provider: nothing used
             self.accounts.meter.settle(charge, tokens, rec.cost_usd, self.recorded() + 1)
         self._record(rec)
 

@@ -43,6 +43,9 @@ SOURCE_UNKNOWN = "unknown"
 _FREE_PROVIDERS = frozenset({"loopback", "local"})
 # Token counting is free (https://docs.anthropic.com/en/docs/build-with-claude/token-counting).
 _FREE_PROTOCOLS = frozenset({"anthropic_count_tokens"})
+# Endings where no provider received the request (refused connection, open
+# circuit, the gateway's own cap): nothing can have been billed.
+_NEVER_SENT = frozenset({"upstream_unreachable", "upstream_unavailable", "overloaded"})
 _GLOB_CHARS = "*?["
 _PER_TOKEN = 1e-6  # prices are per million tokens
 
@@ -189,7 +192,8 @@ class PriceBook:
         if inp is None:
             provider = rec.provider
             free = (provider is None or provider in _FREE_PROVIDERS
-                    or rec.client_protocol in _FREE_PROTOCOLS)
+                    or rec.client_protocol in _FREE_PROTOCOLS
+                    or rec.error_kind in _NEVER_SENT)
             rec.cost_usd = 0.0 if free else None
         elif rec.provider in _FREE_PROVIDERS:
             rec.cost_usd = 0.0

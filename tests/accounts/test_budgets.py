@@ -174,3 +174,26 @@ def test_a_budget_on_a_model_without_a_price_is_refused_not_free(priced):
         openai.OpenAI(base_url=gw.url + "/v1", api_key=secret, max_retries=0) \
             .chat.completions.create(model="llama3-local", messages=MSG)
     assert e.value.body["code"] == "model_price_unknown"
+
+
+def test_an_unreachable_provider_costs_the_key_nothing(make_gateway, tmp_path):
+    store = AccountStore(str(tmp_path / "ledger.db"))
+    dead = "http://127.0.0.1:9/v1"  # nothing listens on the discard port
+    gw = make_gateway(config_text=PRICED_CONFIG.format(url=dead))
+    _, secret = store.create_key(limits=Limits(tpm=100_000, budget_usd=1.0,
+                                               budget_period="day"))
+    synced(gw, store)
+    c = openai.OpenAI(base_url=gw.url + "/v1", api_key=secret, max_retries=0)
+    with pytest.raises(openai.APIStatusError) as e:
+        c.chat.completions.create(model="gpt-4o", messages=MSG, max_tokens=50_000)
+    assert e.value.status_code == 502
+    row = gw.wait_rows(1)[-1]
+    assert row["error_kind"] == "upstream_unreachable" and row["cost_usd"] == 0.0
+    # Neither the estimate's 50k tokens nor its cost stay charged.
+    raw = c.models.with_raw_response.list()  # /v1/models carries no quota headers
+    assert raw.status_code == 200
+    left = gw.call(lambda: gw.server.state.accounts.meter.headers(
+        gw.server.state.accounts.directory.authenticate([secret.encode()])))
+    assert dict(left)[b"x-ratelimit-remaining-tokens"] == b"100000"
+    assert dict(left)[b"x-tokenway-budget-remaining-usd"] == b"1.000000"
+    store.close()

@@ -193,3 +193,19 @@ def test_the_installed_command_runs_in_its_own_process(tmp_path):
     done = subprocess.run([*cmd, "key", "show", "key_000000000000", "--db", db],
                           env=env, capture_output=True, text=True, timeout=60, cwd=REPO)
     assert done.returncode == 1
+
+
+def test_gateway_help_lists_every_command_and_each_answers_its_own_help(capsys) -> None:
+    code, out, _ = run(capsys, "--help")
+    listed = [line.split()[0] for line in out.splitlines() if line.startswith("  ")]
+    assert code == 0 and listed == ["usage", "routes", "price", "user", "key", "reload",
+                                    "version"]
+    for name in listed[:-1]:
+        try:
+            code = gateway_main([name, "--help"])
+        except SystemExit as e:  # argparse's own exit
+            code = e.code
+        assert code == 0, name
+        assert f"gateway {name}" in capsys.readouterr().out
+    code, out, err = run(capsys, "no-such-command")
+    assert code == 2 and "unknown command" in err

@@ -144,6 +144,15 @@ def test_no_usage_costs_zero_only_when_nothing_was_billed() -> None:
     cut = record("gpt-4o", provider="openai", tokens=None)  # reached the provider, no usage
     book.cost_of(cut)
     assert (cut.cost_usd, cut.cost_source) == (None, "bundled")
+    for kind in ("upstream_unreachable", "upstream_unavailable", "overloaded"):
+        refused = record("gpt-4o", provider="openai", tokens=None)  # connect refused etc.
+        refused.error_kind = kind
+        book.cost_of(refused)
+        assert refused.cost_usd == 0.0, kind
+    timed_out = record("gpt-4o", provider="openai", tokens=None)  # may still have run
+    timed_out.error_kind = "upstream_timeout"
+    book.cost_of(timed_out)
+    assert timed_out.cost_usd is None
     for free in (record("loopback", "loopback", provider="loopback", tokens=(5, 5, 0, 0)),
                  record("claude-sonnet-4", provider="local", tokens=None),
                  record("claude-sonnet-4", provider="anthropic", tokens=None,
