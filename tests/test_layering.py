@@ -174,7 +174,7 @@ PROXY_LAYERS: tuple[tuple[str, ...], ...] = (
     ("proxy.upstream", "proxy.health", "proxy.limits", "proxy.provider", "proxy.routing",
      "proxy.loopback"),
     ("proxy.errors", "proxy.request", "proxy.headers", "proxy.wire", "proxy.ledger",
-     "proxy.config", "proxy.aio", "proxy.usage_report", "proxy"),
+     "proxy.config", "proxy.aio", "proxy.threads", "proxy.usage_report", "proxy"),
 )
 
 

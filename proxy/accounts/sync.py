@@ -22,6 +22,7 @@ from collections.abc import Callable
 from typing import Any
 
 from proxy.ledger.backend import LedgerError
+from proxy.threads import name_os_thread
 
 from .meter import utc_days
 from .store import AccountStore, Snapshot
@@ -70,6 +71,7 @@ class AccountSync:
             self._thread = None
 
     def _run(self) -> None:
+        name_os_thread("tokenway-accts")
         store: AccountStore | None = None
         next_spend = 0.0
         try:

@@ -23,6 +23,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
 
 from proxy.ledger.backend import LedgerError
+from proxy.threads import name_os_thread
 
 from .store import AccountStore
 
@@ -46,7 +47,9 @@ class StoreWorker:
     def __init__(self, path: str, *, busy_timeout_ms: int = WORKER_BUSY_TIMEOUT_MS) -> None:
         self.path = path
         self.busy_timeout_ms = busy_timeout_ms
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tokenway-admin")
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tokenway-admin",
+                                        initializer=name_os_thread,
+                                        initargs=("tokenway-admin",))
         self._store: AccountStore | None = None
         self._closed = False
 

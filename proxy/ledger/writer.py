@@ -89,6 +89,7 @@ from proxy.ledger.spill import (
     claim_journal,
 )
 from proxy.ledger.values import Encoded, encode_batch
+from proxy.threads import name_os_thread
 
 log = logging.getLogger("tokenway.ledger")
 
@@ -486,6 +487,7 @@ class Ledger:
     # -- writer thread ---------------------------------------------------------
 
     def _run(self) -> None:
+        name_os_thread("tokenway-ledger")
         backend = self._backend
         try:
             backend.open()
