@@ -17,7 +17,13 @@ from .aio import new_event_loop
 def _daemon_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="gatewayd",
-        description="tokenway LLM gateway: OpenAI-compatible API with a local ledger.",
+        description="tokenway LLM gateway: the OpenAI, Anthropic and Gemini APIs in front of "
+                    "any of their providers, with a ledger of every request. With no "
+                    "arguments it serves the built-in 'loopback' model on 127.0.0.1:8081.",
+        epilog="Configuration: a TOML file (--config; README.md, section 'Configuration', "
+               "lists every table and key) or TOKENWAY_* variables such as "
+               "TOKENWAY_OPENAI_BASE_URL and TOKENWAY_OPENAI_API_KEY. Users, keys, prices, "
+               "usage and the route table: the 'gateway' command (gateway --help).",
     )
     p.add_argument(
         "--listen",
@@ -66,6 +72,7 @@ def _daemon_parser() -> argparse.ArgumentParser:
 
 def gatewayd_main(argv: Sequence[str] | None = None) -> int:
     from .config import ConfigError, check_listen_safety, load_config
+    from .startup import port_problem
 
     args = _daemon_parser().parse_args(argv)
     overrides = {
@@ -97,6 +104,10 @@ def gatewayd_main(argv: Sequence[str] | None = None) -> int:
     if args.workers < 1:
         print("gatewayd: --workers must be >= 1", file=sys.stderr)
         return 2
+    busy = port_problem(config.server.host, config.server.port)
+    if busy:  # before the ledger file or the pid file exist
+        print(f"gatewayd: {busy}", file=sys.stderr)
+        return 1
     pid_file = args.pid_file or config.ledger.path + ".pid"
     if args.workers > 1:
         return _supervise(args, config, overrides, pid_file, log)

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
+from . import startup
 from .config import Config, ServerConfig, check_listen_safety
 from .dispatch import Dispatcher
 from .h1 import HTTPConnection
@@ -284,6 +285,9 @@ async def serve(config: Config, ledger: Any, *, ready: Callable[[Server], None] 
     if signals:
         install_signal_handlers(loop, server)
     log.info("listening on %s", server.url)
+    if not reuse_port:  # --workers: the supervisor's workers would say it N times
+        for line in startup.summary(server.url, server.state):
+            log.info("  %s", line)
     if ready is not None:
         ready(server)
     await server.wait_stopped()

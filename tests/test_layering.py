@@ -163,7 +163,7 @@ PROXY = REPO / "proxy"
 PROXY_LAYERS: tuple[tuple[str, ...], ...] = (
     ("proxy.__main__", "proxy.cli", "proxy.usage_cli", "proxy.price_cli",
      "proxy.accounts_cli"),
-    ("proxy.server",),
+    ("proxy.server", "proxy.startup"),
     ("proxy.h1",),
     ("proxy.h1_parsers",),
     ("proxy.dispatch",),
