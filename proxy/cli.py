@@ -368,6 +368,7 @@ def gateway_main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     commands = {
         "usage": "show ledger rows (gateway usage --help)",
+        "tail": "requests as they finish, one line each (gateway tail --help)",
         "routes": "print the route table (gateway routes --help)",
         "price": "list and set model prices (gateway price --help)",
         "user": "add, list, show, disable and enable users (gateway user --help)",
@@ -385,6 +386,10 @@ def gateway_main(argv: Sequence[str] | None = None) -> int:
         from .usage_cli import usage_main
 
         return usage_main(rest)
+    if cmd == "tail":
+        from .tail_cli import tail_main
+
+        return tail_main(rest)
     if cmd == "routes":
         return _routes_main(rest)
     if cmd == "price":

@@ -161,7 +161,7 @@ PROXY = REPO / "proxy"
 #: a new module must be placed here.  The request path runs server -> connection ->
 #: dispatch -> endpoints -> exchange -> upstream (docs/request-path.md).
 PROXY_LAYERS: tuple[tuple[str, ...], ...] = (
-    ("proxy.__main__", "proxy.cli", "proxy.usage_cli", "proxy.price_cli",
+    ("proxy.__main__", "proxy.cli", "proxy.usage_cli", "proxy.price_cli", "proxy.tail_cli",
      "proxy.accounts_cli"),
     ("proxy.server", "proxy.startup"),
     ("proxy.h1",),

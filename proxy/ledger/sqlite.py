@@ -321,6 +321,36 @@ class SQLiteBackend:
         blank = dict.fromkeys(LEDGER_COLUMNS)
         return [{**blank, **dict(zip(columns, r, strict=True))} for r in records]
 
+    def rows_after(self, rowid: int, *, since: float | None = None,
+                   limit: int = 1000) -> tuple[int, list[dict[str, Any]]]:
+        """Rows stored after ``rowid`` (and at or after ``since``), oldest first, at
+        most ``limit``; with the rowid to ask after next time. ``rowid=-1`` starts
+        after the newest row (only rows stored from now on)."""
+        db = self._conn()
+        try:
+            present = {row[1] for row in db.execute(f"PRAGMA table_info({TABLE})")}
+            if not present:
+                raise LedgerError(f"{self.path} is not a tokenway ledger (no {TABLE} table)")
+            if rowid < 0:
+                top: Any = db.execute(f"SELECT coalesce(max(rowid), 0) FROM {TABLE}").fetchall()
+                return int(top[0][0]), []
+            columns = [c for c in LEDGER_COLUMNS if c in present]
+            where = "rowid > ?" + (" AND ts >= ?" if since is not None else "")
+            params: list[Any] = [rowid] + ([since] if since is not None else []) + [limit]
+            records = db.execute(f"SELECT rowid, {', '.join(columns)} FROM {TABLE} "
+                                 f"WHERE {where} ORDER BY rowid LIMIT ?", params).fetchall()
+        except apsw.Error as exc:
+            raise LedgerError(f"cannot read {self.path}: {exc}") from exc
+        if not records:
+            return rowid, []
+        blank = dict.fromkeys(LEDGER_COLUMNS)
+        rows = [{**blank, **dict(zip(columns, r[1:], strict=True))} for r in records]
+        for row in rows:
+            if row["stream"] is not None:
+                row["stream"] = bool(row["stream"])
+        last: Any = records[-1][0]
+        return int(last), rows
+
     def query_groups(self, by: str, *, since: float | None = None) -> list[dict[str, Any]]:
         db = self._conn()
         try:
