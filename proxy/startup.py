@@ -14,6 +14,7 @@ import os
 import shlex
 import socket
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 # Routes listed one per line at start; the rest are counted (`gateway routes` has all).
 MAX_ROUTES_SHOWN = 8
@@ -65,7 +66,7 @@ def summary(url: str, state: Any) -> list[str]:
     providers = config.providers
     if providers:
         lines.append("providers: " + ", ".join(
-            f"{name} ({p.kind}, {p.base_url})" for name, p in providers.items()))
+            f"{name} ({p.kind}, {_shown_url(p.base_url)})" for name, p in providers.items()))
     routes = config.routes
     for route in routes[:MAX_ROUTES_SHOWN]:
         targets = ", ".join(t.provider + (f":{t.model}" if t.model else "")
@@ -85,6 +86,16 @@ def summary(url: str, state: Any) -> list[str]:
     if model is not None:
         lines.append("try: " + _curl(url, model, accounts.required))
     return lines
+
+
+def _shown_url(url: str) -> str:
+    """``url`` without what may hold a secret: user:password@ and the query."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"
+    netloc = host + (f":{parts.port}" if parts.port else "")
+    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
 
 
 def _example_model(routes: Any) -> str | None:

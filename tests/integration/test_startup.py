@@ -79,3 +79,11 @@ def test_gatewayd_help_points_to_the_configuration_and_to_gateway():
     assert r.returncode == 0
     assert "README.md, section 'Configuration'" in text and "gateway --help" in text
     assert "--listen HOST:PORT" in text
+
+
+def test_provider_addresses_are_shown_without_credentials():
+    from proxy.startup import _shown_url
+
+    assert _shown_url("https://user:pw@llm.example:8443/v1?api_key=x") == \
+        "https://llm.example:8443/v1"
+    assert _shown_url("http://[::1]:8000/v1") == "http://[::1]:8000/v1"
