@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import re
 from collections.abc import Callable, Coroutine
 from typing import Any, Protocol
 
@@ -31,6 +32,10 @@ log = logging.getLogger("tokenway.call")
 MAX_MODEL_CHARS = 256
 # The request path is stored in the ledger up to this many characters.
 MAX_STORED_PATH_CHARS = 256
+# A client's own x-request-id is kept as the request's id when it looks like an
+# id: 1-128 characters of letters, digits and ._:+/=- (the ledger column's bound;
+# nothing a log line or a header could be bent by). Otherwise the gateway's own.
+_SANE_REQUEST_ID = re.compile(rb"[A-Za-z0-9][A-Za-z0-9._:+/=-]{0,127}")
 
 
 class ClientConnection(Protocol):
@@ -74,6 +79,9 @@ class Call:
             if len(path) > MAX_STORED_PATH_CHARS:
                 path = path[:MAX_STORED_PATH_CHARS]
             self.rec = RequestRecord(path, client_protocol, conn.client_addr, len(req.body))
+            theirs = req.client_request_id
+            if theirs is not None and _SANE_REQUEST_ID.fullmatch(theirs):
+                self.rec.request_id = theirs.decode("ascii")
             identity = req.identity
             if identity is not None:
                 self.rec.api_key_id = identity.key_id

@@ -56,10 +56,10 @@ _PIPELINE = 1  # MAX_PIPELINED_REQUESTS are waiting
 _WRITE = 2  # the client is not reading what we write
 _HELD = 4  # the server holds every connection (the ledger is behind)
 
-# Request headers read at the head: what frames the request or the connection, and
-# the body's type (so the common path never builds a header map).
+# Request headers read at the head: what frames the request or the connection, the
+# body's type and the client's request id (so the common path never builds a header map).
 _FRAMING_HEADERS = frozenset({b"connection", b"content-length", b"transfer-encoding",
-                              b"expect", b"upgrade", b"content-type"})
+                              b"expect", b"upgrade", b"content-type", b"x-request-id"})
 
 # The phase a connection's deadline belongs to.
 _IDLE = 0  # keep-alive idle: close quietly
@@ -334,6 +334,7 @@ class HTTPConnection(asyncio.Protocol):
         clen = None
         expect = None
         ctype = None
+        request_id = None
         chunked = False
         upgrade = False
         for k, v in headers:
@@ -348,11 +349,14 @@ class HTTPConnection(asyncio.Protocol):
                     ctype = v
                 elif k == b"expect":
                     expect = v
+                elif k == b"x-request-id":
+                    request_id = v
                 else:
                     upgrade = True
         req = Request(method, target, headers, version, keep_alive(version, conn_hdr),
                       self.loop.time())
         req.content_type = ctype
+        req.client_request_id = request_id
         self._reading = req
         self._pipelined_bytes = 0
         self._discarding = False

@@ -64,7 +64,8 @@ class Request:
 
     __slots__ = (
         "method", "target", "path", "query", "headers", "version", "keep_alive",
-        "body", "started", "expect_continue", "content_type", "route", "rejection", "identity",
+        "body", "started", "expect_continue", "content_type", "client_request_id", "route",
+        "rejection", "identity",
         "_map",
     )
 
@@ -86,6 +87,7 @@ class Request:
         self.started = started
         self.expect_continue = False
         self.content_type: bytes | None = None  # read with the framing headers
+        self.client_request_id: bytes | None = None  # x-request-id, read with them too
         # Set by dispatch when the head is admitted: the endpoint it goes to, or
         # the error it is refused with (answered without reading its body).
         self.route: Any = None
