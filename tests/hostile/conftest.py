@@ -14,6 +14,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -44,37 +45,51 @@ class Daemon:
         self.url = ""
         self.port = 0
         self.clients: list[socket.socket] = []
+        # Every line of the daemon's stderr, read by a thread: a select() on the
+        # pipe would miss lines already pulled into the reader's buffer.
         self.log: list[str] = []
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            line = self.proc.stderr.readline()
-            self.log.append(line)
-            m = re.search(r"listening on http://(\S+):(\d+)", line)
-            if m:
-                self.port = int(m.group(2))
-                self.url = f"http://127.0.0.1:{self.port}"
-                break
-            if not line and self.proc.poll() is not None:
-                break
-        if not self.port:
+        self._logged = threading.Condition()
+        self._reader = threading.Thread(target=self._read_log, daemon=True)
+        self._reader.start()
+        line = self._wait_line(lambda ln: "listening on http://" in ln, 30)
+        m = re.search(r"listening on http://(\S+):(\d+)", line or "")
+        if not m:
             self.proc.kill()
             raise AssertionError("gatewayd did not start: " + "".join(self.log))
+        self.port = int(m.group(2))
+        self.url = f"http://127.0.0.1:{self.port}"
+        self._seen = self.log.index(line) + 1  # wait_log looks after this line
+
+    def _read_log(self) -> None:
+        assert self.proc.stderr is not None
+        with self.proc.stderr as stream:
+            for line in stream:
+                with self._logged:
+                    self.log.append(line)
+                    self._logged.notify_all()
+        with self._logged:
+            self._logged.notify_all()
+
+    def _wait_line(self, match: Any, timeout_s: float, start: int = 0) -> str | None:
+        deadline = time.monotonic() + timeout_s
+        with self._logged:
+            i = start
+            while True:
+                while i < len(self.log):
+                    if match(self.log[i]):
+                        return self.log[i]
+                    i += 1
+                left = deadline - time.monotonic()
+                if left <= 0 or (not self._reader.is_alive() and i >= len(self.log)):
+                    return None
+                self._logged.wait(left)
 
     def wait_log(self, needle: str, max_lines: int = 10_000, timeout_s: float = 60) -> str:
-        """Read the daemon's log until a line holds ``needle``; returns that line."""
-        import select
-
-        for _ in range(max_lines):
-            ready, _, _ = select.select([self.proc.stderr], [], [], timeout_s)
-            if not ready:
-                break
-            line = self.proc.stderr.readline()
-            if not line:
-                break
-            self.log.append(line)
-            if needle in line:
-                return line
-        raise AssertionError(f"no log line with {needle!r}: " + "".join(self.log[-20:]))
+        """Wait until a line logged since start holds ``needle``; returns that line."""
+        line = self._wait_line(lambda ln: needle in ln, timeout_s, self._seen)
+        if line is None:
+            raise AssertionError(f"no log line with {needle!r}: " + "".join(self.log[-20:]))
+        return line
 
     def rss_bytes(self) -> int:
         with open(f"/proc/{self.proc.pid}/statm") as f:
@@ -102,12 +117,12 @@ class Daemon:
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
             try:
-                _, err = self.proc.communicate(timeout=30)
+                self.proc.wait(timeout=30)
             except subprocess.TimeoutExpired:
                 self.proc.kill()
-                _, err = self.proc.communicate()
-            return err or ""
-        return ""
+                self.proc.wait()
+        self._reader.join(10)
+        return "".join(self.log)
 
 
 @pytest.fixture(params=["httptools", "h11"])
