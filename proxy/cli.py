@@ -369,6 +369,7 @@ def gateway_main(argv: Sequence[str] | None = None) -> int:
     commands = {
         "usage": "show ledger rows (gateway usage --help)",
         "tail": "requests as they finish, one line each (gateway tail --help)",
+        "audit": "find providers that got slower or fail more (gateway audit --help)",
         "routes": "print the route table (gateway routes --help)",
         "price": "list and set model prices (gateway price --help)",
         "user": "add, list, show, disable and enable users (gateway user --help)",
@@ -390,6 +391,10 @@ def gateway_main(argv: Sequence[str] | None = None) -> int:
         from .tail_cli import tail_main
 
         return tail_main(rest)
+    if cmd == "audit":
+        from .audit_cli import audit_main
+
+        return audit_main(rest)
     if cmd == "routes":
         return _routes_main(rest)
     if cmd == "price":

@@ -162,7 +162,7 @@ PROXY = REPO / "proxy"
 #: dispatch -> endpoints -> exchange -> upstream (docs/request-path.md).
 PROXY_LAYERS: tuple[tuple[str, ...], ...] = (
     ("proxy.__main__", "proxy.cli", "proxy.usage_cli", "proxy.price_cli", "proxy.tail_cli",
-     "proxy.accounts_cli"),
+     "proxy.accounts_cli", "proxy.audit_cli"),
     ("proxy.server", "proxy.startup"),
     ("proxy.h1",),
     ("proxy.h1_parsers",),
@@ -174,7 +174,8 @@ PROXY_LAYERS: tuple[tuple[str, ...], ...] = (
     ("proxy.upstream", "proxy.health", "proxy.limits", "proxy.provider", "proxy.routing",
      "proxy.loopback"),
     ("proxy.errors", "proxy.request", "proxy.headers", "proxy.wire", "proxy.ledger",
-     "proxy.config", "proxy.aio", "proxy.threads", "proxy.usage_report", "proxy"),
+     "proxy.config", "proxy.aio", "proxy.threads", "proxy.usage_report", "proxy.audit",
+     "proxy"),
 )
 
 

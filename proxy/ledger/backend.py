@@ -14,6 +14,7 @@ to the journal and retrying later.
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
 from typing import Any, NamedTuple, Protocol
 
 
@@ -93,6 +94,13 @@ class LedgerBackend(Protocol):
         ``input_tokens``, ``output_tokens``, ``cost_usd`` (the known costs summed;
         None when none is known) and ``unknown_cost`` (rows whose cost is NULL).
         ``model`` is the served model, else the requested one; ``day`` is UTC."""
+
+    def scan(self, columns: Sequence[str], *, start: float,
+             end: float) -> Iterator[tuple[Any, ...]]:
+        """The values of ``columns`` (names from ``LEDGER_COLUMNS``) of each row with
+        ``start <= ts < end``, in no set order, as the database hands them over
+        (not collected into a list: a report over a million rows keeps only what
+        it needs). Raises ``LedgerError`` for a column the table lacks."""
 
     def close(self) -> None:
         """Release the connection. Safe to call twice."""

@@ -32,7 +32,7 @@ https://www.sqlite.org/datatype3.html
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import apsw
@@ -366,6 +366,24 @@ class SQLiteBackend:
         except apsw.Error as exc:
             raise LedgerError(f"cannot read {self.path}: {exc}") from exc
         return [dict(zip(GROUP_FIELDS, r, strict=True)) for r in records]
+
+    def scan(self, columns: Sequence[str], *, start: float,
+             end: float) -> Iterator[tuple[Any, ...]]:
+        db = self._conn()
+        try:
+            present = {row[1] for row in db.execute(f"PRAGMA table_info({TABLE})")}
+            if not present:
+                raise LedgerError(
+                    f"{self.path} is not a tokenway ledger (no {TABLE} table)"
+                )
+            missing = [c for c in columns if c not in LEDGER_COLUMNS or c not in present]
+            if missing:
+                raise LedgerError(f"{self.path} has no column(s) {', '.join(missing)}")
+            # Over the ts index; the names were checked above, the bounds are bound.
+            sql = f"SELECT {', '.join(columns)} FROM {TABLE} WHERE ts >= ? AND ts < ?"
+            yield from db.execute(sql, (start, end))
+        except apsw.Error as exc:
+            raise LedgerError(f"cannot read {self.path}: {exc}") from exc
 
     def close(self) -> None:
         db, self._db = self._db, None
