@@ -43,6 +43,7 @@ TTFB and tokens/s figures.
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from array import array
@@ -117,6 +118,10 @@ def served_model_differs(model: str | None, served: str | None) -> bool | None:
     return True
 
 
+# A ledger holds few distinct (model, served model) pairs: remember the answers.
+_served_differs = functools.lru_cache(maxsize=4096)(served_model_differs)
+
+
 def percentile(ordered: Sequence[float], p: float) -> float | None:
     """Nearest-rank percentile of values sorted ascending: the value at rank
     ceil(p/100 * n), 1-based (p50 of 1..4 is 2, p95 of 1..100 is 95); None if empty."""
@@ -158,7 +163,7 @@ class Group:
             self.streams += 1
             if error_kind == STREAM_CUT:
                 self.stream_cuts += 1
-        differs = served_model_differs(model, served)
+        differs = _served_differs(model, served)
         if differs is not None:
             self.served_compared += 1
             self.served_changed += differs

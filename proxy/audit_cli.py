@@ -300,7 +300,7 @@ def write_plot(report: dict[str, Any], path: str, plt: Any) -> None:
                                                        2.4 * len(panels)), squeeze=False)
     labels = [f"{g['provider']}\n{g['model'] or NONE_LABEL}" for g in groups]
     xs = list(range(len(groups)))
-    for ax, (title, key, scale) in zip(axes[:, 0], panels, strict=True):
+    for ax, (title, key, scale) in zip((row[0] for row in axes), panels, strict=True):
         def values(side: str, key: str = key, scale: float = scale) -> list[float]:
             return [(g[side][key] or 0.0) * scale for g in groups]
 
@@ -309,7 +309,7 @@ def write_plot(report: dict[str, Any], path: str, plt: Any) -> None:
         ax.set_title(title, fontsize=9)
         ax.set_xticks(xs)
         ax.set_xticklabels(labels, fontsize=7)
-    axes[0, 0].legend(fontsize=7)
+    axes[0][0].legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)

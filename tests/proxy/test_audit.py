@@ -415,3 +415,63 @@ def test_cli_file_that_is_not_a_ledger_exits_2(tmp_path: pathlib.Path, capsys) -
         db.commit()
     code, out, err = run(capsys, "--db", str(path))
     assert code == 2 and out == "" and "is not a tokenway ledger" in err
+
+
+class FakeAxes:
+    def __init__(self) -> None:
+        self.bars: list[list[float]] = []
+        self.title = ""
+
+    def bar(self, xs: list[float], heights: list[float], **_: Any) -> None:
+        self.bars.append(heights)
+
+    def set_title(self, title: str, **_: Any) -> None:
+        self.title = title
+
+    def set_xticks(self, xs: list[int]) -> None:
+        pass
+
+    def set_xticklabels(self, labels: list[str], **_: Any) -> None:
+        pass
+
+    def legend(self, **_: Any) -> None:
+        pass
+
+
+class FakePyplot:
+    """What write_plot uses of matplotlib.pyplot (the tests do not need matplotlib)."""
+
+    def __init__(self) -> None:
+        self.axes: list[list[FakeAxes]] = []
+        self.saved: list[str] = []
+
+    def subplots(self, rows: int, cols: int, **_: Any) -> tuple[Any, list[list[FakeAxes]]]:
+        self.axes = [[FakeAxes() for _ in range(cols)] for _ in range(rows)]
+        plt = self
+
+        class Figure:
+            def tight_layout(self) -> None:
+                pass
+
+            def savefig(self, path: str) -> None:
+                plt.saved.append(path)
+
+        return Figure(), self.axes
+
+    def close(self, fig: Any) -> None:
+        pass
+
+
+def test_cli_plot_draws_window_against_baseline(ledger: str, tmp_path: pathlib.Path,
+                                                 capsys, monkeypatch) -> None:
+    fake = FakePyplot()
+    monkeypatch.setattr(audit_cli, "_load_pyplot", lambda: fake)
+    png = str(tmp_path / "audit.png")
+    code, out, _ = run(capsys, "--db", ledger, "--until", str(NOW), "--plot", png, "--json")
+    assert code == 1 and json.loads(out)["findings"]
+    assert fake.saved == [png]
+    ttfb = fake.axes[0][0]
+    assert ttfb.title == "TTFB p95 (ms)"
+    # Six compared groups (the skipped one is not drawn): baseline bars, then window bars.
+    assert len(ttfb.bars[0]) == 6 and ttfb.bars[1][3] == pytest.approx(981.0)
+    assert fake.axes[2][0].bars[1][1] == pytest.approx(10.0)  # failing: 10 % errors
