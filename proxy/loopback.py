@@ -12,9 +12,7 @@ Public API
 * ``chat_stream(body, request_id=, created=)`` returns the complete list of SSE frames
   (``data: {json}\\n\\n`` ... ``data: [DONE]\\n\\n``).
 * ``chat_usage(body)`` returns the usage that both of the above report (the stream reports it
-  only with ``stream_options.include_usage``); ``usage_for(body)`` does the same for a chat or an
-  embeddings body.
-* ``embeddings(body)`` returns an embeddings ``list`` object.
+  only with ``stream_options.include_usage``).
 * ``LoopbackError`` is raised for invalid input. It carries ``status`` (400), ``param``,
   ``message`` and ``code``; ``openai_error()`` gives the OpenAI error body (§1.6).
 
@@ -90,25 +88,12 @@ then argument fragments), and a finish chunk with ``"delta":{}``. With
 ``stream_options.include_usage`` a final ``"choices":[]`` chunk carries the usage and every
 earlier chunk has ``"usage":null``. Then ``data: [DONE]``.
 
-Embeddings
-----------
-``input`` is a non-empty string, a list of such strings, a list of token ints, or a list of
-lists of token ints (at most ``MAX_EMBEDDING_INPUTS`` items). Each item is hashed with BLAKE2b
-(strings as UTF-8, token lists as their decimal digits), the hash seeds SHAKE-256, and the output
-is read as little-endian int16 values and L2-normalised. Every value is rounded
-to float32, so ``"float"`` and ``"base64"`` (little-endian float32, base64) carry the very same
-numbers. The stream for a given input does not depend on ``dimensions`` (1..8192, default 1536),
-so a shorter vector is the longer one cut and renormalised, as with OpenAI's ``text-embedding-3``.
-``prompt_tokens`` is ``max(1, ceil(bytes / 4))`` per string and the length of each token list.
+Embeddings: ``proxy/loopback_embeddings.py``.
 """
 
-import array
-import base64
 import hashlib
 import json
-import math
 import re
-import sys
 from functools import lru_cache
 from typing import Any
 
@@ -120,9 +105,6 @@ __all__ = [
     "chat_completion",
     "chat_stream",
     "chat_usage",
-    "embeddings",
-    "embeddings_usage",
-    "usage_for",
 ]
 
 LOOPBACK_MODEL = "loopback"
@@ -201,11 +183,11 @@ class LoopbackError(Exception):
 # Small helpers
 
 
-def _tokens(nbytes: int) -> int:
+def tokens_for_bytes(nbytes: int) -> int:
     return (nbytes + 3) // 4
 
 
-def _nbytes(text: str) -> int:
+def utf8_bytes(text: str) -> int:
     return len(text) if text.isascii() else len(text.encode())
 
 
@@ -217,7 +199,7 @@ def _invalid_type(param: str, expected: str, value: object) -> LoopbackError:
     )
 
 
-def _optional_int(body: dict, key: str, low: int, high: int | None) -> int | None:
+def optional_int(body: dict, key: str, low: int, high: int | None) -> int | None:
     value = body.get(key)
     if value is None:
         return None
@@ -443,7 +425,7 @@ def _tool_reply(messages: list, first: int) -> str:
     return REPLY_PREFIX + "; ".join(parts)
 
 
-def _checked_request(body: object) -> tuple[dict[str, Any], str]:
+def checked_request(body: object) -> tuple[dict[str, Any], str]:
     """The body, checked to be an object, and its model: the start of every loopback request."""
     if type(body) is not dict:
         raise _invalid_type("body", "a JSON object", body)
@@ -455,7 +437,7 @@ def _checked_request(body: object) -> tuple[dict[str, Any], str]:
 
 
 def _plan(body: object) -> _Plan:
-    body, model = _checked_request(body)
+    body, model = checked_request(body)
     messages = body.get("messages")
     if type(messages) is not list:
         if messages is None:
@@ -467,9 +449,9 @@ def _plan(body: object) -> _Plan:
                             "length 1, but got an empty array instead.", param="messages",
                             code="empty_array")
 
-    n = _optional_int(body, "n", 1, MAX_N) or 1
-    limit = _optional_int(body, "max_completion_tokens", 1, None)
-    legacy_limit = _optional_int(body, "max_tokens", 1, None)
+    n = optional_int(body, "n", 1, MAX_N) or 1
+    limit = optional_int(body, "max_completion_tokens", 1, None)
+    legacy_limit = optional_int(body, "max_tokens", 1, None)
     if legacy_limit is not None and (limit is None or legacy_limit < limit):
         limit = legacy_limit
 
@@ -524,7 +506,7 @@ def _plan(body: object) -> _Plan:
                                 f"{', '.join(sorted(_ROLES))}.", param=f"messages[{i}].role")
         text = _content_text(message.get("content"), f"messages[{i}].content",
                              allow_none=role == "assistant")
-        prompt_bytes += _nbytes(text)
+        prompt_bytes += utf8_bytes(text)
         if role == "user":
             last_user = text
         elif role == "assistant":
@@ -535,8 +517,8 @@ def _plan(body: object) -> _Plan:
                 for call in calls:
                     fn = call.get("function") if type(call) is dict else None
                     if type(fn) is dict:
-                        prompt_bytes += _nbytes(str(fn.get("name", "")))
-                        prompt_bytes += _nbytes(str(fn.get("arguments", "")))
+                        prompt_bytes += utf8_bytes(str(fn.get("name", "")))
+                        prompt_bytes += utf8_bytes(str(fn.get("arguments", "")))
 
     first_tool = len(messages)
     while first_tool > 0 and messages[first_tool - 1]["role"] == "tool":
@@ -547,7 +529,7 @@ def _plan(body: object) -> _Plan:
     plan.model = model
     plan.n = n
     plan.include_usage = include_usage
-    plan.prompt_tokens = _tokens(prompt_bytes) + 3 * len(messages)
+    plan.prompt_tokens = tokens_for_bytes(prompt_bytes) + 3 * len(messages)
 
     planned = _plan_calls(body, functions, last_user, ends_with_tool) if functions or \
         body.get("tool_choice") not in (None, "auto", "none") else None
@@ -555,21 +537,21 @@ def _plan(body: object) -> _Plan:
         calls, finish = planned
         budget = limit * 4 if limit is not None else None
         used = 0
-        if budget is not None and sum(len(nm) + _nbytes(args) for nm, args in calls) > budget:
+        if budget is not None and sum(len(nm) + utf8_bytes(args) for nm, args in calls) > budget:
             kept = []
             for name, args in calls:
                 room = budget - used - len(name)
-                if room >= _nbytes(args):
+                if room >= utf8_bytes(args):
                     kept.append((name, args))
-                    used += len(name) + _nbytes(args)
+                    used += len(name) + utf8_bytes(args)
                     continue
                 cut = args.encode()[:max(room, 0)].decode("utf-8", "ignore")
                 kept.append((name, cut))
                 break
             calls, finish = kept, "length"
         plan.text, plan.calls, plan.finish = None, calls, finish
-        size = sum(len(nm) + _nbytes(args) for nm, args in calls)
-        completion = max(1, _tokens(size))
+        size = sum(len(nm) + utf8_bytes(args) for nm, args in calls)
+        completion = max(1, tokens_for_bytes(size))
         plan.completion_tokens = min(completion, limit) if limit is not None else completion
         return plan
 
@@ -588,13 +570,13 @@ def _plan(body: object) -> _Plan:
     if len(text) > MAX_REPLY_CHARS:
         text = text[:MAX_REPLY_CHARS]
         finish = "length"
-    size = _nbytes(text)
-    if limit is not None and _tokens(size) > limit:
+    size = utf8_bytes(text)
+    if limit is not None and tokens_for_bytes(size) > limit:
         text = text.encode()[: limit * 4].decode("utf-8", "ignore")
-        size = _nbytes(text)
+        size = utf8_bytes(text)
         finish = "length"
     plan.text, plan.calls, plan.finish = text, None, finish
-    plan.completion_tokens = max(1, _tokens(size))
+    plan.completion_tokens = max(1, tokens_for_bytes(size))
     return plan
 
 
@@ -705,103 +687,3 @@ def chat_stream(body: dict, *, request_id: str, created: int) -> list[bytes]:
         frames.append(prefix + b'],"usage":' + dumps(_usage(plan)) + b"}\n\n")
     frames.append(b"data: [DONE]\n\n")
     return frames
-
-
-# ---------------------------------------------------------------------------------------------
-# Embeddings
-
-
-def _embedding_items(body: object) -> list:
-    """The inputs as a list of str or list[int], validated (§ CreateEmbeddingRequest)."""
-    body, _ = _checked_request(body)
-    value = body.get("input")
-    if value is None:
-        raise LoopbackError("Missing required parameter: 'input'.", param="input",
-                            code="missing_required_parameter")
-    items: list[str | list[int]]
-    if type(value) is str:
-        items = [value]
-    elif type(value) is list and value and all(type(v) is int for v in value):
-        items = [value]
-    elif type(value) is list and value:
-        items = value
-    else:
-        raise LoopbackError("Invalid value for 'input': expected a non-empty string, an array of "
-                            "strings, an array of tokens or an array of token arrays.",
-                            param="input")
-    if len(items) > MAX_EMBEDDING_INPUTS:
-        raise LoopbackError(f"Invalid 'input': at most {MAX_EMBEDDING_INPUTS} inputs per request.",
-                            param="input")
-    for i, item in enumerate(items):
-        if type(item) is str:
-            ok = bool(item)
-        elif type(item) is list:
-            ok = bool(item) and all(type(t) is int and t >= 0 for t in item)
-        else:
-            ok = False
-        if not ok:
-            raise LoopbackError(f"Invalid value for 'input[{i}]': expected a non-empty string or "
-                                "a non-empty array of non-negative integers.", param="input")
-    return items
-
-
-def _embedding_tokens(items: list) -> int:
-    return sum(max(1, _tokens(_nbytes(it))) if type(it) is str else len(it) for it in items)
-
-
-def embeddings_usage(body: dict) -> dict:
-    """The usage that ``embeddings`` reports for ``body``."""
-    tokens = _embedding_tokens(_embedding_items(body))
-    return {"prompt_tokens": tokens, "total_tokens": tokens}
-
-
-def _vector(item: str | list, dims: int) -> array.array:
-    data = b"s:" + item.encode() if type(item) is str else b"t:" + ",".join(map(str, item)).encode()
-    seed = hashlib.blake2b(data, digest_size=32, person=b"tokenway-loopbk").digest()
-    raw = array.array("h", hashlib.shake_256(seed).digest(2 * dims))
-    if sys.byteorder == "big":
-        raw.byteswap()
-    norm = math.hypot(*raw)
-    scale = 1.0 / norm if norm else 0.0  # all-zero needs 2 * dims zero bytes from SHAKE-256
-    return array.array("f", [v * scale for v in raw])
-
-
-def embeddings(body: dict) -> dict:
-    """An embeddings ``list`` object answering ``body``."""
-    items = _embedding_items(body)
-    dims = (_optional_int(body, "dimensions", 1, MAX_EMBEDDING_DIMENSIONS)
-            or DEFAULT_EMBEDDING_DIMENSIONS)
-    fmt = body.get("encoding_format")
-    if fmt is None:
-        fmt = "float"
-    if fmt not in ("float", "base64"):
-        raise LoopbackError("Invalid value for 'encoding_format': expected 'float' or 'base64'.",
-                            param="encoding_format")
-    if len(items) * dims > MAX_EMBEDDING_VALUES:
-        raise LoopbackError(f"Invalid request: the loopback model answers at most "
-                            f"{MAX_EMBEDDING_VALUES} values (inputs x dimensions) per request; "
-                            f"this one asks for {len(items) * dims}.", param="input")
-    data = []
-    for i, item in enumerate(items):
-        vector = _vector(item, dims)
-        if fmt == "float":
-            embedding: object = vector.tolist()
-        else:
-            if sys.byteorder == "big":
-                vector.byteswap()
-            embedding = base64.b64encode(vector.tobytes()).decode("ascii")
-        data.append({"object": "embedding", "index": i, "embedding": embedding})
-    tokens = _embedding_tokens(items)
-    return {
-        "object": "list",
-        "data": data,
-        "model": body["model"],
-        "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
-    }
-
-
-def usage_for(body: dict) -> dict:
-    """Usage for a chat body (``messages``) or an embeddings body (``input``)."""
-    if type(body) is dict and "messages" not in body and "input" in body:
-        return embeddings_usage(body)
-    return chat_usage(body)

@@ -172,7 +172,7 @@ PROXY_LAYERS: tuple[tuple[str, ...], ...] = (
     ("proxy.exchange",),
     ("proxy.call",),
     ("proxy.upstream", "proxy.health", "proxy.limits", "proxy.provider", "proxy.routing",
-     "proxy.loopback"),
+     "proxy.loopback", "proxy.loopback_embeddings"),
     ("proxy.errors", "proxy.request", "proxy.headers", "proxy.wire", "proxy.ledger",
      "proxy.config", "proxy.aio", "proxy.threads", "proxy.usage_report", "proxy.audit",
      "proxy"),

@@ -10,7 +10,7 @@ from protocols.errors import ProtocolError
 from protocols.ir import FORMAT_OPENAI_CHAT
 from protocols.usage import from_openai_chat
 
-from .. import loopback
+from .. import loopback, loopback_embeddings
 from ..call import Call
 from ..errors import GatewayError
 from ..exchange import Attempt, ProxyExchange
@@ -28,7 +28,7 @@ def serve_embeddings(state: GatewayState, call: Call) -> None:
         model = call.model_of(body)
         check_access(state, call, FORMAT_OPENAI_CHAT, model, body)
         if model == loopback.LOOPBACK_MODEL and state.router.loopback:
-            out = loopback.embeddings(body)
+            out = loopback_embeddings.embeddings(body)
             rec.provider = rec.served_model = loopback.LOOPBACK_MODEL
             rec.set_usage(from_openai_chat(out["usage"]))
             call.send_json(out)

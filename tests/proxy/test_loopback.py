@@ -22,8 +22,8 @@ from proxy.loopback import (
     chat_completion,
     chat_stream,
     chat_usage,
-    embeddings,
 )
+from proxy.loopback_embeddings import embeddings, usage_for
 
 RID = "chatcmpl-loopbackTest0001"
 CREATED = 1_760_000_000
@@ -204,7 +204,7 @@ def test_usage_follows_the_documented_estimate():
     with_tools = dict(body, tools=TOOLS)
     schema_bytes = len(orjson.dumps(TOOLS))
     assert chat_usage(with_tools)["prompt_tokens"] == math.ceil((11 + schema_bytes) / 4) + 6
-    assert chat_usage(body) == complete(body)["usage"] == loopback.usage_for(body)
+    assert chat_usage(body) == complete(body)["usage"] == usage_for(body)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -641,7 +641,7 @@ def test_embedding_input_forms():
     lists = embeddings({"model": "m", "input": [[1, 2, 3], [4]], "dimensions": 8})
     assert lists["data"][0]["embedding"] == tokens["data"][0]["embedding"]
     assert lists["usage"] == {"prompt_tokens": 4, "total_tokens": 4}
-    assert loopback.usage_for({"model": "m", "input": [[1, 2, 3], [4]]}) == lists["usage"]
+    assert usage_for({"model": "m", "input": [[1, 2, 3], [4]]}) == lists["usage"]
 
 
 # ---------------------------------------------------------------------------------------------
