@@ -23,7 +23,6 @@ arguments.
 from __future__ import annotations
 
 import argparse
-import math
 import os
 import sys
 import time
@@ -37,6 +36,7 @@ from proxy.accounts.keys import parse_duration
 from proxy.accounts.model import BUDGET_PERIODS, ROLES, AccountError, Limits
 from proxy.accounts.store import AccountStore
 from proxy.accounts.views import key_view, user_view
+from proxy.cli_args import finite, number_arg, whole_number
 from proxy.ledger import LedgerError
 from proxy.usage_cli import default_db_path
 
@@ -55,24 +55,10 @@ class Refused(Exception):
 # -- argument types ------------------------------------------------------------------
 
 
-def _whole(text: str) -> int:
-    try:
-        n = int(text)
-    except ValueError:
-        n = 0
-    if n < 1:
-        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}")
-    return n
+_whole = whole_number
 
 
-def _usd(text: str) -> float:
-    try:
-        v = float(text)
-    except ValueError:
-        v = math.nan
-    if not math.isfinite(v) or v <= 0:
-        raise argparse.ArgumentTypeError(f"expected an amount in USD above 0, got {text!r}")
-    return v
+_usd = number_arg(float, finite(lambda v: v > 0), "an amount in USD above 0")
 
 
 def _globs(text: str) -> tuple[str, ...]:

@@ -29,6 +29,7 @@ from datetime import datetime
 from typing import Any, TextIO
 
 from proxy.audit import Thresholds, audit, parse_duration
+from proxy.cli_args import number_arg, whole_number
 from proxy.ledger import DEFAULT_DB_PATH, LedgerError
 from proxy.ledger.spill import journal_backlog
 from proxy.usage_cli import default_db_path
@@ -55,45 +56,18 @@ def _until_arg(text: str) -> float:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
-def _percent_arg(text: str) -> float:
-    """A percentage such as ``50`` or ``50%``, returned as a fraction."""
-    try:
-        value = float(text.strip().rstrip("%"))
-    except ValueError:
-        value = -1.0
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"expected a percentage > 0, got {text!r}")
-    return value / 100.0
+# A percentage such as ``50`` or ``50%``, returned as a fraction.
+_percent_arg = number_arg(lambda t: float(t.strip().rstrip("%")) / 100.0, lambda v: v > 0,
+                          "a percentage > 0")
 
 
-def _points_arg(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = -1.0
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"expected percentage points > 0, got {text!r}")
-    return value
+_points_arg = number_arg(float, lambda v: v > 0, "percentage points > 0")
 
 
-def _ratio_arg(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = 0.0
-    if not value >= 1:
-        raise argparse.ArgumentTypeError(f"expected a factor >= 1, got {text!r}")
-    return value
+_ratio_arg = number_arg(float, lambda v: v >= 1, "a factor >= 1")
 
 
-def _count_arg(text: str) -> int:
-    try:
-        n = int(text)
-    except ValueError:
-        n = 0
-    if n < 1:
-        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}")
-    return n
+_count_arg = whole_number
 
 
 def build_parser() -> argparse.ArgumentParser:

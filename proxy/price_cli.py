@@ -15,7 +15,6 @@ database error), 2 bad arguments.
 from __future__ import annotations
 
 import argparse
-import math
 import os
 import sys
 from collections.abc import Sequence
@@ -27,6 +26,7 @@ from proxy.accounts.bundled_prices import BUNDLED_PRICES_DATE
 from proxy.accounts.model import AccountError
 from proxy.accounts.prices import PRICE_FIELDS, PriceBook
 from proxy.accounts.store import AccountStore
+from proxy.cli_args import finite, number_arg
 from proxy.config import ConfigError, load_config
 from proxy.ledger import LedgerError
 from proxy.usage_cli import default_db_path
@@ -36,14 +36,7 @@ EXIT_REFUSED = 1
 EXIT_USAGE = 2
 
 
-def _per_mtok(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = math.nan
-    if not math.isfinite(value) or value < 0:
-        raise argparse.ArgumentTypeError(f"expected USD per million tokens >= 0, got {text!r}")
-    return value
+_per_mtok = number_arg(float, finite(lambda v: v >= 0), "USD per million tokens >= 0")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -28,6 +28,7 @@ from typing import Any, TextIO
 
 import orjson
 
+from proxy.cli_args import number_arg
 from proxy.ledger import LedgerError, SQLiteBackend
 from proxy.usage_cli import default_db_path
 from proxy.usage_report import fmt_usd, parse_since
@@ -46,14 +47,7 @@ _SERVER_SIDE_ERRORS = frozenset({"stream_cut", "internal", "upstream_timeout",
 Row = dict[str, Any]
 
 
-def _interval(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = -1.0
-    if not 0.05 <= value <= 60:
-        raise argparse.ArgumentTypeError(f"expected seconds from 0.05 to 60, got {text!r}")
-    return value
+_interval = number_arg(float, lambda v: 0.05 <= v <= 60, "seconds from 0.05 to 60")
 
 
 def _status_filter(text: str) -> Callable[[Row], bool]:

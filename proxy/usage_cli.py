@@ -23,6 +23,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, TextIO
 
+from proxy.cli_args import count
 from proxy.ledger import DEFAULT_DB_PATH, LEDGER_COLUMNS, LedgerError, query_groups, query_rows
 from proxy.ledger.spill import journal_backlog
 from proxy.ledger.sqlite import GROUP_BY
@@ -54,14 +55,7 @@ def _since_arg(text: str) -> float:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
-def _limit_arg(text: str) -> int:
-    try:
-        n = int(text)
-    except ValueError:
-        n = -1
-    if n < 0:
-        raise argparse.ArgumentTypeError(f"expected a whole number >= 0, got {text!r}")
-    return n
+_limit_arg = count
 
 
 def build_parser() -> argparse.ArgumentParser:
