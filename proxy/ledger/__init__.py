@@ -85,9 +85,6 @@ def query_rows(
         rows = backend.query(since=since, model=model, limit=limit)
     finally:
         backend.close()
-    for row in rows:
-        if row["stream"] is not None:
-            row["stream"] = bool(row["stream"])
     return rows
 
 

@@ -287,11 +287,7 @@ class SQLiteBackend:
     ) -> list[dict[str, Any]]:
         db = self._conn()
         try:
-            present = {row[1] for row in db.execute(f"PRAGMA table_info({TABLE})")}
-            if not present:
-                raise LedgerError(
-                    f"{self.path} is not a tokenway ledger (no {TABLE} table)"
-                )
+            present = self._columns(db)
             columns = [c for c in LEDGER_COLUMNS if c in present]
             where: list[str] = []
             params: list[Any] = []
@@ -315,11 +311,7 @@ class SQLiteBackend:
             records = db.execute(sql, params).fetchall()
         except apsw.Error as exc:
             raise LedgerError(f"cannot read {self.path}: {exc}") from exc
-        if len(columns) == len(LEDGER_COLUMNS):
-            return [dict(zip(LEDGER_COLUMNS, r, strict=True)) for r in records]
-        # An older schema: the columns it lacks read as unknown.
-        blank = dict.fromkeys(LEDGER_COLUMNS)
-        return [{**blank, **dict(zip(columns, r, strict=True))} for r in records]
+        return _as_rows(columns, records)
 
     def rows_after(self, rowid: int, *, since: float | None = None,
                    limit: int = 1000) -> tuple[int, list[dict[str, Any]]]:
@@ -328,9 +320,7 @@ class SQLiteBackend:
         after the newest row (only rows stored from now on)."""
         db = self._conn()
         try:
-            present = {row[1] for row in db.execute(f"PRAGMA table_info({TABLE})")}
-            if not present:
-                raise LedgerError(f"{self.path} is not a tokenway ledger (no {TABLE} table)")
+            present = self._columns(db)
             if rowid < 0:
                 top: Any = db.execute(f"SELECT coalesce(max(rowid), 0) FROM {TABLE}").fetchall()
                 return int(top[0][0]), []
@@ -343,22 +333,13 @@ class SQLiteBackend:
             raise LedgerError(f"cannot read {self.path}: {exc}") from exc
         if not records:
             return rowid, []
-        blank = dict.fromkeys(LEDGER_COLUMNS)
-        rows = [{**blank, **dict(zip(columns, r[1:], strict=True))} for r in records]
-        for row in rows:
-            if row["stream"] is not None:
-                row["stream"] = bool(row["stream"])
         last: Any = records[-1][0]
-        return int(last), rows
+        return int(last), _as_rows(columns, [r[1:] for r in records])
 
     def query_groups(self, by: str, *, since: float | None = None) -> list[dict[str, Any]]:
         db = self._conn()
         try:
-            present = {row[1] for row in db.execute(f"PRAGMA table_info({TABLE})")}
-            if not present:
-                raise LedgerError(
-                    f"{self.path} is not a tokenway ledger (no {TABLE} table)"
-                )
+            present = self._columns(db)
             tables = {r[0] for r in db.execute(
                 "SELECT name FROM sqlite_master WHERE type = 'table'")}
             sql, params = _groups_sql(by, since, present, tables)
@@ -371,11 +352,7 @@ class SQLiteBackend:
              end: float) -> Iterator[tuple[Any, ...]]:
         db = self._conn()
         try:
-            present = {row[1] for row in db.execute(f"PRAGMA table_info({TABLE})")}
-            if not present:
-                raise LedgerError(
-                    f"{self.path} is not a tokenway ledger (no {TABLE} table)"
-                )
+            present = self._columns(db)
             missing = [c for c in columns if c not in LEDGER_COLUMNS or c not in present]
             if missing:
                 raise LedgerError(f"{self.path} has no column(s) {', '.join(missing)}")
@@ -384,6 +361,13 @@ class SQLiteBackend:
             yield from db.execute(sql, (start, end))
         except apsw.Error as exc:
             raise LedgerError(f"cannot read {self.path}: {exc}") from exc
+
+    def _columns(self, db: apsw.Connection) -> set[str]:
+        """The columns of the requests table; ``LedgerError`` when there is none."""
+        present = {row[1] for row in db.execute(f"PRAGMA table_info({TABLE})")}
+        if not present:
+            raise LedgerError(f"{self.path} is not a tokenway ledger (no {TABLE} table)")
+        return present
 
     def close(self) -> None:
         db, self._db = self._db, None
@@ -604,3 +588,17 @@ def _translate(exc: apsw.Error, what: str) -> LedgerError:
 
 def _version(text: str) -> tuple[int, ...]:
     return tuple(int(part) for part in text.split(".")[:3] if part.isdigit())
+
+
+def _as_rows(columns: list[str], records: list[Any]) -> list[dict[str, Any]]:
+    """Row dicts with every ``LEDGER_COLUMNS`` key (columns an older schema lacks
+    read as unknown) and ``stream`` as a bool."""
+    if len(columns) == len(LEDGER_COLUMNS):
+        rows = [dict(zip(LEDGER_COLUMNS, r, strict=True)) for r in records]
+    else:
+        blank = dict.fromkeys(LEDGER_COLUMNS)
+        rows = [{**blank, **dict(zip(columns, r, strict=True))} for r in records]
+    for row in rows:
+        if row["stream"] is not None:
+            row["stream"] = bool(row["stream"])
+    return rows
