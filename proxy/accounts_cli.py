@@ -36,7 +36,7 @@ from proxy.accounts.keys import parse_duration
 from proxy.accounts.model import BUDGET_PERIODS, ROLES, AccountError, Limits
 from proxy.accounts.store import AccountStore
 from proxy.accounts.views import key_view, user_view
-from proxy.cli_args import finite, number_arg, whole_number
+from proxy.cli_args import aligned, finite, number_arg, whole_number
 from proxy.ledger import LedgerError
 from proxy.usage_cli import default_db_path
 
@@ -338,7 +338,4 @@ def _show(pairs: list[tuple[str, Any]]) -> None:
 
 
 def _table(headers: list[str], rows: list[list[str]]) -> None:
-    grid = [headers, *rows]
-    widths = [max(len(str(r[i])) for r in grid) for i in range(len(headers))]
-    for r in grid:
-        print("  ".join(str(c).ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
+    sys.stdout.write(aligned([headers, *([str(c) for c in r] for r in rows)]))

@@ -24,12 +24,12 @@ import json
 import os
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any, TextIO
 
 from proxy.audit import Thresholds, audit, parse_duration
-from proxy.cli_args import number_arg, whole_number
+from proxy.cli_args import aligned, number_arg, whole_number
 from proxy.ledger import DEFAULT_DB_PATH, LedgerError
 from proxy.ledger.spill import journal_backlog
 from proxy.usage_cli import default_db_path
@@ -244,16 +244,8 @@ def write_table(report: dict[str, Any], out: TextIO) -> None:
         else:
             cells.append("; ".join(f["text"] for f in g["findings"]) or "ok")
         body.append(cells)
-    widths = [max(len(r[i]) for r in [headers, *body]) for i in range(len(headers))]
     right = [False, False] + [True] * len(_FIGURES) + [False]
-
-    def line(row: Sequence[str]) -> str:
-        return "  ".join(c.rjust(wd) if r else c.ljust(wd)
-                         for c, wd, r in zip(row, widths, right, strict=True)).rstrip() + "\n"
-
-    out.write(line(headers))
-    for row in body:
-        out.write(line(row))
+    out.write(aligned([headers, *body], right))
     n, skipped = len(report["findings"]), report["skipped"]
     compared = len(groups) - skipped
     out.write(f"{n} finding{'s' if n != 1 else ''} in {compared} provider/model "

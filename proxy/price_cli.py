@@ -26,7 +26,7 @@ from proxy.accounts.bundled_prices import BUNDLED_PRICES_DATE
 from proxy.accounts.model import AccountError
 from proxy.accounts.prices import PRICE_FIELDS, PriceBook
 from proxy.accounts.store import AccountStore
-from proxy.cli_args import finite, number_arg
+from proxy.cli_args import aligned, finite, number_arg
 from proxy.config import ConfigError, load_config
 from proxy.ledger import LedgerError
 from proxy.usage_cli import default_db_path
@@ -122,11 +122,7 @@ def _list(db: str, config_path: str | None, as_json: bool) -> int:
     grid = [headers] + [
         [p["pattern"], *(_usd(p[f]) for f in PRICE_FIELDS),
          p["source"] + (" (shadowed)" if p["shadowed"] else "")] for p in listed]
-    widths = [max(len(r[i]) for r in grid) for i in range(len(headers))]
-    for r in grid:
-        cells = [c.ljust(w) if i in (0, 5) else c.rjust(w)
-                 for i, (c, w) in enumerate(zip(r, widths, strict=True))]
-        print("  ".join(cells).rstrip())
+    sys.stdout.write(aligned(grid, [False, True, True, True, True, False]))
     print(f"\nUSD per million tokens; first match wins: config, then database, then bundled "
           f"(bundled prices taken {BUNDLED_PRICES_DATE})")
     return EXIT_OK

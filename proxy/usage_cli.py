@@ -23,7 +23,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, TextIO
 
-from proxy.cli_args import count
+from proxy.cli_args import aligned, count
 from proxy.ledger import DEFAULT_DB_PATH, LEDGER_COLUMNS, LedgerError, query_groups, query_rows
 from proxy.ledger.spill import journal_backlog
 from proxy.ledger.sqlite import GROUP_BY
@@ -261,18 +261,5 @@ def write_table(rows: Sequence[dict[str, Any]], out: TextIO) -> None:
     unknown = len(rows) - len(costs)
     totals[headers.index("COST_USD")] = (fmt_usd(sum(costs)) if costs else "-") + (
         f" ({unknown} unknown)" if unknown else "")
-    grid = [headers, *body, totals]
-    widths = [max(len(line[i]) for line in grid) for i in range(len(headers))]
-
-    def line(cells: Sequence[str]) -> str:
-        parts = [
-            c.rjust(w) if right else c.ljust(w)
-            for c, w, (_, _, right) in zip(cells, widths, _TABLE, strict=True)
-        ]
-        return "  ".join(parts).rstrip() + "\n"
-
-    out.write(line(headers))
-    for cells in body:
-        out.write(line(cells))
-    out.write(line(["-" * w for w in widths]))
-    out.write(line(totals))
+    out.write(aligned([headers, *body, totals], [r for _, _, r in _TABLE],
+                      rule_before_last=True))

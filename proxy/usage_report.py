@@ -16,6 +16,8 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, TextIO
 
+from proxy.cli_args import aligned
+
 NONE_LABEL = "(none)"
 
 _UNIT_S = {"s": 1, "m": 60, "h": 3_600, "d": 86_400, "w": 604_800}
@@ -84,18 +86,7 @@ def write_groups_table(groups: Sequence[dict[str, Any]], by: str, out: TextIO) -
     totals = cells(total, "total")
     if by == "key":
         totals[1] = ""
-    grid = [headers, *body, totals]
-    widths = [max(len(line[i]) for line in grid) for i in range(len(headers))]
-
-    def line(row: Sequence[str]) -> str:
-        return "  ".join(c.rjust(w) if r else c.ljust(w)
-                         for c, w, r in zip(row, widths, right, strict=True)).rstrip() + "\n"
-
-    out.write(line(headers))
-    for row in body:
-        out.write(line(row))
-    out.write(line(["-" * w for w in widths]))
-    out.write(line(totals))
+    out.write(aligned([headers, *body, totals], right, rule_before_last=True))
 
 
 def group_objects(groups: Sequence[dict[str, Any]], by: str) -> list[dict[str, Any]]:

@@ -162,7 +162,6 @@ PROXY = REPO / "proxy"
 #: dispatch -> endpoints -> exchange -> upstream (docs/request-path.md).
 PROXY_LAYERS: tuple[tuple[str, ...], ...] = (
     ("proxy.__main__", "proxy.cli", "proxy.usage_cli", "proxy.price_cli", "proxy.tail_cli",
-     "proxy.cli_args",
      "proxy.accounts_cli", "proxy.audit_cli"),
     ("proxy.server", "proxy.startup"),
     ("proxy.h1",),
@@ -175,8 +174,8 @@ PROXY_LAYERS: tuple[tuple[str, ...], ...] = (
     ("proxy.upstream", "proxy.health", "proxy.limits", "proxy.provider", "proxy.routing",
      "proxy.loopback", "proxy.loopback_embeddings"),
     ("proxy.errors", "proxy.request", "proxy.headers", "proxy.wire", "proxy.ledger",
-     "proxy.config", "proxy.aio", "proxy.threads", "proxy.usage_report", "proxy.audit",
-     "proxy"),
+     "proxy.config", "proxy.aio", "proxy.threads", "proxy.cli_args", "proxy.usage_report",
+     "proxy.audit", "proxy"),
 )
 
 
