@@ -10,6 +10,7 @@ gateway keys are not printed, only counted.
 from __future__ import annotations
 
 import fnmatch
+import json
 import os
 import shlex
 import socket
@@ -112,8 +113,8 @@ def _example_model(routes: Any) -> str | None:
 
 
 def _curl(url: str, model: str, keyed: bool) -> str:
-    body = '{"model":%s,"messages":[{"role":"user","content":"hello"}]}' % (
-        '"' + model.replace("\\", "\\\\").replace('"', '\\"') + '"')
+    body = json.dumps({"model": model, "messages": [{"role": "user", "content": "hello"}]},
+                      separators=(",", ":"))
     parts = ["curl", "-s", f"{url}/v1/chat/completions", "-H",
              "content-type: application/json"]
     line = shlex.join(parts)

@@ -190,8 +190,6 @@ def test_an_unreachable_provider_costs_the_key_nothing(make_gateway, tmp_path):
     row = gw.wait_rows(1)[-1]
     assert row["error_kind"] == "upstream_unreachable" and row["cost_usd"] == 0.0
     # Neither the estimate's 50k tokens nor its cost stay charged.
-    raw = c.models.with_raw_response.list()  # /v1/models carries no quota headers
-    assert raw.status_code == 200
     left = gw.call(lambda: gw.server.state.accounts.meter.headers(
         gw.server.state.accounts.directory.authenticate([secret.encode()])))
     assert dict(left)[b"x-ratelimit-remaining-tokens"] == b"100000"
