@@ -174,6 +174,7 @@ class Server:
         # The ledger says when it is behind: hold new requests until it caught up.
         self.ledger.watch_pressure(self.loop, self.hold)
         self._date_timer = start_date_clock(self.loop)
+        self.state.catalog.start()
         self._sweeper = self.loop.call_later(SWEEP_INTERVAL_S, self.sweep)
 
     def sweep(self) -> None:
@@ -258,6 +259,7 @@ class Server:
             await asyncio.sleep(0)
         self.ledger.watch_pressure(self.loop, None)
         self.state.accounts.stop()
+        self.state.catalog.stop()
         self.state.pool.close()
         self._date_timer.cancel()
         self._sweeper.cancel()

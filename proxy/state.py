@@ -28,14 +28,23 @@ from .errors import GatewayError
 from .exchange import Upstreams
 from .health import HealthBoard
 from .limits import ConcurrencyLimit
+from .model_catalog import ListedModel, ModelCatalog, listing_targets
 from .provider import Provider
 from .request import RequestRecord
-from .routing import Router
+from .routing import Router, is_glob
 from .upstream import UpstreamPool
 
 Estimator = Callable[[int, int], float]
 # A model not looked up yet (None: looked up, no price known).
 _UNPRICED: Estimator = lambda prompt, output: 0.0  # noqa: E731
+
+
+def _iso(created: int) -> str:
+    """Anthropic's ``created_at`` (RFC 3339) for unix seconds; models whose date
+    nobody knows keep the fixed date the list always gave them."""
+    if not created:
+        return "2025-01-01T00:00:00Z"
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(created))
 
 
 def _estimate_at(inp: float, out: float) -> Callable[[int, int], float]:
@@ -66,6 +75,9 @@ class GatewayState:
         self.accounts.on_required = self._keys_appeared
         self.accounts.on_prices = self.set_db_prices
         self._estimators: tuple[Any, Any, dict[str, Estimator | None]] = (None, None, {})
+        # What glob routes can serve, from the providers' own lists (fetched once
+        # the server listens: ``catalog.start``).
+        self.catalog = ModelCatalog(self.pool, self._catalog_changed)
         self.apply(config)
 
     def apply(self, config: Config) -> None:
@@ -95,6 +107,7 @@ class GatewayState:
         self.upstreams = Upstreams(self.loop, self.pool, self.health, limits, r)
         self.accounts.set_static(tuple(k.encode() for k in config.auth.keys))
         self.is_gateway_key = self.accounts.directory.is_gateway_key
+        self.catalog.configure(listing_targets(config.routes, self.providers, is_glob))
         self._build_model_lists(config)
         with self._prices_lock:
             self.prices = PriceBook(config.prices, self._db_prices)
@@ -124,30 +137,44 @@ class GatewayState:
             self.accounts.meter.settle(charge, tokens, rec.cost_usd, self.recorded() + 1)
         self._record(rec)
 
+    def _catalog_changed(self) -> None:
+        if hasattr(self, "router"):  # not during the first apply
+            self._build_model_lists(self.config)
+
     def _build_model_lists(self, config: Config) -> None:
+        """The models list: exact route names, renamed targets and ``loopback``,
+        then what the providers behind glob routes list (``model_catalog``)."""
         owners: dict[str, str] = {}
         for route in config.routes:
             for t in route.targets:
                 owners.setdefault(t.model or route.match, t.provider)
-        self._owners = owners
-        names = self.router.models()
-        self.models_openai = self.model_list(names, anthropic=False)
-        self.models_anthropic = self.model_list(names, anthropic=True)
+        listed: dict[str, ListedModel] = {}
+        for name in self.router.models():
+            listed[name] = ListedModel(name, "tokenway" if name == loopback.LOOPBACK_MODEL
+                                       else owners.get(name, "tokenway"), 0, name)
+        for m in self.catalog.models():
+            if m.id not in listed and self.router.resolve(m.id) is not None:
+                listed[m.id] = m
+        self.listed_models = listed
+        self.model_names = list(listed)
+        self.models_openai = self.model_list(self.model_names, anthropic=False)
+        self.models_anthropic = self.model_list(self.model_names, anthropic=True)
 
     def model_list(self, names: list[str], anthropic: bool) -> bytes:
-        """``GET /v1/models``'s body for ``names``, in OpenAI's or Anthropic's shape."""
+        """``GET /v1/models``'s body for ``names`` (of ``model_names``), in OpenAI's
+        or Anthropic's shape."""
+        listed = self.listed_models
+        models = [listed[m] for m in names if m in listed]
         if not anthropic:
-            owners = self._owners
             return orjson.dumps({"object": "list", "data": [
-                {"id": m, "object": "model", "created": 0,
-                 "owned_by": "tokenway" if m == loopback.LOOPBACK_MODEL
-                 else owners.get(m, "tokenway")}
-                for m in names]})
-        data = [{"type": "model", "id": m, "display_name": m,
-                 "created_at": "2025-01-01T00:00:00Z"} for m in names]
+                {"id": m.id, "object": "model", "created": m.created, "owned_by": m.provider}
+                for m in models]})
+        data = [{"type": "model", "id": m.id, "display_name": m.display_name,
+                 "created_at": _iso(m.created)} for m in models]
         return orjson.dumps({
             "data": data, "has_more": False,
-            "first_id": names[0] if names else None, "last_id": names[-1] if names else None})
+            "first_id": data[0]["id"] if data else None,
+            "last_id": data[-1]["id"] if data else None})
 
     def estimator(self, model: str) -> Callable[[int, int], float] | None:
         """Prices a token estimate (prompt, output) for a request for ``model``: at
@@ -203,4 +230,5 @@ class GatewayState:
             "upstream": self.pool.stats(),
             "targets": self.health.snapshot(self.loop.time()),
             "limits": {name: lim.stats() for name, lim in self.limits.items()},
+            "model_lists": dict(self.catalog.status),
         }

@@ -24,7 +24,7 @@ def serve_models(state: GatewayState, call: Call) -> None:
     ident = req.identity
     if ident is not None and ident.models_limited:
         # Only what this key may use (built per request: restricted keys are few).
-        call.send(200, state.model_list([m for m in state.router.models() if ident.may_use(m)],
+        call.send(200, state.model_list([m for m in state.model_names if ident.may_use(m)],
                                         anthropic))
         return
     call.send(200, state.models_anthropic if anthropic else state.models_openai)

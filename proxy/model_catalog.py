@@ -1,0 +1,335 @@
+"""Providers' own model lists, for the glob routes of ``GET /v1/models``.
+
+A route such as ``match = "claude-*"`` whose target keeps the requested name can
+serve any model its provider knows, so an exact list of route names says
+nothing about it.  The catalog asks each such provider for its list (OpenAI
+kind: ``GET {base_url}/models``, https://platform.openai.com/docs/api-reference/models/list;
+Anthropic: ``GET /v1/models``, paged with ``after_id``,
+https://docs.anthropic.com/en/api/models-list; Gemini: ``GET /v1beta/models``,
+paged with ``pageToken``, https://ai.google.dev/api/models#method:-models.list)
+and keeps the names the route's glob admits.
+
+Fetched in the background at start, again on every reload and every
+``REFRESH_S``; a fetch that fails keeps that provider's last good list and is
+logged.  The requests go over the provider's pooled connections with the
+provider's own key and timeouts; they are not client requests, so they are not
+in the ledger and do not count toward a provider's circuit.  Everything a
+provider sends is bounded: bytes per page, pages, names, name length.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fnmatch
+import logging
+import re
+from collections.abc import Callable, Iterable
+from datetime import datetime
+from typing import Any, NamedTuple
+from urllib.parse import quote
+
+import orjson
+
+from . import aio
+from .provider import ANTHROPIC_VERSION, Provider
+from .upstream import UpstreamError, UpstreamPool
+
+log = logging.getLogger("tokenway.models")
+
+# Provider lists change when a vendor ships a model: a few times a month.
+REFRESH_S = 15 * 60.0
+# One provider's whole list (all pages) must arrive within this.
+FETCH_TIMEOUT_S = 30.0
+# OpenAI's list is ~100 KiB (about 100 models); Gemini's pages of 1000 ~1 MiB.
+MAX_PAGE_BYTES = 4 * 1024 * 1024
+MAX_PAGES = 20
+# Names kept per provider after the glob filter: a /v1/models body stays small.
+MAX_NAMES_PER_PROVIDER = 2000
+# A name a client could send back as `model` (call.MAX_MODEL_CHARS) and nothing
+# that could bend a JSON consumer or a log line.
+_SANE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:/@+-]{0,255}")
+
+
+class ListedModel(NamedTuple):
+    id: str
+    provider: str
+    created: int  # unix seconds; 0 when the provider does not say
+    display_name: str
+
+
+class CatalogError(Exception):
+    """A provider's model list could not be read."""
+
+
+class ModelCatalog:
+    """The models glob routes can serve, by provider, kept current in the background.
+
+    ``configure`` says which providers to ask and which globs filter their
+    lists; ``start`` begins fetching (the server calls it once it listens);
+    ``on_change`` is called on the event loop whenever the listed names change.
+    """
+
+    def __init__(self, pool: UpstreamPool, on_change: Callable[[], None]) -> None:
+        self.pool = pool
+        self.on_change = on_change
+        self._wanted: dict[str, tuple[Provider, tuple[str, ...]]] = {}
+        self._listed: dict[str, tuple[ListedModel, ...]] = {}
+        self._task: asyncio.Task[Any] | None = None
+        self._started = False
+        # Per provider: the last fetch's outcome, for /health.
+        self.status: dict[str, str] = {}
+
+    def configure(self, wanted: dict[str, tuple[Provider, tuple[str, ...]]]) -> None:
+        """The providers to list and the globs each list is filtered by; a running
+        catalog fetches again at once (a reload may have changed keys or URLs)."""
+        self._wanted = wanted
+        dropped = [name for name in self._listed if name not in wanted]
+        for name in dropped:
+            del self._listed[name]
+            self.status.pop(name, None)
+        if dropped:
+            self.on_change()
+        if self._started:
+            self._restart()
+
+    def start(self) -> None:
+        self._started = True
+        self._restart()
+
+    def stop(self) -> None:
+        self._started = False
+        if self._task is not None:
+            self._task.cancel()
+            self._task = None
+
+    def models(self) -> list[ListedModel]:
+        """Every listed model, in the order providers were configured."""
+        out: list[ListedModel] = []
+        for name in self._wanted:
+            out.extend(self._listed.get(name, ()))
+        return out
+
+    def _restart(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            self._task = None
+        if self._wanted:
+            self._task = aio.spawn(self._run(), name="model-catalog")
+
+    async def _run(self) -> None:
+        while True:
+            await self.refresh()
+            await asyncio.sleep(REFRESH_S)
+
+    async def refresh(self) -> None:
+        """Fetch every wanted provider's list once (concurrently)."""
+        wanted = dict(self._wanted)
+        results = await asyncio.gather(
+            *(self._fetch_one(p, globs) for p, globs in wanted.values()),
+            return_exceptions=True)
+        changed = False
+        for name, result in zip(wanted, results, strict=True):
+            if isinstance(result, asyncio.CancelledError):
+                raise result
+            if isinstance(result, BaseException):
+                reason = str(result) or type(result).__name__
+                if self.status.get(name) != f"error: {reason}":
+                    log.warning("model list of provider %r: %s; keeping %d listed model(s)",
+                                name, reason, len(self._listed.get(name, ())))
+                self.status[name] = f"error: {reason}"
+                continue
+            self.status[name] = f"ok: {len(result)} model(s)"
+            if self._listed.get(name) != result:
+                self._listed[name] = result
+                changed = True
+        if changed:
+            self.on_change()
+
+    async def _fetch_one(self, provider: Provider,
+                         globs: tuple[str, ...]) -> tuple[ListedModel, ...]:
+        try:
+            async with asyncio.timeout(FETCH_TIMEOUT_S):
+                found = await _list_provider(self.pool, provider)
+        except TimeoutError:
+            raise CatalogError(f"no complete list within {FETCH_TIMEOUT_S:g} s") from None
+        matchers = [re.compile(fnmatch.translate(g)).match for g in globs]
+        kept: dict[str, ListedModel] = {}
+        for m in found:
+            if m.id not in kept and any(match(m.id) for match in matchers):
+                kept[m.id] = m
+                if len(kept) >= MAX_NAMES_PER_PROVIDER:
+                    break
+        return tuple(kept.values())
+
+
+async def _list_provider(pool: UpstreamPool, provider: Provider) -> list[ListedModel]:
+    """All pages of ``provider``'s model list."""
+    found: list[ListedModel] = []
+    token: str | None = None
+    for _ in range(MAX_PAGES):
+        if provider.kind == "gemini":
+            path = "/v1beta/models?pageSize=1000"
+            if token:
+                path += "&pageToken=" + quote(token, safe="")
+        elif provider.kind == "anthropic":
+            path = "/v1/models?limit=1000"
+            if token:
+                path += "&after_id=" + quote(token, safe="")
+        else:
+            path = "/models"
+        body = await _get_json(pool, provider, path)
+        page, token = parse_model_page(provider.kind, provider.name, body)
+        found.extend(page)
+        if not token:
+            return found
+    return found  # MAX_PAGES reached: what arrived so far
+
+
+def parse_model_page(kind: str, provider: str,
+                     body: Any) -> tuple[list[ListedModel], str | None]:
+    """The models on one page of a provider's list and the token of the next page
+    (None: last page).  Entries that are not well-formed are skipped."""
+    if type(body) is not dict:
+        raise CatalogError("the model list is not a JSON object")
+    out: list[ListedModel] = []
+    if kind == "gemini":
+        items = body.get("models")
+        for item in items if type(items) is list else ():
+            if type(item) is not dict:
+                continue
+            name = item.get("name")
+            methods = item.get("supportedGenerationMethods")
+            if type(name) is not str or not name.startswith("models/"):
+                continue
+            if type(methods) is list and "generateContent" not in methods:
+                continue  # embedding-only and other models cannot chat
+            _add(out, name[len("models/"):], provider, 0, item.get("displayName"))
+        nxt = body.get("nextPageToken")
+        return out, nxt if type(nxt) is str and nxt else None
+    items = body.get("data")
+    if type(items) is not list:
+        raise CatalogError("the model list has no 'data' array")
+    for item in items:
+        if type(item) is not dict:
+            continue
+        if kind == "anthropic":
+            _add(out, item.get("id"), provider, _iso_seconds(item.get("created_at")),
+                 item.get("display_name"))
+        else:
+            created = item.get("created")
+            _add(out, item.get("id"), provider,
+                 created if type(created) is int and created >= 0 else 0, None)
+    if kind == "anthropic" and body.get("has_more") is True:
+        last = body.get("last_id")
+        if type(last) is str and last:
+            return out, last
+    return out, None
+
+
+def _add(out: list[ListedModel], name: Any, provider: str, created: int,
+         display: Any) -> None:
+    if type(name) is not str or not _SANE_NAME.fullmatch(name):
+        return
+    if type(display) is not str or not display.isprintable() or len(display) > 256:
+        display = name
+    out.append(ListedModel(name, provider, created, display))
+
+
+def _iso_seconds(value: Any) -> int:
+    if type(value) is not str:
+        return 0
+    try:
+        return max(0, int(datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()))
+    except ValueError:
+        return 0
+
+
+class _Collect:
+    """An upstream sink that keeps one bounded response body."""
+
+    __slots__ = ("fut", "status", "parts", "size", "up")
+
+    def __init__(self, fut: asyncio.Future[tuple[int, bytes]]) -> None:
+        self.fut = fut
+        self.status = 0
+        self.parts: list[bytes] = []
+        self.size = 0
+        self.up: Any = None
+
+    def on_upstream_head(self, status: int, headers: list[tuple[bytes, bytes]]) -> None:
+        self.status = status
+
+    def on_upstream_body(self, data: bytes) -> None:
+        self.size += len(data)
+        if self.size > MAX_PAGE_BYTES:
+            if not self.fut.done():
+                self.fut.set_exception(CatalogError(
+                    f"a page of the model list is over {MAX_PAGE_BYTES} bytes"))
+            self.up.abandon()
+            return
+        self.parts.append(data)
+
+    def on_upstream_read_done(self) -> None:
+        pass
+
+    def on_upstream_end(self) -> None:
+        if not self.fut.done():
+            self.fut.set_result((self.status, b"".join(self.parts)))
+
+    def on_upstream_error(self, exc: UpstreamError) -> None:
+        if not self.fut.done():
+            self.fut.set_exception(CatalogError(exc.message))
+
+
+def request_head(provider: Provider, path: str) -> bytes:
+    """The GET request for ``path`` under the provider's base URL, with its key."""
+    head = [b"GET " + provider.base_path + path.encode("ascii") + b" HTTP/1.1\r\n",
+            b"host: " + provider.host_header + b"\r\n", provider.static_head]
+    if provider.kind == "anthropic":
+        head.append(b"anthropic-version: " + ANTHROPIC_VERSION + b"\r\n")
+    head.append(b"\r\n")
+    return b"".join(head)
+
+
+async def _get_json(pool: UpstreamPool, provider: Provider, path: str) -> Any:
+    key = pool.key_for(provider)
+    up = pool.take_idle(key)
+    if up is None:
+        try:
+            up = await pool.connect(key, provider.connect_timeout_s,
+                                    provider.config.max_connections)
+        except UpstreamError as exc:
+            raise CatalogError(exc.message) from None
+    fut: asyncio.Future[tuple[int, bytes]] = asyncio.get_running_loop().create_future()
+    sink = _Collect(fut)
+    sink.up = up
+    up.send(request_head(provider, path), sink, first_byte_s=provider.first_byte_timeout_s,
+            idle_s=provider.idle_timeout_s)
+    try:
+        status, body = await fut
+    except asyncio.CancelledError:
+        up.abandon()
+        raise
+    if status != 200:
+        raise CatalogError(f"GET {provider.config.base_url.rstrip('/')}{path.split('?')[0]} "
+                           f"answered {status}")
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError:
+        raise CatalogError("the model list is not valid JSON") from None
+
+
+def listing_targets(routes: Iterable[Any], providers: dict[str, Provider],
+                    is_glob: Callable[[str], bool]) -> dict[str, tuple[Provider, tuple[str, ...]]]:
+    """For each provider, the globs of the routes that send it the requested name
+    unchanged: what its list is filtered by."""
+    wanted: dict[str, list[str]] = {}
+    for route in routes:
+        if not is_glob(route.match):
+            continue
+        for target in route.targets:
+            if target.model is None and target.provider in providers:
+                globs = wanted.setdefault(target.provider, [])
+                if route.match not in globs:
+                    globs.append(route.match)
+    return {name: (providers[name], tuple(globs)) for name, globs in wanted.items()}
