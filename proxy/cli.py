@@ -71,7 +71,7 @@ def _daemon_parser() -> argparse.ArgumentParser:
 
 
 def gatewayd_main(argv: Sequence[str] | None = None) -> int:
-    from .config import ConfigError, check_listen_safety, load_config
+    from .config import ConfigError, check_listen_safety, listeners_of, load_config
     from .startup import port_problem
 
     args = _daemon_parser().parse_args(argv)
@@ -104,10 +104,11 @@ def gatewayd_main(argv: Sequence[str] | None = None) -> int:
     if args.workers < 1:
         print("gatewayd: --workers must be >= 1", file=sys.stderr)
         return 2
-    busy = port_problem(config.server.host, config.server.port)
-    if busy:  # before the ledger file or the pid file exist
-        print(f"gatewayd: {busy}", file=sys.stderr)
-        return 1
+    for lst in listeners_of(config):
+        busy = port_problem(lst.host, lst.port)
+        if busy:  # before the ledger file or the pid file exist
+            print(f"gatewayd: {busy}", file=sys.stderr)
+            return 1
     pid_file = args.pid_file or config.ledger.path + ".pid"
     if args.workers > 1:
         return _supervise(args, config, overrides, pid_file, log)
@@ -153,6 +154,12 @@ def _supervise(args: Any, config: Any, overrides: dict[str, Any], pid_file: str,
     import socket
     from dataclasses import replace
 
+    from .config import listeners_of
+
+    if any(lst.port == 0 for lst in listeners_of(config)[1:]):
+        print("gatewayd: with --workers, every listener but the first needs a fixed port "
+              "(port 0 would give each worker a different one)", file=sys.stderr)
+        return 2
     # Create and migrate the ledger file once, before the workers start: two
     # processes switching a new file to WAL at the same moment can get
     # "database is locked" without the busy handler being consulted.
@@ -219,7 +226,7 @@ def _supervise(args: Any, config: Any, overrides: dict[str, Any], pid_file: str,
 
 def _serve_one(args: Any, config: Any, overrides: dict[str, Any], pid_file: str | None,
                log: logging.Logger, reuse_port: bool = False) -> int:
-    from .config import load_config
+    from .config import listeners_of, load_config
     from .ledger import Ledger
     from .server import serve
 
@@ -244,7 +251,8 @@ def _serve_one(args: Any, config: Any, overrides: dict[str, Any], pid_file: str 
                                       reuse_port=reuse_port))
     except OSError as exc:
         print(
-            f"gatewayd: cannot listen on {config.server.listen}: {exc.strerror or exc}",
+            f"gatewayd: cannot listen on "
+            f"{', '.join(lst.listen for lst in listeners_of(config))}: {exc.strerror or exc}",
             file=sys.stderr,
         )
         return 1

@@ -46,6 +46,49 @@ INFO = "info"
 Handler = Callable[[Call], None]
 
 
+def endpoint_sets_of(path: str) -> tuple[str, ...]:
+    """The endpoint sets (``[[listeners]] endpoints``) that serve ``path``: a
+    listener answers it when it has one of them.  ``/v1/models`` belongs to
+    OpenAI and Anthropic clients both; unknown paths count as OpenAI's (they get
+    the 404 they would get anyway)."""
+    if path.startswith(ADMIN_SPACE) and (len(path) == len(ADMIN_SPACE)
+                                         or path[len(ADMIN_SPACE)] == "/"):
+        return ("admin",)
+    if path == "/metrics":
+        return ("metrics",)
+    if path == "/health" or path == "/":
+        return ("health",)
+    if path.startswith(GEMINI_PREFIX):
+        return ("gemini",)
+    if path == "/v1/models":
+        return ("openai", "anthropic")
+    if "/messages" in path or path.startswith("/anthropic/"):
+        return ("anthropic",)
+    return ("openai",)
+
+
+class ListenerGate:
+    """One listener's head check: a path outside its endpoint sets is 404 (in the
+    client's protocol, recorded), before authentication; the rest goes to the
+    dispatcher.  ``endpoints`` may be replaced by a reload."""
+
+    __slots__ = ("admit_all", "endpoints")
+
+    def __init__(self, dispatcher: Dispatcher, endpoints: tuple[str, ...]) -> None:
+        self.admit_all = dispatcher.admit
+        self.endpoints = frozenset(endpoints)
+
+    def admit(self, req: Request) -> None:
+        allowed = self.endpoints
+        if not any(s in allowed for s in endpoint_sets_of(req.path)):
+            req.route = None
+            req.rejection = GatewayError(
+                404, f"unknown endpoint {req.method} {req.path[:200]}: this address serves "
+                     f"{', '.join(sorted(allowed))}", kind="not_found", code="unknown_url")
+            return
+        self.admit_all(req)
+
+
 def error_format_for_path(path: str | None) -> str:
     """The protocol a request to ``path`` speaks, for errors found before routing."""
     if path is None:

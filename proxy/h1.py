@@ -31,6 +31,7 @@ import logging
 import socket
 import struct
 from collections import deque
+from collections.abc import Callable
 from typing import Any, Protocol, cast
 
 from .h1_parsers import BACKENDS
@@ -125,13 +126,16 @@ class HTTPConnection(asyncio.Protocol):
     when the server stops.
     """
 
-    def __init__(self, host: ConnectionHost) -> None:
+    def __init__(self, host: ConnectionHost,
+                 admit: Callable[[Request], None] | None = None) -> None:
+        """``admit``: the listener's own head check (its endpoint set), else the
+        host's."""
         self.host = host
         cfg = host.settings
         self.settings = cfg
         self.max_header_bytes: int = cfg.max_header_bytes
         self.max_body_bytes: int = cfg.max_body_bytes
-        self._admit = host.admit
+        self._admit = admit or host.admit
         # The body's first deadline: the sooner of its idle timeout and its deadline.
         self._first_body_timeout_s = min(cfg.body_timeout_s, cfg.body_deadline_s)
         self.loop = host.loop
@@ -225,7 +229,11 @@ class HTTPConnection(asyncio.Protocol):
         self._peer_eof = True
         if self.current is None and not self.queue:
             self._close()
-        return True
+        # Over TLS the transport closes on the client's close_notify whatever we
+        # return (asyncio's SSL protocol has no half-close), so say so.
+        transport = self.transport
+        return None if transport is not None and transport.get_extra_info("sslcontext") \
+            else True
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True

@@ -13,13 +13,22 @@ import logging
 import resource
 import signal
 import socket
+import ssl
 from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
 from . import startup
-from .config import Config, ServerConfig, check_listen_safety
-from .dispatch import Dispatcher
+from .config import ENDPOINT_GROUPS as ENDPOINT_SETS
+from .config import (
+    Config,
+    ListenerConfig,
+    ServerConfig,
+    check_listen_safety,
+    listeners_of,
+    server_tls_context,
+)
+from .dispatch import Dispatcher, ListenerGate
 from .h1 import HTTPConnection
 from .state import GatewayState
 from .wire import raw_response_head, start_date_clock
@@ -109,7 +118,12 @@ class Server:
         self.reject = self.dispatcher.reject
         self._servers: list[asyncio.AbstractServer] = []
         self._stopped = loop.create_future()
+        # (host, port) of each listener, in config order, and each one's URL.
         self.bound: list[tuple[str, int]] = []
+        self.urls: list[str] = []
+        # Per listener: its endpoint gate and TLS context, updated by a reload.
+        self._gates: list[ListenerGate] = []
+        self._tls: list[Any] = []
 
     # -- ConnectionHost -------------------------------------------------------------
 
@@ -126,11 +140,11 @@ class Server:
 
     # -- connections --------------------------------------------------------------
 
-    def _new_connection(self) -> asyncio.Protocol:
+    def _new_connection(self, admit: Callable[[Any], None] | None = None) -> asyncio.Protocol:
         if len(self.connections) >= self.max_connections:
             self._note_refused()
             return RefusedConnection()
-        return HTTPConnection(self)
+        return HTTPConnection(self, admit)
 
     def _note_refused(self) -> None:
         self._refused += 1
@@ -154,28 +168,49 @@ class Server:
             conn.hold_reading(on)
 
     async def start(self, sock: socket.socket | None = None, reuse_port: bool = False) -> None:
+        """Listen on every configured listener (``sock``: an already bound socket
+        for the first one)."""
         path = getattr(self.ledger, "path", None)
         if isinstance(path, str):
             # The keys, limits and prices of the accounts tables, read before the
             # first request, then kept current by their sync thread.
             self.state.accounts.start(path, self.loop, self.ledger)
-        cfg = self.config.server
-        factory = self._new_connection
-        if sock is not None:
-            srv = await self.loop.create_server(factory, sock=sock, backlog=LISTEN_BACKLOG)
-        else:
-            srv = await self.loop.create_server(factory, cfg.host, cfg.port,
-                                                backlog=LISTEN_BACKLOG, reuse_address=True,
-                                                reuse_port=reuse_port or None)
-        self._servers.append(srv)
-        for s in srv.sockets:
-            addr = s.getsockname()
-            self.bound.append((addr[0], addr[1]))
+        for i, lst in enumerate(listeners_of(self.config)):
+            await self._listen(lst, sock if i == 0 else None, reuse_port)
         # The ledger says when it is behind: hold new requests until it caught up.
         self.ledger.watch_pressure(self.loop, self.hold)
         self._date_timer = start_date_clock(self.loop)
         self.state.catalog.start()
         self._sweeper = self.loop.call_later(SWEEP_INTERVAL_S, self.sweep)
+
+    async def _listen(self, lst: ListenerConfig, sock: socket.socket | None,
+                      reuse_port: bool) -> None:
+        gate = ListenerGate(self.dispatcher, lst.endpoints)
+        admit = gate.admit if len(gate.endpoints) < len(ENDPOINT_SETS) else None
+        tls = server_tls_context(lst.tls_cert, lst.tls_key) if lst.tls_cert and lst.tls_key \
+            else None
+
+        def factory() -> asyncio.Protocol:
+            return self._new_connection(admit)
+
+        # A client that opens TLS and stalls is dropped like one that sends no
+        # head: within the header timeout.
+        handshake = self.config.server.header_timeout_s if tls else None
+        if sock is not None:
+            srv = await self.loop.create_server(factory, sock=sock, backlog=LISTEN_BACKLOG,
+                                                ssl=tls, ssl_handshake_timeout=handshake)
+        else:
+            srv = await self.loop.create_server(factory, lst.host, lst.port,
+                                                backlog=LISTEN_BACKLOG, reuse_address=True,
+                                                reuse_port=reuse_port or None, ssl=tls,
+                                                ssl_handshake_timeout=handshake)
+        self._servers.append(srv)
+        self._gates.append(gate)
+        self._tls.append(tls)
+        addr = srv.sockets[0].getsockname()
+        self.bound.append((addr[0], addr[1]))
+        host = f"[{addr[0]}]" if ":" in addr[0] else addr[0]
+        self.urls.append(f"{'https' if tls else 'http'}://{host}:{addr[1]}")
 
     def sweep(self) -> None:
         """Expire connections whose deadline passed (client side and provider side)."""
@@ -188,10 +223,8 @@ class Server:
 
     @property
     def url(self) -> str:
-        host, port = self.bound[0]
-        if ":" in host:
-            host = f"[{host}]"
-        return f"http://{host}:{port}"
+        """The first listener's URL."""
+        return self.urls[0]
 
     def reload(self) -> bool:
         """Load the configuration again and apply it without dropping anything in
@@ -207,20 +240,48 @@ class Server:
             return False
         if self.state.accounts.has_stored:
             new = replace(new, auth=replace(new.auth, stored_keys=True))
-        problem = check_listen_safety(replace(new, server=self.config.server))
+        listeners = self._reloaded_listeners(new)
+        first = listeners[0]
+        new = replace(new, listeners=listeners,
+                      server=replace(new.server, host=first.host, port=first.port))
+        problem = check_listen_safety(new) or self._apply_listeners(listeners)
         if problem:
             log.error("reload refused, keeping the running configuration: %s", problem)
             return False
         old = self.config.server
-        listen = (new.server.host, new.server.port, new.server.parser)
-        if listen != (old.host, old.port, old.parser):
-            log.warning("reload: listen address and parser changes need a restart; "
-                        "keeping %s (%s)", old.listen, old.parser)
+        if new.server.parser != old.parser:
+            log.warning("reload: a parser change needs a restart; keeping %s", old.parser)
         self.config = new
         self.state.apply(new)
         log.info("configuration reloaded: %d provider(s), %d route(s)",
                  len(new.providers), len(new.routes))
         return True
+
+    def _reloaded_listeners(self, new: Config) -> tuple[ListenerConfig, ...]:
+        """The listeners after a reload: addresses and TLS on/off stay as running
+        (they need a restart); endpoint sets and certificate files may change."""
+        running = listeners_of(self.config)
+        wanted = listeners_of(new)
+        if [(w.host, w.port, w.tls) for w in wanted] == \
+                [(r.host, r.port, r.tls) for r in running]:
+            return wanted
+        log.warning("reload: adding, removing or moving a listener, or turning TLS on or "
+                    "off, needs a restart; keeping %s", ", ".join(r.listen for r in running))
+        by_address = {(w.host, w.port, w.tls): w for w in wanted}
+        return tuple(by_address.get((r.host, r.port, r.tls), r) for r in running)
+
+    def _apply_listeners(self, listeners: tuple[ListenerConfig, ...]) -> str | None:
+        """New certificates (new TLS handshakes get them; open connections keep
+        theirs) and endpoint sets, in place; the reason when a pair cannot load."""
+        for lst, tls in zip(listeners, self._tls, strict=False):
+            if tls is not None and lst.tls_cert and lst.tls_key:
+                try:
+                    tls.load_cert_chain(lst.tls_cert, lst.tls_key)
+                except (OSError, ssl.SSLError) as exc:
+                    return f"cannot load {lst.tls_cert}: {getattr(exc, 'reason', None) or exc}"
+        for lst, gate in zip(listeners, self._gates, strict=False):
+            gate.endpoints = frozenset(lst.endpoints)
+        return None
 
     def request_stop(self) -> None:
         if not self._stopped.done():
@@ -287,6 +348,8 @@ async def serve(config: Config, ledger: Any, *, ready: Callable[[Server], None] 
     if signals:
         install_signal_handlers(loop, server)
     log.info("listening on %s", server.url)
+    for url, lst in zip(server.urls[1:], listeners_of(config)[1:], strict=True):
+        log.info("listening on %s (%s)", url, ", ".join(lst.endpoints))
     if not reuse_port:  # --workers: the supervisor's workers would say it N times
         for line in startup.summary(server.url, server.state):
             log.info("  %s", line)

@@ -32,6 +32,14 @@ example when the key has no default)::
                                    # "on" or "off" decide
     log_level = "info"             # debug, info, warning, error, critical
 
+    [[listeners]]                  # several addresses, each with its own endpoints
+    address = "127.0.0.1:8081"     # (instead of [server] listen; --listen moves
+                                   # the first one)
+    endpoints = ["openai", "anthropic", "gemini", "health", "admin", "metrics"]
+                                   # the default: all; a path outside the set is 404
+    tls_cert = "cert.pem"          # PEM chain and key: HTTPS on this address (TLS
+    tls_key = "key.pem"            # 1.2+); re-read on reload (SIGHUP)
+
     [ledger]
     path = "tokenway.db"           # written in the file: relative to the file's
                                    # directory; the default, TOKENWAY_DB and --db:
@@ -153,6 +161,7 @@ routing, agent_safety, prices), ``providers`` (provider tables and env shortcuts
 from __future__ import annotations
 
 from .fields import ConfigError
+from .listeners import server_tls_context
 from .loader import load_config
 from .model import (
     AUTH_MODES,
@@ -187,6 +196,7 @@ from .model import (
     DEFAULT_TOOL_LOOP_STOP,
     DEFAULT_TOOL_LOOP_WARN,
     DISCONNECT_MODES,
+    ENDPOINT_GROUPS,
     KINDS,
     LOG_LEVELS,
     LOOPBACK_MODEL,
@@ -197,6 +207,7 @@ from .model import (
     AuthConfig,
     Config,
     LedgerConfig,
+    ListenerConfig,
     PriceConfig,
     ProviderConfig,
     Route,
@@ -205,6 +216,7 @@ from .model import (
     Target,
     check_listen_safety,
     default_count_tokens,
+    listeners_of,
     loopback_enabled,
 )
 from .values import (
@@ -248,6 +260,7 @@ __all__ = [
     "DEFAULT_TOOL_LOOP_STOP",
     "DEFAULT_TOOL_LOOP_WARN",
     "DISCONNECT_MODES",
+    "ENDPOINT_GROUPS",
     "KINDS",
     "LOG_LEVELS",
     "LOOPBACK_MODEL",
@@ -259,6 +272,7 @@ __all__ = [
     "Config",
     "ConfigError",
     "LedgerConfig",
+    "ListenerConfig",
     "PriceConfig",
     "ProviderConfig",
     "Route",
@@ -268,10 +282,12 @@ __all__ = [
     "check_listen_safety",
     "default_count_tokens",
     "is_loopback_host",
+    "listeners_of",
     "loopback_enabled",
     "load_config",
     "parse_duration",
     "parse_listen",
     "parse_size",
+    "server_tls_context",
     "split_base_url",
 ]

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from dataclasses import replace
 from types import MappingProxyType
 from typing import Any
 
 from .fields import ConfigError, Fields, check_keys, get_table
+from .listeners import build_listeners
 from .model import Config
 from .providers import build_providers
 from .routes import build_routes
@@ -30,8 +32,8 @@ from .sections import (
     build_server,
 )
 
-_TOP_KEYS = ("server", "ledger", "auth", "providers", "routes", "agent_safety", "routing",
-             "prices")
+_TOP_KEYS = ("server", "listeners", "ledger", "auth", "providers", "routes", "agent_safety",
+             "routing", "prices")
 
 # Environment variables that override one key of [server] or [ledger].
 _ENV_OVERRIDES = (
@@ -77,6 +79,10 @@ def load_config(
     apply_overrides(fields, tables, overrides or {})
 
     server = build_server(fields, tables["server"])
+    listeners = build_listeners(fields, doc, tables["server"], server.host, server.port,
+                                base_dir)
+    first = listeners[0]
+    server = replace(server, host=first.host, port=first.port)
     ledger = build_ledger(fields, tables["ledger"], base_dir)
     auth_cfg = build_auth(fields, auth)
     providers, shortcut_vendors = build_providers(fields, doc, base_dir)
@@ -88,6 +94,7 @@ def load_config(
     prices = build_prices(fields, doc)
     return Config(
         server=server,
+        listeners=listeners,
         ledger=ledger,
         auth=auth_cfg,
         providers=MappingProxyType(providers),

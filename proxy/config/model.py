@@ -211,6 +211,32 @@ class ServerConfig:
         return f"{host}:{self.port}"
 
 
+# The endpoint sets a listener can serve (``[[listeners]] endpoints``):
+# openai: /v1/chat/completions, /v1/responses, /v1/embeddings, /v1/models;
+# anthropic: /v1/messages (+ count_tokens), /anthropic/..., /v1/models;
+# gemini: /v1beta/models/...; health: /health and /; admin: /admin/...;
+# metrics: /metrics.
+ENDPOINT_GROUPS = ("openai", "anthropic", "gemini", "health", "admin", "metrics")
+
+
+@dataclass(frozen=True, slots=True)
+class ListenerConfig:
+    host: str
+    port: int
+    endpoints: tuple[str, ...] = ENDPOINT_GROUPS
+    tls_cert: str | None = None  # PEM paths; both or neither
+    tls_key: str | None = None
+
+    @property
+    def listen(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{host}:{self.port}"
+
+    @property
+    def tls(self) -> bool:
+        return self.tls_cert is not None
+
+
 @dataclass(frozen=True, slots=True)
 class LedgerConfig:
     path: str = DEFAULT_LEDGER_PATH
@@ -378,6 +404,8 @@ class RoutingConfig:
 @dataclass(frozen=True, slots=True)
 class Config:
     server: ServerConfig = field(default_factory=ServerConfig)
+    # The first one is ``server.host``/``server.port``; empty means just that one.
+    listeners: tuple[ListenerConfig, ...] = ()
     ledger: LedgerConfig = field(default_factory=LedgerConfig)
     auth: AuthConfig = field(default_factory=AuthConfig)
     providers: Mapping[str, ProviderConfig] = field(
@@ -398,29 +426,42 @@ def loopback_enabled(config: Config) -> bool:
     can reach does not offer it unless asked to."""
     mode = config.server.loopback_model
     if mode == "auto":
-        return not config.auth.enabled and is_loopback_host(config.server.host)
+        return not config.auth.enabled and all(
+            is_loopback_host(lst.host) for lst in listeners_of(config))
     return mode == "on"
+
+
+def listeners_of(config: Config) -> tuple[ListenerConfig, ...]:
+    """The listeners of ``config``: ``[[listeners]]``, or the one ``[server] listen``.
+    ``server.host``/``server.port`` is always the first one's address."""
+    server = config.server
+    if not config.listeners:
+        return (ListenerConfig(server.host, server.port),)
+    first = config.listeners[0]
+    if (first.host, first.port) != (server.host, server.port):
+        first = ListenerConfig(server.host, server.port, first.endpoints, first.tls_cert,
+                               first.tls_key)
+    return (first, *config.listeners[1:])
 
 
 def check_listen_safety(config: Config) -> str | None:
     """An error message when the gateway would listen beyond loopback without keys.
 
     Anyone who can reach such a port could spend the configured provider keys. Returns
-    None when the listen host is loopback, keys are configured, or the operator opted
-    out.
+    None when every listener is on loopback, keys are configured, or the operator
+    opted out.
     """
     server = config.server
-    if (
-        config.auth.enabled
-        or server.allow_unauthenticated
-        or is_loopback_host(server.host)
-    ):
+    if config.auth.enabled or server.allow_unauthenticated:
         return None
-    return (
-        f"refusing to listen on {server.listen} without gateway keys: anyone who can "
-        "reach this address could use the configured provider keys. Set "
-        'TOKENWAY_API_KEYS=key1,key2 (or keys_env = "VAR" under [auth] in the config '
-        "file, naming a variable that holds comma-separated keys), or listen on "
-        "127.0.0.1, or pass --allow-unauthenticated "
-        "(server.allow_unauthenticated = true) to accept the risk."
-    )
+    for lst in listeners_of(config):
+        if not is_loopback_host(lst.host):
+            return (
+                f"refusing to listen on {lst.listen} without gateway keys: anyone who can "
+                "reach this address could use the configured provider keys. Set "
+                'TOKENWAY_API_KEYS=key1,key2 (or keys_env = "VAR" under [auth] in the config '
+                "file, naming a variable that holds comma-separated keys), or listen on "
+                "127.0.0.1, or pass --allow-unauthenticated "
+                "(server.allow_unauthenticated = true) to accept the risk."
+            )
+    return None

@@ -158,7 +158,8 @@ def test_glob_routes_list_what_the_providers_serve(make_gateway, up):
     assert sonnet == {"type": "model", "id": "claude-sonnet-4-5-20250929",
                       "display_name": "Claude Sonnet 4.5", "created_at": "2025-09-29T00:00:00Z"}
     # Each page asked once, with the provider's own key; nothing went to the ledger.
-    gets = [r.path for r in up.requests if r.method == "GET"]
+    assert up.requests == []
+    gets = [r.path for r in up.listings]
     assert sorted(gets) == sorted([
         "/v1/models", "/v1/models?limit=1000",
         "/v1/models?limit=1000&after_id=claude-sonnet-4-5-20250929",

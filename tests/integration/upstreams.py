@@ -17,6 +17,7 @@ Every request is recorded (method, path, headers, body) for assertions.
 from __future__ import annotations
 
 import asyncio
+import re
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -38,6 +39,9 @@ def transcript(name: str) -> bytes:
     return (shared_dir() / "conformance" / "transcripts" / name).read_bytes()
 
 
+_MODEL_LIST = re.compile(r"(/[^?]*)?/(v1/models|models|v1beta/models)")
+
+
 @dataclass
 class Recorded:
     method: str
@@ -53,6 +57,9 @@ class Recorded:
 class FakeUpstream:
     script: Callable[[Recorded], list[tuple]] | None = None
     requests: list[Recorded] = field(default_factory=list)
+    # GETs of the model list (the gateway asks for it in the background when a
+    # glob route points here), kept apart from the requests a test makes.
+    listings: list[Recorded] = field(default_factory=list)
     connections: int = 0
     open_connections: int = 0
     max_open_connections: int = 0  # the most connections that were open at once
@@ -124,7 +131,10 @@ class FakeUpstream:
                     except (asyncio.IncompleteReadError, ConnectionError):
                         return  # the request was cut on its way: nothing to answer
                 req = Recorded(method, path, headers, body)
-                self.requests.append(req)
+                if method == "GET" and _MODEL_LIST.fullmatch(path.split("?")[0]):
+                    self.listings.append(req)
+                else:
+                    self.requests.append(req)
                 actions = (self.script or default_script)(req)
                 closed = await self._play(actions, writer)
                 if closed:
