@@ -31,6 +31,8 @@ from .endpoints.count_tokens import serve_count_tokens
 from .endpoints.embeddings import serve_embeddings
 from .endpoints.info import serve_health, serve_models, serve_root
 from .endpoints.models import serve_gemini, serve_model
+from .endpoints.realtime import CLIENT_PROTOCOL as REALTIME
+from .endpoints.realtime import KEY_SUBPROTOCOL, serve_realtime, subprotocols_of
 from .errors import GatewayError, error_reply
 from .state import GatewayState
 from .wire import Request
@@ -134,6 +136,7 @@ class Dispatcher:
                                                               True),
             ("POST", "/v1/embeddings"): (EMBEDDINGS, chat, lambda c: serve_embeddings(s, c),
                                          True),
+            ("GET", "/v1/realtime"): (REALTIME, chat, lambda c: serve_realtime(s, c), True),
             ("GET", "/v1/models"): (INFO, chat, models, True),
             ("HEAD", "/v1/models"): (INFO, chat, models, True),
             ("GET", "/anthropic/v1/models"): (INFO, msgs, models, True),
@@ -232,7 +235,8 @@ class Dispatcher:
         """The key a request presents: its identity, a ``Refused`` for a known key
         that cannot be used now, or None.  Every place a client can put a key
         counts (``x-api-key``, ``x-goog-api-key``, ``Authorization: Bearer``,
-        Gemini's ``?key=``), so a client can send the gateway key in one and, for
+        Gemini's ``?key=``, a WebSocket's ``openai-insecure-api-key.``
+        subprotocol), so a client can send the gateway key in one and, for
         a ``passthrough`` provider, its own provider key in another."""
         presented = [v for v in (req.header(b"x-api-key"), req.header(b"x-goog-api-key"))
                      if v is not None]
@@ -241,6 +245,11 @@ class Dispatcher:
             presented.append(auth[7:].strip())
         if req.path.startswith(GEMINI_PREFIX) and "key=" in req.query:
             presented.append(parse_qs(req.query).get("key", [""])[0].encode())
+        if req.upgrade:
+            # A browser's WebSocket carries its key as a subprotocol.
+            for proto in subprotocols_of(req.header(b"sec-websocket-protocol")):
+                if proto.startswith(KEY_SUBPROTOCOL):
+                    presented.append(proto[len(KEY_SUBPROTOCOL):].encode("latin-1"))
         return self.state.accounts.directory.authenticate(presented)
 
     def _authenticate(self, req: Request) -> GatewayError | None:

@@ -35,7 +35,7 @@ from collections.abc import Callable
 from typing import Any, Protocol, cast
 
 from .h1_parsers import BACKENDS
-from .wire import HTTPError, Request, keep_alive, raw_response_head
+from .wire import HTTPError, Request, keep_alive, raw_response_head, switching_protocols_head
 
 log = logging.getLogger("tokenway.h1")
 
@@ -56,6 +56,7 @@ _LINGER_RESET = struct.pack("ii", 1, 0)
 _PIPELINE = 1  # MAX_PIPELINED_REQUESTS are waiting
 _WRITE = 2  # the client is not reading what we write
 _HELD = 4  # the server holds every connection (the ledger is behind)
+_TUNNEL = 8  # a WebSocket's provider side cannot take more yet
 
 # Request headers read at the head: what frames the request or the connection, the
 # body's type and the client's request id (so the common path never builds a header map).
@@ -173,6 +174,11 @@ class HTTPConnection(asyncio.Protocol):
         self._peer_eof = False  # the client half-closed: nothing more will come
         self._dispatching = False  # inside _dispatch: answers leave the next to its loop
         self._next_ready: Request | None = None
+        # A WebSocket upgrade request was read: bytes after it are the client's
+        # frames, kept (bounded) until ``take_over`` hands them to ``tunnel``.
+        self._upgrading = False
+        self._early: list[bytes] = []
+        self.tunnel: Any = None
 
     # asyncio.Protocol ---------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -189,6 +195,9 @@ class HTTPConnection(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         if self.closed:
+            return
+        if self._upgrading:
+            self.upgrade_bytes(data)
             return
         if self._blocks or self._stash:
             # Reading is paused, yet bytes came: uvloop starts reading after
@@ -225,6 +234,10 @@ class HTTPConnection(asyncio.Protocol):
             self._block(_PIPELINE)
 
     def eof_received(self) -> bool | None:
+        if self._upgrading:
+            # A WebSocket ends with a close frame: a half-close is the client gone.
+            self._close()
+            return None
         # Half-close from the client: finish what is queued, then close.
         self._peer_eof = True
         if self.current is None and not self.queue:
@@ -344,7 +357,7 @@ class HTTPConnection(asyncio.Protocol):
         ctype = None
         request_id = None
         chunked = False
-        upgrade = False
+        upgrade = b""
         for k, v in headers:
             if k in _FRAMING_HEADERS:  # one set lookup for the headers that do not frame
                 if k == b"connection":
@@ -360,7 +373,7 @@ class HTTPConnection(asyncio.Protocol):
                 elif k == b"x-request-id":
                     request_id = v
                 else:
-                    upgrade = True
+                    upgrade = v or b"?"
         req = Request(method, target, headers, version, keep_alive(version, conn_hdr),
                       self.loop.time())
         req.content_type = ctype
@@ -375,11 +388,21 @@ class HTTPConnection(asyncio.Protocol):
             # "HTTP/0.9" heads (and a bare 0.9 request line) as requests that end
             # the connection, h11 some as persistent ones: refused on both.
             raise HTTPError(505, f"HTTP/{version} is not supported here: use HTTP/1.1")
-        if upgrade or method == "CONNECT":
-            # Refused before anything is answered: one response, then close, so a
-            # front proxy never sees a second one (RFC 9110 §7.8 lets us ignore
-            # Upgrade, but llhttp stops parsing HTTP after such a request).
-            raise HTTPError(501, "protocol upgrade and CONNECT are not supported here")
+        if upgrade:
+            if (method != "GET" or upgrade.strip().lower() != b"websocket" or chunked
+                    or clen not in (None, b"0")):
+                # Refused before anything is answered: one response, then close,
+                # so a front proxy never sees a second one (RFC 9110 §7.8 lets us
+                # ignore Upgrade, but llhttp stops parsing HTTP after it).
+                raise HTTPError(501, "protocol upgrade is supported only to websocket, "
+                                     "on a GET without a body")
+            # Nothing after this request is HTTP: it ends the connection unless
+            # its handler takes it over as a WebSocket.
+            req.upgrade = True
+            req.keep_alive = False
+            self._upgrading = True
+        elif method == "CONNECT":
+            raise HTTPError(501, "CONNECT is not supported here")
         has_body = chunked
         if clen is not None:
             try:
@@ -519,6 +542,51 @@ class HTTPConnection(asyncio.Protocol):
         elif self._reading is not None and self._reading.expect_continue:
             assert self.transport is not None
             self.transport.write(self.backend.informational_100())
+
+    # WebSocket ------------------------------------------------------------------------
+    def upgrade_bytes(self, data: bytes) -> None:
+        """Bytes after an upgrade request's head: the client's WebSocket frames."""
+        if not data or self.closed:
+            return
+        if self.tunnel is not None:
+            self.tunnel.from_client(data)
+            return
+        # A client waits for 101 before it sends frames (RFC 6455 §4.1); one that
+        # does not is held to a head's worth.
+        self._early.append(data)
+        if sum(len(b) for b in self._early) > self.max_header_bytes:
+            self.abort()
+
+    def take_over(self, tunnel: Any, headers: list[tuple[bytes, bytes]]) -> bool:
+        """Answer the upgrade request with 101 and give the connection to
+        ``tunnel`` (``from_client(bytes)``, and the ``flow`` methods); False when
+        this connection cannot (gone, or the request was no upgrade)."""
+        req = self.current
+        if self.closed or req is None or not req.upgrade:
+            return False
+        assert self.transport is not None
+        self.transport.write(switching_protocols_head(
+            [(b"upgrade", b"websocket"), (b"connection", b"Upgrade"), *headers]))
+        self.tunnel = tunnel
+        self.flow = tunnel
+        self.streaming = True
+        self._set_phase(_BUSY, 0.0)
+        early, self._early = self._early, []
+        for data in early:
+            tunnel.from_client(data)
+        return True
+
+    def pause_client(self, on: bool) -> None:
+        """Stop (or restart) reading the client: its tunnel's other side is full."""
+        if on:
+            self._block(_TUNNEL)
+        else:
+            self._unblock(_TUNNEL)
+
+    def send_raw(self, data: bytes) -> None:
+        if not self.closed:
+            assert self.transport is not None
+            self.transport.write(data)
 
     # response API used by handlers --------------------------------------------------
     def respond(self, status: int, body: bytes, headers: list[tuple[bytes, bytes]] | None = None,

@@ -32,6 +32,8 @@ class RequestEvents(Protocol):
 
     def on_request_end(self) -> None: ...
 
+    def upgrade_bytes(self, data: bytes) -> None: ...
+
 
 class HttptoolsBackend:
     """Fast path over llhttp.  Response bytes are assembled by hand."""
@@ -100,8 +102,11 @@ class HttptoolsBackend:
             if isinstance(cause, HTTPError):
                 raise cause from None
             raise
-        except httptools.HttpParserUpgrade:
-            raise HTTPError(501, "protocol upgrade is not supported on this listener") from None
+        except httptools.HttpParserUpgrade as exc:
+            # llhttp stops at the end of an upgrade request's head (the connection
+            # accepted it: on_request_head refuses the others); what follows in
+            # this read is the client's first WebSocket bytes.
+            self.conn.upgrade_bytes(data[exc.args[0]:])
         except httptools.HttpParserError as exc:
             raise HTTPError(400, f"malformed HTTP request: {exc}") from None
 
@@ -180,6 +185,13 @@ class H11Backend:
                 if status == 431:
                     raise HTTPError(431, "request header fields too large") from None
                 raise HTTPError(status, f"malformed HTTP request: {exc}") from None
+            if ev is h11.PAUSED and c.their_state is h11.MIGHT_SWITCH_PROTOCOL:
+                # An upgrade request is complete: what h11 holds after it are
+                # the client's first WebSocket bytes (its own reads stop here).
+                data, _ = c.trailing_data
+                if data:
+                    conn.upgrade_bytes(bytes(data))
+                return
             if ev is h11.NEED_DATA or ev is h11.PAUSED:
                 return
             if type(ev) is h11.Request:
@@ -189,9 +201,6 @@ class H11Backend:
                 size = len(ev.target) + sum(len(k) + len(v) + 4 for k, v in headers)
                 if size > conn.max_header_bytes:
                     raise HTTPError(431, "request header fields too large")
-                for k, _ in headers:
-                    if k == b"upgrade":
-                        raise HTTPError(501, "protocol upgrade is not supported on this listener")
                 conn.on_request_head(ev.method.decode("ascii"), ev.target, headers,
                               ev.http_version.decode("ascii"))
             elif type(ev) is h11.Data:

@@ -346,18 +346,25 @@ class UpstreamPool:
                 fut.set_result(None)
                 return
 
+    def tls_context(self, key: tuple) -> ssl.SSLContext | None:
+        """The client TLS context for the peer ``key`` (None: clear text), made
+        once per peer: verification with its CA bundle unless turned off."""
+        scheme, _, _, ca_bundle, verify = key
+        if scheme != "https":
+            return None
+        ctx = self._ssl.get(key)
+        if ctx is None:
+            ctx = ssl.create_default_context(cafile=ca_bundle)
+            if not verify:
+                ctx.check_hostname = False
+                ctx.verify_mode = ssl.CERT_NONE
+            ctx.set_alpn_protocols(["http/1.1"])
+            self._ssl[key] = ctx
+        return ctx
+
     async def _open_connection(self, key: tuple, timeout_s: float) -> UpstreamConnection:
-        scheme, host, port, ca_bundle, verify = key
-        ctx = None
-        if scheme == "https":
-            ctx = self._ssl.get(key)
-            if ctx is None:
-                ctx = ssl.create_default_context(cafile=ca_bundle)
-                if not verify:
-                    ctx.check_hostname = False
-                    ctx.verify_mode = ssl.CERT_NONE
-                ctx.set_alpn_protocols(["http/1.1"])
-                self._ssl[key] = ctx
+        _, host, port, _, _ = key
+        ctx = self.tls_context(key)
         try:
             async with asyncio.timeout(timeout_s):
                 _, conn = await self.loop.create_connection(

@@ -65,7 +65,7 @@ class Request:
     __slots__ = (
         "method", "target", "path", "query", "headers", "version", "keep_alive",
         "body", "started", "expect_continue", "content_type", "client_request_id", "route",
-        "rejection", "identity",
+        "rejection", "identity", "upgrade",
         "_map",
     )
 
@@ -95,6 +95,9 @@ class Request:
         # The key's identity (proxy.accounts.Identity) once dispatch checked it;
         # None while authentication is off.
         self.identity: Any = None
+        # A WebSocket upgrade request (RFC 6455 §4.1): the connection carries
+        # WebSocket frames once its handler has answered 101.
+        self.upgrade = False
         self._map: dict[bytes, bytes] | None = None
 
     def header(self, name: bytes) -> bytes | None:
@@ -132,6 +135,12 @@ def raw_response_head(status: int, headers: list[tuple[bytes, bytes]],
         else b"content-length: %d\r\n" % content_length,
         b"" if keep_alive else b"connection: close\r\n",
         _date)
+
+
+def switching_protocols_head(headers: list[tuple[bytes, bytes]]) -> bytes:
+    """A 101 response head (RFC 9110 §15.2.2): no body framing at all."""
+    return b"HTTP/1.1 101 Switching Protocols\r\n%sdate: %s\r\nserver: tokenway\r\n\r\n" % (
+        b"".join([k + b": " + v + b"\r\n" for k, v in headers]), _date)
 
 
 def build_request_head(method: bytes, path: bytes, host_header: bytes,

@@ -169,7 +169,7 @@ PROXY_LAYERS: tuple[tuple[str, ...], ...] = (
     ("proxy.dispatch",),
     ("proxy.endpoints",),
     ("proxy.state",),
-    ("proxy.exchange", "proxy.model_catalog"),
+    ("proxy.exchange", "proxy.model_catalog", "proxy.realtime"),
     ("proxy.call",),
     ("proxy.upstream", "proxy.health", "proxy.limits", "proxy.provider", "proxy.routing",
      "proxy.loopback", "proxy.loopback_embeddings"),
