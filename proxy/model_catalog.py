@@ -11,9 +11,13 @@ and keeps the names the route's glob admits.
 
 Fetched in the background at start, again on every reload and every
 ``REFRESH_S``; a fetch that fails keeps that provider's last good list and is
-logged.  The requests go over the provider's pooled connections with the
-provider's own key and timeouts; they are not client requests, so they are not
-in the ledger and do not count toward a provider's circuit.  Everything a
+logged.  Each page is one GET on a connection of its own (outside the pool,
+so a slow list never holds a slot client requests need), with the provider's
+own key, TLS settings and connect timeout; these are not client requests, so
+they are not in the ledger and do not count toward a provider's circuit.
+``[providers.X] list_models = false`` turns it off for one provider (the
+default for ``auth = "passthrough"`` providers: the gateway has no key of
+theirs to ask with).  Everything a
 provider sends is bounded: bytes per page, pages, names, name length.
 """
 
@@ -28,11 +32,12 @@ from datetime import datetime
 from typing import Any, NamedTuple
 from urllib.parse import quote
 
+import httptools
 import orjson
 
 from . import aio
 from .provider import ANTHROPIC_VERSION, Provider
-from .upstream import UpstreamError, UpstreamPool
+from .upstream import UpstreamPool
 
 log = logging.getLogger("tokenway.models")
 
@@ -244,47 +249,57 @@ def _iso_seconds(value: Any) -> int:
         return 0
 
 
-class _Collect:
-    """An upstream sink that keeps one bounded response body."""
-
-    __slots__ = ("fut", "status", "parts", "size", "up")
+class _OneResponse(asyncio.Protocol):
+    """A connection that carries one GET and keeps its bounded answer."""
 
     def __init__(self, fut: asyncio.Future[tuple[int, bytes]]) -> None:
         self.fut = fut
-        self.status = 0
+        self.parser = httptools.HttpResponseParser(self)
         self.parts: list[bytes] = []
         self.size = 0
-        self.up: Any = None
+        self.transport: asyncio.Transport | None = None
 
-    def on_upstream_head(self, status: int, headers: list[tuple[bytes, bytes]]) -> None:
-        self.status = status
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
 
-    def on_upstream_body(self, data: bytes) -> None:
-        self.size += len(data)
+    def data_received(self, data: bytes) -> None:
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserCallbackError:
+            pass  # the page was too big: already failed
+        except httptools.HttpParserError as exc:
+            self._fail(f"malformed HTTP response: {exc}")
+
+    def on_body(self, body: bytes) -> None:
+        self.size += len(body)
         if self.size > MAX_PAGE_BYTES:
-            if not self.fut.done():
-                self.fut.set_exception(CatalogError(
-                    f"a page of the model list is over {MAX_PAGE_BYTES} bytes"))
-            self.up.abandon()
-            return
-        self.parts.append(data)
+            self._fail(f"a page of the model list is over {MAX_PAGE_BYTES} bytes")
+            raise CatalogError("too big")  # stops the parser
+        self.parts.append(body)
 
-    def on_upstream_read_done(self) -> None:
-        pass
-
-    def on_upstream_end(self) -> None:
+    def on_message_complete(self) -> None:
         if not self.fut.done():
-            self.fut.set_result((self.status, b"".join(self.parts)))
+            self.fut.set_result((self.parser.get_status_code(), b"".join(self.parts)))
+        self._close()
 
-    def on_upstream_error(self, exc: UpstreamError) -> None:
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._fail("the provider closed the connection mid-response")
+
+    def _fail(self, message: str) -> None:
         if not self.fut.done():
-            self.fut.set_exception(CatalogError(exc.message))
+            self.fut.set_exception(CatalogError(message))
+        self._close()
+
+    def _close(self) -> None:
+        if self.transport is not None:
+            self.transport.abort()
 
 
 def request_head(provider: Provider, path: str) -> bytes:
     """The GET request for ``path`` under the provider's base URL, with its key."""
     head = [b"GET " + provider.base_path + path.encode("ascii") + b" HTTP/1.1\r\n",
-            b"host: " + provider.host_header + b"\r\n", provider.static_head]
+            b"host: " + provider.host_header + b"\r\n", provider.static_head,
+            b"connection: close\r\n"]
     if provider.kind == "anthropic":
         head.append(b"anthropic-version: " + ANTHROPIC_VERSION + b"\r\n")
     head.append(b"\r\n")
@@ -292,24 +307,27 @@ def request_head(provider: Provider, path: str) -> bytes:
 
 
 async def _get_json(pool: UpstreamPool, provider: Provider, path: str) -> Any:
+    """One page, over a connection of its own: outside the pool and its
+    ``max_connections``, so a slow list never takes a client request's slot."""
+    loop = asyncio.get_running_loop()
     key = pool.key_for(provider)
-    up = pool.take_idle(key)
-    if up is None:
-        try:
-            up = await pool.connect(key, provider.connect_timeout_s,
-                                    provider.config.max_connections)
-        except UpstreamError as exc:
-            raise CatalogError(exc.message) from None
-    fut: asyncio.Future[tuple[int, bytes]] = asyncio.get_running_loop().create_future()
-    sink = _Collect(fut)
-    sink.up = up
-    up.send(request_head(provider, path), sink, first_byte_s=provider.first_byte_timeout_s,
-            idle_s=provider.idle_timeout_s)
+    fut: asyncio.Future[tuple[int, bytes]] = loop.create_future()
     try:
+        async with asyncio.timeout(provider.connect_timeout_s):
+            transport, _ = await loop.create_connection(
+                lambda: _OneResponse(fut), provider.host, provider.port,
+                ssl=pool.tls_context(key),
+                server_hostname=provider.host if key[0] == "https" else None)
+    except TimeoutError:
+        raise CatalogError(f"connecting to {provider.host}:{provider.port} timed out") from None
+    except OSError as exc:
+        raise CatalogError(f"cannot connect to {provider.host}:{provider.port}: "
+                           f"{getattr(exc, 'strerror', None) or exc}") from None
+    try:
+        transport.write(request_head(provider, path))
         status, body = await fut
-    except asyncio.CancelledError:
-        up.abandon()
-        raise
+    finally:
+        transport.abort()
     if status != 200:
         raise CatalogError(f"GET {provider.config.base_url.rstrip('/')}{path.split('?')[0]} "
                            f"answered {status}")
@@ -328,7 +346,8 @@ def listing_targets(routes: Iterable[Any], providers: dict[str, Provider],
         if not is_glob(route.match):
             continue
         for target in route.targets:
-            if target.model is None and target.provider in providers:
+            p = providers.get(target.provider)
+            if target.model is None and p is not None and p.config.list_models:
                 globs = wanted.setdefault(target.provider, [])
                 if route.match not in globs:
                     globs.append(route.match)

@@ -71,6 +71,9 @@ example when the key has no default)::
     connect_timeout = "10s"
     first_byte_timeout = "300s"    # request sent -> first response byte
     idle_timeout = "300s"          # longest silence between two body chunks
+    list_models = true             # glob routes: list this provider's own models in
+                                   # GET /v1/models (default false with
+                                   # auth = "passthrough")
     max_connections = 100          # most open connections to this provider; requests
                                    # beyond it wait (bounded) for one to free up,
                                    # then get 503

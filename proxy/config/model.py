@@ -284,6 +284,9 @@ class ProviderConfig:
     # OpenAI kind: forward Responses clients to the provider's own /responses
     # (OpenAI, vLLM, Ollama, llama.cpp serve it); false translates to Chat.
     responses_api: bool = True
+    # Ask the provider for its model list, for glob routes in GET /v1/models
+    # (proxy/model_catalog.py). The loader's default: off for auth = "passthrough".
+    list_models: bool = True
     # Whole-request limit, streaming included (0: none; streams are bounded by
     # the idle timeout instead).
     request_timeout_s: float = DEFAULT_REQUEST_TIMEOUT_S

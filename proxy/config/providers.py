@@ -53,6 +53,7 @@ PROVIDER_KEYS = (
     "first_byte_timeout",
     "idle_timeout",
     "max_connections",
+    "list_models",
 )
 
 _PROVIDER_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
@@ -183,6 +184,7 @@ def build_provider(
         t, path, "count_tokens", COUNT_TOKENS_MODES, default_count_tokens(kind)
     )
     auth_mode = fields.get_choice(t, path, "auth", AUTH_MODES, DEFAULT_AUTH_MODE)
+    list_models = fields.get_bool(t, path, "list_models", auth_mode != "passthrough")
     return ProviderConfig(
         name=name,
         kind=kind,
@@ -201,6 +203,7 @@ def build_provider(
         idle_timeout_s=fields.get_duration(t, path, "idle_timeout", DEFAULT_IDLE_TIMEOUT_S),
         max_connections=max_connections,
         responses_api=responses_api,
+        list_models=list_models,
         request_timeout_s=request_timeout_s,
         max_concurrency=max_concurrency,
         queue_size=queue_size,

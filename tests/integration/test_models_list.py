@@ -83,7 +83,7 @@ def lists():
 
 @pytest.fixture
 def up(lists):
-    u = FakeUpstream(script=lists.script).start()
+    u = FakeUpstream(listing_script=lists.script).start()
     yield u
     u.stop()
 
@@ -235,7 +235,7 @@ def test_an_oversized_or_malformed_list_is_refused(make_gateway):
     def script(req: Recorded) -> list[tuple]:
         return json_response(answers[req.path])
 
-    u = FakeUpstream(script=script).start()
+    u = FakeUpstream(listing_script=script).start()
     try:
         text = f'''
 [providers.o]

@@ -60,6 +60,9 @@ class FakeUpstream:
     # GETs of the model list (the gateway asks for it in the background when a
     # glob route points here), kept apart from the requests a test makes.
     listings: list[Recorded] = field(default_factory=list)
+    # Answers those GETs (default: 404, as a server without a models list would);
+    # ``script`` never sees them, so a test's script counts only its own requests.
+    listing_script: Callable[[Recorded], list[tuple]] | None = None
     connections: int = 0
     open_connections: int = 0
     max_open_connections: int = 0  # the most connections that were open at once
@@ -107,9 +110,9 @@ class FakeUpstream:
         self._thread.join(5)
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.connections += 1
-        self.open_connections += 1
-        self.max_open_connections = max(self.max_open_connections, self.open_connections)
+        # Connections are counted once they carry a request a test made: the
+        # gateway's model-list fetches come on connections of their own.
+        counted = False
         try:
             while True:
                 try:
@@ -131,11 +134,21 @@ class FakeUpstream:
                     except (asyncio.IncompleteReadError, ConnectionError):
                         return  # the request was cut on its way: nothing to answer
                 req = Recorded(method, path, headers, body)
-                if method == "GET" and _MODEL_LIST.fullmatch(path.split("?")[0]):
+                listing = method == "GET" and bool(_MODEL_LIST.fullmatch(path.split("?")[0]))
+                if listing:
                     self.listings.append(req)
                 else:
                     self.requests.append(req)
-                actions = (self.script or default_script)(req)
+                    if not counted:
+                        counted = True
+                        self.connections += 1
+                        self.open_connections += 1
+                        self.max_open_connections = max(self.max_open_connections,
+                                                        self.open_connections)
+                if listing:
+                    actions = (self.listing_script or _no_model_list)(req)
+                else:
+                    actions = (self.script or default_script)(req)
                 closed = await self._play(actions, writer)
                 if closed:
                     return
@@ -145,7 +158,8 @@ class FakeUpstream:
             # which raises inside the loop and leaves the connection's transport open.
             return
         finally:
-            self.open_connections -= 1
+            if counted:
+                self.open_connections -= 1
             writer.close()
 
     async def _play(self, actions: list[tuple], writer: asyncio.StreamWriter) -> bool:
@@ -189,6 +203,11 @@ class FakeUpstream:
             except ConnectionError:
                 return True
         return False
+
+
+def _no_model_list(req: Recorded) -> list[tuple]:
+    return json_response({"error": {"message": "not found", "type": "invalid_request_error",
+                                    "param": None, "code": None}}, 404)
 
 
 def json_response(obj: object, status: int = 200, extra: list | None = None) -> list[tuple]:
