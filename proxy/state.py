@@ -28,6 +28,7 @@ from .errors import GatewayError
 from .exchange import Upstreams
 from .health import HealthBoard
 from .limits import ConcurrencyLimit
+from .metrics import GatewayMetrics
 from .provider import Provider
 from .request import RequestRecord
 from .routing import Router
@@ -65,6 +66,7 @@ class GatewayState:
         self.accounts = Accounts()
         self.accounts.on_required = self._keys_appeared
         self.accounts.on_prices = self.set_db_prices
+        self.metrics = GatewayMetrics()
         self._estimators: tuple[Any, Any, dict[str, Estimator | None]] = (None, None, {})
         self.apply(config)
 
@@ -96,6 +98,7 @@ class GatewayState:
         self.accounts.set_static(tuple(k.encode() for k in config.auth.keys))
         self.is_gateway_key = self.accounts.directory.is_gateway_key
         self._build_model_lists(config)
+        self.metrics.set_names(self.router.models(), config.providers)
         with self._prices_lock:
             self.prices = PriceBook(config.prices, self._db_prices)
 
@@ -112,7 +115,7 @@ class GatewayState:
 
     def finish_record(self, rec: RequestRecord) -> None:
         """Where every finished request goes, once: priced, its charge on the key's
-        limits settled, then to the ledger."""
+        limits settled, counted in the metrics, then to the ledger."""
         self.prices.cost_of(rec)
         charge = rec.charge
         if charge is not None:
@@ -122,6 +125,7 @@ class GatewayState:
             elif tokens is None and rec.cost_usd == 0.0:
                 tokens = 0  # nothing reached a provider: nothing used
             self.accounts.meter.settle(charge, tokens, rec.cost_usd, self.recorded() + 1)
+        self.metrics.observe(rec)
         self._record(rec)
 
     def _build_model_lists(self, config: Config) -> None:
