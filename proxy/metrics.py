@@ -22,10 +22,11 @@ The series are further capped at ``MAX_SERIES`` (a reload that renames models
 adds series; counters never drop one, so they can only grow with operator
 changes): past it, new label sets are counted under ``other`` everywhere.
 
-Recording is plain Python list arithmetic on one list per label set, found
-with one dict lookup: 0.8-1.0 us per request on the bench machine against
-5-8 us for the same metrics kept with ``prometheus_client``
-(``python -m bench.micro.metrics``, bench/RESULTS.md).
+Recording is plain Python arithmetic on one list per label set, found with
+one dict lookup keyed by the record's raw facts: 0.6 us of CPU per request in
+the micro bench and a median of 1.4 us inside a gateway under load, against
+4.4 us for the same metrics kept with ``prometheus_client`` (17.6 us calling
+``.labels()`` per metric); ``python -m bench.micro.metrics``, bench/RESULTS.md.
 """
 
 from __future__ import annotations
@@ -45,6 +46,11 @@ NONE = "none"
 # Label sets kept; endpoints x protocols x providers x models x 4 classes of a
 # large configuration stays well under it.
 MAX_SERIES = 10_000
+
+# Distinct raw (endpoint, protocol, provider, model, status) remembered: real
+# traffic has a few hundred; each entry holds at most 2 x 256 characters of
+# client text (the record's path and model are cut there), so at most ~2 MiB.
+MAX_RAW_KEYS = 4096
 
 # Providers that are the gateway itself: the loopback model's answers and
 # count_tokens' local estimate (proxy/endpoints/count_tokens.py).
@@ -82,6 +88,8 @@ class GatewayMetrics:
 
     def __init__(self) -> None:
         self._series: dict[Key, list[Any]] = {}
+        # (endpoint, protocol, provider, model, status) as recorded -> its series.
+        self._by_raw: dict[tuple[Any, ...], list[Any]] = {}
         self._endpoints: dict[str, str] = {}
         # prefix -> (label for any path under it, or {action: label})
         self._under: dict[str, str | dict[str, str]] = {}
@@ -95,12 +103,14 @@ class GatewayMetrics:
         """The endpoints that get their own label: exact ``paths``, and for each
         prefix of ``under`` its actions (a path ending ``:ACTION``, labelled
         ``PREFIX{model}:ACTION``) or, with no actions, any path (``PREFIX*``)."""
+        self._by_raw = {}
         self._endpoints = {p: p for p in paths}
         self._under = {prefix: {a: f"{prefix}{{model}}:{a}" for a in actions} if actions
                        else f"{prefix}*" for prefix, actions in under.items()}
 
     def set_names(self, models: Iterable[str], providers: Iterable[str]) -> None:
         """The models and providers of the running configuration (on each reload)."""
+        self._by_raw = {}
         self._models = frozenset(models)
         self._providers = frozenset((*providers, *OWN_PROVIDERS))
 
@@ -137,10 +147,12 @@ class GatewayMetrics:
 
     def observe(self, rec: RequestRecord) -> None:
         """Count one finished request (``GatewayState.finish_record``, once each)."""
-        key = self.key_of(rec)
-        s = self._series.get(key)
+        # The record's raw facts find its series in one lookup; the labels are
+        # worked out once per distinct facts (about 0.3 us saved per request).
+        raw = (rec.endpoint, rec.client_protocol, rec.provider, rec.model, rec.status)
+        s = self._by_raw.get(raw)
         if s is None:
-            s = self._add(key)
+            s = self._series_of(raw, rec)
         s[_REQUESTS] += 1
         v = rec.input_tokens
         if v:
@@ -169,6 +181,17 @@ class GatewayMetrics:
         if ms is not None:
             s[_TTFB + bisect_left(_BOUNDS_MS, ms)] += 1
             s[_TTFB_SUM] += ms
+
+    def _series_of(self, raw: tuple[Any, ...], rec: RequestRecord) -> list[Any]:
+        key = self.key_of(rec)
+        s = self._series.get(key)
+        if s is None:
+            s = self._add(key)
+        by_raw = self._by_raw
+        if len(by_raw) >= MAX_RAW_KEYS:
+            by_raw.clear()  # a client inventing names: start over, never grow past it
+        by_raw[raw] = s
+        return s
 
     def _add(self, key: Key) -> list[Any]:
         if len(self._series) >= MAX_SERIES:

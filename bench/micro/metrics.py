@@ -2,6 +2,7 @@
 request costs, in CPU, with no sockets.
 
     python -m bench.micro.metrics [--requests 200000] [--repeat 5] [--json OUT.json]
+                                  [--in-gateway SECONDS [--conc 16]]
 
 One process, the gateway's own code: a ``GatewayState`` and a ``Dispatcher``
 (which name the models, providers and endpoints the labels may take) and a
@@ -19,7 +20,9 @@ The figure is CPU time of this thread (``time.thread_time``) per request, less
 the same loop calling a no-op, the minimum of ``--repeat`` runs (time stolen by
 a noisy host only ever adds).  The prometheus_client cases run only when it is
 installed (``pip install -e '.[bench]'``).  A scrape (``render``) of what the
-runs recorded is timed too.
+runs recorded is timed too.  ``--in-gateway`` also times ``observe`` inside a
+running gateway under load (``measure_in_gateway``), where the caches are
+colder than in this loop.
 """
 
 from __future__ import annotations
@@ -226,11 +229,125 @@ def measure(requests: int, repeat: int) -> dict[str, Any]:
             "scrape_bytes": len(body)}
 
 
+IN_GATEWAY_CONFIG = """
+[providers.openai]
+kind = "openai"
+base_url = "http://127.0.0.1:{port}/v1"
+api_key = "sk-bench"
+
+[[routes]]
+match = "gpt-bench"
+to = ["openai"]
+"""
+
+
+def measure_in_gateway(seconds: float, conc: int) -> dict[str, Any]:
+    """``observe`` timed inside a running gateway under load: the fake upstream
+    (bench/fake_upstream.py) and the load generator (bench/loadgen.py, ``conc``
+    connections for ``seconds``) in processes of their own, the gateway on
+    uvloop in a thread of this one with a real ledger, and every ``observe`` call
+    timed with ``perf_counter_ns`` (wall time of the loop's thread: a call the
+    scheduler preempts counts its wait too, so the median is the figure), less
+    the same timing of a no-op right before it (the timer's own cost, as cold)."""
+    import socket
+    import subprocess
+    import tempfile
+    import threading
+
+    from bench.targets import free_port
+    from proxy.aio import new_event_loop
+    from proxy.ledger import Ledger
+    from proxy.server import Server
+
+    port = free_port()
+    fake = subprocess.Popen([sys.executable, "-m", "bench.fake_upstream", "--port", str(port)],
+                            cwd=REPO_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    samples: list[int] = []
+    try:
+        deadline = time.monotonic() + 15
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise RuntimeError("the fake upstream did not start") from None
+                time.sleep(0.05)
+        with tempfile.TemporaryDirectory() as tmp:
+            conf = Path(tmp) / "tokenway.toml"
+            conf.write_text(IN_GATEWAY_CONFIG.format(port=port))
+            db = str(Path(tmp) / "ledger.db")
+            config = load_config(str(conf), overrides={"listen": "127.0.0.1:0", "db": db})
+            ledger = Ledger(db)
+            ledger.start()
+            loop = new_event_loop("uvloop")
+            ready = threading.Event()
+            box: list[Server] = []
+
+            async def serve() -> None:
+                server = Server(config, ledger, loop)
+                box.append(server)
+                await server.start()
+                ready.set()
+                await server.wait_stopped()
+                await server.shutdown(2.0)
+
+            def run() -> None:
+                asyncio.set_event_loop(loop)
+                try:
+                    loop.run_until_complete(serve())
+                finally:
+                    loop.close()
+
+            thread = threading.Thread(target=run, daemon=True)
+            thread.start()
+            if not ready.wait(15):
+                raise RuntimeError("the gateway did not start")
+            server = box[0]
+            metrics = server.state.metrics
+            real = metrics.observe
+            clock = time.perf_counter_ns
+            keep = samples.append
+
+            def timed(rec: RequestRecord) -> None:
+                # The timer's own cost, in the same (cold) state, is the no-op's.
+                t0 = clock()
+                _noop(rec)
+                t1 = clock()
+                real(rec)
+                t2 = clock()
+                keep(t2 - t1 - (t1 - t0))
+
+            metrics.observe = timed  # type: ignore[method-assign]
+            try:
+                subprocess.run(
+                    [sys.executable, "-m", "bench.loadgen", "--url",
+                     server.url + "/v1/chat/completions", "--conc", str(conc),
+                     "--duration", str(seconds)],
+                    cwd=REPO_ROOT, check=True, stdout=subprocess.DEVNULL,
+                    timeout=seconds + 60)
+            finally:
+                loop.call_soon_threadsafe(server.request_stop)
+                thread.join(30)
+                ledger.close()
+    finally:
+        fake.terminate()
+        fake.wait(10)
+    samples.sort()
+    n = len(samples)
+    return {"calls": n, "median_us": round(samples[n // 2] / 1000, 3),
+            "p90_us": round(samples[n * 9 // 10] / 1000, 3),
+            "mean_us": round(sum(samples) / n / 1000, 3)}
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench.micro.metrics")
     p.add_argument("--requests", type=int, default=200_000)
     p.add_argument("--repeat", type=int, default=5)
     p.add_argument("--json", metavar="FILE", help="also write the figures to FILE")
+    p.add_argument("--in-gateway", type=float, metavar="SECONDS", default=0.0,
+                   help="also time observe inside a running gateway under SECONDS of load")
+    p.add_argument("--conc", type=int, default=16, help="--in-gateway's connections")
     args = p.parse_args(argv)
     res = measure(args.requests, args.repeat)
     print(f"metrics recording path, CPU per request (min of {args.repeat} runs of "
@@ -239,6 +356,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  {c['case']:<50} {c['us_per_request']:6.3f} us")
     print(f"scrape of {res['series']} label sets: {res['scrape_ms']:.3f} ms CPU, "
           f"{res['scrape_bytes']:,} bytes")
+    if args.in_gateway > 0:
+        res["in_gateway"] = g = measure_in_gateway(args.in_gateway, args.conc)
+        print(f"in a gateway under load ({args.conc} connections, {args.in_gateway:g} s, "
+              f"{g['calls']:,} requests): observe median {g['median_us']:.3f} us, "
+              f"p90 {g['p90_us']:.3f} us, mean {g['mean_us']:.3f} us (wall time, less "
+              "a no-op's)")
     if args.json:
         Path(args.json).write_text(json.dumps(res, indent=2) + "\n")
     return 0

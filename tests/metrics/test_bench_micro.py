@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from bench.micro.metrics import MIX, gateway_metrics, measure, records
+from bench.micro.metrics import MIX, gateway_metrics, measure, measure_in_gateway, records
 
 
 def test_the_metrics_micro_bench_runs_the_real_path() -> None:
@@ -16,3 +16,8 @@ def test_the_metrics_micro_bench_runs_the_real_path() -> None:
     key_of = gateway_metrics().key_of
     assert res["series"] == len({key_of(rec) for rec in records()}) == len(MIX) - 1
     assert res["scrape_bytes"] > 0
+
+
+def test_the_in_gateway_timing_runs_a_real_gateway() -> None:
+    res = measure_in_gateway(0.5, 2)
+    assert res["calls"] > 0 and res["median_us"] <= res["p90_us"]

@@ -164,6 +164,18 @@ def test_series_are_capped(monkeypatch: pytest.MonkeyPatch) -> None:
     assert MAX_SERIES >= 1000
 
 
+def test_the_lookup_memo_is_bounded_and_counts_stay_right(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("proxy.metrics.MAX_RAW_KEYS", 3)
+    m = _metrics()
+    for i in range(10):
+        m.observe(_rec(model=f"junk-{i}"))
+        m.observe(_rec(model="gpt-4o"))
+    assert len(m._by_raw) <= 3
+    counts = {lb["model"]: n for lb, n in series(_render(m), "tokenway_requests_total")}
+    assert counts == {"gpt-4o": 10, OTHER: 10}
+
+
 def test_reload_names_new_models_and_keeps_old_series() -> None:
     m = _metrics()
     m.observe(_rec(model="gpt-5"))
