@@ -130,9 +130,7 @@ class GatewayMetrics:
 
     def key_of(self, rec: RequestRecord) -> Key:
         """The record's label values, each from its bounded set."""
-        endpoint = self._endpoints.get(rec.endpoint) if rec.endpoint is not None else None
-        if endpoint is None:
-            endpoint = self.endpoint_of(rec.endpoint)
+        endpoint = self.endpoint_of(rec.endpoint)
         model = rec.model
         if model not in self._models:
             model = NONE if model is None else OTHER

@@ -85,7 +85,8 @@ def test_with_keys_metrics_need_one(make_gateway):
         err = json.loads(body)["error"]
         assert err["code"] == "invalid_api_key" and set(err) == {"message", "type", "param",
                                                                  "code"}
-    assert series(scrape(gw, "gw-key"), "tokenway_requests_total")  # the two refusals
+    [(labels, n)] = series(scrape(gw, "gw-key"), "tokenway_requests_total")
+    assert (labels["endpoint"], labels["status"], n) == ("/metrics", "4xx", 2)  # the refusals
     st, _, _ = rawhttp.request(gw.url + "/metrics", headers={"x-api-key": "gw-key"})
     assert st == 200
 
@@ -137,6 +138,8 @@ def test_in_flight_gauges_see_an_open_stream(make_gateway):
         assert series(body, "tokenway_upstream_connections") == [
             ({"state": "open"}, 1), ({"state": "idle"}, 0)]
         assert not series(body, "tokenway_requests_total")  # nothing finished yet
+        health = json.loads(rawhttp.request(gw.url + "/health")[2])
+        assert (health["requests_in_flight"], health["streams_in_flight"]) == (2, 1)
         release.set()
         for _ in stream:
             pass
