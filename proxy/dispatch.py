@@ -30,7 +30,8 @@ from .endpoints.count_tokens import CLIENT_PROTOCOL as COUNT_TOKENS
 from .endpoints.count_tokens import serve_count_tokens
 from .endpoints.embeddings import serve_embeddings
 from .endpoints.info import serve_health, serve_models, serve_root
-from .endpoints.models import serve_gemini, serve_model
+from .endpoints.metrics import serve_metrics
+from .endpoints.models import GEMINI_ACTIONS, serve_gemini, serve_model
 from .endpoints.realtime import CLIENT_PROTOCOL as REALTIME
 from .endpoints.realtime import KEY_SUBPROTOCOL, serve_realtime, subprotocols_of
 from .errors import GatewayError, error_reply
@@ -123,9 +124,12 @@ class Dispatcher:
         def health(call: Call) -> None:
             serve_health(s, call, server_stats, details=self._health_details(call))
 
+        def metrics(call: Call) -> None:
+            serve_metrics(s, call, server_stats)
+
         # (method, path) -> (client protocol, error format, handler, needs a key).
-        # The probes and the models list ("info") answer from memory and are
-        # not recorded: a load balancer's health checks would fill the ledger.
+        # The probes, the models list and the metrics ("info") answer from memory
+        # and are not recorded: a load balancer's health checks would fill the ledger.
         self.routes: dict[tuple[str, str], tuple[str, str, Handler, bool]] = {
             ("POST", "/v1/chat/completions"): (chat, chat, model(chat), True),
             ("POST", "/v1/responses"): (responses, responses, model(responses), True),
@@ -142,10 +146,14 @@ class Dispatcher:
             ("GET", "/anthropic/v1/models"): (INFO, msgs, models, True),
             ("GET", "/health"): (INFO, chat, health, False),
             ("HEAD", "/health"): (INFO, chat, health, False),
+            ("GET", "/metrics"): (INFO, chat, metrics, True),
+            ("HEAD", "/metrics"): (INFO, chat, metrics, True),
             ("GET", "/"): (INFO, chat, serve_root, False),
             ("HEAD", "/"): (INFO, chat, serve_root, False),
         }
         self.paths = {path for _, path in self.routes}
+        state.metrics.set_endpoints((*self.paths, ADMIN_SPACE),
+                                    {GEMINI_PREFIX: GEMINI_ACTIONS, ADMIN_SPACE + "/": ()})
         self.admin_route: tuple[str, str, Handler, bool] = (
             ADMIN, chat, lambda c: serve_admin(s, c), True)
 

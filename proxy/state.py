@@ -28,6 +28,7 @@ from .errors import GatewayError
 from .exchange import Upstreams
 from .health import HealthBoard
 from .limits import ConcurrencyLimit
+from .metrics import GatewayMetrics
 from .model_catalog import ListedModel, ModelCatalog, listing_targets
 from .provider import Provider
 from .request import RequestRecord
@@ -74,6 +75,7 @@ class GatewayState:
         self.accounts = Accounts()
         self.accounts.on_required = self._keys_appeared
         self.accounts.on_prices = self.set_db_prices
+        self.metrics = GatewayMetrics()
         self._estimators: tuple[Any, Any, dict[str, Estimator | None]] = (None, None, {})
         # What glob routes can serve, from the providers' own lists (fetched once
         # the server listens: ``catalog.start``).
@@ -125,7 +127,7 @@ class GatewayState:
 
     def finish_record(self, rec: RequestRecord) -> None:
         """Where every finished request goes, once: priced, its charge on the key's
-        limits settled, then to the ledger."""
+        limits settled, counted in the metrics, then to the ledger."""
         self.prices.cost_of(rec)
         charge = rec.charge
         if charge is not None:
@@ -135,6 +137,7 @@ class GatewayState:
             elif tokens is None and rec.cost_usd == 0.0:
                 tokens = 0  # nothing reached a provider: nothing used
             self.accounts.meter.settle(charge, tokens, rec.cost_usd, self.recorded() + 1)
+        self.metrics.observe(rec)
         self._record(rec)
 
     def _catalog_changed(self) -> None:
@@ -159,6 +162,8 @@ class GatewayState:
         self.model_names = list(listed)
         self.models_openai = self.model_list(self.model_names, anthropic=False)
         self.models_anthropic = self.model_list(self.model_names, anthropic=True)
+        # What glob routes list gets its own series too (bounded per provider).
+        self.metrics.set_names(self.model_names, config.providers)
 
     def model_list(self, names: list[str], anthropic: bool) -> bytes:
         """``GET /v1/models``'s body for ``names`` (of ``model_names``), in OpenAI's

@@ -175,7 +175,7 @@ PROXY_LAYERS: tuple[tuple[str, ...], ...] = (
      "proxy.loopback", "proxy.loopback_embeddings"),
     ("proxy.errors", "proxy.request", "proxy.headers", "proxy.wire", "proxy.ledger",
      "proxy.config", "proxy.aio", "proxy.threads", "proxy.cli_args", "proxy.usage_report",
-     "proxy.audit", "proxy"),
+     "proxy.audit", "proxy.metrics", "proxy.exposition", "proxy"),
 )
 
 
