@@ -66,6 +66,8 @@ class GatewayState:
         self.accounts.on_required = self._keys_appeared
         self.accounts.on_prices = self.set_db_prices
         self._estimators: tuple[Any, Any, dict[str, Estimator | None]] = (None, None, {})
+        # The access log's ``record`` (proxy/access_log.py), None while it is off.
+        self.access_log: Callable[[RequestRecord], None] | None = None
         self.apply(config)
 
     def apply(self, config: Config) -> None:
@@ -112,7 +114,7 @@ class GatewayState:
 
     def finish_record(self, rec: RequestRecord) -> None:
         """Where every finished request goes, once: priced, its charge on the key's
-        limits settled, then to the ledger."""
+        limits settled, then to the ledger and the access log."""
         self.prices.cost_of(rec)
         charge = rec.charge
         if charge is not None:
@@ -123,6 +125,8 @@ class GatewayState:
                 tokens = 0  # nothing reached a provider: nothing used
             self.accounts.meter.settle(charge, tokens, rec.cost_usd, self.recorded() + 1)
         self._record(rec)
+        if self.access_log is not None:
+            self.access_log(rec)
 
     def _build_model_lists(self, config: Config) -> None:
         owners: dict[str, str] = {}
