@@ -242,6 +242,8 @@ def _log_target(fields: Fields, t: dict[str, Any], key: str, default: str,
     assert value is not None
     if value.lower() in words:
         return value.lower()
+    if value.lower() == LOG_OFF:  # daemon_log: the gateway's own errors must land somewhere
+        raise fields.fail(dotted, 'cannot be "off": use "stderr" or a file path')
     if not value.strip():
         raise fields.fail(dotted, f"must be {' or '.join(repr(w) for w in words)} or a "
                                   "file path (got an empty string)")
