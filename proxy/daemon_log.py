@@ -98,13 +98,15 @@ def _to_stderr(message: str) -> None:
         pass
 
 
-_handler: WriterHandler | None = None
+_handler: WriterHandler | None = None  # the file handler, when daemon_log is a file
+_installed: logging.Handler | None = None  # what install() added to the root logger
 
 
 def install(logging_cfg: Any, level: str, *, rotates: bool = True) -> None:
     """Send the ``tokenway`` messages where ``logging_cfg.daemon_log`` says, at
-    ``level``; OSError when the file cannot be opened."""
-    global _handler
+    ``level``; OSError when the file cannot be opened.  Replaces what an
+    earlier call installed, and only that."""
+    global _handler, _installed
     handler: logging.Handler
     if logging_cfg.daemon_log == "stderr":
         handler = logging.StreamHandler(sys.stderr)
@@ -116,13 +118,13 @@ def install(logging_cfg: Any, level: str, *, rotates: bool = True) -> None:
                        rotates=rotates)
         handler = new = WriterHandler(sink, DaemonFormatter())
     root = logging.getLogger()
-    for old in list(root.handlers):
-        root.removeHandler(old)
-        if old is _handler:
-            old.close()
+    if _installed is not None:
+        root.removeHandler(_installed)
+        if _handler is not None and _installed is _handler:
+            _handler.close()
     root.addHandler(handler)
     root.setLevel(level.upper())
-    _handler = new
+    _handler, _installed = new, handler
 
 
 def after_fork(logging_cfg: Any, level: str, *, rotates: bool) -> None:
@@ -142,11 +144,11 @@ def reopen() -> None:
 
 def close() -> None:
     """Write what is queued and stop the writer (before the process exits)."""
-    global _handler
+    global _handler, _installed
     if _handler is not None:
         logging.getLogger().removeHandler(_handler)
         _handler.close()
-        _handler = None
+        _handler = _installed = None
 
 
 def stats() -> dict[str, Any] | None:
