@@ -140,17 +140,24 @@ class LogFile:
         for piece in chunks(lines, FILE_CHUNK_BYTES):
             _write_all(self.fd, piece)
         if self.rotates and self.rotate_bytes:
-            # The size as the kernel has it: the other workers' lines count too.
-            self._size = os.fstat(self.fd).st_size
-            if self._size >= self.rotate_bytes:
-                self.rotate()
+            self._rotate_if_full()
 
     def tick(self) -> None:
-        """Rotate when the UTC day changed (the rotating process), or reopen when
-        the path names another file than the one held (the others)."""
+        """Called before each write and on every idle wake of the writer: the
+        rotating process rotates when the UTC day changed or the file is full
+        (the other workers' lines count too, and they may be the only ones
+        writing); the others reopen when the path names another file."""
         if not self.rotates:
             self._follow()
         elif self.rotate_daily and utc_day(self.clock()) != self._day:
+            self.rotate()
+        elif self.rotate_bytes:
+            self._rotate_if_full()
+
+    def _rotate_if_full(self) -> None:
+        # The size as the kernel has it, every process's appends included.
+        self._size = os.fstat(self.fd).st_size
+        if self._size >= self.rotate_bytes:
             self.rotate()
 
     def _follow(self) -> None:
