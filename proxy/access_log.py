@@ -25,6 +25,7 @@ escaped so that no client can end a line early or forge one:
 from __future__ import annotations
 
 import json
+import operator
 import re
 import time
 from collections.abc import Callable
@@ -57,39 +58,36 @@ class _Clock:
         return f"{self.prefix}.{int((ts - second) * 1000):03d}Z"
 
 
-def _ms(value: float | None) -> float | None:
-    return None if value is None else round(value, 1)
+# (line field, RequestRecord attribute), in line order after "time".
+FIELDS = (
+    ("request_id", "request_id"), ("client_addr", "client_addr"), ("key_id", "api_key_id"),
+    ("endpoint", "endpoint"), ("protocol", "client_protocol"), ("model", "model"),
+    ("served_model", "served_model"), ("provider", "provider"), ("status", "status"),
+    ("error_kind", "error_kind"), ("input_tokens", "input_tokens"),
+    ("output_tokens", "output_tokens"), ("cached_tokens", "cached_tokens"),
+    ("reasoning_tokens", "reasoning_tokens"), ("latency_ms", "latency_ms"),
+    ("ttfb_ms", "ttfb_ms"), ("stream", "stream"), ("attempts", "attempts"),
+    ("bytes_in", "bytes_in"), ("bytes_out", "bytes_out"), ("cost_usd", "cost_usd"),
+    ("end_user", "end_user"),
+)
+_NAMES = tuple(name for name, _ in FIELDS)
+# One C call reads every attribute (about half the time of a dict literal of them).
+_values = operator.attrgetter(*(attr for _, attr in FIELDS))
 
 
 def fields_of(rec: Any, clock: _Clock) -> dict[str, Any]:
     """The access-log fields of a finished ``RequestRecord``, in line order, the
-    unknown ones left out."""
-    out: dict[str, Any] = {
-        "time": clock.iso(rec.ts),
-        "request_id": rec.request_id,
-        "client_addr": rec.client_addr,
-        "key_id": rec.api_key_id,
-        "endpoint": rec.endpoint,
-        "protocol": rec.client_protocol,
-        "model": rec.model,
-        "served_model": rec.served_model if rec.served_model != rec.model else None,
-        "provider": rec.provider,
-        "status": rec.status,
-        "error_kind": rec.error_kind,
-        "input_tokens": rec.input_tokens,
-        "output_tokens": rec.output_tokens,
-        "cached_tokens": rec.cached_tokens,
-        "reasoning_tokens": rec.reasoning_tokens,
-        "latency_ms": _ms(rec.latency_ms),
-        "ttfb_ms": _ms(rec.ttfb_ms),
-        "stream": rec.stream,
-        "attempts": rec.attempts,
-        "bytes_in": rec.bytes_in,
-        "bytes_out": rec.bytes_out,
-        "cost_usd": rec.cost_usd,
-        "end_user": rec.end_user,
-    }
-    return {k: v for k, v in out.items() if v is not None}
+    unknown ones left out (and ``served_model`` when it is the model asked for)."""
+    out: dict[str, Any] = {"time": clock.iso(rec.ts)}
+    for name, value in zip(_NAMES, _values(rec), strict=True):
+        if value is not None:
+            out[name] = value
+    if rec.served_model == rec.model and "served_model" in out:
+        del out["served_model"]
+    for name in ("latency_ms", "ttfb_ms"):  # tenths of a millisecond
+        if name in out:
+            out[name] = round(out[name], 1)
+    return out
 
 
 def json_line(fields: dict[str, Any]) -> bytes:
@@ -103,20 +101,17 @@ def json_line(fields: dict[str, Any]) -> bytes:
     return json.dumps(fields, ensure_ascii=True, separators=(",", ":")).encode() + b"\n"
 
 
-def logfmt_value(value: Any) -> str:
-    if value is True:
-        return "true"
-    if value is False:
-        return "false"
-    if isinstance(value, str):
-        if _BARE.fullmatch(value):
-            return value
-        return json.dumps(value, ensure_ascii=True)
-    return repr(value) if isinstance(value, float) else str(value)
-
-
 def logfmt_line(fields: dict[str, Any]) -> bytes:
-    return (" ".join(f"{k}={logfmt_value(v)}" for k, v in fields.items()) + "\n").encode()
+    parts = []
+    for key, value in fields.items():
+        kind = type(value)
+        if kind is str:
+            if not _BARE.fullmatch(value):
+                value = json.dumps(value)  # quoted, escaped, ASCII only
+        elif kind is bool:
+            value = "true" if value else "false"
+        parts.append(f"{key}={value}")
+    return (" ".join(parts) + "\n").encode()
 
 
 FORMATS: dict[str, Callable[[dict[str, Any]], bytes]] = {
