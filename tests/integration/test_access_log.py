@@ -166,3 +166,11 @@ def test_health_counts_the_access_log(make_gateway, upstream, tmp_path) -> None:
     stats = json.loads(body)["access_log"]
     assert st == 200 and stats["target"] == str(path)
     assert stats["written"] == 3 and stats["dropped"] == 0
+
+
+def test_a_reload_keeps_the_logging_settings(make_gateway, upstream, tmp_path, caplog) -> None:
+    gw, path = start(make_gateway, upstream, tmp_path, "json")
+    assert gw.reload("[logging]\nrotate_daily = true\n")
+    assert any("[logging] changes need a restart" in r.getMessage() for r in caplog.records)
+    oai(gw).chat.completions.create(model="gpt-4.1", messages=[{"role": "user", "content": "x"}])
+    assert len(access_lines(gw, path, "json")) == 1  # the same log, still written
