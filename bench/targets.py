@@ -545,6 +545,20 @@ class AccountsTarget(TokenwayTarget):
         return super().start(upstream_url, ctx)
 
 
+class AccessLogTarget(TokenwayTarget):
+    """`tokenway-accesslog`: the gateway writing a JSON access log to a file in the
+    run's temporary directory (docs/logging.md); side by side with `tokenway` (access
+    log off, the default) in the same cells, the difference is what the log costs."""
+
+    def __init__(self) -> None:
+        super().__init__("tokenway-accesslog", groups=frozenset({"chat"}),
+                         note="access log on (JSON lines to a file)")
+
+    def start(self, upstream_url: str, ctx: Context) -> Started:
+        self.extra_env["TOKENWAY_ACCESS_LOG"] = str(ctx.tmpdir / f"{self.name}-access.log")
+        return super().start(upstream_url, ctx)
+
+
 def tokenway_variants() -> list[TokenwayTarget]:
     """The gateway set up for the groups that need something the baseline must not have
     (so the baseline's figures stay comparable with earlier runs)."""
@@ -566,11 +580,12 @@ def tokenway_variants() -> list[TokenwayTarget]:
         TokenwayTarget("tokenway-noledger", groups=frozenset({"chat"}),
                        module="bench.noledger", note="ledger record() a no-op"),
         AccountsTarget(),
+        AccessLogTarget(),
     ]
 
 
 VARIANT_NAMES = ("tokenway-w2", "tokenway-keys", "tokenway-nobreaker", "tokenway-ledger",
-                 "tokenway-noledger", "tokenway-accounts")
+                 "tokenway-noledger", "tokenway-accounts", "tokenway-accesslog")
 
 
 # ---------------------------------------------------------------------------

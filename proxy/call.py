@@ -175,7 +175,7 @@ class Call:
         if err.source == UPSTREAM:
             req = self.req
             log.warning("%s %s -> %d %s", req.method if req else "-", rec.endpoint, status,
-                        err.message)
+                        err.message, extra={"request_id": rec.request_id})
         self.send(status, body, headers)
 
     def finish(self) -> None:
@@ -201,7 +201,7 @@ class Call:
         except asyncio.CancelledError:
             raise
         except Exception:
-            log.exception("request %s failed", self.rec.request_id)
+            log.exception("request failed", extra={"request_id": self.rec.request_id})
             self.fail_internal()
 
     def fail_internal(self) -> None:

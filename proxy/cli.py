@@ -10,7 +10,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from . import __version__
+from . import __version__, daemon_log
 from .aio import new_event_loop
 
 
@@ -43,6 +43,15 @@ def _daemon_parser() -> argparse.ArgumentParser:
         choices=("debug", "info", "warning", "error", "critical"),
         help="log level (default info, env TOKENWAY_LOG_LEVEL)",
     )
+    p.add_argument("--access-log", metavar="off|stderr|PATH",
+                   help="one line per request: off (default), stderr or a file "
+                        "(env TOKENWAY_ACCESS_LOG; docs/logging.md)")
+    p.add_argument("--access-format", choices=("json", "logfmt"),
+                   help="access log lines as JSON (default) or logfmt "
+                        "(env TOKENWAY_ACCESS_FORMAT)")
+    p.add_argument("--daemon-log", metavar="stderr|PATH",
+                   help="the gateway's own messages: stderr (default) or a file "
+                        "(env TOKENWAY_DAEMON_LOG)")
     p.add_argument(
         "--parser",
         choices=("httptools", "h11"),
@@ -71,8 +80,7 @@ def _daemon_parser() -> argparse.ArgumentParser:
 
 
 def gatewayd_main(argv: Sequence[str] | None = None) -> int:
-    from .config import ConfigError, check_listen_safety, listeners_of, load_config
-    from .startup import port_problem
+    from .config import ConfigError, check_listen_safety, load_config
 
     args = _daemon_parser().parse_args(argv)
     overrides = {
@@ -83,6 +91,9 @@ def gatewayd_main(argv: Sequence[str] | None = None) -> int:
             ("log_level", args.log_level),
             ("parser", args.parser),
             ("allow_unauthenticated", args.allow_unauthenticated),
+            ("access_log", args.access_log),
+            ("access_format", args.access_format),
+            ("daemon_log", args.daemon_log),
         )
         if v is not None
     }
@@ -95,11 +106,22 @@ def gatewayd_main(argv: Sequence[str] | None = None) -> int:
     if problem:
         print(f"gatewayd: {problem}", file=sys.stderr)
         return 2
-    logging.basicConfig(
-        level=config.server.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    try:
+        daemon_log.install(config.logging, config.server.log_level, rotates=args.workers == 1)
+    except OSError as exc:
+        print(f"gatewayd: cannot open logging.daemon_log {config.logging.daemon_log!r}: "
+              f"{exc.strerror or exc}", file=sys.stderr)
+        return 2
     log = logging.getLogger("tokenway")
+    try:
+        return _start(args, config, overrides, log)
+    finally:
+        daemon_log.close()
+
+
+def _start(args: Any, config: Any, overrides: dict[str, Any], log: logging.Logger) -> int:
+    from .config import listeners_of
+    from .startup import port_problem
 
     if args.workers < 1:
         print("gatewayd: --workers must be >= 1", file=sys.stderr)
@@ -183,15 +205,21 @@ def _supervise(args: Any, config: Any, overrides: dict[str, Any], pid_file: str,
         config = replace(config, server=replace(config.server, port=port))
         overrides = {**overrides, "listen": f"[{host}]:{port}" if ":" in host else f"{host}:{port}"}
     children: list[int] = []
-    for _ in range(args.workers):
+    for worker in range(args.workers):
         pid = os.fork()
         if pid == 0:
             if probe is not None:
                 probe.close()
             code = 1
             try:
-                code = _serve_one(args, config, overrides, None, log, reuse_port=True)
+                # The first worker rotates the log files; the others follow the
+                # renames (proxy/log_files.py).
+                daemon_log.after_fork(config.logging, config.server.log_level,
+                                      rotates=worker == 0)
+                code = _serve_one(args, config, overrides, None, log, reuse_port=True,
+                                  rotates_logs=worker == 0)
             finally:
+                daemon_log.close()  # os._exit skips atexit: write what is queued
                 os._exit(code)
         children.append(pid)
     if probe is not None:
@@ -199,13 +227,15 @@ def _supervise(args: Any, config: Any, overrides: dict[str, Any], pid_file: str,
     written = _write_pid(pid_file, log)
 
     def forward(signum: int, _frame: Any) -> None:
+        if signum == signal.SIGUSR1:
+            daemon_log.reopen()
         for child in children:
             try:
                 os.kill(child, signum)
             except ProcessLookupError:
                 pass
 
-    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1):
         signal.signal(sig, forward)
     worst = 0
     for child in children:
@@ -225,10 +255,19 @@ def _supervise(args: Any, config: Any, overrides: dict[str, Any], pid_file: str,
 
 
 def _serve_one(args: Any, config: Any, overrides: dict[str, Any], pid_file: str | None,
-               log: logging.Logger, reuse_port: bool = False) -> int:
+               log: logging.Logger, reuse_port: bool = False, rotates_logs: bool = True) -> int:
+    from .access_log import open_access_log
     from .config import listeners_of, load_config
     from .ledger import Ledger
     from .server import serve
+
+    try:
+        access_log = open_access_log(config, rotates=rotates_logs,
+                                     on_error=lambda m: log.warning("access log: %s", m))
+    except OSError as exc:
+        print(f"gatewayd: cannot open logging.access_log {config.logging.access_log!r}: "
+              f"{exc.strerror or exc}", file=sys.stderr)
+        return 2
 
     ledger = Ledger(config.ledger.path)
     try:
@@ -238,6 +277,8 @@ def _serve_one(args: Any, config: Any, overrides: dict[str, Any], pid_file: str 
             f"gatewayd: cannot open ledger {config.ledger.path!r}: {exc}",
             file=sys.stderr,
         )
+        if access_log is not None:
+            access_log.close()
         return 2
     pid_file = _write_pid(pid_file, log)
 
@@ -248,7 +289,8 @@ def _serve_one(args: Any, config: Any, overrides: dict[str, Any], pid_file: str 
     asyncio.set_event_loop(loop)
     try:
         loop.run_until_complete(serve(config, ledger, reloader=reloader,
-                                      reuse_port=reuse_port))
+                                      reuse_port=reuse_port, access_log=access_log,
+                                      rotates_logs=rotates_logs))
     except OSError as exc:
         print(
             f"gatewayd: cannot listen on "

@@ -215,7 +215,7 @@ class Dispatcher:
         try:
             handler(call)
         except Exception:
-            log.exception("request %s: handler failed", call.rec.request_id)
+            log.exception("handler failed", extra={"request_id": call.rec.request_id})
             call.fail_internal()
 
     def reject(self, conn: ClientConnection, status: int, message: str,

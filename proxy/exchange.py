@@ -440,6 +440,12 @@ class ProxyExchange:
     def _failover(self, failure: GatewayError | Refusal) -> None:
         """The current attempt failed before any byte reached the client."""
         self.last_error = failure
+        att = self.att
+        if att is not None:
+            log.info("attempt %d on %s failed (%s)", self.tried,
+                     att.provider.name,
+                     failure.kind if isinstance(failure, GatewayError) else failure.status,
+                     extra={"request_id": self.rec.request_id})
         self._release_slot()
         self.up = None
         self.state = _HEAD

@@ -327,8 +327,10 @@ class HTTPConnection(asyncio.Protocol):
         """Called by the server's sweeper once a deadline has passed."""
         now = self.loop.time()
         if self.stall_deadline and self.stall_deadline <= now:
+            rec = getattr(self.flow, "rec", None)
             log.info("client %s read nothing for %g s: disconnecting", self.client_addr,
-                     self.settings.send_timeout_s)
+                     self.settings.send_timeout_s,
+                     extra=None if rec is None else {"request_id": rec.request_id})
             self.abort()
             return
         if not self.deadline or self.deadline > now:

@@ -214,7 +214,8 @@ class RealtimeRelay:
             self._timer = loop.call_later(self._check_every(), self._check_time)
 
     def _timeout(self, why: str) -> None:
-        log.info("request %s: realtime session ended: %s", self.call.rec.request_id, why)
+        log.info("realtime session ended: %s", why,
+                 extra={"request_id": self.call.rec.request_id})
         if self.provider_open:
             self._send_provider(CloseConnection(code=CLOSE_GOING_AWAY, reason="idle"))
         self._close_client(CLOSE_GOING_AWAY, why)
@@ -292,8 +293,8 @@ class RealtimeRelay:
             return
         self._tap = None
         if self._tap_chars > MAX_TAPPED_CHARS:
-            log.warning("request %s: a realtime usage event of %d characters was not read",
-                        self.call.rec.request_id, self._tap_chars)
+            log.warning("a realtime usage event of %d characters was not read",
+                        self._tap_chars, extra={"request_id": self.call.rec.request_id})
             return
         try:
             event = orjson.loads("".join(tap))

@@ -3,7 +3,8 @@
 The only module that calls ``create_server``.  On SIGTERM/SIGINT the server
 stops accepting, closes idle keep-alive connections, lets in-flight requests
 and streams finish up to ``shutdown_grace_s``, then aborts what is left and
-flushes the ledger.
+flushes the ledger.  SIGHUP reloads the configuration; SIGUSR1 reopens the log
+files (docs/logging.md).
 """
 
 from __future__ import annotations
@@ -18,7 +19,8 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
-from . import startup
+from . import daemon_log, startup
+from .access_log import AccessLog, open_access_log
 from .config import ENDPOINT_GROUPS as ENDPOINT_SETS
 from .config import (
     Config,
@@ -95,7 +97,12 @@ class Server:
     ``ConnectionHost`` of its connections (``proxy.h1``)."""
 
     def __init__(self, config: Config, ledger: Any, loop: asyncio.AbstractEventLoop,
-                 *, reloader: Callable[[], Config] | None = None) -> None:
+                 *, reloader: Callable[[], Config] | None = None,
+                 access_log: AccessLog | None = None, rotates_logs: bool = True) -> None:
+        """``access_log``: one already opened (gatewayd reports a file it cannot
+        open before serving); otherwise the one ``config.logging`` asks for is
+        opened here.  ``rotates_logs``: whether this process rotates the log files
+        (with --workers only the first worker does, proxy/log_files.py)."""
         self.config = config
         # Builds a fresh Config the way the first one was built (file, env, flags).
         self.reloader = reloader
@@ -110,6 +117,12 @@ class Server:
         self._refused_logged = 0.0
         self.state = GatewayState(config, loop, ledger.record,
                                   lambda: getattr(ledger, "recorded", 0))
+        if access_log is None:
+            access_log = open_access_log(config, rotates=rotates_logs,
+                                         on_error=_access_log_error)
+        self.access_log = access_log
+        if access_log is not None:
+            self.state.access_log = access_log.record
         self.dispatcher = Dispatcher(self.state, self.stats)
         # ConnectionHost: the dispatcher's entry points, bound once (no wrapper call
         # per request).
@@ -140,7 +153,26 @@ class Server:
                 "streams_in_flight": sum(1 for c in conns if c.streaming),
                 "max_connections": self.max_connections,
                 "admission": "held" if self.holding else "open",
-                "ledger": self.ledger.stats()}
+                "ledger": self.ledger.stats(),
+                **self.log_stats()}
+
+    def log_stats(self) -> dict[str, Any]:
+        """The log writers' counters (lines written, dropped): a log that falls
+        behind drops lines, and /health is where that shows."""
+        out = {}
+        if self.access_log is not None:
+            out["access_log"] = self.access_log.stats()
+        daemon = daemon_log.stats()
+        if daemon is not None:
+            out["daemon_log"] = daemon
+        return out
+
+    def reopen_logs(self) -> None:
+        """SIGUSR1: reopen the access and daemon log files (after logrotate moved them)."""
+        log.info("reopening log files")
+        if self.access_log is not None:
+            self.access_log.reopen()
+        daemon_log.reopen()
 
     # -- connections --------------------------------------------------------------
 
@@ -255,6 +287,9 @@ class Server:
         old = self.config.server
         if new.server.parser != old.parser:
             log.warning("reload: a parser change needs a restart; keeping %s", old.parser)
+        if new.logging != self.config.logging:
+            log.warning("reload: [logging] changes need a restart; keeping the log "
+                        "destinations and rotation settings")
         self.config = new
         self.state.apply(new)
         log.info("configuration reloaded: %d provider(s), %d route(s)",
@@ -330,12 +365,21 @@ class Server:
         self._sweeper.cancel()
         for srv in self._servers:
             await srv.wait_closed()
+        if self.access_log is not None:
+            # The lines of the requests the drain finished; off the loop, which
+            # has nothing left to serve.
+            await self.loop.run_in_executor(None, self.access_log.close)
+
+
+def _access_log_error(message: str) -> None:
+    log.warning("access log: %s", message)
 
 
 def install_signal_handlers(loop: asyncio.AbstractEventLoop, server: Server) -> None:
     for sig, handler in ((signal.SIGTERM, server.request_stop),
                          (signal.SIGINT, server.request_stop),
-                         (signal.SIGHUP, server.reload)):
+                         (signal.SIGHUP, server.reload),
+                         (signal.SIGUSR1, server.reopen_logs)):
         try:
             loop.add_signal_handler(sig, handler)
         except (NotImplementedError, RuntimeError):  # not the main thread / platform
@@ -344,10 +388,12 @@ def install_signal_handlers(loop: asyncio.AbstractEventLoop, server: Server) -> 
 
 async def serve(config: Config, ledger: Any, *, ready: Callable[[Server], None] | None = None,
                 signals: bool = True, reloader: Callable[[], Config] | None = None,
-                reuse_port: bool = False) -> None:
+                reuse_port: bool = False, access_log: AccessLog | None = None,
+                rotates_logs: bool = True) -> None:
     """Serve until SIGTERM/SIGINT."""
     loop = asyncio.get_running_loop()
-    server = Server(config, ledger, loop, reloader=reloader)
+    server = Server(config, ledger, loop, reloader=reloader, access_log=access_log,
+                    rotates_logs=rotates_logs)
     await server.start(reuse_port=reuse_port)
     if signals:
         install_signal_handlers(loop, server)

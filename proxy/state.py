@@ -80,6 +80,8 @@ class GatewayState:
         # What glob routes can serve, from the providers' own lists (fetched once
         # the server listens: ``catalog.start``).
         self.catalog = ModelCatalog(self.pool, self._catalog_changed)
+        # The access log's ``record`` (proxy/access_log.py), None while it is off.
+        self.access_log: Callable[[RequestRecord], None] | None = None
         self.apply(config)
 
     def apply(self, config: Config) -> None:
@@ -127,7 +129,7 @@ class GatewayState:
 
     def finish_record(self, rec: RequestRecord) -> None:
         """Where every finished request goes, once: priced, its charge on the key's
-        limits settled, counted in the metrics, then to the ledger."""
+        limits settled, counted in the metrics, then to the ledger and the access log."""
         self.prices.cost_of(rec)
         charge = rec.charge
         if charge is not None:
@@ -139,6 +141,8 @@ class GatewayState:
             self.accounts.meter.settle(charge, tokens, rec.cost_usd, self.recorded() + 1)
         self.metrics.observe(rec)
         self._record(rec)
+        if self.access_log is not None:
+            self.access_log(rec)
 
     def _catalog_changed(self) -> None:
         if hasattr(self, "router"):  # not during the first apply

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,6 +16,7 @@ from proxy.config import load_config
 from proxy.ledger import Ledger, query_rows
 from tests.integration import rawhttp
 from tests.integration.upstreams import FakeUpstream
+from tests.log_audit import AUDIT, CaptureHandler
 
 LOOPS = ["asyncio", "uvloop"]
 PARSERS = ["httptools", "h11"]
@@ -36,6 +38,11 @@ class RunningGateway:
         self._ov = ov
         self.config = load_config(str(self.cfg_path) if config_text is not None else None,
                                   env=self._env, overrides=ov)
+        AUDIT.secrets_of_config(self.config)
+        AUDIT.secrets_of_env(self._env)
+        for target in (self.config.logging.access_log, self.config.logging.daemon_log):
+            if target not in ("off", "stderr"):
+                AUDIT.file(target)
         self.loop_kind = loop_kind
         self.ledger = Ledger(self.db, flush_ms=5)
         self.server: Any = None
@@ -141,6 +148,31 @@ class RunningGateway:
 
 
 _closing: list[Any] = []
+_leaks: list[str] = []
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """Every record of the gateway's loggers in this process goes to the log audit
+    (tests/log_audit.py), INFO included."""
+    logger = logging.getLogger("tokenway")
+    if logger.level == logging.NOTSET or logger.level > logging.INFO:
+        logger.setLevel(logging.INFO)
+    logger.addHandler(CaptureHandler(AUDIT))
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """The session fails when any gateway log line it saw holds a secret."""
+    _leaks.extend(AUDIT.leaks())
+    if _leaks:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    if _leaks:
+        terminalreporter.section("secrets in gateway logs", red=True)
+        for leak in _leaks[:50]:
+            terminalreporter.line(leak)
+        terminalreporter.line(f"{len(_leaks)} line(s) with a secret (tests/log_audit.py)")
 
 
 def close_at_end(obj: Any) -> Any:

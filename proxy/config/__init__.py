@@ -120,6 +120,16 @@ example when the key has no default)::
     cache_read = 1.25              # before prices set with `gateway price set` and
     cache_write = 2.5              # the bundled table; the most specific glob wins
 
+    [logging]                      # docs/logging.md
+    access_log = "off"             # one line per request: "off", "stderr" or a file
+                                   # (relative: to the file's directory)
+    access_format = "json"         # or "logfmt"
+    daemon_log = "stderr"          # the gateway's own messages: "stderr" or a file
+    rotate_bytes = "100MiB"        # a log file past this size becomes FILE.1
+                                   # (0 or "off": no rotation by size)
+    rotate_daily = false           # true: also rotate at UTC midnight
+    keep = 5                       # rotated files kept (FILE.1 newest .. FILE.5)
+
 Precedence, lowest first: built-in defaults, the file, environment variables, CLI
 overrides. Environment variables set to the empty string (or only whitespace) count as
 unset, so ``TOKENWAY_API_KEYS=`` in a compose file cannot switch authentication off by
@@ -131,6 +141,9 @@ Environment variables:
 * ``TOKENWAY_LISTEN``, ``TOKENWAY_DB``, ``TOKENWAY_LOG_LEVEL``, ``TOKENWAY_PARSER``,
   ``TOKENWAY_MAX_BODY_BYTES``: override ``server.listen``, ``ledger.path``,
   ``server.log_level``, ``server.parser`` and ``server.max_body_bytes``.
+* ``TOKENWAY_ACCESS_LOG``, ``TOKENWAY_ACCESS_FORMAT``, ``TOKENWAY_DAEMON_LOG``:
+  override ``logging.access_log``, ``logging.access_format`` and
+  ``logging.daemon_log``.
 * ``TOKENWAY_API_KEYS=k1,k2``: gateway keys; replaces both ``keys`` and ``keys_env``
   from ``[auth]``.
 * ``TOKENWAY_{OPENAI,ANTHROPIC,GEMINI}_{BASE_URL,API_KEY}``: define (or override the
@@ -148,7 +161,8 @@ Environment variables:
   written in this form; use the file.
 
 CLI overrides come in as a dict with the keys ``listen``, ``db``, ``log_level``,
-``parser`` and ``allow_unauthenticated``; ``None`` values are ignored (an argparse
+``parser``, ``allow_unauthenticated``, ``access_log``, ``access_format`` and
+``daemon_log``; ``None`` values are ignored (an argparse
 flag that was not given).
 
 Secrets (gateway keys, provider keys, extra header values) never appear in the
@@ -157,7 +171,7 @@ Secrets (gateway keys, provider keys, extra header values) never appear in the
 Modules: ``values`` (pure value parsers), ``model`` (the frozen objects and their
 defaults), ``fields`` (typed, labelled key reads and `ConfigError`), ``loader``
 (file, env and CLI layers; section order), ``sections`` (server, ledger, auth,
-routing, agent_safety, prices), ``providers`` (provider tables and env shortcuts),
+routing, agent_safety, prices, logging), ``providers`` (provider tables and env shortcuts),
 ``routes`` (routes and ``TOKENWAY_ROUTES``).
 """
 
@@ -211,6 +225,7 @@ from .model import (
     Config,
     LedgerConfig,
     ListenerConfig,
+    LoggingConfig,
     PriceConfig,
     ProviderConfig,
     Route,
@@ -276,6 +291,7 @@ __all__ = [
     "ConfigError",
     "LedgerConfig",
     "ListenerConfig",
+    "LoggingConfig",
     "PriceConfig",
     "ProviderConfig",
     "Route",

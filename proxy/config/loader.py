@@ -2,7 +2,7 @@
 build the frozen `Config` section by section.
 
 The sections are built in a fixed order (server, ledger, auth, providers, routes,
-agent_safety, routing, prices), so a file with several errors always reports the same one.
+agent_safety, routing, prices, logging), so a file with several errors always reports the same one.
 """
 
 from __future__ import annotations
@@ -22,30 +22,40 @@ from .sections import (
     AGENT_SAFETY_KEYS,
     AUTH_KEYS,
     LEDGER_KEYS,
+    LOGGING_KEYS,
     ROUTING_KEYS,
     SERVER_KEYS,
     build_agent_safety,
     build_auth,
     build_ledger,
+    build_logging,
     build_prices,
     build_routing,
     build_server,
 )
 
 _TOP_KEYS = ("server", "listeners", "ledger", "auth", "providers", "routes", "agent_safety",
-             "routing", "prices")
+             "routing", "prices", "logging")
 
-# Environment variables that override one key of [server] or [ledger].
+# Environment variables that override one key of [server], [ledger] or [logging].
 _ENV_OVERRIDES = (
     ("TOKENWAY_LISTEN", "server.listen"),
     ("TOKENWAY_PARSER", "server.parser"),
     ("TOKENWAY_LOG_LEVEL", "server.log_level"),
     ("TOKENWAY_MAX_BODY_BYTES", "server.max_body_bytes"),
     ("TOKENWAY_DB", "ledger.path"),
+    ("TOKENWAY_ACCESS_LOG", "logging.access_log"),
+    ("TOKENWAY_ACCESS_FORMAT", "logging.access_format"),
+    ("TOKENWAY_DAEMON_LOG", "logging.daemon_log"),
 )
 
-# CLI overrides: "db" sets ledger.path, the others the [server] key of the same name.
-_OVERRIDE_KEYS = ("listen", "db", "log_level", "parser", "allow_unauthenticated")
+# CLI overrides: each sets the key named here, the others the [server] key of the
+# same name.
+_OVERRIDE_TARGETS = {"db": "ledger.path", "access_log": "logging.access_log",
+                     "access_format": "logging.access_format",
+                     "daemon_log": "logging.daemon_log"}
+_OVERRIDE_KEYS = ("listen", "db", "log_level", "parser", "allow_unauthenticated",
+                  "access_log", "access_format", "daemon_log")
 
 
 def load_config(
@@ -73,6 +83,7 @@ def load_config(
     tables = {
         "server": get_table(doc, "server", SERVER_KEYS),
         "ledger": get_table(doc, "ledger", LEDGER_KEYS),
+        "logging": get_table(doc, "logging", LOGGING_KEYS),
     }
     auth = get_table(doc, "auth", AUTH_KEYS)
     apply_env(fields, tables)
@@ -92,6 +103,7 @@ def load_config(
     )
     routing = build_routing(fields, get_table(doc, "routing", ROUTING_KEYS))
     prices = build_prices(fields, doc)
+    logging = build_logging(fields, tables["logging"], base_dir)
     return Config(
         server=server,
         listeners=listeners,
@@ -103,6 +115,7 @@ def load_config(
         agent_safety=agent_safety,
         routing=routing,
         prices=prices,
+        logging=logging,
     )
 
 
@@ -124,7 +137,8 @@ def read_file(path: str | None, label: str) -> dict[str, Any]:
 
 
 def apply_env(fields: Fields, tables: dict[str, dict[str, Any]]) -> None:
-    """TOKENWAY_LISTEN, _PARSER, _LOG_LEVEL, _MAX_BODY_BYTES and _DB over the file."""
+    """TOKENWAY_LISTEN, _PARSER, _LOG_LEVEL, _MAX_BODY_BYTES, _DB, _ACCESS_LOG,
+    _ACCESS_FORMAT and _DAEMON_LOG over the file."""
     for var, dotted in _ENV_OVERRIDES:
         value = fields.getenv(var)
         if value is not None:
@@ -144,7 +158,5 @@ def apply_overrides(
         if value is None:
             continue
         flag = "--" + key.replace("_", "-")
-        if key == "db":
-            fields.set_from(tables["ledger"], "ledger.path", value, flag)
-        else:
-            fields.set_from(tables["server"], f"server.{key}", value, flag)
+        dotted = _OVERRIDE_TARGETS.get(key, f"server.{key}")
+        fields.set_from(tables[dotted.split(".", 1)[0]], dotted, value, flag)

@@ -22,6 +22,10 @@ AUTH_MODES = ("inject", "passthrough")
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 DISCONNECT_MODES = ("cancel", "drain")
 COUNT_TOKENS_MODES = ("upstream", "local")
+ACCESS_FORMATS = ("json", "logfmt")
+# The two words [logging] destinations take besides a file path.
+LOG_OFF = "off"
+LOG_STDERR = "stderr"
 
 # The built-in model answered by the gateway itself; never routed to a provider.
 LOOPBACK_MODEL = "loopback"
@@ -79,6 +83,26 @@ DEFAULT_MAX_CLIENT_CONNECTIONS = 4096
 # The built-in loopback model's switch: "auto", "on" or "off".
 LOOPBACK_MODES = ("auto", "on", "off")
 DEFAULT_LOOPBACK_MODEL = "auto"
+
+# --- [logging] defaults (docs/logging.md) ----------------------------------------
+
+# No access log unless asked for: the ledger already keeps every request
+# (losslessly, with more columns) and `gateway tail` follows it live, so the
+# access log is an extra stream for log collectors, and off costs the request
+# path one attribute check.
+DEFAULT_ACCESS_LOG = LOG_OFF
+# JSON lines: what log collectors (Vector, Fluent Bit, Loki, CloudWatch) parse
+# without a configured pattern.
+DEFAULT_ACCESS_FORMAT = "json"
+DEFAULT_DAEMON_LOG = LOG_STDERR
+# A log file is renamed to FILE.1 once it reaches this size, a gateway choice:
+# at about 450 bytes an access line, some 230 000 requests a file, still quick
+# to grep.
+DEFAULT_LOG_ROTATE_BYTES = 100 * 1024 * 1024
+# Rotated files kept (FILE.1 .. FILE.5): 5 x 100 MiB bounds the disk a log uses.
+DEFAULT_LOG_KEEP = 5
+# Most rotated files kept: every rotation renames each of them once.
+MAX_LOG_KEEP = 1000
 
 # --- [providers.NAME] defaults ----------------------------------------------------
 
@@ -405,6 +429,19 @@ class RoutingConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class LoggingConfig:
+    """``[logging]``: where the access log and the daemon log go (``"off"``,
+    ``"stderr"`` or a file path) and how their files rotate (docs/logging.md)."""
+
+    access_log: str = DEFAULT_ACCESS_LOG
+    access_format: str = DEFAULT_ACCESS_FORMAT
+    daemon_log: str = DEFAULT_DAEMON_LOG
+    rotate_bytes: int = DEFAULT_LOG_ROTATE_BYTES  # 0: no rotation by size
+    rotate_daily: bool = False  # rotate at UTC midnight
+    keep: int = DEFAULT_LOG_KEEP
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     server: ServerConfig = field(default_factory=ServerConfig)
     # The first one is ``server.host``/``server.port``; empty means just that one.
@@ -420,6 +457,7 @@ class Config:
     routing: RoutingConfig = field(default_factory=RoutingConfig)
     # Model glob -> price, over the database's and the bundled prices.
     prices: Mapping[str, PriceConfig] = field(default_factory=lambda: MappingProxyType({}))
+    logging: LoggingConfig = field(default_factory=LoggingConfig)
 
 
 def loopback_enabled(config: Config) -> bool:

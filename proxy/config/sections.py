@@ -1,5 +1,5 @@
 """Builders for the small tables: [server], [ledger], [auth], [routing], [agent_safety],
-[prices].
+[prices], [logging].
 
 Each takes the merged table (file values with env and CLI overrides already applied)
 and returns its frozen config object. Providers and routes have modules of their own.
@@ -8,17 +8,22 @@ and returns its frozen config object. Providers and routes have modules of their
 from __future__ import annotations
 
 import math
+import os
 from types import MappingProxyType
 from typing import Any
 
 from .fields import Fields, check_keys, split_keys
 from .model import (
+    ACCESS_FORMATS,
+    DEFAULT_ACCESS_FORMAT,
+    DEFAULT_ACCESS_LOG,
     DEFAULT_BACKOFF_MAX_S,
     DEFAULT_BACKOFF_S,
     DEFAULT_BODY_DEADLINE_S,
     DEFAULT_BODY_TIMEOUT_S,
     DEFAULT_COOLDOWN_MAX_S,
     DEFAULT_COOLDOWN_S,
+    DEFAULT_DAEMON_LOG,
     DEFAULT_DEADLINE_S,
     DEFAULT_FAILURE_THRESHOLD,
     DEFAULT_HEADER_TIMEOUT_S,
@@ -26,7 +31,9 @@ from .model import (
     DEFAULT_KEEPALIVE_TIMEOUT_S,
     DEFAULT_LEDGER_PATH,
     DEFAULT_LISTEN,
+    DEFAULT_LOG_KEEP,
     DEFAULT_LOG_LEVEL,
+    DEFAULT_LOG_ROTATE_BYTES,
     DEFAULT_LOOPBACK_MODEL,
     DEFAULT_MAX_ATTEMPTS,
     DEFAULT_MAX_BODY_BYTES,
@@ -40,11 +47,15 @@ from .model import (
     DEFAULT_TOOL_LOOP_WARN,
     DISCONNECT_MODES,
     LOG_LEVELS,
+    LOG_OFF,
+    LOG_STDERR,
     LOOPBACK_MODES,
+    MAX_LOG_KEEP,
     PARSERS,
     AgentSafetyConfig,
     AuthConfig,
     LedgerConfig,
+    LoggingConfig,
     PriceConfig,
     RoutingConfig,
     ServerConfig,
@@ -72,13 +83,15 @@ AUTH_KEYS = ("keys_env", "keys")
 ROUTING_KEYS = ("max_attempts", "backoff", "backoff_max", "deadline", "failure_threshold",
                 "cooldown", "cooldown_max", "on_client_disconnect", "heartbeat")
 AGENT_SAFETY_KEYS = ("tool_loop_warn", "tool_loop_stop")
+LOGGING_KEYS = ("access_log", "access_format", "daemon_log", "rotate_bytes", "rotate_daily",
+                "keep")
 PRICE_KEYS = ("input", "output", "cache_read", "cache_write")
 # The bounds AccountStore.set_price checks too (proxy/accounts/store.py).
 MAX_PRICE_PATTERN_CHARS = 256
 MAX_PRICE_PER_MTOK = 1e6
 
-# Values of routing.heartbeat that turn keep-alives off (TOML false too).
-_HEARTBEAT_OFF = (0, "0", "off", False)
+# Values that turn routing.heartbeat or logging.rotate_bytes off (TOML false too).
+_OFF = (0, "0", "off", False)
 
 
 def build_server(fields: Fields, t: dict[str, Any]) -> ServerConfig:
@@ -179,7 +192,7 @@ def build_auth(fields: Fields, t: dict[str, Any]) -> AuthConfig:
 
 def build_routing(fields: Fields, t: dict[str, Any]) -> RoutingConfig:
     heartbeat_s = fields.get_duration_or_off(
-        t, "routing", "heartbeat", DEFAULT_HEARTBEAT_S, _HEARTBEAT_OFF
+        t, "routing", "heartbeat", DEFAULT_HEARTBEAT_S, _OFF
     )
     return RoutingConfig(
         max_attempts=fields.get_int(t, "routing", "max_attempts", DEFAULT_MAX_ATTEMPTS, 1),
@@ -199,6 +212,47 @@ def build_routing(fields: Fields, t: dict[str, Any]) -> RoutingConfig:
         ),
         heartbeat_s=heartbeat_s,
     )
+
+
+def build_logging(fields: Fields, t: dict[str, Any], base_dir: str | None) -> LoggingConfig:
+    rotate = t.get("rotate_bytes", DEFAULT_LOG_ROTATE_BYTES)
+    keep = fields.get_int(t, "logging", "keep", DEFAULT_LOG_KEEP, 0, ", 0 keeps none")
+    if keep > MAX_LOG_KEEP:
+        raise fields.fail("logging.keep", f"must be at most {MAX_LOG_KEEP} (got {keep})")
+    return LoggingConfig(
+        access_log=_log_target(fields, t, "access_log", DEFAULT_ACCESS_LOG, base_dir,
+                               (LOG_OFF, LOG_STDERR)),
+        access_format=fields.get_choice(t, "logging", "access_format", ACCESS_FORMATS,
+                                        DEFAULT_ACCESS_FORMAT),
+        daemon_log=_log_target(fields, t, "daemon_log", DEFAULT_DAEMON_LOG, base_dir,
+                               (LOG_STDERR,)),
+        rotate_bytes=0 if rotate in _OFF else fields.get_size(
+            t, "logging", "rotate_bytes", DEFAULT_LOG_ROTATE_BYTES),
+        rotate_daily=fields.get_bool(t, "logging", "rotate_daily", False),
+        keep=keep,
+    )
+
+
+def _log_target(fields: Fields, t: dict[str, Any], key: str, default: str,
+                base_dir: str | None, words: tuple[str, ...]) -> str:
+    """One of ``words`` ("off", "stderr") or a file path (relative: to the config
+    file's directory when written there, as ``ledger.path``)."""
+    dotted = f"logging.{key}"
+    value = fields.get_str(t, "logging", key, default)
+    assert value is not None
+    if value.lower() in words:
+        return value.lower()
+    if value.lower() == LOG_OFF:  # daemon_log: the gateway's own errors must land somewhere
+        raise fields.fail(dotted, 'cannot be "off": use "stderr" or a file path')
+    if not value.strip():
+        raise fields.fail(dotted, f"must be {' or '.join(repr(w) for w in words)} or a "
+                                  "file path (got an empty string)")
+    if any(ord(c) < 0x20 or c == "\x7f" for c in value):
+        raise fields.fail(dotted, "a file path must not contain control characters")
+    path = fields.get_path(value, dotted, base_dir)
+    if value.endswith(("/", os.sep)) or os.path.isdir(path):
+        raise fields.fail(dotted, f"{value!r} is a directory: name a file in it")
+    return path
 
 
 def build_agent_safety(fields: Fields, t: dict[str, Any]) -> AgentSafetyConfig:

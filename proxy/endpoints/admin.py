@@ -481,7 +481,8 @@ async def _serve(state: GatewayState, call: Call) -> None:
                                        code="database_timeout", retry_after_s=1))
         return
     except LedgerError as exc:
-        log.warning("admin %s %s: %s", req.method, req.path[:200], exc)
+        log.warning("admin %s %s: %s", req.method, req.path[:200], exc,
+                    extra={"request_id": call.rec.request_id})
         _send_error(call, GatewayError(503, "the database cannot be used now; try again",
                                        kind="unavailable", code="database_unavailable",
                                        retry_after_s=1))

@@ -97,15 +97,15 @@ def loop_guard(state: GatewayState, call: Call, fmt: str, body: dict[str, Any]) 
     rec = call.rec
     rec.tool_repeats = n
     if safety.tool_loop_stop and n >= safety.tool_loop_stop:
-        log.warning("tool loop stopped: %r called %d times in a row (request %s)",
-                    name, n, rec.request_id)
+        log.warning("tool loop stopped: %r called %d times in a row", name, n,
+                    extra={"request_id": rec.request_id})
         raise GatewayError(
             400, f"tool loop stopped by the gateway: the tool '{name}' was called {n} "
                  f"times in a row with the same arguments (limit "
                  f"{safety.tool_loop_stop}); change the arguments or the approach",
             kind="tool_loop", code="tool_loop_detected")
     if safety.tool_loop_warn and n >= safety.tool_loop_warn:
-        log.warning("tool loop warning: %r called %d times in a row (request %s)",
-                    name, n, rec.request_id)
+        log.warning("tool loop warning: %r called %d times in a row", name, n,
+                    extra={"request_id": rec.request_id})
         return inject_warning(fmt, body, WARNING_TEMPLATE.format(name=name, count=n))
     return body

@@ -115,8 +115,8 @@ async def _open_session(state: GatewayState, call: Call, targets: list[tuple[Pro
             accepted = await relay.open(path, _headers(state, req, provider), forwarded)
         except RelayRefused as exc:
             failure = exc.message
-            log.warning("request %s: realtime via %s: %s", rec.request_id, provider.name,
-                        exc.message)
+            log.warning("realtime via %s: %s", provider.name, exc.message,
+                        extra={"request_id": rec.request_id})
             if exc.status in (0, 429) or exc.status >= 500:
                 status = 503 if exc.status in (0, 429) else 502
                 continue  # the next target may take it

@@ -22,6 +22,8 @@ from typing import Any
 
 import pytest
 
+from tests.log_audit import AUDIT
+
 PY = sys.executable
 PAGE = os.sysconf("SC_PAGE_SIZE")
 TICKS = os.sysconf("SC_CLK_TCK")
@@ -37,6 +39,7 @@ class Daemon:
         cfg.write_text(config)
         e = {k: v for k, v in os.environ.items() if not k.startswith("TOKENWAY_")}
         e.update(env or {})
+        AUDIT.secrets_of_env(e)
         self.proc = subprocess.Popen(
             [PY, "-m", "proxy", "--listen", "127.0.0.1:0", "--db", str(self.db),
              "--config", str(cfg), "--parser", parser, "--loop", loop,
@@ -64,6 +67,7 @@ class Daemon:
         assert self.proc.stderr is not None
         with self.proc.stderr as stream:
             for line in stream:
+                AUDIT.text("gatewayd stderr", line)
                 with self._logged:
                     self.log.append(line)
                     self._logged.notify_all()

@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 from tests.integration import rawhttp
+from tests.log_audit import AUDIT, AuditedPopen
 
 PY = sys.executable
 
@@ -20,13 +21,15 @@ PY = sys.executable
 def start_daemon(tmp_path, *args, env=None):
     e = {k: v for k, v in os.environ.items() if not k.startswith("TOKENWAY_")}
     e.update(env or {})
-    p = subprocess.Popen([PY, "-m", "proxy", "--listen", "127.0.0.1:0",
-                          "--db", str(tmp_path / "t.db"), *args],
-                         stderr=subprocess.PIPE, text=True, env=e, cwd=tmp_path)
+    AUDIT.secrets_of_env(e)
+    p = AuditedPopen([PY, "-m", "proxy", "--listen", "127.0.0.1:0",
+                      "--db", str(tmp_path / "t.db"), *args],
+                     stderr=subprocess.PIPE, text=True, env=e, cwd=tmp_path)
     deadline = time.monotonic() + 20
     line = ""
     while time.monotonic() < deadline:
         line = p.stderr.readline()
+        AUDIT.text("gatewayd stderr", line)
         m = re.search(r"listening on (http://\S+)", line)
         if m:
             return p, m.group(1)
@@ -48,6 +51,7 @@ class LogLines:
     def _read(self, stream) -> None:
         with stream:
             for line in stream:
+                AUDIT.text("gatewayd stderr", line)
                 with self._changed:
                     self.lines.append(line)
                     self._changed.notify_all()

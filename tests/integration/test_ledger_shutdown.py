@@ -53,7 +53,7 @@ def ledger_rows(db: str) -> list[dict]:
 
 def stop(p: subprocess.Popen) -> str:
     p.send_signal(signal.SIGTERM)
-    err = p.communicate(timeout=60)[1]
+    err = p.communicate(timeout=60)[1]  # audited: start_daemon's AuditedPopen
     assert p.returncode == 0, err
     return err
 
