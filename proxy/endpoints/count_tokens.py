@@ -1,8 +1,10 @@
 """``POST /v1/messages/count_tokens``: answered locally and cheaply, never billed.
 
-When the model routes to an Anthropic provider whose ``count_tokens`` setting
-is ``upstream`` (the default for that kind), the provider's own endpoint gives
-the exact figure; otherwise the gateway estimates (``protocols.tokens``).  The
+When the model's route has Anthropic targets whose ``count_tokens`` setting is
+``upstream`` (the default for that kind), their own endpoint gives the exact
+figure, tried in the route's order with the retries and circuit breaker of
+every model request; a route without such a target is estimated by the
+gateway (``protocols.tokens``).  The
 ledger row carries no token counts: counting is not inference.
 """
 
@@ -16,6 +18,7 @@ from .. import loopback
 from ..call import Call
 from ..errors import GatewayError, bad_request
 from ..exchange import Attempt, ProxyExchange
+from ..provider import Provider
 from ..state import GatewayState
 from .access import require_model
 from .attempts import encode_body, upstream_headers
@@ -34,30 +37,32 @@ def serve_count_tokens(state: GatewayState, call: Call) -> None:
         if type(body.get("messages")) is not list:
             raise bad_request("messages: field required (a list of messages)",
                               param="messages")
-        provider = upstream_model = None
+        # The route's targets that can count exactly, in failover order.
+        targets: list[tuple[Provider, str]] = []
         if model != loopback.LOOPBACK_MODEL or not state.router.loopback:
-            provider, upstream_model = state.targets_for(model)[0]
-        if not (provider is not None and upstream_model is not None
-                and provider.kind == "anthropic" and provider.config.count_tokens == "upstream"):
+            targets = [(p, m) for p, m in state.targets_for(model)
+                       if p.kind == "anthropic" and p.config.count_tokens == "upstream"]
+        if not targets:
             rec.provider = "local"
             call.send_json({"input_tokens": estimate_input_tokens(FORMAT_ANTHROPIC_MESSAGES, body)})
             return
-        rec.provider = provider.name
-        rec.served_model = upstream_model
-        payload = call.forwardable_body()
-        if upstream_model != model:
-            body["model"] = upstream_model
-            payload = encode_body(body)
     except GatewayError as err:
         call.send_error(err)
         return
-    headers = upstream_headers(req, provider, FORMAT_ANTHROPIC_MESSAGES, False,
-                               state.is_gateway_key)
-    # The provider's answer passes through as it is (observe mode): only its
-    # errors need the client's shape, and there is no usage to record.
-    reply = Translation(FORMAT_ANTHROPIC_MESSAGES, FORMAT_ANTHROPIC_MESSAGES,
-                        request_id=rec.request_id, created=0)
-    att = Attempt(provider, upstream_model, provider.count_tokens_path(), headers,
-                  payload, None, reply, metered=False)
-    ProxyExchange(call, state.upstreams, [(provider, upstream_model)],
-                  lambda p, m: att, stream=False).start()
+    headers: dict[str, bytes] = {}
+
+    def build(provider: Provider, upstream_model: str) -> Attempt:
+        payload = call.forwardable_body() if upstream_model == model \
+            else encode_body({**body, "model": upstream_model})
+        hs = headers.get(provider.name)
+        if hs is None:
+            hs = headers[provider.name] = upstream_headers(
+                req, provider, FORMAT_ANTHROPIC_MESSAGES, False, state.is_gateway_key)
+        # The provider's answer passes through as it is (observe mode): only its
+        # errors need the client's shape, and there is no usage to record.
+        reply = Translation(FORMAT_ANTHROPIC_MESSAGES, FORMAT_ANTHROPIC_MESSAGES,
+                            request_id=rec.request_id, created=0)
+        return Attempt(provider, upstream_model, provider.count_tokens_path(), hs,
+                       payload, None, reply, metered=False)
+
+    ProxyExchange(call, state.upstreams, targets, build, stream=False).start()

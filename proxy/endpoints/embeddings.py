@@ -1,5 +1,7 @@
 """``POST /v1/embeddings``: OpenAI embeddings over OpenAI-compatible and Gemini
-providers (``batchEmbedContents``), and the built-in ``loopback`` model."""
+providers (``batchEmbedContents``), and the built-in ``loopback`` model.  The
+route's targets with an embeddings API are tried in order, with the retries and
+circuit breaker every model request has (``proxy.exchange``)."""
 
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ from .. import loopback, loopback_embeddings
 from ..call import Call
 from ..errors import GatewayError
 from ..exchange import Attempt, ProxyExchange
+from ..provider import Provider
 from ..state import GatewayState
 from .access import check_access
 from .attempts import encode_body, upstream_headers
@@ -33,24 +36,40 @@ def serve_embeddings(state: GatewayState, call: Call) -> None:
             rec.set_usage(from_openai_chat(out["usage"]))
             call.send_json(out)
             return
-        provider, upstream_model = state.targets_for(model)[0]
-        rec.provider = provider.name
-        rec.served_model = upstream_model
-        if provider.kind == "anthropic":
-            raise GatewayError(400, f"model '{model}' routes to Anthropic provider "
-                                    f"'{provider.name}', which has no embeddings API",
+        # Every target of the route that has an embeddings API, in failover order.
+        targets = [(p, m) for p, m in state.targets_for(model) if p.kind != "anthropic"]
+        if not targets:
+            raise GatewayError(400, f"model '{model[:100]}' routes only to Anthropic "
+                                    "providers, which have no embeddings API",
                                kind="bad_request", param="model")
-        reply: Any
-        if provider.kind == "gemini":
-            payload = encode_body(emb.openai_to_gemini_batch(body, upstream_model))
-            reply = emb.GeminiEmbeddingsReply(body, model)
-        else:
-            if upstream_model != model:
-                body["model"] = upstream_model
-                payload = encode_body(body)
+        headers: dict[str, bytes] = {}  # per provider: the request headers it gets
+
+        def build(provider: Provider, upstream_model: str) -> Attempt:
+            reply: Any
+            if provider.kind == "gemini":
+                try:
+                    payload = encode_body(emb.openai_to_gemini_batch(body, upstream_model))
+                except ProtocolError as exc:  # this target cannot take it: the next may
+                    raise GatewayError(exc.status_hint or 400, exc.message, kind="bad_request",
+                                       param=exc.param) from None
+                reply = emb.GeminiEmbeddingsReply(body, model)
+            elif upstream_model != model:
+                payload = encode_body({**body, "model": upstream_model})
+                reply = emb.OpenAIEmbeddingsReply(model)
             else:
                 payload = call.forwardable_body()
-            reply = emb.OpenAIEmbeddingsReply(model)
+                reply = emb.OpenAIEmbeddingsReply(model)
+            hs = headers.get(provider.name)
+            if hs is None:
+                hs = headers[provider.name] = upstream_headers(
+                    req, provider, FORMAT_OPENAI_CHAT, False, state.is_gateway_key)
+            return Attempt(provider, upstream_model, provider.embeddings_path(upstream_model),
+                           hs, payload, None, reply)
+
+        # A body Gemini cannot take is the client's error: found before any attempt.
+        first, first_model = targets[0]
+        if first.kind == "gemini":
+            emb.openai_to_gemini_batch(body, first_model)
     except GatewayError as err:
         call.send_error(err)
         return
@@ -62,8 +81,4 @@ def serve_embeddings(state: GatewayState, call: Call) -> None:
         call.send_error(GatewayError(exc.status_hint or 400, exc.message, kind="bad_request",
                                      param=exc.param))
         return
-    att = Attempt(provider, upstream_model, provider.embeddings_path(upstream_model),
-                  upstream_headers(req, provider, FORMAT_OPENAI_CHAT, False, state.is_gateway_key),
-                  payload, None, reply)
-    ProxyExchange(call, state.upstreams, [(provider, upstream_model)],
-                  lambda p, m: att, stream=False).start()
+    ProxyExchange(call, state.upstreams, targets, build, stream=False).start()

@@ -464,3 +464,69 @@ def test_gateway_routes_shows_live_health(make_gateway, a, b, tmp_path):
     assert out.returncode == 0, out.stderr
     assert "a [open, 1 failures, retry in" in out.stdout and "(weight 2)" in out.stdout
     assert "b:model-b [closed" in out.stdout
+
+
+# -- every endpoint with several targets fails over ------------------------------------
+
+EMBEDDING = {"object": "list", "model": "text-embedding-3-small",
+             "data": [{"object": "embedding", "index": 0, "embedding": [0.5, 0.25]}],
+             "usage": {"prompt_tokens": 2, "total_tokens": 2}}
+
+
+@pytest.mark.parametrize("first", ["refused", "500"])
+def test_embeddings_fail_over_to_the_next_target(make_gateway, a, b, first, loop_kind):
+    a.script = lambda req: json_response({"error": {"message": "boom"}}, 500)
+    b.script = lambda req: json_response(EMBEDDING)
+    a_url = f"http://127.0.0.1:{dead_port()}/v1" if first == "refused" else a.base_url
+    gw = make_gateway(loop_kind=loop_kind, config_text=two_providers(a_url, b.base_url))
+    c = openai.OpenAI(base_url=gw.url + "/v1", api_key="x", max_retries=0)
+    r = c.embeddings.create(model="text-embedding-3-small", input="hi")
+    assert r.data[0].embedding == [0.5, 0.25]
+    # The second target renames the model: it got the body with its own name.
+    assert b.requests[-1].path == "/v1/embeddings"
+    assert b.requests[-1].json()["model"] == "model-b"
+    row = gw.wait_rows(1)[0]
+    assert (row["status"], row["provider"], row["attempts"], row["input_tokens"]) == (
+        200, "b", 2, 2)
+
+
+def test_embeddings_skip_a_target_whose_circuit_is_open(make_gateway, a, b):
+    a.script = lambda req: json_response({"error": {"message": "boom"}}, 500)
+    b.script = lambda req: json_response(EMBEDDING)
+    gw = make_gateway(config_text=two_providers(a.base_url, b.base_url,
+                                                routing="failure_threshold = 2"))
+    c = openai.OpenAI(base_url=gw.url + "/v1", api_key="x", max_retries=0)
+    for _ in range(4):
+        c.embeddings.create(model="text-embedding-3-small", input="hi")
+    rows = gw.wait_rows(4)
+    assert [r["attempts"] for r in rows] == [2, 2, 1, 1]  # the open circuit is skipped
+    assert len(a.requests) == 2
+
+
+def test_count_tokens_fails_over_between_anthropic_targets(make_gateway, a, b):
+    a.script = lambda req: json_response({"type": "error", "error": {
+        "type": "overloaded_error", "message": "Overloaded"}}, 529)
+    b.script = lambda req: json_response({"input_tokens": 4242})
+    host_a, host_b = a.base_url.removesuffix("/v1"), b.base_url.removesuffix("/v1")
+    gw = make_gateway(config_text=f'''
+[routing]
+backoff = "10ms"
+[providers.a]
+kind = "anthropic"
+base_url = "{host_a}"
+api_key = "ka"
+[providers.b]
+kind = "anthropic"
+base_url = "{host_b}"
+api_key = "kb"
+[[routes]]
+match = "claude-*"
+to = ["a", "b"]
+''')
+    c = anthropic.Anthropic(base_url=gw.url, api_key="x", max_retries=0)
+    r = c.messages.count_tokens(model="claude-x", messages=[{"role": "user", "content": "hi"}])
+    assert r.input_tokens == 4242
+    assert [q.path for q in a.requests] == ["/v1/messages/count_tokens"]
+    row = gw.wait_rows(1)[0]
+    assert (row["status"], row["provider"], row["attempts"], row["input_tokens"]) == (
+        200, "b", 2, None)
