@@ -173,7 +173,12 @@ class Dispatcher:
         route = self.routes.get((req.method, req.path))
         if route is not None:
             req.route = route
-            if route[3] and self.state.accounts.required:
+            if req.upgrade and route[0] != REALTIME:
+                # Only the Realtime API is a WebSocket: refused as any other
+                # upgrade is (one answer, then the connection closes).
+                req.rejection = GatewayError(501, f"{req.path[:200]} does not take a "
+                                                  "protocol upgrade", kind="bad_request")
+            elif route[3] and self.state.accounts.required:
                 req.rejection = self._authenticate(req)
             return
         if req.path.startswith(GEMINI_PREFIX):
