@@ -101,11 +101,13 @@ class ModelCatalog:
         self._started = True
         self._restart()
 
-    def stop(self) -> None:
+    async def stop(self) -> None:
+        """No more fetches; the one under way is cancelled and waited for."""
         self._started = False
-        if self._task is not None:
-            self._task.cancel()
-            self._task = None
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
 
     def models(self) -> list[ListedModel]:
         """Every listed model, in the order providers were configured."""
@@ -116,7 +118,7 @@ class ModelCatalog:
 
     def _restart(self) -> None:
         if self._task is not None:
-            self._task.cancel()
+            self._task.cancel()  # ends at its next await; nothing waits on it
             self._task = None
         if self._wanted:
             self._task = aio.spawn(self._run(), name="model-catalog")

@@ -359,7 +359,7 @@ class Server:
             await asyncio.sleep(0)
         self.ledger.watch_pressure(self.loop, None)
         self.state.accounts.stop()
-        self.state.catalog.stop()
+        await self.state.catalog.stop()
         self.state.pool.close()
         self._date_timer.cancel()
         self._sweeper.cancel()
