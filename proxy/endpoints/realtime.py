@@ -21,7 +21,6 @@ from protocols.ir import FORMAT_OPENAI_CHAT
 from ..call import Call
 from ..errors import GatewayError
 from ..provider import Provider
-from ..realtime import RealtimeRelay, RelayRefused, accept_key
 from ..state import GatewayState
 from .access import check_access
 
@@ -98,6 +97,9 @@ async def _relay(state: GatewayState, call: Call, targets: list[tuple[Provider, 
 
 async def _open_session(state: GatewayState, call: Call, targets: list[tuple[Provider, str]],
                         client_key: bytes) -> None:
+    # wsproto (about 1.3 MiB) is loaded with the first Realtime session, not at start.
+    from ..realtime import RealtimeRelay, RelayRefused, accept_key
+
     req = call.req
     assert req is not None
     rec = call.rec
