@@ -50,6 +50,7 @@ from .errors import INTERNAL, UPSTREAM, GatewayError
 from .headers import NOT_RELAYED
 from .health import HealthBoard, parse_retry_after
 from .limits import ConcurrencyLimit
+from .response_store import CompletedCatcher
 from .upstream import MAX_BUFFERED_RESPONSE_BYTES, UpstreamError, UpstreamPool
 from .wire import build_request_head
 
@@ -140,11 +141,15 @@ class ProxyExchange:
         "call", "ups", "conn", "rec", "targets", "build", "stream", "att", "up", "state",
         "status", "parts", "size", "resp_headers", "bytes_out", "tried", "cursor",
         "deadline", "last_error", "slot", "reused_retry", "tries_per_target", "draining",
-        "heartbeat", "last_write", "whole_timer", "counted", "pending",
+        "heartbeat", "last_write", "whole_timer", "counted", "pending", "on_response",
+        "catcher",
     )
 
     def __init__(self, call: Call, ups: Upstreams, targets: list[tuple[Provider, str]],
-                 build: Callable[[Provider, str], Attempt], *, stream: bool) -> None:
+                 build: Callable[[Provider, str], Attempt], *, stream: bool,
+                 on_response: Callable[[dict[str, Any]], None] | None = None) -> None:
+        """``on_response`` gets the client's complete Responses object of a
+        translated answer (whole or the stream's ``response.completed``)."""
         self.call = call
         self.ups = ups
         self.conn = call.conn
@@ -173,6 +178,8 @@ class ProxyExchange:
         self.whole_timer: asyncio.TimerHandle | None = None
         self.counted = False
         self.pending: list[bytes] = []  # client bytes of the current socket read
+        self.on_response = on_response
+        self.catcher: CompletedCatcher | None = None
 
     # -- choosing and starting attempts ------------------------------------------------
     def start(self) -> None:
@@ -333,6 +340,10 @@ class ProxyExchange:
             self._settle_health()
             self.rec.first_byte()
             self.state = _STREAM
+            att = self.att
+            if self.on_response is not None and att is not None \
+                    and not getattr(att.reply, "observe", True):
+                self.catcher = CompletedCatcher(self.on_response)
             if not self.draining:
                 # The head leaves with the first events of this read, or alone
                 # at its end (on_upstream_read_done): one write instead of two.
@@ -379,6 +390,8 @@ class ProxyExchange:
             self.bytes_out += len(out)
             self.last_write = self.ups.loop.time()
             self.conn.write(out)
+            if self.catcher is not None:
+                self.catcher.feed(out)
 
     def on_upstream_end(self) -> None:
         if self.state == _STREAM:
@@ -556,6 +569,8 @@ class ProxyExchange:
             self.bytes_out += len(tail)
             self.conn.end_stream(tail)
             rec.status = 200
+            if self.catcher is not None and tail:
+                self.catcher.feed(tail)
         self._record()
 
     def _finish_buffered(self) -> None:
@@ -599,6 +614,8 @@ class ProxyExchange:
         if out is not obj:
             body = orjson.dumps(out)
             ctype = b"application/json"
+            if self.on_response is not None:
+                self.on_response(out)
         if att.metered:
             rec.set_usage(reply.usage)
             served = reply.model

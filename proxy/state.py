@@ -32,6 +32,7 @@ from .metrics import GatewayMetrics
 from .model_catalog import ListedModel, ModelCatalog, listing_targets
 from .provider import Provider
 from .request import RequestRecord
+from .response_store import ResponseStore
 from .routing import Router, is_glob
 from .upstream import UpstreamPool
 
@@ -80,6 +81,8 @@ class GatewayState:
         # What glob routes can serve, from the providers' own lists (fetched once
         # the server listens: ``catalog.start``).
         self.catalog = ModelCatalog(self.pool, self._catalog_changed)
+        # Translated Responses conversations, for previous_response_id.
+        self.responses = ResponseStore()
         # The access log's ``record`` (proxy/access_log.py), None while it is off.
         self.access_log: Callable[[RequestRecord], None] | None = None
         self.apply(config)

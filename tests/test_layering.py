@@ -176,9 +176,9 @@ PROXY_LAYERS: tuple[tuple[str, ...], ...] = (
     ("proxy.access_log", "proxy.daemon_log"),
     ("proxy.log_writer",),
     ("proxy.log_files",),
-    ("proxy.errors", "proxy.request", "proxy.headers", "proxy.wire", "proxy.ledger",
-     "proxy.config", "proxy.aio", "proxy.threads", "proxy.cli_args", "proxy.usage_report",
-     "proxy.audit", "proxy.metrics", "proxy.exposition", "proxy"),
+    ("proxy.errors", "proxy.request", "proxy.response_store", "proxy.headers", "proxy.wire",
+     "proxy.ledger", "proxy.config", "proxy.aio", "proxy.threads", "proxy.cli_args",
+     "proxy.usage_report", "proxy.audit", "proxy.metrics", "proxy.exposition", "proxy"),
 )
 
 

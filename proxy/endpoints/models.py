@@ -12,7 +12,7 @@ import logging
 import time
 from typing import Any
 
-from protocols.ir import FORMAT_GEMINI
+from protocols.ir import FORMAT_GEMINI, FORMAT_OPENAI_RESPONSES
 from protocols.loopguard import WARNING_TEMPLATE, inject_warning, trailing_run
 
 from .. import loopback
@@ -24,6 +24,7 @@ from ..state import GatewayState
 from .access import check_access
 from .attempts import model_attempt
 from .loopback_model import serve_loopback
+from .response_chain import chain
 
 log = logging.getLogger("tokenway.models")
 
@@ -57,6 +58,11 @@ def serve_model(state: GatewayState, call: Call, client_format: str, *,
             serve_loopback(call, body, client_format, stream)
             return
         targets = state.targets_for(model)
+        on_response = None
+        if client_format == FORMAT_OPENAI_RESPONSES:
+            chained, on_response = chain(state, call, body, targets)
+            if chained is not body:
+                body, modified = chained, True
     except GatewayError as err:
         call.send_error(err)
         return
@@ -73,7 +79,8 @@ def serve_model(state: GatewayState, call: Call, client_format: str, *,
         return model_attempt(req, call.forwardable_body, body, modified, client_format,
                              provider, upstream_model, stream, rec.request_id, created, keys)
 
-    ProxyExchange(call, state.upstreams, targets, build, stream=stream).start()
+    ProxyExchange(call, state.upstreams, targets, build, stream=stream,
+                  on_response=on_response).start()
 
 
 def serve_gemini(state: GatewayState, call: Call, model: str, action: str) -> None:
