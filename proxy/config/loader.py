@@ -22,6 +22,7 @@ from .sections import (
     LEDGER_KEYS,
     ROUTING_KEYS,
     SERVER_KEYS,
+    STORAGE_KEYS,
     build_agent_safety,
     build_auth,
     build_ledger,
@@ -30,20 +31,23 @@ from .sections import (
     build_server,
 )
 
-_TOP_KEYS = ("server", "ledger", "auth", "providers", "routes", "agent_safety", "routing",
-             "prices")
+_TOP_KEYS = ("server", "ledger", "storage", "auth", "providers", "routes", "agent_safety",
+             "routing", "prices")
 
-# Environment variables that override one key of [server] or [ledger].
+# Environment variables that override one key of [server], [ledger] or [storage].
 _ENV_OVERRIDES = (
     ("TOKENWAY_LISTEN", "server.listen"),
     ("TOKENWAY_PARSER", "server.parser"),
     ("TOKENWAY_LOG_LEVEL", "server.log_level"),
     ("TOKENWAY_MAX_BODY_BYTES", "server.max_body_bytes"),
     ("TOKENWAY_DB", "ledger.path"),
+    ("TOKENWAY_DATABASE_URL", "storage.url"),
 )
 
-# CLI overrides: "db" sets ledger.path, the others the [server] key of the same name.
-_OVERRIDE_KEYS = ("listen", "db", "log_level", "parser", "allow_unauthenticated")
+# CLI overrides: "db" sets ledger.path, "database_url" storage.url, the others the
+# [server] key of the same name.
+_OVERRIDE_KEYS = ("listen", "db", "database_url", "log_level", "parser",
+                  "allow_unauthenticated")
 
 
 def load_config(
@@ -71,13 +75,14 @@ def load_config(
     tables = {
         "server": get_table(doc, "server", SERVER_KEYS),
         "ledger": get_table(doc, "ledger", LEDGER_KEYS),
+        "storage": get_table(doc, "storage", STORAGE_KEYS),
     }
     auth = get_table(doc, "auth", AUTH_KEYS)
     apply_env(fields, tables)
     apply_overrides(fields, tables, overrides or {})
 
     server = build_server(fields, tables["server"])
-    ledger = build_ledger(fields, tables["ledger"], base_dir)
+    ledger = build_ledger(fields, tables["ledger"], tables["storage"], base_dir)
     auth_cfg = build_auth(fields, auth)
     providers, shortcut_vendors = build_providers(fields, doc, base_dir)
     routes = build_routes(fields, doc, providers, shortcut_vendors)
@@ -117,7 +122,8 @@ def read_file(path: str | None, label: str) -> dict[str, Any]:
 
 
 def apply_env(fields: Fields, tables: dict[str, dict[str, Any]]) -> None:
-    """TOKENWAY_LISTEN, _PARSER, _LOG_LEVEL, _MAX_BODY_BYTES and _DB over the file."""
+    """TOKENWAY_LISTEN, _PARSER, _LOG_LEVEL, _MAX_BODY_BYTES, _DB and _DATABASE_URL
+    over the file."""
     for var, dotted in _ENV_OVERRIDES:
         value = fields.getenv(var)
         if value is not None:
@@ -139,5 +145,7 @@ def apply_overrides(
         flag = "--" + key.replace("_", "-")
         if key == "db":
             fields.set_from(tables["ledger"], "ledger.path", value, flag)
+        elif key == "database_url":
+            fields.set_from(tables["storage"], "storage.url", value, flag)
         else:
             fields.set_from(tables["server"], f"server.{key}", value, flag)
