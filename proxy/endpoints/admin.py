@@ -39,7 +39,7 @@ from ..accounts.worker import WorkerTimeout
 from ..call import Call
 from ..errors import GatewayError, bad_request
 from ..ledger import LedgerError, query_groups
-from ..ledger.sqlite import GROUP_BY
+from ..ledger.reads import GROUP_BY
 from ..state import GatewayState
 from ..usage_report import group_objects, parse_since
 

@@ -1,8 +1,8 @@
 """The interface between the ledger writer and a database.
 
-The writer thread and the ``gateway usage`` command only talk to a
-``LedgerBackend``. SQLite (``proxy/ledger/sqlite.py``, through apsw) is the one
-backend today; a PostgreSQL backend would implement the same methods.
+The writer thread and the ``gateway`` commands only talk to a ``LedgerBackend``:
+SQLite (``proxy/ledger/sqlite.py``, through apsw) or PostgreSQL
+(``proxy/ledger/postgres.py``, through psycopg 3).
 
 Contract: a backend object is used by one thread at a time (the writer thread,
 or the CLI's main thread) and never from the event loop. Driver exceptions are
@@ -85,6 +85,12 @@ class LedgerBackend(Protocol):
         ``[``; it matches the requested or the served model. ``limit`` keeps the
         newest ``limit`` rows. Every dict has all ``LEDGER_COLUMNS`` keys.
         """
+
+    def rows_after(self, rowid: int, *, since: float | None = None,
+                   limit: int = 1000) -> tuple[int, list[dict[str, Any]]]:
+        """Rows stored after row number ``rowid`` (and at or after ``since``), oldest
+        first, at most ``limit``; with the number to ask after next time.
+        ``rowid=-1`` starts after the newest row (``gateway tail``)."""
 
     def query_groups(self, by: str, *, since: float | None = None) -> list[dict[str, Any]]:
         """Totals per ``by`` (``key``, ``user``, ``model``, ``provider`` or ``day``) of

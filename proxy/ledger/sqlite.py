@@ -44,11 +44,11 @@ from proxy.ledger.backend import (
     LedgerUnavailable,
     WriteResult,
 )
+from proxy.ledger.reads import GROUP_FIELDS, SQLITE_DIALECT, as_rows, groups_sql
 from proxy.ledger.schema import (
     COLUMN_DEFAULTS,
     COLUMN_KINDS,
     INTEGER,
-    KEYS_TABLE,
     LEDGER_COLUMNS,
     REAL,
     SPEND_TABLE,
@@ -57,7 +57,6 @@ from proxy.ledger.schema import (
     TABLE,
     TEXT,
     TEXT_MAX_CHARS,
-    USERS_TABLE,
     Migration,
 )
 from proxy.ledger.values import MISSING_TS, repair_stored
@@ -311,7 +310,7 @@ class SQLiteBackend:
             records = db.execute(sql, params).fetchall()
         except apsw.Error as exc:
             raise LedgerError(f"cannot read {self.path}: {exc}") from exc
-        return _as_rows(columns, records)
+        return as_rows(columns, records)
 
     def rows_after(self, rowid: int, *, since: float | None = None,
                    limit: int = 1000) -> tuple[int, list[dict[str, Any]]]:
@@ -334,7 +333,7 @@ class SQLiteBackend:
         if not records:
             return rowid, []
         last: Any = records[-1][0]
-        return int(last), _as_rows(columns, [r[1:] for r in records])
+        return int(last), as_rows(columns, [r[1:] for r in records])
 
     def query_groups(self, by: str, *, since: float | None = None) -> list[dict[str, Any]]:
         db = self._conn()
@@ -342,7 +341,7 @@ class SQLiteBackend:
             present = self._columns(db)
             tables = {r[0] for r in db.execute(
                 "SELECT name FROM sqlite_master WHERE type = 'table'")}
-            sql, params = _groups_sql(by, since, present, tables)
+            sql, params = groups_sql(by, since, present, tables, SQLITE_DIALECT)
             records = db.execute(sql, params).fetchall()
         except apsw.Error as exc:
             raise LedgerError(f"cannot read {self.path}: {exc}") from exc
@@ -530,55 +529,6 @@ class SQLiteBackend:
         db.pragma("synchronous", "NORMAL")
 
 
-#: The fields of each ``query_groups`` row.
-GROUP_FIELDS = ("group", "name", "requests", "errors", "input_tokens", "output_tokens",
-                "cost_usd", "unknown_cost")
-GROUP_BY = ("key", "user", "model", "provider", "day")
-
-
-def _groups_sql(by: str, since: float | None, present: set[str],
-                tables: set[str]) -> tuple[str, list[Any]]:
-    """One ``GROUP BY`` over the ledger (columns an older schema lacks read as NULL)."""
-
-    def col(name: str) -> str:
-        return f"r.{name}" if name in present else "NULL"
-
-    joins, name = "", "NULL"
-    keyed = "api_key_id" in present and KEYS_TABLE in tables
-    if by == "key":
-        group = col("api_key_id")
-        if keyed:
-            joins, name = f" LEFT JOIN {KEYS_TABLE} k ON k.id = r.api_key_id", "max(k.name)"
-    elif by == "user":
-        group = "NULL"
-        if keyed and USERS_TABLE in tables:
-            joins = (f" LEFT JOIN {KEYS_TABLE} k ON k.id = r.api_key_id"
-                     f" LEFT JOIN {USERS_TABLE} u ON u.id = k.user_id")
-            group = "u.name"
-    elif by == "model":  # what was billed: the served model, else the requested one
-        group = f"coalesce({col('served_model')}, {col('model')})"
-    elif by == "provider":
-        group = col("provider")
-    elif by == "day":  # UTC, as the spend table counts days
-        group = "date(r.ts, 'unixepoch')"
-    else:
-        raise LedgerError(f"cannot group by {by!r} (one of: {', '.join(GROUP_BY)})")
-    cost = col("cost_usd")
-    where, params = "", []
-    if since is not None:
-        where, params = " WHERE r.ts >= ?", [since]
-    # Errors as the row view counts them: an error status, or an error kind (a
-    # stream cut after its 200 head).
-    order = "grp" if by == "day" else f"total({cost}) DESC, count(*) DESC, grp"
-    sql = (f"SELECT {group} AS grp, {name}, count(*), "
-           f"sum(CASE WHEN r.status >= 400 OR {col('error_kind')} IS NOT NULL "
-           "THEN 1 ELSE 0 END), "
-           "coalesce(sum(r.input_tokens), 0), coalesce(sum(r.output_tokens), 0), "
-           f"sum({cost}), sum(CASE WHEN {cost} IS NULL THEN 1 ELSE 0 END) "
-           f"FROM {TABLE} r{joins}{where} GROUP BY grp ORDER BY {order}")
-    return sql, params
-
-
 def _translate(exc: apsw.Error, what: str) -> LedgerError:
     """Our exception for an apsw one: row errors stay LedgerError, the rest are
     LedgerUnavailable (a retry later may succeed)."""
@@ -588,17 +538,3 @@ def _translate(exc: apsw.Error, what: str) -> LedgerError:
 
 def _version(text: str) -> tuple[int, ...]:
     return tuple(int(part) for part in text.split(".")[:3] if part.isdigit())
-
-
-def _as_rows(columns: list[str], records: list[Any]) -> list[dict[str, Any]]:
-    """Row dicts with every ``LEDGER_COLUMNS`` key (columns an older schema lacks
-    read as unknown) and ``stream`` as a bool."""
-    if len(columns) == len(LEDGER_COLUMNS):
-        rows = [dict(zip(LEDGER_COLUMNS, r, strict=True)) for r in records]
-    else:
-        blank = dict.fromkeys(LEDGER_COLUMNS)
-        rows = [{**blank, **dict(zip(columns, r, strict=True))} for r in records]
-    for row in rows:
-        if row["stream"] is not None:
-            row["stream"] = bool(row["stream"])
-    return rows
