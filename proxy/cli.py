@@ -130,11 +130,19 @@ def _with_stored_keys(config: Any) -> Any:
 
     from .accounts.store import AccountStore
     from .ledger import LedgerError
+    from .ledger.url import POSTGRESQL, StorageURL
 
-    if config.auth.keys or not os.path.exists(config.ledger.path):
+    ledger = config.ledger
+    if ledger.database_url is None:
+        if config.auth.keys or not os.path.exists(ledger.path):
+            return config
+        where: Any = ledger.path
+    elif config.auth.keys:
         return config
+    else:
+        where = StorageURL(POSTGRESQL, None, ledger.database_url, ledger.where)
     try:
-        with AccountStore(config.ledger.path) as store:
+        with AccountStore(where) as store:
             stored = bool(store.snapshot().keys)
     except LedgerError:
         return config  # the ledger's own start reports an unusable file

@@ -21,6 +21,7 @@ from . import startup
 from .config import Config, ServerConfig, check_listen_safety
 from .dispatch import Dispatcher
 from .h1 import HTTPConnection
+from .ledger.url import StorageURL
 from .state import GatewayState
 from .wire import raw_response_head, start_date_clock
 
@@ -154,11 +155,11 @@ class Server:
             conn.hold_reading(on)
 
     async def start(self, sock: socket.socket | None = None, reuse_port: bool = False) -> None:
-        path = getattr(self.ledger, "path", None)
-        if isinstance(path, str):
+        where = getattr(self.ledger, "database", None)
+        if isinstance(where, str | StorageURL):
             # The keys, limits and prices of the accounts tables, read before the
             # first request, then kept current by their sync thread.
-            self.state.accounts.start(path, self.loop, self.ledger)
+            self.state.accounts.start(where, self.loop, self.ledger)
         cfg = self.config.server
         factory = self._new_connection
         if sock is not None:

@@ -22,7 +22,7 @@ Usage::
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from proxy.ledger.backend import LedgerBackend, LedgerError, LedgerUnavailable
 from proxy.ledger.record import DictRecord, LedgerRecord
@@ -39,6 +39,9 @@ from proxy.ledger.writer import (
     LEDGER_LOW_WATER_ROWS,
     Ledger,
 )
+
+if TYPE_CHECKING:  # imported when used: psycopg is an optional dependency
+    from proxy.ledger.postgres import PostgresBackend
 
 __all__ = [
     "DEFAULT_DB_PATH",
@@ -66,10 +69,14 @@ __all__ = [
 ]
 
 
-def open_backend(where: str | StorageURL, *, readonly: bool = False) -> LedgerBackend:
+def open_backend(where: str | StorageURL, *, readonly: bool = False,
+                 timeout_ms: int | None = None) -> SQLiteBackend | PostgresBackend:
     """The backend for ``where``: a SQLite path, ``sqlite:///PATH`` or a PostgreSQL
-    URI (``url.py``), not opened yet. ``LedgerError`` for a URL that is neither
-    (its message shows no password)."""
+    URI (``url.py``), not opened yet; a ``LedgerBackend`` with a ``session()`` for
+    the accounts store. ``timeout_ms`` bounds a wait for a lock (SQLite's busy
+    timeout, PostgreSQL's statement timeout); None: each backend's default.
+    ``LedgerError`` for a URL that names no database (its message shows no
+    password)."""
     if isinstance(where, str):
         try:
             where = parse_storage_url(where)
@@ -82,9 +89,10 @@ def open_backend(where: str | StorageURL, *, readonly: bool = False) -> LedgerBa
         except ImportError as exc:
             raise LedgerError(f"{where.shown}: PostgreSQL needs psycopg 3 "
                               f"(pip install 'tokenway[postgresql]'): {exc}") from None
-        return PostgresBackend(where.dsn, where.shown, readonly=readonly)
+        return PostgresBackend(where.dsn, where.shown, readonly=readonly,
+                               statement_timeout_ms=timeout_ms)
     assert where.path is not None
-    return SQLiteBackend(where.path, readonly=readonly)
+    return SQLiteBackend(where.path, readonly=readonly, busy_timeout_ms=timeout_ms)
 
 
 def query_rows(

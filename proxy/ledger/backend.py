@@ -15,6 +15,7 @@ to the journal and retrying later.
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from contextlib import AbstractContextManager
 from typing import Any, NamedTuple, Protocol
 
 
@@ -110,3 +111,24 @@ class LedgerBackend(Protocol):
 
     def close(self) -> None:
         """Release the connection. Safe to call twice."""
+
+
+class AccountsSession(Protocol):
+    """SQL for the accounts store (``proxy/accounts/store.py``) on a backend's own
+    connection, so that the store needs no driver: statements use ``?`` for each
+    bound value and driver errors come out as ``LedgerError`` (``LedgerUnavailable``
+    when a retry may succeed)."""
+
+    def rows(self, sql: str, args: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        """The rows of a query."""
+
+    def run(self, sql: str, args: Sequence[Any] = ()) -> int:
+        """Run a change; the number of rows it changed."""
+
+    def change(self) -> AbstractContextManager[None]:
+        """One write transaction, committed when the block ends, rolled back when it
+        raises; changes of other connections wait (SQLite ``BEGIN IMMEDIATE``,
+        PostgreSQL a lock on the ``accounts_version`` row taken first)."""
+
+    def snapshot(self) -> AbstractContextManager[None]:
+        """One read transaction: every query in the block sees the same data."""

@@ -40,6 +40,7 @@ vanished without a word.
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 import orjson
@@ -48,6 +49,7 @@ import psycopg
 from proxy.ledger.backend import JournalMark, LedgerError, LedgerUnavailable, WriteResult
 from proxy.ledger.reads import GROUP_FIELDS, POSTGRES_DIALECT, as_rows, glob_regex, groups_sql
 from proxy.ledger.schema import (
+    ACCOUNTS_VERSION_TABLE,
     COLUMN_DEFAULTS,
     COLUMN_KINDS,
     INTEGER,
@@ -61,6 +63,7 @@ from proxy.ledger.schema import (
     TEXT_MAX_CHARS,
     Migration,
 )
+from proxy.ledger.url import POSTGRESQL, StorageURL
 from proxy.ledger.values import as_sqlite_stores, repair_stored
 
 # Connecting: a server that does not answer in 5 s is down for this try (the
@@ -201,6 +204,11 @@ class PostgresBackend:
         # Set after a failure that may have left the connection unusable: the next
         # write connects (and migrates) again.
         self._stale = False
+
+    @property
+    def location(self) -> StorageURL:
+        """This database, for the accounts store (``Ledger.database``)."""
+        return StorageURL(POSTGRESQL, None, self.dsn, self.path)
 
     # -- LedgerBackend ---------------------------------------------------------
 
@@ -381,10 +389,10 @@ class PostgresBackend:
 
     # -- helpers ---------------------------------------------------------------
 
-    def connection(self) -> psycopg.Connection[Any]:
-        """The open connection, for the accounts store, which keeps its tables in
-        the same database."""
-        return self._conn()
+    def session(self) -> PostgresSession:
+        """The accounts store's SQL on this connection (its tables are in the same
+        database)."""
+        return PostgresSession(self._conn(), self.path)
 
     def _conn(self) -> psycopg.Connection[Any]:
         if self._db is None:
@@ -465,6 +473,50 @@ class PostgresBackend:
         records = db.execute(_WRITE_SQL, {"rows": payload.decode("utf-8"),
                                           "replay": replay}).fetchall()
         return int(records[0][1]), [r[2] for r in records[1:]]
+
+
+class PostgresSession:
+    """``backend.AccountsSession`` over one psycopg connection (autocommit between
+    transactions, so a poll of the change counter is one round trip)."""
+
+    def __init__(self, db: psycopg.Connection[Any], shown: str) -> None:
+        self.db = db
+        self.path = shown
+
+    def rows(self, sql: str, args: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        try:
+            return self.db.execute(sql.replace("?", "%s"), tuple(args)).fetchall()
+        except psycopg.Error as exc:
+            raise _translate(exc, f"cannot read accounts from {self.path}") from None
+
+    def run(self, sql: str, args: Sequence[Any] = ()) -> int:
+        try:
+            return self.db.execute(sql.replace("?", "%s"), tuple(args)).rowcount
+        except psycopg.Error as exc:
+            raise _translate(exc, f"cannot change accounts in {self.path}") from None
+
+    @contextmanager
+    def change(self) -> Iterator[None]:
+        # The counter's row is locked first: changes from other gateways and
+        # commands run one at a time, as SQLite's BEGIN IMMEDIATE makes them.
+        with self._transaction(f"SELECT version FROM {ACCOUNTS_VERSION_TABLE} FOR UPDATE",
+                               "cannot change accounts in"):
+            yield
+
+    @contextmanager
+    def snapshot(self) -> Iterator[None]:
+        with self._transaction("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ",
+                               "cannot read accounts from"):
+            yield
+
+    @contextmanager
+    def _transaction(self, first: str, what: str) -> Iterator[None]:
+        try:
+            with self.db.transaction():
+                self.db.execute(first)
+                yield
+        except psycopg.Error as exc:
+            raise _translate(exc, f"{what} {self.path}") from None
 
 
 def _repair(flagged: list[str], taken_at: float) -> tuple[bytes, int, list[str]]:

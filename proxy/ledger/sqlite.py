@@ -1,5 +1,5 @@
-"""SQLite ledger backend over apsw (with ``proxy/accounts/store.py``, the only
-modules that import apsw).
+"""SQLite ledger backend over apsw (the only module that imports apsw; the accounts
+store reaches the same file through ``SQLiteBackend.session``).
 
 Connection settings follow ``apsw.bestpractice`` (WAL, busy timeout, foreign
 keys, no double-quoted string literals, ``optimize``), written out and applied to
@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 import apsw
@@ -183,6 +184,11 @@ class SQLiteBackend:
         # Set after a failure that may have left the connection unusable: the
         # next write reopens (and migrates) first.
         self._stale = False
+
+    @property
+    def location(self) -> str:
+        """This file, for the accounts store (``Ledger.database``)."""
+        return self.path
 
     # -- LedgerBackend ---------------------------------------------------------
 
@@ -388,9 +394,13 @@ class SQLiteBackend:
     # -- helpers ---------------------------------------------------------------
 
     def connection(self) -> apsw.Connection:
-        """The open connection, for the accounts store (``proxy/accounts/store.py``),
-        which keeps its tables in the same file."""
+        """The open connection (tests look at its settings)."""
         return self._conn()
+
+    def session(self) -> SQLiteSession:
+        """The accounts store's SQL on this connection (its tables are in the same
+        file)."""
+        return SQLiteSession(self._conn(), self.path)
 
     def _conn(self) -> apsw.Connection:
         if self._db is None:
@@ -527,6 +537,54 @@ class SQLiteBackend:
         # only at checkpoints, so a commit costs no fsync. A process crash
         # loses nothing; a power loss may lose the last commits.
         db.pragma("synchronous", "NORMAL")
+
+
+class SQLiteSession:
+    """``backend.AccountsSession`` over one apsw connection."""
+
+    def __init__(self, db: apsw.Connection, path: str) -> None:
+        self.db = db
+        self.path = path
+
+    def rows(self, sql: str, args: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        try:
+            return self.db.execute(sql, args).fetchall()
+        except apsw.Error as exc:
+            raise LedgerError(f"cannot read accounts from {self.path}: {exc}") from exc
+
+    def run(self, sql: str, args: Sequence[Any] = ()) -> int:
+        try:
+            self.db.execute(sql, args)
+        except apsw.Error as exc:
+            raise LedgerError(f"cannot change accounts in {self.path}: {exc}") from exc
+        return int(self.db.changes())
+
+    @contextmanager
+    def change(self) -> Iterator[None]:
+        with self._transaction("BEGIN IMMEDIATE", "cannot change accounts in"):
+            yield
+
+    @contextmanager
+    def snapshot(self) -> Iterator[None]:
+        with self._transaction("BEGIN", "cannot read accounts from"):
+            yield
+
+    @contextmanager
+    def _transaction(self, begin: str, what: str) -> Iterator[None]:
+        db = self.db
+        try:
+            db.execute(begin)
+        except apsw.Error as exc:
+            raise LedgerError(f"{what} {self.path}: {exc}") from exc
+        try:
+            yield
+            db.execute("COMMIT")
+        except BaseException as exc:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            if isinstance(exc, apsw.Error):
+                raise LedgerError(f"{what} {self.path}: {exc}") from exc
+            raise
 
 
 def _translate(exc: apsw.Error, what: str) -> LedgerError:

@@ -15,6 +15,7 @@ import orjson
 import psycopg
 import pytest
 
+from proxy.accounts.store import AccountStore
 from proxy.ledger import (
     DictRecord,
     Ledger,
@@ -75,6 +76,14 @@ def test_rows_round_trip_as_in_sqlite(pg_url: str, tmp_path: pathlib.Path) -> No
     assert (key, day, requests) == ("key_a", "2023-11-14", len(mine))
     assert cost == pytest.approx(sum(r["cost_usd"] for r in mine))
     assert tokens == sum(r["input_tokens"] + r["output_tokens"] for r in mine)
+    # What budgets read: each key's spend today, this month and ever.
+    spent = []
+    for where in (lite, parse_storage_url(pg_url)):
+        with AccountStore(where) as store:
+            spent.append(store.spend("2023-11-14", "2023-11-01"))
+    assert spent[0].keys() == spent[1].keys() == {"key_a"}
+    assert spent[1]["key_a"] == pytest.approx(spent[0]["key_a"])
+    assert spent[0]["key_a"][0] == pytest.approx(cost)
 
 
 def test_values_are_checked_and_repaired_as_sqlite_does(pg_url: str,
