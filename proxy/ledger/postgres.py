@@ -32,9 +32,9 @@ journals a batch that is already in the database.
 Failures: connection errors, a server shutting down, a read-only server (a
 standby after a failover), a full disk, a timed-out statement become
 ``LedgerUnavailable``, and the next write connects again; the writer spills to
-the journal meanwhile. Every wait is bounded: ``connect_timeout``, a
-``statement_timeout`` and ``tcp_user_timeout``/keepalives for a peer that
-vanished without a word.
+the journal meanwhile. Every wait is bounded, by as much as SQLite's busy timeout:
+``connect_timeout``, a ``statement_timeout`` and ``tcp_user_timeout``/keepalives
+for a peer that vanished without a word.
 """
 
 from __future__ import annotations
@@ -66,17 +66,23 @@ from proxy.ledger.schema import (
 from proxy.ledger.url import POSTGRESQL, StorageURL
 from proxy.ledger.values import as_sqlite_stores, repair_stored
 
-# Connecting: a server that does not answer in 5 s is down for this try (the
-# writer probes again every LEDGER_RETRY_S and journals meanwhile).
-CONNECT_TIMEOUT_S = 5
-# A batch of 512 rows takes milliseconds; 30 s means the server is stuck (a lock
-# held by hand, a full disk retrying): give up, journal, try again later.
-STATEMENT_TIMEOUT_MS = 30_000
-# The gateway commands are interactive: fail fast.
-READER_STATEMENT_TIMEOUT_MS = 60_000
-# Unacknowledged data for 10 s (a peer gone without a FIN or RST): the connection is
-# dropped by the kernel (TCP_USER_TIMEOUT, libpq tcp_user_timeout).
-TCP_USER_TIMEOUT_MS = 10_000
+# The writer's waits are those of SQLite's busy timeout (sqlite.py,
+# LEDGER_BUSY_TIMEOUT_MS): while the database fails the writer waits this long once
+# per probe (every LEDGER_RETRY_S) and journals in between, and rows queue meanwhile:
+# 2 s of requests stays under the writer's high-water mark up to ~16k requests/s.
+# A batch of 512 rows takes the server ~15 ms (bench/RESULTS.md). libpq advises
+# no connect_timeout under 2 s.
+CONNECT_TIMEOUT_S = 2
+STATEMENT_TIMEOUT_MS = 2_000
+# Unacknowledged data for 3 s (a peer gone without a FIN or RST: a black-holed
+# network): the kernel drops the connection (TCP_USER_TIMEOUT, libpq
+# tcp_user_timeout), where keepalives alone would wait minutes.
+TCP_USER_TIMEOUT_MS = 3_000
+# The gateway commands: a human waits, a report over months of rows may take a while.
+READER_CONNECT_TIMEOUT_S = 10
+READER_STATEMENT_TIMEOUT_MS = 120_000
+# A migration may rewrite a large table.
+MIGRATION_STATEMENT_TIMEOUT = "10min"
 # Rows handed over per round trip by ``scan`` (a server-side cursor).
 SCAN_FETCH_ROWS = 5_000
 
@@ -99,20 +105,22 @@ _I64 = "BETWEEN -9223372036854775808 AND 9223372036854775807"
 def _flag_sql(i: int, column: str) -> str:
     """True when element ``i`` of row ``e`` is not plainly right for ``column``."""
     kind = COLUMN_KINDS[column]
-    t = f"jsonb_typeof(e->{i})"
-    v = f"(e->>{i})"
+    x = f"(e->{i})"
+    t = f"jsonb_typeof{x}"
     if column == "ts":
         return f"{t} IS DISTINCT FROM 'number'"
     if kind == INTEGER:
-        # Digits only: 18 always fit in 64 bits, 19 are compared.
-        return (f"CASE {t} WHEN 'number' THEN NOT ({v} ~ '^-?[0-9]{{1,18}}$' OR "
-                f"({v} ~ '^-?[0-9]{{19}}$' AND {v}::numeric {_I64})) "
-                "WHEN 'boolean' THEN false WHEN 'null' THEN false "
-                f"ELSE {t} IS NOT NULL END")
+        # A JSON number is a numeric inside jsonb: no text to parse. Scale 0 and in
+        # 64 bits (12.0 is flagged too, and stored as 12 by the repair). Comparing
+        # numerics costs the server ~3.5 us per row less than a regular expression
+        # on the text (bench/RESULTS.md).
+        return (f"CASE {t} WHEN 'number' THEN NOT (scale({x}::numeric) = 0 AND "
+                f"{x}::numeric {_I64}) WHEN 'boolean' THEN false WHEN 'null' THEN false "
+                f"ELSE {x} IS NOT NULL END")
     if kind == REAL:
         return f"coalesce({t} NOT IN ('number', 'null'), false)"
     return (f"coalesce({t} NOT IN ('string', 'null'), false) "
-            f"OR coalesce(length({v}) > {TEXT_MAX_CHARS[column]}, false)")
+            f"OR coalesce(length(e->>{i}) > {TEXT_MAX_CHARS[column]}, false)")
 
 
 def _value_sql(i: int, column: str) -> str:
@@ -215,7 +223,8 @@ class PostgresBackend:
     def open(self) -> None:
         try:
             db = psycopg.connect(
-                self.dsn, autocommit=True, connect_timeout=CONNECT_TIMEOUT_S,
+                self.dsn, autocommit=True,
+                connect_timeout=READER_CONNECT_TIMEOUT_S if self.readonly else CONNECT_TIMEOUT_S,
                 application_name=self.application_name, keepalives=1,
                 keepalives_idle=30, keepalives_interval=5, keepalives_count=3,
                 tcp_user_timeout=TCP_USER_TIMEOUT_MS)
@@ -243,6 +252,7 @@ class PostgresBackend:
         target = newest if target_version is None else target_version
         try:
             with db.transaction():
+                db.execute(f"SET LOCAL statement_timeout = '{MIGRATION_STATEMENT_TIMEOUT}'")
                 db.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK_ID,))
                 db.execute(f"""CREATE TABLE IF NOT EXISTS {MIGRATIONS_TABLE} (
                     version integer PRIMARY KEY,
