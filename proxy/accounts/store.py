@@ -291,6 +291,11 @@ class AccountStore:
             (today, month_start))
         return {r[0]: (r[1], r[2], r[3]) for r in rows}
 
+    def usage_groups(self, by: str, *, since: float | None = None) -> list[dict[str, Any]]:
+        """``LedgerBackend.query_groups`` on this store's connection (the admin API's
+        usage report)."""
+        return self._backend.query_groups(by, since=since)
+
     # -- helpers ---------------------------------------------------------------------
 
     def _find_user(self, ref: str) -> User | None:

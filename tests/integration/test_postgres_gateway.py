@@ -19,6 +19,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -33,6 +34,7 @@ from tests.integration.upstreams import FakeUpstream
 from tests.pgdb import admin, pg_url_fixture  # noqa: F401 (the pg_url fixture)
 
 PY = sys.executable
+HIDDEN = "pw-never-logged"  # trust authentication ignores it; it must never be printed
 WAIT_S = 20.0  # upper bound for what the daemons do on their own; never reached
 
 
@@ -76,8 +78,8 @@ def daemons(tmp_path: Path, pg_url: str):
     upstream = FakeUpstream().start()
     started: list[Daemon] = []
 
-    def start(name: str) -> Daemon:
-        d = Daemon(tmp_path, name, pg_url, upstream)
+    def start(name: str, url: str | None = None) -> Daemon:
+        d = Daemon(tmp_path, name, url or pg_url, upstream)
         started.append(d)
         return d
 
@@ -101,9 +103,15 @@ def stored(pg_url: str) -> tuple[int, int]:
         return int(row[0]), int(row[1])
 
 
+def with_password(url: str) -> str:
+    scheme, rest = url.split("://", 1)
+    user, host = rest.split("@", 1)
+    return f"{scheme}://{user}:{HIDDEN}@{host}"
+
+
 def test_requests_are_rows_and_an_outage_is_replayed_once(daemons: Any, pg_url: str,
                                                           capsys: pytest.CaptureFixture) -> None:
-    a, b = daemons("a"), daemons("b")
+    a, b = daemons("a", with_password(pg_url)), daemons("b")
     for i in range(12):
         answer = chat(a if i % 2 else b)
         assert answer.choices[0].message.content == "Hello from upstream!"
@@ -132,8 +140,10 @@ def test_requests_are_rows_and_an_outage_is_replayed_once(daemons: Any, pg_url: 
 
     logs = a.stop() + b.stop()
     assert "spilling rows to" in logs and "writable again" in logs
-    assert "ledger: postgresql://postgres@127.0.0.1:5432/" in logs or \
-        "ledger: postgresql://root@127.0.0.1:5432/" in logs
+    assert f"ledger: {pg_url} (PostgreSQL; spill journal " in logs
+    shown = with_password(pg_url).replace(HIDDEN, "***")
+    assert f"ledger: {shown} (PostgreSQL; spill journal " in logs
+    assert HIDDEN not in logs
     assert stored(pg_url) == (32, 32)
     # gateway usage reads the same database.
     assert gateway_main(["usage", "--database-url", pg_url, "--by", "provider"]) == 0
@@ -166,12 +176,40 @@ def test_a_key_revoked_on_one_machine_is_refused_by_all(daemons: Any, pg_url: st
             time.sleep(0.05)
 
     wait(lambda: accepted(a) and accepted(b), "the new key on both daemons")
+    # The admin API's usage report reads the same database.
+    assert gateway_main(["user", "add", "boss", "--role", "admin", "--database-url",
+                         pg_url]) == 0
+    capsys.readouterr()
+    assert gateway_main(["key", "create", "--user", "boss", "--name", "ops", "--json",
+                         "--database-url", pg_url]) == 0
+    admin_key = json.loads(capsys.readouterr().out)["key"]
+    wait(lambda: accepted_admin(a, admin_key), "the admin key")
+
+    def key_requests() -> int:
+        req = urllib.request.Request(a.url + "/admin/v1/usage?by=key",
+                                     headers={"Authorization": f"Bearer {admin_key}"})
+        with urllib.request.urlopen(req, timeout=10) as r:
+            groups = json.loads(r.read())["groups"]
+        return sum(g["requests"] for g in groups if g["group"] == key_id)
+
+    # At least one request with the key on each daemon, once both writers stored them.
+    wait(lambda: key_requests() >= 2, "the key's requests in the admin API's report")
     with pytest.raises(openai.AuthenticationError):
         chat(a, "tw-not-a-key")
     assert gateway_main(["key", "revoke", key_id, "--database-url", pg_url]) == 0
     wait(lambda: not accepted(a) and not accepted(b), "the revoked key refused everywhere")
     rows = [r for r in json.loads(_usage_json(pg_url, capsys)) if r["api_key_id"] == key_id]
     assert rows and all(r["status"] == 200 for r in rows)
+
+
+def accepted_admin(d: Daemon, key: str) -> bool:
+    req = urllib.request.Request(d.url + "/admin/v1/users",
+                                 headers={"Authorization": f"Bearer {key}"})
+    try:
+        with urllib.request.urlopen(req, timeout=10) as r:
+            return r.status == 200
+    except urllib.error.HTTPError:
+        return False
 
 
 def _usage_json(pg_url: str, capsys: pytest.CaptureFixture) -> str:
