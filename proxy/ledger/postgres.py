@@ -434,7 +434,10 @@ class PostgresBackend:
         return present
 
     def _write(self, db: psycopg.Connection[Any], payload: bytes, taken_at: float,
-               mark: JournalMark | None) -> WriteResult:
+               mark: JournalMark | None, replay: bool = False) -> WriteResult:
+        """``replay``: skip rows stored already (a journal frame, also when it is
+        retried row by row without its mark)."""
+        replay = replay or mark is not None
         if mark is not None:
             done = db.execute(_PROGRESS_SQL, (mark.journal_id,)).fetchone()
             if done is not None and done[0] >= mark.end:
@@ -442,11 +445,11 @@ class PostgresBackend:
         coerced, notes = 0, list[str]()
         if b"\\u0000" in payload:
             payload, coerced, notes = _without_nul(payload)
-        stored, flagged = self._insert(db, payload, mark is not None)
+        stored, flagged = self._insert(db, payload, replay)
         if flagged:
             repaired, fixes, more = _repair(flagged, taken_at)
             coerced, notes = coerced + fixes, notes + more
-            again, still = self._insert(db, repaired, mark is not None)
+            again, still = self._insert(db, repaired, replay)
             if still:  # the repairs always pass the checks; a bug if not
                 raise LedgerError(f"{len(still)} repaired row(s) failed the checks again")
             stored += again
@@ -463,7 +466,8 @@ class PostgresBackend:
         for row in orjson.loads(payload):
             try:
                 with db.transaction():
-                    result = self._write(db, orjson.dumps([row]), taken_at, None)
+                    result = self._write(db, orjson.dumps([row]), taken_at, None,
+                                         replay=mark is not None)
             except psycopg.Error as exc:
                 if _unavailable(exc):
                     raise

@@ -165,8 +165,29 @@ def test_a_failing_migration_leaves_nothing(pg_url: str) -> None:
 # -- exactly once -------------------------------------------------------------------
 
 
-def payload_of(*ids: int) -> bytes:
-    return orjson.dumps([[make_row(i)[c] for c in LEDGER_COLUMNS] for i in ids])
+def payload_of(*ids: int, **overrides: Any) -> bytes:
+    return orjson.dumps([[make_row(i, **overrides.get(str(i), {}))[c] for c in LEDGER_COLUMNS]
+                         for i in ids])
+
+
+def test_a_row_the_database_refuses_costs_only_itself(pg_url: str) -> None:
+    backend = PostgresBackend(pg_url, "db")
+    backend.open()
+    backend.migrate()
+    try:
+        with psycopg.connect(pg_url, autocommit=True) as conn:  # a rule added by hand
+            conn.execute("ALTER TABLE requests ADD CONSTRAINT no_teapots CHECK (status <> 418)")
+        batch = payload_of(1, 2, 3, **{"2": {"status": 418}})
+        live = backend.write_rows(batch, taken_at=0.0)
+        assert live.rows == 2 and [orjson.loads(r)[1] for r in live.rejected] == ["req-2"]
+        # Replayed (the writer journals refused rows), again row by row: the rows
+        # stored already are skipped, the refused one is refused again.
+        replay = backend.write_rows(batch, taken_at=0.0, mark=JournalMark("j", 64))
+        assert (replay.rows, len(replay.rejected)) == (0, 1)
+        assert backend.write_rows(batch, taken_at=0.0, mark=JournalMark("j", 64)).rows == 0
+    finally:
+        backend.close()
+    assert [r["request_id"] for r in query_rows(pg_url)] == ["req-1", "req-3"]
 
 
 def test_a_replayed_frame_is_stored_once(pg_url: str) -> None:
