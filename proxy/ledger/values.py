@@ -256,8 +256,8 @@ def as_sqlite_stores(row: Sequence[Any]) -> list[Any]:
                 value = MISSING_TS
             else:
                 value = COLUMN_DEFAULTS.get(column)
-        elif type(value) is bool:
-            value = int(value) if kind != TEXT else str(int(value))
+        elif type(value) is bool:  # SQLite's JSON functions read true as 1
+            value = {INTEGER: int, REAL: float, TEXT: str}[kind](int(value))
         elif kind == INTEGER:
             value = _integer_affinity(value)
         elif kind == REAL:

@@ -29,6 +29,7 @@ from proxy.ledger.backend import JournalMark
 from proxy.ledger.postgres import PostgresBackend
 from proxy.ledger.reads import GROUP_BY, glob_regex
 from proxy.ledger.schema import LEDGER_COLUMNS, POSTGRES_MIGRATIONS, Migration
+from proxy.ledger.sqlite import SQLiteBackend
 from proxy.usage_cli import usage_main
 from tests.pgdb import admin, pg_url_fixture  # noqa: F401 (the pg_url fixture)
 from tests.proxy.ledger_rows import make_rec, make_row, wait_until
@@ -103,6 +104,36 @@ def test_values_are_checked_and_repaired_as_sqlite_does(pg_url: str,
         assert got == stored and type(got) is type(stored), (column, got)
     assert pg.stats()["coerced"] == lite.stats()["coerced"] > 0
     assert pg.stats()["dropped"] == lite.stats()["dropped"] == 0
+
+
+ONE_ISSUE = [  # batches with one kind of awkward value each: the first statement either
+    # takes them (numbers cast, text checked) or aborts and the checked one repairs them
+    {"model": "y" * 5000}, {"model": 5}, {"end_user": 2.5}, {"provider": True},
+    {"input_tokens": "12"}, {"input_tokens": 12.0}, {"input_tokens": " 7 "},
+    {"bytes_in": 2**63}, {"latency_ms": "NaN"}, {"latency_ms": "1.5"}, {"latency_ms": True},
+    {"ts": None}, {"ts": "1700000000.5"}, {"status": "1_000"}, {"status": "0x10"},
+]
+
+
+def test_each_kind_of_awkward_value_alone_as_in_sqlite(pg_url: str,
+                                                       tmp_path: pathlib.Path) -> None:
+    pg = PostgresBackend(pg_url, "db")
+    lite = SQLiteBackend(str(tmp_path / "l.db"))
+    for backend in (pg, lite):
+        backend.open()
+        backend.migrate()
+    try:
+        for n, issue in enumerate(ONE_ISSUE):
+            batch = orjson.dumps([[make_row(10 * n + i, **(issue if i == 1 else {}))[c]
+                                   for c in LEDGER_COLUMNS] for i in range(3)])
+            got = pg.write_rows(batch, taken_at=1_800_000_000.0)
+            want = lite.write_rows(batch, taken_at=1_800_000_000.0)
+            assert (got.rows, got.coerced, got.notes) == (want.rows, want.coerced,
+                                                          want.notes), issue
+        assert pg.query() == lite.query()
+    finally:
+        pg.close()
+        lite.close()
 
 
 def test_missing_ts_and_nul_characters(pg_url: str, tmp_path: pathlib.Path) -> None:
