@@ -38,7 +38,7 @@ from proxy.accounts.store import AccountStore
 from proxy.accounts.views import key_view, user_view
 from proxy.cli_args import aligned, finite, number_arg, whole_number
 from proxy.ledger import LedgerError
-from proxy.usage_cli import default_db_path
+from proxy.usage_cli import add_database_url, ledger_location
 
 EXIT_OK = 0
 EXIT_REFUSED = 1
@@ -95,6 +95,7 @@ def _limits(args: argparse.Namespace) -> Limits:
 
 def _common(p: argparse.ArgumentParser, *, json: bool = True) -> None:
     p.add_argument("--db", metavar="PATH", help=DB_HELP)
+    add_database_url(p)
     if json:
         p.add_argument("--json", action="store_true", help="print JSON")
 
@@ -178,21 +179,21 @@ def _run(prog: str, p: argparse.ArgumentParser, argv: Sequence[str],
         args = p.parse_args(list(argv))
     except SystemExit as exc:  # argparse exits on --help and on errors
         return exc.code if isinstance(exc.code, int) else EXIT_USAGE
-    db = args.db or default_db_path()
     if (getattr(args, "budget_usd", None) is None) != (getattr(args, "budget_period", None)
                                                        is None):
         print(f"{prog}: --budget-usd and --budget-period go together", file=sys.stderr)
         return EXIT_USAGE
     try:
-        if args.action in _READ_ONLY and not os.path.exists(db):
-            raise Refused(f"no ledger database at {db} (gatewayd creates it; "
+        db = ledger_location(args.db, args.database_url)
+        if args.action in _READ_ONLY and db.path is not None and not os.path.exists(db.path):
+            raise Refused(f"no ledger database at {db.path} (gatewayd creates it; "
                           "--db or TOKENWAY_DB name another)")
         with AccountStore(db) as store:
             action(args, store)
     except AccountError as exc:
         print(f"{prog}: {exc.message}", file=sys.stderr)
         return EXIT_USAGE if exc.kind == "invalid" else EXIT_REFUSED
-    except (LedgerError, Refused) as exc:
+    except (LedgerError, Refused, ValueError) as exc:
         print(f"{prog}: error: {exc}", file=sys.stderr)
         return EXIT_REFUSED
     return EXIT_OK

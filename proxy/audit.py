@@ -37,7 +37,7 @@ is not compared. A steady provider raises nothing.
 
 The reading (``read_ledger``) is one SQL query per window selecting only the
 columns needed, over the ``ts`` index, iterated from the database cursor
-(``SQLiteBackend.scan``): a million rows need no more memory than their latency,
+(``LedgerBackend.scan``): a million rows need no more memory than their latency,
 TTFB and tokens/s figures.
 """
 
@@ -51,7 +51,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from proxy.ledger import SQLiteBackend
+from proxy.ledger import StorageURL, open_backend
 
 # error_kind values that name the provider's failure (proxy/exchange.py).
 UPSTREAM_ERROR_KINDS = frozenset({"upstream_error", "upstream_timeout", "upstream_unreachable"})
@@ -223,12 +223,14 @@ def aggregate(rows: Iterable[Sequence[Any]]) -> dict[Key, Group]:
     return groups
 
 
-def read_ledger(path: str, windows: Sequence[tuple[float, float]]) -> list[dict[Key, Group]]:
+def read_ledger(path: str | StorageURL,
+                windows: Sequence[tuple[float, float]]) -> list[dict[Key, Group]]:
     """The groups of each (start, end) window (rows with ``start <= ts < end``),
-    read over one read-only connection to the ledger at ``path``: one query per
-    window for ``COLUMNS`` only. Raises ``LedgerError`` when the file is missing
-    or is not a ledger; never creates or changes it."""
-    backend = SQLiteBackend(path, readonly=True)
+    read over one read-only connection to the ledger at ``path`` (a SQLite path or
+    a URL, as ``open_backend`` takes): one query per window for ``COLUMNS`` only.
+    Raises ``LedgerError`` when the database is missing or is not a ledger; never
+    creates or changes it."""
+    backend = open_backend(path, readonly=True)
     backend.open()
     try:
         return [aggregate(backend.scan(COLUMNS, start=start, end=end))
@@ -352,7 +354,7 @@ def build_report(window: dict[Key, Group], baseline: dict[Key, Group],
     }
 
 
-def audit(path: str, *, end: float, window_s: float, baseline_s: float,
+def audit(path: str | StorageURL, *, end: float, window_s: float, baseline_s: float,
           thresholds: Thresholds) -> dict[str, Any]:
     """Read the ledger at ``path`` and audit the window ``[end - window_s, end)``
     against the baseline ``[end - window_s - baseline_s, end - window_s)``."""

@@ -1,6 +1,6 @@
 """``gateway audit``: has a provider got worse? (silent degradation, from the ledger)
 
-    gateway audit [--db PATH] [--window 1h] [--baseline 24h] [--until UNTIL]
+    gateway audit [--db PATH | --database-url URL] [--window 1h] [--baseline 24h] [--until UNTIL]
                   [--min-requests N] [--json] [--plot FILE.png] [threshold flags]
 
 Compares each (provider, requested model) over the window (the last hour by
@@ -31,8 +31,7 @@ from typing import Any, TextIO
 from proxy.audit import Thresholds, audit, parse_duration
 from proxy.cli_args import aligned, number_arg, whole_number
 from proxy.ledger import DEFAULT_DB_PATH, LedgerError
-from proxy.ledger.spill import journal_backlog
-from proxy.usage_cli import default_db_path
+from proxy.usage_cli import add_database_url, journal_notes, ledger_location
 from proxy.usage_report import NONE_LABEL, parse_since
 
 EXIT_OK = 0
@@ -85,6 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"ledger database (default: $TOKENWAY_DB, else {DEFAULT_DB_PATH}, as for "
         "gatewayd)",
     )
+    add_database_url(parser)
     parser.add_argument("--window", type=_duration_arg, default=3600.0, metavar="DURATION",
                         help="the recent window: 15m, 1h, 6h, 1d (default 1h)")
     parser.add_argument("--baseline", type=_duration_arg, default=86_400.0,
@@ -150,7 +150,11 @@ def audit_main(argv: list[str]) -> int:
             print("gateway audit: --plot needs matplotlib, which is not installed "
                   "(pip install 'tokenway[audit]' or pip install matplotlib)", file=sys.stderr)
             return EXIT_USAGE
-    db = args.db or default_db_path()
+    try:
+        db = ledger_location(args.db, args.database_url)
+    except ValueError as exc:
+        print(f"gateway audit: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     thresholds = Thresholds(
         ttfb_p95_rise=args.ttfb_rise, latency_p95_rise=args.latency_rise,
         error_ratio=args.error_ratio, error_points=args.error_points,
@@ -163,14 +167,11 @@ def audit_main(argv: list[str]) -> int:
                        thresholds=thresholds)
     except LedgerError as exc:
         print(f"gateway audit: error: {exc}", file=sys.stderr)
-        if not os.path.exists(db):
+        if db.path is not None and not os.path.exists(db.path):
             print("  (gatewayd creates it on start; pass --db to read another file)",
                   file=sys.stderr)
         return EXIT_USAGE
-    for path, waiting in journal_backlog(db):
-        print(f"note: {path} holds {waiting} row(s) not in the database yet; gatewayd "
-              "replays them when the database takes writes (or at its next start)",
-              file=sys.stderr)
+    journal_notes(db)
     if plt is not None:
         try:
             write_plot(report, args.plot, plt)

@@ -36,6 +36,13 @@ def _daemon_parser() -> argparse.ArgumentParser:
         help="SQLite ledger file (default ./tokenway.db, env TOKENWAY_DB)",
     )
     p.add_argument(
+        "--database-url",
+        metavar="URL",
+        help="the database instead: sqlite:///PATH or postgresql://USER@HOST/DBNAME "
+             "(env TOKENWAY_DATABASE_URL; with PostgreSQL, --db names where the local "
+             "spill journal goes)",
+    )
+    p.add_argument(
         "--config", metavar="PATH", help="TOML configuration file (env TOKENWAY_CONFIG)"
     )
     p.add_argument(
@@ -88,6 +95,7 @@ def gatewayd_main(argv: Sequence[str] | None = None) -> int:
         for k, v in (
             ("listen", args.listen),
             ("db", args.db),
+            ("database_url", args.database_url),
             ("log_level", args.log_level),
             ("parser", args.parser),
             ("allow_unauthenticated", args.allow_unauthenticated),
@@ -145,15 +153,36 @@ def _with_stored_keys(config: Any) -> Any:
 
     from .accounts.store import AccountStore
     from .ledger import LedgerError
+    from .ledger.url import POSTGRESQL, StorageURL
 
-    if config.auth.keys or not os.path.exists(config.ledger.path):
+    ledger = config.ledger
+    if ledger.database_url is None:
+        if config.auth.keys or not os.path.exists(ledger.path):
+            return config
+        where: Any = ledger.path
+    elif config.auth.keys:
         return config
+    else:
+        where = StorageURL(POSTGRESQL, None, ledger.database_url, ledger.where)
     try:
-        with AccountStore(config.ledger.path) as store:
+        with AccountStore(where) as store:
             stored = bool(store.snapshot().keys)
     except LedgerError:
         return config  # the ledger's own start reports an unusable file
     return replace(config, auth=replace(config.auth, stored_keys=stored)) if stored else config
+
+
+def _new_ledger(config: Any) -> Any:
+    """The ledger writer on the configured database: the SQLite file at
+    ``ledger.path``, or PostgreSQL with its spill journal at ``ledger.path``.spill."""
+    from .ledger import Ledger, open_backend
+    from .ledger.url import POSTGRESQL, StorageURL
+
+    cfg = config.ledger
+    if cfg.database_url is None:
+        return Ledger(cfg.path)
+    where = StorageURL(POSTGRESQL, None, cfg.database_url, cfg.where)
+    return Ledger(cfg.path, backend=open_backend(where))
 
 
 def _write_pid(pid_file: str | None, log: logging.Logger) -> str | None:
@@ -185,13 +214,11 @@ def _supervise(args: Any, config: Any, overrides: dict[str, Any], pid_file: str,
     # Create and migrate the ledger file once, before the workers start: two
     # processes switching a new file to WAL at the same moment can get
     # "database is locked" without the busy handler being consulted.
-    from .ledger import Ledger
-
-    first = Ledger(config.ledger.path)
+    first = _new_ledger(config)
     try:
         first.start()
     except Exception as exc:
-        print(f"gatewayd: cannot open ledger {config.ledger.path!r}: {exc}", file=sys.stderr)
+        print(f"gatewayd: cannot open ledger {config.ledger.where!r}: {exc}", file=sys.stderr)
         return 2
     first.close()
 
@@ -258,7 +285,6 @@ def _serve_one(args: Any, config: Any, overrides: dict[str, Any], pid_file: str 
                log: logging.Logger, reuse_port: bool = False, rotates_logs: bool = True) -> int:
     from .access_log import open_access_log
     from .config import listeners_of, load_config
-    from .ledger import Ledger
     from .server import serve
 
     try:
@@ -269,12 +295,12 @@ def _serve_one(args: Any, config: Any, overrides: dict[str, Any], pid_file: str 
               f"{exc.strerror or exc}", file=sys.stderr)
         return 2
 
-    ledger = Ledger(config.ledger.path)
+    ledger = _new_ledger(config)
     try:
         ledger.start()
     except Exception as exc:
         print(
-            f"gatewayd: cannot open ledger {config.ledger.path!r}: {exc}",
+            f"gatewayd: cannot open ledger {config.ledger.where!r}: {exc}",
             file=sys.stderr,
         )
         if access_log is not None:

@@ -29,7 +29,8 @@ from proxy.accounts.store import AccountStore
 from proxy.cli_args import aligned, finite, number_arg
 from proxy.config import ConfigError, load_config
 from proxy.ledger import LedgerError
-from proxy.usage_cli import default_db_path
+from proxy.ledger.url import StorageURL
+from proxy.usage_cli import add_database_url, ledger_location
 
 EXIT_OK = 0
 EXIT_REFUSED = 1
@@ -47,6 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     ls = sub.add_parser("list", help="every price, in lookup order, with its source")
     ls.add_argument("--db", metavar="PATH", help=db_help)
+    add_database_url(ls)
     ls.add_argument("--config", metavar="PATH",
                     help="config file whose [prices] to show (default: $TOKENWAY_CONFIG)")
     ls.add_argument("--json", action="store_true", help="print one JSON object")
@@ -60,10 +62,12 @@ def build_parser() -> argparse.ArgumentParser:
     st.add_argument("--cache-write", type=_per_mtok, metavar="USD",
                     help="prompt tokens written to the cache (default: the input price)")
     st.add_argument("--db", metavar="PATH", help=db_help)
+    add_database_url(st)
 
     rm = sub.add_parser("delete", help="remove a price set with 'gateway price set'")
     rm.add_argument("pattern", metavar="MODEL-GLOB")
     rm.add_argument("--db", metavar="PATH", help=db_help)
+    add_database_url(rm)
     return p
 
 
@@ -73,8 +77,8 @@ def price_main(argv: Sequence[str]) -> int:
         args = build_parser().parse_args(list(argv))
     except SystemExit as exc:  # argparse exits on --help and on errors
         return exc.code if isinstance(exc.code, int) else EXIT_USAGE
-    db = args.db or default_db_path()
     try:
+        db = ledger_location(args.db, args.database_url)
         if args.action == "list":
             return _list(db, args.config, args.json)
         with AccountStore(db) as store:
@@ -91,20 +95,20 @@ def price_main(argv: Sequence[str]) -> int:
     except AccountError as exc:
         print(f"gateway price: {exc.message}", file=sys.stderr)
         return EXIT_USAGE if exc.kind == "invalid" else EXIT_REFUSED
-    except LedgerError as exc:
+    except (LedgerError, ValueError) as exc:
         print(f"gateway price: error: {exc}", file=sys.stderr)
         return EXIT_REFUSED
     return EXIT_OK
 
 
-def _list(db: str, config_path: str | None, as_json: bool) -> int:
+def _list(db: StorageURL, config_path: str | None, as_json: bool) -> int:
     try:
         config = load_config(config_path)
     except ConfigError as exc:
         print(f"gateway price: configuration error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     rows: list[dict[str, Any]] = []
-    if os.path.exists(db):  # listing never creates a database
+    if db.path is None or os.path.exists(db.path):  # listing never creates a file
         with AccountStore(db) as store:
             rows = store.prices()
     entries = PriceBook(config.prices, rows).entries()

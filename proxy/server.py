@@ -32,6 +32,7 @@ from .config import (
 )
 from .dispatch import Dispatcher, ListenerGate
 from .h1 import HTTPConnection
+from .ledger.url import StorageURL
 from .state import GatewayState
 from .wire import raw_response_head, start_date_clock
 
@@ -206,11 +207,11 @@ class Server:
     async def start(self, sock: socket.socket | None = None, reuse_port: bool = False) -> None:
         """Listen on every configured listener (``sock``: an already bound socket
         for the first one)."""
-        path = getattr(self.ledger, "path", None)
-        if isinstance(path, str):
+        where = getattr(self.ledger, "database", None)
+        if isinstance(where, str | StorageURL):
             # The keys, limits and prices of the accounts tables, read before the
             # first request, then kept current by their sync thread.
-            self.state.accounts.start(path, self.loop, self.ledger)
+            self.state.accounts.start(where, self.loop, self.ledger)
         for i, lst in enumerate(listeners_of(self.config)):
             await self._listen(lst, sock if i == 0 else None, reuse_port)
         # The ledger says when it is behind: hold new requests until it caught up.

@@ -53,7 +53,12 @@ def summary(url: str, state: Any) -> list[str]:
     """The lines logged once the gateway listens."""
     config = state.config
     accounts = state.accounts
-    lines = [f"ledger: {os.path.abspath(config.ledger.path)} (SQLite)"]
+    ledger = config.ledger
+    if ledger.database_url is None:
+        lines = [f"ledger: {os.path.abspath(ledger.path)} (SQLite)"]
+    else:  # `where` shows the URL with its password masked
+        lines = [f"ledger: {ledger.where} (PostgreSQL; spill journal "
+                 f"{os.path.abspath(ledger.path)}.spill)"]
     if accounts.required:
         where = []
         if config.auth.keys:

@@ -1,6 +1,6 @@
 """``gateway tail``: requests as they finish, one line each, from the ledger.
 
-    gateway tail [--db PATH] [--since SINCE] [--model GLOB] [--provider NAME]
+    gateway tail [--db PATH | --database-url URL] [--since SINCE] [--model GLOB] [--provider NAME]
                  [--status CODE|2xx|4xx|5xx|errors] [--key KEY_ID] [--json]
                  [--color auto|always|never] [--interval SECONDS]
 
@@ -29,8 +29,8 @@ from typing import Any, TextIO
 import orjson
 
 from proxy.cli_args import number_arg
-from proxy.ledger import LedgerError, SQLiteBackend
-from proxy.usage_cli import default_db_path
+from proxy.ledger import LedgerError, open_backend
+from proxy.usage_cli import add_database_url, ledger_location
 from proxy.usage_report import fmt_usd, parse_since
 
 EXIT_OK = 0
@@ -70,6 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Requests as they finish, one line each, read from the ledger.")
     p.add_argument("--db", metavar="PATH",
                    help="ledger database (default: $TOKENWAY_DB, else ./tokenway.db)")
+    add_database_url(p)
     p.add_argument("--since", metavar="SINCE",
                    help="first show the rows since then (10m, 2h, 1d, or a date); default: "
                         "only rows stored from now on")
@@ -101,16 +102,20 @@ def tail_main(argv: Sequence[str], out: TextIO | None = None,
         except ValueError as exc:
             print(f"gateway tail: {exc}", file=sys.stderr)
             return EXIT_USAGE
-    path = args.db or default_db_path()
-    if not os.path.exists(path):
-        print(f"gateway tail: no ledger at {path} (start gatewayd, or pass --db)",
+    try:
+        where = ledger_location(args.db, args.database_url)
+    except ValueError as exc:
+        print(f"gateway tail: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    if where.path is not None and not os.path.exists(where.path):
+        print(f"gateway tail: no ledger at {where.path} (start gatewayd, or pass --db)",
               file=sys.stderr)
         return EXIT_USAGE
     keep = _row_filter(args)
     color = args.color == "always" or (args.color == "auto" and _is_tty(out)
                                        and not os.environ.get("NO_COLOR"))
     write = _write_json if args.json else (lambda row, o: _write_line(row, o, color))
-    backend = SQLiteBackend(path, readonly=True)
+    backend = open_backend(where, readonly=True)
     try:
         backend.open()
         last = 0 if since is not None else -1

@@ -1,7 +1,7 @@
 """``gateway usage``: show what the ledger recorded.
 
-    gateway usage [--db PATH] [--json|--csv] [--since SINCE] [--model NAME_OR_GLOB]
-                  [--limit N]
+    gateway usage [--db PATH | --database-url URL] [--json|--csv] [--since SINCE]
+                  [--model NAME_OR_GLOB] [--limit N]
     gateway usage --by key|user|model|provider|day [--since SINCE] [--json|--csv]
 
 Reads the ledger over a read-only connection (safe while the daemon runs) and
@@ -25,8 +25,9 @@ from typing import Any, TextIO
 
 from proxy.cli_args import aligned, count
 from proxy.ledger import DEFAULT_DB_PATH, LEDGER_COLUMNS, LedgerError, query_groups, query_rows
+from proxy.ledger.reads import GROUP_BY
 from proxy.ledger.spill import journal_backlog
-from proxy.ledger.sqlite import GROUP_BY
+from proxy.ledger.url import SQLITE, StorageURL, parse_storage_url
 from proxy.usage_report import (
     fmt_usd,
     parse_since,
@@ -46,6 +47,36 @@ EXIT_USAGE = 2
 def default_db_path() -> str:
     """``$TOKENWAY_DB`` when set (as for gatewayd), else ./tokenway.db."""
     return os.environ.get("TOKENWAY_DB", "").strip() or DEFAULT_DB_PATH
+
+
+def add_database_url(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--database-url", metavar="URL",
+        help="the ledger database as a URL instead of --db: sqlite:///PATH or "
+             "postgresql://USER@HOST/DBNAME (default: $TOKENWAY_DATABASE_URL)")
+
+
+def ledger_location(db: str | None, database_url: str | None) -> StorageURL:
+    """Where the ledger is: ``--database-url``, else ``--db``, else
+    ``$TOKENWAY_DATABASE_URL``, else ``$TOKENWAY_DB``, else ./tokenway.db.
+    ``ValueError`` (showing no password) for a URL that names no database."""
+    if database_url:
+        return parse_storage_url(database_url)
+    if not db and os.environ.get("TOKENWAY_DATABASE_URL", "").strip():
+        return parse_storage_url(os.environ["TOKENWAY_DATABASE_URL"])
+    path = db or default_db_path()
+    return StorageURL(SQLITE, path, None, path)
+
+
+def journal_notes(where: StorageURL) -> None:
+    """Tell about rows still waiting in a SQLite ledger's spill journals. (With
+    PostgreSQL each gateway keeps its journal on its own machine.)"""
+    if where.path is None:
+        return
+    for path, waiting in journal_backlog(where.path):
+        print(f"note: {path} holds {waiting} row(s) not in the database yet; gatewayd "
+              "replays them when the database takes writes (or at its next start)",
+              file=sys.stderr)
 
 
 def _since_arg(text: str) -> float:
@@ -70,6 +101,7 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"ledger database (default: $TOKENWAY_DB, else {DEFAULT_DB_PATH}, as for "
         "gatewayd)",
     )
+    add_database_url(parser)
     fmt = parser.add_mutually_exclusive_group()
     fmt.add_argument("--json", action="store_true", help="print a JSON array of objects")
     fmt.add_argument("--csv", action="store_true", help="print CSV with a header line")
@@ -111,27 +143,24 @@ def usage_main(argv: list[str]) -> int:
     except SystemExit as exc:  # argparse exits on --help and on errors
         return exc.code if isinstance(exc.code, int) else EXIT_USAGE
     limit = args.limit or None
-    args.db = args.db or default_db_path()
     if args.by and args.model:
         print("gateway usage: --model applies to the row view, not to --by", file=sys.stderr)
         return EXIT_USAGE
     try:
+        where = ledger_location(args.db, args.database_url)
         if args.by:
-            groups = query_groups(args.db, args.by, since=args.since)
+            groups = query_groups(where, args.by, since=args.since)
         else:
-            rows = query_rows(args.db, since=args.since, model=args.model, limit=limit)
-    except LedgerError as exc:
+            rows = query_rows(where, since=args.since, model=args.model, limit=limit)
+    except (LedgerError, ValueError) as exc:
         print(f"gateway usage: error: {exc}", file=sys.stderr)
-        if not os.path.exists(args.db):
+        if isinstance(exc, LedgerError) and where.path and not os.path.exists(where.path):
             print(
                 "  (gatewayd creates it on start; pass --db to read another file)",
                 file=sys.stderr,
             )
         return EXIT_USAGE
-    for path, waiting in journal_backlog(args.db):
-        print(f"note: {path} holds {waiting} row(s) not in the database yet; gatewayd "
-              "replays them when the database takes writes (or at its next start)",
-              file=sys.stderr)
+    journal_notes(where)
     try:
         if args.by:
             write = (write_groups_json if args.json else write_groups_csv if args.csv

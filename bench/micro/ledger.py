@@ -2,6 +2,7 @@
 
     python -m bench.micro.ledger [--rows 200000] [--work-us 25] [--loop uvloop]
                                  [--tree DIR] [--strace] [--json OUT.json]
+                                 [--database-url postgresql://...]
 
 One process, one event loop: a task plays requests, each doing ``--work-us`` of
 Python work (parsing a small chat request with orjson, building the answer,
@@ -23,6 +24,12 @@ iteration, as a busy gateway does. The same run is made with a null ledger
 - **futex calls per row** (``--strace``): the run is repeated under
   ``strace -f -c -e trace=futex`` for both ledgers, ``--repeat`` times;
   the median of (real - null) / rows.
+
+``--database-url`` writes to that database (PostgreSQL; its rows stay there) instead
+of a new SQLite file, with the spill journal in a temporary directory: the writer's
+CPU per row of the two backends, side by side. With a server on this machine, the
+CPU of the server process serving the writer's connection (``/proc/PID/stat``) is
+given too (**server CPU per row**): with PostgreSQL the rows are parsed there.
 
 CPU times are the minimum over ``--repeat`` runs (on a shared VM, time stolen by
 the host is billed to whatever thread was running, so noise only adds).
@@ -67,6 +74,9 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--null", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--one", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--json", metavar="OUT")
+    p.add_argument("--database-url", metavar="URL",
+                   help="write to this database (postgresql://...) instead of a new "
+                        "SQLite file")
     return p.parse_args(argv)
 
 
@@ -78,7 +88,7 @@ class BenchRecord:
         "provider", "status", "error_kind", "stream", "input_tokens", "output_tokens",
         "cached_tokens", "cache_write_tokens", "reasoning_tokens", "latency_ms",
         "ttfb_ms", "bytes_in", "bytes_out", "attempts", "api_key_id", "client_addr",
-        "tool_repeats",
+        "tool_repeats", "cost_usd", "cost_source", "end_user",
     )
 
     def __init__(self, i: int, t0: float) -> None:
@@ -105,6 +115,9 @@ class BenchRecord:
         self.api_key_id = None
         self.client_addr = "127.0.0.1:50412"
         self.tool_repeats = None
+        self.cost_usd = 0.000228
+        self.cost_source = "bundled"
+        self.end_user = None
 
     def as_row(self) -> tuple[Any, ...]:
         return (
@@ -113,7 +126,8 @@ class BenchRecord:
             self.input_tokens, self.output_tokens, self.cached_tokens,
             self.cache_write_tokens, self.reasoning_tokens, self.latency_ms,
             self.ttfb_ms, self.bytes_in, self.bytes_out, self.attempts,
-            self.api_key_id, self.client_addr, self.tool_repeats,
+            self.api_key_id, self.client_addr, self.tool_repeats, self.cost_usd,
+            self.cost_source, self.end_user,
         )
 
 
@@ -171,7 +185,12 @@ def _run_one(args: argparse.Namespace) -> dict[str, Any]:
     new_api = hasattr(ledger_mod, "DictRecord")
     tmp = tempfile.mkdtemp(prefix="ledger-bench-")
     path = os.path.join(tmp, "bench.db")
-    ledger: Any = NullLedger() if args.null else ledger_mod.Ledger(path)
+    if args.null:
+        ledger: Any = NullLedger()
+    elif args.database_url:
+        ledger = ledger_mod.Ledger(path, backend=ledger_mod.open_backend(args.database_url))
+    else:
+        ledger = ledger_mod.Ledger(path)
     if not args.null:
         ledger.start()
     spins = args.spins if args.spins is not None else _calibrate(args.work_us)
@@ -216,6 +235,7 @@ def _run_one(args: argparse.Namespace) -> dict[str, Any]:
         writer = next(t for t in threading.enumerate() if t.name == "tokenway-ledger")
         assert writer.ident is not None
         out["writer_cpu_s"] = time.clock_gettime(time.pthread_getcpuclockid(writer.ident))
+        out["server_cpu_s"] = _server_cpu_s(ledger)
         ledger.close()
         stats = ledger.stats()
         out["written"] = stats["written"]
@@ -224,6 +244,21 @@ def _run_one(args: argparse.Namespace) -> dict[str, Any]:
     out["new_api"] = new_api
     shutil.rmtree(tmp, ignore_errors=True)
     return out
+
+
+def _server_cpu_s(ledger: Any) -> float | None:
+    """CPU seconds of the PostgreSQL process serving the writer's connection, when it
+    runs on this machine and /proc shows it; None otherwise (and for SQLite)."""
+    db = getattr(getattr(ledger, "_backend", None), "_db", None)
+    if db is None or not hasattr(db, "info"):
+        return None
+    try:
+        with open(f"/proc/{db.info.backend_pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    # utime and stime, fields 14 and 15 of proc(5), in clock ticks.
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _switches() -> int:
@@ -242,6 +277,8 @@ def _child(args: argparse.Namespace, *, null: bool, strace: bool) -> dict[str, A
            "--loop", args.loop]
     if args.tree:
         cmd += ["--tree", args.tree]
+    if args.database_url:
+        cmd += ["--database-url", args.database_url]
     if null:
         cmd.append("--null")
     trace = None
@@ -279,8 +316,15 @@ def main(argv: list[str] | None = None) -> int:
         return statistics.median(r[key] for r in runs)
 
     written = reals[-1]["written"]
+    if written != n:
+        # A record shaped unlike the columns is dropped, and a writer that stores
+        # nothing costs little: such a run measures nothing.
+        print(f"only {written} of {n} rows were written; see the runs' output",
+              file=sys.stderr)
+        return 1
     figures: dict[str, Any] = {
         "rows": n,
+        "database": "postgresql" if args.database_url else "sqlite",
         "written": written,
         "dropped": reals[-1]["dropped"],
         "api": "record(obj.as_row)" if reals[-1]["new_api"] else "record(dict)",
@@ -292,6 +336,8 @@ def main(argv: list[str] | None = None) -> int:
         "writer_cpu_us_per_row": low(reals, "writer_cpu_s") / written * 1e6,
         "rows_per_s": n / low(reals, "loop_wall_s"),
     }
+    if all(r.get("server_cpu_s") is not None for r in reals):
+        figures["server_cpu_us_per_row"] = low(reals, "server_cpu_s") / written * 1e6
     if args.strace:
         if shutil.which("strace") is None:
             print("strace is not installed; skipping futex counts", file=sys.stderr)

@@ -2,7 +2,7 @@
 the gateway's state.
 
 ``GatewayState`` holds one; ``Server`` starts its sync thread with the ledger's
-path once the ledger is open. Without a ledger file (unit tests), only the
+database (``Ledger.database``) once the ledger is open. Without a ledger file (unit tests), only the
 static keys of the configuration exist.
 """
 
@@ -11,6 +11,8 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from typing import Any
+
+from proxy.ledger.url import StorageURL
 
 from .directory import Identity, KeyDirectory, Refused
 from .meter import Meter
@@ -37,16 +39,18 @@ class Accounts:
         # The admin API's database thread (None without a ledger file).
         self.worker: StoreWorker | None = None
 
-    def start(self, path: str, loop: asyncio.AbstractEventLoop, ledger: Any) -> None:
+    def start(self, where: str | StorageURL, loop: asyncio.AbstractEventLoop,
+              ledger: Any) -> None:
         """Read the accounts tables now, then keep them current from a thread.
+        ``where``: the SQLite file's path, or the ledger's ``StorageURL``.
         ``ledger`` tells how many of this process's rows are stored
         (``recorded - queued``)."""
-        sync = AccountSync(path, loop, self.install, self.spend,
+        sync = AccountSync(where, loop, self.install, self.spend,
                            lambda: ledger.recorded - ledger.queued)
         self.install(sync.load())
         sync.start()
         self._sync = sync
-        self.worker = StoreWorker(path)
+        self.worker = StoreWorker(where)
 
     def stop(self) -> None:
         if self.worker is not None:

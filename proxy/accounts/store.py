@@ -1,11 +1,18 @@
-"""The accounts tables (users, API keys, prices, spend) in the ledger's SQLite file.
+"""The accounts tables (users, API keys, prices, spend) in the ledger's database:
+the SQLite file or the PostgreSQL database.
 
 Used from the ``gateway`` CLI, from the admin API's worker thread and from the
 daemon's sync thread: each opens its own ``AccountStore`` and never touches it
-from the event loop. Every change runs in one ``BEGIN IMMEDIATE`` transaction
-that also bumps ``accounts_version``, which a running gateway polls to pick up
-changes (``sync.py``). Safe while the daemon runs: SQLite's WAL lets readers and
-the ledger writer go on, and a writer waits for the lock up to the busy timeout.
+from the event loop. Every change runs in one write transaction
+(``AccountsSession.change``: SQLite's ``BEGIN IMMEDIATE``, PostgreSQL's lock on
+the counter row) that also bumps ``accounts_version``, which every running
+gateway polls to pick up changes (``sync.py``), on this machine or any other
+sharing the PostgreSQL database. Safe while the daemon runs: SQLite's WAL (and
+PostgreSQL) let readers and the ledger writer go on, and a writer waits for the
+lock up to the busy timeout.
+
+The SQL is written once for both: ``?`` placeholders (the PostgreSQL session turns
+them into ``%s``), ``coalesce(sum(...), 0.0)`` rather than SQLite's ``total()``.
 """
 
 from __future__ import annotations
@@ -14,12 +21,12 @@ import math
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
-import apsw
 import orjson
 
-from proxy.ledger.backend import LedgerError
+from proxy.ledger import open_backend
+from proxy.ledger.backend import AccountsSession, LedgerError
 from proxy.ledger.schema import (
     ACCOUNTS_VERSION_TABLE,
     KEYS_TABLE,
@@ -28,6 +35,10 @@ from proxy.ledger.schema import (
     USERS_TABLE,
 )
 from proxy.ledger.sqlite import SQLiteBackend
+from proxy.ledger.url import StorageURL
+
+if TYPE_CHECKING:
+    from proxy.ledger.postgres import PostgresBackend
 
 from .keys import key_hash, key_hint, new_key, new_key_id, new_user_id
 from .model import (
@@ -66,16 +77,27 @@ class Snapshot(NamedTuple):
 
 
 class AccountStore:
-    def __init__(self, path: str, *, busy_timeout_ms: int | None = None) -> None:
-        self.path = path
-        self._backend = SQLiteBackend(path, busy_timeout_ms=busy_timeout_ms)
-        self._backend.open()
+    """``where``: the SQLite file's path, or a ``StorageURL`` (either backend).
+    ``busy_timeout_ms`` bounds a wait for another writer's lock (PostgreSQL: the
+    statement timeout)."""
+
+    def __init__(self, where: str | StorageURL, *, busy_timeout_ms: int | None = None
+                 ) -> None:
+        if isinstance(where, str):
+            self.path = where
+            backend: SQLiteBackend | PostgresBackend = SQLiteBackend(
+                where, busy_timeout_ms=busy_timeout_ms)
+        else:
+            self.path = where.shown
+            backend = open_backend(where, timeout_ms=busy_timeout_ms)
+        self._backend = backend
+        backend.open()
         try:
-            self._backend.migrate()
+            backend.migrate()
+            self._db: AccountsSession = backend.session()
         except LedgerError:
-            self._backend.close()
+            backend.close()
             raise
-        self._db = self._backend.connection()
 
     def close(self) -> None:
         self._backend.close()
@@ -95,7 +117,7 @@ class AccountStore:
         with self._change():
             if self._find_user(name) is not None:
                 raise AccountError("conflict", f"a user named {name!r} exists")
-            self._db.execute(
+            self._db.run(
                 f"INSERT INTO {USERS_TABLE} ({_USER_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
                 (user.id, user.name, user.email, user.role, 0, user.created,
                  *_limit_values(limits)))
@@ -133,8 +155,8 @@ class AccountStore:
                 sets.append("models = ?, rpm = ?, tpm = ?, budget_usd = ?, budget_period = ?")
                 args.extend(_limit_values(limits))
             if sets:
-                self._db.execute(f"UPDATE {USERS_TABLE} SET {', '.join(sets)} WHERE id = ?",
-                                 (*args, u.id))
+                self._db.run(f"UPDATE {USERS_TABLE} SET {', '.join(sets)} WHERE id = ?",
+                             (*args, u.id))
             return self.user(u.id)
 
     # -- keys --------------------------------------------------------------------------
@@ -153,7 +175,7 @@ class AccountStore:
             user_id = self.user(user).id if user is not None else None
             key = ApiKey(new_key_id(), key_hint(secret), name, user_id, now,
                          now + expires_in_s if expires_in_s is not None else None, None, limits)
-            self._db.execute(
+            self._db.run(
                 f"INSERT INTO {KEYS_TABLE} (hash, {_KEY_COLUMNS}) "
                 "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 (key_hash(secret.encode()), key.id, key.hint, key.name, key.user_id,
@@ -178,8 +200,8 @@ class AccountStore:
         with self._change():
             key = self.key(key_id)
             if key.revoked is None:
-                self._db.execute(f"UPDATE {KEYS_TABLE} SET revoked = ? WHERE id = ?",
-                                 (time.time(), key.id))
+                self._db.run(f"UPDATE {KEYS_TABLE} SET revoked = ? WHERE id = ?",
+                             (time.time(), key.id))
             return self.key(key.id)
 
     def rotate_key(self, key_id: str) -> tuple[ApiKey, str]:
@@ -190,8 +212,8 @@ class AccountStore:
             key = self.key(key_id)
             if key.revoked is not None:
                 raise AccountError("conflict", f"key {key.id} is revoked")
-            self._db.execute(f"UPDATE {KEYS_TABLE} SET hash = ?, hint = ? WHERE id = ?",
-                             (key_hash(secret.encode()), key_hint(secret), key.id))
+            self._db.run(f"UPDATE {KEYS_TABLE} SET hash = ?, hint = ? WHERE id = ?",
+                         (key_hash(secret.encode()), key_hint(secret), key.id))
             return self.key(key.id), secret
 
     def update_key(self, key_id: str, *, limits: Limits | None = None,
@@ -199,10 +221,10 @@ class AccountStore:
         with self._change():
             key = self.key(key_id)
             if name is not None:
-                self._db.execute(f"UPDATE {KEYS_TABLE} SET name = ? WHERE id = ?",
-                                 (check_name(name, "a key name"), key.id))
+                self._db.run(f"UPDATE {KEYS_TABLE} SET name = ? WHERE id = ?",
+                             (check_name(name, "a key name"), key.id))
             if limits is not None:
-                self._db.execute(
+                self._db.run(
                     f"UPDATE {KEYS_TABLE} SET models = ?, rpm = ?, tpm = ?, budget_usd = ?, "
                     "budget_period = ? WHERE id = ?", (*_limit_values(limits), key.id))
             return self.key(key.id)
@@ -230,7 +252,7 @@ class AccountStore:
             raise invalid("a price needs at least input and output")
         values = [per_mtok.get(k) for k in PRICE_FIELDS]
         with self._change():
-            self._db.execute(
+            self._db.run(
                 f"INSERT INTO {PRICES_TABLE} (pattern, {', '.join(PRICE_FIELDS)}, updated) "
                 "VALUES (?,?,?,?,?,?) ON CONFLICT (pattern) DO UPDATE SET input = excluded.input, "
                 "output = excluded.output, cache_read = excluded.cache_read, "
@@ -240,8 +262,7 @@ class AccountStore:
 
     def delete_price(self, pattern: str) -> None:
         with self._change():
-            self._db.execute(f"DELETE FROM {PRICES_TABLE} WHERE pattern = ?", (pattern,))
-            if self._db.changes() == 0:
+            if self._db.run(f"DELETE FROM {PRICES_TABLE} WHERE pattern = ?", (pattern,)) == 0:
                 raise AccountError("not_found", f"no price for {str(pattern)[:80]!r}")
 
     # -- what a running gateway reads ----------------------------------------------------
@@ -252,61 +273,45 @@ class AccountStore:
 
     def snapshot(self) -> Snapshot:
         """Everything the daemon keeps in memory, read in one transaction."""
-        db = self._db
-        try:
-            db.execute("BEGIN")
-            try:
-                version = self.version()
-                users = self.users()
-                keys = [KeyRow(_key(r[1:]), bytes(r[0])) for r in self._read(
-                    f"SELECT hash, {_KEY_COLUMNS} FROM {KEYS_TABLE}")]
-                prices = self.prices()
-            finally:
-                db.execute("COMMIT")
-        except apsw.Error as exc:
-            raise LedgerError(f"cannot read accounts from {self.path}: {exc}") from exc
+        with self._db.snapshot():
+            version = self.version()
+            users = self.users()
+            keys = [KeyRow(_key(r[1:]), bytes(r[0])) for r in self._read(
+                f"SELECT hash, {_KEY_COLUMNS} FROM {KEYS_TABLE}")]
+            prices = self.prices()
         return Snapshot(version, users, keys, prices)
 
     def spend(self, today: str, month_start: str) -> dict[str, tuple[float, float, float]]:
         """Each key's stored spend in USD: (today, this month, all time). Days are
         UTC ``YYYY-MM-DD`` strings, as the ledger writer stores them."""
         rows = self._read(
-            f"SELECT api_key_id, total(CASE WHEN day = ?1 THEN cost_usd END), "
-            f"total(CASE WHEN day >= ?2 THEN cost_usd END), total(cost_usd) "
-            f"FROM {SPEND_TABLE} GROUP BY api_key_id", (today, month_start))
+            f"SELECT api_key_id, coalesce(sum(CASE WHEN day = ? THEN cost_usd END), 0.0), "
+            f"coalesce(sum(CASE WHEN day >= ? THEN cost_usd END), 0.0), "
+            f"coalesce(sum(cost_usd), 0.0) FROM {SPEND_TABLE} GROUP BY api_key_id",
+            (today, month_start))
         return {r[0]: (r[1], r[2], r[3]) for r in rows}
+
+    def usage_groups(self, by: str, *, since: float | None = None) -> list[dict[str, Any]]:
+        """``LedgerBackend.query_groups`` on this store's connection (the admin API's
+        usage report)."""
+        return self._backend.query_groups(by, since=since)
 
     # -- helpers ---------------------------------------------------------------------
 
     def _find_user(self, ref: str) -> User | None:
-        rows = self._read(f"SELECT {_USER_COLUMNS} FROM {USERS_TABLE} WHERE name = ?1 OR id = ?1",
-                          (ref,))
+        rows = self._read(f"SELECT {_USER_COLUMNS} FROM {USERS_TABLE} WHERE name = ? OR id = ?",
+                          (ref, ref))
         return _user(rows[0]) if rows else None
 
     def _read(self, sql: str, args: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-        try:
-            return self._db.execute(sql, args).fetchall()
-        except apsw.Error as exc:
-            raise LedgerError(f"cannot read accounts from {self.path}: {exc}") from exc
+        return self._db.rows(sql, args)
 
     @contextmanager
     def _change(self) -> Iterator[None]:
         """One transaction that also tells running gateways something changed."""
-        db = self._db
-        try:
-            db.execute("BEGIN IMMEDIATE")
-        except apsw.Error as exc:
-            raise LedgerError(f"cannot change accounts in {self.path}: {exc}") from exc
-        try:
+        with self._db.change():
             yield
-            db.execute(f"UPDATE {ACCOUNTS_VERSION_TABLE} SET version = version + 1")
-            db.execute("COMMIT")
-        except BaseException as exc:
-            if db.in_transaction:
-                db.execute("ROLLBACK")
-            if isinstance(exc, apsw.Error):
-                raise LedgerError(f"cannot change accounts in {self.path}: {exc}") from exc
-            raise
+            self._db.run(f"UPDATE {ACCOUNTS_VERSION_TABLE} SET version = version + 1")
 
 
 def _limit_values(limits: Limits) -> tuple[Any, ...]:

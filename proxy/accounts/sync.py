@@ -22,6 +22,7 @@ from collections.abc import Callable
 from typing import Any
 
 from proxy.ledger.backend import LedgerError
+from proxy.ledger.url import StorageURL
 from proxy.threads import name_os_thread
 
 from .meter import utc_days
@@ -35,12 +36,13 @@ SPEND_PERIOD_S = 1.0
 
 
 class AccountSync:
-    def __init__(self, path: str, loop: asyncio.AbstractEventLoop,
+    def __init__(self, where: str | StorageURL, loop: asyncio.AbstractEventLoop,
                  on_snapshot: Callable[[Snapshot], None],
                  on_spend: Callable[[dict[str, tuple[float, float, float]], int], None],
                  settled_rows: Callable[[], int], *, period_s: float = SYNC_PERIOD_S,
                  spend_period_s: float = SPEND_PERIOD_S) -> None:
-        self.path = path
+        self.where = where
+        self.path = where if isinstance(where, str) else where.shown  # for the log
         self.loop = loop
         self.on_snapshot = on_snapshot
         self.on_spend = on_spend
@@ -55,7 +57,7 @@ class AccountSync:
 
     def load(self) -> Snapshot:
         """Read the accounts once, now (at start, before serving)."""
-        with AccountStore(self.path) as store:
+        with AccountStore(self.where) as store:
             snap = store.snapshot()
         self._version = snap.version
         return snap
@@ -78,7 +80,7 @@ class AccountSync:
             while not self._stop.is_set():
                 try:
                     if store is None:
-                        store = AccountStore(self.path)
+                        store = AccountStore(self.where)
                     self._poll(store)
                     now = time.monotonic()
                     if now >= next_spend:

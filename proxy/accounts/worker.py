@@ -23,6 +23,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
 
 from proxy.ledger.backend import LedgerError
+from proxy.ledger.url import StorageURL
 from proxy.threads import name_os_thread
 
 from .store import AccountStore
@@ -44,8 +45,9 @@ class WorkerTimeout(Exception):
 
 
 class StoreWorker:
-    def __init__(self, path: str, *, busy_timeout_ms: int = WORKER_BUSY_TIMEOUT_MS) -> None:
-        self.path = path
+    def __init__(self, where: str | StorageURL, *,
+                 busy_timeout_ms: int = WORKER_BUSY_TIMEOUT_MS) -> None:
+        self.where = where
         self.busy_timeout_ms = busy_timeout_ms
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tokenway-admin",
                                         initializer=name_os_thread,
@@ -73,7 +75,7 @@ class StoreWorker:
             raise WorkerTimeout("dropped: its request stopped waiting")
         store = self._store
         if store is None:
-            store = self._store = AccountStore(self.path, busy_timeout_ms=self.busy_timeout_ms)
+            store = self._store = AccountStore(self.where, busy_timeout_ms=self.busy_timeout_ms)
         try:
             return fn(store)
         except LedgerError:

@@ -43,7 +43,15 @@ example when the key has no default)::
     [ledger]
     path = "tokenway.db"           # written in the file: relative to the file's
                                    # directory; the default, TOKENWAY_DB and --db:
-                                   # relative to the working directory
+                                   # relative to the working directory. With
+                                   # PostgreSQL: where the local spill journal
+                                   # (PATH.spill) and pid file (PATH.pid) go
+
+    [storage]
+    url = "postgresql://tokenway@db.internal/tokenway"
+                                   # the database, when set: sqlite:///PATH, a
+                                   # path, or a postgresql:// URI (docs/fleet.md);
+                                   # env TOKENWAY_DATABASE_URL, flag --database-url
 
     [auth]                         # no keys at all: authentication is off
     keys_env = "TOKENWAY_GATEWAY_KEYS"  # env var holding comma-separated gateway
@@ -138,9 +146,10 @@ accident.
 Environment variables:
 
 * ``TOKENWAY_CONFIG``: path of the file, used when no path is passed in.
-* ``TOKENWAY_LISTEN``, ``TOKENWAY_DB``, ``TOKENWAY_LOG_LEVEL``, ``TOKENWAY_PARSER``,
-  ``TOKENWAY_MAX_BODY_BYTES``: override ``server.listen``, ``ledger.path``,
-  ``server.log_level``, ``server.parser`` and ``server.max_body_bytes``.
+* ``TOKENWAY_LISTEN``, ``TOKENWAY_DB``, ``TOKENWAY_DATABASE_URL``, ``TOKENWAY_LOG_LEVEL``,
+  ``TOKENWAY_PARSER``, ``TOKENWAY_MAX_BODY_BYTES``: override ``server.listen``,
+  ``ledger.path``, ``storage.url``, ``server.log_level``, ``server.parser`` and
+  ``server.max_body_bytes``.
 * ``TOKENWAY_ACCESS_LOG``, ``TOKENWAY_ACCESS_FORMAT``, ``TOKENWAY_DAEMON_LOG``:
   override ``logging.access_log``, ``logging.access_format`` and
   ``logging.daemon_log``.

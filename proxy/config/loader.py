@@ -25,6 +25,7 @@ from .sections import (
     LOGGING_KEYS,
     ROUTING_KEYS,
     SERVER_KEYS,
+    STORAGE_KEYS,
     build_agent_safety,
     build_auth,
     build_ledger,
@@ -34,16 +35,18 @@ from .sections import (
     build_server,
 )
 
-_TOP_KEYS = ("server", "listeners", "ledger", "auth", "providers", "routes", "agent_safety",
-             "routing", "prices", "logging")
+_TOP_KEYS = ("server", "listeners", "ledger", "storage", "auth", "providers", "routes",
+             "agent_safety", "routing", "prices", "logging")
 
-# Environment variables that override one key of [server], [ledger] or [logging].
+# Environment variables that override one key of [server], [ledger], [storage] or
+# [logging].
 _ENV_OVERRIDES = (
     ("TOKENWAY_LISTEN", "server.listen"),
     ("TOKENWAY_PARSER", "server.parser"),
     ("TOKENWAY_LOG_LEVEL", "server.log_level"),
     ("TOKENWAY_MAX_BODY_BYTES", "server.max_body_bytes"),
     ("TOKENWAY_DB", "ledger.path"),
+    ("TOKENWAY_DATABASE_URL", "storage.url"),
     ("TOKENWAY_ACCESS_LOG", "logging.access_log"),
     ("TOKENWAY_ACCESS_FORMAT", "logging.access_format"),
     ("TOKENWAY_DAEMON_LOG", "logging.daemon_log"),
@@ -51,11 +54,12 @@ _ENV_OVERRIDES = (
 
 # CLI overrides: each sets the key named here, the others the [server] key of the
 # same name.
-_OVERRIDE_TARGETS = {"db": "ledger.path", "access_log": "logging.access_log",
+_OVERRIDE_TARGETS = {"db": "ledger.path", "database_url": "storage.url",
+                     "access_log": "logging.access_log",
                      "access_format": "logging.access_format",
                      "daemon_log": "logging.daemon_log"}
-_OVERRIDE_KEYS = ("listen", "db", "log_level", "parser", "allow_unauthenticated",
-                  "access_log", "access_format", "daemon_log")
+_OVERRIDE_KEYS = ("listen", "db", "database_url", "log_level", "parser",
+                  "allow_unauthenticated", "access_log", "access_format", "daemon_log")
 
 
 def load_config(
@@ -84,6 +88,7 @@ def load_config(
         "server": get_table(doc, "server", SERVER_KEYS),
         "ledger": get_table(doc, "ledger", LEDGER_KEYS),
         "logging": get_table(doc, "logging", LOGGING_KEYS),
+        "storage": get_table(doc, "storage", STORAGE_KEYS),
     }
     auth = get_table(doc, "auth", AUTH_KEYS)
     apply_env(fields, tables)
@@ -94,7 +99,7 @@ def load_config(
                                 base_dir)
     first = listeners[0]
     server = replace(server, host=first.host, port=first.port)
-    ledger = build_ledger(fields, tables["ledger"], base_dir)
+    ledger = build_ledger(fields, tables["ledger"], tables["storage"], base_dir)
     auth_cfg = build_auth(fields, auth)
     providers, shortcut_vendors = build_providers(fields, doc, base_dir)
     routes = build_routes(fields, doc, providers, shortcut_vendors)
@@ -137,8 +142,8 @@ def read_file(path: str | None, label: str) -> dict[str, Any]:
 
 
 def apply_env(fields: Fields, tables: dict[str, dict[str, Any]]) -> None:
-    """TOKENWAY_LISTEN, _PARSER, _LOG_LEVEL, _MAX_BODY_BYTES, _DB, _ACCESS_LOG,
-    _ACCESS_FORMAT and _DAEMON_LOG over the file."""
+    """TOKENWAY_LISTEN, _PARSER, _LOG_LEVEL, _MAX_BODY_BYTES, _DB, _DATABASE_URL,
+    _ACCESS_LOG, _ACCESS_FORMAT and _DAEMON_LOG over the file."""
     for var, dotted in _ENV_OVERRIDES:
         value = fields.getenv(var)
         if value is not None:

@@ -263,7 +263,19 @@ class ListenerConfig:
 
 @dataclass(frozen=True, slots=True)
 class LedgerConfig:
+    """``path``: the SQLite file, or with PostgreSQL where this gateway keeps its local
+    spill journal (``PATH.spill``) and pid file. ``database_url``: the PostgreSQL URI
+    (``[storage] url``), None for SQLite; it may hold a password, so it is left out of
+    ``repr`` and ``shown`` is what may be printed."""
+
     path: str = DEFAULT_LEDGER_PATH
+    database_url: str | None = field(default=None, repr=False)
+    shown: str | None = None
+
+    @property
+    def where(self) -> str:
+        """The database as logs name it."""
+        return self.shown if self.shown is not None else self.path
 
 
 @dataclass(frozen=True, slots=True, repr=False)

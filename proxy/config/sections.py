@@ -12,6 +12,8 @@ import os
 from types import MappingProxyType
 from typing import Any
 
+from proxy.ledger.url import SQLITE, parse_storage_url
+
 from .fields import Fields, check_keys, split_keys
 from .model import (
     ACCESS_FORMATS,
@@ -79,6 +81,7 @@ SERVER_KEYS = (
     "log_level",
 )
 LEDGER_KEYS = ("path",)
+STORAGE_KEYS = ("url",)
 AUTH_KEYS = ("keys_env", "keys")
 ROUTING_KEYS = ("max_attempts", "backoff", "backoff_max", "deadline", "failure_threshold",
                 "cooldown", "cooldown_max", "on_client_disconnect", "heartbeat")
@@ -154,13 +157,29 @@ def _loopback_mode(fields: Fields, t: dict[str, Any]) -> str:
     return str(value)
 
 
-def build_ledger(fields: Fields, t: dict[str, Any], base_dir: str | None) -> LedgerConfig:
+def build_ledger(fields: Fields, t: dict[str, Any], storage: dict[str, Any],
+                 base_dir: str | None) -> LedgerConfig:
+    """``[storage] url`` names the database when set (a SQLite URL or path replaces
+    ``[ledger] path``); with PostgreSQL, ``[ledger] path`` keeps naming where the
+    local spill journal and pid file go."""
     path = fields.get_str(t, "ledger", "path", DEFAULT_LEDGER_PATH)
     if not path or not path.strip():
         raise fields.fail("ledger.path", "must not be empty")
     if "path" in t:  # the default stays relative to the working directory
         path = fields.get_path(path, "ledger.path", base_dir)
-    return LedgerConfig(path=path)
+    url = storage.get("url")
+    if url is None:
+        return LedgerConfig(path=path)
+    if not isinstance(url, str):
+        raise fields.fail("storage.url", f"must be a string (got {type(url).__name__})")
+    try:
+        where = parse_storage_url(url)
+    except ValueError as exc:  # the message masks any password
+        raise fields.fail("storage.url", str(exc)) from None
+    if where.kind == SQLITE:
+        assert where.path is not None
+        return LedgerConfig(path=fields.get_path(where.path, "storage.url", base_dir))
+    return LedgerConfig(path=path, database_url=where.dsn, shown=where.shown)
 
 
 def build_auth(fields: Fields, t: dict[str, Any]) -> AuthConfig:

@@ -38,8 +38,8 @@ from ..accounts.views import key_view, user_view
 from ..accounts.worker import WorkerTimeout
 from ..call import Call
 from ..errors import GatewayError, bad_request
-from ..ledger import LedgerError, query_groups
-from ..ledger.sqlite import GROUP_BY
+from ..ledger import LedgerError
+from ..ledger.reads import GROUP_BY
 from ..state import GatewayState
 from ..usage_report import group_objects, parse_since
 
@@ -340,7 +340,7 @@ async def usage(ctx: Ctx) -> tuple[int, Any]:
         except (ValueError, OverflowError) as exc:
             raise bad_request(f"the query parameter 'since': {str(exc)[:200]}", param="since",
                               code="invalid_parameter") from None
-    groups = await ctx.db(lambda s: query_groups(s.path, by, since=since))
+    groups = await ctx.db(lambda s: s.usage_groups(by, since=since))
     return 200, {"by": by, "since": since, "groups": group_objects(groups, by)}
 
 

@@ -1,8 +1,8 @@
 """The interface between the ledger writer and a database.
 
-The writer thread and the ``gateway usage`` command only talk to a
-``LedgerBackend``. SQLite (``proxy/ledger/sqlite.py``, through apsw) is the one
-backend today; a PostgreSQL backend would implement the same methods.
+The writer thread and the ``gateway`` commands only talk to a ``LedgerBackend``:
+SQLite (``proxy/ledger/sqlite.py``, through apsw) or PostgreSQL
+(``proxy/ledger/postgres.py``, through psycopg 3).
 
 Contract: a backend object is used by one thread at a time (the writer thread,
 or the CLI's main thread) and never from the event loop. Driver exceptions are
@@ -15,6 +15,7 @@ to the journal and retrying later.
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from contextlib import AbstractContextManager
 from typing import Any, NamedTuple, Protocol
 
 
@@ -86,6 +87,12 @@ class LedgerBackend(Protocol):
         newest ``limit`` rows. Every dict has all ``LEDGER_COLUMNS`` keys.
         """
 
+    def rows_after(self, rowid: int, *, since: float | None = None,
+                   limit: int = 1000) -> tuple[int, list[dict[str, Any]]]:
+        """Rows stored after row number ``rowid`` (and at or after ``since``), oldest
+        first, at most ``limit``; with the number to ask after next time.
+        ``rowid=-1`` starts after the newest row (``gateway tail``)."""
+
     def query_groups(self, by: str, *, since: float | None = None) -> list[dict[str, Any]]:
         """Totals per ``by`` (``key``, ``user``, ``model``, ``provider`` or ``day``) of
         the rows with ``ts >= since``, computed by the database, not over every row
@@ -104,3 +111,24 @@ class LedgerBackend(Protocol):
 
     def close(self) -> None:
         """Release the connection. Safe to call twice."""
+
+
+class AccountsSession(Protocol):
+    """SQL for the accounts store (``proxy/accounts/store.py``) on a backend's own
+    connection, so that the store needs no driver: statements use ``?`` for each
+    bound value and driver errors come out as ``LedgerError`` (``LedgerUnavailable``
+    when a retry may succeed)."""
+
+    def rows(self, sql: str, args: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        """The rows of a query."""
+
+    def run(self, sql: str, args: Sequence[Any] = ()) -> int:
+        """Run a change; the number of rows it changed."""
+
+    def change(self) -> AbstractContextManager[None]:
+        """One write transaction, committed when the block ends, rolled back when it
+        raises; changes of other connections wait (SQLite ``BEGIN IMMEDIATE``,
+        PostgreSQL a lock on the ``accounts_version`` row taken first)."""
+
+    def snapshot(self) -> AbstractContextManager[None]:
+        """One read transaction: every query in the block sees the same data."""

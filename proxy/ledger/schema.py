@@ -1,10 +1,9 @@
-"""The ledger's row shape and its SQLite schema history.
+"""The ledger's row shape and its schema history, SQLite's and PostgreSQL's.
 
 One row per request the gateway answered (or failed to answer). This module is
 plain data: the column order shared by the writer, the backends and the CLI, each
 column's kind and length bound (``values.py`` enforces them), and the ordered list
-of SQLite migration steps. It does no I/O and imports no driver; a PostgreSQL
-backend would bring its own DDL list next to this one.
+of migration steps of each backend. It does no I/O and imports no driver.
 
 Schema versioning follows apsw ``doc/tips.rst``: ``PRAGMA user_version`` holds
 the number of migration steps applied, and the steps missing from a database are
@@ -274,3 +273,108 @@ SQLITE_MIGRATIONS: tuple[Migration, ...] = (
 )
 
 SCHEMA_VERSION = SQLITE_MIGRATIONS[-1].version
+
+# --- PostgreSQL ---------------------------------------------------------------------
+#
+# Its own history, numbered from 1 (docs/fleet.md): step 1 is the whole schema of
+# SQLite step 5, in PostgreSQL's types. The steps applied are recorded, one row each,
+# in MIGRATIONS_TABLE (version, description, when), the counterpart of SQLite's
+# ``PRAGMA user_version``. Every INTEGER is a bigint, SQLite's signed 64-bit range
+# (values.py); every REAL a double precision; ``requests.id`` numbers the rows as
+# SQLite's rowid does (``gateway tail`` reads the rows after the last one shown).
+# Append only, as above.
+
+MIGRATIONS_TABLE = "schema_migrations"
+
+POSTGRES_MIGRATIONS: tuple[Migration, ...] = (
+    Migration(
+        1,
+        "requests, spill replay progress, users, hashed API keys, prices, spend per key "
+        "and day, accounts change counter",
+        (
+            f"""CREATE TABLE {TABLE} (
+                id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+                ts double precision NOT NULL,
+                request_id text,
+                endpoint text,
+                client_protocol text,
+                model text,
+                served_model text,
+                provider text,
+                status bigint,
+                error_kind text,
+                stream bigint NOT NULL DEFAULT 0,
+                input_tokens bigint,
+                output_tokens bigint,
+                cached_tokens bigint,
+                cache_write_tokens bigint,
+                reasoning_tokens bigint,
+                latency_ms double precision,
+                ttfb_ms double precision,
+                bytes_in bigint,
+                bytes_out bigint,
+                attempts bigint NOT NULL DEFAULT 1,
+                api_key_id text,
+                client_addr text,
+                tool_repeats bigint,
+                cost_usd double precision,
+                cost_source text,
+                end_user text
+            )""",
+            f"CREATE INDEX {TABLE}_ts ON {TABLE}(ts)",
+            f"CREATE INDEX {TABLE}_model ON {TABLE}(model)",
+            f"""CREATE TABLE {SPILL_TABLE} (
+                journal_id text PRIMARY KEY,
+                replayed_bytes bigint NOT NULL
+            )""",
+            f"""CREATE TABLE {USERS_TABLE} (
+                id text PRIMARY KEY,
+                name text NOT NULL UNIQUE,
+                email text,
+                role text NOT NULL CHECK (role IN ('admin', 'member')),
+                disabled bigint NOT NULL DEFAULT 0,
+                created double precision NOT NULL,
+                models text,
+                rpm bigint,
+                tpm bigint,
+                budget_usd double precision,
+                budget_period text CHECK (budget_period IN ('day', 'month', 'total'))
+            )""",
+            f"""CREATE TABLE {KEYS_TABLE} (
+                id text PRIMARY KEY,
+                hash bytea NOT NULL UNIQUE,
+                hint text NOT NULL,
+                name text,
+                user_id text REFERENCES {USERS_TABLE}(id),
+                created double precision NOT NULL,
+                expires double precision,
+                revoked double precision,
+                models text,
+                rpm bigint,
+                tpm bigint,
+                budget_usd double precision,
+                budget_period text CHECK (budget_period IN ('day', 'month', 'total'))
+            )""",
+            f"""CREATE TABLE {PRICES_TABLE} (
+                pattern text PRIMARY KEY,
+                input double precision,
+                output double precision,
+                cache_read double precision,
+                cache_write double precision,
+                updated double precision NOT NULL
+            )""",
+            f"""CREATE TABLE {SPEND_TABLE} (
+                api_key_id text NOT NULL,
+                day text NOT NULL,
+                cost_usd double precision NOT NULL DEFAULT 0,
+                requests bigint NOT NULL DEFAULT 0,
+                tokens bigint NOT NULL DEFAULT 0,
+                PRIMARY KEY (api_key_id, day)
+            )""",
+            f"CREATE TABLE {ACCOUNTS_VERSION_TABLE} (version bigint NOT NULL)",
+            f"INSERT INTO {ACCOUNTS_VERSION_TABLE} VALUES (0)",
+        ),
+    ),
+)
+
+POSTGRES_SCHEMA_VERSION = POSTGRES_MIGRATIONS[-1].version

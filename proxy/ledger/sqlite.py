@@ -1,5 +1,5 @@
-"""SQLite ledger backend over apsw (with ``proxy/accounts/store.py``, the only
-modules that import apsw).
+"""SQLite ledger backend over apsw (the only module that imports apsw; the accounts
+store reaches the same file through ``SQLiteBackend.session``).
 
 Connection settings follow ``apsw.bestpractice`` (WAL, busy timeout, foreign
 keys, no double-quoted string literals, ``optimize``), written out and applied to
@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 import apsw
@@ -44,11 +45,11 @@ from proxy.ledger.backend import (
     LedgerUnavailable,
     WriteResult,
 )
+from proxy.ledger.reads import GROUP_FIELDS, SQLITE_DIALECT, as_rows, groups_sql
 from proxy.ledger.schema import (
     COLUMN_DEFAULTS,
     COLUMN_KINDS,
     INTEGER,
-    KEYS_TABLE,
     LEDGER_COLUMNS,
     REAL,
     SPEND_TABLE,
@@ -57,7 +58,6 @@ from proxy.ledger.schema import (
     TABLE,
     TEXT,
     TEXT_MAX_CHARS,
-    USERS_TABLE,
     Migration,
 )
 from proxy.ledger.values import MISSING_TS, repair_stored
@@ -185,6 +185,11 @@ class SQLiteBackend:
         # next write reopens (and migrates) first.
         self._stale = False
 
+    @property
+    def location(self) -> str:
+        """This file, for the accounts store (``Ledger.database``)."""
+        return self.path
+
     # -- LedgerBackend ---------------------------------------------------------
 
     def open(self) -> None:
@@ -311,7 +316,7 @@ class SQLiteBackend:
             records = db.execute(sql, params).fetchall()
         except apsw.Error as exc:
             raise LedgerError(f"cannot read {self.path}: {exc}") from exc
-        return _as_rows(columns, records)
+        return as_rows(columns, records)
 
     def rows_after(self, rowid: int, *, since: float | None = None,
                    limit: int = 1000) -> tuple[int, list[dict[str, Any]]]:
@@ -334,7 +339,7 @@ class SQLiteBackend:
         if not records:
             return rowid, []
         last: Any = records[-1][0]
-        return int(last), _as_rows(columns, [r[1:] for r in records])
+        return int(last), as_rows(columns, [r[1:] for r in records])
 
     def query_groups(self, by: str, *, since: float | None = None) -> list[dict[str, Any]]:
         db = self._conn()
@@ -342,7 +347,7 @@ class SQLiteBackend:
             present = self._columns(db)
             tables = {r[0] for r in db.execute(
                 "SELECT name FROM sqlite_master WHERE type = 'table'")}
-            sql, params = _groups_sql(by, since, present, tables)
+            sql, params = groups_sql(by, since, present, tables, SQLITE_DIALECT)
             records = db.execute(sql, params).fetchall()
         except apsw.Error as exc:
             raise LedgerError(f"cannot read {self.path}: {exc}") from exc
@@ -389,9 +394,13 @@ class SQLiteBackend:
     # -- helpers ---------------------------------------------------------------
 
     def connection(self) -> apsw.Connection:
-        """The open connection, for the accounts store (``proxy/accounts/store.py``),
-        which keeps its tables in the same file."""
+        """The open connection (tests look at its settings)."""
         return self._conn()
+
+    def session(self) -> SQLiteSession:
+        """The accounts store's SQL on this connection (its tables are in the same
+        file)."""
+        return SQLiteSession(self._conn(), self.path)
 
     def _conn(self) -> apsw.Connection:
         if self._db is None:
@@ -530,53 +539,52 @@ class SQLiteBackend:
         db.pragma("synchronous", "NORMAL")
 
 
-#: The fields of each ``query_groups`` row.
-GROUP_FIELDS = ("group", "name", "requests", "errors", "input_tokens", "output_tokens",
-                "cost_usd", "unknown_cost")
-GROUP_BY = ("key", "user", "model", "provider", "day")
+class SQLiteSession:
+    """``backend.AccountsSession`` over one apsw connection."""
 
+    def __init__(self, db: apsw.Connection, path: str) -> None:
+        self.db = db
+        self.path = path
 
-def _groups_sql(by: str, since: float | None, present: set[str],
-                tables: set[str]) -> tuple[str, list[Any]]:
-    """One ``GROUP BY`` over the ledger (columns an older schema lacks read as NULL)."""
+    def rows(self, sql: str, args: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        try:
+            return self.db.execute(sql, args).fetchall()
+        except apsw.Error as exc:
+            raise LedgerError(f"cannot read accounts from {self.path}: {exc}") from exc
 
-    def col(name: str) -> str:
-        return f"r.{name}" if name in present else "NULL"
+    def run(self, sql: str, args: Sequence[Any] = ()) -> int:
+        try:
+            self.db.execute(sql, args)
+        except apsw.Error as exc:
+            raise LedgerError(f"cannot change accounts in {self.path}: {exc}") from exc
+        return int(self.db.changes())
 
-    joins, name = "", "NULL"
-    keyed = "api_key_id" in present and KEYS_TABLE in tables
-    if by == "key":
-        group = col("api_key_id")
-        if keyed:
-            joins, name = f" LEFT JOIN {KEYS_TABLE} k ON k.id = r.api_key_id", "max(k.name)"
-    elif by == "user":
-        group = "NULL"
-        if keyed and USERS_TABLE in tables:
-            joins = (f" LEFT JOIN {KEYS_TABLE} k ON k.id = r.api_key_id"
-                     f" LEFT JOIN {USERS_TABLE} u ON u.id = k.user_id")
-            group = "u.name"
-    elif by == "model":  # what was billed: the served model, else the requested one
-        group = f"coalesce({col('served_model')}, {col('model')})"
-    elif by == "provider":
-        group = col("provider")
-    elif by == "day":  # UTC, as the spend table counts days
-        group = "date(r.ts, 'unixepoch')"
-    else:
-        raise LedgerError(f"cannot group by {by!r} (one of: {', '.join(GROUP_BY)})")
-    cost = col("cost_usd")
-    where, params = "", []
-    if since is not None:
-        where, params = " WHERE r.ts >= ?", [since]
-    # Errors as the row view counts them: an error status, or an error kind (a
-    # stream cut after its 200 head).
-    order = "grp" if by == "day" else f"total({cost}) DESC, count(*) DESC, grp"
-    sql = (f"SELECT {group} AS grp, {name}, count(*), "
-           f"sum(CASE WHEN r.status >= 400 OR {col('error_kind')} IS NOT NULL "
-           "THEN 1 ELSE 0 END), "
-           "coalesce(sum(r.input_tokens), 0), coalesce(sum(r.output_tokens), 0), "
-           f"sum({cost}), sum(CASE WHEN {cost} IS NULL THEN 1 ELSE 0 END) "
-           f"FROM {TABLE} r{joins}{where} GROUP BY grp ORDER BY {order}")
-    return sql, params
+    @contextmanager
+    def change(self) -> Iterator[None]:
+        with self._transaction("BEGIN IMMEDIATE", "cannot change accounts in"):
+            yield
+
+    @contextmanager
+    def snapshot(self) -> Iterator[None]:
+        with self._transaction("BEGIN", "cannot read accounts from"):
+            yield
+
+    @contextmanager
+    def _transaction(self, begin: str, what: str) -> Iterator[None]:
+        db = self.db
+        try:
+            db.execute(begin)
+        except apsw.Error as exc:
+            raise LedgerError(f"{what} {self.path}: {exc}") from exc
+        try:
+            yield
+            db.execute("COMMIT")
+        except BaseException as exc:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            if isinstance(exc, apsw.Error):
+                raise LedgerError(f"{what} {self.path}: {exc}") from exc
+            raise
 
 
 def _translate(exc: apsw.Error, what: str) -> LedgerError:
@@ -588,17 +596,3 @@ def _translate(exc: apsw.Error, what: str) -> LedgerError:
 
 def _version(text: str) -> tuple[int, ...]:
     return tuple(int(part) for part in text.split(".")[:3] if part.isdigit())
-
-
-def _as_rows(columns: list[str], records: list[Any]) -> list[dict[str, Any]]:
-    """Row dicts with every ``LEDGER_COLUMNS`` key (columns an older schema lacks
-    read as unknown) and ``stream`` as a bool."""
-    if len(columns) == len(LEDGER_COLUMNS):
-        rows = [dict(zip(LEDGER_COLUMNS, r, strict=True)) for r in records]
-    else:
-        blank = dict.fromkeys(LEDGER_COLUMNS)
-        rows = [{**blank, **dict(zip(columns, r, strict=True))} for r in records]
-    for row in rows:
-        if row["stream"] is not None:
-            row["stream"] = bool(row["stream"])
-    return rows

@@ -49,6 +49,7 @@ from typing import Any, NamedTuple
 import orjson
 
 from proxy.ledger.schema import (
+    COLUMN_DEFAULTS,
     COLUMN_KINDS,
     INTEGER,
     LEDGER_COLUMNS,
@@ -233,3 +234,55 @@ def _len_of(value: Any) -> str:
         return str(len(value))
     except TypeError:
         return "no"
+
+
+_INT_TEXT = re.compile(r"\s*[+-]?[0-9]+\s*")
+_REAL_TEXT = re.compile(r"\s*[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?\s*")
+
+
+def as_sqlite_stores(row: Sequence[Any]) -> list[Any]:
+    """The values SQLite would store for ``row`` (JSON values in ``LEDGER_COLUMNS``
+    order) in the ledger's columns: the column's affinity applied
+    (https://www.sqlite.org/datatype3.html, section 3.4), a missing ``ts`` as
+    ``MISSING_TS`` and the column defaults, as ``sqlite.py``'s INSERT does.
+
+    A backend with typed columns (PostgreSQL) runs the rows its SQL flags through
+    this and then ``repair_stored``, so that both backends store the same values
+    and count the same repairs."""
+    out: list[Any] = []
+    for column, kind, value in zip(LEDGER_COLUMNS, _KINDS, row, strict=True):
+        if value is None:
+            if column == "ts":
+                value = MISSING_TS
+            else:
+                value = COLUMN_DEFAULTS.get(column)
+        elif type(value) is bool:  # SQLite's JSON functions read true as 1
+            value = {INTEGER: int, REAL: float, TEXT: str}[kind](int(value))
+        elif kind == INTEGER:
+            value = _integer_affinity(value)
+        elif kind == REAL:
+            if isinstance(value, int) or (isinstance(value, str) and _is_number(value)):
+                value = float(value)
+        elif kind == TEXT and isinstance(value, int | float):
+            value = repr(value)
+        out.append(value)
+    return out
+
+
+def _is_number(text: str) -> bool:
+    return _REAL_TEXT.fullmatch(text) is not None
+
+
+def _integer_affinity(value: Any) -> Any:
+    if isinstance(value, str):
+        if _INT_TEXT.fullmatch(value):
+            number = int(value)
+            return number if I64_MIN <= number <= I64_MAX else float(number)
+        if not _is_number(value):
+            return value
+        value = float(value)
+    if isinstance(value, int):
+        return value if I64_MIN <= value <= I64_MAX else float(value)
+    if isinstance(value, float) and value.is_integer() and I64_MIN <= value <= I64_MAX:
+        return int(value)  # a real with no fraction converts without loss
+    return value

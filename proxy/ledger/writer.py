@@ -183,6 +183,9 @@ class Ledger:
 
             backend = SQLiteBackend(path)
         self.path = path
+        # Where the accounts tables are: the same database as the rows (the SQLite
+        # file's path, or the PostgreSQL backend's StorageURL).
+        self.database: Any = getattr(backend, "location", path)
         self._backend = backend
         self._batch_rows = batch_rows
         self._flush_s = flush_ms / 1000.0

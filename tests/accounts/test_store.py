@@ -1,4 +1,5 @@
-"""The accounts store: users, keys and prices in the ledger's SQLite file."""
+"""The accounts store: users, keys and prices in the ledger's database, the SQLite
+file or PostgreSQL (each test runs on both; tests/pgdb.py)."""
 
 from __future__ import annotations
 
@@ -10,16 +11,22 @@ import pytest
 from proxy.accounts.keys import key_hash, parse_duration
 from proxy.accounts.model import AccountError, Limits, model_allowed
 from proxy.accounts.store import AccountStore
+from proxy.ledger import parse_storage_url
+from tests.pgdb import pg_url_fixture  # noqa: F401 (the pg_url fixture)
 
 
-@pytest.fixture
-def store(tmp_path: pathlib.Path) -> AccountStore:
-    s = AccountStore(str(tmp_path / "ledger.db"))
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store(request: pytest.FixtureRequest, tmp_path: pathlib.Path) -> AccountStore:
+    if request.param == "sqlite":
+        s = AccountStore(str(tmp_path / "ledger.db"))
+    else:
+        s = AccountStore(parse_storage_url(request.getfixturevalue("pg_url")))
     yield s
     s.close()
 
 
-def test_a_key_is_shown_once_and_stored_as_a_hash(store: AccountStore, tmp_path) -> None:
+def test_a_key_is_shown_once_and_stored_as_a_hash(tmp_path) -> None:
+    store = AccountStore(str(tmp_path / "ledger.db"))
     key, secret = store.create_key(name="ci")
     assert re.fullmatch(r"tw-[A-Za-z0-9_-]{43}", secret)
     assert key.id.startswith("key_") and key.hint == f"{secret[:7]}...{secret[-4:]}"
@@ -28,6 +35,7 @@ def test_a_key_is_shown_once_and_stored_as_a_hash(store: AccountStore, tmp_path)
     assert row.digest == key_hash(secret.encode()) and row.key.id == key.id
     raw = (tmp_path / "ledger.db").read_bytes() + _wal(tmp_path)
     assert secret.encode() not in raw and secret[3:].encode() not in raw
+    store.close()
 
 
 def _wal(tmp_path: pathlib.Path) -> bytes:
