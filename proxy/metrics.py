@@ -211,11 +211,13 @@ class GatewayMetrics:
     # -- the scrape ----------------------------------------------------------------
 
     def render(self, server: Mapping[str, Any], pool: Mapping[str, Any],
-               targets: Mapping[str, Mapping[str, Any]], started: float) -> bytes:
+               targets: Mapping[str, Mapping[str, Any]], started: float,
+               limits: Mapping[str, Any] | None = None) -> bytes:
         """The exposition text: the request families, then the gauges of
-        ``server`` (``Server.stats()``), ``pool`` (``UpstreamPool.stats()``) and
-        ``targets`` (``HealthBoard.snapshot()``); ``started`` is the Unix time
-        the gateway started."""
+        ``server`` (``Server.stats()``), ``pool`` (``UpstreamPool.stats()``),
+        ``targets`` (``HealthBoard.snapshot()``) and ``limits``
+        (``Accounts.limits_stats()``); ``started`` is the Unix time the gateway
+        started."""
         out: list[str] = []
         series = sorted(self._series.values(), key=lambda s: s[0])
         header(out, "tokenway_requests_total", "counter",
@@ -244,6 +246,8 @@ class GatewayMetrics:
         self._histogram(out, series, "tokenway_time_to_first_byte_seconds", _TTFB,
                         "From the request's arrival to its first response byte.")
         _gauges(out, server, pool, targets, started)
+        if limits and limits.get("store") == "redis":
+            _redis_gauges(out, limits)
         return "".join(out).encode()
 
     @staticmethod
@@ -306,3 +310,24 @@ def _gauges(out: list[str], server: Mapping[str, Any], pool: Mapping[str, Any],
         started)
     header(out, "tokenway_build_info", "gauge", "The gateway's version, as a label.")
     samples(out, "tokenway_build_info", ((label_text(("version",), (__version__,)), 1),))
+
+
+def _redis_gauges(out: list[str], limits: Mapping[str, Any]) -> None:
+    """The shared limit store's state (docs/fleet.md, "Shared limits with Redis")."""
+    header(out, "tokenway_limits_redis_up", "gauge",
+           "1 while Redis answers for the shared rate limits and budgets, 0 while it is "
+           "down and on_redis_down decides.")
+    samples(out, "tokenway_limits_redis_up", (("", int(limits.get("state") == "up")),))
+    header(out, "tokenway_limits_redis_outages_total", "counter",
+           "Times Redis stopped answering (a timeout or a connection error).")
+    samples(out, "tokenway_limits_redis_outages_total", (("", limits.get("outages", 0)),))
+    header(out, "tokenway_limits_redis_down_decisions_total", "counter",
+           "Requests of limited keys decided without Redis: admitted unmetered (open) or "
+           "refused with 503 (closed).")
+    samples(out, "tokenway_limits_redis_down_decisions_total",
+            ((label_text(("decision",), (d,)), limits.get(d, 0)) for d in ("open", "closed")))
+    header(out, "tokenway_limits_redis_round_trips_total", "counter",
+           "Pipelined round trips to Redis (each carries the admissions and settlements "
+           "queued meanwhile).")
+    samples(out, "tokenway_limits_redis_round_trips_total",
+            (("", limits.get("round_trips", 0)),))

@@ -360,6 +360,7 @@ class Server:
             await asyncio.sleep(0)
         self.ledger.watch_pressure(self.loop, None)
         self.state.accounts.stop()
+        await self.state.accounts.close()
         await self.state.catalog.stop()
         self.state.pool.close()
         self._date_timer.cancel()

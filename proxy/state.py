@@ -113,6 +113,7 @@ class GatewayState:
         self.limits = limits
         self.upstreams = Upstreams(self.loop, self.pool, self.health, limits, r)
         self.accounts.set_static(tuple(k.encode() for k in config.auth.keys))
+        self.accounts.configure_limits(config.limits, r.deadline_s)
         self.is_gateway_key = self.accounts.directory.is_gateway_key
         self.catalog.configure(listing_targets(config.routes, self.providers, is_glob))
         self._build_model_lists(config)
@@ -141,7 +142,7 @@ class GatewayState:
                 tokens += rec.output_tokens
             elif tokens is None and rec.cost_usd == 0.0:
                 tokens = 0  # nothing reached a provider: nothing used
-            self.accounts.meter.settle(charge, tokens, rec.cost_usd, self.recorded() + 1)
+            self.accounts.settle(charge, tokens, rec.cost_usd, self.recorded() + 1)
         self.metrics.observe(rec)
         self._record(rec)
         if self.access_log is not None:
@@ -243,4 +244,5 @@ class GatewayState:
             "targets": self.health.snapshot(self.loop.time()),
             "limits": {name: lim.stats() for name, lim in self.limits.items()},
             "model_lists": dict(self.catalog.status),
+            "rate_limits": self.accounts.limits_stats(),
         }

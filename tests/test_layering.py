@@ -178,7 +178,8 @@ PROXY_LAYERS: tuple[tuple[str, ...], ...] = (
     ("proxy.log_files",),
     ("proxy.errors", "proxy.request", "proxy.response_store", "proxy.headers", "proxy.wire",
      "proxy.ledger", "proxy.config", "proxy.aio", "proxy.threads", "proxy.cli_args",
-     "proxy.usage_report", "proxy.audit", "proxy.metrics", "proxy.exposition", "proxy"),
+     "proxy.usage_report", "proxy.audit", "proxy.metrics", "proxy.exposition",
+     "proxy.accounts.redis_meter", "proxy"),
 )
 
 

@@ -55,6 +55,8 @@ class Denied(Exception):
         self.kind = kind
         self.message = message
         self.retry_after_s = retry_after_s
+        # What is left, when the refusal knows it (the shared meter's).
+        self.headers: list[tuple[bytes, bytes]] | None = None
 
 
 class Window:
@@ -108,11 +110,13 @@ class Quota:
     so that admission is a few comparisons; ``second`` is the second both
     windows were last moved to."""
 
-    __slots__ = ("name", "limits", "rpm", "tpm", "budget", "requests", "tokens", "second",
-                 "reserved_tokens", "reserved_usd", "stored_usd", "unseen", "unseen_usd")
+    __slots__ = ("name", "ref", "limits", "rpm", "tpm", "budget", "requests", "tokens",
+                 "second", "reserved_tokens", "reserved_usd", "stored_usd", "unseen",
+                 "unseen_usd")
 
-    def __init__(self, name: str, limits: Limits) -> None:
+    def __init__(self, name: str, limits: Limits, ref: str = "") -> None:
         self.name = name
+        self.ref = ref  # "key:ID" or "user:ID": the shared counters' name (redis_meter)
         self.limits = limits
         self.rpm = NO_LIMIT if limits.rpm is None else limits.rpm
         self.tpm = NO_LIMIT if limits.tpm is None else limits.tpm
@@ -157,8 +161,8 @@ class Quota:
                                           "tokens per minute", self.tokens.frees_in(now))
         return Denied("budget_exceeded",
                       f"{self.name} has used its budget of {lim.budget_usd:g} USD "
-                      f"({_period_text(lim.budget_period)})",
-                      _until_reset(lim.budget_period, now))
+                      f"({period_text(lim.budget_period)})",
+                      until_reset(lim.budget_period, now))
 
     def settle(self, now: float, est_tokens: int, est_usd: float, tokens: int, usd: float,
                seq: int) -> None:
@@ -214,11 +218,12 @@ class Meter:
             quotas = []
             if key is not None and _metered(key.limits):
                 keys[key.id] = q = _keep(self._keys.get(key.id), f"API key {key.id}",
-                                         key.limits)
+                                         key.limits, f"key:{key.id}")
                 quotas.append(q)
             if user is not None and _metered(user.limits):
                 q = users.get(user.id) or _keep(self._users.get(user.id),
-                                                f"user {user.name}", user.limits)
+                                                f"user {user.name}", user.limits,
+                                                f"user:{user.id}")
                 users[user.id] = q
                 quotas.append(q)
             ident.quotas = tuple(quotas)
@@ -242,12 +247,7 @@ class Meter:
                 denied = q.check(now)
                 assert denied is not None
                 raise denied
-        prompt = request_bytes // BYTES_PER_TOKEN + 1
-        tokens = prompt + (output_asked if output_asked is not None
-                           else DEFAULT_OUTPUT_ESTIMATE)
-        usd = 0.0
-        if usd_per is not None and ident.budgeted:
-            usd = usd_per(prompt, tokens - prompt) or 0.0
+        tokens, usd = estimate(ident, request_bytes, output_asked, usd_per)
         for q in quotas:
             w = q.requests
             w.counts[second % BUCKETS] += 1
@@ -295,14 +295,25 @@ class Meter:
         return {"keys": len(self._keys), "users": len(self._users)}
 
 
+def estimate(ident: Identity, request_bytes: int, output_asked: int | None,
+             usd_per: Callable[[int, int], float | None] | None) -> tuple[int, float]:
+    """The tokens and USD a request is charged at admission (see the module's doc)."""
+    prompt = request_bytes // BYTES_PER_TOKEN + 1
+    tokens = prompt + (output_asked if output_asked is not None else DEFAULT_OUTPUT_ESTIMATE)
+    usd = 0.0
+    if usd_per is not None and ident.budgeted:
+        usd = usd_per(prompt, tokens - prompt) or 0.0
+    return tokens, usd
+
+
 def _metered(limits: Limits) -> bool:
     return limits.rpm is not None or limits.tpm is not None or limits.budget_usd is not None
 
 
-def _keep(old: Quota | None, name: str, limits: Limits) -> Quota:
-    if old is not None and old.limits == limits:
+def _keep(old: Quota | None, name: str, limits: Limits, ref: str) -> Quota:
+    if old is not None and old.limits == limits and old.name == name:
         return old
-    q = Quota(name, limits)
+    q = Quota(name, limits, ref)
     if old is not None:  # new limits, same traffic so far
         q.requests, q.tokens, q.second = old.requests, old.tokens, old.second
         q.reserved_tokens, q.reserved_usd = old.reserved_tokens, old.reserved_usd
@@ -324,6 +335,11 @@ def _headers(quotas: tuple[Quota, ...]) -> list[tuple[bytes, bytes]]:
         left_usd = q.budget - q.stored_usd - q.unseen_usd - q.reserved_usd
         if left_usd < usd:
             usd = left_usd
+    return limit_headers(rpm, tpm, usd)
+
+
+def limit_headers(rpm: float, tpm: float, usd: float) -> list[tuple[bytes, bytes]]:
+    """The headers for what is left (``NO_LIMIT``: no such limit)."""
     out = []
     if rpm != NO_LIMIT:
         out.append((b"x-ratelimit-remaining-requests", b"%d" % max(0, rpm)))
@@ -339,11 +355,11 @@ def _in_period(figures: tuple[float, ...] | None, period: str | None) -> float:
     return figures[("day", "month", "total").index(period)]
 
 
-def _period_text(period: str | None) -> str:
+def period_text(period: str | None) -> str:
     return {"day": "per UTC day", "month": "per UTC month"}.get(period or "", "in total")
 
 
-def _until_reset(period: str | None, mono_now: float) -> float | None:
+def until_reset(period: str | None, mono_now: float) -> float | None:
     """Seconds until the budget's period starts again (None for a total budget)."""
     if period not in ("day", "month"):
         return None

@@ -1,5 +1,7 @@
 """``Accounts``: the key directory, the meter and the sync thread, as one part of
-the gateway's state.
+the gateway's state. With ``[limits] redis_url`` the counters of limited keys are
+kept in Redis instead (``shared``, proxy/accounts/redis_meter.py); the per-process
+meter still holds each quota's limits and the ledger's spend.
 
 ``GatewayState`` holds one; ``Server`` starts its sync thread with the ledger's
 database (``Ledger.database``) once the ledger is open. Without a ledger file (unit tests), only the
@@ -12,10 +14,13 @@ import asyncio
 from collections.abc import Callable
 from typing import Any
 
+from proxy.aio import spawn
+from proxy.config.model import LimitsConfig
 from proxy.ledger.url import StorageURL
 
 from .directory import Identity, KeyDirectory, Refused
-from .meter import Meter
+from .meter import Charge, Meter
+from .redis_meter import SharedCharge, SharedMeter
 from .store import Snapshot
 from .sync import AccountSync
 from .worker import StoreWorker
@@ -27,6 +32,9 @@ class Accounts:
     def __init__(self, static_keys: tuple[bytes, ...] = ()) -> None:
         self.directory = KeyDirectory(static_keys)
         self.meter = Meter()
+        # The Redis counters shared with other gateways (None: this process counts).
+        self.shared: SharedMeter | None = None
+        self._limits_cfg = LimitsConfig()
         # Called with the price rows of each new snapshot (GatewayState's price book).
         self.on_prices: Callable[[list[dict[str, Any]]], None] | None = None
         # Called when the first key appears in the database while running:
@@ -60,6 +68,33 @@ class Accounts:
             self._sync.stop()
             self._sync = None
 
+    def configure_limits(self, cfg: LimitsConfig, hold_s: float) -> None:
+        """Keep the counters in Redis (``cfg.redis_url``) or in this process.
+        ``hold_s``: how long a request may run (its budget hold lasts that long)."""
+        if cfg == self._limits_cfg:
+            return
+        old = self.shared
+        self._limits_cfg = cfg
+        if cfg.redis_url is None:
+            self.shared = None
+        else:
+            self.shared = SharedMeter(cfg, hold_s + 60, self.meter.clock)
+        if old is not None:  # a reload moved the counters: close the old client
+            spawn(old.close(), name="tokenway-limits-close")
+
+    def settle(self, charge: Charge, tokens: int | None, usd: float | None, seq: int) -> None:
+        """A request ended: its real tokens and cost replace its charge's estimate."""
+        if isinstance(charge, SharedCharge):
+            if self.shared is not None:
+                self.shared.settle(charge, tokens, usd, seq)
+        else:
+            self.meter.settle(charge, tokens, usd, seq)
+
+    async def close(self) -> None:
+        """Close the Redis client (at shutdown, on the loop)."""
+        if self.shared is not None:
+            await self.shared.close()
+
     def set_static(self, keys: tuple[bytes, ...]) -> None:
         self.directory.set_static(keys)
 
@@ -77,6 +112,8 @@ class Accounts:
 
     def spend(self, by_key: dict[str, tuple[float, float, float]], settled: int) -> None:
         self.meter.spend(by_key, self._key_users, settled)
+        if self.shared is not None:
+            self.shared.release(settled)
         self.spend_reads += 1
 
     @property
@@ -93,3 +130,9 @@ class Accounts:
         return {"version": d.version, "keys": len(self._identities),
                 "synced": self._sync is not None, "spend_reads": self.spend_reads,
                 **self.meter.stats()}
+
+    def limits_stats(self) -> dict[str, Any]:
+        """Where the counters are and, with Redis, its state (``/health``, metrics)."""
+        if self.shared is None:
+            return {"store": "process"}
+        return self.shared.stats()

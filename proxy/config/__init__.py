@@ -138,6 +138,14 @@ example when the key has no default)::
     rotate_daily = false           # true: also rotate at UTC midnight
     keep = 5                       # rotated files kept (FILE.1 newest .. FILE.5)
 
+    [limits]                       # docs/fleet.md, "Shared limits with Redis"
+    redis_url = "redis://redis.internal:6379/0"  # rpm/tpm/budget counters shared by
+                                   # every gateway (redis://, rediss://, unix://);
+                                   # unset: each process counts on its own
+    on_redis_down = "open"         # or "closed": refuse limited keys' requests (503)
+    timeout = "100ms"              # longest wait on Redis before on_redis_down decides
+    key_prefix = "tokenway:"       # what every counter's Redis key starts with
+
 Precedence, lowest first: built-in defaults, the file, environment variables, CLI
 overrides. Environment variables set to the empty string (or only whitespace) count as
 unset, so ``TOKENWAY_API_KEYS=`` in a compose file cannot switch authentication off by
@@ -153,6 +161,7 @@ Environment variables:
 * ``TOKENWAY_ACCESS_LOG``, ``TOKENWAY_ACCESS_FORMAT``, ``TOKENWAY_DAEMON_LOG``:
   override ``logging.access_log``, ``logging.access_format`` and
   ``logging.daemon_log``.
+* ``TOKENWAY_REDIS_URL``: overrides ``limits.redis_url``.
 * ``TOKENWAY_API_KEYS=k1,k2``: gateway keys; replaces both ``keys`` and ``keys_env``
   from ``[auth]``.
 * ``TOKENWAY_{OPENAI,ANTHROPIC,GEMINI}_{BASE_URL,API_KEY}``: define (or override the
@@ -233,6 +242,7 @@ from .model import (
     AuthConfig,
     Config,
     LedgerConfig,
+    LimitsConfig,
     ListenerConfig,
     LoggingConfig,
     PriceConfig,
@@ -300,6 +310,7 @@ __all__ = [
     "ConfigError",
     "LedgerConfig",
     "ListenerConfig",
+    "LimitsConfig",
     "LoggingConfig",
     "PriceConfig",
     "ProviderConfig",

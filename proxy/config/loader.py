@@ -2,7 +2,8 @@
 build the frozen `Config` section by section.
 
 The sections are built in a fixed order (server, ledger, auth, providers, routes,
-agent_safety, routing, prices, logging), so a file with several errors always reports the same one.
+agent_safety, routing, prices, logging, limits), so a file with several errors always
+reports the same one.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from .sections import (
     AGENT_SAFETY_KEYS,
     AUTH_KEYS,
     LEDGER_KEYS,
+    LIMITS_KEYS,
     LOGGING_KEYS,
     ROUTING_KEYS,
     SERVER_KEYS,
@@ -29,6 +31,7 @@ from .sections import (
     build_agent_safety,
     build_auth,
     build_ledger,
+    build_limits,
     build_logging,
     build_prices,
     build_routing,
@@ -36,10 +39,10 @@ from .sections import (
 )
 
 _TOP_KEYS = ("server", "listeners", "ledger", "storage", "auth", "providers", "routes",
-             "agent_safety", "routing", "prices", "logging")
+             "agent_safety", "routing", "prices", "logging", "limits")
 
-# Environment variables that override one key of [server], [ledger], [storage] or
-# [logging].
+# Environment variables that override one key of [server], [ledger], [storage],
+# [logging] or [limits].
 _ENV_OVERRIDES = (
     ("TOKENWAY_LISTEN", "server.listen"),
     ("TOKENWAY_PARSER", "server.parser"),
@@ -50,6 +53,7 @@ _ENV_OVERRIDES = (
     ("TOKENWAY_ACCESS_LOG", "logging.access_log"),
     ("TOKENWAY_ACCESS_FORMAT", "logging.access_format"),
     ("TOKENWAY_DAEMON_LOG", "logging.daemon_log"),
+    ("TOKENWAY_REDIS_URL", "limits.redis_url"),
 )
 
 # CLI overrides: each sets the key named here, the others the [server] key of the
@@ -89,6 +93,7 @@ def load_config(
         "ledger": get_table(doc, "ledger", LEDGER_KEYS),
         "logging": get_table(doc, "logging", LOGGING_KEYS),
         "storage": get_table(doc, "storage", STORAGE_KEYS),
+        "limits": get_table(doc, "limits", LIMITS_KEYS),
     }
     auth = get_table(doc, "auth", AUTH_KEYS)
     apply_env(fields, tables)
@@ -109,6 +114,7 @@ def load_config(
     routing = build_routing(fields, get_table(doc, "routing", ROUTING_KEYS))
     prices = build_prices(fields, doc)
     logging = build_logging(fields, tables["logging"], base_dir)
+    limits = build_limits(fields, tables["limits"])
     return Config(
         server=server,
         listeners=listeners,
@@ -121,6 +127,7 @@ def load_config(
         routing=routing,
         prices=prices,
         logging=logging,
+        limits=limits,
     )
 
 
@@ -143,7 +150,7 @@ def read_file(path: str | None, label: str) -> dict[str, Any]:
 
 def apply_env(fields: Fields, tables: dict[str, dict[str, Any]]) -> None:
     """TOKENWAY_LISTEN, _PARSER, _LOG_LEVEL, _MAX_BODY_BYTES, _DB, _DATABASE_URL,
-    _ACCESS_LOG, _ACCESS_FORMAT and _DAEMON_LOG over the file."""
+    _ACCESS_LOG, _ACCESS_FORMAT, _DAEMON_LOG and _REDIS_URL over the file."""
     for var, dotted in _ENV_OVERRIDES:
         value = fields.getenv(var)
         if value is not None:

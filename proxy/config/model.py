@@ -453,6 +453,28 @@ class LoggingConfig:
     keep: int = DEFAULT_LOG_KEEP
 
 
+# --- [limits] (docs/fleet.md, "Shared limits with Redis") --------------------------
+REDIS_DOWN_MODES = ("open", "closed")
+DEFAULT_ON_REDIS_DOWN = "open"
+# A Redis round trip on a LAN takes 0.1-1 ms; 100 ms means Redis is not answering, and
+# is what a request waits at most before the on_redis_down policy decides for it.
+DEFAULT_REDIS_TIMEOUT_S = 0.1
+DEFAULT_REDIS_PREFIX = "tokenway:"
+
+
+@dataclass(frozen=True, slots=True)
+class LimitsConfig:
+    """``[limits]``: where the rpm/tpm/budget counters live. ``redis_url`` None keeps
+    them in each process; it may hold a password, so it is left out of ``repr`` and
+    ``shown`` is what may be printed."""
+
+    redis_url: str | None = field(default=None, repr=False)
+    shown: str | None = None
+    on_redis_down: str = DEFAULT_ON_REDIS_DOWN
+    timeout_s: float = DEFAULT_REDIS_TIMEOUT_S
+    key_prefix: str = DEFAULT_REDIS_PREFIX
+
+
 @dataclass(frozen=True, slots=True)
 class Config:
     server: ServerConfig = field(default_factory=ServerConfig)
@@ -470,6 +492,7 @@ class Config:
     # Model glob -> price, over the database's and the bundled prices.
     prices: Mapping[str, PriceConfig] = field(default_factory=lambda: MappingProxyType({}))
     logging: LoggingConfig = field(default_factory=LoggingConfig)
+    limits: LimitsConfig = field(default_factory=LimitsConfig)
 
 
 def loopback_enabled(config: Config) -> bool:

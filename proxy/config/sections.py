@@ -1,5 +1,5 @@
 """Builders for the small tables: [server], [ledger], [auth], [routing], [agent_safety],
-[prices], [logging].
+[prices], [logging], [limits].
 
 Each takes the merged table (file values with env and CLI overrides already applied)
 and returns its frozen config object. Providers and routes have modules of their own.
@@ -12,7 +12,7 @@ import os
 from types import MappingProxyType
 from typing import Any
 
-from proxy.ledger.url import SQLITE, parse_storage_url
+from proxy.ledger.url import SQLITE, mask_url, parse_storage_url
 
 from .fields import Fields, check_keys, split_keys
 from .model import (
@@ -42,7 +42,10 @@ from .model import (
     DEFAULT_MAX_CLIENT_CONNECTIONS,
     DEFAULT_MAX_HEADER_BYTES,
     DEFAULT_ON_CLIENT_DISCONNECT,
+    DEFAULT_ON_REDIS_DOWN,
     DEFAULT_PARSER,
+    DEFAULT_REDIS_PREFIX,
+    DEFAULT_REDIS_TIMEOUT_S,
     DEFAULT_SEND_TIMEOUT_S,
     DEFAULT_SHUTDOWN_GRACE_S,
     DEFAULT_TOOL_LOOP_STOP,
@@ -54,9 +57,11 @@ from .model import (
     LOOPBACK_MODES,
     MAX_LOG_KEEP,
     PARSERS,
+    REDIS_DOWN_MODES,
     AgentSafetyConfig,
     AuthConfig,
     LedgerConfig,
+    LimitsConfig,
     LoggingConfig,
     PriceConfig,
     RoutingConfig,
@@ -88,6 +93,11 @@ ROUTING_KEYS = ("max_attempts", "backoff", "backoff_max", "deadline", "failure_t
 AGENT_SAFETY_KEYS = ("tool_loop_warn", "tool_loop_stop")
 LOGGING_KEYS = ("access_log", "access_format", "daemon_log", "rotate_bytes", "rotate_daily",
                 "keep")
+LIMITS_KEYS = ("redis_url", "on_redis_down", "timeout", "key_prefix")
+# The URL schemes redis-py takes (redis.asyncio.from_url).
+REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
+# A Redis key prefix is part of every counter's key: short, printable, no spaces.
+MAX_REDIS_PREFIX_CHARS = 64
 PRICE_KEYS = ("input", "output", "cache_read", "cache_write")
 # The bounds AccountStore.set_price checks too (proxy/accounts/store.py).
 MAX_PRICE_PATTERN_CHARS = 256
@@ -326,3 +336,31 @@ def _quoted(pattern: str) -> str:
     if pattern and all(c.isascii() and (c.isalnum() or c in "-_") for c in pattern):
         return pattern
     return '"' + pattern.replace("\\", "\\\\").replace('"', '\\"')[:80] + '"'
+
+
+def build_limits(fields: Fields, t: dict[str, Any]) -> LimitsConfig:
+    """``[limits]``: the Redis that holds the shared counters (docs/fleet.md)."""
+    url = fields.get_str(t, "limits", "redis_url")
+    shown = None
+    if url is not None:
+        url = url.strip()
+        shown = mask_url(url)
+        if not url:
+            url = shown = None
+        elif not url.lower().startswith(REDIS_SCHEMES):
+            raise fields.fail("limits.redis_url", f"unsupported Redis URL {shown!r}: expected "
+                                                  "redis://, rediss:// or unix://")
+    timeout = fields.get_duration(t, "limits", "timeout", DEFAULT_REDIS_TIMEOUT_S)
+    if timeout > 10:
+        raise fields.fail("limits.timeout", f"must be at most 10s (got {timeout:g}s): every "
+                                            "limited request may wait this long")
+    prefix = fields.get_str(t, "limits", "key_prefix", DEFAULT_REDIS_PREFIX)
+    assert prefix is not None
+    if len(prefix) > MAX_REDIS_PREFIX_CHARS or not all(0x21 <= ord(c) < 0x7f for c in prefix):
+        raise fields.fail("limits.key_prefix", f"must be at most {MAX_REDIS_PREFIX_CHARS} "
+                                               "printable ASCII characters without spaces")
+    return LimitsConfig(
+        redis_url=url, shown=shown,
+        on_redis_down=fields.get_choice(t, "limits", "on_redis_down", REDIS_DOWN_MODES,
+                                        DEFAULT_ON_REDIS_DOWN),
+        timeout_s=timeout, key_prefix=prefix)

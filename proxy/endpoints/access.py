@@ -7,27 +7,39 @@ allow-list (OpenAI ``permission_error``, Anthropic ``permission_error``, Gemini
 ``PERMISSION_DENIED``), 429 for a rate limit and for a spent budget (OpenAI
 ``insufficient_quota``, Anthropic ``rate_limit_error``, Gemini
 ``RESOURCE_EXHAUSTED``), with ``Retry-After`` when a window will free room.
+
+With the counters in Redis (``[limits] redis_url``), a limited key's admission is a
+round trip: ``check_access`` then returns it to await, and the endpoint continues in
+the request's task once it let the request in (``admitted``). A key without limits
+never waits. Redis down in closed mode is a 503 (``limits_unavailable``).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 from protocols.request_facts import end_user, output_tokens_asked
 
+from ..accounts.directory import Identity
 from ..accounts.meter import Denied
+from ..accounts.redis_meter import LimitsUnavailable, SharedMeter
 from ..call import Call
-from ..errors import GatewayError
+from ..errors import INTERNAL, GatewayError
 from ..state import GatewayState
+
+Admission = Coroutine[Any, Any, None]
 
 # Longest end-user id kept (the ledger column's bound).
 MAX_END_USER_CHARS = 256
 
 
 def check_access(state: GatewayState, call: Call, fmt: str, model: str,
-                 body: dict[str, Any]) -> None:
+                 body: dict[str, Any]) -> Admission | None:
     """Record the request's end user; refuse (``GatewayError``) what its key may
-    not do; charge its limits and set the headers that say what is left."""
+    not do; charge its limits and set the headers that say what is left. Returns
+    the admission to await when the limits are in Redis (it raises the refusal),
+    else None: decided."""
     rec = call.rec
     who = end_user(fmt, body)
     if who is not None:
@@ -35,30 +47,67 @@ def check_access(state: GatewayState, call: Call, fmt: str, model: str,
     req = call.req
     ident = req.identity if req is not None else None
     if ident is None or req is None:
-        return
+        return None
     require_model(call, model)
     if not ident.quotas:
-        return
+        return None
     usd_per = state.estimator(model) if ident.budgeted else None
     if ident.budgeted and usd_per is None:
         raise GatewayError(403, f"no price is known for the model '{model[:100]}', so the "
                                 f"budget of API key {ident.key_id} cannot be kept: set one "
                                 "with 'gateway price set' or [prices] in the configuration",
                            kind="forbidden", param="model", code="model_price_unknown")
+    shared = state.accounts.shared
+    if shared is not None:
+        return _admit_shared(shared, call, ident, len(req.body),
+                             output_tokens_asked(fmt, body), usd_per)
     meter = state.accounts.meter
     try:
         charge = meter.admit(ident, len(req.body), output_tokens_asked(fmt, body), usd_per)
     except Denied as d:
         call.headers = meter.headers(ident)
-        if d.kind == "budget_exceeded":
-            raise GatewayError(429, d.message, kind="budget_exceeded", type_="insufficient_quota",
-                               code="insufficient_quota",
-                               retry_after_s=d.retry_after_s) from None
-        raise GatewayError(429, d.message, kind="rate_limited", code="rate_limit_exceeded",
-                           retry_after_s=d.retry_after_s) from None
+        raise _refusal(d) from None
     rec.charge = charge
     if charge is not None:
         call.headers = charge.headers
+    return None
+
+
+async def _admit_shared(shared: SharedMeter, call: Call, ident: Identity, request_bytes: int,
+                        output_asked: int | None,
+                        usd_per: Callable[[int, int], float | None] | None) -> None:
+    try:
+        charge = await shared.admit(ident, request_bytes, output_asked, usd_per)
+    except Denied as d:
+        call.headers = d.headers or []
+        raise _refusal(d) from None
+    except LimitsUnavailable:
+        raise GatewayError(503, f"the limits of API key {ident.key_id} cannot be checked now "
+                                "(the gateway's limit store does not answer); try again "
+                                "shortly", kind="limits_unavailable", source=INTERNAL,
+                           code="limits_unavailable", retry_after_s=1.0) from None
+    call.rec.charge = charge
+    if charge is not None:
+        call.headers = charge.headers
+
+
+async def admitted(call: Call, admission: Admission, proceed: Callable[[], None]) -> None:
+    """Run ``proceed`` once ``admission`` let the request in; else answer its refusal.
+    Spawned with ``call.spawn``: a client that leaves cancels the wait."""
+    try:
+        await admission
+    except GatewayError as err:
+        call.send_error(err)
+        return
+    proceed()
+
+
+def _refusal(d: Denied) -> GatewayError:
+    if d.kind == "budget_exceeded":
+        return GatewayError(429, d.message, kind="budget_exceeded", type_="insufficient_quota",
+                            code="insufficient_quota", retry_after_s=d.retry_after_s)
+    return GatewayError(429, d.message, kind="rate_limited", code="rate_limit_exceeded",
+                        retry_after_s=d.retry_after_s)
 
 
 def require_model(call: Call, model: str) -> None:

@@ -18,18 +18,29 @@ from ..errors import GatewayError
 from ..exchange import Attempt, ProxyExchange
 from ..provider import Provider
 from ..state import GatewayState
-from .access import check_access
+from .access import admitted, check_access
 from .attempts import encode_body, upstream_headers
 
 
 def serve_embeddings(state: GatewayState, call: Call) -> None:
+    try:
+        body = call.json_body()
+        model = call.model_of(body)
+        admission = check_access(state, call, FORMAT_OPENAI_CHAT, model, body)
+    except GatewayError as err:
+        call.send_error(err)
+        return
+    if admission is not None:  # the key's limits are in Redis: continue once admitted
+        call.spawn(admitted(call, admission, lambda: _serve_admitted(state, call, body, model)))
+        return
+    _serve_admitted(state, call, body, model)
+
+
+def _serve_admitted(state: GatewayState, call: Call, body: dict[str, Any], model: str) -> None:
     rec = call.rec
     req = call.req
     assert req is not None
     try:
-        body = call.json_body()
-        model = call.model_of(body)
-        check_access(state, call, FORMAT_OPENAI_CHAT, model, body)
         if model == loopback.LOOPBACK_MODEL and state.router.loopback:
             out = loopback_embeddings.embeddings(body)
             rec.provider = rec.served_model = loopback.LOOPBACK_MODEL

@@ -49,6 +49,12 @@ def serve_health(state: GatewayState, call: Call, server_stats: Callable[[], dic
         # until the database takes them again.
         body["status"] = "degraded"
         body["ledger_state"] = ledger.get("state")
+    limits = state.accounts.limits_stats()
+    if limits.get("state", "up") != "up":
+        # Redis is down: limited keys are admitted unmetered or refused (on_redis_down).
+        body["status"] = "degraded"
+        body["limits_state"] = limits["state"]
+        body["on_redis_down"] = limits.get("on_redis_down")
     if details:
         body["uptime_s"] = round(time.time() - state.started, 3)
         body.update(stats)

@@ -15,5 +15,6 @@ from ..state import GatewayState
 def serve_metrics(state: GatewayState, call: Call,
                   server_stats: Callable[[], dict[str, Any]]) -> None:
     body = state.metrics.render(server_stats(), state.pool.stats(),
-                                state.health.snapshot(state.loop.time()), state.started)
+                                state.health.snapshot(state.loop.time()), state.started,
+                                state.accounts.limits_stats())
     call.send(200, body, content_type=CONTENT_TYPE)

@@ -21,7 +21,7 @@ from ..errors import GatewayError
 from ..exchange import Attempt, ProxyExchange
 from ..provider import Provider
 from ..state import GatewayState
-from .access import check_access
+from .access import admitted, check_access
 from .attempts import model_attempt
 from .loopback_model import serve_loopback
 from .response_chain import chain
@@ -50,7 +50,23 @@ def serve_model(state: GatewayState, call: Call, client_format: str, *,
         if stream is None:
             stream = body.get("stream") is True
         rec.stream = stream
-        check_access(state, call, client_format, model, body)
+        admission = check_access(state, call, client_format, model, body)
+    except GatewayError as err:
+        call.send_error(err)
+        return
+    name, streamed = model, stream
+    if admission is not None:  # the key's limits are in Redis: continue once admitted
+        call.spawn(admitted(call, admission, lambda: _serve_admitted(
+            state, call, client_format, name, body, streamed)))
+        return
+    _serve_admitted(state, call, client_format, name, body, streamed)
+
+
+def _serve_admitted(state: GatewayState, call: Call, client_format: str, model: str,
+                    body: dict[str, Any], stream: bool) -> None:
+    """The rest of ``serve_model`` once the key's limits let the request in."""
+    rec = call.rec
+    try:
         guarded = loop_guard(state, call, client_format, body)
         modified = guarded is not body
         body = guarded

@@ -22,7 +22,7 @@ from ..call import Call
 from ..errors import GatewayError
 from ..provider import Provider
 from ..state import GatewayState
-from .access import check_access
+from .access import admitted, check_access
 
 log = logging.getLogger("tokenway.realtime")
 
@@ -70,7 +70,18 @@ def serve_realtime(state: GatewayState, call: Call) -> None:
             raise GatewayError(400, "Sec-WebSocket-Key must be 16 bytes in base64",
                                kind="bad_request") from None
         model = call.model_of({"model": parse_qs(req.query).get("model", [None])[0]})
-        check_access(state, call, FORMAT_OPENAI_CHAT, model, {})
+        admission = check_access(state, call, FORMAT_OPENAI_CHAT, model, {})
+    except GatewayError as err:
+        call.send_error(err)
+        return
+    if admission is not None:  # the key's limits are in Redis: continue once admitted
+        call.spawn(admitted(call, admission, lambda: _start(state, call, model, key)))
+        return
+    _start(state, call, model, key)
+
+
+def _start(state: GatewayState, call: Call, model: str, key: bytes) -> None:
+    try:
         targets = [(p, m) for p, m in state.targets_for(model) if p.kind == "openai"]
         if not targets:
             raise GatewayError(400, f"model '{model[:100]}' is routed to providers without a "
