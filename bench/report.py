@@ -583,6 +583,9 @@ LEDGER_THREAD_MAX_US = 2.0     # ledger writer CPU per request at saturation
 # Key lookup, allow-list, rpm/tpm/budget admission of key and user, quota headers,
 # cost and settlement together: the CPU they may add to a request.
 ACCOUNTS_MAX_US = 5.0
+# The fleet's target: a keyed request with its limits in Redis costs the gateway at most
+# this many times the CPU of the same request counted in the process.
+SHARED_LIMITS_MAX_X = 1.2
 LEDGER_RUN_S = 60.0            # the rows-lost target's run length
 XLATE_CPU_MAX_X = 1.5          # Anthropic client -> Chat provider vs passthrough, CPU
 IDLE_RSS_MAX_MIB = 30.0
@@ -634,6 +637,15 @@ def gateway_checks(res: dict, check: Callable[[bool | None, str], None]) -> None
               f"{ACCOUNTS_MAX_US:g} us; repeats "
               f"{', '.join(f'{x:.1f}' for x in _samples(acc, 'cpu_us_per_req'))} vs "
               f"{', '.join(f'{x:.1f}' for x in _samples(tw, 'cpu_us_per_req'))})")
+    red = _cell(res, "chat_c64", "tokenway-accounts-redis")
+    if acc and red and acc.get("cpu_us_per_req") and red.get("cpu_us_per_req"):
+        x = red["cpu_us_per_req"] / acc["cpu_us_per_req"]
+        check(x <= SHARED_LIMITS_MAX_X and not red.get("errors"),
+              f"shared limits cost, chat c=64: the same key and user with their counters in "
+              f"Redis {red['cpu_us_per_req']:.1f} us = x{x:.2f} the per-process meter's "
+              f"{acc['cpu_us_per_req']:.1f} us (target <= x{SHARED_LIMITS_MAX_X:g}; repeats "
+              f"{', '.join(f'{v:.1f}' for v in _samples(red, 'cpu_us_per_req'))} vs "
+              f"{', '.join(f'{v:.1f}' for v in _samples(acc, 'cpu_us_per_req'))})")
     led = _cell(res, "ledger_c256", "tokenway-ledger")
     measured = [(cell, where) for cell, where in ((led, "ledger_c256, c=256"),
                                                    (tw, "chat c=64"))

@@ -545,6 +545,22 @@ class AccountsTarget(TokenwayTarget):
         return super().start(upstream_url, ctx)
 
 
+class SharedLimitsTarget(AccountsTarget):
+    """`tokenway-accounts-redis`: `tokenway-accounts` with its counters in the Redis at
+    127.0.0.1:6379 (`[limits] redis_url`, docs/fleet.md), under a key prefix of this
+    run's own: side by side with `tokenway-accounts` in the same cells, the difference
+    is what sharing the limits costs the gateway (Redis's own CPU is not counted)."""
+
+    def __init__(self) -> None:
+        TokenwayTarget.__init__(self, "tokenway-accounts-redis", groups=frozenset({"chat"}),
+                                note="tokenway-accounts with rpm/tpm/budget in Redis")
+
+    def config_text(self, upstream_url: str) -> str:
+        return super().config_text(upstream_url) + (
+            f'\n[limits]\nredis_url = "redis://127.0.0.1:6379/0"\n'
+            f'key_prefix = "tokenway-bench:{os.getpid()}:"\n')
+
+
 class AccessLogTarget(TokenwayTarget):
     """`tokenway-accesslog`: the gateway writing a JSON access log to a file in the
     run's temporary directory (docs/logging.md); side by side with `tokenway` (access
@@ -580,12 +596,14 @@ def tokenway_variants() -> list[TokenwayTarget]:
         TokenwayTarget("tokenway-noledger", groups=frozenset({"chat"}),
                        module="bench.noledger", note="ledger record() a no-op"),
         AccountsTarget(),
+        SharedLimitsTarget(),
         AccessLogTarget(),
     ]
 
 
 VARIANT_NAMES = ("tokenway-w2", "tokenway-keys", "tokenway-nobreaker", "tokenway-ledger",
-                 "tokenway-noledger", "tokenway-accounts", "tokenway-accesslog")
+                 "tokenway-noledger", "tokenway-accounts", "tokenway-accounts-redis",
+                 "tokenway-accesslog")
 
 
 # ---------------------------------------------------------------------------

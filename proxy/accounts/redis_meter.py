@@ -21,7 +21,8 @@ replaces when it ends.
   estimates of requests in flight and the costs of finished requests the ledger has
   not shown yet. A hold is dropped ``RELEASE_S`` after this gateway's spend read
   includes its row (by then every gateway's read does), and in any case at its
-  deadline in Redis (``hold_s`` from admission, ``KEEP_S`` from its end).
+  deadline in Redis (``hold_s``, the request deadline and a minute, from admission and
+  again from its end).
 
 The event loop never blocks on Redis: a request for a limited key awaits its
 admission in its own task (``admit``); the admissions and settlements queued within
@@ -61,60 +62,107 @@ from .meter import (
 
 log = logging.getLogger("tokenway.limits")
 
-# KEYS: four per quota (requests window, tokens window, holds, hold deadlines).
-# ARGV: quotas, tokens, usd, hold id, hold seconds; then per quota rpm, tpm, budget
-# (-1: no such limit) and the ledger's spend in the budget's period.
-# Returns {0, second, then per quota: requests, tokens, held USD after the charge}, or
-# {quota number, 1 rpm | 2 tpm | 3 budget, retry-after, figures before it}.
-ADMIT = """
+# Per quota (a key's or a user's limits), one name in KEYS: PREFIX + "key:ID" or
+# "user:ID". Two Redis keys carry it, so that a script makes a handful of Redis calls
+# per quota (Redis runs every gateway's scripts on one core):
+#
+# - NAME, a hash: "s" the newest second counted, "r" and "t" the requests and tokens
+#   of the last 61 seconds, "rSECOND" and "tSECOND" the counts of each of those
+#   seconds, "u" the USD held;
+# - NAME:h, a sorted set of the holds, "ID|USD" scored by their deadline.
+#
+# The key and its user are two names in one script: this needs one Redis (replicas
+# allowed), not Redis Cluster.
+
+# What every script starts with: the time, and moving a quota's windows to it.
+_COMMON = """
 local t = redis.call('TIME')
 local sec = tonumber(t[1])
 local now = sec + tonumber(t[2]) / 1000000
+-- The quota's requests, tokens and held USD now, after dropping the seconds that
+-- left the window since its last move (usually none or one).
+local function load(k)
+  local v = redis.call('HMGET', k, 's', 'r', 't', 'u')
+  local last = tonumber(v[1])
+  local r, tk, u = tonumber(v[2]) or 0, tonumber(v[3]) or 0, tonumber(v[4]) or 0
+  if last == nil or last >= sec then return r, tk, u end
+  if sec - last >= 61 then
+    local drop = {}
+    for _, f in ipairs(redis.call('HKEYS', k)) do
+      if #f > 1 then drop[#drop + 1] = f end
+    end
+    if #drop > 0 then redis.call('HDEL', k, unpack(drop)) end
+    r, tk = 0, 0
+  else
+    local gone = {}
+    for s = last - 60, sec - 61 do
+      gone[#gone + 1] = 'r' .. s
+      gone[#gone + 1] = 't' .. s
+    end
+    if #gone > 0 then
+      local vals = redis.call('HMGET', k, unpack(gone))
+      for i = 1, #vals, 2 do
+        if vals[i] then r = r - tonumber(vals[i]) end
+        if vals[i + 1] then tk = tk - tonumber(vals[i + 1]) end
+      end
+      redis.call('HDEL', k, unpack(gone))
+    end
+  end
+  redis.call('HSET', k, 's', sec, 'r', r, 't', tk)
+  return r, tk, u
+end
+-- The amount of a hold ("ID|USD").
+local function amount(m) return tonumber(string.match(m, '|([^|]*)$')) or 0 end
+-- Drop the quota's holds past their deadline; the USD still held.
+local function expire_holds(k, u)
+  local h = k .. ':h'
+  local gone = redis.call('ZRANGEBYSCORE', h, '-inf', now, 'LIMIT', 0, 500)
+  if #gone == 0 then return u end
+  for _, m in ipairs(gone) do u = u - amount(m) end
+  redis.call('ZREM', h, unpack(gone))
+  if redis.call('ZCARD', h) == 0 then u = 0 end
+  redis.call('HSET', k, 'u', u)
+  return u
+end
+-- Seconds until the oldest count of a window ('r' or 't') leaves it.
+local function frees_in(k, w)
+  local all = redis.call('HGETALL', k)
+  local oldest = sec
+  for i = 1, #all, 2 do
+    local f = all[i]
+    if #f > 1 and string.sub(f, 1, 1) == w and tonumber(all[i + 1]) > 0 then
+      local s = tonumber(string.sub(f, 2))
+      if s and s < oldest then oldest = s end
+    end
+  end
+  return math.max(1, oldest + 61 - now)
+end
+"""
+
+# ARGV: quotas, tokens, USD (as text), hold id, hold seconds; then per quota rpm, tpm,
+# budget (-1: no such limit) and the ledger's spend in the budget's period.
+# Returns {0, 0, second, then per quota: requests, tokens, held USD after the charge},
+# or {quota number, 1 rpm | 2 tpm | 3 budget, retry-after, figures before it}.
+ADMIT = _COMMON + """
 local nq = tonumber(ARGV[1])
 local tokens = tonumber(ARGV[2])
 local usd = tonumber(ARGV[3])
-local id = ARGV[4]
 local hold = tonumber(ARGV[5])
-local function window(key)
-  local all = redis.call('HGETALL', key)
-  local total, oldest = 0, sec
-  for i = 1, #all, 2 do
-    local s = tonumber(all[i])
-    if s < sec - 60 then
-      redis.call('HDEL', key, all[i])
-    else
-      local n = tonumber(all[i + 1])
-      total = total + n
-      if n > 0 and s < oldest then oldest = s end
-    end
-  end
-  return total, oldest
-end
-local function held(h, d)
-  local gone = redis.call('ZRANGEBYSCORE', d, '-inf', now)
-  for _, m in ipairs(gone) do redis.call('HDEL', h, m) end
-  if #gone > 0 then redis.call('ZREMRANGEBYSCORE', d, '-inf', now) end
-  local sum = 0
-  for _, v in ipairs(redis.call('HVALS', h)) do sum = sum + tonumber(v) end
-  return sum
-end
 local fig = {}
 local deny = nil
 for i = 1, nq do
-  local b = (i - 1) * 4
+  local k = KEYS[i]
   local a = 5 + (i - 1) * 4
   local rpm, tpm, budget = tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2]), tonumber(ARGV[a + 3])
-  local req, rold, tok, told, hsum = 0, sec, 0, sec, 0
-  if rpm >= 0 then req, rold = window(KEYS[b + 1]) end
-  if tpm >= 0 then tok, told = window(KEYS[b + 2]) end
-  if budget >= 0 then hsum = held(KEYS[b + 3], KEYS[b + 4]) end
-  fig[i] = {req, tok, hsum}
+  local r, tk, u = load(k)
+  if budget >= 0 then u = expire_holds(k, u) end
+  fig[i] = {r, tk, u}
   if deny == nil then
-    if rpm >= 0 and req >= rpm then
-      deny = {i, 1, tostring(math.max(1, rold + 61 - now))}
-    elseif tpm >= 0 and tok >= tpm then
-      deny = {i, 2, tostring(math.max(1, told + 61 - now))}
-    elseif budget >= 0 and tonumber(ARGV[a + 4]) + hsum >= budget then
+    if rpm >= 0 and r >= rpm then
+      deny = {i, 1, tostring(frees_in(k, 'r'))}
+    elseif tpm >= 0 and tk >= tpm then
+      deny = {i, 2, tostring(frees_in(k, 't'))}
+    elseif budget >= 0 and tonumber(ARGV[a + 4]) + u >= budget then
       deny = {i, 3, '0'}
     end
   end
@@ -125,25 +173,35 @@ if deny ~= nil then
 else
   out = {0, 0, tostring(sec)}
   for i = 1, nq do
-    local b = (i - 1) * 4
+    local k = KEYS[i]
     local a = 5 + (i - 1) * 4
+    local f = fig[i]
+    local sets = {'s', sec}
     if tonumber(ARGV[a + 1]) >= 0 then
-      redis.call('HINCRBY', KEYS[b + 1], sec, 1)
-      redis.call('EXPIRE', KEYS[b + 1], 62)
-      fig[i][1] = fig[i][1] + 1
+      redis.call('HINCRBY', k, 'r' .. sec, 1)
+      f[1] = f[1] + 1
+      sets[#sets + 1] = 'r'
+      sets[#sets + 1] = f[1]
     end
     if tonumber(ARGV[a + 2]) >= 0 then
-      redis.call('HINCRBY', KEYS[b + 2], sec, tokens)
-      redis.call('EXPIRE', KEYS[b + 2], 62)
-      fig[i][2] = fig[i][2] + tokens
+      redis.call('HINCRBY', k, 't' .. sec, tokens)
+      f[2] = f[2] + tokens
+      sets[#sets + 1] = 't'
+      sets[#sets + 1] = f[2]
     end
-    if tonumber(ARGV[a + 3]) >= 0 and usd > 0 then
-      redis.call('HSET', KEYS[b + 3], id, ARGV[3])
-      redis.call('ZADD', KEYS[b + 4], now + hold, id)
-      redis.call('EXPIRE', KEYS[b + 3], hold + 1)
-      redis.call('EXPIRE', KEYS[b + 4], hold + 1)
-      fig[i][3] = fig[i][3] + usd
+    local ttl = 62
+    if tonumber(ARGV[a + 3]) >= 0 then
+      ttl = hold + 1
+      if usd > 0 then
+        redis.call('ZADD', k .. ':h', now + hold, ARGV[4] .. '|' .. ARGV[3])
+        redis.call('EXPIRE', k .. ':h', ttl)
+        f[3] = f[3] + usd
+        sets[#sets + 1] = 'u'
+        sets[#sets + 1] = f[3]
+      end
     end
+    redis.call('HSET', k, unpack(sets))
+    redis.call('EXPIRE', k, ttl)
   end
 end
 for i = 1, nq do
@@ -154,46 +212,64 @@ end
 return out
 """
 
-# KEYS: three per quota (tokens window, holds, hold deadlines).
-# ARGV: quotas, admission second, estimate, tokens used, hold id, USD used, keep
-# seconds; then per quota whether it counts tokens and whether it holds USD (1/0).
-SETTLE = """
-local t = redis.call('TIME')
-local sec = tonumber(t[1])
-local now = sec + tonumber(t[2]) / 1000000
+# ARGV: quotas, admission second, estimate, tokens used, hold id, estimated USD and
+# USD used (as text), hold seconds; then per quota whether it counts tokens and
+# whether it holds USD (1/0).
+SETTLE = _COMMON + """
 local nq = tonumber(ARGV[1])
 local adm = tonumber(ARGV[2])
 local est = tonumber(ARGV[3])
 local used = tonumber(ARGV[4])
-local id = ARGV[5]
-local usd = tonumber(ARGV[6])
-local keep = tonumber(ARGV[7])
+local usd = tonumber(ARGV[7])
+local hold = tonumber(ARGV[8])
 for i = 1, nq do
-  local b = (i - 1) * 3
-  local a = 7 + (i - 1) * 2
+  local k = KEYS[i]
+  local a = 8 + (i - 1) * 2
+  local r, tk, u = load(k)
+  local sets = {'s', sec}
+  local ttl = 62
   if ARGV[a + 1] == '1' then
-    local w = KEYS[b + 1]
-    if adm >= sec - 60 and redis.call('HEXISTS', w, ARGV[2]) == 1 then
-      redis.call('HINCRBY', w, ARGV[2], -est)
+    if adm >= sec - 60 and redis.call('HEXISTS', k, 't' .. adm) == 1 then
+      redis.call('HINCRBY', k, 't' .. adm, -est)
+      tk = tk - est
     end
     if used > 0 then
-      redis.call('HINCRBY', w, sec, used)
-      redis.call('EXPIRE', w, 62)
+      redis.call('HINCRBY', k, 't' .. sec, used)
+      tk = tk + used
     end
+    sets[#sets + 1] = 't'
+    sets[#sets + 1] = tk
   end
   if ARGV[a + 2] == '1' then
-    local h, d = KEYS[b + 2], KEYS[b + 3]
+    local h = k .. ':h'
+    ttl = hold + 1
+    if redis.call('ZREM', h, ARGV[5] .. '|' .. ARGV[6]) == 1 then u = u - tonumber(ARGV[6]) end
     if usd > 0 then
-      redis.call('HSET', h, id, ARGV[6])
-      redis.call('ZADD', d, now + keep, id)
-      if redis.call('TTL', h) < keep + 1 then redis.call('EXPIRE', h, keep + 1) end
-      if redis.call('TTL', d) < keep + 1 then redis.call('EXPIRE', d, keep + 1) end
-    else
-      redis.call('HDEL', h, id)
-      redis.call('ZREM', d, id)
+      redis.call('ZADD', h, now + hold, ARGV[5] .. '|' .. ARGV[7])
+      redis.call('EXPIRE', h, ttl)
+      u = u + usd
+    elseif redis.call('ZCARD', h) == 0 then
+      u = 0
     end
+    sets[#sets + 1] = 'u'
+    sets[#sets + 1] = u
   end
+  redis.call('HSET', k, unpack(sets))
+  if redis.call('TTL', k) < ttl then redis.call('EXPIRE', k, ttl) end
 end
+return 0
+"""
+
+# KEYS: one quota's name. ARGV: the holds ("ID|USD") to drop.
+RELEASE = _COMMON + """
+local k = KEYS[1]
+local h = k .. ':h'
+local u = tonumber(redis.call('HGET', k, 'u')) or 0
+for _, m in ipairs(ARGV) do
+  if redis.call('ZREM', h, m) == 1 then u = u - amount(m) end
+end
+if redis.call('ZCARD', h) == 0 then u = 0 end
+redis.call('HSET', k, 'u', u)
 return 0
 """
 
@@ -201,21 +277,35 @@ return 0
 # includes its row: every other gateway reads the spend each second (sync.py
 # SPEND_PERIOD_S), so by then its figure has the row too.
 RELEASE_S = 2.0
-# A finished request's cost is held at most this long when the ledger is slow to
-# show it (a database outage: the spill journal replays later).
-KEEP_S = 600
 # Seconds between pings while Redis is down.
 RECONNECT_S = 0.5
 # Commands sent in one pipelined round trip at most, and queued at most (beyond it a
 # settlement is dropped, an admission decided by on_redis_down).
 MAX_BATCH = 256
 MAX_QUEUED = 10_000
+# Hold ids dropped by one RELEASE script (a second of a busy gateway's requests).
+RELEASE_BATCH = 500
 
 UP, DOWN = "up", "down"
 
 
 class LimitsUnavailable(Exception):
     """Redis is down and ``on_redis_down = "closed"``."""
+
+
+class Admission:
+    """An admission sent to Redis: ``reply`` gets the script's answer (None: Redis
+    failed), and what it charges."""
+
+    __slots__ = ("reply", "quotas", "tokens", "usd", "hold")
+
+    def __init__(self, reply: asyncio.Future[Any], quotas: tuple[Quota, ...], tokens: int,
+                 usd: float, hold: str) -> None:
+        self.reply = reply
+        self.quotas = quotas
+        self.tokens = tokens
+        self.usd = usd
+        self.hold = hold
 
 
 class SharedCharge(Charge):
@@ -232,7 +322,7 @@ class SharedCharge(Charge):
 
 
 # A queued command: the script's sha (None: a plain command), its arguments, and the
-# admission waiting for it (None for a settlement or a release).
+# admission waiting for it, its reply first (None for a settlement or a release).
 _Job = tuple[str | None, tuple[Any, ...], "asyncio.Future[Any] | None", Any]
 
 
@@ -242,7 +332,12 @@ class SharedMeter:
         import redis.asyncio as aioredis  # only a gateway with [limits] redis_url loads it
         from redis.asyncio.retry import Retry
         from redis.backoff import NoBackoff
-        from redis.exceptions import NoScriptError, RedisError
+        from redis.exceptions import NoScriptError, RedisError, ResponseError
+
+        try:  # hiredis packs a command in C; redis-py's own packer is Python
+            from hiredis import pack_command
+        except ImportError:
+            pack_command = None  # type: ignore[assignment]
 
         assert cfg.redis_url is not None
         self.cfg = cfg
@@ -252,22 +347,30 @@ class SharedMeter:
         self.clock = clock
         self.closed_mode = cfg.on_redis_down == "closed"
         # No retries inside redis-py: the timeout is the whole wait, and the
-        # reconnect loop below does the retrying.
+        # reconnect loop below does the retrying. No socket timeout either: every
+        # round trip runs under one asyncio.timeout of its own (``_flush``), where
+        # redis-py would start a timeout per reply read (a third of a round trip's
+        # CPU per request in bench.micro.shared_limits).
         self._client = aioredis.Redis.from_url(
-            cfg.redis_url, socket_timeout=cfg.timeout_s, socket_connect_timeout=cfg.timeout_s,
+            cfg.redis_url, socket_timeout=None, socket_connect_timeout=cfg.timeout_s,
             retry=Retry(NoBackoff(), 0), max_connections=4)
         self._errors: tuple[type[BaseException], ...] = (RedisError, OSError, TimeoutError)
         self._noscript = NoScriptError
+        self._reply_error = ResponseError
+        self._pack = pack_command
+        # The one connection the round trips go over (taken from the client's pool).
+        self._conn: Any = None
         self._sha_admit = _sha1(ADMIT)
         self._sha_settle = _sha1(SETTLE)
+        self._sha_release = _sha1(RELEASE)
         self._queue: deque[_Job] = deque()
         self._flusher: asyncio.Task[None] | None = None
         self._reconnect: asyncio.Task[None] | None = None
         self.state = UP  # until a round trip says otherwise
         self._tag = os.urandom(6).hex() + ":"  # hold ids: unique across gateways
         self._n = 0
-        # (ledger row number, hold keys, hold id) of finished requests still held, and
-        # (when to release, hold keys, hold id) once the ledger shows them.
+        # (ledger row number, quota names, hold) of finished requests still held, and
+        # (when to release, quota names, hold) once the ledger shows them.
         self._unstored: deque[tuple[int, tuple[str, ...], str]] = deque()
         self._releasing: deque[tuple[float, tuple[str, ...], str]] = deque()
         self.counts = {"admitted": 0, "refused": 0, "round_trips": 0, "commands": 0,
@@ -275,11 +378,11 @@ class SharedMeter:
 
     # -- admission -----------------------------------------------------------------
 
-    async def admit(self, ident: Identity, request_bytes: int, output_asked: int | None,
-                    usd_per: Callable[[int, int], float | None] | None) -> Charge | None:
-        """Check and charge the identity's quotas in Redis; ``Denied`` when one is
-        full, ``LimitsUnavailable`` when Redis is down in closed mode; None when it
-        is down in open mode (admitted, not counted)."""
+    def submit(self, ident: Identity, request_bytes: int, output_asked: int | None,
+               usd_per: Callable[[int, int], float | None] | None) -> Admission | None:
+        """Queue the check and charge of the identity's quotas; await the returned
+        admission's ``reply``, then take its ``outcome``. None when Redis is down in
+        open mode (admitted, not counted); ``LimitsUnavailable`` in closed mode."""
         quotas = ident.quotas
         tokens, usd = estimate(ident, request_bytes, output_asked, usd_per)
         if self.state is not UP or len(self._queue) >= MAX_QUEUED:
@@ -289,29 +392,35 @@ class SharedMeter:
         hold = f"{self._tag}{self._n}"
         keys: list[str] = []
         args: list[Any] = [len(quotas), tokens, repr(usd), hold, self.hold_s]
-        p = self.prefix
         for q in quotas:
-            r = q.ref
-            keys += (f"{p}{r}:rpm", f"{p}{r}:tpm", f"{p}{r}:held", f"{p}{r}:until")
+            keys.append(self.prefix + q.ref)
             lim = q.limits
             args += (-1 if lim.rpm is None else lim.rpm, -1 if lim.tpm is None else lim.tpm,
                      -1 if lim.budget_usd is None else repr(lim.budget_usd),
                      repr(q.stored_usd))
-        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        job: _Job = (self._sha_admit, (len(keys), *keys, *args), fut,
-                     (quotas, tokens, usd, hold))
-        self._push(job)
-        try:
-            out = await fut
-        except _Down:
+        adm = Admission(asyncio.get_running_loop().create_future(), quotas, tokens, usd, hold)
+        self._push((self._sha_admit, (len(keys), *keys, *args), adm.reply, adm))
+        return adm
+
+    def outcome(self, adm: Admission) -> Charge | None:
+        """The admission's answer (its reply has come): the charge; ``Denied``; or,
+        Redis having failed meanwhile, what ``on_redis_down`` says."""
+        out = adm.reply.result()
+        if out is None:
             self._down()
             return None
-        except asyncio.CancelledError:
-            if fut.done() and not fut.cancelled() and isinstance(fut.result(), list) \
-                    and fut.result()[0] == 0:
-                self._refund(quotas, tokens, usd, hold, int(fut.result()[2]))
-            raise
-        return self._decide(out, quotas, tokens, usd, hold)
+        return self._decide(out, adm.quotas, adm.tokens, adm.usd, adm.hold)
+
+    def cancelled(self, adm: Admission) -> None:
+        """The request left while its admission was out: give back what it charged
+        (the flusher does it when the reply comes later)."""
+        reply = adm.reply
+        if reply.done() and not reply.cancelled():
+            self._refund_if_admitted(adm, reply.result())
+
+    def _refund_if_admitted(self, adm: Admission, out: Any) -> None:
+        if isinstance(out, list) and out and out[0] == 0:
+            self._send_settle(adm.quotas, int(out[2]), adm.tokens, 0, adm.hold, adm.usd, 0.0)
 
     def _decide(self, out: list[Any], quotas: tuple[Quota, ...], tokens: int, usd: float,
                 hold: str) -> Charge:
@@ -362,49 +471,52 @@ class SharedMeter:
         t = charge.tokens if tokens is None else tokens
         u = charge.usd if usd is None else usd
         held = self._send_settle(charge.quotas, charge.second, charge.tokens, t, charge.hold,
-                                 u)
+                                 charge.usd, u)
         if held:
-            self._unstored.append((seq, held, charge.hold))
-
-    def _refund(self, quotas: tuple[Quota, ...], tokens: int, usd: float, hold: str,
-                second: int) -> None:
-        """An admission whose request was cancelled before it could start."""
-        self._send_settle(quotas, second, tokens, 0, hold, 0.0)
+            self._unstored.append((seq, held, f"{charge.hold}|{u!r}"))
 
     def _send_settle(self, quotas: tuple[Quota, ...], second: int, est: int, used: int,
-                     hold: str, usd: float) -> tuple[str, ...]:
+                     hold: str, est_usd: float, usd: float) -> tuple[str, ...]:
+        """Queue the settlement; returns the names of the quotas left holding USD
+        (the hold ``HOLD|USD``, USD as ``repr`` writes it, as at admission)."""
         if self.state is not UP or len(self._queue) >= MAX_QUEUED:
             self.counts["dropped"] += 1  # the estimate leaves the window within 61 s
             return ()
         keys: list[str] = []
         flags: list[int] = []
         held: list[str] = []
-        p = self.prefix
         for q in quotas:
-            r = q.ref
-            keys += (f"{p}{r}:tpm", f"{p}{r}:held", f"{p}{r}:until")
+            name = self.prefix + q.ref
+            keys.append(name)
             budgeted = q.limits.budget_usd is not None
             flags += (int(q.limits.tpm is not None), int(budgeted))
             if budgeted and usd > 0:
-                held += (f"{p}{r}:held", f"{p}{r}:until")
+                held.append(name)
         self._push((self._sha_settle, (len(keys), *keys, len(quotas), second, est, used, hold,
-                                       repr(usd), KEEP_S, *flags), None, None))
+                                       repr(est_usd), repr(usd), self.hold_s, *flags),
+                    None, None))
         return tuple(held)
 
     def release(self, settled: int) -> None:
         """The ledger's spend, read after this gateway's first ``settled`` rows were
-        stored, was handed to the meter: their holds go ``RELEASE_S`` later."""
+        stored, was handed to the meter: their holds go ``RELEASE_S`` later, in one
+        script per quota."""
         now = self.clock()
         unstored, releasing = self._unstored, self._releasing
         while unstored and unstored[0][0] <= settled:
             _, keys, hold = unstored.popleft()
             releasing.append((now + RELEASE_S, keys, hold))
+        due: dict[str, list[str]] = {}
         while releasing and releasing[0][0] <= now:
-            _, keys, hold = releasing.popleft()
-            if self.state is UP:
-                for i in range(0, len(keys), 2):
-                    self._push((None, ("HDEL", keys[i], hold), None, None))
-                    self._push((None, ("ZREM", keys[i + 1], hold), None, None))
+            _, held, hold = releasing.popleft()
+            for name in held:
+                due.setdefault(name, []).append(hold)
+        if self.state is not UP:
+            return  # the holds expire at their deadlines
+        for name, holds in due.items():
+            for i in range(0, len(holds), RELEASE_BATCH):
+                self._push((self._sha_release, (1, name, *holds[i:i + RELEASE_BATCH]),
+                            None, None))
 
     # -- the round trips -------------------------------------------------------------
 
@@ -437,11 +549,11 @@ class SharedMeter:
                     if fut is None:
                         continue
                     if fut.done():  # its request was cancelled meanwhile
-                        if isinstance(res, list) and res and res[0] == 0:
-                            quotas, tokens, usd, hold = job[3]
-                            self._refund(quotas, tokens, usd, hold, int(res[2]))
+                        self._refund_if_admitted(job[3], res)
                     elif isinstance(res, BaseException):
-                        fut.set_exception(_Down() if isinstance(res, self._errors) else res)
+                        if not isinstance(res, self._errors):
+                            log.error("limits: Redis refused the admission script: %s", res)
+                        fut.set_result(None)  # on_redis_down decides
                     else:
                         fut.set_result(res)
         finally:
@@ -450,19 +562,37 @@ class SharedMeter:
             self._flusher = aio.spawn(self._flush(), name="tokenway-limits")
 
     async def _round_trip(self, batch: list[_Job]) -> list[Any]:
-        pipe = self._client.pipeline(transaction=False)
-        for sha, args, _, _ in batch:
-            if sha is None:
-                pipe.execute_command(*args)
-            else:
-                pipe.evalsha(sha, *args)
+        """Write the batch's commands at once and read their replies, in order (an
+        error reply in its command's place). The commands are packed here rather
+        than through redis-py's pipeline, which encodes every argument in Python
+        (about half the CPU of a round trip of scripts in bench.micro.shared_limits)."""
+        conn = self._conn
+        if conn is None:
+            conn = self._conn = await self._client.connection_pool.get_connection()  # type: ignore[no-untyped-call]
+        cmds = [args if sha is None else ("EVALSHA", sha, *args) for sha, args, _, _ in batch]
+        pack = self._pack
+        await conn.send_packed_command(b"".join(map(pack, cmds)) if pack is not None
+                                       else conn.pack_commands(cmds), check_health=False)
         self.counts["round_trips"] += 1
         self.counts["commands"] += len(batch)
-        return list(await pipe.execute(raise_on_error=False))
+        out: list[Any] = []
+        for _ in batch:
+            try:
+                out.append(await conn.read_response())
+            except self._reply_error as exc:
+                out.append(exc)
+        return out
+
+    async def _drop_connection(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            await conn.disconnect()
+            await self._client.connection_pool.release(conn)
 
     async def _load_scripts(self) -> None:
         await self._client.script_load(ADMIT)
         await self._client.script_load(SETTLE)
+        await self._client.script_load(RELEASE)
 
     def _went_down(self, batch: list[_Job], exc: BaseException) -> None:
         self.state = DOWN
@@ -474,12 +604,13 @@ class SharedMeter:
         self._queue.clear()
         for _, _, fut, _ in waiting:
             if fut is not None and not fut.done():
-                fut.set_exception(_Down())
+                fut.set_result(None)  # on_redis_down decides
         if self._reconnect is None:
             self._reconnect = aio.spawn(self._reconnect_loop(), name="tokenway-limits-reconnect")
 
     async def _reconnect_loop(self) -> None:
         try:
+            await self._drop_connection()
             await self._client.connection_pool.disconnect()
             while True:
                 await asyncio.sleep(RECONNECT_S)
@@ -505,6 +636,7 @@ class SharedMeter:
                     pass
         try:
             async with asyncio.timeout(1.0):
+                await self._drop_connection()
                 await self._client.aclose()
         except self._errors:
             pass
@@ -513,10 +645,6 @@ class SharedMeter:
         return {"store": "redis", "url": self.cfg.shown, "state": self.state,
                 "on_redis_down": self.cfg.on_redis_down, "queued": len(self._queue),
                 "held": len(self._unstored) + len(self._releasing), **self.counts}
-
-
-class _Down(Exception):
-    """A round trip failed: the on_redis_down policy decides."""
 
 
 def _sha1(script: str) -> str:

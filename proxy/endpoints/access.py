@@ -16,26 +16,37 @@ never waits. Redis down in closed mode is a 503 (``limits_unavailable``).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Coroutine
+import asyncio
+from collections.abc import Callable
 from typing import Any
 
 from protocols.request_facts import end_user, output_tokens_asked
 
 from ..accounts.directory import Identity
 from ..accounts.meter import Denied
-from ..accounts.redis_meter import LimitsUnavailable, SharedMeter
+from ..accounts.redis_meter import Admission, LimitsUnavailable, SharedMeter
 from ..call import Call
 from ..errors import INTERNAL, GatewayError
 from ..state import GatewayState
 
-Admission = Coroutine[Any, Any, None]
+
+class Pending:
+    """A limited key's admission out to Redis (``admitted`` waits for it)."""
+
+    __slots__ = ("shared", "admission", "ident")
+
+    def __init__(self, shared: SharedMeter, admission: Admission, ident: Identity) -> None:
+        self.shared = shared
+        self.admission = admission
+        self.ident = ident
+
 
 # Longest end-user id kept (the ledger column's bound).
 MAX_END_USER_CHARS = 256
 
 
 def check_access(state: GatewayState, call: Call, fmt: str, model: str,
-                 body: dict[str, Any]) -> Admission | None:
+                 body: dict[str, Any]) -> Pending | None:
     """Record the request's end user; refuse (``GatewayError``) what its key may
     not do; charge its limits and set the headers that say what is left. Returns
     the admission to await when the limits are in Redis (it raises the refusal),
@@ -59,8 +70,13 @@ def check_access(state: GatewayState, call: Call, fmt: str, model: str,
                            kind="forbidden", param="model", code="model_price_unknown")
     shared = state.accounts.shared
     if shared is not None:
-        return _admit_shared(shared, call, ident, len(req.body),
-                             output_tokens_asked(fmt, body), usd_per)
+        try:
+            adm = shared.submit(ident, len(req.body), output_tokens_asked(fmt, body), usd_per)
+        except LimitsUnavailable:
+            raise _unavailable(ident) from None
+        if adm is None:
+            return None  # Redis is down, and on_redis_down = "open"
+        return Pending(shared, adm, ident)
     meter = state.accounts.meter
     try:
         charge = meter.admit(ident, len(req.body), output_tokens_asked(fmt, body), usd_per)
@@ -73,32 +89,35 @@ def check_access(state: GatewayState, call: Call, fmt: str, model: str,
     return None
 
 
-async def _admit_shared(shared: SharedMeter, call: Call, ident: Identity, request_bytes: int,
-                        output_asked: int | None,
-                        usd_per: Callable[[int, int], float | None] | None) -> None:
+def _unavailable(ident: Identity) -> GatewayError:
+    return GatewayError(503, f"the limits of API key {ident.key_id} cannot be checked now "
+                             "(the gateway's limit store does not answer); try again shortly",
+                        kind="limits_unavailable", source=INTERNAL, code="limits_unavailable",
+                        retry_after_s=1.0)
+
+
+async def admitted(call: Call, pending: Pending, proceed: Callable[[], None]) -> None:
+    """Wait for the admission, then run ``proceed`` if it let the request in, else
+    answer its refusal. Spawned with ``call.spawn``: a client that leaves cancels
+    the wait (and what the admission charged is given back)."""
+    shared, adm = pending.shared, pending.admission
     try:
-        charge = await shared.admit(ident, request_bytes, output_asked, usd_per)
+        await adm.reply
+    except asyncio.CancelledError:
+        shared.cancelled(adm)
+        raise
+    try:
+        charge = shared.outcome(adm)
     except Denied as d:
         call.headers = d.headers or []
-        raise _refusal(d) from None
+        call.send_error(_refusal(d))
+        return
     except LimitsUnavailable:
-        raise GatewayError(503, f"the limits of API key {ident.key_id} cannot be checked now "
-                                "(the gateway's limit store does not answer); try again "
-                                "shortly", kind="limits_unavailable", source=INTERNAL,
-                           code="limits_unavailable", retry_after_s=1.0) from None
+        call.send_error(_unavailable(pending.ident))
+        return
     call.rec.charge = charge
     if charge is not None:
         call.headers = charge.headers
-
-
-async def admitted(call: Call, admission: Admission, proceed: Callable[[], None]) -> None:
-    """Run ``proceed`` once ``admission`` let the request in; else answer its refusal.
-    Spawned with ``call.spawn``: a client that leaves cancels the wait."""
-    try:
-        await admission
-    except GatewayError as err:
-        call.send_error(err)
-        return
     proceed()
 
 

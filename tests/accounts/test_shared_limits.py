@@ -154,7 +154,7 @@ def test_two_gateways_share_a_keys_budget(make_gateway, upstream, tmp_path, pref
         "redis://127.0.0.1:6379/0", prefix)
     gws = fleet(make_gateway, config)
     budget = 0.2  # about seven requests of 29 tokens at 1000 USD per million
-    _, secret = store.create_key(limits=Limits(budget_usd=budget, budget_period="total"))
+    key, secret = store.create_key(limits=Limits(budget_usd=budget, budget_period="total"))
     for gw in gws:
         synced(gw, store)
     max_tokens = 50
@@ -177,6 +177,10 @@ def test_two_gateways_share_a_keys_budget(make_gateway, upstream, tmp_path, pref
     while any(limits_state(gw)["held"] for gw in gws):
         assert time.monotonic() < deadline, "the holds were never released"
         time.sleep(0.05)
+    r = redis.Redis(*REDIS, socket_timeout=5)
+    assert r.zcard(f"{prefix}key:{key.id}:h") == 0  # every estimate and cost given back
+    assert abs(float(r.hget(f"{prefix}key:{key.id}", "u"))) < 1e-9
+    r.close()
     for gw in gws:
         again = asyncio.run(_split_burst([gw], secret, 1, max_tokens=max_tokens))[0]
         if spent >= budget:
@@ -337,6 +341,51 @@ def test_redis_down_open_admits_unmetered_and_counting_resumes(
     assert first.headers["x-ratelimit-remaining-requests"] == "0"
     assert isinstance(chat(gw, secret), openai.RateLimitError)
     store.close()
+
+
+def test_a_request_that_leaves_during_its_admission_gives_its_charge_back(prefix):
+    """The client's task is cancelled while the admission is out: the estimate and the
+    hold come back out of Redis (the request itself still counts, as in one process)."""
+    from proxy.accounts.directory import Identity
+    from proxy.accounts.meter import Quota
+    from proxy.accounts.redis_meter import SharedMeter
+    from proxy.config.model import LimitsConfig
+
+    cfg = LimitsConfig(redis_url="redis://127.0.0.1:6379/0", shown="redis://127.0.0.1:6379/0",
+                       key_prefix=prefix)
+    q = Quota("API key key_test", Limits(rpm=100, tpm=10_000, budget_usd=5.0,
+                                         budget_period="day"), "key:key_test")
+    ident = Identity.__new__(Identity)
+    ident.quotas, ident.budgeted = (q,), True
+
+    async def main() -> dict[str, Any]:
+        meter = SharedMeter(cfg)
+        try:
+            adm = meter.submit(ident, 400, 100, lambda p, o: (p + o) / 1e6)
+            assert adm is not None
+
+            async def request() -> None:
+                await adm.reply
+
+            task = asyncio.get_running_loop().create_task(request())
+            await asyncio.sleep(0)
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+            meter.cancelled(adm)
+            while meter.counts["commands"] < 2 or meter._flusher is not None:  # refund sent
+                await asyncio.sleep(0.01)
+            return meter.stats()
+        finally:
+            await meter.close()
+
+    stats = asyncio.run(main())
+    assert stats["state"] == "up"
+    r = redis.Redis(*REDIS, socket_timeout=5)
+    fields = {k.decode(): v.decode() for k, v in r.hgetall(prefix + "key:key_test").items()}
+    assert fields["r"] == "1" and fields["t"] == "0" and float(fields["u"]) == 0.0
+    assert r.zcard(prefix + "key:key_test:h") == 0
+    r.close()
 
 
 def test_the_limits_section_is_validated():
