@@ -11,11 +11,13 @@ replaces when it ends.
   gateways can therefore overshoot a limit by at most the last admitted estimate each,
   as two requests on one gateway could. The script reads the time from Redis
   (``TIME``), so every gateway counts in the same seconds.
-- The windows are hashes of one-second buckets (second -> count), 61 of them, as in
-  ``meter.py``; the script drops older fields, and each hash expires 62 s after its
-  last write. An estimate is charged into its admission second; ``SETTLE`` takes it
-  back out and adds the real count in the current second. A gateway that dies
-  mid-request leaves its estimate counted for at most 61 s.
+- The windows count in one-second buckets, 61 of them, as in ``meter.py``, kept in one
+  hash per quota with their running totals (the layout is below ``log``): a check
+  moves them by the seconds that left, so it costs a few field reads whatever the
+  traffic, and a quota without a budget expires 62 s after its last write. An
+  estimate is charged into its admission second; ``SETTLE`` takes it back out and
+  adds the real count in the current second. A gateway that dies mid-request leaves
+  its estimate counted for at most 61 s.
 - Budgets: the spend stored in the ledger (the database every gateway shares, read
   each second by the sync thread: ``Quota.stored_usd``) plus the holds in Redis: the
   estimates of requests in flight and the costs of finished requests the ledger has
@@ -24,10 +26,11 @@ replaces when it ends.
   deadline in Redis (``hold_s``, the request deadline and a minute, from admission and
   again from its end).
 
-The event loop never blocks on Redis: a request for a limited key awaits its
-admission in its own task (``admit``); the admissions and settlements queued within
-one loop turn, and while a round trip is out, go together in one pipelined round
-trip (``_flush``), so a burst of 100 requests costs a few round trips, not 100.
+The event loop never blocks on Redis: a request for a limited key queues its admission
+(``submit``) and awaits its reply in its own task; the admissions and settlements
+queued within one loop turn, and while a round trip is out, go together in one
+pipelined round trip (``_flush``), so a burst of 100 requests costs a few round trips,
+not 100.
 Settlements are not waited for. Every round trip has ``[limits] timeout`` (100 ms by
 default); past it, or on a connection error, Redis counts as down: requests are
 admitted unmetered (``on_redis_down = "open"``) or refused with 503 (``"closed"``)
@@ -139,123 +142,135 @@ local function frees_in(k, w)
 end
 """
 
-# ARGV: quotas, tokens, USD (as text), hold id, hold seconds; then per quota rpm, tpm,
-# budget (-1: no such limit) and the ledger's spend in the budget's period.
-# Returns {0, 0, second, then per quota: requests, tokens, held USD after the charge},
-# or {quota number, 1 rpm | 2 tpm | 3 budget, retry-after, figures before it}.
+# A round trip carries all its admissions in one ADMIT and all its settlements in one
+# SETTLE (one script call and one reply each, rather than one per request: the
+# reply reads were most of a round trip's CPU in the gateway). KEYS: the quotas the
+# batch names, each once; ARGV: how many requests, then each one's fields, its
+# quotas naming their KEYS by number.
+#
+# ADMIT, per admission: quotas, tokens, USD (as text), hold id, hold seconds; then per
+# quota its KEYS number, rpm, tpm, budget (-1: no such limit) and the ledger's spend
+# in the budget's period. Each admission is decided on the counters as the ones
+# before it left them. One reply per admission: {0, 0, second, then per quota:
+# requests, tokens, held USD after the charge}, or {quota number, 1 rpm | 2 tpm |
+# 3 budget, retry-after, the figures before it}.
 ADMIT = _COMMON + """
-local nq = tonumber(ARGV[1])
-local tokens = tonumber(ARGV[2])
-local usd = tonumber(ARGV[3])
-local hold = tonumber(ARGV[5])
-local fig = {}
-local deny = nil
-for i = 1, nq do
-  local k = KEYS[i]
-  local a = 5 + (i - 1) * 4
-  local rpm, tpm, budget = tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2]), tonumber(ARGV[a + 3])
-  local r, tk, u = load(k)
-  if budget >= 0 then u = expire_holds(k, u) end
-  fig[i] = {r, tk, u}
-  if deny == nil then
-    if rpm >= 0 and r >= rpm then
-      deny = {i, 1, tostring(frees_in(k, 'r'))}
-    elseif tpm >= 0 and tk >= tpm then
-      deny = {i, 2, tostring(frees_in(k, 't'))}
-    elseif budget >= 0 and tonumber(ARGV[a + 4]) + u >= budget then
-      deny = {i, 3, '0'}
-    end
-  end
-end
-local out
-if deny ~= nil then
-  out = deny
-else
-  out = {0, 0, tostring(sec)}
+local replies = {}
+local p = 2
+for j = 1, tonumber(ARGV[1]) do
+  local nq, tokens, usd_text = tonumber(ARGV[p]), tonumber(ARGV[p + 1]), ARGV[p + 2]
+  local usd, id, hold = tonumber(usd_text), ARGV[p + 3], tonumber(ARGV[p + 4])
+  p = p + 5
+  local q, fig, deny = {}, {}, nil
   for i = 1, nq do
-    local k = KEYS[i]
-    local a = 5 + (i - 1) * 4
-    local f = fig[i]
-    local sets = {'s', sec}
-    if tonumber(ARGV[a + 1]) >= 0 then
-      redis.call('HINCRBY', k, 'r' .. sec, 1)
-      f[1] = f[1] + 1
-      sets[#sets + 1] = 'r'
-      sets[#sets + 1] = f[1]
-    end
-    if tonumber(ARGV[a + 2]) >= 0 then
-      redis.call('HINCRBY', k, 't' .. sec, tokens)
-      f[2] = f[2] + tokens
-      sets[#sets + 1] = 't'
-      sets[#sets + 1] = f[2]
-    end
-    local ttl = 62
-    if tonumber(ARGV[a + 3]) >= 0 then
-      ttl = hold + 1
-      if usd > 0 then
-        redis.call('ZADD', k .. ':h', now + hold, ARGV[4] .. '|' .. ARGV[3])
-        redis.call('EXPIRE', k .. ':h', ttl)
-        f[3] = f[3] + usd
-        sets[#sets + 1] = 'u'
-        sets[#sets + 1] = f[3]
+    local k = KEYS[tonumber(ARGV[p])]
+    local rpm, tpm, budget = tonumber(ARGV[p + 1]), tonumber(ARGV[p + 2]), tonumber(ARGV[p + 3])
+    local stored = tonumber(ARGV[p + 4])
+    p = p + 5
+    q[i] = {k, rpm, tpm, budget}
+    local r, tk, u = load(k)
+    if budget >= 0 then u = expire_holds(k, u) end
+    fig[i] = {r, tk, u}
+    if deny == nil then
+      if rpm >= 0 and r >= rpm then
+        deny = {i, 1, tostring(frees_in(k, 'r'))}
+      elseif tpm >= 0 and tk >= tpm then
+        deny = {i, 2, tostring(frees_in(k, 't'))}
+      elseif budget >= 0 and stored + u >= budget then
+        deny = {i, 3, '0'}
       end
     end
-    redis.call('HSET', k, unpack(sets))
-    redis.call('EXPIRE', k, ttl)
   end
+  local out = deny
+  if out == nil then
+    out = {0, 0, tostring(sec)}
+    for i = 1, nq do
+      local k, f = q[i][1], fig[i]
+      local sets = {'s', sec}
+      if q[i][2] >= 0 then
+        redis.call('HINCRBY', k, 'r' .. sec, 1)
+        f[1] = f[1] + 1
+        sets[#sets + 1] = 'r'
+        sets[#sets + 1] = f[1]
+      end
+      if q[i][3] >= 0 then
+        redis.call('HINCRBY', k, 't' .. sec, tokens)
+        f[2] = f[2] + tokens
+        sets[#sets + 1] = 't'
+        sets[#sets + 1] = f[2]
+      end
+      local ttl = 62
+      if q[i][4] >= 0 then
+        ttl = hold + 1
+        if usd > 0 then
+          redis.call('ZADD', k .. ':h', now + hold, id .. '|' .. usd_text)
+          redis.call('EXPIRE', k .. ':h', ttl)
+          f[3] = f[3] + usd
+          sets[#sets + 1] = 'u'
+          sets[#sets + 1] = f[3]
+        end
+      end
+      redis.call('HSET', k, unpack(sets))
+      redis.call('EXPIRE', k, ttl)
+    end
+  end
+  for i = 1, nq do
+    out[#out + 1] = fig[i][1]
+    out[#out + 1] = fig[i][2]
+    out[#out + 1] = tostring(fig[i][3])
+  end
+  replies[j] = out
 end
-for i = 1, nq do
-  out[#out + 1] = fig[i][1]
-  out[#out + 1] = fig[i][2]
-  out[#out + 1] = tostring(fig[i][3])
-end
-return out
+return replies
 """
 
-# ARGV: quotas, admission second, estimate, tokens used, hold id, estimated USD and
-# USD used (as text), hold seconds; then per quota whether it counts tokens and
-# whether it holds USD (1/0).
+# SETTLE, per settlement: quotas, admission second, estimate, tokens used, hold id,
+# estimated USD and USD used (as text), hold seconds; then per quota its KEYS number,
+# whether it counts tokens and whether it holds USD (1/0).
 SETTLE = _COMMON + """
-local nq = tonumber(ARGV[1])
-local adm = tonumber(ARGV[2])
-local est = tonumber(ARGV[3])
-local used = tonumber(ARGV[4])
-local usd = tonumber(ARGV[7])
-local hold = tonumber(ARGV[8])
-for i = 1, nq do
-  local k = KEYS[i]
-  local a = 8 + (i - 1) * 2
-  local r, tk, u = load(k)
-  local sets = {'s', sec}
-  local ttl = 62
-  if ARGV[a + 1] == '1' then
-    if adm >= sec - 60 and redis.call('HEXISTS', k, 't' .. adm) == 1 then
-      redis.call('HINCRBY', k, 't' .. adm, -est)
-      tk = tk - est
+local p = 2
+for j = 1, tonumber(ARGV[1]) do
+  local nq, adm, est, used = tonumber(ARGV[p]), tonumber(ARGV[p + 1]), tonumber(ARGV[p + 2]),
+    tonumber(ARGV[p + 3])
+  local id, est_text, usd_text, hold = ARGV[p + 4], ARGV[p + 5], ARGV[p + 6], tonumber(ARGV[p + 7])
+  local usd = tonumber(usd_text)
+  p = p + 8
+  for i = 1, nq do
+    local k = KEYS[tonumber(ARGV[p])]
+    local counts_tokens, holds = ARGV[p + 1] == '1', ARGV[p + 2] == '1'
+    p = p + 3
+    local r, tk, u = load(k)
+    local sets = {'s', sec}
+    local ttl = 62
+    if counts_tokens then
+      if adm >= sec - 60 and redis.call('HEXISTS', k, 't' .. adm) == 1 then
+        redis.call('HINCRBY', k, 't' .. adm, -est)
+        tk = tk - est
+      end
+      if used > 0 then
+        redis.call('HINCRBY', k, 't' .. sec, used)
+        tk = tk + used
+      end
+      sets[#sets + 1] = 't'
+      sets[#sets + 1] = tk
     end
-    if used > 0 then
-      redis.call('HINCRBY', k, 't' .. sec, used)
-      tk = tk + used
+    if holds then
+      local h = k .. ':h'
+      ttl = hold + 1
+      if redis.call('ZREM', h, id .. '|' .. est_text) == 1 then u = u - tonumber(est_text) end
+      if usd > 0 then
+        redis.call('ZADD', h, now + hold, id .. '|' .. usd_text)
+        redis.call('EXPIRE', h, ttl)
+        u = u + usd
+      elseif redis.call('ZCARD', h) == 0 then
+        u = 0
+      end
+      sets[#sets + 1] = 'u'
+      sets[#sets + 1] = u
     end
-    sets[#sets + 1] = 't'
-    sets[#sets + 1] = tk
+    redis.call('HSET', k, unpack(sets))
+    if redis.call('TTL', k) < ttl then redis.call('EXPIRE', k, ttl) end
   end
-  if ARGV[a + 2] == '1' then
-    local h = k .. ':h'
-    ttl = hold + 1
-    if redis.call('ZREM', h, ARGV[5] .. '|' .. ARGV[6]) == 1 then u = u - tonumber(ARGV[6]) end
-    if usd > 0 then
-      redis.call('ZADD', h, now + hold, ARGV[5] .. '|' .. ARGV[7])
-      redis.call('EXPIRE', h, ttl)
-      u = u + usd
-    elseif redis.call('ZCARD', h) == 0 then
-      u = 0
-    end
-    sets[#sets + 1] = 'u'
-    sets[#sets + 1] = u
-  end
-  redis.call('HSET', k, unpack(sets))
-  if redis.call('TTL', k) < ttl then redis.call('EXPIRE', k, ttl) end
 end
 return 0
 """
@@ -283,8 +298,10 @@ RECONNECT_S = 0.5
 # settlement is dropped, an admission decided by on_redis_down).
 MAX_BATCH = 256
 MAX_QUEUED = 10_000
-# Hold ids dropped by one RELEASE script (a second of a busy gateway's requests).
+# Holds dropped by one RELEASE script (a second of a busy gateway's requests).
 RELEASE_BATCH = 500
+# Quotas whose fixed ADMIT fields are kept (a snapshot of the accounts replaces them).
+MAX_QUOTAS_KEPT = 10_000
 
 UP, DOWN = "up", "down"
 
@@ -294,14 +311,15 @@ class LimitsUnavailable(Exception):
 
 
 class Admission:
-    """An admission sent to Redis: ``reply`` gets the script's answer (None: Redis
-    failed), and what it charges."""
+    """An admission queued for Redis: ``reply`` gets its answer (None: Redis failed),
+    ``fields`` its ADMIT fields (each quota by name), and what it charges."""
 
-    __slots__ = ("reply", "quotas", "tokens", "usd", "hold")
+    __slots__ = ("reply", "fields", "quotas", "tokens", "usd", "hold")
 
-    def __init__(self, reply: asyncio.Future[Any], quotas: tuple[Quota, ...], tokens: int,
-                 usd: float, hold: str) -> None:
+    def __init__(self, reply: asyncio.Future[Any], fields: list[Any],
+                 quotas: tuple[Quota, ...], tokens: int, usd: float, hold: str) -> None:
         self.reply = reply
+        self.fields = fields
         self.quotas = quotas
         self.tokens = tokens
         self.usd = usd
@@ -321,9 +339,11 @@ class SharedCharge(Charge):
         self.hold = hold
 
 
-# A queued command: the script's sha (None: a plain command), its arguments, and the
-# admission waiting for it, its reply first (None for a settlement or a release).
-_Job = tuple[str | None, tuple[Any, ...], "asyncio.Future[Any] | None", Any]
+# What is queued for the next round trip: an admission (its Admission), a settlement
+# (its SETTLE fields, each quota by name, and how many quotas it has) or a release
+# (the quota's name and the holds).
+ADMIT_JOB, SETTLE_JOB, RELEASE_JOB = 0, 1, 2
+_Job = tuple[int, Any]
 
 
 class SharedMeter:
@@ -349,8 +369,8 @@ class SharedMeter:
         # No retries inside redis-py: the timeout is the whole wait, and the
         # reconnect loop below does the retrying. No socket timeout either: every
         # round trip runs under one asyncio.timeout of its own (``_flush``), where
-        # redis-py would start a timeout per reply read (a third of a round trip's
-        # CPU per request in bench.micro.shared_limits).
+        # redis-py would start a timeout per reply read (9 of 50 us of CPU per
+        # request in bench.micro.shared_limits).
         self._client = aioredis.Redis.from_url(
             cfg.redis_url, socket_timeout=None, socket_connect_timeout=cfg.timeout_s,
             retry=Retry(NoBackoff(), 0), max_connections=4)
@@ -364,6 +384,8 @@ class SharedMeter:
         self._sha_settle = _sha1(SETTLE)
         self._sha_release = _sha1(RELEASE)
         self._queue: deque[_Job] = deque()
+        # A quota's fixed ADMIT fields: its name and limits.
+        self._wire: dict[Quota, tuple[Any, ...]] = {}
         self._flusher: asyncio.Task[None] | None = None
         self._reconnect: asyncio.Task[None] | None = None
         self.state = UP  # until a round trip says otherwise
@@ -374,7 +396,7 @@ class SharedMeter:
         self._unstored: deque[tuple[int, tuple[str, ...], str]] = deque()
         self._releasing: deque[tuple[float, tuple[str, ...], str]] = deque()
         self.counts = {"admitted": 0, "refused": 0, "round_trips": 0, "commands": 0,
-                       "open": 0, "closed": 0, "dropped": 0, "outages": 0}
+                       "open": 0, "closed": 0, "dropped": 0, "outages": 0, "errors": 0}
 
     # -- admission -----------------------------------------------------------------
 
@@ -390,16 +412,24 @@ class SharedMeter:
             return None
         self._n += 1
         hold = f"{self._tag}{self._n}"
-        keys: list[str] = []
-        args: list[Any] = [len(quotas), tokens, repr(usd), hold, self.hold_s]
+        usd_text = repr(usd)
+        fields: list[Any] = [len(quotas), tokens, usd_text, hold, self.hold_s]
+        wire = self._wire
         for q in quotas:
-            keys.append(self.prefix + q.ref)
-            lim = q.limits
-            args += (-1 if lim.rpm is None else lim.rpm, -1 if lim.tpm is None else lim.tpm,
-                     -1 if lim.budget_usd is None else repr(lim.budget_usd),
-                     repr(q.stored_usd))
-        adm = Admission(asyncio.get_running_loop().create_future(), quotas, tokens, usd, hold)
-        self._push((self._sha_admit, (len(keys), *keys, *args), adm.reply, adm))
+            static = wire.get(q)
+            if static is None:
+                if len(wire) >= MAX_QUOTAS_KEPT:
+                    wire.clear()
+                lim = q.limits
+                static = wire[q] = (
+                    self.prefix + q.ref, -1 if lim.rpm is None else lim.rpm,
+                    -1 if lim.tpm is None else lim.tpm,
+                    -1 if lim.budget_usd is None else repr(lim.budget_usd))
+            fields += static
+            fields.append(repr(q.stored_usd))
+        adm = Admission(asyncio.get_running_loop().create_future(), fields, quotas, tokens,
+                        usd, hold)
+        self._push((ADMIT_JOB, adm))
         return adm
 
     def outcome(self, adm: Admission) -> Charge | None:
@@ -482,19 +512,16 @@ class SharedMeter:
         if self.state is not UP or len(self._queue) >= MAX_QUEUED:
             self.counts["dropped"] += 1  # the estimate leaves the window within 61 s
             return ()
-        keys: list[str] = []
-        flags: list[int] = []
+        fields: list[Any] = [len(quotas), second, est, used, hold, repr(est_usd), repr(usd),
+                             self.hold_s]
         held: list[str] = []
         for q in quotas:
             name = self.prefix + q.ref
-            keys.append(name)
             budgeted = q.limits.budget_usd is not None
-            flags += (int(q.limits.tpm is not None), int(budgeted))
+            fields += (name, int(q.limits.tpm is not None), int(budgeted))
             if budgeted and usd > 0:
                 held.append(name)
-        self._push((self._sha_settle, (len(keys), *keys, len(quotas), second, est, used, hold,
-                                       repr(est_usd), repr(usd), self.hold_s, *flags),
-                    None, None))
+        self._push((SETTLE_JOB, fields))
         return tuple(held)
 
     def release(self, settled: int) -> None:
@@ -515,8 +542,7 @@ class SharedMeter:
             return  # the holds expire at their deadlines
         for name, holds in due.items():
             for i in range(0, len(holds), RELEASE_BATCH):
-                self._push((self._sha_release, (1, name, *holds[i:i + RELEASE_BATCH]),
-                            None, None))
+                self._push((RELEASE_JOB, (name, holds[i:i + RELEASE_BATCH])))
 
     # -- the round trips -------------------------------------------------------------
 
@@ -531,52 +557,95 @@ class SharedMeter:
             while self._queue and self.state is UP:
                 batch = [self._queue.popleft()
                          for _ in range(min(MAX_BATCH, len(self._queue)))]
+                cmds, admissions = self._commands(batch)
                 try:
                     async with asyncio.timeout(self.cfg.timeout_s):
-                        results = await self._round_trip(batch)
-                        missing = [i for i, r in enumerate(results)
+                        replies = await self._round_trip(cmds)
+                        missing = [i for i, r in enumerate(replies)
                                    if isinstance(r, self._noscript)]
                         if missing:  # Redis restarted or was flushed: load, send again
                             await self._load_scripts()
-                            again = await self._round_trip([batch[i] for i in missing])
+                            again = await self._round_trip([cmds[i] for i in missing])
                             for i, r in zip(missing, again, strict=True):
-                                results[i] = r
+                                replies[i] = r
                 except self._errors as exc:
-                    self._went_down(batch, exc)
+                    self._went_down(admissions, exc)
                     break
-                for job, res in zip(batch, results, strict=True):
-                    fut = job[2]
-                    if fut is None:
-                        continue
-                    if fut.done():  # its request was cancelled meanwhile
-                        self._refund_if_admitted(job[3], res)
-                    elif isinstance(res, BaseException):
-                        if not isinstance(res, self._errors):
-                            log.error("limits: Redis refused the admission script: %s", res)
-                        fut.set_result(None)  # on_redis_down decides
-                    else:
-                        fut.set_result(res)
+                for r in replies:
+                    if isinstance(r, BaseException):
+                        # An error reply (out of memory, a script error): its
+                        # admissions are decided by on_redis_down; logged 1 in 1000.
+                        self.counts["errors"] += 1
+                        if self.counts["errors"] % 1000 == 1:
+                            log.error("limits: Redis answered a script with an error "
+                                      "(%d so far): %s", self.counts["errors"], r)
+                if admissions:
+                    answers = replies[-1]
+                    if not isinstance(answers, list) or len(answers) != len(admissions):
+                        answers = [None] * len(admissions)
+                    for adm, res in zip(admissions, answers, strict=True):
+                        if adm.reply.done():  # its request was cancelled meanwhile
+                            self._refund_if_admitted(adm, res)
+                        else:
+                            adm.reply.set_result(res)
         finally:
             self._flusher = None
         if self._queue and self.state is UP:  # queued after the loop's last check
             self._flusher = aio.spawn(self._flush(), name="tokenway-limits")
 
-    async def _round_trip(self, batch: list[_Job]) -> list[Any]:
-        """Write the batch's commands at once and read their replies, in order (an
-        error reply in its command's place). The commands are packed here rather
-        than through redis-py's pipeline, which encodes every argument in Python
-        (about half the CPU of a round trip of scripts in bench.micro.shared_limits)."""
+    def _commands(self, batch: list[_Job]) -> tuple[list[tuple[Any, ...]], list[Admission]]:
+        """The round trip's commands: the releases, one SETTLE of every settlement,
+        then one ADMIT of every admission (last: its reply is the last one)."""
+        cmds: list[tuple[Any, ...]] = []
+        settles: list[list[Any]] = []
+        admissions: list[Admission] = []
+        for kind, payload in batch:
+            if kind == ADMIT_JOB:
+                admissions.append(payload)
+            elif kind == SETTLE_JOB:
+                settles.append(payload)
+            else:
+                name, holds = payload
+                cmds.append(("EVALSHA", self._sha_release, 1, name, *holds))
+        if settles:
+            cmds.append(self._script(self._sha_settle, settles, 8, 3))
+        if admissions:
+            cmds.append(self._script(self._sha_admit, [a.fields for a in admissions], 5, 5))
+        return cmds, admissions
+
+    @staticmethod
+    def _script(sha: str, items: list[list[Any]], head: int, per_quota: int
+                ) -> tuple[Any, ...]:
+        """One EVALSHA of ``items`` (fields: ``head`` of them, the first the number
+        of quotas, then ``per_quota`` per quota, the first its name), each quota
+        name in KEYS once and named by its number."""
+        numbers: dict[str, int] = {}
+        argv: list[Any] = [len(items)]
+        for fields in items:
+            argv += fields[:head]
+            for i in range(head, len(fields), per_quota):
+                name = fields[i]
+                n = numbers.get(name)
+                if n is None:
+                    n = numbers[name] = len(numbers) + 1
+                argv.append(n)
+                argv += fields[i + 1:i + per_quota]
+        return ("EVALSHA", sha, len(numbers), *numbers, *argv)
+
+    async def _round_trip(self, cmds: list[tuple[Any, ...]]) -> list[Any]:
+        """Write the commands at once and read their replies, in order (an error
+        reply in its command's place). The commands are packed here rather than
+        through redis-py's pipeline, which encodes every argument in Python."""
         conn = self._conn
         if conn is None:
             conn = self._conn = await self._client.connection_pool.get_connection()  # type: ignore[no-untyped-call]
-        cmds = [args if sha is None else ("EVALSHA", sha, *args) for sha, args, _, _ in batch]
         pack = self._pack
         await conn.send_packed_command(b"".join(map(pack, cmds)) if pack is not None
                                        else conn.pack_commands(cmds), check_health=False)
         self.counts["round_trips"] += 1
-        self.counts["commands"] += len(batch)
+        self.counts["commands"] += len(cmds)
         out: list[Any] = []
-        for _ in batch:
+        for _ in cmds:
             try:
                 out.append(await conn.read_response())
             except self._reply_error as exc:
@@ -594,17 +663,17 @@ class SharedMeter:
         await self._client.script_load(SETTLE)
         await self._client.script_load(RELEASE)
 
-    def _went_down(self, batch: list[_Job], exc: BaseException) -> None:
+    def _went_down(self, admissions: list[Admission], exc: BaseException) -> None:
         self.state = DOWN
         self.counts["outages"] += 1
         log.warning("limits: Redis at %s does not answer (%s); requests of limited keys "
                     "are %s until it does", self.cfg.shown, _reason(exc),
                     "refused" if self.closed_mode else "admitted without counting")
-        waiting = list(batch) + list(self._queue)
+        waiting = admissions + [adm for kind, adm in self._queue if kind == ADMIT_JOB]
         self._queue.clear()
-        for _, _, fut, _ in waiting:
-            if fut is not None and not fut.done():
-                fut.set_result(None)  # on_redis_down decides
+        for adm in waiting:
+            if not adm.reply.done():
+                adm.reply.set_result(None)  # on_redis_down decides
         if self._reconnect is None:
             self._reconnect = aio.spawn(self._reconnect_loop(), name="tokenway-limits-reconnect")
 
