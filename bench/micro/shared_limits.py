@@ -6,10 +6,10 @@ the per-process meter, in the same run.
         [--requests 50000] [--concurrency 64] [--repeat 5] [--json OUT.json]
 
 One process, the gateway's own code on uvloop, as ``bench.micro.accounts`` (same
-key, user, limits too large to be reached, and prices), but each request runs in a
-task as in the gateway, ``--concurrency`` of them at a time: identify the key,
-``check_access`` (with Redis: the admission awaited in the request's task, which the
-endpoints spawn), then ``finish_record`` (the settlement). Every ``SPEND_EVERY``
+key, user, limits too large to be reached, and prices), with ``--concurrency``
+requests at a time as in a busy gateway: identify the key, ``check_access`` (with
+Redis: the admission queued, and the rest of the request run by ``when_admitted``
+once its reply came), then ``finish_record`` (the settlement). Every ``SPEND_EVERY``
 requests the spend read-out the sync thread hands over (with Redis: the holds the
 ledger now shows are released). The figure is the CPU time of this thread per request
 (``time.thread_time``: the gateway's side of the sockets included, Redis's own CPU
@@ -33,17 +33,17 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO_ROOT))
 
 from bench.micro.accounts import BODY, CONFIG, FULL, SPEND_EVERY, _request  # noqa: E402
-from proxy import aio  # noqa: E402
 from proxy.accounts.store import AccountStore  # noqa: E402
 from proxy.call import Call  # noqa: E402
 from proxy.config import load_config  # noqa: E402
 from proxy.dispatch import Dispatcher  # noqa: E402
-from proxy.endpoints.access import admitted, check_access  # noqa: E402
+from proxy.endpoints.access import check_access, when_admitted  # noqa: E402
 from proxy.state import GatewayState  # noqa: E402
 
 
 class _Conn:
     client_addr = "127.0.0.1"
+    closed = False
     task: Any = None
 
 
@@ -74,10 +74,11 @@ async def _run(state: GatewayState, dispatcher: Dispatcher, secret: str, n: int,
             if admission is None:
                 proceed(call)
             else:
-                tasks.append(aio.spawn(admitted(call, admission,
-                                                lambda c=call: proceed(c))))  # type: ignore[misc]
+                when_admitted(call, admission, lambda c=call: proceed(c))  # type: ignore[misc]
+                tasks.append(admission.admission.reply)
         if tasks:
             await asyncio.gather(*tasks)
+            await asyncio.sleep(0)  # the callbacks of the last replies
         done += concurrency
     # The settlements still queued go out before the clock stops.
     shared = state.accounts.shared

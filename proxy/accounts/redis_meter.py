@@ -696,6 +696,11 @@ class SharedMeter:
             self._reconnect = None
 
     async def close(self) -> None:
+        # Requests still waiting are decided by on_redis_down rather than left waiting.
+        for kind, adm in self._queue:
+            if kind == ADMIT_JOB and not adm.reply.done():
+                adm.reply.set_result(None)
+        self._queue.clear()
         for task in (self._flusher, self._reconnect):
             if task is not None:
                 task.cancel()

@@ -18,7 +18,7 @@ from ..errors import GatewayError
 from ..exchange import Attempt, ProxyExchange
 from ..provider import Provider
 from ..state import GatewayState
-from .access import admitted, check_access
+from .access import check_access, when_admitted
 from .attempts import encode_body, upstream_headers
 
 
@@ -31,7 +31,7 @@ def serve_embeddings(state: GatewayState, call: Call) -> None:
         call.send_error(err)
         return
     if admission is not None:  # the key's limits are in Redis: continue once admitted
-        call.spawn(admitted(call, admission, lambda: _serve_admitted(state, call, body, model)))
+        when_admitted(call, admission, lambda: _serve_admitted(state, call, body, model))
         return
     _serve_admitted(state, call, body, model)
 

@@ -21,7 +21,7 @@ from ..errors import GatewayError
 from ..exchange import Attempt, ProxyExchange
 from ..provider import Provider
 from ..state import GatewayState
-from .access import admitted, check_access
+from .access import check_access, when_admitted
 from .attempts import model_attempt
 from .loopback_model import serve_loopback
 from .response_chain import chain
@@ -56,8 +56,8 @@ def serve_model(state: GatewayState, call: Call, client_format: str, *,
         return
     name, streamed = model, stream
     if admission is not None:  # the key's limits are in Redis: continue once admitted
-        call.spawn(admitted(call, admission, lambda: _serve_admitted(
-            state, call, client_format, name, body, streamed)))
+        when_admitted(call, admission, lambda: _serve_admitted(
+            state, call, client_format, name, body, streamed))
         return
     _serve_admitted(state, call, client_format, name, body, streamed)
 

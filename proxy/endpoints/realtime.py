@@ -22,7 +22,7 @@ from ..call import Call
 from ..errors import GatewayError
 from ..provider import Provider
 from ..state import GatewayState
-from .access import admitted, check_access
+from .access import check_access, when_admitted
 
 log = logging.getLogger("tokenway.realtime")
 
@@ -75,7 +75,7 @@ def serve_realtime(state: GatewayState, call: Call) -> None:
         call.send_error(err)
         return
     if admission is not None:  # the key's limits are in Redis: continue once admitted
-        call.spawn(admitted(call, admission, lambda: _start(state, call, model, key)))
+        when_admitted(call, admission, lambda: _start(state, call, model, key))
         return
     _start(state, call, model, key)
 
