@@ -82,20 +82,25 @@ _COMMON = """
 local t = redis.call('TIME')
 local sec = tonumber(t[1])
 local now = sec + tonumber(t[2]) / 1000000
--- The quota's requests, tokens and held USD now, after dropping the seconds that
--- left the window since its last move (usually none or one).
-local function load(k)
-  local v = redis.call('HMGET', k, 's', 'r', 't', 'u')
+-- The quota's requests, tokens, held USD, next hold deadline ('x') and the counts
+-- of the seconds fa and fb (fields of this window, or nil), in one read; the window
+-- is first moved to now, dropping the seconds that left it (usually none or one).
+local function load(k, fa, fb)
+  local v = redis.call('HMGET', k, 's', 'r', 't', 'u', 'x', fa or 's', fb or 's')
   local last = tonumber(v[1])
-  local r, tk, u = tonumber(v[2]) or 0, tonumber(v[3]) or 0, tonumber(v[4]) or 0
-  if last == nil or last >= sec then return r, tk, u end
+  local r, tk, u, x = tonumber(v[2]) or 0, tonumber(v[3]) or 0, tonumber(v[4]) or 0,
+    tonumber(v[5])
+  local va, vb = 0, 0
+  if fa then va = tonumber(v[6]) or 0 end
+  if fb then vb = tonumber(v[7]) or 0 end
+  if last == nil or last >= sec then return r, tk, u, x, va, vb end
   if sec - last >= 61 then
     local drop = {}
     for _, f in ipairs(redis.call('HKEYS', k)) do
       if #f > 1 then drop[#drop + 1] = f end
     end
     if #drop > 0 then redis.call('HDEL', k, unpack(drop)) end
-    r, tk = 0, 0
+    r, tk, va, vb = 0, 0, 0, 0
   else
     local gone = {}
     for s = last - 60, sec - 61 do
@@ -112,20 +117,29 @@ local function load(k)
     end
   end
   redis.call('HSET', k, 's', sec, 'r', r, 't', tk)
-  return r, tk, u
+  return r, tk, u, x, va, vb
 end
 -- The amount of a hold ("ID|USD").
 local function amount(m) return tonumber(string.match(m, '|([^|]*)$')) or 0 end
--- Drop the quota's holds past their deadline; the USD still held.
-local function expire_holds(k, u)
+-- Drop the quota's holds past their deadline (looked for only once the earliest
+-- deadline 'x' has passed); the USD still held and the next deadline.
+local function expire_holds(k, u, x)
+  if x == nil or now < x then return u, x end
   local h = k .. ':h'
   local gone = redis.call('ZRANGEBYSCORE', h, '-inf', now, 'LIMIT', 0, 500)
-  if #gone == 0 then return u end
   for _, m in ipairs(gone) do u = u - amount(m) end
-  redis.call('ZREM', h, unpack(gone))
-  if redis.call('ZCARD', h) == 0 then u = 0 end
-  redis.call('HSET', k, 'u', u)
-  return u
+  if #gone > 0 then redis.call('ZREM', h, unpack(gone)) end
+  local first = redis.call('ZRANGE', h, 0, 0, 'WITHSCORES')
+  if #first == 0 then
+    u = 0
+    x = nil
+    redis.call('HSET', k, 'u', 0)
+    redis.call('HDEL', k, 'x')
+  else
+    x = tonumber(first[2])
+    redis.call('HSET', k, 'u', u, 'x', x)
+  end
+  return u, x
 end
 -- Seconds until the oldest count of a window ('r' or 't') leaves it.
 local function frees_in(k, w)
@@ -167,9 +181,9 @@ for j = 1, tonumber(ARGV[1]) do
     local rpm, tpm, budget = tonumber(ARGV[p + 1]), tonumber(ARGV[p + 2]), tonumber(ARGV[p + 3])
     local stored = tonumber(ARGV[p + 4])
     p = p + 5
-    q[i] = {k, rpm, tpm, budget}
-    local r, tk, u = load(k)
-    if budget >= 0 then u = expire_holds(k, u) end
+    local r, tk, u, x, rs, ts = load(k, 'r' .. sec, 't' .. sec)
+    if budget >= 0 then u, x = expire_holds(k, u, x) end
+    q[i] = {k, rpm, tpm, budget, x, rs, ts}
     fig[i] = {r, tk, u}
     if deny == nil then
       if rpm >= 0 and r >= rpm then
@@ -185,29 +199,31 @@ for j = 1, tonumber(ARGV[1]) do
   if out == nil then
     out = {0, 0, tostring(sec)}
     for i = 1, nq do
-      local k, f = q[i][1], fig[i]
+      local qi, f = q[i], fig[i]
+      local k = qi[1]
       local sets = {'s', sec}
-      if q[i][2] >= 0 then
-        redis.call('HINCRBY', k, 'r' .. sec, 1)
+      if qi[2] >= 0 then
         f[1] = f[1] + 1
-        sets[#sets + 1] = 'r'
-        sets[#sets + 1] = f[1]
+        for _, v in ipairs({'r', f[1], 'r' .. sec, qi[6] + 1}) do sets[#sets + 1] = v end
       end
-      if q[i][3] >= 0 then
-        redis.call('HINCRBY', k, 't' .. sec, tokens)
+      if qi[3] >= 0 then
         f[2] = f[2] + tokens
-        sets[#sets + 1] = 't'
-        sets[#sets + 1] = f[2]
+        for _, v in ipairs({'t', f[2], 't' .. sec, qi[7] + tokens}) do sets[#sets + 1] = v end
       end
       local ttl = 62
-      if q[i][4] >= 0 then
+      if qi[4] >= 0 then
         ttl = hold + 1
         if usd > 0 then
-          redis.call('ZADD', k .. ':h', now + hold, id .. '|' .. usd_text)
+          local deadline = now + hold
+          redis.call('ZADD', k .. ':h', deadline, id .. '|' .. usd_text)
           redis.call('EXPIRE', k .. ':h', ttl)
           f[3] = f[3] + usd
           sets[#sets + 1] = 'u'
           sets[#sets + 1] = f[3]
+          if qi[5] == nil or deadline < qi[5] then
+            sets[#sets + 1] = 'x'
+            sets[#sets + 1] = deadline
+          end
         end
       end
       redis.call('HSET', k, unpack(sets))
@@ -239,29 +255,38 @@ for j = 1, tonumber(ARGV[1]) do
     local k = KEYS[tonumber(ARGV[p])]
     local counts_tokens, holds = ARGV[p + 1] == '1', ARGV[p + 2] == '1'
     p = p + 3
-    local r, tk, u = load(k)
+    local in_window = adm >= sec - 60 and adm < sec
+    local fa = nil
+    if in_window then fa = 't' .. adm end
+    local r, tk, u, x, ta, ts = load(k, fa, 't' .. sec)
     local sets = {'s', sec}
     local ttl = 62
     if counts_tokens then
-      if adm >= sec - 60 and redis.call('HEXISTS', k, 't' .. adm) == 1 then
-        redis.call('HINCRBY', k, 't' .. adm, -est)
+      -- The estimate leaves its admission second (if still counted there: the
+      -- bucket holds it unless the window was emptied), the real count joins now.
+      if adm == sec then
+        ts = ts - math.min(est, ts)
+        tk = tk - math.min(est, tk)
+      elseif in_window and ta >= est then
+        sets[#sets + 1] = fa
+        sets[#sets + 1] = ta - est
         tk = tk - est
       end
-      if used > 0 then
-        redis.call('HINCRBY', k, 't' .. sec, used)
-        tk = tk + used
-      end
-      sets[#sets + 1] = 't'
-      sets[#sets + 1] = tk
+      for _, v in ipairs({'t', tk + used, 't' .. sec, ts + used}) do sets[#sets + 1] = v end
     end
     if holds then
       local h = k .. ':h'
       ttl = hold + 1
       if redis.call('ZREM', h, id .. '|' .. est_text) == 1 then u = u - tonumber(est_text) end
       if usd > 0 then
-        redis.call('ZADD', h, now + hold, id .. '|' .. usd_text)
+        local deadline = now + hold
+        redis.call('ZADD', h, deadline, id .. '|' .. usd_text)
         redis.call('EXPIRE', h, ttl)
         u = u + usd
+        if x == nil or deadline < x then
+          sets[#sets + 1] = 'x'
+          sets[#sets + 1] = deadline
+        end
       elseif redis.call('ZCARD', h) == 0 then
         u = 0
       end
@@ -269,7 +294,7 @@ for j = 1, tonumber(ARGV[1]) do
       sets[#sets + 1] = u
     end
     redis.call('HSET', k, unpack(sets))
-    if redis.call('TTL', k) < ttl then redis.call('EXPIRE', k, ttl) end
+    redis.call('EXPIRE', k, ttl)
   end
 end
 return 0
@@ -512,16 +537,20 @@ class SharedMeter:
         if self.state is not UP or len(self._queue) >= MAX_QUEUED:
             self.counts["dropped"] += 1  # the estimate leaves the window within 61 s
             return ()
-        fields: list[Any] = [len(quotas), second, est, used, hold, repr(est_usd), repr(usd),
-                             self.hold_s]
+        fields: list[Any] = [0, second, est, used, hold, repr(est_usd), repr(usd), self.hold_s]
         held: list[str] = []
         for q in quotas:
+            lim = q.limits
+            counted, budgeted = lim.tpm is not None, lim.budget_usd is not None
+            if not (counted or budgeted):
+                continue  # requests per minute only: nothing to correct
             name = self.prefix + q.ref
-            budgeted = q.limits.budget_usd is not None
-            fields += (name, int(q.limits.tpm is not None), int(budgeted))
+            fields += (name, int(counted), int(budgeted))
+            fields[0] += 1
             if budgeted and usd > 0:
                 held.append(name)
-        self._push((SETTLE_JOB, fields))
+        if fields[0]:
+            self._push((SETTLE_JOB, fields))
         return tuple(held)
 
     def release(self, settled: int) -> None:
