@@ -27,10 +27,11 @@ replaces when it ends.
   again from its end).
 
 The event loop never blocks on Redis: a request for a limited key queues its admission
-(``submit``) and awaits its reply in its own task; the admissions and settlements
-queued within one loop turn, and while a round trip is out, go together in one
-pipelined round trip (``_flush``), so a burst of 100 requests costs a few round trips,
-not 100.
+(``submit``) and continues from a callback on its reply (proxy/endpoints/access.py);
+the admissions and settlements queued within one loop turn, and while a round trip is
+out, go together in the next round trip (``_flush``): one ADMIT call for all its
+admissions, one SETTLE for all its settlements, so a burst of 100 requests costs a few
+round trips, not 100.
 Settlements are not waited for. Every round trip has ``[limits] timeout`` (100 ms by
 default); past it, or on a connection error, Redis counts as down: requests are
 admitted unmetered (``on_redis_down = "open"``) or refused with 503 (``"closed"``)

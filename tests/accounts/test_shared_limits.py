@@ -258,11 +258,15 @@ def chat(gw: Any, secret: str) -> Any:
         return exc
 
 
-def metric(gw: Any, secret: str, line_start: str) -> float:
+def scrape(gw: Any, secret: str) -> str:
     status, _, body = rawhttp.request(gw.url + "/metrics",
                                       headers={"authorization": f"Bearer {secret}"})
     assert status == 200
-    for line in body.decode().splitlines():
+    return body.decode()
+
+
+def metric(gw: Any, secret: str, line_start: str) -> float:
+    for line in scrape(gw, secret).splitlines():
         if line.startswith(line_start + " "):
             return float(line.rsplit(" ", 1)[1])
     raise AssertionError(f"no {line_start} in /metrics")
@@ -301,6 +305,12 @@ def test_redis_down_closed_refuses_limited_keys_and_counting_resumes(
     assert metric(gw, free, "tokenway_limits_redis_up") == 0
     assert metric(gw, free, 'tokenway_limits_redis_down_decisions_total{decision="closed"}') \
         == 2
+    promtool = shutil.which("promtool")
+    if promtool is not None:  # the Redis families pass the format's check and its lint
+        done = subprocess.run([promtool, "check", "metrics"], input=scrape(gw, free).encode(),
+                              capture_output=True, timeout=30)
+        assert done.returncode == 0 and not done.stdout.strip() and not done.stderr.strip(), \
+            done.stdout + done.stderr
     own_redis.start()  # an empty Redis: the scripts are loaded again
     wait_state(gw, "up")
     assert health(gw)["status"] == "ok"
