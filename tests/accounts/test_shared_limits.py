@@ -6,10 +6,10 @@ answers again. Each test uses its own key prefix, deleted after it."""
 from __future__ import annotations
 
 import asyncio
-import os
 import shutil
 import socket
 import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -17,6 +17,7 @@ from typing import Any
 
 import openai
 import pytest
+import redis
 
 from proxy.accounts.meter import BYTES_PER_TOKEN
 from proxy.accounts.model import Limits
@@ -25,8 +26,6 @@ from proxy.config import ConfigError, load_config
 from tests.accounts.test_budgets import PRICED_CONFIG, usd
 from tests.accounts.test_keys_and_limits import MSG, synced
 from tests.integration import rawhttp
-
-redis = pytest.importorskip("redis", reason="redis-py is not installed (the 'redis' extra)")
 
 REDIS = ("127.0.0.1", 6379)
 
@@ -429,6 +428,6 @@ def test_redis_is_not_loaded_without_redis_url():
             "from proxy.accounts.service import Accounts; a = Accounts(); "
             "a.configure_limits(load_config(env={}).limits, 600); "
             "print('redis' in sys.modules)")
-    out = subprocess.run([os.sys.executable, "-c", code], capture_output=True, text=True,
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          timeout=60)
     assert out.stdout.strip() == "False", out.stderr
