@@ -27,6 +27,12 @@ SPEND_TABLE = "key_spend"
 # running gateway notices a change with one cheap read (proxy/accounts/sync.py).
 ACCOUNTS_VERSION_TABLE = "accounts_version"
 
+# Totals per UTC day, API key, model and provider (retention.py), and the last row
+# number they include: reports over old days read these, and pruned days live on
+# in them.
+DAILY_TABLE = "ledger_daily"
+ROLLUP_TABLE = "ledger_rollup"
+
 # Replay progress of the spill journals (spill.py): written in the same
 # transaction as the replayed rows, so that each journaled row is stored once.
 SPILL_TABLE = "spill_replays"
@@ -270,6 +276,27 @@ SQLITE_MIGRATIONS: tuple[Migration, ...] = (
                 FROM {TABLE} WHERE api_key_id IS NOT NULL GROUP BY 1, 2""",
         ),
     ),
+    Migration(
+        6,
+        "daily totals per key, model and provider, and how far they reach",
+        (
+            f"""CREATE TABLE {DAILY_TABLE} (
+                day TEXT NOT NULL,
+                api_key_id TEXT NOT NULL,
+                model TEXT NOT NULL,
+                provider TEXT NOT NULL,
+                requests INTEGER NOT NULL,
+                errors INTEGER NOT NULL,
+                input_tokens INTEGER NOT NULL,
+                output_tokens INTEGER NOT NULL,
+                cost_usd REAL,
+                unknown_cost INTEGER NOT NULL,
+                PRIMARY KEY (day, api_key_id, model, provider)
+            ) WITHOUT ROWID""",
+            f"CREATE TABLE {ROLLUP_TABLE} (through_id INTEGER NOT NULL)",
+            f"INSERT INTO {ROLLUP_TABLE} VALUES (0)",
+        ),
+    ),
 )
 
 SCHEMA_VERSION = SQLITE_MIGRATIONS[-1].version
@@ -373,6 +400,27 @@ POSTGRES_MIGRATIONS: tuple[Migration, ...] = (
             )""",
             f"CREATE TABLE {ACCOUNTS_VERSION_TABLE} (version bigint NOT NULL)",
             f"INSERT INTO {ACCOUNTS_VERSION_TABLE} VALUES (0)",
+        ),
+    ),
+    Migration(
+        2,
+        "daily totals per key, model and provider, and how far they reach",
+        (
+            f"""CREATE TABLE {DAILY_TABLE} (
+                day text NOT NULL,
+                api_key_id text NOT NULL,
+                model text NOT NULL,
+                provider text NOT NULL,
+                requests bigint NOT NULL,
+                errors bigint NOT NULL,
+                input_tokens bigint NOT NULL,
+                output_tokens bigint NOT NULL,
+                cost_usd double precision,
+                unknown_cost bigint NOT NULL,
+                PRIMARY KEY (day, api_key_id, model, provider)
+            )""",
+            f"CREATE TABLE {ROLLUP_TABLE} (through_id bigint NOT NULL)",
+            f"INSERT INTO {ROLLUP_TABLE} VALUES (0)",
         ),
     ),
 )
