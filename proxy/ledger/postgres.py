@@ -216,6 +216,8 @@ class PostgresBackend:
     the ledger's tables; it is what the ``gateway`` commands use.
     """
 
+    dialect = POSTGRES_DIALECT  # its SQL flavour (reads.py)
+
     def __init__(
         self,
         dsn: str,

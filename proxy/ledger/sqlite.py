@@ -162,6 +162,8 @@ class SQLiteBackend:
     changing its journal mode; it is what the CLI uses.
     """
 
+    dialect = SQLITE_DIALECT  # its SQL flavour (reads.py)
+
     def __init__(
         self,
         path: str,

@@ -136,3 +136,75 @@ def test_gateway_ledger_prune_and_rollup_commands(tmp_path: pathlib.Path,
     assert "deleted 99 row(s)" in out and "totals per day, key, model and provider" in out
     assert usage_main(["--by", "day", "--db", db, "--json"]) == 0
     assert capsys.readouterr().out == by_day
+
+
+# -- gateway ledger copy ------------------------------------------------------------
+
+
+def _accounts(db: str) -> str:
+    from proxy.accounts.model import Limits
+    from proxy.accounts.store import AccountStore
+
+    with AccountStore(db) as store:
+        store.add_user("ann", limits=Limits(rpm=100))
+        _, secret = store.create_key(name="ci", user="ann")
+        store.set_price("m-*", input=1.0, output=2.0)
+    return secret
+
+
+def test_copy_sqlite_to_postgresql_exactly_once_and_resumable(
+        tmp_path: pathlib.Path, pg_url: str, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    from proxy.accounts.keys import key_hash
+    from proxy.accounts.store import AccountStore
+    from proxy.ledger import copy as ledger_copy
+    from proxy.ledger import parse_storage_url
+    from proxy.ledger_cli import ledger_main
+
+    db = str(tmp_path / "ledger.db")
+    secret = _accounts(db)
+    store(db, rows_over_days())
+    run(db, "prune", DAY0 + DAY_S + 10.0)  # day 0 lives on only in the totals
+    expected = report(db, None)
+    # A copy that stops after its first batch, then runs again to the end.
+    monkeypatch.setattr(ledger_copy, "BATCH_ROWS", 20)
+    calls = {"n": 0}
+    real = ledger_copy.copy_ledger
+
+    def stop_after_one_batch(source, target, copy_id, progress=None):
+        def once(n: int) -> None:
+            calls["n"] += 1
+            raise KeyboardInterrupt
+        return real(source, target, copy_id, once)
+
+    monkeypatch.setattr("proxy.ledger_cli.copy_ledger", stop_after_one_batch)
+    with pytest.raises(KeyboardInterrupt):
+        ledger_main(["copy", "--db", db, "--to", pg_url])
+    monkeypatch.setattr("proxy.ledger_cli.copy_ledger", real)
+    assert ledger_main(["copy", "--db", db, "--to", pg_url]) == 0
+    assert "copied" in capsys.readouterr().out
+    assert ledger_main(["copy", "--db", db, "--to", pg_url]) == 0  # again: nothing more
+    assert "0 row(s)" in capsys.readouterr().out
+    # Same rows (75 left after the prune), same reports, the key still works.
+    source_rows = open_backend(db, readonly=True)
+    source_rows.open()
+    target_rows = open_backend(pg_url, readonly=True)
+    target_rows.open()
+    try:
+        src, dst = source_rows.query(), target_rows.query()
+    finally:
+        source_rows.close()
+        target_rows.close()
+    assert len(src) == len(dst) == 75
+    assert [r["request_id"] for r in src] == [r["request_id"] for r in dst]
+    assert report(pg_url, None) == expected
+    with AccountStore(parse_storage_url(pg_url)) as pg:
+        snap = pg.snapshot()
+    assert [k.key.name for k in snap.keys] == ["ci"] and [u.name for u in snap.users] == ["ann"]
+    assert snap.keys[0].digest == key_hash(secret.encode())
+    assert [p["pattern"] for p in snap.prices] == ["m-*"]
+    # Into a database that holds rows of its own: refused.
+    other = str(tmp_path / "other.db")
+    store(other, [make_rec(1, ts=DAY0, request_id="x")])
+    assert ledger_main(["copy", "--db", db, "--to", "sqlite:///" + other]) == 1
+    assert "already holds rows" in capsys.readouterr().err
