@@ -30,6 +30,7 @@ from .config import (
 )
 from .dispatch import Dispatcher, ListenerGate
 from .h1 import HTTPConnection
+from .h2conn import take_over as http2_take_over
 from .state import GatewayState
 from .wire import raw_response_head, start_date_clock
 
@@ -140,11 +141,13 @@ class Server:
 
     # -- connections --------------------------------------------------------------
 
-    def _new_connection(self, admit: Callable[[Any], None] | None = None) -> asyncio.Protocol:
+    def _new_connection(self, admit: Callable[[Any], None] | None = None,
+                        http2: Callable[[asyncio.Transport, bytes], None] | None = None
+                        ) -> asyncio.Protocol:
         if len(self.connections) >= self.max_connections:
             self._note_refused()
             return RefusedConnection()
-        return HTTPConnection(self, admit)
+        return HTTPConnection(self, admit, http2)
 
     def _note_refused(self) -> None:
         self._refused += 1
@@ -190,8 +193,11 @@ class Server:
         tls = server_tls_context(lst.tls_cert, lst.tls_key) if lst.tls_cert and lst.tls_key \
             else None
 
+        def http2(transport: asyncio.Transport, data: bytes) -> None:
+            http2_take_over(self, admit, transport, data)
+
         def factory() -> asyncio.Protocol:
-            return self._new_connection(admit)
+            return self._new_connection(admit, http2)
 
         # A client that opens TLS and stalls is dropped like one that sends no
         # head: within the header timeout.
