@@ -16,6 +16,7 @@ from h2.connection import ConnectionState, H2Connection
 from h2.events import (
     ConnectionTerminated,
     DataReceived,
+    PingAckReceived,
     ResponseReceived,
     StreamEnded,
     StreamReset,
@@ -65,6 +66,7 @@ class H2Client:
         self.goaway: ConnectionTerminated | None = None
         self.closed = False
         self.received = 0  # DATA bytes
+        self.ping_acks = 0
         self.send()
 
     def send(self) -> None:
@@ -142,6 +144,8 @@ class H2Client:
         elif isinstance(ev, StreamReset):
             if ev.stream_id in self.answers:
                 self.answers[ev.stream_id].reset = ev.error_code
+        elif isinstance(ev, PingAckReceived):
+            self.ping_acks += 1
         elif isinstance(ev, ConnectionTerminated):
             self.goaway = ev
             # h2 closes its state machine on a GOAWAY and would refuse the frames of
@@ -161,6 +165,14 @@ class H2Client:
     def answer(self, sid: int, timeout_s: float = 10.0) -> Answer:
         self.wait(lambda: self.answers[sid].done, timeout_s)
         return self.answers[sid]
+
+    def sync(self) -> None:
+        """Return once the server has read everything sent so far (a PING's answer
+        comes after them), or has closed."""
+        want = self.ping_acks + 1
+        self.conn.ping(b"syncsync")
+        self.send()
+        self.wait(lambda: self.ping_acks >= want or self.goaway is not None)
 
     def close(self) -> None:
         self.sock.close()
