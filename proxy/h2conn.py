@@ -33,6 +33,7 @@ import logging
 import socket
 from collections import deque
 from collections.abc import Callable
+from functools import partial
 from typing import Any, cast
 
 from h2.config import H2Configuration
@@ -50,6 +51,7 @@ from h2.events import (
 )
 from h2.exceptions import ProtocolError
 from h2.settings import SettingCodes, Settings
+from hpack import NeverIndexedHeaderTuple
 from hyperframe.frame import GoAwayFrame
 
 from .h1 import _LINGER_RESET, WRITE_HIGH_WATER_BYTES, WRITE_LOW_WATER_BYTES, ConnectionHost
@@ -79,6 +81,24 @@ MAX_CONTROL_FRAMES_PER_WINDOW = 1000
 ABUSE_WINDOW_S = 10.0
 
 _STATUS = {n: b"%d" % n for n in range(100, 600)}
+# Response headers whose values repeat from answer to answer: HPACK indexes them (RFC 7541
+# §6.2.1) and sends each as one byte afterwards.  The others (ids, dates, lengths, the
+# provider's per-request headers) go as literals never indexed (§6.2.3): indexed they
+# would churn the encoder's table, whose lookups are linear in hpack.
+_INDEXED = frozenset({b"content-type", b"cache-control", b"x-accel-buffering", b"server"})
+_SERVER = (b"server", b"tokenway")
+
+
+def _response_headers(status: int, headers: list[tuple[bytes, bytes]],
+                      length: int | None) -> list[tuple[bytes, bytes]]:
+    out = [(b":status", _STATUS.get(status) or b"%d" % status)]
+    for k, v in headers:
+        out.append((k, v) if k in _INDEXED else NeverIndexedHeaderTuple(k, v))
+    if length is not None:
+        out.append(NeverIndexedHeaderTuple(b"content-length", b"%d" % length))
+    out.append(NeverIndexedHeaderTuple(b"date", date_header()))
+    out.append(_SERVER)
+    return out
 
 
 class _Counter:
@@ -140,13 +160,10 @@ class H2Stream:
         self._answered()
         if self.closed:
             return
-        hs = [(b":status", _STATUS.get(status) or b"%d" % status),
-              (b"content-type", content_type)]
+        hs = [(b"content-type", content_type)]
         if headers:
             hs.extend(headers)
-        hs.append((b"content-length", b"%d" % len(body)))
-        hs.append((b"date", date_header()))
-        hs.append((b"server", b"tokenway"))
+        hs = _response_headers(status, hs, len(body))
         conn = self.conn
         if self.head_only or not body:
             conn.h2.send_headers(self.sid, hs, end_stream=True)
@@ -165,9 +182,7 @@ class H2Stream:
         self.streaming = True
         if self.closed:
             return
-        hs = [(b":status", _STATUS.get(status) or b"%d" % status), *headers,
-              (b"date", date_header()), (b"server", b"tokenway")]
-        self.conn.h2.send_headers(self.sid, hs)
+        self.conn.h2.send_headers(self.sid, _response_headers(status, headers, None))
         self.conn.want_flush()
 
     def flush_head(self) -> None:
@@ -275,6 +290,10 @@ class HTTP2Connection(asyncio.Protocol):
         # the first header blocks are held to it too (RFC 7541 §4.1 sizes).
         h2.decoder.max_header_list_size = cfg.max_header_bytes
         h2.max_inbound_frame_size = MAX_FRAME_BYTES
+        # Header values as plain literals: hpack's pure-Python Huffman coder costs more
+        # CPU than the few bytes it saves on a response head (RFC 7541 §5.2 leaves it
+        # to the encoder).
+        h2.encoder.encode = partial(h2.encoder.encode, huffman=False)  # type: ignore[method-assign]
         self.h2 = h2
 
     # -- taking the connection over --------------------------------------------------------
