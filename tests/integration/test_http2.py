@@ -381,3 +381,28 @@ def test_head_and_get_over_h2(gw):
     sid = c.request("GET", "/v1/models")
     a = c.answer(sid)
     assert a.status == 200 and b"loopback" in a.body
+
+
+def test_heartbeats_during_silence_over_h2(make_gateway, loop_kind):
+    """A provider silent for a second mid-stream: the keep-alive comments of HTTP/1.1
+    (`: ping`, between whole events) reach an HTTP/2 stream too."""
+    first, rest = _sse_chat().split(b"\n\n", 1)
+
+    def script(req):
+        if req.method != "POST":
+            return default_script(req)
+        return [("head", 200, [("content-type", "text/event-stream")]),
+                ("body", first + b"\n\n"), ("sleep", 1.0), ("body", rest), ("end",)]
+
+    up = FakeUpstream(script=script).start()
+    try:
+        gw = make_gateway(loop_kind=loop_kind, env=upstream_env(up),
+                          config_text='[routing]\nheartbeat = "200ms"\n')
+        c = H2Client(gw.port)
+        a = c.answer(c.chat("gpt-4.1", stream=True))
+        assert a.status == 200 and a.body.endswith(b"data: [DONE]\n\n")
+        pieces = bytes(a.body).split(b"\n\n")
+        assert b": ping" in pieces
+        assert all(p == b"" or p.startswith((b"data: ", b": ping")) for p in pieces)
+    finally:
+        up.stop()
