@@ -70,6 +70,11 @@ STREAM_WINDOW_BYTES = 1024 * 1024
 CONNECTION_WINDOW_BYTES = 8 * 1024 * 1024
 # Bytes of one stream's answer kept while the client's window is closed; above the
 # high mark its flow pauses, below the low one it resumes (the HTTP/1.1 marks).
+# Request body bytes a connection holds for streams whose bodies are still arriving are
+# bounded by max_body_bytes (one whole body): beyond it DATA is no longer acknowledged,
+# so the client's windows close (at most the 8 MiB connection window more arrives) until
+# a body completes or fails.  HTTP/1.1 holds one body per connection; without this an
+# HTTP/2 connection could hold one per stream.
 STREAM_HIGH_WATER_BYTES = WRITE_HIGH_WATER_BYTES
 STREAM_LOW_WATER_BYTES = WRITE_LOW_WATER_BYTES
 # Rapid reset (CVE-2023-44487): more client RST_STREAMs than this within the window
@@ -272,6 +277,8 @@ class HTTP2Connection(asyncio.Protocol):
         self._in_events = False
         self._goaway_sent = False
         self._peer_done = False  # GOAWAY or EOF from the client: no new streams
+        self._body_bytes = 0  # bytes of request bodies still arriving, all streams
+        self._held_acks: list[tuple[int, int]] = []  # (stream, bytes) not acknowledged yet
         self._resets = _Counter(MAX_RESETS_PER_WINDOW)
         self._control = _Counter(MAX_CONTROL_FRAMES_PER_WINDOW)
         config = H2Configuration(client_side=False, header_encoding=None,
@@ -467,18 +474,36 @@ class HTTP2Connection(asyncio.Protocol):
     def _on_data(self, ev: DataReceived) -> None:
         sid = ev.stream_id
         st = self.streams.get(sid)
+        held = False
         if st is not None and not st.discarding and not st.remote_done:
             data = ev.data
             st.body_len += len(data)
+            self._body_bytes += len(data)
             if st.body_len > self.max_body_bytes:
                 self._fail(st, 413, f"request body exceeds the limit of "
                                     f"{self.max_body_bytes} bytes")
             else:
                 st.parts.append(data)
                 st.body_last = self.loop.time()
-        if not self.closed and ev.flow_controlled_length:
-            # Read into the request (or thrown away): the client may send more.
-            self.h2.acknowledge_received_data(ev.flow_controlled_length, sid)
+                held = self._body_bytes > self.max_body_bytes
+        n = ev.flow_controlled_length
+        if n and not self.closed:
+            if held:
+                self._held_acks.append((sid, n))
+            else:
+                # Read into the request (or thrown away): the client may send more.
+                self.h2.acknowledge_received_data(n, sid)
+
+    def _body_over(self, st: H2Stream) -> None:
+        """``st``'s body is complete, refused or cut: it no longer counts against the
+        connection's bound, and DATA held back is acknowledged while under it."""
+        self._body_bytes -= st.body_len
+        st.body_len = 0
+        held = self._held_acks
+        while held and self._body_bytes <= self.max_body_bytes and not self.closed:
+            sid, n = held.pop(0)
+            self.h2.acknowledge_received_data(n, sid)
+        self.want_flush()
 
     def _on_end(self, sid: int) -> None:
         st = self.streams.get(sid)
@@ -486,6 +511,8 @@ class HTTP2Connection(asyncio.Protocol):
             return
         st.remote_done = True
         st.deadline = 0.0
+        if st.body_len:
+            self._body_over(st)
         if st.discarding or st.dispatched:
             if st.ended:  # answered at its head, and the answer is out
                 self.streams.pop(sid, None)
@@ -515,6 +542,8 @@ class HTTP2Connection(asyncio.Protocol):
     def _on_reset(self, sid: int) -> None:
         st = self.streams.pop(sid, None)
         if st is not None:
+            if st.body_len:
+                self._body_over(st)
             if st in self.waiting:
                 self.waiting.remove(st)
             st.gone()
@@ -530,6 +559,9 @@ class HTTP2Connection(asyncio.Protocol):
         req = st.req
         st.discarding = True
         st.deadline = 0.0
+        st.parts = []
+        if st.body_len:
+            self._body_over(st)
         body = self.host.reject(st, status, message, req.path if req is not None else None)
         st.respond(status, body)  # stream_sent resets it once the answer is out
 
@@ -598,6 +630,8 @@ class HTTP2Connection(asyncio.Protocol):
         st.closed = True
         st.pending.clear()
         st.pending_bytes = 0
+        if st.body_len and not st.remote_done:
+            self._body_over(st)
         if self.streams.pop(st.sid, None) is not None:
             self._stream_closed()
         self.want_flush()

@@ -146,3 +146,48 @@ def test_continuation_flood_and_hpack_bomb_are_refused(daemon_factory) -> None:
     c = H2Client(d.port)
     sid = c.request("GET", "/health")
     assert c.answer(sid).status == 200
+
+
+def test_many_streams_cannot_make_the_gateway_hold_many_bodies(daemon_factory) -> None:
+    """40 streams each sending most of a 1 MiB body without ending it: DATA is
+    acknowledged only while the connection holds less than one body's worth
+    (max_body_bytes), so the client's windows close after about that plus the 8 MiB
+    connection window, not 40 MB; once the bodies end every stream is answered."""
+    d: Daemon = daemon_factory(config='[server]\nloopback_model = "on"\n'
+                                      'max_body_bytes = "1MiB"\n')
+    c = H2Client(d.port)
+    c.sync()  # the server's SETTINGS and window are in
+    rss0 = d.rss_bytes()
+    body = b"x" * 1_000_000
+    sent: dict[int, int] = {}
+    for _ in range(40):
+        sent[c.request("POST", "/v1/chat/completions", b"",
+                       [("content-type", "application/json")], end=False)] = 0
+
+    def push() -> int:
+        moved = 0
+        for sid in sent:
+            while True:
+                n = min(len(body) - sent[sid], c.conn.local_flow_control_window(sid),
+                        c.conn.max_outbound_frame_size)
+                if n <= 0:
+                    break
+                c.conn.send_data(sid, body[sent[sid]:sent[sid] + n])
+                sent[sid] += n
+                moved += n
+        c.send()
+        return moved
+
+    while push():
+        c.sync()
+    total = sum(sent.values())
+    assert total < 11 * MiB, total  # one body's worth and the connection window
+    assert d.rss_bytes() - rss0 < 24 * MiB
+    for sid in sent:
+        c.conn.end_stream(sid)
+    c.send()
+    # Each stream is answered for the bytes it got through ("x..." is not JSON; the
+    # streams whose windows never opened sent none).
+    for sid in sent:
+        a = c.answer(sid)
+        assert a.status == 400 and (b"not valid JSON" in a.body) == (sent[sid] > 0)
