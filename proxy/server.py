@@ -133,7 +133,10 @@ class Server:
 
     def stats(self) -> dict[str, Any]:
         """The server side of ``/health``."""
+        # HTTP/2 connections are the ones with streams (proxy/h2conn.py).
+        h2 = [s for c in self.connections if (s := getattr(c, "streams", None)) is not None]
         return {"connections": len(self.connections),
+                "http2": {"connections": len(h2), "streams": sum(map(len, h2))},
                 "max_connections": self.max_connections,
                 "admission": "held" if self.holding else "open",
                 "ledger": self.ledger.stats()}

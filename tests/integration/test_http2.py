@@ -206,6 +206,9 @@ def test_100_concurrent_streams_on_one_connection(make_gateway, loop_kind):
 
 def test_preface_split_across_reads_and_many_streams_raw(gw):
     c = H2Client(gw.port, bytewise_preface=True)
+    sid = c.request("GET", "/health")
+    health = json.loads(c.answer(sid).body)
+    assert health["http2"] == {"connections": 1, "streams": 1}  # this one, answering
     sids = [c.chat(content=f"n{i}") for i in range(20)]
     for i, sid in enumerate(sids):
         a = c.answer(sid)
