@@ -409,3 +409,35 @@ def test_heartbeats_during_silence_over_h2(make_gateway, loop_kind):
         assert all(p == b"" or p.startswith((b"data: ", b": ping")) for p in pieces)
     finally:
         up.stop()
+
+
+def test_streams_still_running_at_the_end_of_the_grace_end_with_an_error_event(
+        make_gateway, loop_kind):
+    from proxy.ledger import query_rows
+
+    release = threading.Event()
+    first, _ = _sse_chat().split(b"\n\n", 1)
+
+    def script(req):
+        if req.method != "POST":
+            return default_script(req)
+        return [("head", 200, [("content-type", "text/event-stream")]),
+                ("body", first + b"\n\n"), ("wait", release), ("end",)]
+
+    up = FakeUpstream(script=script).start()
+    try:
+        gw = make_gateway(loop_kind=loop_kind, env=upstream_env(up))
+        c = H2Client(gw.port)
+        sid = c.chat("gpt-4.1", stream=True)
+        c.wait(lambda: len(c.answers[sid].body) > 0)
+        stopper = threading.Thread(target=gw.stop, kwargs={"grace_s": 0.3})
+        stopper.start()
+        a = c.answer(sid)
+        stopper.join(20)
+        assert a.status == 200 and a.ended and b"shutting down" in a.body
+        assert c.goaway is not None and c.goaway.last_stream_id == sid
+        rows = query_rows(gw.db)
+        assert [(r["status"], r["error_kind"]) for r in rows] == [(200, "shutdown")]
+    finally:
+        release.set()
+        up.stop()
