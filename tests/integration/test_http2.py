@@ -441,3 +441,18 @@ def test_streams_still_running_at_the_end_of_the_grace_end_with_an_error_event(
     finally:
         release.set()
         up.stop()
+
+
+def test_max_concurrent_streams_is_announced_and_checked(make_gateway, tmp_path):
+    from proxy.config import ConfigError, load_config
+
+    gw = make_gateway(config_text='[server]\nloopback_model = "on"\n'
+                                  'max_concurrent_streams = 2\n')
+    c = H2Client(gw.port)
+    c.sync()
+    assert c.conn.remote_settings.max_concurrent_streams == 2
+    assert c.conn.remote_settings.max_header_list_size == 64 * 1024
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[server]\nmax_concurrent_streams = 0\n")
+    with pytest.raises(ConfigError, match="server.max_concurrent_streams"):
+        load_config(str(bad))
