@@ -462,9 +462,13 @@ class HTTP2Connection(asyncio.Protocol):
             return
         self._admit(req)
         if req.rejection is not None:
-            # Answered at its head; a body on its way is read and thrown away.
+            # Answered at its head (or when the server stops holding requests); a
+            # body on its way is read and thrown away.
             st.discarding = True
-            self._dispatch(st)
+            if self.host.holding:
+                self.waiting.append(st)
+            else:
+                self._dispatch(st)
             return
         if has_body:
             st.body_started = st.body_last = now

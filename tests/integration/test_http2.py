@@ -456,3 +456,38 @@ def test_max_concurrent_streams_is_announced_and_checked(make_gateway, tmp_path)
     bad.write_text("[server]\nmax_concurrent_streams = 0\n")
     with pytest.raises(ConfigError, match="server.max_concurrent_streams"):
         load_config(str(bad))
+
+
+def test_a_ledger_behind_holds_new_http2_requests_until_it_catches_up(tmp_path, loop_kind):
+    """While the ledger is behind, complete HTTP/2 requests (and refusals) wait on their
+    connection, which keeps reading for the streams in flight; then all are answered."""
+    from proxy.ledger import Ledger
+    from tests.conftest import RunningGateway
+    from tests.proxy.ledger_rows import BlockingBackend, wait_until
+
+    gw = RunningGateway(tmp_path, loop_kind=loop_kind)
+    backend = BlockingBackend(gw.db)
+    gw.ledger = Ledger(gw.db, flush_ms=1, batch_rows=1, high_water_rows=3, low_water_rows=1,
+                       backend=backend)
+    gw.start()
+    try:
+        c = H2Client(gw.port)
+        sent = 0
+        while not gw.call(lambda: gw.server.holding):
+            assert c.answer(c.chat()).status == 200
+            sent += 1
+            assert sent < 50
+        late = c.chat(content="late")
+        refused = c.request("GET", "/nowhere")
+        conn = next(iter(gw.call(lambda: list(gw.server.connections))))
+        wait_until(lambda: gw.call(lambda: len(conn.waiting)) == 2, "both held")
+        c.sync()  # the connection still reads (and answers PINGs)
+        assert not c.answers[late].done and not c.answers[refused].done
+        backend.release.set()
+        assert c.answer(late).status == 200 and b"loopback: late" in c.answers[late].body
+        assert c.answer(refused).status == 404
+        rows = gw.wait_rows(sent + 2)
+        assert sorted(r["status"] for r in rows) == [200] * (sent + 1) + [404]
+    finally:
+        backend.release.set()
+        gw.stop()
