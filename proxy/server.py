@@ -197,7 +197,7 @@ class Server:
 
         def http2(transport: asyncio.Transport, data: bytes) -> None:
             # Imported with the first HTTP/2 connection: h2 and hpack cost a process
-            # that never sees one about 4 MiB and 20 ms of start-up.
+            # that never sees one (about 1 MiB and 60 ms here).
             from .h2conn import take_over
 
             take_over(self, admit, transport, data)
