@@ -164,7 +164,7 @@ PROXY_LAYERS: tuple[tuple[str, ...], ...] = (
     ("proxy.__main__", "proxy.cli", "proxy.usage_cli", "proxy.price_cli", "proxy.tail_cli",
      "proxy.accounts_cli", "proxy.audit_cli", "proxy.ledger_cli"),
     ("proxy.server", "proxy.startup"),
-    ("proxy.h1",),
+    ("proxy.h1", "proxy.h2conn"),
     ("proxy.h1_parsers",),
     ("proxy.dispatch",),
     ("proxy.endpoints",),

@@ -24,6 +24,7 @@ example when the key has no default)::
                                    # this long is disconnected
     max_connections = 4096         # open client connections; more get 503 and are
                                    # closed (also capped by the file limit)
+    max_concurrent_streams = 100   # HTTP/2 streams open at once per connection
     shutdown_grace = "30s"         # SIGTERM/SIGINT: in-flight requests get this
                                    # long to finish
     allow_unauthenticated = false  # true allows a non-loopback listen without keys

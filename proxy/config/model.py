@@ -80,6 +80,11 @@ DEFAULT_SEND_TIMEOUT_S = 60.0
 # capped by the file limit (see proxy.server.connection_limit).
 DEFAULT_MAX_CLIENT_CONNECTIONS = 4096
 
+# HTTP/2 streams open at once on one client connection (SETTINGS_MAX_CONCURRENT_STREAMS,
+# RFC 9113 §6.5.2): the spec's recommended floor, nginx's http2_max_concurrent_streams
+# default (128) rounded to it, and h2's own default.
+DEFAULT_MAX_CONCURRENT_STREAMS = 100
+
 # The built-in loopback model's switch: "auto", "on" or "off".
 LOOPBACK_MODES = ("auto", "on", "off")
 DEFAULT_LOOPBACK_MODEL = "auto"
@@ -220,6 +225,7 @@ class ServerConfig:
     body_deadline_s: float = DEFAULT_BODY_DEADLINE_S
     send_timeout_s: float = DEFAULT_SEND_TIMEOUT_S
     max_connections: int = DEFAULT_MAX_CLIENT_CONNECTIONS
+    max_concurrent_streams: int = DEFAULT_MAX_CONCURRENT_STREAMS
     shutdown_grace_s: float = DEFAULT_SHUTDOWN_GRACE_S
     # Off: listening beyond loopback without gateway keys is refused at start.
     allow_unauthenticated: bool = False

@@ -40,6 +40,7 @@ from .model import (
     DEFAULT_MAX_ATTEMPTS,
     DEFAULT_MAX_BODY_BYTES,
     DEFAULT_MAX_CLIENT_CONNECTIONS,
+    DEFAULT_MAX_CONCURRENT_STREAMS,
     DEFAULT_MAX_HEADER_BYTES,
     DEFAULT_ON_CLIENT_DISCONNECT,
     DEFAULT_PARSER,
@@ -75,6 +76,7 @@ SERVER_KEYS = (
     "body_deadline",
     "send_timeout",
     "max_connections",
+    "max_concurrent_streams",
     "shutdown_grace",
     "allow_unauthenticated",
     "loopback_model",
@@ -130,6 +132,9 @@ def build_server(fields: Fields, t: dict[str, Any]) -> ServerConfig:
         ),
         max_connections=fields.get_int(
             t, "server", "max_connections", DEFAULT_MAX_CLIENT_CONNECTIONS, 1
+        ),
+        max_concurrent_streams=fields.get_int(
+            t, "server", "max_concurrent_streams", DEFAULT_MAX_CONCURRENT_STREAMS, 1
         ),
         shutdown_grace_s=fields.get_duration(
             t, "server", "shutdown_grace", DEFAULT_SHUTDOWN_GRACE_S
