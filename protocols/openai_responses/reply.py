@@ -170,9 +170,11 @@ def _response_base(ctx: ir.Context | None, rid: str, model: str) -> dict[str, An
     if req is not None:
         for t in req.tools:
             try:
-                tools.append(_encode_tool(t, None))
+                entry = _encode_tool(t, None, None)
             except UnsupportedFeature:
                 continue
+            if entry is not None:
+                tools.append(entry)
     choice: Any = own.get("_tool_choice")
     if choice is None:
         # tc comes from req: both are set or neither.

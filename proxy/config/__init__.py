@@ -118,6 +118,10 @@ example when the key has no default)::
     on_client_disconnect = "cancel"  # or "drain": read the provider's answer to its
                                    # end, for its real usage
     heartbeat = "15s"              # keep-alives in silent streams (0 or "off": none)
+    builtin_tools = "drop"         # another provider's built-in tool (Codex's
+                                   # web_search, tool_search) the target cannot run:
+                                   # "drop" it (web search is mapped where the target
+                                   # has one) or "refuse" the request with a 400
 
     [agent_safety]                 # the same tool call with the same arguments, in
     tool_loop_warn = 3             # a row: this many times warns the model,

@@ -444,6 +444,12 @@ class RoutingConfig:
     cooldown_max_s: float = DEFAULT_COOLDOWN_MAX_S
     on_client_disconnect: str = DEFAULT_ON_CLIENT_DISCONNECT
     heartbeat_s: float = DEFAULT_HEARTBEAT_S  # 0: off
+    # Another provider's built-in tool the target cannot run: "drop" it (logged,
+    # counted in the row's dropped_tools) or "refuse" the request with a 400.
+    builtin_tools: str = "drop"
+
+
+BUILTIN_TOOL_MODES = ("drop", "refuse")
 
 
 @dataclass(frozen=True, slots=True)

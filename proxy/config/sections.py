@@ -17,6 +17,7 @@ from proxy.ledger.url import SQLITE, parse_storage_url
 from .fields import Fields, check_keys, split_keys
 from .model import (
     ACCESS_FORMATS,
+    BUILTIN_TOOL_MODES,
     DEFAULT_ACCESS_FORMAT,
     DEFAULT_ACCESS_LOG,
     DEFAULT_BACKOFF_MAX_S,
@@ -86,7 +87,8 @@ LEDGER_KEYS = ("path",)
 STORAGE_KEYS = ("url",)
 AUTH_KEYS = ("keys_env", "keys")
 ROUTING_KEYS = ("max_attempts", "backoff", "backoff_max", "deadline", "failure_threshold",
-                "cooldown", "cooldown_max", "on_client_disconnect", "heartbeat")
+                "cooldown", "cooldown_max", "on_client_disconnect", "heartbeat",
+                "builtin_tools")
 AGENT_SAFETY_KEYS = ("tool_loop_warn", "tool_loop_stop")
 LOGGING_KEYS = ("access_log", "access_format", "daemon_log", "rotate_bytes", "rotate_daily",
                 "keep")
@@ -235,6 +237,8 @@ def build_routing(fields: Fields, t: dict[str, Any]) -> RoutingConfig:
             DEFAULT_ON_CLIENT_DISCONNECT,
         ),
         heartbeat_s=heartbeat_s,
+        builtin_tools=fields.get_choice(t, "routing", "builtin_tools", BUILTIN_TOOL_MODES,
+                                        "drop"),
     )
 
 

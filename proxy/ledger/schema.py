@@ -68,6 +68,9 @@ LEDGER_COLUMNS: tuple[str, ...] = (
     "cost_usd",  # what the request cost at the prices known then; NULL: price unknown
     "cost_source",  # where that price came from: "config", "bundled", "unknown"
     "end_user",  # the end user the client named (OpenAI `user`, Anthropic metadata.user_id)
+    # Another provider's built-in tools the target could not run, left out of the
+    # request (protocols/builtin_tools.py); NULL when none was.
+    "dropped_tools",
 )
 
 # Values the writer stores when a row leaves the column out (or gives None).
@@ -106,6 +109,7 @@ COLUMN_KINDS: dict[str, str] = {
     "cost_usd": REAL,
     "cost_source": TEXT,
     "end_user": TEXT,
+    "dropped_tools": INTEGER,
 }
 
 # Longest text stored per text column, in characters; longer values are cut to
@@ -297,6 +301,11 @@ SQLITE_MIGRATIONS: tuple[Migration, ...] = (
             f"INSERT INTO {ROLLUP_TABLE} VALUES (0)",
         ),
     ),
+    Migration(
+        7,
+        "built-in tools left out of a request its target could not run",
+        (f"ALTER TABLE {TABLE} ADD COLUMN dropped_tools INTEGER",),
+    ),
 )
 
 SCHEMA_VERSION = SQLITE_MIGRATIONS[-1].version
@@ -422,6 +431,11 @@ POSTGRES_MIGRATIONS: tuple[Migration, ...] = (
             f"CREATE TABLE {ROLLUP_TABLE} (through_id bigint NOT NULL)",
             f"INSERT INTO {ROLLUP_TABLE} VALUES (0)",
         ),
+    ),
+    Migration(
+        3,
+        "built-in tools left out of a request its target could not run",
+        (f"ALTER TABLE {TABLE} ADD COLUMN dropped_tools bigint",),
     ),
 )
 

@@ -376,9 +376,15 @@ def test_unsupported_content() -> None:
         am.encode_request(_req(U(ir.Image(media_type="image/tiff", data="AA"))), chat_ctx())
     with pytest.raises(UnsupportedFeature):
         am.encode_request(_req(U(ir.NativeBlock("openai_chat", "input_audio", {}))), chat_ctx())
+    # Another provider's built-in without an equivalent: dropped and named, or refused.
+    native = ir.NativeTool("openai_chat", "code_interpreter", {})
+    ctx = chat_ctx()
+    body = am.encode_request(_req(U(ir.Text("x")), tools=(native,)), ctx)
+    assert "tools" not in body and ctx.dropped_tools == ["code_interpreter"]
+    ctx = chat_ctx()
+    ctx.builtin_tools = "refuse"
     with pytest.raises(UnsupportedFeature):
-        native = ir.NativeTool("openai_chat", "web_search", {})
-        am.encode_request(_req(U(ir.Text("x")), tools=(native,)), chat_ctx())
+        am.encode_request(_req(U(ir.Text("x")), tools=(native,)), ctx)
 
 
 def test_custom_tool_as_function() -> None:
