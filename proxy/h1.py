@@ -306,6 +306,7 @@ class HTTPConnection(asyncio.Protocol):
         if flow is not None:
             self.flow = None
             flow.client_gone()
+        self.tunnel = None  # a WebSocket relay refers back to this connection
         if self.task is not None and not self.task.done():
             self.task.cancel()
         self.queue.clear()
