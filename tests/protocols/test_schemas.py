@@ -1,7 +1,8 @@
 """What the encoders write holds to the providers' published schemas (tests/schemas/).
 
-* Every golden stream the gateway synthesises validates, event by event; a golden that is
-  a provider's own bytes passed through unchanged is exempt (it is the provider's).
+* Every golden stream the gateway synthesises validates, event by event (Gemini's against
+  the JSON mapping of its protocol buffers); a golden that is a provider's own bytes
+  passed through unchanged is exempt (it is the provider's).
 * Each encoder's reply, stream and error for a set of IR replies (text, tool calls,
   thinking, a cap reached, a failure) validates, whichever format the reply came from.
 * Every field the schemas mark required is one the validator insists on: taking it out
@@ -66,6 +67,7 @@ from tests.schemas import (
 )
 
 FORMATS = (CHAT, RESPONSES, ANTHROPIC, GEMINI)
+assert set(VALIDATED) == set(FORMATS)
 
 # -- goldens --------------------------------------------------------------------------------
 
@@ -243,8 +245,9 @@ def at(obj: Any, path: tuple[Any, ...]) -> Any:
     return obj
 
 
-@pytest.mark.parametrize("client", VALIDATED)
+@pytest.mark.parametrize("client", list(NESTED))
 def test_dropping_any_required_field_fails(client: str) -> None:
+    """(Gemini's protocol buffers make every field optional: proto3 has no required.)"""
     out = format_module(client).encode_response(REPLIES["text"], context(client))
     targets = [((), REPLY[client])] + NESTED[client]
     checked = 0
@@ -261,6 +264,16 @@ def test_dropping_any_required_field_fails(client: str) -> None:
             assert check_body(client, broken) != [], f"{path}.{name} is not enforced"
             checked += 1
     assert checked >= 10
+
+
+def test_gemini_output_has_no_field_its_schema_lacks() -> None:
+    """The Gemini schema allows no unknown field and only the enum's finish reasons."""
+    good = format_module(GEMINI).encode_response(REPLIES["tools"], context(GEMINI))
+    assert check_body(GEMINI, good) == []
+    for bad in ({**good, "finish_reason": "STOP"},
+                {**good, "candidates": [{**good["candidates"][0], "finishReason": "DONE"}]},
+                {**good, "usageMetadata": {"promptTokenCount": "12"}}):
+        assert check_body(GEMINI, bad) != []
 
 
 def test_the_fields_a_strict_anthropic_client_needs_are_required() -> None:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import copy
 import functools
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -28,12 +29,14 @@ HERE = Path(__file__).resolve().parent
 CHAT, RESPONSES = "openai_chat", "openai_responses"
 ANTHROPIC, GEMINI = "anthropic_messages", "gemini"
 #: The client formats whose published documents are vendored here.
-VALIDATED = (CHAT, RESPONSES, ANTHROPIC)
-DOCUMENT = {CHAT: "openai", RESPONSES: "openai", ANTHROPIC: "anthropic"}
+VALIDATED = (CHAT, RESPONSES, ANTHROPIC, GEMINI)
+DOCUMENT = {CHAT: "openai", RESPONSES: "openai", ANTHROPIC: "anthropic", GEMINI: "gemini"}
 
-#: A complete (non-stream) reply body of each format.
-REPLY = {CHAT: "CreateChatCompletionResponse", RESPONSES: "Response", ANTHROPIC: "Message"}
-#: An error body of each format.
+#: A complete (non-stream) reply body of each format; a Gemini stream event is one too.
+REPLY = {CHAT: "CreateChatCompletionResponse", RESPONSES: "Response", ANTHROPIC: "Message",
+         GEMINI: "GenerateContentResponse"}
+#: An error body of each format (Google's error body is not in the protocol buffers the
+#: Gemini schema comes from: README.md).
 ERROR = {CHAT: "ErrorResponse", RESPONSES: "ErrorResponse", ANTHROPIC: "ErrorResponse"}
 
 
@@ -42,7 +45,7 @@ def document(name: str) -> dict[str, Any]:
     doc: dict[str, Any] = json.loads((HERE / f"{name}.json").read_text())
     if name == "openai":
         apply_real_api(doc["$defs"])
-    else:
+    elif name == "anthropic":
         add_request_too_large(doc["$defs"])
     return doc
 
@@ -123,18 +126,21 @@ def required_fields(doc: str, definition: str) -> list[str]:
 def check_body(fmt: str, body: bytes | dict[str, Any], *, error: bool = False) -> list[str]:
     """Problems of a complete reply (or, with ``error``, an error body) of format ``fmt``."""
     obj = json.loads(body) if isinstance(body, bytes | bytearray) else body
-    if fmt not in VALIDATED:
+    definition = (ERROR if error else REPLY).get(fmt)
+    if definition is None:
         return []
-    return problems(DOCUMENT[fmt], (ERROR if error else REPLY)[fmt], obj, "body")
+    return problems(DOCUMENT[fmt], definition, obj, "body")
 
 
-def check_stream(fmt: str, data: bytes) -> list[str]:
-    """Problems of every event of an SSE body of format ``fmt``."""
+def check_stream(fmt: str, data: bytes,
+                 skip: Callable[[str], bool] | None = None) -> list[str]:
+    """Problems of every event of an SSE body of format ``fmt`` (but those whose data
+    ``skip`` accepts)."""
     if fmt not in VALIDATED:
         return []
     out: list[str] = []
     for i, (event, text) in enumerate(sse_events(data)):
-        if text == "[DONE]":
+        if text == "[DONE]" or (skip is not None and skip(text)):
             continue
         out += check_event(fmt, event, json.loads(text), f"event {i}")
     return out
@@ -144,6 +150,11 @@ def check_event(fmt: str, event: str | None, obj: dict[str, Any], where: str) ->
     if fmt == CHAT:
         name = "ErrorResponse" if "error" in obj else "CreateChatCompletionStreamResponse"
         return problems("openai", name, obj, where)
+    if fmt == GEMINI:
+        name = "GenerateContentResponse"
+        if "error" in obj:
+            return []  # the error body has no schema here (ERROR)
+        return problems("gemini", name, obj, where)
     if fmt == RESPONSES:
         kind = obj.get("type")
         name = responses_event_types().get(str(kind))

@@ -6,6 +6,7 @@ sources, commits and dates).
 
     python tests/schemas/vendor.py openai OPENAPI_JSON
     python tests/schemas/vendor.py anthropic MESSAGES_PAGE_MD
+    python tests/schemas/vendor.py gemini GOOGLEAPIS_CHECKOUT/google/ai/generativelanguage/v1beta
 
 Only the component schemas that responses and stream events reach are kept, and only their
 validating keywords: descriptions, titles and examples are dropped, which takes the
@@ -138,7 +139,150 @@ def unwrap(page: dict[str, Any]) -> dict[str, Any]:
     return {"type": "object", "properties": props, "required": page["requiredProperties"]}
 
 
+# -- Gemini: the API's protocol buffers, in their JSON mapping ------------------------------
+
+#: Scalar types in the proto3 JSON mapping (https://protobuf.dev/programming-guides/proto3/#json):
+#: 64-bit integers are written as strings and read from either.
+SCALARS: dict[str, dict[str, Any]] = {
+    **{t: {"type": "integer"} for t in ("int32", "uint32", "sint32", "fixed32", "sfixed32")},
+    **{t: {"type": ["string", "integer"]} for t in ("int64", "uint64", "sint64", "fixed64",
+                                                      "sfixed64")},
+    "float": {"type": "number"}, "double": {"type": "number"}, "bool": {"type": "boolean"},
+    "string": {"type": "string"}, "bytes": {"type": "string"},
+    "google.protobuf.Struct": {"type": "object"}, "google.protobuf.Value": {},
+    "google.protobuf.ListValue": {"type": "array"},
+    "google.protobuf.Timestamp": {"type": "string"}, "google.protobuf.Duration": {"type": "string"},
+    "google.type.Date": {"type": "object", "additionalProperties": False, "properties": {
+        "year": {"type": "integer"}, "month": {"type": "integer"}, "day": {"type": "integer"}}},
+    "google.type.LatLng": {"type": "object", "additionalProperties": False, "properties": {
+        "latitude": {"type": "number"}, "longitude": {"type": "number"}}},
+    "google.type.Interval": {"type": "object", "additionalProperties": False, "properties": {
+        "startTime": {"type": "string"}, "endTime": {"type": "string"}}},
+}
+GEMINI_ROOTS = ("GenerateContentResponse",)
+
+
+def proto_tokens(text: str) -> list[str]:
+    import re
+
+    text = re.sub(r"//[^\n]*|/\*.*?\*/", " ", text, flags=re.S)
+    return re.findall(r'"(?:[^"\\]|\\.)*"|[A-Za-z_][\w.]*|-?\d+|[{}\[\]<>=;,()]', text)
+
+
+def proto_definitions(folder: str) -> tuple[dict[str, Any], dict[str, list[str]]]:
+    """Every message and enum of the folder's .proto files: ``{qualified name: fields or
+    enum values}`` (messages as ``[(label, type, name)]``), names without the package."""
+    defs: dict[str, Any] = {}
+    for path in sorted(Path(folder).glob("*.proto")):
+        toks = proto_tokens(path.read_text())
+        i = 0
+        while i < len(toks):
+            if toks[i] in ("message", "enum"):
+                i = _proto_block(toks, i, "", defs)
+            else:
+                i += 1
+    enums = {k: v for k, v in defs.items() if v and isinstance(v[0], str)}
+    return {k: v for k, v in defs.items() if k not in enums}, enums
+
+
+def _skip_statement(toks: list[str], i: int) -> int:
+    depth = 0
+    while True:
+        t = toks[i]
+        depth += t == "{"
+        depth -= t == "}"
+        i += 1
+        if t == ";" and depth == 0 or t == "}" and depth == 0:
+            return i
+
+
+def _proto_block(toks: list[str], i: int, scope: str, defs: dict[str, Any]) -> int:
+    """Read the message or enum at ``i`` (and those nested in it) into ``defs``; returns
+    the index after its closing brace."""
+    kind, name = toks[i], toks[i + 1]
+    full = f"{scope}.{name}" if scope else name
+    assert toks[i + 2] == "{", (full, toks[i + 2])
+    i += 3
+    items: list[Any] = []
+    defs[full] = items
+    while toks[i] != "}":
+        t = toks[i]
+        if t in ("message", "enum"):
+            i = _proto_block(toks, i, full, defs)
+        elif t in ("option", "reserved", "extensions"):
+            i = _skip_statement(toks, i)
+        elif t == "oneof":  # oneof NAME { fields }: its fields belong to the message
+            i += 3
+            while toks[i] != "}":
+                i = _skip_statement(toks, i) if toks[i] == "option" else _field(toks, i, items)
+            i += 1
+        elif kind == "enum":
+            items.append(t)
+            i = _skip_statement(toks, i)
+        else:
+            i = _field(toks, i, items)
+    return i + 1
+
+
+def _field(toks: list[str], i: int, items: list[Any]) -> int:
+    """``[repeated|optional] TYPE NAME = N [options];`` or ``map<K, V> NAME = N;``."""
+    if toks[i] == "map":
+        items.append(("map", toks[i + 4], toks[i + 6]))
+    else:
+        label = toks[i] if toks[i] in ("repeated", "optional") else ""
+        j = i + (1 if label else 0)
+        items.append((label, toks[j], toks[j + 1]))
+    return _skip_statement(toks, i)
+
+
+def camel(name: str) -> str:
+    head, *rest = name.split("_")
+    return head + "".join(p[:1].upper() + p[1:] for p in rest)
+
+
+def gemini(folder: str) -> dict[str, Any]:
+    """JSON Schemas for the messages a ``GenerateContentResponse`` reaches, from the API's
+    own protocol buffers as Google publishes them (the discovery document is generated
+    from them). Field names are the JSON names (lowerCamelCase), enums their value
+    names; every field is optional (proto3) and no other field is allowed."""
+    messages, enums = proto_definitions(folder)
+    out: dict[str, Any] = {}
+    stack = list(GEMINI_ROOTS)
+    while stack:
+        name = stack.pop()
+        if name in out:
+            continue
+        props: dict[str, Any] = {}
+        for label, ftype, fname in messages[name]:
+            if label == "map":  # (map, value type, name)
+                value = _field_schema(name, ftype, messages, enums, stack)
+                props[camel(fname)] = {"type": "object", "additionalProperties": value}
+                continue
+            schema = _field_schema(name, ftype, messages, enums, stack)
+            props[camel(fname)] = {"type": "array", "items": schema} if label == "repeated" \
+                else schema
+        out[name] = {"type": "object", "properties": props, "additionalProperties": False}
+    return {"$schema": "https://json-schema.org/draft/2020-12/schema",
+            "$defs": dict(sorted(out.items()))}
+
+
+def _field_schema(scope: str, ftype: str, messages: dict[str, Any], enums: dict[str, Any],
+                  stack: list[str]) -> dict[str, Any]:
+    if ftype in SCALARS:
+        return dict(SCALARS[ftype])
+    ftype = ftype.removeprefix("google.ai.generativelanguage.v1beta.")
+    parts = scope.split(".")
+    for n in range(len(parts), -1, -1):
+        cand = ".".join([*parts[:n], ftype])
+        if cand in enums:
+            return {"type": "string", "enum": enums[cand]}
+        if cand in messages:
+            stack.append(cand)
+            return {"$ref": "#/$defs/" + cand}
+    raise KeyError(f"{ftype} (in {scope})")
+
+
 if __name__ == "__main__":
     which, src = sys.argv[1], sys.argv[2]
-    schema = openai(src) if which == "openai" else anthropic(src)
+    schema = {"openai": openai, "anthropic": anthropic, "gemini": gemini}[which](src)
     (HERE / f"{which}.json").write_text(json.dumps(schema, indent=1, sort_keys=True) + "\n")
