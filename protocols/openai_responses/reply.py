@@ -273,14 +273,18 @@ def encode_response(resp: Response, ctx: ir.Context | None = None) -> dict[str, 
     translated = _translated(ctx, FORMAT)
     round_trip = bool(own) and not translated
     rid = ctx.new_id("resp_") if ctx is not None else resp.id
-    out = _response_base(ctx, rid, resp.model)
     if round_trip:
-        # Same format (a round trip): the upstream's own echo fields over the complete
-        # set, so a field an upstream leaves out is still written.
-        out.update(_public(own))
+        # Same format (a round trip): the upstream's own echo fields, over the complete
+        # set when the upstream left one out (an upstream as current as the API writes
+        # them all, and the set is not built).
+        out = _public(own)
+        if not _RESPONSE_BASE.keys() <= out.keys():
+            out = {**_response_base(ctx, rid, resp.model), **out}
         out["id"] = rid
         out["object"] = "response"
         out["model"] = resp.model
+    else:
+        out = _response_base(ctx, rid, resp.model)
     items: list[dict[str, Any]] = []
     msg: dict[str, Any] | None = None
     for b in resp.content:

@@ -17,6 +17,7 @@ found in places of OpenAI's 3.1 document) becomes a JSON Schema type list with "
 from __future__ import annotations
 
 import json
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -163,8 +164,6 @@ GEMINI_ROOTS = ("GenerateContentResponse",)
 
 
 def proto_tokens(text: str) -> list[str]:
-    import re
-
     text = re.sub(r"//[^\n]*|/\*.*?\*/", " ", text, flags=re.S)
     return re.findall(r'"(?:[^"\\]|\\.)*"|[A-Za-z_][\w.]*|-?\d+|[{}\[\]<>=;,()]', text)
 
