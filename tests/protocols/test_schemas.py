@@ -49,7 +49,7 @@ from protocols.ir import (
 )
 from protocols.registry import format_module
 from tests.integration.providers import sse_events
-from tests.protocols.conftest import CREATED, GOLDEN, REQUEST_ID, TRANSCRIPTS
+from tests.protocols.conftest import CREATED, GOLDEN, REQUEST_ID, transcript
 from tests.protocols.test_translate_responses_gemini import REQUESTS
 from tests.protocols.test_translate_responses_gemini import TRANSCRIPTS as TRANSCRIPT_FORMATS
 from tests.schemas import (
@@ -86,7 +86,7 @@ def test_golden_validates(name: str) -> None:
     if client == TRANSCRIPT_FORMATS[transcript_name]:
         # Same format: observe mode relays the provider's bytes; nothing here is the
         # gateway's to validate, as long as it really is the provider's stream.
-        assert data == (TRANSCRIPTS / transcript_name).read_bytes()
+        assert data == transcript(transcript_name)
         return
     assert check_stream(client, data) == []
 
@@ -346,7 +346,7 @@ def encoder_streams(client: str) -> list[bytes]:
 
 @pytest.mark.parametrize("client", FORMATS)
 def test_translated_streams_carry_every_field_of_the_real_ones(client: str) -> None:
-    real = [(TRANSCRIPTS / n).read_bytes() for n, f in TRANSCRIPT_FORMATS.items() if f == client]
+    real = [transcript(n) for n, f in TRANSCRIPT_FORMATS.items() if f == client]
     ours = [(GOLDEN / g).read_bytes() for g in GOLDENS
             if split_golden(g)[0] == client and TRANSCRIPT_FORMATS[split_golden(g)[1]] != client]
     assert real and ours
@@ -364,7 +364,7 @@ def test_the_real_api_exceptions_are_what_the_transcripts_show() -> None:
     for name, fmt in TRANSCRIPT_FORMATS.items():
         if fmt != RESPONSES:
             continue
-        for _event, text in sse_events((TRANSCRIPTS / name).read_bytes()):
+        for _event, text in sse_events(transcript(name)):
             resp = json.loads(text).get("response") or {}
             seen |= {(d, p) for d, p in REAL_API_NULLS if p in resp and resp[p] is None}
     assert seen == set(REAL_API_NULLS)
