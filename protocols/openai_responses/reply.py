@@ -212,7 +212,7 @@ def _response_base(ctx: ir.Context | None, rid: str, model: str) -> dict[str, An
 #: does not set (``None`` marks those it does). Copying this is a single C-level copy
 #: of a presized dict; a 33-key literal holding lists and dicts is built key by key and
 #: resized three times (measured 1.0 µs against 0.5 µs for copy and fill).
-#: Every field the API writes is here whatever the upstream (§2.4 "Schema-complete"):
+#: Every field the API writes is here whatever the upstream (docs/protocols.md §5.9):
 #: ``completed_at`` stays null because protocols/ reads no clock (a Responses upstream's
 #: own value is kept on a round trip); the penalties are the API's defaults, 0.
 _RESPONSE_BASE: dict[str, Any] = {
