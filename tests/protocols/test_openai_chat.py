@@ -330,8 +330,11 @@ COMPLETION = {
                                      "arguments": "{\"location\": \"Boston\"}"}}]},
         "logprobs": None, "finish_reason": "stop"}],
     "usage": {"prompt_tokens": 19, "completion_tokens": 10, "total_tokens": 29,
-              "prompt_tokens_details": {"cached_tokens": 4},
-              "completion_tokens_details": {"reasoning_tokens": 3}},
+              "prompt_tokens_details": {"cached_tokens": 4, "audio_tokens": 0},
+              "completion_tokens_details": {"reasoning_tokens": 3, "audio_tokens": 0,
+                                            "accepted_prediction_tokens": 0,
+                                            "rejected_prediction_tokens": 0}},
+    "service_tier": "default",
 }
 
 

@@ -608,8 +608,9 @@ def test_encode_rejects_stop_and_foreign_builtins() -> None:
 
 RESPONSE: dict[str, Any] = {
     "id": "resp_1", "object": "response", "created_at": 1761565462, "status": "completed",
-    "background": False, "error": None, "incomplete_details": None, "instructions": None,
-    "max_output_tokens": None, "model": "gpt-5-2025-08-07",
+    "background": False, "completed_at": 1761565470, "error": None, "frequency_penalty": 0.0,
+    "incomplete_details": None, "instructions": None, "max_output_tokens": None,
+    "max_tool_calls": None, "model": "gpt-5-2025-08-07",
     "output": [
         {"id": "rs_1", "type": "reasoning", "summary": [{"type": "summary_text", "text": "Plan"}],
          "encrypted_content": "gAAAAABblob"},
@@ -618,9 +619,12 @@ RESPONSE: dict[str, Any] = {
         {"id": "fc_1", "type": "function_call", "status": "completed", "arguments": "{\"a\":1}",
          "call_id": "call_1", "name": "f"},
     ],
-    "parallel_tool_calls": True, "previous_response_id": None, "store": False,
+    "parallel_tool_calls": True, "presence_penalty": 0.0, "previous_response_id": None,
+    "prompt_cache_key": None, "prompt_cache_retention": None,
+    "reasoning": {"effort": "medium", "summary": None}, "safety_identifier": None,
+    "service_tier": "default", "store": False,
     "temperature": 1.0, "text": {"format": {"type": "text"}, "verbosity": "medium"},
-    "tool_choice": "auto", "tools": [], "top_p": 1.0, "truncation": "disabled",
+    "tool_choice": "auto", "tools": [], "top_logprobs": 0, "top_p": 1.0, "truncation": "disabled",
     "usage": {"input_tokens": 100, "input_tokens_details": {"cached_tokens": 60,
                                                             "cache_write_tokens": 0},
               "output_tokens": 50, "output_tokens_details": {"reasoning_tokens": 20},
