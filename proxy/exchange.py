@@ -307,7 +307,7 @@ class ProxyExchange:
         p = att.provider
         loop = self.ups.loop
         first_byte = min(p.first_byte_timeout_s, max(0.001, self.deadline - loop.time()))
-        up.send(att.data, self, first_byte_s=first_byte, idle_s=p.idle_timeout_s)
+        up.send_attempt(att, self, first_byte_s=first_byte, idle_s=p.idle_timeout_s)
         if p.config.request_timeout_s and self.whole_timer is None:
             self.whole_timer = loop.call_later(p.config.request_timeout_s,
                                                self._on_whole_timeout)
