@@ -372,8 +372,6 @@ class H2Connection(asyncio.Protocol):
             if sink is None:
                 continue
             if not s.got_bytes and s.reused and s.rx_at_send == self.rx:
-                # Nothing at all came back since the stream went out on a connection
-                # that had sat in the pool: it was dead already (as for HTTP/1.1).
                 err = UpstreamError("reused_dead", "pooled HTTP/2 connection was closed "
                                                    "by the provider")
             elif not s.got_bytes:
@@ -395,10 +393,12 @@ class H2Connection(asyncio.Protocol):
 
     def open_stream(self) -> H2Stream:
         """Reserve a stream (the caller checked ``capacity``)."""
+        # Sent on a connection that sat idle in the pool: if nothing at all comes
+        # back before it is lost, it was dead already (as for HTTP/1.1).
+        reused = self.used and not self.streams and not self.reserved
         self.reserved += 1
-        s = H2Stream(self, self.used)
         self.used = True
-        return s
+        return H2Stream(self, reused)
 
     def _start(self, s: H2Stream, att: Outgoing) -> None:
         self.reserved -= 1

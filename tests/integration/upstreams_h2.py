@@ -27,7 +27,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from h2.config import H2Configuration
-from h2.connection import H2Connection
+from h2.connection import ConnectionState, H2Connection
 from h2.events import (
     ConnectionTerminated,
     DataReceived,
@@ -216,6 +216,9 @@ class _Conn:
         elif kind == "goaway":
             last = sid if act[1] is None else act[1]
             h2.close_connection(last_stream_id=last)
+            # h2 closes its own state machine on GOAWAY; the streams at or below
+            # ``last`` are still to be answered (RFC 9113 §6.8).
+            h2.state_machine.state = ConnectionState.SERVER_OPEN
         elif kind == "reset":
             h2.reset_stream(sid, act[1])
             self.flush()
