@@ -425,11 +425,18 @@ class UpstreamPool:
         else:
             h1 = (lambda: UpstreamConnection(self, key, self.loop)) if mode == "auto" else None
             factory = lambda: H2Connection(self, key, self.loop, h1)  # noqa: E731
+        proto: Any = None
         try:
             async with asyncio.timeout(timeout_s):
                 _, proto = await self.loop.create_connection(
                     factory, host, port, ssl=ctx, server_hostname=host if ctx else None)
+                if isinstance(proto, H2Connection) and not proto.closed:
+                    # The provider's SETTINGS (RFC 9113 §3.4) say how many streams it
+                    # takes: none is handed out before they are known.
+                    await asyncio.shield(proto.ready)
         except TimeoutError:
+            if isinstance(proto, H2Connection):
+                proto._shutdown()
             raise UpstreamError("timeout", f"connecting to {host}:{port} timed out after "
                                            f"{timeout_s:g} s") from None
         except ssl.SSLError as exc:

@@ -115,6 +115,34 @@ def test_fifty_concurrent_requests_share_one_connection(make_gateway, h2up, loop
     assert {a.headers["x-request-id"] for a in answers} == {r["request_id"] for r in rows}
 
 
+def test_the_providers_stream_limit_opens_more_connections_within_the_cap(
+        make_gateway, loop_kind):
+    # 10 streams per connection (SETTINGS_MAX_CONCURRENT_STREAMS), 2 connections at
+    # most (max_connections): of 25 requests, 20 are in flight and 5 wait for a stream.
+    up = FakeH2Upstream(max_streams=10).start()
+    in_flight = threading.Event()
+
+    def script(req):
+        if len(up.requests) >= 20:
+            in_flight.set()
+        return [("wait", in_flight)] + json_response(CHAT_COMPLETION)
+
+    up.script = script
+    try:
+        gw = make_gateway(loop_kind=loop_kind, config_text=config(
+            {"p": (up.base_url, "true")}, extra="max_connections = 2"))
+        c = oai(gw)
+        with ThreadPoolExecutor(25) as pool:
+            got = list(pool.map(lambda _: c.chat.completions.create(
+                model="gpt-x", messages=MESSAGES).choices[0].message.content, range(25)))
+        assert got == [HELLO] * 25
+        assert up.connections == 2 and sum(up.streams_per_connection) == 25
+        assert up.max_active == 10
+        assert [r["status"] for r in gw.wait_rows(25)] == [200] * 25
+    finally:
+        up.stop()
+
+
 def test_a_lost_connection_fails_over_waiting_streams_and_cuts_running_ones(
         make_gateway, h2up, upstream, loop_kind):
     kill = threading.Event()

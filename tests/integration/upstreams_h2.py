@@ -56,6 +56,7 @@ class FakeH2Upstream:
     sent: dict[tuple[int, int], int] = field(default_factory=dict)  # (conn, stream) -> bytes
     resets: list[tuple[int, int, int]] = field(default_factory=list)  # (conn, stream, code)
     blocked: set[tuple[int, int]] = field(default_factory=set)  # streams out of window
+    max_active: int = 0  # the most streams in flight at once on one connection
     port: int = 0
 
     def start(self) -> FakeH2Upstream:
@@ -157,6 +158,7 @@ class _Conn:
         self.counted = False
         self.slot = 0
         self.streams = 0
+        self.active = 0
         self.dropped = False
         self.window = asyncio.Condition()
 
@@ -184,12 +186,17 @@ class _Conn:
             up.connections += 1
         self.streams += 1
         up.streams_per_connection[self.slot] = self.streams
-        with contextlib.suppress(H2Error, ConnectionError):
-            for act in (up.script or default_script)(req):
-                if self.dropped:
-                    return
-                if not await self._play(sid, act):
-                    return
+        self.active += 1
+        up.max_active = max(up.max_active, self.active)
+        try:
+            with contextlib.suppress(H2Error, ConnectionError):
+                for act in (up.script or default_script)(req):
+                    if self.dropped:
+                        return
+                    if not await self._play(sid, act):
+                        return
+        finally:
+            self.active -= 1
 
     async def _play(self, sid: int, act: tuple) -> bool:
         kind = act[0]
