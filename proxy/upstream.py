@@ -458,6 +458,10 @@ class UpstreamPool:
             else:
                 self._h1_peers.discard(key)
         if conn.closed:
+            if isinstance(conn, H2Connection):
+                raise UpstreamError("unreachable", f"{host}:{port} closed the connection "
+                                                   f"before its HTTP/2 SETTINGS"
+                                                   f" ({conn.failure or 'no HTTP/2 there?'})")
             raise UpstreamError("unreachable", f"{host}:{port} closed the connection at once")
         self._all.add(conn)
         if isinstance(conn, H2Connection):

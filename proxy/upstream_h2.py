@@ -264,6 +264,7 @@ class H2Connection(asyncio.Protocol):
         self.fallback = fallback
         self.replaced_by: asyncio.Protocol | None = None  # the HTTP/1.1 protocol, if any
         self.refused_alpn = ""  # what an https provider chose instead of h2
+        self.failure = ""  # why the provider's bytes were not HTTP/2, if they were not
         self.idle_since = loop.time()
         self.rx = 0  # reads so far: a stream lost with none since it was sent never got out
         self.used = False
@@ -305,7 +306,8 @@ class H2Connection(asyncio.Protocol):
         try:
             events = self.h2.receive_data(data)
         except H2Error as exc:
-            self._lose(UpstreamError("protocol", f"provider broke HTTP/2: {exc}"))
+            self.failure = f"provider broke HTTP/2: {exc}"
+            self._lose(UpstreamError("protocol", self.failure))
             return
         touched: list[H2Stream] = []
         streams = self.streams

@@ -13,10 +13,12 @@ from typing import Protocol
 class UpstreamError(Exception):
     """Transport-level failure talking to a provider.
 
-    ``kind`` is ``unreachable`` (connect failed), ``timeout`` (connect, first
-    byte or idle timer fired), ``cut`` (the connection ended mid-response),
-    ``reused_dead`` (a pooled connection was found closed before any response
-    byte: the provider never saw the request, so it may be sent again),
+    ``kind`` is ``unreachable`` (connect failed, or an HTTP/2 connection was lost
+    before the stream's head), ``timeout`` (connect, first byte or idle timer
+    fired), ``cut`` (the connection ended mid-response), ``reused_dead`` (a
+    pooled connection was found closed before any response byte, or HTTP/2 said
+    the stream was not processed: GOAWAY, REFUSED_STREAM; the provider never saw
+    the request, so it may be sent again),
     ``protocol`` (the provider broke HTTP or its wire format), or ``pool_full``
     (every connection this peer may have was busy for the whole wait).
     """

@@ -75,6 +75,26 @@ def test_chat_whole_and_streamed_over_h2c(make_gateway, h2up, loop_kind):
         (200, "p", 19), (200, "p", 1536)]
 
 
+def test_a_request_body_larger_than_the_providers_windows(make_gateway, h2up):
+    # 300 KB: more than the stream's and the connection's initial windows (64 KiB):
+    # the rest goes out as the provider's WINDOW_UPDATEs come.
+    text = "x" * 300_000
+    gw = make_gateway(config_text=config({"p": (h2up.base_url, "true")}))
+    r = oai(gw).chat.completions.create(model="gpt-x",
+                                        messages=[{"role": "user", "content": text}])
+    assert r.choices[0].message.content == HELLO
+    assert h2up.requests[0].json()["messages"][0]["content"] == text
+
+
+def test_an_http1_server_behind_http2_true_is_a_clear_502(make_gateway, upstream):
+    gw = make_gateway(config_text=config({"p": (upstream.base_url, "true")}))
+    with pytest.raises(openai.APIStatusError) as info:
+        oai(gw).chat.completions.create(model="gpt-x", messages=MESSAGES)
+    assert info.value.status_code == 502 and "HTTP/2" in info.value.message
+    # It saw the connection preface (PRI * HTTP/2.0), never a request.
+    assert {r.method for r in upstream.requests} == {"PRI"}
+
+
 def test_anthropic_client_to_a_chat_provider_over_h2(make_gateway, h2up, loop_kind):
     gw = make_gateway(loop_kind=loop_kind, config_text=config({"p": (h2up.base_url, "true")}))
     c = close_at_end(anthropic.Anthropic(base_url=gw.url, api_key="x", max_retries=0))
