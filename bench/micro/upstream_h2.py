@@ -14,6 +14,11 @@ threads) over the requests wrk completed; the medians are printed with each
 cell, and the providers' CPU per request beside them (to show neither fake was
 the bottleneck).  Everything binds 127.0.0.1; every process started is stopped
 by its pid.
+
+Then, in this process and without sockets, the client side of the HTTP/2 work
+alone (``h2_alone``): the gateway's h2 configuration and ``request_headers``,
+one request and its answer a loop, against an h2 server object; the CPU time of
+the client's calls only, per request (the minimum of three runs).
 """
 
 from __future__ import annotations
@@ -97,6 +102,55 @@ def cell(url: str, model: str, conc: int, seconds: int, pids: dict[str, int]) ->
             "us_per_req": {k: (after[k] - before[k]) * 1e6 / n for k in pids}}
 
 
+def h2_alone(n: int = 5000) -> float:
+    """CPU seconds per request of the gateway's HTTP/2 client calls, no sockets."""
+    from types import SimpleNamespace
+
+    from h2.config import H2Configuration
+    from h2.connection import H2Connection
+    from h2.events import DataReceived
+
+    from bench.fake_upstream import chat_body
+    from proxy.upstream_h2 import _CONFIG, CONNECTION_WINDOW, request_headers
+
+    client = H2Connection(_CONFIG)
+    server = H2Connection(H2Configuration(client_side=False, header_encoding=None))
+    client.initiate_connection()
+    client.increment_flow_control_window(CONNECTION_WINDOW - 65535)
+    server.initiate_connection()
+    server.receive_data(client.data_to_send())
+    client.receive_data(server.data_to_send())
+    server.receive_data(client.data_to_send())
+    provider = SimpleNamespace(scheme="http", host_header=b"127.0.0.1:18001")
+    payload = body("h2-bench").encode()
+    att = SimpleNamespace(provider=provider, path=b"/v1/chat/completions", payload=payload,
+                          headers=b"accept-encoding: identity\r\nauthorization: Bearer sk-"
+                                  + b"x" * 48 + b"\r\ncontent-type: application/json\r\n"
+                                  b"user-agent: OpenAI/Python 1.99.0\r\n")
+    answer = chat_body("gpt-bench", 0)
+    spent = 0.0
+    for _ in range(n):
+        t0 = time.process_time()
+        sid = client.get_next_available_stream_id()
+        client.send_headers(sid, request_headers(att))
+        client.send_data(sid, payload, end_stream=True)
+        out = client.data_to_send()
+        spent += time.process_time() - t0
+        server.receive_data(out)
+        server.acknowledge_received_data(len(payload), sid)
+        server.send_headers(sid, [(b":status", b"200"), (b"content-type", b"application/json"),
+                                  (b"content-length", b"%d" % len(answer))])
+        server.send_data(sid, answer, end_stream=True)
+        back = server.data_to_send()
+        t0 = time.process_time()
+        for ev in client.receive_data(back):
+            if isinstance(ev, DataReceived):
+                client.acknowledge_received_data(ev.flow_controlled_length, sid)
+        client.data_to_send()
+        spent += time.process_time() - t0
+    return spent / n
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--conc", type=int, default=64)
@@ -153,10 +207,13 @@ def main(argv: list[str] | None = None) -> int:
     print(f"  HTTP/1.1 provider  {med['h1-bench']:6.1f} us/req  {rps['h1-bench']:8,.0f} req/s")
     print(f"  HTTP/2 provider    {med['h2-bench']:6.1f} us/req  {rps['h2-bench']:8,.0f} req/s"
           f"  ({med['h2-bench'] / med['h1-bench']:.2f}x)")
+    alone = min(h2_alone() for _ in range(3)) * 1e6
+    print(f"HTTP/2 client work alone (h2, hpack; no sockets): {alone:6.1f} us/req")
     if args.json:
         Path(args.json).write_text(json.dumps(
             {"conc": args.conc, "seconds": args.seconds, "repeat": args.repeat,
-             "median_us_per_req": med, "median_rps": rps, "cells": cells}, indent=1))
+             "median_us_per_req": med, "median_rps": rps, "h2_alone_us_per_req": alone,
+             "cells": cells}, indent=1))
     return 0
 
 
