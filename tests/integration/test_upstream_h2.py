@@ -28,7 +28,7 @@ from tests.proxy.ledger_rows import wait_until
 
 HELLO = CHAT_COMPLETION["choices"][0]["message"]["content"]
 MESSAGES = [{"role": "user", "content": "x"}]
-CANCEL = 0x8  # RST_STREAM error code (RFC 9113 §7)
+CANCEL, REFUSED_STREAM = 0x8, 0x7  # RST_STREAM error codes (RFC 9113 §7)
 
 
 def config(providers: dict[str, tuple[str, str]], route: list[str] | None = None,
@@ -237,6 +237,18 @@ def test_goaway_resends_the_streams_it_did_not_process(make_gateway, h2up, loop_
     rows = gw.wait_rows(n)
     # Resending a request the provider never processed is not a failover attempt.
     assert [(r["status"], r["attempts"], r["error_kind"]) for r in rows] == [(200, 1, None)] * n
+
+
+def test_a_refused_stream_is_resent(make_gateway, h2up):
+    # REFUSED_STREAM (RFC 9113 §8.7): the provider did not process it.
+    h2up.script = lambda req: ([("reset", REFUSED_STREAM)] if len(h2up.requests) == 1
+                               else json_response(CHAT_COMPLETION))
+    gw = make_gateway(config_text=config({"p": (h2up.base_url, "true")}))
+    r = oai(gw).chat.completions.create(model="gpt-x", messages=MESSAGES)
+    assert r.choices[0].message.content == HELLO
+    assert len(h2up.requests) == 2 and h2up.connections == 1
+    [row] = gw.wait_rows(1)
+    assert (row["status"], row["attempts"], row["error_kind"]) == (200, 1, None)
 
 
 def test_a_slow_client_closes_its_streams_window_only(make_gateway, h2up):
