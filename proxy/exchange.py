@@ -100,8 +100,10 @@ class Attempt:
         self.filter = body_filter
         self.reply = reply
         self.metered = metered
-        self.data = build_request_head(b"POST", path, provider.host_header, headers,
-                                       len(payload)) + payload
+        # The HTTP/1.1 request; an HTTP/2-only provider is sent the parts above
+        # instead (proxy/upstream_h2.request_headers), without this copy.
+        self.data = b"" if provider.http2 == "on" else build_request_head(
+            b"POST", path, provider.host_header, headers, len(payload)) + payload
 
 
 class Upstreams:
