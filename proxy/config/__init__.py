@@ -86,6 +86,10 @@ example when the key has no default)::
     max_connections = 100          # most open connections to this provider; requests
                                    # beyond it wait (bounded) for one to free up,
                                    # then get 503
+    http2 = false                  # true: HTTP/2 (many requests on one connection;
+                                   # ALPN "h2" alone on https, prior knowledge on
+                                   # http); "auto" (https only): ALPN offers h2 and
+                                   # http/1.1, the provider picks
     request_timeout = 0            # whole request, streaming included (0: none)
     max_concurrency = 0            # in-flight requests to this provider (0: no limit)
     queue_size = 64                # requests that may wait for a slot beyond that...

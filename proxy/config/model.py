@@ -323,6 +323,10 @@ class ProviderConfig:
     # Most open connections to this provider; requests beyond it wait (bounded) for
     # one to free up, then get 503.
     max_connections: int = DEFAULT_MAX_CONNECTIONS
+    # "off" (HTTP/1.1), "on" (HTTP/2 only) or "auto" (https: ALPN offers both).
+    # With HTTP/2 one connection carries many requests; max_connections still caps
+    # the connections.
+    http2: str = "off"
     # OpenAI kind: forward Responses clients to the provider's own /responses
     # (OpenAI, vLLM, Ollama, llama.cpp serve it); false translates to Chat.
     responses_api: bool = True
