@@ -33,11 +33,10 @@ import logging
 import ssl
 from collections import deque
 from collections.abc import Callable
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import httptools
 
-from .upstream_h2 import H2Connection, H2Stream
 from .upstream_sink import Sink as Sink
 from .upstream_sink import UpstreamError as UpstreamError
 
@@ -55,6 +54,18 @@ IDLE_EXPIRY_S = 55.0
 # Cap on a non-streamed upstream body we buffer to read usage (providers'
 # largest non-stream answers are a few MiB).
 MAX_BUFFERED_RESPONSE_BYTES = 64 * 1024 * 1024
+
+if TYPE_CHECKING:  # h2 is loaded with the first HTTP/2 provider (about 2 MiB)
+    from typing_extensions import TypeIs
+
+    from .upstream_h2 import H2Connection, H2Stream
+
+
+def _is_h2(conn: object) -> TypeIs[H2Connection]:
+    """An HTTP/2 connection (``upstream_h2.H2Connection.multiplexed``), told apart
+    without importing h2 for gateways that never use it."""
+    return getattr(conn, "multiplexed", False) is True
+
 
 class UpstreamConnection(asyncio.Protocol):
     """One keep-alive connection to a provider, carrying one request at a time."""
@@ -341,7 +352,7 @@ class UpstreamPool:
                 # (as many HTTP/1.1 connects would each have failed).
                 del self._h2_opening[key]
                 opened.set_result(failure)
-        return new.open_stream() if isinstance(new, H2Connection) else new
+        return new.open_stream() if _is_h2(new) else new
 
     async def _wait_opening(self, key: tuple, opening: asyncio.Future[UpstreamError | None],
                             deadline: float) -> None:
@@ -423,6 +434,8 @@ class UpstreamPool:
         if mode == "off":
             factory = lambda: UpstreamConnection(self, key, self.loop)  # noqa: E731
         else:
+            from .upstream_h2 import H2Connection  # only when a provider speaks HTTP/2
+
             h1 = (lambda: UpstreamConnection(self, key, self.loop)) if mode == "auto" else None
             factory = lambda: H2Connection(self, key, self.loop, h1)  # noqa: E731
         proto: Any = None
@@ -430,12 +443,12 @@ class UpstreamPool:
             async with asyncio.timeout(timeout_s):
                 _, proto = await self.loop.create_connection(
                     factory, host, port, ssl=ctx, server_hostname=host if ctx else None)
-                if isinstance(proto, H2Connection) and not proto.closed:
+                if _is_h2(proto) and not proto.closed:
                     # The provider's SETTINGS (RFC 9113 §3.4) say how many streams it
                     # takes: none is handed out before they are known.
                     await asyncio.shield(proto.ready)
         except TimeoutError:
-            if isinstance(proto, H2Connection):
+            if _is_h2(proto):
                 proto._shutdown()
             raise UpstreamError("timeout", f"connecting to {host}:{port} timed out after "
                                            f"{timeout_s:g} s") from None
@@ -446,7 +459,7 @@ class UpstreamPool:
             raise UpstreamError("unreachable", f"cannot connect to {host}:{port}: "
                                                f"{exc.strerror or exc}") from None
         conn = cast("UpstreamConnection | H2Connection", proto)
-        if isinstance(conn, H2Connection):
+        if _is_h2(conn):
             proto = conn
             if isinstance(proto.replaced_by, UpstreamConnection):
                 conn = proto.replaced_by  # "auto": the provider chose HTTP/1.1
@@ -458,13 +471,13 @@ class UpstreamPool:
             else:
                 self._h1_peers.discard(key)
         if conn.closed:
-            if isinstance(conn, H2Connection):
+            if _is_h2(conn):
                 raise UpstreamError("unreachable", f"{host}:{port} closed the connection "
                                                    f"before its HTTP/2 SETTINGS"
                                                    f" ({conn.failure or 'no HTTP/2 there?'})")
             raise UpstreamError("unreachable", f"{host}:{port} closed the connection at once")
         self._all.add(conn)
-        if isinstance(conn, H2Connection):
+        if _is_h2(conn):
             self._h2.setdefault(key, []).append(conn)
         return conn
 
@@ -503,7 +516,7 @@ class UpstreamPool:
         if conn not in self._all:
             return
         self._all.discard(conn)
-        if isinstance(conn, H2Connection):
+        if _is_h2(conn):
             self._going_away(conn)
         else:
             idle = self._idle.get(conn.key)
@@ -518,7 +531,7 @@ class UpstreamPool:
         """Fire request timeouts and close idle connections past their expiry."""
         cutoff = now - IDLE_EXPIRY_S
         for conn in list(self._all):
-            if isinstance(conn, H2Connection):
+            if _is_h2(conn):
                 conn.sweep(now, cutoff)
             elif conn.sink is not None:
                 conn.check_timeouts(now)
@@ -529,7 +542,7 @@ class UpstreamPool:
         """Open connections (HTTP/2 ones included), idle ones (an HTTP/2 connection
         without streams is idle) and requests waiting for a slot."""
         idle = sum(len(d) for d in self._idle.values())
-        idle += sum(1 for c in self._all if isinstance(c, H2Connection) and not c.streams)
+        idle += sum(1 for c in self._all if _is_h2(c) and not c.streams)
         return {"open": len(self._all), "idle": idle,
                 "waiting": sum(len(w) for w in self._waiters.values())}
 

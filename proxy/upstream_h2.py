@@ -250,6 +250,8 @@ class H2Connection(asyncio.Protocol):
     https provider that does not choose h2 is refused.
     """
 
+    multiplexed = True  # what upstream._is_h2 looks for
+
     def __init__(self, pool: Owner, key: tuple, loop: asyncio.AbstractEventLoop,
                  fallback: Callable[[], asyncio.Protocol] | None = None) -> None:
         self.pool = pool
