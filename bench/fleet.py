@@ -16,6 +16,10 @@ database against the requests wrk completed plus those it saw fail (a request wr
 sent but never got an answer for is the only difference allowed, and is reported),
 and the rows left in the spill journals (0 expected).  Redis, when
 ``--redis-url`` is given, is passed to the PostgreSQL gateways as ``TOKENWAY_REDIS_URL``.
+With ``--keyed`` every request carries a stored API key whose user and key both have
+requests per minute, tokens per minute and a monthly budget (too large to be reached)
+and every model has a price: each phase pays the accounting, the PostgreSQL ones
+through Redis when it is given, the SQLite one with the per-process meter.
 
 Needs wrk and a PostgreSQL server that ``--admin-url`` may create databases on.
 """
@@ -76,9 +80,12 @@ def start_gateway(tmp: Path, name: str, upstream_port: int, storage: list[str],
     return proc, port
 
 
-def run_wrk(ports: list[int], conc: int, seconds: int) -> list[dict[str, Any]]:
+def run_wrk(ports: list[int], conc: int, seconds: int,
+            key: str | None = None) -> list[dict[str, Any]]:
     """One wrk per port, all at once; each one's BENCH_RESULT."""
     env = dict(os.environ, WRK_COUNT_SENT="1")
+    if key:
+        env["WRK_KEY"] = key
     procs = [subprocess.Popen(["wrk", "-t1", f"-c{conc}", f"-d{seconds}s", "--timeout", "10s",
                                "-s", str(POST_LUA), f"http://127.0.0.1:{p}/v1/chat/completions"],
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env)
@@ -126,13 +133,28 @@ def journal_bytes(tmp: Path) -> int:
     return sum(p.stat().st_size for p in tmp.glob("*.spill*") if p.is_file())
 
 
+def make_key(where: str) -> str:
+    """A user and a key, both with rpm, tpm and a monthly budget no run reaches."""
+    from proxy.accounts.model import MAX_BUDGET_USD, MAX_RATE, MAX_TPM, Limits
+    from proxy.accounts.store import AccountStore
+    from proxy.ledger import parse_storage_url
+
+    big = Limits(rpm=MAX_RATE, tpm=MAX_TPM, budget_usd=MAX_BUDGET_USD, budget_period="month")
+    target = parse_storage_url(where) if "://" in where else where
+    with AccountStore(target) as store:
+        store.add_user("bench", limits=big)
+        _, secret = store.create_key(name="bench", user="bench", limits=big)
+        store.set_price("*", input=1.0, output=2.0)
+    return secret
+
+
 def phase(tmp: Path, name: str, upstream_port: int, storage: list[str], env: dict[str, str],
-          procs_n: int, conc: int, seconds: int) -> dict[str, Any]:
+          procs_n: int, conc: int, seconds: int, key: str | None = None) -> dict[str, Any]:
     gateways = [start_gateway(tmp, f"{name}{i}", upstream_port, storage, env)
                 for i in range(procs_n)]
     cpu0 = sum(procstat.cpu_seconds_tree(p.pid) for p, _ in gateways)
     t0 = time.monotonic()
-    results = run_wrk([port for _, port in gateways], max(1, conc // procs_n), seconds)
+    results = run_wrk([port for _, port in gateways], max(1, conc // procs_n), seconds, key)
     wall = time.monotonic() - t0
     cpu = sum(procstat.cpu_seconds_tree(p.pid) for p, _ in gateways) - cpu0
     codes = [stop(p) for p, _ in gateways]
@@ -151,6 +173,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seconds", type=int, default=60)
     ap.add_argument("--conc", type=int, default=64)
     ap.add_argument("--redis-url", default=None)
+    ap.add_argument("--keyed", action="store_true",
+                    help="a key with rpm, tpm and a budget on every request")
     ap.add_argument("--json", default=None, metavar="OUT")
     args = ap.parse_args(argv)
     tmp = Path(tempfile.mkdtemp(prefix="tw-fleet-"))
@@ -164,14 +188,18 @@ def main(argv: list[str] | None = None) -> int:
     url = ADMIN_URL.rsplit("/", 1)[0] + "/" + dbname
     pg_env = {"TOKENWAY_REDIS_URL": args.redis_url} if args.redis_url else {}
     out: list[dict[str, Any]] = []
+    sqlite_key = pg_key = None
+    if args.keyed:
+        sqlite_key = make_key(str(tmp / "sqlite0.db"))
+        pg_key = make_key(url)
     try:
-        sq = phase(tmp, "sqlite", upstream_port, [], {}, 1, args.conc, args.seconds)
+        sq = phase(tmp, "sqlite", upstream_port, [], {}, 1, args.conc, args.seconds, sqlite_key)
         sq["rows"] = sqlite_count(tmp / "sqlite0.db")
         out.append(sq)
         before = 0
         for name, n in (("postgresql", 1), ("fleet", 2)):
             res = phase(tmp, name, upstream_port, ["--database-url", url], pg_env, n,
-                        args.conc, args.seconds)
+                        args.conc, args.seconds, pg_key)
             total = pg_count(url)
             res["rows"] = total - before
             before = total
