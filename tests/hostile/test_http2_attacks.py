@@ -100,7 +100,9 @@ def test_rapid_reset_ends_the_connection(daemon_factory) -> None:
     assert c.goaway is not None and c.goaway.error_code == ErrorCodes.ENHANCE_YOUR_CALM
     d.wait_log("reset over 200 streams")
     c.wait(lambda: c.closed)
-    assert opened == 250  # the batch that passed the limit of 200 was the last
+    # The batch that passed the limit of 200 was the last one read, or (on a busy
+    # machine) the one sent while its GOAWAY was on the way.
+    assert 250 <= opened <= 300, opened
 
 
 def test_ping_flood_ends_the_connection(daemon_factory) -> None:
