@@ -299,13 +299,41 @@ LEDGER_COLS: list[Col] = [
     ("other cores", lambda c: _num(_floor0(c.get("other_cores")))),
 ]
 
+H2_COLS: list[Col] = [
+    ("cell", _label),
+    ("req/s", lambda c: _rate(c.get("rps"))),
+    ("x HTTP/1.1", lambda c: _ref_ratio(c, "rps")),
+    ("p50 ms", lambda c: _num(c.get("p50_ms"), "{:.3f}")),
+    ("p99 ms", lambda c: _num(c.get("p99_ms"), "{:.3f}")),
+    ("CPU us/req", lambda c: _num(c.get("cpu_us_per_req"), "{:.1f}")),
+    ("x HTTP/1.1", lambda c: _ref_ratio(c, "cpu_us_per_req")),
+    ("errors", lambda c: _num(sum(c.get(k) or 0 for k in ("non2xx", "sockerr")), "{:d}")),
+    ("cores", lambda c: _num(c.get("cores"))),
+    ("other cores", lambda c: _num(_floor0(c.get("other_cores")))),
+]
+
+H2_PACED_COLS: list[Col] = [
+    ("cell", _label),
+    ("streams", lambda c: _num(c.get("streams"), "{:d}")),
+    ("frames", lambda c: _num(c.get("frames"), "{:d}")),
+    ("frames lost", lambda c: _num(c.get("frames_lost"), "{:d}")),
+    ("unterminated", lambda c: _num(c.get("unterminated"), "{:d}")),
+    ("unfinished", lambda c: _num(c.get("unfinished"), "{:d}")),
+    ("errors", lambda c: _num(sum(c.get(k) or 0 for k in ("non2xx", "sockerr")), "{:d}")),
+    ("TTFB p50 ms", lambda c: _num(c.get("ttfb_p50_ms"), "{:.3f}")),
+    ("frame delay p50 ms", lambda c: _num(c.get("frame_delay_p50_ms"), "{:.3f}")),
+    ("p99", lambda c: _num(c.get("frame_delay_p99_ms"), "{:.3f}")),
+    ("CPU us/chunk", lambda c: _num(c.get("cpu_us_per_chunk"), "{:.2f}")),
+]
+
 COLS_BY_TABLE = {"chat": LOAD_COLS, "messages": LOAD_COLS, "sse": SSE_COLS,
                  "messages_sse": SSE_COLS, "stream_check": CHECK_COLS, "paced": PACED_COLS,
                  "routing": ROUTE_COLS, "xlate": XLATE_COLS, "xlate_sse": XLATE_COLS,
                  "xlate_ttfb": XLATE_TTFB_COLS, "xlate_paced": XLATE_PACED_COLS, "hol": HOL_COLS,
                  "authflood": FLOOD_COLS,
                  "workers": WORKERS_COLS, "workers_sse": WORKERS_COLS,
-                 "rate": RATE_COLS, "ledger": LEDGER_COLS}
+                 "rate": RATE_COLS, "ledger": LEDGER_COLS, "h2": H2_COLS,
+                 "h2_paced": H2_PACED_COLS}
 # Result files written before the `table` key existed name only the group.
 COLS_BY_GROUP = COLS_BY_TABLE
 
@@ -588,6 +616,7 @@ ACCOUNTS_MAX_US = 5.0
 SHARED_LIMITS_MAX_X = 1.2
 LEDGER_RUN_S = 60.0            # the rows-lost target's run length
 XLATE_CPU_MAX_X = 1.5          # Anthropic client -> Chat provider vs passthrough, CPU
+H2_CPU_MAX_X = 1.5             # HTTP/2, 16 streams on one connection vs HTTP/1.1 c=16, CPU
 IDLE_RSS_MAX_MIB = 30.0
 START_MAX_S = 0.3              # spawn to the first proxied 200
 
@@ -701,6 +730,30 @@ def gateway_checks(res: dict, check: Callable[[bool | None, str], None]) -> None
                   f"{START_MAX_S:g} s)" + (f"; listening after {lst:.3f} s" if lst else ""))
 
 
+def h2_checks(res: dict, check: Callable[[bool | None, str], None]) -> None:
+    """The HTTP/2 issue's targets: CPU per request of h2c within x1.5 of HTTP/1.1
+    keep-alive in the same run, and no frame lost by 512 streams over 8 connections."""
+    from bench.scenarios import H2_MANY_CONNECTIONS, H2_MANY_STREAMS, H2_STREAMS
+
+    h2 = _cell(res, f"h2_m{H2_STREAMS}", "tokenway")
+    h1 = _cell(res, f"h2_h1_c{H2_STREAMS}", "tokenway")
+    a, b = h2.get("cpu_us_per_req"), h1.get("cpu_us_per_req")
+    if a and b:
+        check(a / b <= H2_CPU_MAX_X and not h2.get("errors") and not h1.get("errors"),
+              f"HTTP/2 non-stream chat, {H2_STREAMS} streams on one h2c connection: CPU per "
+              f"request {a:.1f} us = x{a / b:.2f} HTTP/1.1 keep-alive's {b:.1f} us at "
+              f"c={H2_STREAMS} (target <= x{H2_CPU_MAX_X:.2f}); req/s "
+              f"{h2.get('rps') or 0:,.0f} vs {h1.get('rps') or 0:,.0f}")
+    many = _cell(res, f"h2_paced_m{H2_MANY_STREAMS}", "tokenway")
+    if many:
+        check(many.get("streams") and not many.get("frames_lost")
+              and not many.get("unterminated") and not many.get("errors"),
+              f"HTTP/2 {H2_MANY_STREAMS} paced streams over {H2_MANY_CONNECTIONS} h2c "
+              f"connections: frames lost {many.get('frames_lost')} of "
+              f"{many.get('frames') or 0:,} in {many.get('streams') or 0:,} streams, "
+              f"unterminated {many.get('unterminated')} (target 0)")
+
+
 def _scenario(res: dict, sid: str) -> dict:
     for sc in res["scenarios"]:
         if sc["id"] == sid:
@@ -717,6 +770,7 @@ def checks_text(res: dict) -> str:
         lines.append(f"  {mark}  {text}")
 
     gateway_checks(res, check)
+    h2_checks(res, check)
 
     for mode, what in (("", "non-stream"), ("_sse", "stream")):
         ref = _cell(res, f"xlate_chat{mode}_c16", "tokenway").get("rps")

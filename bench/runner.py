@@ -355,6 +355,19 @@ class Runner:
             secs = max(1, round(duration_s))
             return (["wrk", f"-t{nthreads}", f"-c{sc.conc}", f"-d{secs}s", "--timeout",
                      WRK_TIMEOUT, "--latency", "-s", str(POST_LUA), url], env)
+        if sc.driver in ("h2load", "h2sse"):
+            if sc.driver == "h2load":
+                cmd = [sys.executable, "-m", "bench.h2load", "--url", url, "--clients",
+                       str(sc.connections), "--streams", str(sc.conc // sc.connections),
+                       "--duration", str(duration_s), "--body-file", str(body_file)]
+            else:
+                cmd = [sys.executable, "-m", "bench.h2_sse_client", "--url", url, "--conc",
+                       str(sc.conc), "--connections", str(sc.connections), "--duration",
+                       str(duration_s), "--body-file", str(body_file), "--expect",
+                       str(sc.chunks), "--interval-ms", str(sc.interval_ms)]
+            for h in hdr_items:
+                cmd += ["--header", h]
+            return cmd, env
         module = "bench.loadgen" if sc.driver in ("load", "rate") else "bench.sse_client"
         cmd = [sys.executable, "-m", module, "--url", url, "--conc", str(sc.conc),
                "--duration", str(duration_s), "--body-file", str(body_file)]
@@ -421,7 +434,7 @@ class Runner:
     def _driver_fields(sc: Scenario, res: dict) -> tuple[dict, int]:
         """The figures of one driver's result, and how many requests (streams) it served."""
         out: dict = {}
-        if sc.driver == "load":
+        if sc.driver in ("load", "h2load"):
             served = int(res.get("reqs", 0))
             out.update({k: res.get(k) for k in ("reqs", "rps", "p50_ms", "p90_ms", "p99_ms",
                                                 "max_ms", "non2xx", "sockerr")})
@@ -613,6 +626,12 @@ class Runner:
             else:
                 self.notes.append(f"wrk unavailable ({why}); load from bench.loadgen")
                 self.say(self.notes[-1])
+        if any(sc.driver == "h2load" for sc in scenarios):
+            why = machine.ensure_tool("h2load", "nghttp2-client", not opts.no_install, self.say)
+            if why:
+                self.notes.append(f"h2load unavailable ({why}): HTTP/2 load cells skipped")
+                self.say(self.notes[-1])
+                scenarios = [sc for sc in scenarios if sc.driver != "h2load"]
         only = set(opts.only) if opts.only else set(CORE_NAMES)
         if "nginx" in only:
             why = machine.ensure_tool("nginx", "nginx", not opts.no_install, self.say)

@@ -37,6 +37,11 @@ WORKERS_CONCS = (16, 64, 256)
 RATES = (1000, 5000)        # fixed-rate (open-loop) group: requests per second (--rates)
 LEDGER_CONC = 256           # ledger rows: saturating non-stream chat, then SIGTERM
 WRONG_KEY = "sk-wrong-key-0000000000000000"
+# HTTP/2 (h2c, prior knowledge): 16 streams on one connection against HTTP/1.1 keep-alive
+# with 16 connections; 512 paced streams over 8 connections.
+H2_STREAMS = 16
+H2_MANY_STREAMS = 512
+H2_MANY_CONNECTIONS = 8
 
 DURATIONS = {
     # seconds: load = each wrk/loadgen cell, check = zero-interval SSE client cell,
@@ -90,9 +95,11 @@ GROUPS = {
     "rate": "chat non-stream at a fixed arrival rate (open loop, bench.loadgen --rate); "
             "latency from the scheduled send time",
     "messages_sse": f"Anthropic messages stream ({CHUNKS} deltas), POST /v1/messages",
+    "h2": f"HTTP/2 (h2c): non-stream chat, {H2_STREAMS} streams on one connection (h2load) vs "
+          f"HTTP/1.1 keep-alive (wrk, c={H2_STREAMS})",
 }
 DEFAULT_GROUPS = ("chat", "sse", "stream_check", "paced", "paced_many", "translated",
-                  "routing", "hol", "authflood", "workers", "ledger", "soak")
+                  "routing", "hol", "authflood", "workers", "h2", "ledger", "soak")
 
 # Report tables (one per kind of cell); a group may produce several.
 TABLE_TITLES = {
@@ -102,6 +109,9 @@ TABLE_TITLES = {
     "xlate_paced": f"translated paths, paced stream ({PACED_CHUNKS} deltas "
                    f"{PACED_INTERVAL_MS:g} ms apart), SSE client c={XLATE_CONC}",
     "workers_sse": "chat stream, tokenway --workers 2 beside 1 worker, no CPU pinning",
+    "h2_paced": f"HTTP/2 (h2c): paced stream, {H2_MANY_STREAMS} streams over "
+                f"{H2_MANY_CONNECTIONS} connections ({PACED_CHUNKS} deltas every "
+                f"{PACED_INTERVAL_MS:g} ms)",
 }
 
 
@@ -113,6 +123,7 @@ class Scenario:
     conc: int
     stream: bool
     driver: str         # "load" (wrk or loadgen) | "rate" (loadgen --rate) | "sse" | "soak"
+                        # | "h2load" (HTTP/2 load) | "h2sse" (the SSE client over HTTP/2)
     model: str
     chunks: int
     interval_ms: float
@@ -126,6 +137,7 @@ class Scenario:
     ref: str | None = None        # compare each target with its own cell of this scenario
     label: str = ""
     rate: int = 0       # driver "rate": requests per second, sent on schedule
+    connections: int = 0  # drivers "h2load", "h2sse": HTTP/2 connections the conc spread over
 
     @property
     def path(self) -> str:
@@ -297,6 +309,21 @@ def build_scenarios(groups: list[str], concs: list[int], dur: dict[str, float],
             out += [Scenario(f"rate_r{r}", g, "chat", 0, False, "rate", "gpt-bench", 0, 0.0,
                              dur["load"], targets=("direct", "nginx", "tokenway"), rate=r,
                              label=f"{r}/s") for r in rates]
+        elif g == "h2":
+            h1 = Scenario(f"h2_h1_c{H2_STREAMS}", g, "chat", H2_STREAMS, False, "load",
+                          "gpt-bench", 0, 0.0, dur["load"], targets=("tokenway",),
+                          label=f"HTTP/1.1 keep-alive, {H2_STREAMS} connections")
+            out.append(h1)
+            out.append(Scenario(f"h2_m{H2_STREAMS}", g, "chat", H2_STREAMS, False, "h2load",
+                                "gpt-bench", 0, 0.0, dur["load"], targets=("tokenway",),
+                                connections=1, ref=h1.id,
+                                label=f"h2c, {H2_STREAMS} streams on 1 connection"))
+            out.append(Scenario(f"h2_paced_m{H2_MANY_STREAMS}", g, "chat", H2_MANY_STREAMS,
+                                True, "h2sse", PACED_MODEL, PACED_CHUNKS, PACED_INTERVAL_MS,
+                                dur["paced"], table="h2_paced", targets=("tokenway",),
+                                connections=H2_MANY_CONNECTIONS,
+                                label=f"h2c, {H2_MANY_STREAMS} streams over "
+                                      f"{H2_MANY_CONNECTIONS} connections"))
         elif g == "messages":
             out.append(Scenario("messages_c16", g, "messages", 16, False, "load", "gpt-bench",
                                 0, 0.0, dur["load"]))

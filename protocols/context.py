@@ -30,6 +30,9 @@ class Context:
       encoder that has to rename tools (length or charset limits, docs/protocols.md §5.3)
       records the reverse mapping here; upstream decoders apply it to the names they
       report, so the client sees its own names again.
+    * ``builtin_tools``: what an upstream encoder does with another provider's built-in
+      tool that has no equivalent (``protocols/builtin_tools.py``): ``"drop"`` it and
+      name it in ``dropped_tools``, or ``"refuse"`` the request.
     * ``new_id(prefix)``: a fresh id such as ``chatcmpl-…``, ``msg_…``, ``call_…``. Ids are
       distinct within one request and deterministic for a given ``request_id`` unless an
       ``id_factory`` is supplied.
@@ -42,6 +45,8 @@ class Context:
         "upstream_format",
         "client_request",
         "tool_names",
+        "builtin_tools",
+        "dropped_tools",
         "_id_factory",
         "_id_counts",
         "_id_suffix",
@@ -62,6 +67,8 @@ class Context:
         self.upstream_format = upstream_format
         self.client_request: Request | None = None
         self.tool_names: dict[str, str] = {}
+        self.builtin_tools = "drop"
+        self.dropped_tools: list[str] = []
         self._id_factory = id_factory
         self._id_counts: dict[str, int] = {}
         self._id_suffix: str | None = None  # request_id made id-safe, computed once

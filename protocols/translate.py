@@ -317,6 +317,13 @@ class Translation:
         return self._response
 
     @property
+    def dropped_tools(self) -> list[str]:
+        """Another provider's built-in tools the upstream request left out
+        (``protocols/builtin_tools.py``); empty in observe mode."""
+        ctx = self._ctx
+        return ctx.dropped_tools if ctx is not None else []
+
+    @property
     def usage(self) -> ir.Usage | None:
         if self._dec is not None and self._dec.usage is not None:
             usage: ir.Usage = self._dec.usage

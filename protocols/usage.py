@@ -34,6 +34,7 @@ __all__ = [
     "to_openai_responses",
     "from_anthropic",
     "to_anthropic",
+    "to_anthropic_message",
     "merge_anthropic",
     "from_gemini",
     "to_gemini",
@@ -90,7 +91,9 @@ def from_openai_chat(u: Any) -> Usage:
 
 
 def to_openai_chat(u: Usage) -> dict[str, Any]:
-    prompt_details: dict[str, int] = {"cached_tokens": u.cached_tokens}
+    """Chat usage with every detail count the API writes (§1.4): audio and predicted
+    output never pass through a translation, so those are 0."""
+    prompt_details: dict[str, int] = {"cached_tokens": u.cached_tokens, "audio_tokens": 0}
     if u.cache_write_tokens:
         prompt_details["cache_write_tokens"] = u.cache_write_tokens
     return {
@@ -98,7 +101,9 @@ def to_openai_chat(u: Usage) -> dict[str, Any]:
         "completion_tokens": u.output_tokens,
         "total_tokens": u.input_tokens + u.output_tokens,
         "prompt_tokens_details": prompt_details,
-        "completion_tokens_details": {"reasoning_tokens": u.reasoning_tokens},
+        "completion_tokens_details": {"reasoning_tokens": u.reasoning_tokens,
+                                      "audio_tokens": 0, "accepted_prediction_tokens": 0,
+                                      "rejected_prediction_tokens": 0},
     }
 
 
@@ -152,12 +157,27 @@ def from_anthropic(u: Any) -> Usage:
 
 
 def to_anthropic(u: Usage) -> dict[str, Any]:
+    """The counts alone: ``message_delta.usage`` (§3.8)."""
     return {
         "input_tokens": max(u.input_tokens - u.cached_tokens - u.cache_write_tokens, 0),
         "cache_creation_input_tokens": u.cache_write_tokens,
         "cache_read_input_tokens": u.cached_tokens,
         "output_tokens": u.output_tokens,
     }
+
+
+def to_anthropic_message(u: Usage) -> dict[str, Any]:
+    """A Message's whole ``usage`` (§3.7): the counts and every field the published
+    ``Usage`` schema requires, with what the API writes when nothing else applies. Cache
+    writes are reported under the default 5-minute TTL (the IR keeps no TTL); no server
+    tool ran here; the tier is ``standard``."""
+    out = to_anthropic(u)
+    out["cache_creation"] = {"ephemeral_5m_input_tokens": u.cache_write_tokens,
+                             "ephemeral_1h_input_tokens": 0}
+    out["server_tool_use"] = None
+    out["service_tier"] = "standard"
+    out["inference_geo"] = None
+    return out
 
 
 def merge_anthropic(raw: dict[str, Any], update: Any) -> dict[str, Any]:

@@ -446,6 +446,7 @@ def gateway_main(argv: Sequence[str] | None = None) -> int:
         "usage": "show ledger rows (gateway usage --help)",
         "tail": "requests as they finish, one line each (gateway tail --help)",
         "audit": "find providers that got slower or fail more (gateway audit --help)",
+        "ledger": "daily totals and pruning of old rows (gateway ledger --help)",
         "routes": "print the route table (gateway routes --help)",
         "price": "list and set model prices (gateway price --help)",
         "user": "add, list, show, disable and enable users (gateway user --help)",
@@ -471,6 +472,10 @@ def gateway_main(argv: Sequence[str] | None = None) -> int:
         from .audit_cli import audit_main
 
         return audit_main(rest)
+    if cmd == "ledger":
+        from .ledger_cli import ledger_main
+
+        return ledger_main(rest)
     if cmd == "routes":
         return _routes_main(rest)
     if cmd == "price":

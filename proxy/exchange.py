@@ -101,8 +101,10 @@ class Attempt:
         self.filter = body_filter
         self.reply = reply
         self.metered = metered
-        self.data = build_request_head(b"POST", path, provider.host_header, headers,
-                                       len(payload)) + payload
+        # The HTTP/1.1 request; an HTTP/2-only provider is sent the parts above
+        # instead (proxy/upstream_h2.request_headers), without this copy.
+        self.data = b"" if provider.http2 == "on" else build_request_head(
+            b"POST", path, provider.host_header, headers, len(payload)) + payload
 
 
 class Upstreams:
@@ -314,7 +316,7 @@ class ProxyExchange:
         p = att.provider
         loop = self.ups.loop
         first_byte = min(p.first_byte_timeout_s, max(0.001, self.deadline - loop.time()))
-        up.send(att.data, self, first_byte_s=first_byte, idle_s=p.idle_timeout_s)
+        up.send_attempt(att, self, first_byte_s=first_byte, idle_s=p.idle_timeout_s)
         if p.config.request_timeout_s and self.whole_timer is None:
             self.whole_timer = loop.call_later(p.config.request_timeout_s,
                                                self._on_whole_timeout)

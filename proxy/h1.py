@@ -34,6 +34,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any, Protocol, cast
 
+from .call import ClientConnection
 from .h1_parsers import BACKENDS
 from .wire import HTTPError, Request, keep_alive, raw_response_head, switching_protocols_head
 
@@ -48,6 +49,10 @@ WRITE_LOW_WATER_BYTES = 16 * 1024
 # Parsed-but-unanswered pipelined requests before we stop reading the socket
 # (uvicorn pauses on the first one; a few in the queue keep pipelining fast).
 MAX_PIPELINED_REQUESTS = 16
+
+# The HTTP/2 connection preface (RFC 9113 §3.4): a client with prior knowledge of
+# HTTP/2 opens a clear-text connection with it.
+H2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 
 # SO_LINGER on, 0 s: close() resets the connection and drops unsent bytes.
 _LINGER_RESET = struct.pack("ii", 1, 0)
@@ -89,6 +94,8 @@ class ListenerSettings(Protocol):
     @property
     def send_timeout_s(self) -> float: ...
     @property
+    def max_concurrent_streams(self) -> int: ...
+    @property
     def keepalive_timeout_s(self) -> float: ...
 
 
@@ -108,10 +115,10 @@ class ConnectionHost(Protocol):
         """Decide, from the head alone, whether ``req`` may go on: sets
         ``req.rejection`` (an error to answer with) when it may not."""
 
-    def handle(self, req: Request, conn: HTTPConnection) -> None:
+    def handle(self, req: Request, conn: ClientConnection) -> None:
         """Answer ``req`` (now, or later through the connection's response API)."""
 
-    def reject(self, conn: HTTPConnection, status: int, message: str,
+    def reject(self, conn: ClientConnection, status: int, message: str,
                path: str | None) -> bytes:
         """A request broke framing or a limit: record it, return the error body."""
 
@@ -128,10 +135,16 @@ class HTTPConnection(asyncio.Protocol):
     """
 
     def __init__(self, host: ConnectionHost,
-                 admit: Callable[[Request], None] | None = None) -> None:
+                 admit: Callable[[Request], None] | None = None,
+                 http2: Callable[[asyncio.Transport, bytes], None] | None = None) -> None:
         """``admit``: the listener's own head check (its endpoint set), else the
-        host's."""
+        host's.  ``http2``: serves the transport as HTTP/2 from then on (given the
+        bytes read so far) when the client speaks it (ALPN ``h2``, or the preface)."""
         self.host = host
+        self._http2 = http2
+        # The first bytes are looked at for the HTTP/2 preface, once.
+        self._sniffing = http2 is not None
+        self._sniffed = b""
         cfg = host.settings
         self.settings = cfg
         self.max_header_bytes: int = cfg.max_header_bytes
@@ -183,6 +196,12 @@ class HTTPConnection(asyncio.Protocol):
     # asyncio.Protocol ---------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         stream = cast(asyncio.Transport, transport)  # a stream server's (TCP) transport
+        if self._http2 is not None:
+            tls = stream.get_extra_info("ssl_object")
+            if tls is not None and tls.selected_alpn_protocol() == "h2":
+                self._sniffing = False
+                self._http2(stream, b"")
+                return
         self.transport = stream
         stream.set_write_buffer_limits(WRITE_HIGH_WATER_BYTES, WRITE_LOW_WATER_BYTES)
         peer = stream.get_extra_info("peername")
@@ -194,6 +213,10 @@ class HTTPConnection(asyncio.Protocol):
             self.hold_reading(True)
 
     def data_received(self, data: bytes) -> None:
+        if self._sniffing:
+            data = self._sniff(data)
+            if not data:
+                return
         if self.closed:
             return
         if self._upgrading:
@@ -233,6 +256,33 @@ class HTTPConnection(asyncio.Protocol):
         if self._pipelined_bytes > self.max_header_bytes:
             self._block(_PIPELINE)
 
+    def _sniff(self, data: bytes) -> bytes:
+        """The connection's first bytes: the HTTP/2 preface hands the connection
+        over (the bytes may come in pieces: up to 24 are kept while they match);
+        anything else is HTTP/1.1, returned to be read as such."""
+        if self._sniffed:
+            data = self._sniffed + data
+            self._sniffed = b""
+        n = min(len(data), len(H2_PREFACE))
+        if data[:n] != H2_PREFACE[:n]:
+            self._sniffing = False
+            return data
+        if n < len(H2_PREFACE):
+            self._sniffed = data
+            return b""
+        self._sniffing = False
+        http2 = self._http2
+        transport = self.transport
+        assert http2 is not None and transport is not None
+        # This HTTP/1.1 connection ends here, without closing its transport.
+        self.closed = True
+        self.transport = None
+        self.deadline = 0.0
+        self.host.connections.discard(self)
+        self.backend.release()
+        http2(transport, data)
+        return b""
+
     def eof_received(self) -> bool | None:
         if self._upgrading:
             # A WebSocket ends with a close frame: a half-close is the client gone.
@@ -256,6 +306,7 @@ class HTTPConnection(asyncio.Protocol):
         if flow is not None:
             self.flow = None
             flow.client_gone()
+        self.tunnel = None  # a WebSocket relay refers back to this connection
         if self.task is not None and not self.task.done():
             self.task.cancel()
         self.queue.clear()

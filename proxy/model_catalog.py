@@ -265,6 +265,8 @@ class _OneResponse(asyncio.Protocol):
         self.transport = transport  # type: ignore[assignment]
 
     def data_received(self, data: bytes) -> None:
+        if self.parser is None:
+            return
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserCallbackError:
@@ -286,6 +288,9 @@ class _OneResponse(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._fail("the provider closed the connection mid-response")
+        # The parser holds this protocol for its callbacks: without this the pair
+        # is a reference cycle, freed only by the cycle collector.
+        self.parser = None  # type: ignore[assignment]
 
     def _fail(self, message: str) -> None:
         if not self.fut.done():

@@ -34,7 +34,7 @@ class Provider:
         "config", "name", "kind", "scheme", "host", "port", "ca_bundle", "verify_tls",
         "connect_timeout_s", "first_byte_timeout_s", "idle_timeout_s", "host_header",
         "base_path", "static_headers", "static_head", "passthrough_auth", "foreign_prefixes",
-        "responses_api", "_limited", "_cap_of", "_reasoning_of",
+        "responses_api", "http2", "_limited", "_cap_of", "_reasoning_of",
     )
 
     def __init__(self, cfg: ProviderConfig) -> None:
@@ -49,6 +49,7 @@ class Provider:
         self.connect_timeout_s = cfg.connect_timeout_s
         self.first_byte_timeout_s = cfg.first_byte_timeout_s
         self.idle_timeout_s = cfg.idle_timeout_s
+        self.http2 = cfg.http2  # "off", "on" or "auto": part of the pool's peer key
         self.host_header = cfg.authority.encode()
         self.base_path = cfg.base_path.encode()
         self.passthrough_auth = cfg.auth_mode == "passthrough"

@@ -91,13 +91,18 @@ class _ProviderSocket(asyncio.Protocol):
         self.transport = stream
 
     def data_received(self, data: bytes) -> None:
-        self.relay.from_provider(data)
+        if self.relay is not None:
+            self.relay.from_provider(data)
 
     def eof_received(self) -> bool | None:
         return None
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self.relay.provider_lost()
+        relay = self.relay
+        if relay is not None:
+            relay.provider_lost()
+            # relay.sock points back here: break the cycle for reference counting.
+            self.relay = None  # type: ignore[assignment]
 
     def pause_writing(self) -> None:
         relay = self.relay

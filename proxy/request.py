@@ -71,6 +71,7 @@ class RequestRecord:
         self.cost_usd: float | None = None
         self.cost_source: str | None = None
         self.end_user: str | None = None
+        self.dropped_tools: int | None = None
 
     def first_byte(self) -> None:
         """The first response byte is about to leave: time to first byte, once."""
@@ -100,6 +101,7 @@ class RequestRecord:
             self.cache_write_tokens, self.reasoning_tokens, self.latency_ms, self.ttfb_ms,
             self.bytes_in, self.bytes_out, self.attempts, self.api_key_id, self.client_addr,
             self.tool_repeats, self.cost_usd, self.cost_source, self.end_user,
+            self.dropped_tools,
         )
 
     def as_dict(self) -> dict[str, Any]:

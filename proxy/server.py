@@ -146,12 +146,24 @@ class Server:
         return self.config.server
 
     def stats(self) -> dict[str, Any]:
-        """The server side of ``/health`` and ``/metrics``: requests in flight are
-        counted in one pass over the connections (about 30 ns each)."""
+        """The server side of ``/health`` and ``/metrics``: requests and streams in
+        flight counted in one pass over the connections (about 30 ns each); an
+        HTTP/2 connection counts each of its streams."""
         conns = self.connections
+        requests = streams = h2_conns = h2_streams = 0
+        for c in conns:
+            per_stream = getattr(c, "streams", None)  # HTTP/2 (proxy/h2conn.py)
+            if per_stream is None:
+                requests += c.current is not None
+                streams += c.streaming
+            else:
+                h2_conns += 1
+                h2_streams += len(per_stream)
+                streams += sum(1 for s in per_stream.values() if s.streaming)
         return {"connections": len(conns),
-                "requests_in_flight": sum(1 for c in conns if c.current is not None),
-                "streams_in_flight": sum(1 for c in conns if c.streaming),
+                "requests_in_flight": requests + h2_streams,
+                "streams_in_flight": streams,
+                "http2": {"connections": h2_conns, "streams": h2_streams},
                 "max_connections": self.max_connections,
                 "admission": "held" if self.holding else "open",
                 "ledger": self.ledger.stats(),
@@ -177,11 +189,13 @@ class Server:
 
     # -- connections --------------------------------------------------------------
 
-    def _new_connection(self, admit: Callable[[Any], None] | None = None) -> asyncio.Protocol:
+    def _new_connection(self, admit: Callable[[Any], None] | None = None,
+                        http2: Callable[[asyncio.Transport, bytes], None] | None = None
+                        ) -> asyncio.Protocol:
         if len(self.connections) >= self.max_connections:
             self._note_refused()
             return RefusedConnection()
-        return HTTPConnection(self, admit)
+        return HTTPConnection(self, admit, http2)
 
     def _note_refused(self) -> None:
         self._refused += 1
@@ -227,8 +241,15 @@ class Server:
         tls = server_tls_context(lst.tls_cert, lst.tls_key) if lst.tls_cert and lst.tls_key \
             else None
 
+        def http2(transport: asyncio.Transport, data: bytes) -> None:
+            # Imported with the first HTTP/2 connection: h2 and hpack cost a process
+            # that never sees one (about 1 MiB and 60 ms here).
+            from .h2conn import take_over
+
+            take_over(self, admit, transport, data)
+
         def factory() -> asyncio.Protocol:
-            return self._new_connection(admit)
+            return self._new_connection(admit, http2)
 
         # A client that opens TLS and stalls is dropped like one that sends no
         # head: within the header timeout.

@@ -12,6 +12,14 @@ chunks) are deadlines checked by ``UpstreamPool.sweep`` on the server's
 100 ms tick, not a timer per request (arming and cancelling a uvloop timer
 costs about 1 us each, several times per request).
 
+A provider with ``http2`` on is reached over HTTP/2 (``proxy.upstream_h2``):
+the pool keeps one connection per peer, or a few once the provider's
+SETTINGS_MAX_CONCURRENT_STREAMS is reached, and hands out *streams* on it,
+which the exchange drives exactly like connections.  ``max_connections`` caps
+the connections of either kind.  Requests that find no stream free while a
+connection to the peer is being opened wait for that one instead of opening
+their own: a burst of 50 goes out on one connection.
+
 A request is retried once, transparently, only when it was sent on a reused
 idle connection that turned out to be dead before any response byte came
 back (the server closed it while it sat in our pool; RFC 9112 §9.3.1 allows
@@ -24,9 +32,13 @@ import asyncio
 import logging
 import ssl
 from collections import deque
-from typing import Any, Protocol, cast
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, cast
 
 import httptools
+
+from .upstream_sink import Sink as Sink
+from .upstream_sink import UpstreamError as UpstreamError
 
 log = logging.getLogger("tokenway.upstream")
 
@@ -43,29 +55,16 @@ IDLE_EXPIRY_S = 55.0
 # largest non-stream answers are a few MiB).
 MAX_BUFFERED_RESPONSE_BYTES = 64 * 1024 * 1024
 
-class UpstreamError(Exception):
-    """Transport-level failure talking to a provider.
+if TYPE_CHECKING:  # h2 is loaded with the first HTTP/2 provider (about 2 MiB)
+    from typing_extensions import TypeIs
 
-    ``kind`` is ``unreachable`` (connect failed), ``timeout`` (connect, first
-    byte or idle timer fired), ``cut`` (the connection ended mid-response),
-    ``reused_dead`` (a pooled connection was found closed before any response
-    byte: the provider never saw the request, so it may be sent again),
-    ``protocol`` (the provider broke HTTP or its wire format), or ``pool_full``
-    (every connection this peer may have was busy for the whole wait).
-    """
-
-    def __init__(self, kind: str, message: str) -> None:
-        super().__init__(message)
-        self.kind = kind
-        self.message = message
+    from .upstream_h2 import H2Connection, H2Stream
 
 
-class Sink(Protocol):
-    def on_upstream_head(self, status: int, headers: list[tuple[bytes, bytes]]) -> None: ...
-    def on_upstream_body(self, data: bytes) -> None: ...
-    def on_upstream_end(self) -> None: ...
-    def on_upstream_read_done(self) -> None: ...
-    def on_upstream_error(self, exc: UpstreamError) -> None: ...
+def _is_h2(conn: object) -> TypeIs[H2Connection]:
+    """An HTTP/2 connection (``upstream_h2.H2Connection.multiplexed``), told apart
+    without importing h2 for gateways that never use it."""
+    return getattr(conn, "multiplexed", False) is True
 
 
 class UpstreamConnection(asyncio.Protocol):
@@ -159,6 +158,11 @@ class UpstreamConnection(asyncio.Protocol):
         self._sent_at = self.loop.time()
         assert self.transport is not None
         self.transport.write(data)
+
+    def send_attempt(self, att: Any, sink: Sink, *, first_byte_s: float,
+                     idle_s: float) -> None:
+        """Send the exchange's ``Attempt`` (its HTTP/1.1 bytes, ``att.data``)."""
+        self.send(att.data, sink, first_byte_s=first_byte_s, idle_s=idle_s)
 
     def pause_reading(self) -> None:
         if not self._paused and not self.closed:
@@ -256,30 +260,51 @@ class UpstreamConnection(asyncio.Protocol):
                 self.transport.abort()
 
 
+# ALPN offers (RFC 7301) for each ``[providers.X] http2`` mode.
+_ALPN = {"off": ("http/1.1",), "on": ("h2",), "auto": ("h2", "http/1.1")}
+
+
 class UpstreamPool:
     """Keep-alive pool of provider connections, keyed by peer identity.
 
     ``connect`` opens at most ``max_connections`` connections per peer (idle ones
     included, ``[providers.X] max_connections``): beyond that a request waits, in
     arrival order and within its connect timeout, for a connection to come back
-    idle or to close, then fails with ``pool_full``.
+    idle (or, over HTTP/2, a stream to end) or to close, then fails with
+    ``pool_full``.
     """
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
         self._idle: dict[tuple, deque[UpstreamConnection]] = {}
-        self._all: set[UpstreamConnection] = set()
+        self._all: set[UpstreamConnection | H2Connection] = set()
         self._ssl: dict[tuple, ssl.SSLContext] = {}
         self._open: dict[tuple, int] = {}  # open or opening connections per peer
         self._waiters: dict[tuple, deque[asyncio.Future[None]]] = {}
+        # HTTP/2: the connections that take new streams, per peer, oldest first (new
+        # streams fill the oldest, so a connection opened for a burst empties and
+        # expires), and the one being opened, which other requests wait for.
+        self._h2: dict[tuple, list[H2Connection]] = {}
+        self._h2_opening: dict[tuple, asyncio.Future[UpstreamError | None]] = {}
+        # http2 = "auto" peers whose last connection chose HTTP/1.1 by ALPN.
+        self._h1_peers: set[tuple] = set()
 
     @staticmethod
     def key_for(provider: Any) -> tuple:
         return (provider.scheme, provider.host, provider.port,
-                provider.ca_bundle, provider.verify_tls)
+                provider.ca_bundle, provider.verify_tls, provider.http2)
 
-    def take_idle(self, key: tuple) -> UpstreamConnection | None:
-        """An idle, still-open connection for ``key``, or None (no await needed)."""
+    def _speaks_h2(self, key: tuple) -> bool:
+        return key[5] != "off" and key not in self._h1_peers
+
+    def take_idle(self, key: tuple) -> UpstreamConnection | H2Stream | None:
+        """An idle, still-open connection for ``key`` (over HTTP/2: a stream on an
+        open connection with room), or None (no await needed)."""
+        if self._speaks_h2(key):
+            for h2 in self._h2.get(key, ()):
+                if h2.capacity > 0:
+                    return h2.open_stream()
+            return None
         idle = self._idle.get(key)
         while idle:
             conn = idle.pop()  # LIFO: the most recently used is the least likely dead
@@ -289,26 +314,62 @@ class UpstreamPool:
         return None
 
     async def connect(self, key: tuple, timeout_s: float,
-                      max_connections: int = 1 << 30) -> UpstreamConnection:
-        """A connection to ``key``: an idle one that came back while waiting for a
-        free slot, or a new one."""
+                      max_connections: int = 1 << 30) -> UpstreamConnection | H2Stream:
+        """A connection to ``key`` (over HTTP/2, a stream): an idle one that came
+        back while waiting for a free slot, or a new one."""
         deadline = self.loop.time() + timeout_s
-        while self._open.get(key, 0) >= max_connections:
+        while True:
+            if self._speaks_h2(key):
+                stream = self.take_idle(key)
+                if stream is not None:
+                    return stream
+                opening = self._h2_opening.get(key)
+                if opening is not None:
+                    await self._wait_opening(key, opening, deadline)
+                    continue
+            if self._open.get(key, 0) < max_connections:
+                break
             conn = await self._wait_for_slot(key, deadline, max_connections)
             if conn is not None:
                 return conn
         self._open[key] = self._open.get(key, 0) + 1
+        opened: asyncio.Future[UpstreamError | None] | None = None
+        if self._speaks_h2(key):
+            opened = self._h2_opening[key] = self.loop.create_future()
+        failure: UpstreamError | None = None
         try:
-            return await self._open_connection(key, max(0.001, deadline - self.loop.time()))
+            new = await self._open_connection(key, max(0.001, deadline - self.loop.time()))
+        except UpstreamError as exc:
+            failure = exc
+            self._closed_one(key)
+            raise
         except BaseException:
             self._closed_one(key)
             raise
+        finally:
+            if opened is not None:
+                # Those waiting for it take a stream on it, or share its failure
+                # (as many HTTP/1.1 connects would each have failed).
+                del self._h2_opening[key]
+                opened.set_result(failure)
+        return new.open_stream() if _is_h2(new) else new
+
+    async def _wait_opening(self, key: tuple, opening: asyncio.Future[UpstreamError | None],
+                            deadline: float) -> None:
+        try:
+            async with asyncio.timeout_at(deadline):
+                failure = await asyncio.shield(opening)
+        except TimeoutError:
+            raise UpstreamError("timeout", f"connecting to {key[1]}:{key[2]} timed out") from None
+        if failure is not None:
+            raise UpstreamError(failure.kind, failure.message)
 
     async def _wait_for_slot(self, key: tuple, deadline: float,
-                             max_connections: int) -> UpstreamConnection | None:
+                             max_connections: int) -> UpstreamConnection | H2Stream | None:
         """Wait, in arrival order, until a connection to ``key`` comes back idle
-        (returned) or closes (None: a slot is free).  A turn that is not used
-        (cancelled, or woken as the deadline passed) is handed to the next waiter."""
+        (returned), a stream on one ends, or one closes (None: a slot is free).  A
+        turn that is not used (cancelled, or woken as the deadline passed) is
+        handed to the next waiter."""
         fut: asyncio.Future[None] = self.loop.create_future()
         waiters = self._waiters.setdefault(key, deque())
         waiters.append(fut)
@@ -346,31 +407,49 @@ class UpstreamPool:
                 fut.set_result(None)
                 return
 
-    def tls_context(self, key: tuple) -> ssl.SSLContext | None:
+    def tls_context(self, key: tuple, alpn: tuple[str, ...] = ("http/1.1",)
+                    ) -> ssl.SSLContext | None:
         """The client TLS context for the peer ``key`` (None: clear text), made
-        once per peer: verification with its CA bundle unless turned off."""
-        scheme, _, _, ca_bundle, verify = key
+        once per peer and ALPN offer: verification with its CA bundle unless
+        turned off.  Connections of their own (model lists, WebSocket) speak
+        HTTP/1.1 whatever the provider's ``http2``."""
+        scheme, _, _, ca_bundle, verify, _ = key
         if scheme != "https":
             return None
-        ctx = self._ssl.get(key)
+        ctx = self._ssl.get((key, alpn))
         if ctx is None:
             ctx = ssl.create_default_context(cafile=ca_bundle)
             if not verify:
                 ctx.check_hostname = False
                 ctx.verify_mode = ssl.CERT_NONE
-            ctx.set_alpn_protocols(["http/1.1"])
-            self._ssl[key] = ctx
+            ctx.set_alpn_protocols(list(alpn))
+            self._ssl[(key, alpn)] = ctx
         return ctx
 
-    async def _open_connection(self, key: tuple, timeout_s: float) -> UpstreamConnection:
-        _, host, port, _, _ = key
-        ctx = self.tls_context(key)
+    async def _open_connection(self, key: tuple,
+                               timeout_s: float) -> UpstreamConnection | H2Connection:
+        _, host, port, _, _, mode = key
+        ctx = self.tls_context(key, _ALPN[mode])
+        factory: Callable[[], UpstreamConnection | H2Connection]
+        if mode == "off":
+            factory = lambda: UpstreamConnection(self, key, self.loop)  # noqa: E731
+        else:
+            from .upstream_h2 import H2Connection  # only when a provider speaks HTTP/2
+
+            h1 = (lambda: UpstreamConnection(self, key, self.loop)) if mode == "auto" else None
+            factory = lambda: H2Connection(self, key, self.loop, h1)  # noqa: E731
+        proto: Any = None
         try:
             async with asyncio.timeout(timeout_s):
-                _, conn = await self.loop.create_connection(
-                    lambda: UpstreamConnection(self, key, self.loop), host, port,
-                    ssl=ctx, server_hostname=host if ctx else None)
+                _, proto = await self.loop.create_connection(
+                    factory, host, port, ssl=ctx, server_hostname=host if ctx else None)
+                if _is_h2(proto) and not proto.closed:
+                    # The provider's SETTINGS (RFC 9113 §3.4) say how many streams it
+                    # takes: none is handed out before they are known.
+                    await asyncio.shield(proto.ready)
         except TimeoutError:
+            if _is_h2(proto):
+                proto._shutdown()
             raise UpstreamError("timeout", f"connecting to {host}:{port} timed out after "
                                            f"{timeout_s:g} s") from None
         except ssl.SSLError as exc:
@@ -379,7 +458,27 @@ class UpstreamPool:
         except OSError as exc:
             raise UpstreamError("unreachable", f"cannot connect to {host}:{port}: "
                                                f"{exc.strerror or exc}") from None
+        conn = cast("UpstreamConnection | H2Connection", proto)
+        if _is_h2(conn):
+            proto = conn
+            if isinstance(proto.replaced_by, UpstreamConnection):
+                conn = proto.replaced_by  # "auto": the provider chose HTTP/1.1
+                self._h1_peers.add(key)
+            elif proto.refused_alpn:
+                raise UpstreamError("unreachable", f"{host}:{port} does not speak HTTP/2 "
+                                                   f"(ALPN: {proto.refused_alpn}); set "
+                                                   f'http2 = "auto" or false')
+            else:
+                self._h1_peers.discard(key)
+        if conn.closed:
+            if _is_h2(conn):
+                raise UpstreamError("unreachable", f"{host}:{port} closed the connection "
+                                                   f"before its HTTP/2 SETTINGS"
+                                                   f" ({conn.failure or 'no HTTP/2 there?'})")
+            raise UpstreamError("unreachable", f"{host}:{port} closed the connection at once")
         self._all.add(conn)
+        if _is_h2(conn):
+            self._h2.setdefault(key, []).append(conn)
         return conn
 
     def _closed_one(self, key: tuple) -> None:
@@ -401,32 +500,54 @@ class UpstreamPool:
         idle.append(conn)
         self._wake(conn.key)
 
-    def _forget(self, conn: UpstreamConnection) -> None:
+    def _stream_done(self, conn: H2Connection) -> None:
+        """A stream on ``conn`` ended: room for a waiting request."""
+        self._wake(conn.key)
+
+    def _going_away(self, conn: H2Connection) -> None:
+        """``conn`` takes no new stream (GOAWAY): later requests go elsewhere."""
+        live = self._h2.get(conn.key)
+        if live and conn in live:
+            live.remove(conn)
+            if not live:
+                del self._h2[conn.key]
+
+    def _forget(self, conn: UpstreamConnection | H2Connection) -> None:
         if conn not in self._all:
             return
         self._all.discard(conn)
-        idle = self._idle.get(conn.key)
-        if idle:
-            try:
-                idle.remove(conn)
-            except ValueError:
-                pass
+        if _is_h2(conn):
+            self._going_away(conn)
+        else:
+            idle = self._idle.get(conn.key)
+            if idle:
+                try:
+                    idle.remove(conn)
+                except ValueError:
+                    pass
         self._closed_one(conn.key)
 
     def sweep(self, now: float) -> None:
         """Fire request timeouts and close idle connections past their expiry."""
         cutoff = now - IDLE_EXPIRY_S
         for conn in list(self._all):
-            if conn.sink is not None:
+            if _is_h2(conn):
+                conn.sweep(now, cutoff)
+            elif conn.sink is not None:
                 conn.check_timeouts(now)
             elif conn.idle_since and conn.idle_since < cutoff:
                 conn._shutdown()
 
     def stats(self) -> dict[str, int]:
-        return {"open": len(self._all), "idle": sum(len(d) for d in self._idle.values()),
+        """Open connections (HTTP/2 ones included), idle ones (an HTTP/2 connection
+        without streams is idle) and requests waiting for a slot."""
+        idle = sum(len(d) for d in self._idle.values())
+        idle += sum(1 for c in self._all if _is_h2(c) and not c.streams)
+        return {"open": len(self._all), "idle": idle,
                 "waiting": sum(len(w) for w in self._waiters.values())}
 
     def close(self) -> None:
         for conn in list(self._all):
             conn._shutdown()
         self._idle.clear()
+        self._h2.clear()

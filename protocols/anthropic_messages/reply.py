@@ -35,6 +35,7 @@ from .tables import (
     _STOP_TO_WIRE,
     _TYPE_TO_KIND,
     FORMAT,
+    MESSAGE_NULLS,
 )
 
 # ---------------------------------------------------------------------------------------
@@ -105,7 +106,7 @@ def encode_response(resp: Response, ctx: ir.Context | None = None) -> dict[str, 
     for b in resp.content:
         if type(b) is Text:
             if b.text:
-                content.append({"type": "text", "text": b.text})
+                content.append({"type": "text", "text": b.text, "citations": None})
         elif type(b) is ToolCall:
             has_tools = True
             if b.kind is ToolKind.CUSTOM:
@@ -128,15 +129,18 @@ def encode_response(resp: Response, ctx: ir.Context | None = None) -> dict[str, 
     stop_sequence = resp.stop_sequence if stop is StopReason.STOP_SEQUENCE else None
     if stop is StopReason.STOP_SEQUENCE and stop_sequence is None:
         stop = StopReason.END_TURN  # §5.4: only report a stop sequence when known
+    creq = ctx.client_request if ctx is not None else None
     return {
         "id": ctx.new_id("msg_") if ctx is not None else resp.id,
         "type": "message",
         "role": "assistant",
-        "model": resp.model,
+        # An upstream that names no model: the one asked for (``model`` has minLength 1).
+        "model": resp.model or (creq.model if creq is not None else ""),
         "content": content,
         "stop_reason": _STOP_TO_WIRE[stop],
         "stop_sequence": stop_sequence,
-        "usage": usage_mod.to_anthropic(resp.usage),
+        "usage": usage_mod.to_anthropic_message(resp.usage),
+        **MESSAGE_NULLS,
     }
 
 

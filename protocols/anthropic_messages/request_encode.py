@@ -7,6 +7,7 @@ from typing import Any, cast
 
 from .. import ir, jsonio
 from .._fields import public as _public
+from ..builtin_tools import foreign_tool
 from ..errors import (
     UnsupportedFeature,
 )
@@ -100,7 +101,9 @@ def encode_request(req: Request, ctx: ir.Context | None = None) -> dict[str, Any
     for tool in req.tools:
         if allowed is not None and getattr(tool, "name", None) not in allowed:
             continue  # Anthropic has no allowed-tools list: offer only those (§5.1).
-        tools.append(_encode_tool(tool, names, ctx))
+        entry = _encode_tool(tool, names, ctx)
+        if entry is not None:  # another provider's built-in without an equivalent
+            tools.append(entry)
     if tools:
         body["tools"] = tools
 
@@ -378,7 +381,7 @@ def _tool_loop_without_thinking(messages: list[dict[str, Any]]) -> bool:
 
 
 def _encode_tool(t: ir.Tool, names: dict[str, str] | None,
-                 ctx: ir.Context | None) -> dict[str, Any]:
+                 ctx: ir.Context | None) -> dict[str, Any] | None:
     if type(t) is ir.FunctionTool:
         schema = t.parameters
         if not schema:
@@ -417,7 +420,7 @@ def _encode_tool(t: ir.Tool, names: dict[str, str] | None,
     native = cast(ir.NativeTool, t)  # the one kind left
     if native.provider == FORMAT:
         return native.spec
-    raise UnsupportedFeature("tools", f"the {native.provider} built-in tool {native.type!r}")
+    return foreign_tool(native, FORMAT, ctx)
 
 
 def _encode_tool_choice(tc: ir.ToolChoice, names: dict[str, str] | None) -> dict[str, Any] | None:

@@ -26,7 +26,7 @@ from ..ir import (
     UsageUpdate,
 )
 from .request_decode import wire_tool_id
-from .tables import _KIND_TO_ERROR, _STOP_TO_WIRE, FORMAT
+from .tables import _KIND_TO_ERROR, _STOP_TO_WIRE, FORMAT, MESSAGE_NULLS
 
 # ---------------------------------------------------------------------------------------
 # Streams: IR -> wire
@@ -117,7 +117,7 @@ class StreamEncoder(StreamEncoderBase):
         creq = ctx.client_request if ctx is not None else None
         if ev.usage is not None:
             self._usage = ev.usage
-        u = usage_mod.to_anthropic(ev.usage or Usage())
+        u = usage_mod.to_anthropic_message(ev.usage or Usage())
         msg: dict[str, Any] = {
             "id": ctx.new_id("msg_") if ctx is not None else (ev.id or "msg"),
             "type": "message",
@@ -127,6 +127,7 @@ class StreamEncoder(StreamEncoderBase):
             "stop_reason": None,
             "stop_sequence": None,
             "usage": u,
+            **MESSAGE_NULLS,
         }
         return self._event(b"message_start", {"type": "message_start", "message": msg})
 
@@ -164,7 +165,7 @@ class StreamEncoder(StreamEncoderBase):
         if a is None:
             if self._open >= 0:
                 return b""  # text never overlaps (IR rule 3); ignore a stray delta
-            head = self._open_block(idx, {"type": "text", "text": ""})
+            head = self._open_block(idx, {"type": "text", "text": "", "citations": None})
             a = self._map[idx]
             return head + self._prefix[a] + _TEXT_MID + jsonio.dumps(ev.text) + _END
         return self._prefix[a] + _TEXT_MID + jsonio.dumps(ev.text) + _END
@@ -269,8 +270,12 @@ class StreamEncoder(StreamEncoderBase):
     def _on_error(self, ev: StreamError) -> bytes:
         _, etype = _KIND_TO_ERROR[ev.kind]
         self._done = True
-        error = {"type": etype, "message": ev.message}
-        return self._event(b"error", {"type": "error", "error": error})
+        # As the API writes it: ``details`` (null) and the request's id beside the error.
+        error = {"details": None, "type": etype, "message": ev.message}
+        event: dict[str, Any] = {"type": "error", "error": error}
+        if self._ctx is not None:
+            event["request_id"] = self._ctx.request_id
+        return self._event(b"error", event)
 
     def _on_ping(self, ev: ir.Ping) -> bytes:
         if not self._started:

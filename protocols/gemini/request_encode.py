@@ -11,6 +11,7 @@ from typing import Any, cast
 from .. import ir, jsonio
 from .._fields import public as _public
 from .._fields import translated as _translated
+from ..builtin_tools import foreign_tool
 from ..errors import (
     ClientProtocolError,
     UnsupportedFeature,
@@ -94,7 +95,7 @@ def encode_request(req: Request, ctx: ir.Context | None = None) -> dict[str, Any
             si["parts"] = parts
             body["systemInstruction"] = si
 
-    tools = _encode_tools(req, names)
+    tools = _encode_tools(req, names, ctx)
     if tools:
         body["tools"] = tools
     if req.tool_choice is not None:
@@ -187,7 +188,8 @@ def _encode_tool_config(tc: ir.ToolChoice, names: dict[str, str] | None) -> dict
     return {"functionCallingConfig": fcc}
 
 
-def _encode_tools(req: Request, names: dict[str, str] | None) -> list[dict[str, Any]]:
+def _encode_tools(req: Request, names: dict[str, str] | None,
+                  ctx: ir.Context | None = None) -> list[dict[str, Any]]:
     entries: list[dict[str, Any]] = []
     groups: dict[Any, list[dict[str, Any]]] = {}
     for t in req.tools:
@@ -202,8 +204,9 @@ def _encode_tools(req: Request, names: dict[str, str] | None) -> list[dict[str, 
             entries.append(t.spec)
         else:
             native = cast(ir.NativeTool, t)  # the one kind left
-            raise UnsupportedFeature("tools",
-                                     f"the {native.provider} built-in tool {native.type!r}")
+            entry = foreign_tool(native, FORMAT, ctx)
+            if entry is not None and entry not in entries:
+                entries.append(entry)
     return entries
 
 

@@ -135,6 +135,8 @@ def encode_response(resp: Response, ctx: ir.Context | None = None) -> dict[str, 
         "model": resp.model,
         "choices": [{"index": 0, "message": message, "logprobs": None, "finish_reason": finish}],
         "usage": usage_mod.to_openai_chat(resp.usage),
+        # The tier the API reports for a request that named none (§1.4).
+        "service_tier": "default",
     }
     if ctx is None or ctx.upstream_format == FORMAT:
         # Chat's own extra fields (created, system_fingerprint, service_tier) go back

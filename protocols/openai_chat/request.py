@@ -17,6 +17,7 @@ from .._openai import (
     wire_tool_id,
     wire_tool_name,
 )
+from ..builtin_tools import foreign_tool
 from ..errors import UnsupportedFeature
 from ..ir import (
     File,
@@ -486,7 +487,7 @@ def encode_request(req: Request, ctx: ir.Context | None = None) -> dict[str, Any
         so["include_usage"] = True
         body["stream_options"] = so
 
-    tools = [_encode_tool(t, names) for t in req.tools] if req.tools else []
+    tools = [_encode_tool(t, names, ctx) for t in req.tools] if req.tools else []
     tools = [t for t in tools if t is not None] if tools else tools
     if tools:
         body["tools"] = tools
@@ -700,7 +701,8 @@ def _encode_tool_result(b: ToolResult, param: str, moved_images: list[dict[str, 
     return msg
 
 
-def _encode_tool(t: ir.Tool, names: dict[str, str] | None) -> dict[str, Any] | None:
+def _encode_tool(t: ir.Tool, names: dict[str, str] | None,
+                 ctx: ir.Context | None) -> dict[str, Any] | None:
     if type(t) is ir.FunctionTool:
         f: dict[str, Any] = {"name": wire_tool_name(t.name, names)}
         if t.description is not None:
@@ -721,7 +723,7 @@ def _encode_tool(t: ir.Tool, names: dict[str, str] | None) -> dict[str, Any] | N
     if type(t) is ir.NativeTool:
         if t.provider == FORMAT:
             return t.spec
-        raise UnsupportedFeature("tools", f"the {t.provider} built-in tool {t.type!r}")
+        return foreign_tool(t, FORMAT, ctx)
     return None
 
 

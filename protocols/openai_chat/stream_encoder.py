@@ -72,7 +72,8 @@ class StreamEncoder(StreamEncoderBase):
         model = ev.model or (creq.model if creq is not None else "")
         created = ctx.created if ctx is not None else 0
         common = (b'{"id":' + jsonio.dumps(cid) + b',"object":"chat.completion.chunk","created":'
-                  + str(int(created)).encode() + b',"model":' + jsonio.dumps(model))
+                  + str(int(created)).encode() + b',"model":' + jsonio.dumps(model)
+                  + b',"service_tier":"default"')
         self._head = b"data: " + common + b',"choices":[{"index":0,"delta":'
         self._tail = (b',"logprobs":null,"finish_reason":null}]'
                       + (b',"usage":null' if self._include_usage else b"") + b"}\n\n")

@@ -170,9 +170,11 @@ def _response_base(ctx: ir.Context | None, rid: str, model: str) -> dict[str, An
     if req is not None:
         for t in req.tools:
             try:
-                tools.append(_encode_tool(t, None))
+                entry = _encode_tool(t, None, None)
             except UnsupportedFeature:
                 continue
+            if entry is not None:
+                tools.append(entry)
     choice: Any = own.get("_tool_choice")
     if choice is None:
         # tc comes from req: both are set or neither.
@@ -210,15 +212,20 @@ def _response_base(ctx: ir.Context | None, rid: str, model: str) -> dict[str, An
 
 #: The ``response`` object's fields in wire order, with the values ``_response_base``
 #: does not set (``None`` marks those it does). Copying this is a single C-level copy
-#: of a presized dict; a 29-key literal holding lists and dicts is built key by key and
+#: of a presized dict; a 33-key literal holding lists and dicts is built key by key and
 #: resized three times (measured 1.0 µs against 0.5 µs for copy and fill).
+#: Every field the API writes is here whatever the upstream (docs/protocols.md §5.9):
+#: ``completed_at`` stays null because protocols/ reads no clock (a Responses upstream's
+#: own value is kept on a round trip); the penalties are the API's defaults, 0.
 _RESPONSE_BASE: dict[str, Any] = {
     "id": None,
     "object": "response",
     "created_at": None,
     "status": "in_progress",
     "background": False,
+    "completed_at": None,
     "error": None,
+    "frequency_penalty": 0.0,
     "incomplete_details": None,
     "instructions": None,
     "max_output_tokens": None,
@@ -226,8 +233,10 @@ _RESPONSE_BASE: dict[str, Any] = {
     "model": None,
     "output": None,
     "parallel_tool_calls": None,
+    "presence_penalty": 0.0,
     "previous_response_id": None,
     "prompt_cache_key": None,
+    "prompt_cache_retention": None,
     "reasoning": None,
     "safety_identifier": None,
     "service_tier": "default",
@@ -265,14 +274,19 @@ def encode_response(resp: Response, ctx: ir.Context | None = None) -> dict[str, 
     tools: _ClientTools | None = None  # made at the first tool call
     translated = _translated(ctx, FORMAT)
     round_trip = bool(own) and not translated
+    rid = ctx.new_id("resp_") if ctx is not None else resp.id
     if round_trip:
-        # Same format (a round trip): the upstream's own echo fields.
+        # Same format (a round trip): the upstream's own echo fields, over the complete
+        # set when the upstream left one out (an upstream as current as the API writes
+        # them all, and the set is not built).
         out = _public(own)
-        out["id"] = ctx.new_id("resp_") if ctx is not None else resp.id
+        if not _RESPONSE_BASE.keys() <= out.keys():
+            out = {**_response_base(ctx, rid, resp.model), **out}
+        out["id"] = rid
         out["object"] = "response"
         out["model"] = resp.model
     else:
-        out = _response_base(ctx, ctx.new_id("resp_") if ctx is not None else resp.id, resp.model)
+        out = _response_base(ctx, rid, resp.model)
     items: list[dict[str, Any]] = []
     msg: dict[str, Any] | None = None
     for b in resp.content:
@@ -327,12 +341,15 @@ def encode_response(resp: Response, ctx: ir.Context | None = None) -> dict[str, 
     else:
         out["error"] = {"code": code, "message": "the upstream model failed"} if code else None
     raw_usage = own.get("_usage") if not translated else None
+    out["usage"] = _usage_wire(resp.usage)
     if raw_usage is not None and (
         type(raw_usage) is dict and usage_mod.from_openai_responses(raw_usage) == resp.usage
     ):
-        out["usage"] = raw_usage
-    else:
-        out["usage"] = _usage_wire(resp.usage)
+        # The upstream's own usage, over the complete one: its extra fields are kept and
+        # a detail it left out is still written.
+        for k, v in raw_usage.items():
+            base = out["usage"].get(k)
+            out["usage"][k] = {**base, **v} if type(base) is dict and type(v) is dict else v
     return out
 
 

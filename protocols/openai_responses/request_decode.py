@@ -423,9 +423,8 @@ def _decode_tool(t: Any, i: int, foreign: bool) -> ir.Tool:
             parameters=LOCAL_SHELL_PARAMETERS, extras=_ex({"_local_shell": t}))
     if type(ttype) is not str:
         raise _bad(f"{p}.type", "expected a string.")
-    if foreign:
-        raise UnsupportedFeature(f"{p}.type",
-                                 f"the built-in tool '{ttype}' needs an OpenAI Responses upstream")
+    # A built-in tool (web_search, tool_search, ...): another upstream's encoder
+    # maps it or drops it (protocols/builtin_tools.py).
     name = t.get("name")
     return ir.NativeTool(provider=FORMAT, type=ttype, spec=t,
                          name=name if type(name) is str else None)

@@ -11,6 +11,7 @@ from .. import _openai, ir, jsonio
 from .._fields import public as _public
 from .._fields import translated as _translated
 from .._openai import _budget_to_effort, _data_url
+from ..builtin_tools import foreign_tool
 from ..errors import (
     ClientProtocolError,
     UnsupportedFeature,
@@ -54,7 +55,7 @@ def encode_request(req: Request, ctx: ir.Context | None = None) -> dict[str, Any
     if req.system:
         body["instructions"] = "\n".join(t.text for t in req.system)
     body["input"] = _encode_input(req, names, for_upstream=True)
-    tools = [_encode_tool(t, names) for t in req.tools]
+    tools = [e for e in (_encode_tool(t, names, ctx) for t in req.tools) if e is not None]
     if tools or "_tools" in extras:
         body["tools"] = tools
     if req.stop and translated:
@@ -162,7 +163,8 @@ def _encode_reasoning_config(r: ir.ReasoningConfig | None, orig: Any,
     return out or None
 
 
-def _encode_tool(t: ir.Tool, names: dict[str, str] | None) -> dict[str, Any]:
+def _encode_tool(t: ir.Tool, names: dict[str, str] | None,
+                 ctx: ir.Context | None) -> dict[str, Any] | None:
     if type(t) is ir.FunctionTool:
         own = _own(t)
         if "_local_shell" in own:
@@ -192,7 +194,7 @@ def _encode_tool(t: ir.Tool, names: dict[str, str] | None) -> dict[str, Any]:
     native = cast(ir.NativeTool, t)  # the one kind left
     if native.provider == FORMAT:
         return native.spec
-    raise UnsupportedFeature("tools", f"the {native.provider} built-in tool {native.type!r}")
+    return foreign_tool(native, FORMAT, ctx)
 
 
 def _encode_tool_choice(tc: ir.ToolChoice, req: Request,

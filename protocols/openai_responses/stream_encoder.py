@@ -474,7 +474,8 @@ class StreamEncoder(StreamEncoderBase):
             # Codex parses ``arguments`` as JSON: an argument-less call is "{}".
             raw = "{}"
             out += self._event("response.function_call_arguments.delta", {**base, "delta": raw})
-        out += self._event("response.function_call_arguments.done", {**base, "arguments": raw})
+        out += self._event("response.function_call_arguments.done",
+                           {**base, "name": it.name, "arguments": raw})
         return out + self._item_done(it, {
             "id": it.item_id, "type": "function_call", "status": "completed",
             "arguments": raw, "call_id": it.call_id, "name": it.name})

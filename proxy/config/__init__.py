@@ -24,6 +24,7 @@ example when the key has no default)::
                                    # this long is disconnected
     max_connections = 4096         # open client connections; more get 503 and are
                                    # closed (also capped by the file limit)
+    max_concurrent_streams = 100   # HTTP/2 streams open at once per connection
     shutdown_grace = "30s"         # SIGTERM/SIGINT: in-flight requests get this
                                    # long to finish
     allow_unauthenticated = false  # true allows a non-loopback listen without keys
@@ -85,6 +86,10 @@ example when the key has no default)::
     max_connections = 100          # most open connections to this provider; requests
                                    # beyond it wait (bounded) for one to free up,
                                    # then get 503
+    http2 = false                  # true: HTTP/2 (many requests on one connection;
+                                   # ALPN "h2" alone on https, prior knowledge on
+                                   # http); "auto" (https only): ALPN offers h2 and
+                                   # http/1.1, the provider picks
     request_timeout = 0            # whole request, streaming included (0: none)
     max_concurrency = 0            # in-flight requests to this provider (0: no limit)
     queue_size = 64                # requests that may wait for a slot beyond that...
@@ -117,6 +122,10 @@ example when the key has no default)::
     on_client_disconnect = "cancel"  # or "drain": read the provider's answer to its
                                    # end, for its real usage
     heartbeat = "15s"              # keep-alives in silent streams (0 or "off": none)
+    builtin_tools = "drop"         # another provider's built-in tool (Codex's
+                                   # web_search, tool_search) the target cannot run:
+                                   # "drop" it (web search is mapped where the target
+                                   # has one) or "refuse" the request with a 400
 
     [agent_safety]                 # the same tool call with the same arguments, in
     tool_loop_warn = 3             # a row: this many times warns the model,

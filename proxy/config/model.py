@@ -80,6 +80,11 @@ DEFAULT_SEND_TIMEOUT_S = 60.0
 # capped by the file limit (see proxy.server.connection_limit).
 DEFAULT_MAX_CLIENT_CONNECTIONS = 4096
 
+# HTTP/2 streams open at once on one client connection (SETTINGS_MAX_CONCURRENT_STREAMS,
+# RFC 9113 §6.5.2): the spec's recommended floor, nginx's http2_max_concurrent_streams
+# default (128) rounded to it, and h2's own default.
+DEFAULT_MAX_CONCURRENT_STREAMS = 100
+
 # The built-in loopback model's switch: "auto", "on" or "off".
 LOOPBACK_MODES = ("auto", "on", "off")
 DEFAULT_LOOPBACK_MODEL = "auto"
@@ -220,6 +225,7 @@ class ServerConfig:
     body_deadline_s: float = DEFAULT_BODY_DEADLINE_S
     send_timeout_s: float = DEFAULT_SEND_TIMEOUT_S
     max_connections: int = DEFAULT_MAX_CLIENT_CONNECTIONS
+    max_concurrent_streams: int = DEFAULT_MAX_CONCURRENT_STREAMS
     shutdown_grace_s: float = DEFAULT_SHUTDOWN_GRACE_S
     # Off: listening beyond loopback without gateway keys is refused at start.
     allow_unauthenticated: bool = False
@@ -317,6 +323,10 @@ class ProviderConfig:
     # Most open connections to this provider; requests beyond it wait (bounded) for
     # one to free up, then get 503.
     max_connections: int = DEFAULT_MAX_CONNECTIONS
+    # "off" (HTTP/1.1), "on" (HTTP/2 only) or "auto" (https: ALPN offers both).
+    # With HTTP/2 one connection carries many requests; max_connections still caps
+    # the connections.
+    http2: str = "off"
     # OpenAI kind: forward Responses clients to the provider's own /responses
     # (OpenAI, vLLM, Ollama, llama.cpp serve it); false translates to Chat.
     responses_api: bool = True
@@ -438,6 +448,12 @@ class RoutingConfig:
     cooldown_max_s: float = DEFAULT_COOLDOWN_MAX_S
     on_client_disconnect: str = DEFAULT_ON_CLIENT_DISCONNECT
     heartbeat_s: float = DEFAULT_HEARTBEAT_S  # 0: off
+    # Another provider's built-in tool the target cannot run: "drop" it (logged,
+    # counted in the row's dropped_tools) or "refuse" the request with a 400.
+    builtin_tools: str = "drop"
+
+
+BUILTIN_TOOL_MODES = ("drop", "refuse")
 
 
 @dataclass(frozen=True, slots=True)

@@ -54,6 +54,7 @@ PROVIDER_KEYS = (
     "idle_timeout",
     "max_connections",
     "list_models",
+    "http2",
 )
 
 _PROVIDER_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
@@ -171,6 +172,7 @@ def build_provider(
     verify_tls = fields.get_bool(t, path, "verify_tls", True)
     ca_bundle = _ca_bundle(fields, t, path, tls, verify_tls, base_dir)
     max_connections = fields.get_int(t, path, "max_connections", DEFAULT_MAX_CONNECTIONS, 1)
+    http2 = _http2(fields, t, path, tls)
     max_output_tokens = _output_caps(fields, t, path)
     no_reasoning = _globs(fields, t, path, "no_reasoning")
     request_timeout_s = fields.get_duration_or_off(
@@ -202,6 +204,7 @@ def build_provider(
         ),
         idle_timeout_s=fields.get_duration(t, path, "idle_timeout", DEFAULT_IDLE_TIMEOUT_S),
         max_connections=max_connections,
+        http2=http2,
         responses_api=responses_api,
         list_models=list_models,
         request_timeout_s=request_timeout_s,
@@ -231,6 +234,24 @@ def _base_url(
             f"the gateway appends the API version path itself (got {base_url!r})",
         )
     return base_url, scheme == "https"
+
+
+def _http2(fields: Fields, t: Mapping[str, Any], path: str, tls: bool) -> str:
+    """``http2``: false (HTTP/1.1, the default), true (HTTP/2 only: offered alone by
+    ALPN on https, prior knowledge on http, RFC 9113 §3.3) or "auto" (https only: both
+    offered by ALPN, the provider picks). Returned as "off", "on" or "auto"."""
+    value = t.get("http2", False)
+    if value is True or value is False:
+        return "on" if value else "off"
+    if isinstance(value, str) and value.lower() == "auto":
+        if not tls:
+            raise fields.fail(
+                f"{path}.http2",
+                '"auto" needs an https base_url (HTTP/2 is chosen by TLS ALPN); '
+                "use true for HTTP/2 with prior knowledge on http",
+            )
+        return "auto"
+    raise fields.fail(f"{path}.http2", f'must be true, false or "auto" (got {value!r})')
 
 
 def _api_key(fields: Fields, t: Mapping[str, Any], path: str) -> str | None:

@@ -17,6 +17,7 @@ from proxy.ledger.url import SQLITE, mask_url, parse_storage_url
 from .fields import Fields, check_keys, split_keys
 from .model import (
     ACCESS_FORMATS,
+    BUILTIN_TOOL_MODES,
     DEFAULT_ACCESS_FORMAT,
     DEFAULT_ACCESS_LOG,
     DEFAULT_BACKOFF_MAX_S,
@@ -40,6 +41,7 @@ from .model import (
     DEFAULT_MAX_ATTEMPTS,
     DEFAULT_MAX_BODY_BYTES,
     DEFAULT_MAX_CLIENT_CONNECTIONS,
+    DEFAULT_MAX_CONCURRENT_STREAMS,
     DEFAULT_MAX_HEADER_BYTES,
     DEFAULT_ON_CLIENT_DISCONNECT,
     DEFAULT_ON_REDIS_DOWN,
@@ -80,6 +82,7 @@ SERVER_KEYS = (
     "body_deadline",
     "send_timeout",
     "max_connections",
+    "max_concurrent_streams",
     "shutdown_grace",
     "allow_unauthenticated",
     "loopback_model",
@@ -89,7 +92,8 @@ LEDGER_KEYS = ("path",)
 STORAGE_KEYS = ("url",)
 AUTH_KEYS = ("keys_env", "keys")
 ROUTING_KEYS = ("max_attempts", "backoff", "backoff_max", "deadline", "failure_threshold",
-                "cooldown", "cooldown_max", "on_client_disconnect", "heartbeat")
+                "cooldown", "cooldown_max", "on_client_disconnect", "heartbeat",
+                "builtin_tools")
 AGENT_SAFETY_KEYS = ("tool_loop_warn", "tool_loop_stop")
 LOGGING_KEYS = ("access_log", "access_format", "daemon_log", "rotate_bytes", "rotate_daily",
                 "keep")
@@ -140,6 +144,9 @@ def build_server(fields: Fields, t: dict[str, Any]) -> ServerConfig:
         ),
         max_connections=fields.get_int(
             t, "server", "max_connections", DEFAULT_MAX_CLIENT_CONNECTIONS, 1
+        ),
+        max_concurrent_streams=fields.get_int(
+            t, "server", "max_concurrent_streams", DEFAULT_MAX_CONCURRENT_STREAMS, 1
         ),
         shutdown_grace_s=fields.get_duration(
             t, "server", "shutdown_grace", DEFAULT_SHUTDOWN_GRACE_S
@@ -240,6 +247,8 @@ def build_routing(fields: Fields, t: dict[str, Any]) -> RoutingConfig:
             DEFAULT_ON_CLIENT_DISCONNECT,
         ),
         heartbeat_s=heartbeat_s,
+        builtin_tools=fields.get_choice(t, "routing", "builtin_tools", BUILTIN_TOOL_MODES,
+                                        "drop"),
     )
 
 

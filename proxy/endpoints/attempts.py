@@ -94,13 +94,16 @@ def _gateway_key(name: bytes, value: bytes, is_gateway_key: Callable[[bytes], bo
 def model_attempt(req: Request, raw_body: Callable[[], bytes], body: dict[str, Any],
                   modified: bool, client_format: str, provider: Provider, upstream_model: str,
                   stream: bool, request_id: str, created: int,
-                  is_gateway_key: Callable[[bytes], bool]) -> Attempt:
+                  is_gateway_key: Callable[[bytes], bool],
+                  builtin_tools: str = "drop") -> Attempt:
     """The request as ``provider`` must receive it (raises GatewayError when the
     client's request cannot be expressed for this target).  Same format on both
     sides is observe mode: the client's bytes go out unchanged unless something
     (the model name, a limit, a usage report for a stream) had to change."""
     up_format = provider.upstream_format(client_format)
     tr = Translation(client_format, up_format, request_id=request_id, created=created)
+    if builtin_tools != "drop" and client_format != up_format:
+        tr.context.builtin_tools = builtin_tools
     up_body = translate_request(tr, body)
     if up_format != FORMAT_GEMINI and up_body.get("model") != upstream_model:
         if up_body is body:

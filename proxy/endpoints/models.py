@@ -90,10 +90,18 @@ def _serve_admitted(state: GatewayState, call: Call, client_format: str, model: 
     req = call.req
     assert req is not None
     keys = state.is_gateway_key
+    builtin_tools = state.config.routing.builtin_tools
 
     def build(provider: Provider, upstream_model: str) -> Attempt:
-        return model_attempt(req, call.forwardable_body, body, modified, client_format,
-                             provider, upstream_model, stream, rec.request_id, created, keys)
+        att = model_attempt(req, call.forwardable_body, body, modified, client_format,
+                            provider, upstream_model, stream, rec.request_id, created, keys,
+                            builtin_tools)
+        dropped = att.reply.dropped_tools
+        rec.dropped_tools = len(dropped) or None  # the attempt that answers decides
+        if dropped:
+            log.info("left out built-in tool(s) %s: provider %s cannot run them",
+                     ", ".join(dropped), provider.name, extra={"request_id": rec.request_id})
+        return att
 
     ProxyExchange(call, state.upstreams, targets, build, stream=stream,
                   on_response=on_response).start()

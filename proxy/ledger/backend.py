@@ -102,6 +102,14 @@ class LedgerBackend(Protocol):
         None when none is known) and ``unknown_cost`` (rows whose cost is NULL).
         ``model`` is the served model, else the requested one; ``day`` is UTC."""
 
+    def rollup(self) -> int:
+        """Add the rows stored since the last rollup to the daily totals per key,
+        model and provider (``retention.py``); the number of rows taken."""
+
+    def prune(self, before: float) -> int:
+        """Roll up, then delete the rows of the whole UTC days before the day that
+        holds ``before`` (their totals stay); the number of rows deleted."""
+
     def scan(self, columns: Sequence[str], *, start: float,
              end: float) -> Iterator[tuple[Any, ...]]:
         """The values of ``columns`` (names from ``LEDGER_COLUMNS``) of each row with

@@ -50,8 +50,9 @@ from typing import Any
 import orjson
 import psycopg
 
+import proxy.ledger.retention as retention
 from proxy.ledger.backend import JournalMark, LedgerError, LedgerUnavailable, WriteResult
-from proxy.ledger.reads import GROUP_FIELDS, POSTGRES_DIALECT, as_rows, glob_regex, groups_sql
+from proxy.ledger.reads import POSTGRES_DIALECT, as_rows, glob_regex
 from proxy.ledger.schema import (
     ACCOUNTS_VERSION_TABLE,
     COLUMN_DEFAULTS,
@@ -214,6 +215,8 @@ class PostgresBackend:
     ``readonly=True`` neither creates nor migrates, and refuses a database without
     the ledger's tables; it is what the ``gateway`` commands use.
     """
+
+    dialect = POSTGRES_DIALECT  # its SQL flavour (reads.py)
 
     def __init__(
         self,
@@ -402,11 +405,20 @@ class PostgresBackend:
             tables = {r[0] for r in db.execute(
                 "SELECT table_name FROM information_schema.tables "
                 "WHERE table_schema = current_schema()")}
-            sql, params = groups_sql(by, since, present, tables, POSTGRES_DIALECT)
-            records = db.execute(sql, params).fetchall()
         except psycopg.Error as exc:
             raise _translate(exc, f"cannot read {self.path}") from None
-        return [dict(zip(GROUP_FIELDS, r, strict=True)) for r in records]
+        # One read transaction: the rollups and the rows they do not include agree.
+        session = self.session()
+        with session.snapshot():
+            return retention.groups(session, POSTGRES_DIALECT, by, since, present, tables)
+
+    def rollup(self) -> int:
+        """Add the rows stored since the last rollup to the daily totals."""
+        return retention.rollup(self.session(), POSTGRES_DIALECT)
+
+    def prune(self, before: float) -> int:
+        """Roll up, then delete the rows of the whole UTC days before ``before``'s."""
+        return retention.prune(self.session(), POSTGRES_DIALECT, before)
 
     def scan(self, columns: Sequence[str], *, start: float,
              end: float) -> Iterator[tuple[Any, ...]]:

@@ -22,17 +22,26 @@ GROUP_BY = ("key", "user", "model", "provider", "day")
 class Dialect(NamedTuple):
     param: str  # the placeholder of one bound value: "?" (apsw) or "%s" (psycopg)
     day: str  # the UTC day ("YYYY-MM-DD") of the unix time in column {ts}
+    rowid: str  # the row number in insertion order: SQLite's rowid, PostgreSQL's id
+    # What makes every row numbered up to max(rowid) final before a rollup reads
+    # it (retention.py): SQLite's BEGIN IMMEDIATE already does; PostgreSQL waits
+    # for the inserts in flight (SHARE conflicts with their ROW EXCLUSIVE).
+    settle: str
 
 
-SQLITE_DIALECT = Dialect("?", "date({ts}, 'unixepoch')")
+SQLITE_DIALECT = Dialect("?", "date({ts}, 'unixepoch')", "rowid", "")
 # to_timestamp() gives a timestamptz; AT TIME ZONE 'UTC' makes it a UTC wall time
 # (https://www.postgresql.org/docs/current/functions-datetime.html).
-POSTGRES_DIALECT = Dialect("%s", "to_char(to_timestamp({ts}) AT TIME ZONE 'UTC', 'YYYY-MM-DD')")
+POSTGRES_DIALECT = Dialect("%s", "to_char(to_timestamp({ts}) AT TIME ZONE 'UTC', 'YYYY-MM-DD')",
+                           "id", f"LOCK TABLE {TABLE} IN SHARE MODE")
 
 
 def groups_sql(by: str, since: float | None, present: set[str], tables: set[str],
-               dialect: Dialect) -> tuple[str, list[Any]]:
-    """One ``GROUP BY`` over the ledger (columns an older schema lacks read as NULL)."""
+               dialect: Dialect, *, before: float | None = None,
+               after_row: int | None = None) -> tuple[str, list[Any]]:
+    """One ``GROUP BY`` over the ledger (columns an older schema lacks read as NULL):
+    the rows with ``since <= ts < before`` and a row number above ``after_row``
+    (each bound only when given)."""
 
     def col(name: str) -> str:
         return f"r.{name}" if name in present else "NULL"
@@ -58,9 +67,15 @@ def groups_sql(by: str, since: float | None, present: set[str], tables: set[str]
     else:
         raise LedgerError(f"cannot group by {by!r} (one of: {', '.join(GROUP_BY)})")
     cost = col("cost_usd")
-    where, params = "", []
-    if since is not None:
-        where, params = f" WHERE r.ts >= {dialect.param}", [since]
+    conds: list[str] = []
+    params: list[Any] = []
+    for cond, value in ((f"r.ts >= {dialect.param}", since),
+                        (f"r.ts < {dialect.param}", before),
+                        (f"r.{dialect.rowid} > {dialect.param}", after_row)):
+        if value is not None:
+            conds.append(cond)
+            params.append(value)
+    where = f" WHERE {' AND '.join(conds)}" if conds else ""
     # Errors as the row view counts them: an error status, or an error kind (a
     # stream cut after its 200 head).
     total = f"coalesce(sum({cost}), 0)"

@@ -27,6 +27,12 @@ SPEND_TABLE = "key_spend"
 # running gateway notices a change with one cheap read (proxy/accounts/sync.py).
 ACCOUNTS_VERSION_TABLE = "accounts_version"
 
+# Totals per UTC day, API key, model and provider (retention.py), and the last row
+# number they include: reports over old days read these, and pruned days live on
+# in them.
+DAILY_TABLE = "ledger_daily"
+ROLLUP_TABLE = "ledger_rollup"
+
 # Replay progress of the spill journals (spill.py): written in the same
 # transaction as the replayed rows, so that each journaled row is stored once.
 SPILL_TABLE = "spill_replays"
@@ -62,6 +68,9 @@ LEDGER_COLUMNS: tuple[str, ...] = (
     "cost_usd",  # what the request cost at the prices known then; NULL: price unknown
     "cost_source",  # where that price came from: "config", "bundled", "unknown"
     "end_user",  # the end user the client named (OpenAI `user`, Anthropic metadata.user_id)
+    # Another provider's built-in tools the target could not run, left out of the
+    # request (protocols/builtin_tools.py); NULL when none was.
+    "dropped_tools",
 )
 
 # Values the writer stores when a row leaves the column out (or gives None).
@@ -100,6 +109,7 @@ COLUMN_KINDS: dict[str, str] = {
     "cost_usd": REAL,
     "cost_source": TEXT,
     "end_user": TEXT,
+    "dropped_tools": INTEGER,
 }
 
 # Longest text stored per text column, in characters; longer values are cut to
@@ -270,6 +280,32 @@ SQLITE_MIGRATIONS: tuple[Migration, ...] = (
                 FROM {TABLE} WHERE api_key_id IS NOT NULL GROUP BY 1, 2""",
         ),
     ),
+    Migration(
+        6,
+        "daily totals per key, model and provider, and how far they reach",
+        (
+            f"""CREATE TABLE {DAILY_TABLE} (
+                day TEXT NOT NULL,
+                api_key_id TEXT NOT NULL,
+                model TEXT NOT NULL,
+                provider TEXT NOT NULL,
+                requests INTEGER NOT NULL,
+                errors INTEGER NOT NULL,
+                input_tokens INTEGER NOT NULL,
+                output_tokens INTEGER NOT NULL,
+                cost_usd REAL,
+                unknown_cost INTEGER NOT NULL,
+                PRIMARY KEY (day, api_key_id, model, provider)
+            ) WITHOUT ROWID""",
+            f"CREATE TABLE {ROLLUP_TABLE} (through_id INTEGER NOT NULL)",
+            f"INSERT INTO {ROLLUP_TABLE} VALUES (0)",
+        ),
+    ),
+    Migration(
+        7,
+        "built-in tools left out of a request its target could not run",
+        (f"ALTER TABLE {TABLE} ADD COLUMN dropped_tools INTEGER",),
+    ),
 )
 
 SCHEMA_VERSION = SQLITE_MIGRATIONS[-1].version
@@ -374,6 +410,32 @@ POSTGRES_MIGRATIONS: tuple[Migration, ...] = (
             f"CREATE TABLE {ACCOUNTS_VERSION_TABLE} (version bigint NOT NULL)",
             f"INSERT INTO {ACCOUNTS_VERSION_TABLE} VALUES (0)",
         ),
+    ),
+    Migration(
+        2,
+        "daily totals per key, model and provider, and how far they reach",
+        (
+            f"""CREATE TABLE {DAILY_TABLE} (
+                day text NOT NULL,
+                api_key_id text NOT NULL,
+                model text NOT NULL,
+                provider text NOT NULL,
+                requests bigint NOT NULL,
+                errors bigint NOT NULL,
+                input_tokens bigint NOT NULL,
+                output_tokens bigint NOT NULL,
+                cost_usd double precision,
+                unknown_cost bigint NOT NULL,
+                PRIMARY KEY (day, api_key_id, model, provider)
+            )""",
+            f"CREATE TABLE {ROLLUP_TABLE} (through_id bigint NOT NULL)",
+            f"INSERT INTO {ROLLUP_TABLE} VALUES (0)",
+        ),
+    ),
+    Migration(
+        3,
+        "built-in tools left out of a request its target could not run",
+        (f"ALTER TABLE {TABLE} ADD COLUMN dropped_tools bigint",),
     ),
 )
 

@@ -39,13 +39,14 @@ from typing import Any
 import apsw
 import orjson
 
+import proxy.ledger.retention as retention
 from proxy.ledger.backend import (
     JournalMark,
     LedgerError,
     LedgerUnavailable,
     WriteResult,
 )
-from proxy.ledger.reads import GROUP_FIELDS, SQLITE_DIALECT, as_rows, groups_sql
+from proxy.ledger.reads import SQLITE_DIALECT, as_rows
 from proxy.ledger.schema import (
     COLUMN_DEFAULTS,
     COLUMN_KINDS,
@@ -160,6 +161,8 @@ class SQLiteBackend:
     ``readonly=True`` opens an existing file without creating, migrating or
     changing its journal mode; it is what the CLI uses.
     """
+
+    dialect = SQLITE_DIALECT  # its SQL flavour (reads.py)
 
     def __init__(
         self,
@@ -347,11 +350,20 @@ class SQLiteBackend:
             present = self._columns(db)
             tables = {r[0] for r in db.execute(
                 "SELECT name FROM sqlite_master WHERE type = 'table'")}
-            sql, params = groups_sql(by, since, present, tables, SQLITE_DIALECT)
-            records = db.execute(sql, params).fetchall()
         except apsw.Error as exc:
             raise LedgerError(f"cannot read {self.path}: {exc}") from exc
-        return [dict(zip(GROUP_FIELDS, r, strict=True)) for r in records]
+        # One read transaction: the rollups and the rows they do not include agree.
+        session = self.session()
+        with session.snapshot():
+            return retention.groups(session, SQLITE_DIALECT, by, since, present, tables)
+
+    def rollup(self) -> int:
+        """Add the rows stored since the last rollup to the daily totals."""
+        return retention.rollup(self.session(), SQLITE_DIALECT)
+
+    def prune(self, before: float) -> int:
+        """Roll up, then delete the rows of the whole UTC days before ``before``'s."""
+        return retention.prune(self.session(), SQLITE_DIALECT, before)
 
     def scan(self, columns: Sequence[str], *, start: float,
              end: float) -> Iterator[tuple[Any, ...]]:

@@ -198,8 +198,8 @@ def test_the_installed_command_runs_in_its_own_process(tmp_path):
 def test_gateway_help_lists_every_command_and_each_answers_its_own_help(capsys) -> None:
     code, out, _ = run(capsys, "--help")
     listed = [line.split()[0] for line in out.splitlines() if line.startswith("  ")]
-    assert code == 0 and listed == ["usage", "tail", "audit", "routes", "price", "user", "key",
-                                    "reload", "version"]
+    assert code == 0 and listed == ["usage", "tail", "audit", "ledger", "routes", "price", "user",
+                                    "key", "reload", "version"]
     for name in listed[:-1]:
         try:
             code = gateway_main([name, "--help"])

@@ -196,16 +196,26 @@ def run_claude_code(claude: Path, base_url: str, root: Path, *, prompt: str = PR
     return ClientRun("claude", argv, rc, out, err, secs, work, final, result)
 
 
-def codex_config(base_url: str, model: str = CODEX_MODEL) -> str:
-    """A lean Codex config: one Responses provider at ``base_url``, nothing else."""
+def codex_config(base_url: str, model: str = CODEX_MODEL, *, default_tools: bool = False) -> str:
+    """A lean Codex config: one Responses provider at ``base_url``, nothing else; with
+    ``default_tools`` Codex keeps its default tool set (web search and tool search
+    included), as a user's Codex does."""
+    web_search = "" if default_tools else 'web_search = "disabled"\n'
+    features = "" if default_tools else """
+[features]
+goals = false
+plugins = false
+apps = false
+remote_plugin = false
+image_generation = false
+"""
     return f"""\
 model = "{model}"
 model_provider = "gateway"
 approval_policy = "never"
 sandbox_mode = "workspace-write"
 check_for_update_on_startup = false
-web_search = "disabled"
-
+{web_search}
 [model_providers.gateway]
 name = "Local LLM gateway"
 base_url = "{base_url}"
@@ -223,25 +233,19 @@ enabled = false
 
 [feedback]
 enabled = false
-
-[features]
-goals = false
-plugins = false
-apps = false
-remote_plugin = false
-image_generation = false
-"""
+""" + features
 
 
 def run_codex(codex: Path, base_url: str, root: Path, *, prompt: str = PROMPT,
               model: str = CODEX_MODEL, extra_args: tuple[str, ...] = (),
-              timeout_s: float = RUN_TIMEOUT_S) -> ClientRun:
+              timeout_s: float = RUN_TIMEOUT_S, default_tools: bool = False) -> ClientRun:
     """``codex exec`` with a private CODEX_HOME whose provider's base_url is
     ``base_url`` (ending in ``/v1``); the final message is read from ``-o FILE``."""
     home, codex_home, work = root / "home-cx", root / "codex-home", root / "work-cx"
     for d in (home, codex_home, work):
         d.mkdir(parents=True, exist_ok=True)
-    (codex_home / "config.toml").write_text(codex_config(base_url, model))
+    (codex_home / "config.toml").write_text(codex_config(base_url, model,
+                                                         default_tools=default_tools))
     last = root / "codex-last-message.txt"
     env = _base_env(home)
     env.update({"CODEX_HOME": str(codex_home), "GATEWAY_API_KEY": CLIENT_API_KEY})

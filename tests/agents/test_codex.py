@@ -54,3 +54,28 @@ def test_codex_to_openai_responses_upstream(agent_bins, make_gateway, scripted_u
     assert_upstream_auth(up, "authorization", f"Bearer {UPSTREAM_KEY}")
     rows = assert_ledger(gw, "/v1/responses", "openai")
     assert all(r["model"] == CODEX_MODEL for r in rows), rows
+
+
+def test_codex_with_its_default_tools_on_an_anthropic_upstream(agent_bins, make_gateway,
+                                                               scripted_upstream, tmp_path):
+    """Codex with a model it knows (gpt-5.5) and its default tools, web search among
+    them, which only OpenAI runs: on an Anthropic provider web_search becomes
+    Anthropic's web search tool and the session completes (tool_search, which some
+    Codex features add, is left out and counted: tests/protocols and
+    tests/integration/test_builtin_tools.py)."""
+    up = scripted_upstream("anthropic")
+    gw = make_gateway(env={"TOKENWAY_ANTHROPIC_BASE_URL": f"http://127.0.0.1:{up.port}",
+                           "TOKENWAY_ANTHROPIC_API_KEY": UPSTREAM_KEY,
+                           "TOKENWAY_ROUTES": "*=>anthropic"})
+    run = run_codex(agent_bins.codex, gw.url + "/v1", tmp_path, model="gpt-5.5",
+                    default_tools=True)
+    assert_client_succeeded(run)
+    assert_tool_loop(up.scripted, "exec_command", run)
+    turns = [r.json() for r in up.requests if r.path.split("?")[0] == "/v1/messages"]
+    kinds = {t.get("type", "function") for body in turns for t in body.get("tools", [])}
+    assert "web_search_20250305" in kinds, kinds
+    assert not {"tool_search", "web_search"} & kinds, kinds
+    rows = assert_ledger(gw, "/v1/responses", "anthropic")
+    # Whatever this Codex offered beyond web search (tool_search, with some of its
+    # features) never reaches Anthropic; a row counts what was left out.
+    assert all(r["dropped_tools"] in (None, 1) for r in rows), rows

@@ -39,6 +39,11 @@ def transcript(name: str) -> bytes:
     return (shared_dir() / "conformance" / "transcripts" / name).read_bytes()
 
 
+#: Every response body a fake upstream wrote (its "body" actions, joined per response),
+#: so a test can tell the provider bytes a gateway relayed from what the gateway wrote
+#: itself (tests/schemas/recorder.py). A test that reads it clears it first.
+SENT: list[bytes] = []
+
 _MODEL_LIST = re.compile(r"(/[^?]*)?/(v1/models|models|v1beta/models)")
 
 
@@ -163,6 +168,9 @@ class FakeUpstream:
             writer.close()
 
     async def _play(self, actions: list[tuple], writer: asyncio.StreamWriter) -> bool:
+        body = [act[1] for act in actions if act[0] == "body"]
+        if body:
+            SENT.append(b"".join(body))
         chunked = True
         for act in actions:
             kind = act[0]

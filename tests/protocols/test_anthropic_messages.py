@@ -376,9 +376,15 @@ def test_unsupported_content() -> None:
         am.encode_request(_req(U(ir.Image(media_type="image/tiff", data="AA"))), chat_ctx())
     with pytest.raises(UnsupportedFeature):
         am.encode_request(_req(U(ir.NativeBlock("openai_chat", "input_audio", {}))), chat_ctx())
+    # Another provider's built-in without an equivalent: dropped and named, or refused.
+    native = ir.NativeTool("openai_chat", "code_interpreter", {})
+    ctx = chat_ctx()
+    body = am.encode_request(_req(U(ir.Text("x")), tools=(native,)), ctx)
+    assert "tools" not in body and ctx.dropped_tools == ["code_interpreter"]
+    ctx = chat_ctx()
+    ctx.builtin_tools = "refuse"
     with pytest.raises(UnsupportedFeature):
-        native = ir.NativeTool("openai_chat", "web_search", {})
-        am.encode_request(_req(U(ir.Text("x")), tools=(native,)), chat_ctx())
+        am.encode_request(_req(U(ir.Text("x")), tools=(native,)), ctx)
 
 
 def test_custom_tool_as_function() -> None:
@@ -400,12 +406,15 @@ MESSAGE = {
     "id": "msg_01", "type": "message", "role": "assistant", "model": "claude-sonnet-4-5",
     "content": [
         {"type": "thinking", "thinking": "let me see", "signature": "c2ln"},
-        {"type": "text", "text": "Checking."},
+        {"type": "text", "text": "Checking.", "citations": None},
         {"type": "tool_use", "id": "toolu_01", "name": "get_weather", "input": {"city": "Paris"}},
     ],
     "stop_reason": "tool_use", "stop_sequence": None,
     "usage": {"input_tokens": 12, "cache_creation_input_tokens": 3, "cache_read_input_tokens": 100,
-              "output_tokens": 6},
+              "output_tokens": 6,
+              "cache_creation": {"ephemeral_5m_input_tokens": 3, "ephemeral_1h_input_tokens": 0},
+              "server_tool_use": None, "service_tier": "standard", "inference_geo": None},
+    "container": None, "stop_details": None,
 }
 
 
@@ -622,8 +631,9 @@ def test_stream_encoder_error_and_cut() -> None:
     enc = am.StreamEncoder(ctx())
     out = enc.encode(IR_STREAM[:6] + [ir.StreamError(ir.ErrorKind.RATE_LIMIT, "slow down", 429)])
     evs = _check_anthropic_stream(out)
-    assert evs[-1][1] == {"type": "error",
-                          "error": {"type": "rate_limit_error", "message": "slow down"}}
+    assert evs[-1][1] == {"type": "error", "request_id": REQUEST_ID,
+                          "error": {"details": None, "type": "rate_limit_error",
+                                    "message": "slow down"}}
     with pytest.raises(anthropic.APIStatusError):
         anthropic_final(out)
     cut = am.StreamEncoder(ctx())

@@ -455,10 +455,18 @@ def test_encode_rejects_what_gemini_cannot_carry() -> None:
     with pytest.raises(UnsupportedFeature, match="at most 5"):
         gm.encode_request(ir.Request(model="m", messages=msgs, stop=tuple("abcdef")),
                           ctx("openai_chat", FMT))
+    # A web search becomes Google Search grounding; a built-in without an equivalent
+    # is dropped (named in the context), or refused when the policy says so.
+    c = ctx("openai_responses", FMT)
+    body = gm.encode_request(ir.Request(model="m", messages=msgs, tools=(
+        ir.NativeTool("openai_responses", "web_search", {"type": "web_search"}),
+        ir.NativeTool("openai_responses", "tool_search", {"type": "tool_search"}))), c)
+    assert body["tools"] == [{"google_search": {}}] and c.dropped_tools == ["tool_search"]
+    c = ctx("openai_responses", FMT)
+    c.builtin_tools = "refuse"
     with pytest.raises(UnsupportedFeature):
         gm.encode_request(ir.Request(model="m", messages=msgs, tools=(
-            ir.NativeTool("openai_responses", "web_search", {"type": "web_search"}),)),
-            ctx("openai_responses", FMT))
+            ir.NativeTool("openai_responses", "tool_search", {"type": "tool_search"}),)), c)
     with pytest.raises(UnsupportedFeature, match="name"):
         gm.encode_request(ir.Request(model="m", messages=(ir.Message(ir.Role.USER, (
             ir.ToolResult(id="unknown", content=(ir.Text("x"),)),)),)), ctx("openai_chat", FMT))

@@ -176,6 +176,7 @@ def test_translated_error_frame_says_what_failed(kind, client_type):
     frame = f.error_frame("provider sent nothing for 1 s", kind)
     assert frame.startswith(b"event: error\n")
     err = json.loads(frame.split(b"data: ", 1)[1])["error"]
-    assert err == {"type": client_type, "message": "provider sent nothing for 1 s"}
+    assert err == {"details": None, "type": client_type,
+                   "message": "provider sent nothing for 1 s"}
     assert not f.complete and f.ended
     assert f.error_frame("again", kind) == b"" and f.finish() == b""  # one error, once

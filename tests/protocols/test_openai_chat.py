@@ -299,10 +299,18 @@ def test_encode_rejects_what_chat_cannot_carry() -> None:
     base = {"model": "m", "messages": (ir.Message(ir.Role.USER, (ir.Text("x"),)),)}
     with pytest.raises(UnsupportedFeature):
         oc.encode_request(ir.Request(**base, stop=("a", "b", "c", "d", "e")))
+    # Chat has no web search tool: the built-in is dropped and named, or refused.
+    c = ir.Context(request_id="r", created=0, client_format="anthropic_messages",
+                   upstream_format="openai_chat")
+    body = oc.encode_request(ir.Request(**base, tools=(
+        ir.NativeTool("anthropic_messages", "web_search_20250305",
+                      {"type": "web_search_20250305"}),)), c)
+    assert "tools" not in body and c.dropped_tools == ["web_search_20250305"]
+    c.builtin_tools = "refuse"
     with pytest.raises(UnsupportedFeature):
         oc.encode_request(ir.Request(**base, tools=(
             ir.NativeTool("anthropic_messages", "web_search_20250305",
-                          {"type": "web_search_20250305"}),)))
+                          {"type": "web_search_20250305"}),)), c)
     with pytest.raises(UnsupportedFeature):
         block = ir.NativeBlock("anthropic_messages", "search_result", {})
         oc.encode_request(ir.Request(model="m",
@@ -322,8 +330,11 @@ COMPLETION = {
                                      "arguments": "{\"location\": \"Boston\"}"}}]},
         "logprobs": None, "finish_reason": "stop"}],
     "usage": {"prompt_tokens": 19, "completion_tokens": 10, "total_tokens": 29,
-              "prompt_tokens_details": {"cached_tokens": 4},
-              "completion_tokens_details": {"reasoning_tokens": 3}},
+              "prompt_tokens_details": {"cached_tokens": 4, "audio_tokens": 0},
+              "completion_tokens_details": {"reasoning_tokens": 3, "audio_tokens": 0,
+                                            "accepted_prediction_tokens": 0,
+                                            "rejected_prediction_tokens": 0}},
+    "service_tier": "default",
 }
 
 

@@ -467,8 +467,6 @@ def test_previous_response_id_is_rejected_even_for_same_format() -> None:
 
 
 @pytest.mark.parametrize(("body", "param"), [
-    ({"tools": [{"type": "function", "name": "f"}, {"type": "web_search"}]}, "tools[1].type"),
-    ({"tools": [{"type": "tool_search", "execution": "client"}]}, "tools[0].type"),
     ({"input": [{"type": "web_search_call", "id": "ws_1"}]}, "input[0].type"),
     ({"tool_choice": {"type": "file_search"}}, "tool_choice"),
 ])
@@ -481,11 +479,27 @@ def test_builtins_need_a_responses_upstream(body: dict[str, Any], param: str) ->
     orr.decode_request(copy.deepcopy(full), ctx(FMT, FMT))  # same format: fine
 
 
-def test_codex_full_config_names_the_builtin_for_other_upstreams() -> None:
+def test_codex_full_config_on_other_upstreams_maps_web_search_and_drops_the_rest() -> None:
+    """Codex's default tools (gpt-5.5): web_search has an equivalent on Anthropic and
+    Gemini, tool_search has none anywhere but OpenAI's Responses API."""
+    import protocols.anthropic_messages as am
+    import protocols.gemini as gm
+    import protocols.openai_chat as oc
+
     body = capture(CODEX_CAPTURES[1])["body"]
-    with pytest.raises(UnsupportedFeature) as e:
-        orr.decode_request(body, ctx(FMT, "anthropic_messages"))
-    assert e.value.param == "tools[8].type" and "tool_search" in e.value.message
+    for upstream, codec, searched in (("anthropic_messages", am, True), ("gemini", gm, True),
+                                      ("openai_chat", oc, False)):
+        c = ctx(FMT, upstream)
+        req = orr.decode_request(copy.deepcopy(body), c)
+        out = codec.encode_request(req, c)
+        wire = json.dumps(out["tools"])
+        assert ("web_search_20250305" in wire or "google_search" in wire) == searched
+        assert "tool_search" not in wire
+        assert c.dropped_tools == (["tool_search"] if searched else ["tool_search", "web_search"])
+        c = ctx(FMT, upstream)
+        c.builtin_tools = "refuse"
+        with pytest.raises(UnsupportedFeature):
+            codec.encode_request(orr.decode_request(copy.deepcopy(body), c), c)
 
 
 # --------------------------------------------------------------------------------------
@@ -576,10 +590,16 @@ def test_encode_rejects_stop_and_foreign_builtins() -> None:
                      stop=("END",))
     with pytest.raises(UnsupportedFeature, match="stop"):
         orr.encode_request(req, ctx("openai_chat", FMT))
-    req = ir.Request(model="m", messages=(), tools=(ir.NativeTool("anthropic_messages",
-                                                                  "web_search_20250305", {}),))
-    with pytest.raises(UnsupportedFeature):
-        orr.encode_request(req, ctx("anthropic_messages", FMT))
+    # Anthropic's web search becomes Responses' own; other built-ins are dropped.
+    req = ir.Request(model="m", messages=(), tools=(
+        ir.NativeTool("anthropic_messages", "web_search_20250305",
+                      {"allowed_domains": ["example.com"]}),
+        ir.NativeTool("anthropic_messages", "code_execution_20250522", {})))
+    c = ctx("anthropic_messages", FMT)
+    body = orr.encode_request(req, c)
+    assert body["tools"] == [{"type": "web_search",
+                              "filters": {"allowed_domains": ["example.com"]}}]
+    assert c.dropped_tools == ["code_execution_20250522"]
 
 
 # --------------------------------------------------------------------------------------
@@ -588,8 +608,9 @@ def test_encode_rejects_stop_and_foreign_builtins() -> None:
 
 RESPONSE: dict[str, Any] = {
     "id": "resp_1", "object": "response", "created_at": 1761565462, "status": "completed",
-    "background": False, "error": None, "incomplete_details": None, "instructions": None,
-    "max_output_tokens": None, "model": "gpt-5-2025-08-07",
+    "background": False, "completed_at": 1761565470, "error": None, "frequency_penalty": 0.0,
+    "incomplete_details": None, "instructions": None, "max_output_tokens": None,
+    "max_tool_calls": None, "model": "gpt-5-2025-08-07",
     "output": [
         {"id": "rs_1", "type": "reasoning", "summary": [{"type": "summary_text", "text": "Plan"}],
          "encrypted_content": "gAAAAABblob"},
@@ -598,9 +619,12 @@ RESPONSE: dict[str, Any] = {
         {"id": "fc_1", "type": "function_call", "status": "completed", "arguments": "{\"a\":1}",
          "call_id": "call_1", "name": "f"},
     ],
-    "parallel_tool_calls": True, "previous_response_id": None, "store": False,
+    "parallel_tool_calls": True, "presence_penalty": 0.0, "previous_response_id": None,
+    "prompt_cache_key": None, "prompt_cache_retention": None,
+    "reasoning": {"effort": "medium", "summary": None}, "safety_identifier": None,
+    "service_tier": "default", "store": False,
     "temperature": 1.0, "text": {"format": {"type": "text"}, "verbosity": "medium"},
-    "tool_choice": "auto", "tools": [], "top_p": 1.0, "truncation": "disabled",
+    "tool_choice": "auto", "tools": [], "top_logprobs": 0, "top_p": 1.0, "truncation": "disabled",
     "usage": {"input_tokens": 100, "input_tokens_details": {"cached_tokens": 60,
                                                             "cache_write_tokens": 0},
               "output_tokens": 50, "output_tokens_details": {"reasoning_tokens": 20},

@@ -441,11 +441,15 @@ def test_codex_lean_capture_translates(upstream: str) -> None:
 
 
 @pytest.mark.parametrize("upstream", [CHAT, ANTHROPIC, GEMINI])
-def test_codex_builtins_are_refused_for_other_upstreams(upstream: str) -> None:
+def test_codex_builtins_are_dropped_or_refused_for_other_upstreams(upstream: str) -> None:
     t = Translation(RESPONSES, upstream, request_id=REQUEST_ID, created=CREATED)
+    t.request(capture(CODEX_CAPTURES[1])["body"])
+    assert "tool_search" in t.context.dropped_tools
+    t = Translation(RESPONSES, upstream, request_id=REQUEST_ID, created=CREATED)
+    t.context.builtin_tools = "refuse"
     with pytest.raises(UnsupportedFeature) as e:
         t.request(capture(CODEX_CAPTURES[1])["body"])
-    assert e.value.param == "tools[8].type"
+    assert e.value.param == "tools"
 
 
 def test_codex_apply_patch_to_anthropic_and_back() -> None:

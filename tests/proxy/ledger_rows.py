@@ -43,6 +43,7 @@ def make_row(i: int, **overrides: Any) -> dict[str, Any]:
         "cost_usd": 0.00012 * (i + 1),
         "cost_source": "bundled",
         "end_user": f"user-{i}",
+        "dropped_tools": i or None,
     }
     row.update(overrides)
     return row

@@ -574,3 +574,24 @@ def test_loopback_model_switch(write, text, env, listen, enabled) -> None:
 
 def test_loopback_model_switch_is_checked(write) -> None:
     assert "server.loopback_model" in error_of(write, '[server]\nloopback_model = "maybe"\n')
+
+
+@pytest.mark.parametrize(("value", "url", "mode"), [
+    (None, "http://h/v1", "off"), ("false", "https://h/v1", "off"),
+    ("true", "http://h/v1", "on"), ("true", "https://h/v1", "on"),
+    ('"auto"', "https://h/v1", "auto"), ('"AUTO"', "https://h/v1", "auto"),
+])
+def test_provider_http2_modes(write, value, url, mode):
+    line = f"http2 = {value}\n" if value else ""
+    config = load_config(write(f'{PROVIDER}base_url = "{url}"\n{line}'), env={})
+    assert config.providers["p"].http2 == mode
+
+
+@pytest.mark.parametrize(("value", "url", "expected"), [
+    ('"auto"', "http://h/v1", 'providers.p.http2: "auto" needs an https base_url'),
+    ('"yes"', "https://h/v1", 'providers.p.http2: must be true, false or "auto"'),
+    ("1", "https://h/v1", 'providers.p.http2: must be true, false or "auto"'),
+])
+def test_provider_http2_errors(write, value, url, expected):
+    text = f'{PROVIDER}base_url = "{url}"\nhttp2 = {value}\n'
+    assert error_of(write, text).startswith(expected)

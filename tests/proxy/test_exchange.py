@@ -93,8 +93,8 @@ class FakeUpstreamConn:
         self.abandoned = False
         self.paused = False
 
-    def send(self, data, sink, *, first_byte_s, idle_s):
-        self.sent.append(data)
+    def send_attempt(self, att, sink, *, first_byte_s, idle_s):
+        self.sent.append(att.data)
         self.sink = sink
 
     def pause_reading(self) -> None:

@@ -84,7 +84,7 @@ def test_a_returned_connection_is_reused(loop_kind: str) -> None:
     async def main() -> None:
         server, port = await serve(answer_ok)
         pool = UpstreamPool(asyncio.get_running_loop())
-        key = ("http", "127.0.0.1", port, None, True)
+        key = ("http", "127.0.0.1", port, None, True, "off")
         conn = await pool.connect(key, 5.0)
         sink = Sink()
         conn.send(REQUEST, sink, first_byte_s=5, idle_s=5)
@@ -103,7 +103,7 @@ def test_the_cap_makes_requests_wait_for_a_returned_connection(loop_kind: str) -
     async def main() -> None:
         server, port = await serve(answer_ok)
         pool = UpstreamPool(asyncio.get_running_loop())
-        key = ("http", "127.0.0.1", port, None, True)
+        key = ("http", "127.0.0.1", port, None, True, "off")
         first = await pool.connect(key, 5.0, max_connections=1)
         waiting = asyncio.ensure_future(pool.connect(key, 5.0, max_connections=1))
         await asyncio.sleep(0)
@@ -124,7 +124,7 @@ def test_a_closed_connection_frees_its_slot(loop_kind: str) -> None:
     async def main() -> None:
         server, port = await serve(answer_ok)
         pool = UpstreamPool(asyncio.get_running_loop())
-        key = ("http", "127.0.0.1", port, None, True)
+        key = ("http", "127.0.0.1", port, None, True, "off")
         first = await pool.connect(key, 5.0, max_connections=1)
         waiting = asyncio.ensure_future(pool.connect(key, 5.0, max_connections=1))
         await asyncio.sleep(0)
@@ -142,7 +142,7 @@ def test_a_wait_past_its_deadline_is_pool_full(loop_kind: str) -> None:
     async def main() -> None:
         server, port = await serve(answer_ok)
         pool = UpstreamPool(asyncio.get_running_loop())
-        key = ("http", "127.0.0.1", port, None, True)
+        key = ("http", "127.0.0.1", port, None, True, "off")
         await pool.connect(key, 5.0, max_connections=1)
         with pytest.raises(UpstreamError) as info:
             await pool.connect(key, 0.05, max_connections=1)
@@ -159,7 +159,7 @@ def test_a_cancelled_waiter_passes_its_turn_on(loop_kind: str) -> None:
     async def main() -> None:
         server, port = await serve(answer_ok)
         pool = UpstreamPool(asyncio.get_running_loop())
-        key = ("http", "127.0.0.1", port, None, True)
+        key = ("http", "127.0.0.1", port, None, True, "off")
         first = await pool.connect(key, 5.0, max_connections=1)
         a = asyncio.ensure_future(pool.connect(key, 5.0, max_connections=1))
         b = asyncio.ensure_future(pool.connect(key, 5.0, max_connections=1))
@@ -182,7 +182,7 @@ def test_refused_connects_do_not_leak_slots(loop_kind: str) -> None:
         server.close()
         await server.wait_closed()
         pool = UpstreamPool(asyncio.get_running_loop())
-        key = ("http", "127.0.0.1", port, None, True)
+        key = ("http", "127.0.0.1", port, None, True, "off")
         for _ in range(3):
             with pytest.raises(UpstreamError) as info:
                 await pool.connect(key, 1.0, max_connections=1)
