@@ -39,14 +39,20 @@ WAIT_S = 20.0  # upper bound for what the daemons do on their own; never reached
 
 
 class Daemon:
-    def __init__(self, tmp: Path, name: str, pg_url: str, upstream: FakeUpstream) -> None:
+    def __init__(self, tmp: Path, name: str, pg_url: str, upstream: FakeUpstream,
+                 args: tuple[str, ...] = (), config: str | None = None) -> None:
         env = {k: v for k, v in os.environ.items() if not k.startswith("TOKENWAY_")}
         env.update(TOKENWAY_OPENAI_BASE_URL=upstream.base_url,
                    TOKENWAY_OPENAI_API_KEY="sk-upstream-secret")
         self.journal = tmp / name  # the local spill journal is <this>.spill
+        extra = list(args)
+        if config is not None:
+            (tmp / f"{name}.toml").write_text(config)
+            extra += ["--config", str(tmp / f"{name}.toml")]
         self.proc = subprocess.Popen(
             [PY, "-m", "proxy", "--listen", "127.0.0.1:0", "--database-url", pg_url,
-             "--db", str(self.journal)], stderr=subprocess.PIPE, text=True, env=env, cwd=tmp)
+             "--db", str(self.journal), *extra], stderr=subprocess.PIPE, text=True, env=env,
+            cwd=tmp)
         assert self.proc.stderr is not None
         self.log = LogLines(self.proc.stderr)
         assert self.log.wait_for("listening on", timeout_s=WAIT_S), self.log.lines
@@ -78,8 +84,9 @@ def daemons(tmp_path: Path, pg_url: str):
     upstream = FakeUpstream().start()
     started: list[Daemon] = []
 
-    def start(name: str, url: str | None = None) -> Daemon:
-        d = Daemon(tmp_path, name, url or pg_url, upstream)
+    def start(name: str, url: str | None = None, args: tuple[str, ...] = (),
+              config: str | None = None) -> Daemon:
+        d = Daemon(tmp_path, name, url or pg_url, upstream, args, config)
         started.append(d)
         return d
 
@@ -228,3 +235,75 @@ def test_gatewayd_refuses_a_bad_url_without_showing_the_password(tmp_path: Path)
     assert "storage.url (from --database-url): 'postgresql://tw:***@db:99999/ledger': bad port" \
         in p.stderr
     assert "pw-s3cret" not in p.stderr + p.stdout
+
+
+def test_workers_on_postgresql_each_write_their_batches(daemons: Any, pg_url: str) -> None:
+    d = daemons("w", args=("--workers", "2"))
+    for _ in range(40):
+        chat(d)
+    d.stop()
+    assert stored(pg_url) == (40, 40)
+
+
+def test_two_machines_share_a_keys_limits_through_redis(daemons: Any, pg_url: str) -> None:
+    """Two gateways on one PostgreSQL and one Redis: a key's requests per minute hold
+    across both (one atomic script per admission in Redis)."""
+    import asyncio
+    import secrets as _secrets
+
+    import redis
+
+    from proxy.accounts.model import Limits
+    from proxy.accounts.store import AccountStore
+    from proxy.ledger import parse_storage_url
+
+    try:
+        redis.Redis(host="127.0.0.1", port=6379, socket_timeout=2).ping()
+    except redis.RedisError:
+        pytest.skip("no Redis answers at 127.0.0.1:6379")
+    prefix = "tw-test-" + _secrets.token_hex(4)
+    config = (f'[limits]\nredis_url = "redis://127.0.0.1:6379/0"\n'
+              f'key_prefix = "{prefix}"\n')
+    with AccountStore(parse_storage_url(pg_url)) as store:
+        _, secret = store.create_key(name="shared", limits=Limits(rpm=10))
+    pair = [daemons(f"m{i}", config=config) for i in range(2)]
+
+    async def burst() -> list[Any]:
+        clients = [openai.AsyncOpenAI(base_url=d.url + "/v1", api_key=secret, max_retries=0)
+                   for d in pair]
+
+        async def one(i: int) -> Any:
+            try:
+                return await clients[i % 2].chat.completions.create(
+                    model="gpt-4.1", messages=[{"role": "user", "content": "hi"}])
+            except openai.APIStatusError as exc:
+                return exc
+        try:
+            # Until both daemons know the key (they poll every 0.25 s).
+            deadline = time.monotonic() + WAIT_S
+            for c in clients:
+                while True:
+                    try:
+                        await c.models.list()
+                        break
+                    except openai.AuthenticationError:
+                        assert time.monotonic() < deadline
+                        await asyncio.sleep(0.05)
+            return await asyncio.gather(*(one(i) for i in range(100)))
+        finally:
+            for c in clients:
+                await c.close()
+
+    try:
+        results = asyncio.run(burst())
+    finally:
+        r = redis.Redis(host="127.0.0.1", port=6379)
+        for k in r.scan_iter(prefix + "*"):
+            r.delete(k)
+    ok = [x for x in results if not isinstance(x, Exception)]
+    refused = [x for x in results if isinstance(x, openai.RateLimitError)]
+    assert len(ok) == 10 and len(refused) == 90
+    for d in pair:
+        d.stop()
+    rows, _ = stored(pg_url)
+    assert rows == 100
