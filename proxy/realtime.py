@@ -270,13 +270,9 @@ class RealtimeRelay:
         self._close_provider()
 
     def _to_client(self, ev: Message[Any]) -> None:
-        data = ev.data
-        rec = self.call.rec
         if isinstance(ev, TextMessage):
             self._read_usage(ev)
-            rec.bytes_out += len(data)  # characters, for text (close enough to bytes)
-        else:
-            rec.bytes_out += len(data)
+        self.call.rec.bytes_out += len(ev.data)  # characters, for text
         self.last_activity = self.conn.loop.time()
         try:
             self.conn.send_raw(self.client.send(ev))

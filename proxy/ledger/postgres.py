@@ -207,7 +207,7 @@ _MARK_SQL = (
 )
 
 
-class PostgresBackend:
+class PostgresBackend(retention.Retention):
     """A ``LedgerBackend`` storing rows in a PostgreSQL database.
 
     ``dsn`` is the connection URI (it may hold a password); ``shown`` is how
@@ -410,15 +410,7 @@ class PostgresBackend:
         # One read transaction: the rollups and the rows they do not include agree.
         session = self.session()
         with session.snapshot():
-            return retention.groups(session, POSTGRES_DIALECT, by, since, present, tables)
-
-    def rollup(self) -> int:
-        """Add the rows stored since the last rollup to the daily totals."""
-        return retention.rollup(self.session(), POSTGRES_DIALECT)
-
-    def prune(self, before: float) -> int:
-        """Roll up, then delete the rows of the whole UTC days before ``before``'s."""
-        return retention.prune(self.session(), POSTGRES_DIALECT, before)
+            return retention.groups(session, self.dialect, by, since, present, tables)
 
     def scan(self, columns: Sequence[str], *, start: float,
              end: float) -> Iterator[tuple[Any, ...]]:

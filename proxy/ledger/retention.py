@@ -123,6 +123,24 @@ def prune(session: AccountsSession, dialect: Dialect, before: float, *,
             return deleted
 
 
+class Retention:
+    """``LedgerBackend.rollup`` and ``prune`` for a backend with ``session()`` and a
+    ``dialect`` (both backends inherit them)."""
+
+    dialect: Dialect
+
+    def session(self) -> AccountsSession:
+        raise NotImplementedError
+
+    def rollup(self) -> int:
+        """Add the rows stored since the last rollup to the daily totals."""
+        return rollup(self.session(), self.dialect)
+
+    def prune(self, before: float) -> int:
+        """Roll up, then delete the rows of the whole UTC days before ``before``'s."""
+        return prune(self.session(), self.dialect, before)
+
+
 def _daily_sql(by: str, from_day: str | None, tables: set[str]) -> tuple[str, list[Any]]:
     joins, name = "", "NULL"
     if by == "key":

@@ -155,7 +155,7 @@ _MARK_SQL = (
 )
 
 
-class SQLiteBackend:
+class SQLiteBackend(retention.Retention):
     """A ``LedgerBackend`` storing rows in one SQLite file.
 
     ``readonly=True`` opens an existing file without creating, migrating or
@@ -355,15 +355,7 @@ class SQLiteBackend:
         # One read transaction: the rollups and the rows they do not include agree.
         session = self.session()
         with session.snapshot():
-            return retention.groups(session, SQLITE_DIALECT, by, since, present, tables)
-
-    def rollup(self) -> int:
-        """Add the rows stored since the last rollup to the daily totals."""
-        return retention.rollup(self.session(), SQLITE_DIALECT)
-
-    def prune(self, before: float) -> int:
-        """Roll up, then delete the rows of the whole UTC days before ``before``'s."""
-        return retention.prune(self.session(), SQLITE_DIALECT, before)
+            return retention.groups(session, self.dialect, by, since, present, tables)
 
     def scan(self, columns: Sequence[str], *, start: float,
              end: float) -> Iterator[tuple[Any, ...]]:

@@ -168,12 +168,10 @@ def test_copy_sqlite_to_postgresql_exactly_once_and_resumable(
     expected = report(db, None)
     # A copy that stops after its first batch, then runs again to the end.
     monkeypatch.setattr(ledger_copy, "BATCH_ROWS", 20)
-    calls = {"n": 0}
     real = ledger_copy.copy_ledger
 
     def stop_after_one_batch(source, target, copy_id, progress=None):
         def once(n: int) -> None:
-            calls["n"] += 1
             raise KeyboardInterrupt
         return real(source, target, copy_id, once)
 
