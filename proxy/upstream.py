@@ -39,6 +39,7 @@ import httptools
 
 from .upstream_sink import Sink as Sink
 from .upstream_sink import UpstreamError as UpstreamError
+from .upstream_sink import overdue
 
 log = logging.getLogger("tokenway.upstream")
 
@@ -234,16 +235,13 @@ class UpstreamConnection(asyncio.Protocol):
     def check_timeouts(self, now: float) -> None:
         if self.sink is None or self.closed:
             return
-        if not self.got_bytes:
-            if now - self._sent_at >= self._first_byte_s:
-                self._fail(UpstreamError(
-                    "timeout", f"provider sent no response within {self._first_byte_s:g} s"))
-        elif self._paused:
-            # Waiting on a slow client is not the provider's fault.
-            self._last_rx = now
-        elif now - self._last_rx >= self._idle_s:
-            self._fail(UpstreamError(
-                "timeout", f"provider sent nothing for {self._idle_s:g} s mid-response"))
+        if self.got_bytes and self._paused:
+            self._last_rx = now  # waiting on a slow client is not the provider's fault
+            return
+        exc = overdue(now, self.got_bytes, self._sent_at, self._last_rx, self._first_byte_s,
+                      self._idle_s)
+        if exc is not None:
+            self._fail(exc)
 
     def _fail(self, exc: UpstreamError) -> None:
         sink = self.sink

@@ -45,7 +45,7 @@ from h2.events import (
 from h2.exceptions import H2Error, TooManyStreamsError
 from h2.settings import SettingCodes, Settings
 
-from .upstream_sink import Sink, UpstreamError
+from .upstream_sink import Sink, UpstreamError, overdue
 
 # Connection-level receive window (RFC 9113 §6.9.2): 256 paused streams' full
 # 64 KiB windows before the connection itself stalls.
@@ -230,16 +230,13 @@ class H2Stream:
     def check_timeouts(self, now: float) -> None:
         if self.sink is None:
             return
-        if not self.got_bytes:
-            if now - self._sent_at >= self._first_byte_s:
-                self._fail(UpstreamError(
-                    "timeout", f"provider sent no response within {self._first_byte_s:g} s"))
-        elif self.paused:
-            # Waiting on a slow client is not the provider's fault.
-            self._last_rx = now
-        elif now - self._last_rx >= self._idle_s:
-            self._fail(UpstreamError(
-                "timeout", f"provider sent nothing for {self._idle_s:g} s mid-response"))
+        if self.got_bytes and self.paused:
+            self._last_rx = now  # waiting on a slow client is not the provider's fault
+            return
+        exc = overdue(now, self.got_bytes, self._sent_at, self._last_rx, self._first_byte_s,
+                      self._idle_s)
+        if exc is not None:
+            self._fail(exc)
 
 
 class H2Connection(asyncio.Protocol):

@@ -35,3 +35,17 @@ class Sink(Protocol):
     def on_upstream_end(self) -> None: ...
     def on_upstream_read_done(self) -> None: ...
     def on_upstream_error(self, exc: UpstreamError) -> None: ...
+
+
+def overdue(now: float, got_bytes: bool, sent_at: float, last_rx: float,
+            first_byte_s: float, idle_s: float) -> UpstreamError | None:
+    """The timeout a request in flight has run into at loop time ``now``, if any: no
+    byte within ``first_byte_s`` of sending it, or silence for ``idle_s`` after its
+    first byte (both connections' sweeps ask; a paused read is the caller's case)."""
+    if not got_bytes:
+        if now - sent_at >= first_byte_s:
+            return UpstreamError("timeout",
+                                 f"provider sent no response within {first_byte_s:g} s")
+    elif now - last_rx >= idle_s:
+        return UpstreamError("timeout", f"provider sent nothing for {idle_s:g} s mid-response")
+    return None
