@@ -36,7 +36,14 @@ from typing import Any, Protocol, cast
 
 from .call import ClientConnection
 from .h1_parsers import BACKENDS
-from .wire import HTTPError, Request, keep_alive, raw_response_head, switching_protocols_head
+from .wire import (
+    HTTPError,
+    Request,
+    half_close,
+    keep_alive,
+    raw_response_head,
+    switching_protocols_head,
+)
 
 log = logging.getLogger("tokenway.h1")
 
@@ -292,11 +299,7 @@ class HTTPConnection(asyncio.Protocol):
         self._peer_eof = True
         if self.current is None and not self.queue:
             self._close()
-        # Over TLS the transport closes on the client's close_notify whatever we
-        # return (asyncio's SSL protocol has no half-close), so say so.
-        transport = self.transport
-        return None if transport is not None and transport.get_extra_info("sslcontext") \
-            else True
+        return half_close(self.transport)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True

@@ -55,7 +55,7 @@ from hpack import NeverIndexedHeaderTuple
 from hyperframe.frame import GoAwayFrame
 
 from .h1 import _LINGER_RESET, WRITE_HIGH_WATER_BYTES, WRITE_LOW_WATER_BYTES, ConnectionHost
-from .wire import Request, date_header
+from .wire import Request, date_header, half_close
 
 log = logging.getLogger("tokenway.h2")
 
@@ -383,9 +383,7 @@ class HTTP2Connection(asyncio.Protocol):
         self._peer_done = True
         if not self.streams:
             self._close()
-        transport = self.transport
-        return None if transport is not None and transport.get_extra_info("sslcontext") \
-            else True
+        return half_close(self.transport)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True

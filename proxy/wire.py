@@ -50,6 +50,13 @@ def start_date_clock(loop: asyncio.AbstractEventLoop) -> asyncio.TimerHandle:
     return holder[0]
 
 
+def half_close(transport: asyncio.BaseTransport | None) -> bool | None:
+    """What ``eof_received`` returns to keep writing after the client's half-close:
+    True on TCP; over TLS the transport closes on close_notify whatever is returned
+    (asyncio's SSL protocol has no half-close), so None says so."""
+    return None if transport is not None and transport.get_extra_info("sslcontext") else True
+
+
 class HTTPError(Exception):
     """The request could not be parsed or breaks a limit: answer ``status`` and close."""
 
