@@ -116,7 +116,8 @@ class StreamTap:
     ``model`` are read at the end.
     """
 
-    __slots__ = ("fmt", "watch", "_mod", "_pending", "_held", "_split", "_head")
+    __slots__ = ("fmt", "watch", "_mod", "_pending", "_held", "_split", "_head",
+                 "_last_kept")
 
     def __init__(self, fmt: str, watch: StreamWatch) -> None:
         self.fmt = fmt
@@ -128,6 +129,9 @@ class StreamTap:
         self._held = 0  # bytes in _pending
         self._split: FrameSplitter | None = None  # CR framing: the general splitter
         self._head = HEAD_EVENTS  # events still to be read whole, 0 once the head is read
+        # CR framing: whether the last event went out. The line ends a frame starts
+        # with (the LF of a CRLF whose CR ended the read before) are that event's.
+        self._last_kept = True
 
     def feed(self, chunk: bytes) -> bytes:
         """Bytes for the client: every complete event in ``chunk``, unchanged."""
@@ -228,11 +232,16 @@ class StreamTap:
         watch = self.watch
         kept: list[bytes] | None = None
         for i, frame in enumerate(frames):
-            if watch.read(frame):
-                if kept is not None:
-                    kept.append(frame)
-            elif kept is None:
+            lead = _line_ends(frame)
+            keep = watch.read(frame)
+            if kept is None and (not keep or (lead and not self._last_kept)):
                 kept = frames[:i]
+            if kept is not None:
+                if lead and self._last_kept:
+                    kept.append(lead)
+                if keep:
+                    kept.append(frame[len(lead):])
+            self._last_kept = keep
         if kept is None:
             return frames[0] if len(frames) == 1 else b"".join(frames)
         return b"".join(kept)
@@ -245,7 +254,7 @@ class StreamTap:
         would have forwarded them, and the bytes must not depend on the reads."""
         self.watch.close()
         rest = self._split.pending if self._split is not None else self._take_pending()
-        return rest[:len(rest) - len(rest.lstrip(b"\r\n"))]
+        return _line_ends(rest) if self._last_kept else b""
 
     @property
     def at_boundary(self) -> bool:
@@ -397,6 +406,11 @@ class DecoderFacts:
                 self._dec.close()
             except ProtocolError:
                 self._broke = True
+
+
+def _line_ends(data: bytes) -> bytes:
+    """The CR and LF bytes ``data`` starts with."""
+    return data[:len(data) - len(data.lstrip(b"\r\n"))]
 
 
 def stream_tap(fmt: str, *, strip_usage: bool = False) -> StreamTap:

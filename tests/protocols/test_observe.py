@@ -255,3 +255,15 @@ def test_a_large_event_in_many_small_reads():
     got, tap = tap_run("openai_responses", big, list(range(1000, len(big), 1000)))
     assert got == big and tap.complete and tap.usage is not None
     assert tap.at_boundary
+
+
+@pytest.mark.parametrize("strip", [False, True])
+def test_a_read_ending_inside_a_crlf_changes_no_byte(strip):
+    """A read that ends between the CR and the LF of an event's blank line: the LF
+    belongs to that event, kept or stripped (found by the property test above with
+    one cut, at the CR of the last content chunk and at the usage chunk's)."""
+    data = crlf(USAGE)
+    whole, _ = run(data, [], strip)
+    for cut in range(1, len(data)):
+        got, _ = run(data, [cut], strip)
+        assert got == whole, cut
