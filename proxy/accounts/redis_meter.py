@@ -22,7 +22,7 @@ replaces when it ends.
   each second by the sync thread: ``Quota.stored_usd``) plus the holds in Redis: the
   estimates of requests in flight and the costs of finished requests the ledger has
   not shown yet. A hold is dropped ``RELEASE_S`` after this gateway's spend read
-  includes its row (by then every gateway's read does), and in any case at its
+  includes its row (by then every gateway's read should), and in any case at its
   deadline in Redis (``hold_s``, the request deadline and a minute, from admission and
   again from its end).
 
@@ -316,8 +316,11 @@ return 0
 
 # A finished request's cost stays held this long after this gateway's spend read
 # includes its row: every other gateway reads the spend each second (sync.py
-# SPEND_PERIOD_S), so by then its figure has the row too.
-RELEASE_S = 2.0
+# SPEND_PERIOD_S), so by then its figure has the row too. Ten periods, not two: a
+# busy machine delays another gateway's read by seconds (two gateways overshot a
+# budget sevenfold at 2 s under CI load); a longer hold only counts a finished
+# request twice near the limit for a few seconds more, never lets one through.
+RELEASE_S = 10.0
 # Seconds between pings while Redis is down.
 RECONNECT_S = 0.5
 # Commands sent in one pipelined round trip at most, and queued at most (beyond it a
