@@ -111,8 +111,8 @@ class Quota:
     windows were last moved to."""
 
     __slots__ = ("name", "ref", "limits", "rpm", "tpm", "budget", "requests", "tokens",
-                 "second", "reserved_tokens", "reserved_usd", "stored_usd", "unseen",
-                 "unseen_usd")
+                 "second", "reserved_tokens", "reserved_usd", "stored_usd", "stored_tag",
+                 "unseen", "unseen_usd")
 
     def __init__(self, name: str, limits: Limits, ref: str = "") -> None:
         self.name = name
@@ -127,6 +127,7 @@ class Quota:
         self.reserved_tokens = 0
         self.reserved_usd = 0.0
         self.stored_usd = 0.0  # the budget period's spend in the ledger
+        self.stored_tag = ""  # which period that is (period_tag; "" before a read)
         self.unseen: deque[tuple[int, float]] = deque()  # (ledger sequence, USD)
         self.unseen_usd = 0.0
 
@@ -177,10 +178,11 @@ class Quota:
             self.unseen.append((seq, usd))
             self.unseen_usd += usd
 
-    def stored(self, usd: float, settled: int) -> None:
-        """The ledger's figure for the period, read after ``settled`` rows had been
-        stored: this process's spend up to that row is in it."""
+    def stored(self, usd: float, settled: int, tag: str = "") -> None:
+        """The ledger's figure for the period ``tag``, read after ``settled`` rows had
+        been stored: this process's spend up to that row is in it."""
         self.stored_usd = usd
+        self.stored_tag = tag
         unseen = self.unseen
         while unseen and unseen[0][0] <= settled:
             self.unseen_usd -= unseen.popleft()[1]
@@ -267,9 +269,10 @@ class Meter:
             q.settle(now, charge.tokens, charge.usd, t, u, seq)
 
     def spend(self, by_key: dict[str, tuple[float, float, float]], key_users: dict[str, str],
-              settled: int) -> None:
+              settled: int, days: tuple[str, str] | None = None) -> None:
         """The ledger's spend per key (today, this month, all time), read when the
-        first ``settled`` rows this process recorded were stored."""
+        first ``settled`` rows this process recorded were stored; ``days``: the UTC
+        day and month (``utc_days``) the read counted."""
         per_user: dict[str, list[float]] = {}
         for key_id, figures in by_key.items():
             user_id = key_users.get(key_id)
@@ -278,11 +281,18 @@ class Meter:
                 for i in range(3):
                     acc[i] += figures[i]
         for key_id, q in self._keys.items():
-            q.stored(_in_period(by_key.get(key_id), q.limits.budget_period), settled)
+            period = q.limits.budget_period
+            q.stored(_in_period(by_key.get(key_id), period), settled, period_tag(period, days))
         for user_id, q in self._users.items():
             total = per_user.get(user_id)
-            q.stored(_in_period(tuple(total) if total else None, q.limits.budget_period),
-                     settled)
+            period = q.limits.budget_period
+            q.stored(_in_period(tuple(total) if total else None, period), settled,
+                     period_tag(period, days))
+
+    def quota(self, ref: str) -> Quota | None:
+        """The live quota named ``ref`` (``Quota.ref``: "key:ID" or "user:ID")."""
+        kind, _, ident = ref.partition(":")
+        return (self._keys if kind == "key" else self._users).get(ident)
 
     def headers(self, ident: Identity) -> list[tuple[bytes, bytes]]:
         """What is left to the identity now: the tightest of its key's and user's."""
@@ -353,6 +363,18 @@ def _in_period(figures: tuple[float, ...] | None, period: str | None) -> float:
     if figures is None or period is None:
         return 0.0
     return figures[("day", "month", "total").index(period)]
+
+
+def period_tag(period: str | None, days: tuple[str, str] | None) -> str:
+    """Which budget period a spend figure counts: ``dYYYY-MM-DD``, ``mYYYY-MM-01`` or
+    ``t``; tags of one kind order as their periods do. "" when unknown."""
+    if days is None or period is None:
+        return ""
+    if period == "day":
+        return "d" + days[0]
+    if period == "month":
+        return "m" + days[1]
+    return "t"
 
 
 def period_text(period: str | None) -> str:

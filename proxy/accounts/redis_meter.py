@@ -19,12 +19,16 @@ replaces when it ends.
   adds the real count in the current second. A gateway that dies mid-request leaves
   its estimate counted for at most 61 s.
 - Budgets: the spend stored in the ledger (the database every gateway shares, read
-  each second by the sync thread: ``Quota.stored_usd``) plus the holds in Redis: the
-  estimates of requests in flight and the costs of finished requests the ledger has
-  not shown yet. A hold is dropped ``RELEASE_S`` after this gateway's spend read
-  includes its row (by then every gateway's read should), and in any case at its
-  deadline in Redis (``hold_s``, the request deadline and a minute, from admission and
-  again from its end).
+  each second by each gateway's sync thread: ``Quota.stored_usd``) plus the holds in
+  Redis: the estimates of requests in flight and the costs of finished requests the
+  ledger has not shown yet. Gateways read the ledger at different moments, so a
+  figure in Redis joins them: ``l``, the highest spend any gateway has read for the
+  budget's period (``lt``). A gateway drops a hold only once its own read includes
+  the hold's row, and in the same script first raises ``l`` to that read; admission
+  counts the larger of the caller's read and ``l``. So a cost is always counted,
+  by a hold or by ``l``, whichever gateway admits next and however late its own
+  read is. A hold left by a gateway that died goes at its deadline (``hold_s``, the
+  request deadline and a minute, from admission and again from its end).
 
 The event loop never blocks on Redis: a request for a limited key queues its admission
 (``submit``) and continues from a callback on its reply (proxy/endpoints/access.py);
@@ -72,7 +76,8 @@ log = logging.getLogger("tokenway.limits")
 #
 # - NAME, a hash: "s" the newest second counted, "r" and "t" the requests and tokens
 #   of the last 61 seconds, "rSECOND" and "tSECOND" the counts of each of those
-#   seconds, "u" the USD held;
+#   seconds, "u" the USD held, "l" the highest ledger spend a gateway has read for
+#   the budget's period "lt" (a period tag: meter.period_tag);
 # - NAME:h, a sorted set of the holds, "ID|USD" scored by their deadline.
 #
 # The key and its user are two names in one script: this needs one Redis (replicas
@@ -142,6 +147,13 @@ local function expire_holds(k, u, x)
   end
   return u, x
 end
+-- The ledger's spend for the budget's period: the caller's read, or the highest read
+-- any gateway reported for the same period when it released holds, if larger.
+local function shared_spend(k, stored, tag)
+  local v = redis.call('HMGET', k, 'l', 'lt')
+  if v[2] == tag then return math.max(stored, tonumber(v[1]) or 0) end
+  return stored
+end
 -- Seconds until the oldest count of a window ('r' or 't') leaves it.
 local function frees_in(k, w)
   local all = redis.call('HGETALL', k)
@@ -164,11 +176,12 @@ end
 # quotas naming their KEYS by number.
 #
 # ADMIT, per admission: quotas, tokens, USD (as text), hold id, hold seconds; then per
-# quota its KEYS number, rpm, tpm, budget (-1: no such limit) and the ledger's spend
-# in the budget's period. Each admission is decided on the counters as the ones
-# before it left them. One reply per admission: {0, 0, second, then per quota:
-# requests, tokens, held USD after the charge}, or {quota number, 1 rpm | 2 tpm |
-# 3 budget, retry-after, the figures before it}.
+# quota its KEYS number, rpm, tpm, budget (-1: no such limit), the ledger's spend in
+# the budget's period as the caller read it and that period's tag. Each admission is
+# decided on the counters as the ones before it left them. One reply per admission:
+# {0, 0, second, then per quota: requests, tokens, held USD after the charge, the
+# spend counted}, or {quota number, 1 rpm | 2 tpm | 3 budget, retry-after, the
+# figures before it}.
 ADMIT = _COMMON + """
 local replies = {}
 local p = 2
@@ -180,12 +193,15 @@ for j = 1, tonumber(ARGV[1]) do
   for i = 1, nq do
     local k = KEYS[tonumber(ARGV[p])]
     local rpm, tpm, budget = tonumber(ARGV[p + 1]), tonumber(ARGV[p + 2]), tonumber(ARGV[p + 3])
-    local stored = tonumber(ARGV[p + 4])
-    p = p + 5
+    local stored, tag = tonumber(ARGV[p + 4]), ARGV[p + 5]
+    p = p + 6
     local r, tk, u, x, rs, ts = load(k, 'r' .. sec, 't' .. sec)
-    if budget >= 0 then u, x = expire_holds(k, u, x) end
+    if budget >= 0 then
+      u, x = expire_holds(k, u, x)
+      stored = shared_spend(k, stored, tag)
+    end
     q[i] = {k, rpm, tpm, budget, x, rs, ts}
-    fig[i] = {r, tk, u}
+    fig[i] = {r, tk, u, stored}
     if deny == nil then
       if rpm >= 0 and r >= rpm then
         deny = {i, 1, tostring(frees_in(k, 'r'))}
@@ -235,6 +251,7 @@ for j = 1, tonumber(ARGV[1]) do
     out[#out + 1] = fig[i][1]
     out[#out + 1] = fig[i][2]
     out[#out + 1] = tostring(fig[i][3])
+    out[#out + 1] = tostring(fig[i][4])
   end
   replies[j] = out
 end
@@ -301,12 +318,32 @@ end
 return 0
 """
 
-# KEYS: one quota's name. ARGV: the holds ("ID|USD") to drop.
+# KEYS: one quota's name. ARGV: the period tag and the ledger's spend in it as the
+# caller read it (a read that includes the holds' rows), then the holds ("ID|USD") to
+# drop. The spend is recorded first, so a cost leaves the holds only once ``l``
+# counts it. A tag of another kind (the budget's period changed) replaces the
+# figure; a later period of the same kind too; an earlier one (a gateway whose read
+# is from before midnight) is left out.
 RELEASE = _COMMON + """
 local k = KEYS[1]
 local h = k .. ':h'
+if redis.call('EXISTS', k) == 0 then
+  redis.call('DEL', h)  -- expired with its hash: nothing is held
+  return 0
+end
+local tag, spend = ARGV[1], tonumber(ARGV[2])
+if tag ~= '' then
+  local v = redis.call('HMGET', k, 'l', 'lt')
+  local lt = v[2]
+  if lt == tag then
+    if spend > (tonumber(v[1]) or 0) then redis.call('HSET', k, 'l', spend) end
+  elseif not lt or string.sub(lt, 1, 1) ~= string.sub(tag, 1, 1) or tag > lt then
+    redis.call('HSET', k, 'l', spend, 'lt', tag)
+  end
+end
 local u = tonumber(redis.call('HGET', k, 'u')) or 0
-for _, m in ipairs(ARGV) do
+for i = 3, #ARGV do
+  local m = ARGV[i]
   if redis.call('ZREM', h, m) == 1 then u = u - amount(m) end
 end
 if redis.call('ZCARD', h) == 0 then u = 0 end
@@ -314,13 +351,6 @@ redis.call('HSET', k, 'u', u)
 return 0
 """
 
-# A finished request's cost stays held this long after this gateway's spend read
-# includes its row: every other gateway reads the spend each second (sync.py
-# SPEND_PERIOD_S), so by then its figure has the row too. Ten periods, not two: a
-# busy machine delays another gateway's read by seconds (two gateways overshot a
-# budget sevenfold at 2 s under CI load); a longer hold only counts a finished
-# request twice near the limit for a few seconds more, never lets one through.
-RELEASE_S = 10.0
 # Seconds between pings while Redis is down.
 RECONNECT_S = 0.5
 # Commands sent in one pipelined round trip at most, and queued at most (beyond it a
@@ -370,7 +400,7 @@ class SharedCharge(Charge):
 
 # What is queued for the next round trip: an admission (its Admission), a settlement
 # (its SETTLE fields, each quota by name, and how many quotas it has) or a release
-# (the quota's name and the holds).
+# (the quota's name, its period tag and spend as this gateway read them, the holds).
 ADMIT_JOB, SETTLE_JOB, RELEASE_JOB = 0, 1, 2
 _Job = tuple[int, Any]
 
@@ -420,10 +450,8 @@ class SharedMeter:
         self.state = UP  # until a round trip says otherwise
         self._tag = os.urandom(6).hex() + ":"  # hold ids: unique across gateways
         self._n = 0
-        # (ledger row number, quota names, hold) of finished requests still held, and
-        # (when to release, quota names, hold) once the ledger shows them.
+        # (ledger row number, quota names, hold) of finished requests still held.
         self._unstored: deque[tuple[int, tuple[str, ...], str]] = deque()
-        self._releasing: deque[tuple[float, tuple[str, ...], str]] = deque()
         self.counts = {"admitted": 0, "refused": 0, "round_trips": 0, "commands": 0,
                        "open": 0, "closed": 0, "dropped": 0, "outages": 0, "errors": 0}
 
@@ -455,7 +483,7 @@ class SharedMeter:
                     -1 if lim.tpm is None else lim.tpm,
                     -1 if lim.budget_usd is None else repr(lim.budget_usd))
             fields += static
-            fields.append(repr(q.stored_usd))
+            fields += (repr(q.stored_usd), q.stored_tag)
         adm = Admission(asyncio.get_running_loop().create_future(), fields, quotas, tokens,
                         usd, hold)
         self._push((ADMIT_JOB, adm))
@@ -486,11 +514,11 @@ class SharedMeter:
         figures = out[3:]
         rpm = tpm = left_usd = NO_LIMIT
         for i, q in enumerate(quotas):
-            req, tok, held = int(figures[3 * i]), int(figures[3 * i + 1]), \
-                float(figures[3 * i + 2])
+            req, tok = int(figures[4 * i]), int(figures[4 * i + 1])
+            held, stored = float(figures[4 * i + 2]), float(figures[4 * i + 3])
             rpm = min(rpm, q.rpm - req)
             tpm = min(tpm, q.tpm - tok)
-            left_usd = min(left_usd, q.budget - q.stored_usd - held)
+            left_usd = min(left_usd, q.budget - stored - held)
         headers = limit_headers(rpm, tpm, left_usd)
         which = int(out[0])
         if which == 0:
@@ -557,25 +585,26 @@ class SharedMeter:
             self._push((SETTLE_JOB, fields))
         return tuple(held)
 
-    def release(self, settled: int) -> None:
+    def release(self, settled: int, quota: Callable[[str], Quota | None]) -> None:
         """The ledger's spend, read after this gateway's first ``settled`` rows were
-        stored, was handed to the meter: their holds go ``RELEASE_S`` later, in one
-        script per quota."""
-        now = self.clock()
-        unstored, releasing = self._unstored, self._releasing
-        while unstored and unstored[0][0] <= settled:
-            _, keys, hold = unstored.popleft()
-            releasing.append((now + RELEASE_S, keys, hold))
+        stored, was handed to the meter: the holds of those rows go now, in one script
+        per quota that first records the read (``quota(ref)``: the quota's live
+        figures) as the shared spend. A quota gone meanwhile (its limits removed)
+        records nothing and lets its holds go."""
+        unstored = self._unstored
         due: dict[str, list[str]] = {}
-        while releasing and releasing[0][0] <= now:
-            _, held, hold = releasing.popleft()
+        while unstored and unstored[0][0] <= settled:
+            _, held, hold = unstored.popleft()
             for name in held:
                 due.setdefault(name, []).append(hold)
         if self.state is not UP:
             return  # the holds expire at their deadlines
+        cut = len(self.prefix)
         for name, holds in due.items():
+            q = quota(name[cut:])
+            tag, spend = ("", "0") if q is None else (q.stored_tag, repr(q.stored_usd))
             for i in range(0, len(holds), RELEASE_BATCH):
-                self._push((RELEASE_JOB, (name, holds[i:i + RELEASE_BATCH])))
+                self._push((RELEASE_JOB, (name, tag, spend, holds[i:i + RELEASE_BATCH])))
 
     # -- the round trips -------------------------------------------------------------
 
@@ -638,12 +667,12 @@ class SharedMeter:
             elif kind == SETTLE_JOB:
                 settles.append(payload)
             else:
-                name, holds = payload
-                cmds.append(("EVALSHA", self._sha_release, 1, name, *holds))
+                name, tag, spend, holds = payload
+                cmds.append(("EVALSHA", self._sha_release, 1, name, tag, spend, *holds))
         if settles:
             cmds.append(self._script(self._sha_settle, settles, 8, 3))
         if admissions:
-            cmds.append(self._script(self._sha_admit, [a.fields for a in admissions], 5, 5))
+            cmds.append(self._script(self._sha_admit, [a.fields for a in admissions], 5, 6))
         return cmds, admissions
 
     @staticmethod
@@ -751,7 +780,7 @@ class SharedMeter:
     def stats(self) -> dict[str, Any]:
         return {"store": "redis", "url": self.cfg.shown, "state": self.state,
                 "on_redis_down": self.cfg.on_redis_down, "queued": len(self._queue),
-                "held": len(self._unstored) + len(self._releasing), **self.counts}
+                "held": len(self._unstored), **self.counts}
 
 
 def _sha1(script: str) -> str:

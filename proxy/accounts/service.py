@@ -110,10 +110,11 @@ class Accounts:
         if not had_stored and self.directory.has_stored and self.on_required is not None:
             self.on_required()
 
-    def spend(self, by_key: dict[str, tuple[float, float, float]], settled: int) -> None:
-        self.meter.spend(by_key, self._key_users, settled)
+    def spend(self, by_key: dict[str, tuple[float, float, float]], settled: int,
+              days: tuple[str, str] | None = None) -> None:
+        self.meter.spend(by_key, self._key_users, settled, days)
         if self.shared is not None:
-            self.shared.release(settled)
+            self.shared.release(settled, self.meter.quota)
         self.spend_reads += 1
 
     @property

@@ -5,7 +5,8 @@ moved (``gateway key revoke``, the admin API, another gateway process) it reads
 the users, keys and prices again and hands the snapshot to the event loop. Every
 ``SPEND_PERIOD_S`` it reads each key's spend from ``key_spend`` and hands that
 over too, with how many of this process's rows the ledger had stored before the
-read, so the meter knows which of its own recent costs the figures include.
+read, so the meter knows which of its own recent costs the figures include, and the
+UTC day and month the figures count.
 
 The event loop never waits for any of it: results arrive through
 ``call_soon_threadsafe``. A failing database keeps the last snapshot and is
@@ -38,7 +39,8 @@ SPEND_PERIOD_S = 1.0
 class AccountSync:
     def __init__(self, where: str | StorageURL, loop: asyncio.AbstractEventLoop,
                  on_snapshot: Callable[[Snapshot], None],
-                 on_spend: Callable[[dict[str, tuple[float, float, float]], int], None],
+                 on_spend: Callable[[dict[str, tuple[float, float, float]], int,
+                                     tuple[str, str]], None],
                  settled_rows: Callable[[], int], *, period_s: float = SYNC_PERIOD_S,
                  spend_period_s: float = SPEND_PERIOD_S) -> None:
         self.where = where
@@ -114,7 +116,7 @@ class AccountSync:
     def _spend(self, store: AccountStore) -> None:
         settled = self.settled_rows()  # before the read: those rows are in it
         today, month = utc_days(time.time())
-        self._hand_over(self.on_spend, store.spend(today, month), settled)
+        self._hand_over(self.on_spend, store.spend(today, month), settled, (today, month))
 
     def _hand_over(self, fn: Callable[..., None], *args: Any) -> None:
         try:

@@ -174,7 +174,7 @@ def test_two_gateways_share_a_keys_budget(make_gateway, upstream, tmp_path, pref
     assert sum(s["admitted"] for s in stats) == len(ok)
     # Once the ledger shows every cost, the budget is still closed on both gateways,
     # now by the stored spend alone (the holds in Redis are released).
-    deadline = time.monotonic() + 30  # RELEASE_S after the spend read, and a margin
+    deadline = time.monotonic() + 30  # the next spend reads, and a margin
     while any(limits_state(gw)["held"] for gw in gws):
         assert time.monotonic() < deadline, "the holds were never released"
         time.sleep(0.05)
@@ -397,6 +397,91 @@ def test_a_request_that_leaves_during_its_admission_gives_its_charge_back(prefix
     assert fields["r"] == "1" and fields["t"] == "0" and float(fields["u"]) == 0.0
     assert r.zcard(prefix + "key:key_test:h") == 0
     r.close()
+
+
+async def _drained(meter: Any) -> None:
+    """Until everything the meter queued has been through Redis."""
+    for _ in range(1000):
+        if not meter._queue and meter._flusher is None:
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("the meter's queue never drained")
+
+
+def test_a_cost_released_by_one_gateway_counts_where_the_ledger_read_lags(prefix):
+    """Gateway A serves a request whose cost passes the budget, reads the ledger with
+    its row in it and drops the request's hold in Redis; gateway B has not read the
+    ledger since. B still refuses: A recorded its read in Redis before dropping the
+    hold. A read of another period is not taken for this one's, and a lower read
+    never lowers the shared figure."""
+    from proxy.accounts.directory import Identity
+    from proxy.accounts.meter import Denied, Quota, period_tag, utc_days
+    from proxy.accounts.redis_meter import SharedMeter
+    from proxy.config.model import LimitsConfig
+
+    cfg = LimitsConfig(redis_url="redis://127.0.0.1:6379/0", shown="redis://127.0.0.1:6379/0",
+                       key_prefix=prefix)
+    limits = Limits(budget_usd=1.0, budget_period="day")
+    today = period_tag("day", utc_days(time.time()))
+    assert today.startswith("d") and period_tag("total", ("x", "y")) == "t"
+
+    def gateway() -> tuple[Quota, Identity]:
+        q = Quota("API key key_race", limits, "key:key_race")
+        ident = Identity.__new__(Identity)
+        ident.quotas, ident.budgeted = (q,), True
+        return q, ident
+
+    qa, ident_a = gateway()
+    qb, ident_b = gateway()
+    price = lambda p, o: 0.01  # noqa: E731  the estimate: a cent
+
+    async def admit(meter: Any, ident: Identity) -> Any:
+        adm = meter.submit(ident, 400, 100, price)
+        assert adm is not None
+        await adm.reply
+        return meter.outcome(adm)
+
+    async def main() -> tuple[str, Any, list[Any]]:
+        a, b = SharedMeter(cfg), SharedMeter(cfg)
+        try:
+            qa.stored(0.0, 0, today)  # both have read the ledger: nothing spent today
+            qb.stored(0.0, 0, today)
+            charge = await admit(a, ident_a)
+            a.settle(charge, 500, 1.5, 1)  # row 1 of A cost 1.5 USD
+            await _drained(a)
+            qa.stored(1.5, 1, today)  # A's next read includes row 1
+            a.release(1, {"key:key_race": qa}.get)
+            await _drained(a)
+            r = redis.Redis(*REDIS, socket_timeout=5)
+            held = r.zcard(prefix + "key:key_race:h")
+            r.close()
+            assert held == 0 and a.stats()["held"] == 0  # the hold is gone
+            outcomes: list[Any] = []
+            for tag in (today, "d1999-01-01"):  # B's stale read of today, then of an old day
+                qb.stored(0.0, 0, tag)
+                try:
+                    outcomes.append(await admit(b, ident_b))
+                except Denied as exc:
+                    outcomes.append(exc)
+            # B's own lower read of today, released with a cost of its own, keeps 1.5.
+            b.settle(outcomes[-1], 10, 0.001, 1)
+            qb.stored(0.2, 1, today)
+            b.release(1, {"key:key_race": qb}.get)
+            await _drained(b)
+            r = redis.Redis(*REDIS, socket_timeout=5)
+            shared = r.hget(prefix + "key:key_race", "l").decode()
+            r.close()
+            return shared, b.stats(), outcomes
+        finally:
+            await a.close()
+            await b.close()
+
+    shared, stats, (stale, other_day) = asyncio.run(main())
+    assert isinstance(stale, Denied) and stale.kind == "budget_exceeded"
+    assert stale.headers == [(b"x-tokenway-budget-remaining-usd", b"0.000000")]
+    assert not isinstance(other_day, Denied)  # yesterday's spend is not today's
+    assert float(shared) == 1.5
+    assert stats["state"] == "up" and stats["errors"] == 0
 
 
 def test_the_limits_section_is_validated():
