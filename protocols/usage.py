@@ -157,24 +157,28 @@ def from_anthropic(u: Any) -> Usage:
 
 
 def to_anthropic(u: Usage) -> dict[str, Any]:
-    """The counts alone: ``message_delta.usage`` (§3.8)."""
+    """``message_delta.usage`` (§3.8): the counts, the thinking tokens among the output
+    (``output_tokens_details``, null when none were reported) and ``server_tool_use``
+    (null: no server tool runs here)."""
     return {
         "input_tokens": max(u.input_tokens - u.cached_tokens - u.cache_write_tokens, 0),
         "cache_creation_input_tokens": u.cache_write_tokens,
         "cache_read_input_tokens": u.cached_tokens,
         "output_tokens": u.output_tokens,
+        "output_tokens_details": ({"thinking_tokens": u.reasoning_tokens}
+                                  if u.reasoning_tokens else None),
+        "server_tool_use": None,
     }
 
 
 def to_anthropic_message(u: Usage) -> dict[str, Any]:
-    """A Message's whole ``usage`` (§3.7): the counts and every field the published
-    ``Usage`` schema requires, with what the API writes when nothing else applies. Cache
-    writes are reported under the default 5-minute TTL (the IR keeps no TTL); no server
-    tool ran here; the tier is ``standard``."""
+    """A Message's whole ``usage`` (§3.7): ``message_delta.usage`` and every other field
+    the published ``Usage`` schema requires, with what the API writes when nothing else
+    applies. Cache writes are reported under the default 5-minute TTL (the IR keeps no
+    TTL); the tier is ``standard``."""
     out = to_anthropic(u)
     out["cache_creation"] = {"ephemeral_5m_input_tokens": u.cache_write_tokens,
                              "ephemeral_1h_input_tokens": 0}
-    out["server_tool_use"] = None
     out["service_tier"] = "standard"
     out["inference_geo"] = None
     return out

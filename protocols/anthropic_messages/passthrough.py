@@ -28,7 +28,9 @@ def stream_watch(*, strip_usage: bool = False) -> DecoderFacts:
 
 def stream_error_event(message: str, kind: str = "upstream_error", next_sequence: int = 0) -> bytes:
     """``event: error`` (docs/protocols.md §3.9): ``timeout_error`` for a timeout,
-    ``api_error`` for anything else."""
+    ``api_error`` for anything else; shaped as the API's own (``details`` and
+    ``request_id`` null: no request id reaches this)."""
     etype = "timeout_error" if kind == "timeout" else "api_error"
     return b"event: error\ndata: " + jsonio.dumps(
-        {"type": "error", "error": {"type": etype, "message": message}}) + b"\n\n"
+        {"type": "error", "error": {"details": None, "type": etype, "message": message},
+         "request_id": None}) + b"\n\n"

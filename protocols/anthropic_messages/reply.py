@@ -36,6 +36,7 @@ from .tables import (
     _TYPE_TO_KIND,
     FORMAT,
     MESSAGE_NULLS,
+    direct_caller,
 )
 
 # ---------------------------------------------------------------------------------------
@@ -116,7 +117,7 @@ def encode_response(resp: Response, ctx: ir.Context | None = None) -> dict[str, 
             else:
                 inp = ir.parse_arguments(b.arguments, jsonio.loads)
             content.append({"type": "tool_use", "id": wire_tool_id(b.id), "name": b.name,
-                            "input": inp})
+                            "input": inp, "caller": direct_caller()})
         elif type(b) is Reasoning:
             rb = _reasoning_block(b)
             if rb is not None:
@@ -179,8 +180,9 @@ def decode_error(status: int, body: bytes) -> ApiError:
 
 def encode_error(err: ApiError, source_format: str | None = None) -> tuple[int, bytes]:
     """Status and body for an Anthropic client: ``{"type":"error","error":{type,
-    message}}`` with the status of the kind (529 for overloaded, §5.7), or the error's
-    own status when it is already in Anthropic's terms (``source_format`` Anthropic)."""
+    message},"request_id":null}`` (no request id reaches an encoder), with the status of
+    the kind (529 for overloaded, §5.7), or the error's own status when it is already in
+    Anthropic's terms (``source_format`` Anthropic)."""
     status, etype = _KIND_TO_ERROR[err.kind]
     own = source_format == FORMAT
     if own and err.type_ in _TYPE_TO_KIND:
@@ -188,7 +190,8 @@ def encode_error(err: ApiError, source_format: str | None = None) -> tuple[int, 
     if own or (err.kind in (ErrorKind.INVALID_REQUEST, ErrorKind.SERVER)
                and err.status // 100 == status // 100):
         status = err.status
-    return status, jsonio.dumps({"type": "error", "error": {"type": etype, "message": err.message}})
+    return status, jsonio.dumps({"type": "error", "error": {"type": etype, "message": err.message},
+                                 "request_id": None})
 
 
 def is_error_body(body: bytes) -> bool:

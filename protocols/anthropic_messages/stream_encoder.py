@@ -26,7 +26,7 @@ from ..ir import (
     UsageUpdate,
 )
 from .request_decode import wire_tool_id
-from .tables import _KIND_TO_ERROR, _STOP_TO_WIRE, FORMAT, MESSAGE_NULLS
+from .tables import _KIND_TO_ERROR, _STOP_TO_WIRE, FORMAT, MESSAGE_NULLS, direct_caller
 
 # ---------------------------------------------------------------------------------------
 # Streams: IR -> wire
@@ -154,7 +154,7 @@ class StreamEncoder(StreamEncoderBase):
     def _start_tool(self, ev: BlockStart) -> bytes:
         self._kinds.pop(ev.index, None)
         block = {"type": "tool_use", "id": wire_tool_id(ev.tool_id or ""),
-                 "name": ev.tool_name or "", "input": {}}
+                 "name": ev.tool_name or "", "input": {}, "caller": direct_caller()}
         return self._ensure_started() + self._open_block(ev.index, block)
 
     def _on_text(self, ev: TextDelta) -> bytes:
@@ -263,7 +263,8 @@ class StreamEncoder(StreamEncoderBase):
         self._done = True
         return (out + self._event(b"message_delta", {
             "type": "message_delta",
-            "delta": {"stop_reason": _STOP_TO_WIRE[stop], "stop_sequence": seq},
+            "delta": {"stop_reason": _STOP_TO_WIRE[stop], "stop_sequence": seq,
+                      **MESSAGE_NULLS},
             "usage": usage,
         }) + b'event: message_stop\ndata: {"type":"message_stop"}\n\n')
 
@@ -272,9 +273,8 @@ class StreamEncoder(StreamEncoderBase):
         self._done = True
         # As the API writes it: ``details`` (null) and the request's id beside the error.
         error = {"details": None, "type": etype, "message": ev.message}
-        event: dict[str, Any] = {"type": "error", "error": error}
-        if self._ctx is not None:
-            event["request_id"] = self._ctx.request_id
+        event = {"type": "error", "error": error,
+                 "request_id": self._ctx.request_id if self._ctx is not None else None}
         return self._event(b"error", event)
 
     def _on_ping(self, ev: ir.Ping) -> bytes:

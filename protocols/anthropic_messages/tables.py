@@ -24,8 +24,15 @@ FORMAT = ir.FORMAT_ANTHROPIC_MESSAGES
 #: The Message fields the API always writes that nothing here can fill (§3.7): no
 #: container tool runs behind the gateway, and ``stop_details`` is only set for a
 #: ``refusal`` stop the gateway never reports. Both are null in the API's own replies then
-#: (https://docs.anthropic.com/en/api/messages, "Response").
+#: (https://docs.anthropic.com/en/api/messages, "Response"). ``message_delta.delta``
+#: carries the same two.
 MESSAGE_NULLS: dict[str, None] = {"container": None, "stop_details": None}
+
+
+def direct_caller() -> dict[str, str]:
+    """A ``tool_use`` block's ``caller``: the model called the tool itself (the
+    alternative, a call from inside the code execution tool, never runs here)."""
+    return {"type": "direct"}
 
 #: ``max_tokens`` is required by Anthropic and optional in OpenAI (§5.8 case 2). Used when
 #: a translated request gives no cap: 8192 is the output limit of the Claude 3.5

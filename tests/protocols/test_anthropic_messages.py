@@ -407,11 +407,12 @@ MESSAGE = {
     "content": [
         {"type": "thinking", "thinking": "let me see", "signature": "c2ln"},
         {"type": "text", "text": "Checking.", "citations": None},
-        {"type": "tool_use", "id": "toolu_01", "name": "get_weather", "input": {"city": "Paris"}},
+        {"type": "tool_use", "id": "toolu_01", "name": "get_weather", "input": {"city": "Paris"},
+         "caller": {"type": "direct"}},
     ],
     "stop_reason": "tool_use", "stop_sequence": None,
     "usage": {"input_tokens": 12, "cache_creation_input_tokens": 3, "cache_read_input_tokens": 100,
-              "output_tokens": 6,
+              "output_tokens": 6, "output_tokens_details": {"thinking_tokens": 4},
               "cache_creation": {"ephemeral_5m_input_tokens": 3, "ephemeral_1h_input_tokens": 0},
               "server_tool_use": None, "service_tier": "standard", "inference_geo": None},
     "container": None, "stop_details": None,
@@ -422,7 +423,7 @@ def test_response_decode_and_round_trip() -> None:
     resp = am.decode_response(MESSAGE)
     assert resp.stop_reason is ir.StopReason.TOOL_USE
     assert resp.usage == ir.Usage(input_tokens=115, output_tokens=6, cached_tokens=100,
-                                  cache_write_tokens=3)
+                                  cache_write_tokens=3, reasoning_tokens=4)
     assert resp.content[0] == ir.Reasoning(text="let me see", signature="c2ln", provider=am.FORMAT)
     assert resp.content[2].input == {"city": "Paris"}
     assert am.encode_response(resp) == MESSAGE
@@ -608,9 +609,11 @@ def test_stream_encoder_musts_and_sdk() -> None:
     assert enc.done and enc.close() == b""
     evs = _check_anthropic_stream(out)
     delta = evs[-2][1]
-    assert delta["delta"] == {"stop_reason": "tool_use", "stop_sequence": None}
+    assert delta["delta"] == {"stop_reason": "tool_use", "stop_sequence": None,
+                              "container": None, "stop_details": None}
     assert delta["usage"] == {"input_tokens": 40, "cache_creation_input_tokens": 0,
-                              "cache_read_input_tokens": 60, "output_tokens": 7}
+                              "cache_read_input_tokens": 60, "output_tokens": 7,
+                              "output_tokens_details": None, "server_tool_use": None}
     final = anthropic_final(out)
     assert [b.type for b in final.content] == ["text", "tool_use", "tool_use"]
     assert final.content[1].input == {"x": 1} and final.content[2].input == {}
@@ -679,7 +682,7 @@ def test_stream_encoder_foreign_reasoning_and_signatures() -> None:
      (529, "overloaded_error", ir.ErrorKind.OVERLOADED)],
 )
 def test_error_round_trip(status: int, etype: str, kind: ir.ErrorKind) -> None:
-    body = {"type": "error", "error": {"type": etype, "message": "m"}}
+    body = {"type": "error", "error": {"type": etype, "message": "m"}, "request_id": None}
     err = am.decode_error(status, jsonio.dumps(body))
     assert err.kind is kind
     assert am.encode_error(err, am.FORMAT) == (status, jsonio.dumps(body))
@@ -690,7 +693,8 @@ def test_openai_503_becomes_529() -> None:
     status, body = am.encode_error(err, "openai_chat")
     assert status == 529
     assert jsonio.loads(body) == {"type": "error",
-                                  "error": {"type": "overloaded_error", "message": "slow down"}}
+                                  "error": {"type": "overloaded_error", "message": "slow down"},
+                                  "request_id": None}
 
 
 def test_error_body_not_json() -> None:

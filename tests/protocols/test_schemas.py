@@ -21,6 +21,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import jsonschema_rs
 import pytest
 
 from protocols import ir
@@ -64,6 +65,7 @@ from tests.schemas import (
     check_body,
     check_stream,
     document,
+    vendor,
 )
 
 FORMATS = (CHAT, RESPONSES, ANTHROPIC, GEMINI)
@@ -235,7 +237,7 @@ def required_of(doc: str, definition: str) -> set[str]:
 NESTED = {
     CHAT: [(("choices", 0), None), (("usage",), "CompletionUsage")],
     RESPONSES: [(("usage",), "ResponseUsage"), (("output", 0), "OutputMessage")],
-    ANTHROPIC: [(("usage",), "Usage"), (("content", 0), "ResponseTextBlock")],
+    ANTHROPIC: [(("usage",), "Usage"), (("content", 0), "TextBlock")],
 }
 
 
@@ -278,10 +280,75 @@ def test_gemini_output_has_no_field_its_schema_lacks() -> None:
 
 def test_the_fields_a_strict_anthropic_client_needs_are_required() -> None:
     """The fields clients generated from Anthropic's schema reject a Message without."""
-    assert {"container", "usage", "stop_sequence"} <= required_of("anthropic", "Message")
-    assert {"cache_creation", "service_tier", "server_tool_use"} <= required_of("anthropic",
-                                                                              "Usage")
-    assert "citations" in required_of("anthropic", "ResponseTextBlock")
+    assert {"container", "usage", "stop_sequence", "stop_details"} <= required_of(
+        "anthropic", "Message")
+    assert {"cache_creation", "service_tier", "server_tool_use",
+            "output_tokens_details"} <= required_of("anthropic", "Usage")
+    assert "citations" in required_of("anthropic", "TextBlock")
+    assert "caller" in required_of("anthropic", "ToolUseBlock")
+    assert {"container", "stop_details"} <= required_of("anthropic", "RawMessageDeltaEvent.Delta")
+    assert "request_id" in required_of("anthropic", "ErrorResponse")
+
+
+def test_dropping_a_required_field_of_an_anthropic_event_fails() -> None:
+    """The stream's envelopes are validated too: every required field of each event the
+    encoder writes (the nested ones included) is enforced."""
+    data = encode_stream(ANTHROPIC, stream_events(REPLIES["tools"]))
+    data += encode_stream(ANTHROPIC, [MessageStart("up", "m"), StreamError(ErrorKind.SERVER, "x")])
+    checked = set()
+    for event, text in sse_events(data):
+        obj = json.loads(text)
+        for path in required_paths(obj, ANTHROPIC_EVENTS.get(obj["type"], "ErrorResponse")):
+            broken = copy.deepcopy(obj)
+            *head, last = path
+            del at(broken, tuple(head))[last]
+            frame = f"event: {event}\ndata: {json.dumps(broken)}\n\n".encode()
+            assert check_stream(ANTHROPIC, frame) != [], f"{obj['type']} {path}"
+            checked.add((obj["type"], path))
+    kinds = {k for k, _ in checked}
+    assert kinds == {*ANTHROPIC_EVENTS, "error"}, kinds
+    assert ("message_delta", ("delta", "stop_details")) in checked
+    assert ("content_block_start", ("content_block", "caller")) in checked
+
+
+#: Anthropic stream event type -> its definition (RawMessageStreamEvent's members and
+#: the keep-alive tests/schemas adds).
+ANTHROPIC_EVENTS = {"message_start": "RawMessageStartEvent",
+                    "content_block_start": "RawContentBlockStartEvent",
+                    "content_block_delta": "RawContentBlockDeltaEvent",
+                    "content_block_stop": "RawContentBlockStopEvent",
+                    "message_delta": "RawMessageDeltaEvent", "message_stop": "RawMessageStopEvent",
+                    "ping": "PingEvent"}
+
+
+def required_paths(obj: Any, definition: str,
+                   prefix: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    """The paths of the required fields ``obj`` has under ``definition``, following
+    references into nested objects (for a union, the member whose ``type`` matches)."""
+    defs = document("anthropic")["$defs"]
+    schema = defs[definition]
+    out: list[tuple[Any, ...]] = []
+    for name in schema.get("required", []):
+        out.append((*prefix, name))
+        value = obj.get(name)
+        member = _member(schema["properties"][name], value)
+        if isinstance(value, dict) and member is not None:
+            out += required_paths(value, member, (*prefix, name))
+    return out
+
+
+def _member(prop: dict[str, Any], value: Any) -> str | None:
+    """The definition ``value`` is held to under ``prop``: its reference, or, in a union
+    (inline or named), the member whose ``type`` is the value's."""
+    defs = document("anthropic")["$defs"]
+    refs = [r["$ref"].rsplit("/", 1)[1] for r in [prop, *prop.get("anyOf", [])] if "$ref" in r]
+    if len(refs) == 1 and "anyOf" in defs[refs[0]]:
+        return _member(defs[refs[0]], value)
+    if len(refs) == 1:
+        return refs[0]
+    kind = value.get("type") if isinstance(value, dict) else None
+    match = [r for r in refs if defs[r].get("properties", {}).get("type", {}).get("const") == kind]
+    return match[0] if match else None
 
 
 # -- the real transcripts ---------------------------------------------------------------------
@@ -376,3 +443,106 @@ def test_documents_are_the_vendored_ones() -> None:
     for doc in set(DOCUMENT.values()):
         assert f"{doc}.json" in readme
         assert document(doc)["$defs"]
+
+
+def test_the_real_anthropic_streams_agree_with_the_sdk_types() -> None:
+    """The real transcripts predate fields the SDK's types now require (``container``,
+    ``caller``, ``citations``, ``output_tokens_details``...: the gateway writes them),
+    but every field and event they do carry is what the types say: each event validates
+    once no field is required, ``ping`` and ``error`` included."""
+    defs = copy.deepcopy(document("anthropic")["$defs"])
+    for schema in defs.values():
+        schema.pop("required", None)
+        for prop in schema.get("properties", {}).values():
+            prop.pop("required", None)
+    seen = set()
+    for name, fmt in TRANSCRIPT_FORMATS.items():
+        if fmt != ANTHROPIC:
+            continue
+        for _event, text in sse_events(transcript(name)):
+            obj = json.loads(text)
+            definition = {**ANTHROPIC_EVENTS, "error": "ErrorResponse"}[obj["type"]]
+            v = jsonschema_rs.Draft202012Validator({"$defs": defs,
+                                                    "$ref": f"#/$defs/{definition}"})
+            assert [e.message for e in v.iter_errors(obj)] == [], (name, obj)
+            # The error event is whole as the API sends it.
+            if obj["type"] == "error":
+                assert check_stream(ANTHROPIC, f"event: error\ndata: {text}\n\n".encode()) == []
+            seen.add(obj["type"])
+    assert seen == {*ANTHROPIC_EVENTS, "error"}
+
+
+def test_the_anthropic_adjustments_are_still_needed() -> None:
+    """What tests/schemas adds to the SDK's types is still missing from them: the
+    ``ping`` event (the real streams send it: above) and the ``request_too_large`` error
+    type, which the encoder writes for a body over the limit."""
+    vendored = json.loads((Path(__file__).resolve().parents[1] / "schemas" /
+                           "anthropic.json").read_text())["$defs"]
+    events = {vendored[r["$ref"].rsplit("/", 1)[1]]["properties"]["type"]["const"]
+              for r in vendored["RawMessageStreamEvent"]["anyOf"]}
+    assert "ping" not in events and "PingEvent" not in vendored
+    errors = {vendored[r["$ref"].rsplit("/", 1)[1]]["properties"]["type"]["const"]
+              for r in vendored["ErrorObject"]["anyOf"]}
+    assert "request_too_large" not in errors
+    status, body = format_module(ANTHROPIC).encode_error(
+        ApiError(ErrorKind.REQUEST_TOO_LARGE, "too big", 413))
+    assert status == 413 and json.loads(body)["error"]["type"] == "request_too_large"
+    assert check_body(ANTHROPIC, body, error=True) == []
+
+
+def test_the_anthropic_document_is_what_vendor_reads_from_its_source() -> None:
+    """anthropic.json is what vendor.py makes of the SDK declarations kept beside it
+    (sources/), so neither is edited alone."""
+    extract = vendor.ANTHROPIC_EXTRACT
+    made = vendor.anthropic(str(extract))
+    assert made == json.loads((extract.parents[1] / "anthropic.json").read_text())
+
+
+def test_the_typescript_reader() -> None:
+    """What vendor.py makes of each form the SDK's declarations use."""
+    text = """
+export interface A {
+  /** a doc comment, with 'quotes' and // slashes */
+  id: string;
+  note?: string | null;
+  kind: 'a' | 'b' | null;
+  model: 'x' | (string & {});
+  items: Array<B>;
+  more: Array<string> | null;
+  meta: { [key: string]: unknown };
+  counts: { [key: string]: number };
+  any: unknown;
+  flag?: boolean;
+  count: number;
+  inner: Ns.C;
+  either: B | Ns.C;
+}
+
+export type B = 'one';
+
+export namespace Ns {
+  export interface C {
+    back: MessagesAPI.B;
+  }
+}
+"""
+    defs = vendor.ts_schemas(vendor.ts_declarations(text), ("A",))
+    assert defs["A"] == {"type": "object", "required": [
+        "any", "count", "counts", "either", "id", "inner", "items", "kind", "meta", "model",
+        "more"],
+        "properties": {
+            "id": {"type": "string"}, "note": {"type": ["string", "null"]},
+            "kind": {"type": ["string", "null"], "enum": ["a", "b", None]},
+            "model": {"type": "string"},
+            "items": {"type": "array", "items": {"$ref": "#/$defs/B"}},
+            "more": {"anyOf": [{"type": "array", "items": {"type": "string"}},
+                               {"type": "null"}]},
+            "meta": {"type": "object"}, "any": {},
+            "counts": {"type": "object", "additionalProperties": {"type": "number"}},
+            "flag": {"type": "boolean"}, "count": {"type": "number"},
+            "inner": {"$ref": "#/$defs/Ns.C"},
+            "either": {"anyOf": [{"$ref": "#/$defs/B"}, {"$ref": "#/$defs/Ns.C"}]}}}
+    assert defs["B"] == {"type": "string", "const": "one"}
+    assert defs["Ns.C"] == {"type": "object", "properties": {"back": {"$ref": "#/$defs/B"}},
+                            "required": ["back"]}
+    assert set(defs) == {"A", "B", "Ns.C"}

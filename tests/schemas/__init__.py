@@ -47,18 +47,30 @@ def document(name: str) -> dict[str, Any]:
         apply_real_api(doc["$defs"])
     elif name == "anthropic":
         add_request_too_large(doc["$defs"])
+        add_ping(doc["$defs"])
     return doc
 
 
 def add_request_too_large(defs: dict[str, Any]) -> None:
     """Anthropic's error types include ``request_too_large`` (HTTP 413,
-    https://docs.anthropic.com/en/api/errors), which the vendored page's error union
+    https://docs.anthropic.com/en/api/errors), which the SDK's ``ErrorObject`` union
     does not list: it is added as one more member shaped like the others."""
     member = copy.deepcopy(defs["InvalidRequestError"])
     member["properties"]["type"] = {"const": "request_too_large", "type": "string"}
     defs["RequestTooLargeError"] = member
-    error = defs["ErrorResponse"]["properties"]["error"]
-    error["oneOf"].append({"$ref": "#/$defs/RequestTooLargeError"})
+    defs["ErrorObject"]["anyOf"].append({"$ref": "#/$defs/RequestTooLargeError"})
+
+
+#: The keep-alive event of an Anthropic stream, ``{"type": "ping"}``
+#: (https://docs.anthropic.com/en/docs/build-with-claude/streaming, "Ping events"), which
+#: the SDK reads past without declaring a type for it (src/core/streaming.ts skips
+#: ``event: ping``), so ``RawMessageStreamEvent`` lacks it.
+PING_EVENT = {"type": "object", "properties": {"type": {"const": "ping", "type": "string"}},
+              "required": ["type"]}
+
+
+def add_ping(defs: dict[str, Any]) -> None:
+    defs["PingEvent"] = copy.deepcopy(PING_EVENT)
 
 
 #: Where OpenAI's API departs from its own document the gateway writes what the API
@@ -164,31 +176,40 @@ def check_event(fmt: str, event: str | None, obj: dict[str, Any], where: str) ->
     return anthropic_event(event, obj, where)
 
 
+@functools.cache
+def members_by_type(doc: str, union: str, prop: str | None = None) -> dict[str, str]:
+    """``type`` value -> member definition of a union (a definition, or its property
+    ``prop``) whose members each fix their ``type`` (validating the member gives errors
+    that name the field, where the union would only say that no member matched)."""
+    defs = document(doc)["$defs"]
+    schema = defs[union] if prop is None else defs[union]["properties"][prop]
+    members = schema["anyOf"]
+    out: dict[str, str] = {}
+    for member in members:
+        name = member["$ref"].rsplit("/", 1)[1]
+        out[defs[name]["properties"]["type"]["const"]] = name
+    return out
+
+
 def anthropic_event(event: str | None, obj: dict[str, Any], where: str) -> list[str]:
-    """Anthropic's document describes the objects a stream carries (the Message of
-    ``message_start``, the content blocks of ``content_block_start``, the error), not
-    the event envelopes; those are held to the real transcripts (README.md)."""
+    """An event of an Anthropic stream against its member of the SDK's
+    ``RawMessageStreamEvent``; ``ping`` against ``PingEvent`` (README.md) and ``error``
+    against ``ErrorResponse``, the body the SDK reads from it (src/core/streaming.ts
+    raises it as the APIError). The ``event:`` name is the data's ``type``."""
     kind = obj.get("type")
     if event != kind:
         return [f"{where}: event {event!r} carries type {kind!r}"]
-    if kind == "message_start":
-        return problems("anthropic", "Message", obj.get("message"), where + ".message")
-    if kind == "content_block_start":
-        block = obj.get("content_block")
-        return anthropic_block(block, where + ".content_block")
-    if kind == "error":
-        return problems("anthropic", "ErrorResponse", obj, where)
-    return []
-
-
-#: Anthropic content block ``type`` -> its definition.
-ANTHROPIC_BLOCKS = {"text": "ResponseTextBlock", "thinking": "ResponseThinkingBlock",
-                    "redacted_thinking": "ResponseRedactedThinkingBlock",
-                    "tool_use": "ResponseToolUseBlock"}
-
-
-def anthropic_block(block: Any, where: str) -> list[str]:
-    name = ANTHROPIC_BLOCKS.get(block.get("type") if isinstance(block, dict) else None)
+    names = {**members_by_type("anthropic", "RawMessageStreamEvent"),
+             "ping": "PingEvent", "error": "ErrorResponse"}
+    name = names.get(str(kind))
     if name is None:
-        return [f"{where}: not a content block: {block!r}"]
-    return problems("anthropic", name, block, where)
+        return [f"{where}: {kind!r} is not an Anthropic stream event"]
+    out = problems("anthropic", name, obj, where)
+    if out and kind == "content_block_start":
+        # The block's own definition says which field is wrong.
+        block = obj.get("content_block")
+        blocks = members_by_type("anthropic", "RawContentBlockStartEvent", "content_block")
+        member = blocks.get(str(block.get("type"))) if isinstance(block, dict) else None
+        if member is not None:
+            out += problems("anthropic", member, block, where + ".content_block")
+    return out

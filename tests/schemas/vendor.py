@@ -1,11 +1,12 @@
 """Rebuild the vendored schema files in this folder from the providers' published documents.
 
-Not run by the tests: it is how openai.json and anthropic.json were made, kept so that a
-newer document can be vendored the same way (README.md beside this file names the
-sources, commits and dates).
+It is how the JSON files were made, kept so that a newer document can be vendored the
+same way (README.md beside this file names the sources, commits and dates); the tests
+run only its Anthropic reader, on the extract kept in sources/.
 
     python tests/schemas/vendor.py openai OPENAPI_JSON
-    python tests/schemas/vendor.py anthropic MESSAGES_PAGE_MD
+    python tests/schemas/vendor.py anthropic SDK_CHECKOUT
+    python tests/schemas/vendor.py anthropic tests/schemas/sources/anthropic-sdk-typescript.ts
     python tests/schemas/vendor.py gemini GOOGLEAPIS_CHECKOUT/google/ai/generativelanguage/v1beta
 
 Only the component schemas that responses and stream events reach are kept, and only their
@@ -33,8 +34,6 @@ DROP = {"description", "title", "example", "examples", "deprecated", "externalDo
 # The documents' roots: what a response body or a stream event is.
 OPENAI_ROOTS = ("CreateChatCompletionResponse", "CreateChatCompletionStreamResponse",
                 "ErrorResponse", "Response", "ResponseStreamEvent")
-ANTHROPIC_ROOTS = ("ResponseTextBlock", "ResponseThinkingBlock",
-                   "ResponseRedactedThinkingBlock", "ResponseToolUseBlock", "Usage")
 
 
 def clean(node: Any, in_properties: bool = False) -> Any:
@@ -113,31 +112,279 @@ def openai(path: str) -> dict[str, Any]:
             "$defs": closure(doc["components"]["schemas"], OPENAI_ROOTS)}
 
 
-def anthropic(path: str) -> dict[str, Any]:
-    """The Messages page of the API reference carries the OpenAPI operation for
-    ``POST /v1/messages`` in a fenced block: its 200 and 4XX answers in the docs site's
-    own layout (``schemaArray``: each property wrapped in ``allOf``, the required list
-    as ``requiredProperties``) and the referenced ``components.schemas`` as written in
-    the OpenAPI document. The two answers become ``Message`` and ``ErrorResponse``."""
-    import yaml  # only needed to vendor; PyYAML comes with the test extra's schemathesis
+# -- Anthropic: the official TypeScript SDK's declarations -------------------------------
 
-    text = Path(path).read_text()
-    block = text.split("````yaml post /v1/messages\n", 1)[1].split("\n````", 1)[0]
-    doc = yaml.safe_load(block)
-    schemas = dict(doc["components"]["schemas"])
-    answers = doc["paths"]["response"]
-    schemas["Message"] = unwrap(answers["200"]["application/json"]["schemaArray"][0])
-    schemas["ErrorResponse"] = unwrap(answers["4XX"]["application/json"]["schemaArray"][0])
-    return {"$schema": "https://json-schema.org/draft/2020-12/schema",
-            "$defs": closure(schemas, ("Message", "ErrorResponse", *ANTHROPIC_ROOTS))}
+#: Where the SDK declares the types: the Messages resource and the shared error types.
+ANTHROPIC_SDK_FILES = ("src/resources/messages/messages.ts", "src/resources/shared.ts")
+#: What a reply body, a stream event or an error body is.
+ANTHROPIC_ROOTS = ("Message", "RawMessageStreamEvent", "ErrorResponse")
+#: The extract of the declarations those reach, kept here so this can be re-run offline.
+ANTHROPIC_EXTRACT = HERE / "sources" / "anthropic-sdk-typescript.ts"
+#: A declaration at the start of a line, as the SDK's generator writes them.
+TS_DECLARATION = re.compile(r"^export (interface|type|namespace) (\w+)", re.M)
+#: The next statement: a line that starts unindented, but for a closing brace.
+TS_STATEMENT = re.compile(r"^(?!\})\S", re.M)
+TS_TOKEN = re.compile(r"/\*.*?\*/|//[^\n]*|'(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\""
+                      r"|-?\d+(?:\.\d+)?|[A-Za-z_$][\w$]*|\S", re.S)
+TS_SCALARS: dict[str, dict[str, Any]] = {
+    "string": {"type": "string"}, "number": {"type": "number"},
+    "boolean": {"type": "boolean"}, "null": {"type": "null"}, "unknown": {}, "any": {},
+    "true": {"type": "boolean", "const": True}, "false": {"type": "boolean", "const": False},
+}
 
 
-def unwrap(page: dict[str, Any]) -> dict[str, Any]:
-    props = {}
-    for name, wrapped in page["properties"].items():
-        [inner] = wrapped["allOf"]
-        props[name] = inner
-    return {"type": "object", "properties": props, "required": page["requiredProperties"]}
+def anthropic(source: str) -> dict[str, Any]:
+    """JSON Schemas for the Message, the stream events and the error body, from the
+    type declarations of Anthropic's TypeScript SDK (https://github.com/anthropics/
+    anthropic-sdk-typescript), which its generator writes from the API's OpenAPI
+    document: a property without ``?`` is required, ``| null`` makes it nullable.
+
+    ``source`` is a checkout of the SDK (then the extract of what the roots reach is
+    written to ``ANTHROPIC_EXTRACT`` too) or that extract."""
+    path = Path(source)
+    texts = ([(path / f).read_text() for f in ANTHROPIC_SDK_FILES] if path.is_dir()
+             else [path.read_text()])
+    decls: dict[str, tuple[str, list[str], str]] = {}
+    for text in texts:
+        decls.update(ts_declarations(text))
+    defs = ts_schemas(decls, ANTHROPIC_ROOTS)
+    if path.is_dir():
+        ANTHROPIC_EXTRACT.parent.mkdir(exist_ok=True)
+        body = "\n\n".join(dict.fromkeys(decls[n][2] for n in defs))
+        ANTHROPIC_EXTRACT.write_text(
+            "// The declarations of https://github.com/anthropics/anthropic-sdk-typescript\n"
+            f"// ({', '.join(ANTHROPIC_SDK_FILES)}) that {', '.join(ANTHROPIC_ROOTS)}\n"
+            "// reach, comments dropped; tests/schemas/vendor.py reads them (README.md).\n\n"
+            + body + "\n")
+    return {"$schema": "https://json-schema.org/draft/2020-12/schema", "$defs": defs}
+
+
+def ts_declarations(text: str) -> dict[str, tuple[str, list[str], str]]:
+    """``{name: (scope, tokens, text)}`` for every exported interface and type alias,
+    those of a namespace as ``Namespace.Name`` with scope ``Namespace``. A declaration
+    runs to the next line that starts a statement (the generator indents the rest)."""
+    out: dict[str, tuple[str, list[str], str]] = {}
+    for m in TS_DECLARATION.finditer(text):
+        nxt = TS_STATEMENT.search(text, m.end())
+        region = text[m.start():nxt.start() if nxt else len(text)].rstrip()
+        toks = ts_tokens(region)
+        shown = re.sub(r"\n\s*\n", "\n", re.sub(r"[ \t]*/\*.*?\*/", "", region, flags=re.S))
+        if m.group(1) != "namespace":
+            out[m.group(2)] = ("", toks, shown)
+            continue
+        i = 4  # export namespace NAME {
+        while toks[i] != "}":
+            assert toks[i] == "export", (m.group(2), toks[i:i + 5])
+            j = _ts_skip_declaration(toks, i + 1)
+            out[f"{m.group(2)}.{toks[i + 2]}"] = (m.group(2), toks[i:j], shown)
+            i = j
+    return out
+
+
+def ts_tokens(text: str) -> list[str]:
+    return [t for t in TS_TOKEN.findall(text) if not t.startswith(("/*", "//"))]
+
+
+def _ts_skip_declaration(toks: list[str], i: int) -> int:
+    """The index after the interface (its closing brace) or type alias (its semicolon)
+    whose keyword is at ``i``."""
+    end = "}" if toks[i] == "interface" else ";"
+    depth = 0
+    while True:
+        t = toks[i]
+        i += 1
+        if t in "{(<[":
+            depth += 1
+        elif t in "})>]":
+            depth -= 1
+        if depth == 0 and t == end:
+            return i
+
+
+class _TsParser:
+    """Turns one declaration's tokens into a JSON Schema. Grammar (the subset the
+    generator writes): ``interface N [extends A, B] { [readonly] p[?]: T; ... }`` and
+    ``type N = T;`` with T a union (``|``) of intersections (``&``) of postfix types
+    (``T[]``) over ``string``/``number``/``boolean``/``null``/``unknown``, literals,
+    ``Array<T>``, ``Record<K, T>``, object types (with ``[key: string]: T``), ``(T)``
+    and references, qualified or not (``MessagesAPI.Container``)."""
+
+    def __init__(self, toks: list[str], resolve: Any) -> None:
+        self.toks, self.i, self.resolve = toks, 0, resolve
+
+    def peek(self) -> str:
+        return self.toks[self.i] if self.i < len(self.toks) else ""
+
+    def take(self, expect: str | None = None) -> str:
+        t = self.toks[self.i]
+        if expect is not None and t != expect:
+            raise SyntaxError(f"expected {expect!r}, got {t!r} in {' '.join(self.toks[:40])}")
+        self.i += 1
+        return t
+
+    def declaration(self) -> dict[str, Any]:
+        if self.peek() == "export":
+            self.take()
+        kind = self.take()
+        self.take()  # the name
+        if kind == "type":
+            self.take("=")
+            return self.union()
+        parents = []
+        if self.peek() == "extends":
+            self.take()
+            parents.append(self.reference())
+            while self.peek() == ",":
+                self.take()
+                parents.append(self.reference())
+        own = self.object_type()
+        return {"allOf": [*parents, own]} if parents else own
+
+    def object_type(self) -> dict[str, Any]:
+        self.take("{")
+        props: dict[str, Any] = {}
+        required: list[str] = []
+        extra: dict[str, Any] | None = None
+        while self.peek() != "}":
+            if self.peek() == "readonly":
+                self.take()
+            if self.peek() == "[":  # [key: string]: T
+                self.i = self.toks.index("]", self.i) + 1
+                self.take(":")
+                extra = self.union()
+            else:
+                name = self.take().strip("'\"")
+                optional = self.peek() == "?"
+                if optional:
+                    self.take()
+                self.take(":")
+                props[name] = self.union()
+                if not optional:
+                    required.append(name)
+            if self.peek() in (";", ","):
+                self.take()
+        self.take("}")
+        out: dict[str, Any] = {"type": "object"}
+        if props:
+            out["properties"] = props
+        if required:
+            out["required"] = sorted(required)
+        if extra:  # an index signature of ``unknown`` allows anything: nothing to say
+            out["additionalProperties"] = extra
+        return out
+
+    def union(self) -> dict[str, Any]:
+        if self.peek() == "|":
+            self.take()
+        members = [self.intersection()]
+        while self.peek() == "|":
+            self.take()
+            members.append(self.intersection())
+        return ts_union(members)
+
+    def intersection(self) -> dict[str, Any]:
+        parts = [self.postfix()]
+        while self.peek() == "&":
+            self.take()
+            parts.append(self.postfix())
+        # ``string & {}`` is the generator's "any string" that keeps the literals
+        # offered to editors (the ``Model`` type): an empty object type adds nothing.
+        parts = [p for p in parts if p != {"type": "object"}] or parts[:1]
+        return parts[0] if len(parts) == 1 else {"allOf": parts}
+
+    def postfix(self) -> dict[str, Any]:
+        out = self.primary()
+        while self.peek() == "[" and self.toks[self.i + 1] == "]":
+            self.i += 2
+            out = {"type": "array", "items": out}
+        return out
+
+    def primary(self) -> dict[str, Any]:
+        t = self.peek()
+        if t in TS_SCALARS:
+            self.take()
+            return dict(TS_SCALARS[t])
+        if t[:1] in "'\"":
+            self.take()
+            return {"type": "string", "const": t[1:-1]}
+        if re.fullmatch(r"-?\d+(?:\.\d+)?", t):
+            self.take()
+            return {"type": "number", "const": json.loads(t)}
+        if t == "(":
+            self.take()
+            out = self.union()
+            self.take(")")
+            return out
+        if t == "{":
+            return self.object_type()
+        if t in ("Array", "ReadonlyArray"):
+            self.take()
+            self.take("<")
+            items = self.union()
+            self.take(">")
+            return {"type": "array", "items": items}
+        if t == "Record":
+            self.take()
+            self.take("<")
+            self.union()
+            self.take(",")
+            values = self.union()
+            self.take(">")
+            return {"type": "object", "additionalProperties": values} if values \
+                else {"type": "object"}
+        return self.reference()
+
+    def reference(self) -> dict[str, Any]:
+        name = self.take()
+        while self.peek() == ".":
+            self.take()
+            name += "." + self.take()
+        return {"$ref": "#/$defs/" + self.resolve(name)}
+
+
+def ts_union(members: list[dict[str, Any]]) -> dict[str, Any]:
+    """One schema for a union: string literals (and null) as an enum; a union that
+    takes any string absorbs its literals; plain types as a type list; else ``anyOf``."""
+    flat: list[dict[str, Any]] = []
+    for m in members:
+        flat.extend(m["anyOf"] if list(m) == ["anyOf"] else [m])
+    if {"type": "string"} in flat:
+        flat = [m for m in flat if not (m.get("type") == "string" and "const" in m)]
+    nullable = {"type": "null"} in flat
+    rest = [m for m in flat if m != {"type": "null"}]
+    if len(flat) == 1:
+        return flat[0]
+    if rest and all(m.get("type") == "string" and "const" in m for m in rest):
+        values: list[Any] = [m["const"] for m in rest]
+        return {"type": ["string", "null"] if nullable else "string",
+                "enum": values + [None] if nullable else values}
+    if all(list(m) == ["type"] and isinstance(m["type"], str) for m in flat):
+        return {"type": [m["type"] for m in flat]}
+    return {"anyOf": flat}
+
+
+def ts_schemas(decls: dict[str, tuple[str, list[str], str]],
+               roots: tuple[str, ...]) -> dict[str, Any]:
+    """The JSON Schema of every declaration ``roots`` reach. A name is looked up in its
+    declaration's namespace first, then as written, then without its qualifier (an
+    import alias such as ``MessagesAPI.``, or the resource's own namespace)."""
+    out: dict[str, Any] = {}
+    stack = list(roots)
+    while stack:
+        name = stack.pop()
+        if name in out:
+            continue
+        scope, toks, _ = decls[name]
+
+        def resolve(ref: str, scope: str = scope, name: str = name) -> str:
+            for cand in (f"{scope}.{ref}" if scope else "", ref, ref.split(".", 1)[-1]):
+                if cand in decls:
+                    stack.append(cand)
+                    return cand
+            raise KeyError(f"{ref} (in {name})")
+
+        out[name] = _TsParser(toks, resolve).declaration()
+    return dict(sorted(out.items()))
 
 
 # -- Gemini: the API's protocol buffers, in their JSON mapping ------------------------------
