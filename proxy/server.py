@@ -122,20 +122,6 @@ def numeric_listen_socket(host: str, port: int, reuse_port: bool) -> socket.sock
     return sock
 
 
-def release_free_memory() -> None:
-    """Hand the C heap's free pages back to the system, once start-up is done.
-    Compiling and running the imports leaves freed holes in glibc's heap that it
-    keeps resident (about 2 MiB of an idle gateway; 0.4 MiB for ctypes itself).
-    Not glibc (no malloc_trim): nothing happens."""
-    import ctypes
-
-    try:
-        trim = ctypes.CDLL(None).malloc_trim
-    except (OSError, AttributeError):
-        return
-    trim(0)
-
-
 class Server:
     """The listeners and everything that lives as long as they do.  It is the
     ``ConnectionHost`` of its connections (``proxy.h1``)."""
@@ -276,7 +262,6 @@ class Server:
         self._date_timer = start_date_clock(self.loop)
         self.state.catalog.start()
         self._sweeper = self.loop.call_later(SWEEP_INTERVAL_S, self.sweep)
-        release_free_memory()
 
     async def _listen(self, lst: ListenerConfig, sock: socket.socket | None,
                       reuse_port: bool) -> None:
