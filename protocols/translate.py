@@ -24,14 +24,16 @@ format) and ``stream_filter()`` (the body filter for a streamed reply,
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import ir
 from .errors import ProtocolError, UpstreamProtocolError
 from .ir import ErrorKind, StreamError
-from .observe import StreamTap, stream_tap
 from .registry import FORMAT_MODULES, _loaded, format_module
-from .stream_filter import TranslatedStream
+
+if TYPE_CHECKING:
+    from .observe import StreamTap
+    from .stream_filter import TranslatedStream
 
 __all__ = ["FORMAT_MODULES", "Translation", "format_module"]
 
@@ -299,9 +301,15 @@ class Translation:
         """The body filter for the streamed reply (``protocols.stream_filter``): in
         observe mode the zero-copy tap over the provider's events (stripping the usage
         report ``request`` asked for), else the translating filter over ``feed`` and
-        ``finish``.  Call ``request`` first."""
+        ``finish``.  Call ``request`` first.  Both are imported with the first
+        stream (with the SSE framing under them: 0.4 MiB of a gateway that has
+        served none)."""
         if self.observe:
+            from .observe import stream_tap
+
             return stream_tap(self.upstream_format, strip_usage=self._strip_usage)
+        from .stream_filter import TranslatedStream
+
         return TranslatedStream(self)
 
     # -- facts -------------------------------------------------------------------------

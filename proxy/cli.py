@@ -14,9 +14,29 @@ from . import __version__, daemon_log
 from .aio import new_event_loop
 
 
+class _DaemonHelp(argparse.HelpFormatter):
+    """argparse's help layout, with the terminal width read as shutil reads it
+    (COLUMNS, else the terminal, else 80) but without importing shutil: argparse
+    does at every add_argument, and shutil brings bz2 and lzma (0.6 MiB of a running
+    gatewayd)."""
+
+    def __init__(self, prog: str) -> None:
+        try:
+            columns = int(os.environ["COLUMNS"])
+        except (KeyError, ValueError):
+            columns = 0
+        if columns <= 0:
+            try:
+                columns = os.get_terminal_size(sys.__stdout__.fileno()).columns  # type: ignore[union-attr]
+            except (AttributeError, ValueError, OSError):
+                columns = 0
+        super().__init__(prog, width=(columns or 80) - 2)
+
+
 def _daemon_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="gatewayd",
+        formatter_class=_DaemonHelp,
         description="tokenway LLM gateway: the OpenAI, Anthropic and Gemini APIs in front of "
                     "any of their providers, with a ledger of every request. With no "
                     "arguments it serves the built-in 'loopback' model on 127.0.0.1:8081.",

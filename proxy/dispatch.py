@@ -24,16 +24,10 @@ from protocols.ir import (
 
 from .accounts.directory import Identity, Refused
 from .call import Call, ClientConnection
-from .endpoints.admin import CLIENT_PROTOCOL as ADMIN
-from .endpoints.admin import serve_admin
-from .endpoints.count_tokens import CLIENT_PROTOCOL as COUNT_TOKENS
-from .endpoints.count_tokens import serve_count_tokens
-from .endpoints.embeddings import serve_embeddings
+from .endpoints import ADMIN, COUNT_TOKENS, REALTIME
 from .endpoints.info import serve_health, serve_models, serve_root
 from .endpoints.metrics import serve_metrics
 from .endpoints.models import GEMINI_ACTIONS, serve_gemini, serve_model
-from .endpoints.realtime import CLIENT_PROTOCOL as REALTIME
-from .endpoints.realtime import KEY_SUBPROTOCOL, serve_realtime, subprotocols_of
 from .errors import GatewayError, error_reply
 from .state import GatewayState
 from .wire import Request
@@ -115,8 +109,29 @@ class Dispatcher:
         def model(fmt: str) -> Handler:
             return lambda call: serve_model(s, call, fmt)
 
+        # The admin API, token counting, embeddings and the Realtime API are imported
+        # with their first request: with what only they use (the admin thread pool,
+        # the CSV report, the token estimator, the embeddings codecs) they are about
+        # 1 MiB of a gateway that never serves them.
         def count_tokens(call: Call) -> None:
+            from .endpoints.count_tokens import serve_count_tokens
+
             serve_count_tokens(s, call)
+
+        def embeddings(call: Call) -> None:
+            from .endpoints.embeddings import serve_embeddings
+
+            serve_embeddings(s, call)
+
+        def realtime(call: Call) -> None:
+            from .endpoints.realtime import serve_realtime
+
+            serve_realtime(s, call)
+
+        def admin(call: Call) -> None:
+            from .endpoints.admin import serve_admin
+
+            serve_admin(s, call)
 
         def models(call: Call) -> None:
             serve_models(s, call)
@@ -138,9 +153,8 @@ class Dispatcher:
             ("POST", "/v1/messages/count_tokens"): (COUNT_TOKENS, msgs, count_tokens, True),
             ("POST", "/anthropic/v1/messages/count_tokens"): (COUNT_TOKENS, msgs, count_tokens,
                                                               True),
-            ("POST", "/v1/embeddings"): (EMBEDDINGS, chat, lambda c: serve_embeddings(s, c),
-                                         True),
-            ("GET", "/v1/realtime"): (REALTIME, chat, lambda c: serve_realtime(s, c), True),
+            ("POST", "/v1/embeddings"): (EMBEDDINGS, chat, embeddings, True),
+            ("GET", "/v1/realtime"): (REALTIME, chat, realtime, True),
             ("GET", "/v1/models"): (INFO, chat, models, True),
             ("HEAD", "/v1/models"): (INFO, chat, models, True),
             ("GET", "/anthropic/v1/models"): (INFO, msgs, models, True),
@@ -154,8 +168,7 @@ class Dispatcher:
         self.paths = {path for _, path in self.routes}
         state.metrics.set_endpoints((*self.paths, ADMIN_SPACE),
                                     {GEMINI_PREFIX: GEMINI_ACTIONS, ADMIN_SPACE + "/": ()})
-        self.admin_route: tuple[str, str, Handler, bool] = (
-            ADMIN, chat, lambda c: serve_admin(s, c), True)
+        self.admin_route: tuple[str, str, Handler, bool] = (ADMIN, chat, admin, True)
 
     # -- the connection's entry points ------------------------------------------------
 
@@ -259,6 +272,8 @@ class Dispatcher:
         if req.path.startswith(GEMINI_PREFIX) and "key=" in req.query:
             presented.append(parse_qs(req.query).get("key", [""])[0].encode())
         if req.upgrade:
+            from .endpoints.realtime import KEY_SUBPROTOCOL, subprotocols_of
+
             # A browser's WebSocket carries its key as a subprotocol.
             for proto in subprotocols_of(req.header(b"sec-websocket-protocol")):
                 if proto.startswith(KEY_SUBPROTOCOL):

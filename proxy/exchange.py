@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import random
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -229,6 +228,8 @@ class ProxyExchange:
             ups.health.on_attempt(provider.name)
             delay = 0.0
             if n:
+                import random  # first retry only (see GatewayState.targets_for)
+
                 base = min(routing.backoff_max_s, routing.backoff_s * (2 ** (n - 1)))
                 delay = base * (0.5 + random.random() / 2)  # jitter: 50-100 %
                 delay = min(delay, max(0.0, self.deadline - now))

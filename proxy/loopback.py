@@ -91,7 +91,6 @@ earlier chunk has ``"usage":null``. Then ``data: [DONE]``.
 Embeddings: ``proxy/loopback_embeddings.py``.
 """
 
-import hashlib
 import json
 import re
 from functools import lru_cache
@@ -235,6 +234,10 @@ def _content_text(content: object, param: str, *, allow_none: bool) -> str:
 
 
 def _call_id(request_id: str, choice: int, index: int) -> str:
+    # Imported by the first tool call: hashlib lists OpenSSL's digests when imported,
+    # 0.65 MiB of a gateway that never needs one.
+    import hashlib
+
     seed = f"{request_id}\x00{choice}\x00{index}".encode()
     digest = hashlib.blake2b(seed, digest_size=24).digest()
     return "call_" + "".join([_ID_ALPHABET[b % 62] for b in digest])

@@ -29,22 +29,53 @@ warnings, and the usage report a stream must ask for).
 
 from __future__ import annotations
 
-from .._openai import decode_error, encode_error, is_error_body
-from .body import (
-    cap_output_tokens,
-    end_user,
-    inject_warning,
-    output_tokens_asked,
-    request_stream_usage,
-    strip_reasoning,
-    tool_calls,
-)
-from .passthrough import HEARTBEAT, REPLY_FACTS, stream_error_event, stream_watch
-from .reply import decode_response, encode_response
-from .request import decode_request, encode_request
-from .stream_decoder import StreamDecoder
-from .stream_encoder import StreamEncoder
-from .tables import FORMAT
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .._openai import decode_error, encode_error, is_error_body
+    from .body import (
+        cap_output_tokens,
+        end_user,
+        inject_warning,
+        output_tokens_asked,
+        request_stream_usage,
+        strip_reasoning,
+        tool_calls,
+    )
+    from .passthrough import HEARTBEAT, REPLY_FACTS, stream_error_event, stream_watch
+    from .reply import decode_response, encode_response
+    from .request import decode_request, encode_request
+    from .stream_decoder import StreamDecoder
+    from .stream_encoder import StreamEncoder
+    from .tables import FORMAT
+
+# Each name's module, imported with the first use of one of its names: a gateway
+# loads this facade with its first Chat request, and the parts that request does
+# not use stay out (a non-stream passthrough never needs the stream codecs or the
+# IR request codec; 0.6 MiB of the 1 MiB the nine modules cost at once).
+_PARTS = {
+    "decode_error": ".._openai", "encode_error": ".._openai", "is_error_body": ".._openai",
+    "cap_output_tokens": ".body", "end_user": ".body", "inject_warning": ".body",
+    "output_tokens_asked": ".body", "request_stream_usage": ".body",
+    "strip_reasoning": ".body", "tool_calls": ".body",
+    "HEARTBEAT": ".passthrough", "REPLY_FACTS": ".passthrough",
+    "stream_error_event": ".passthrough", "stream_watch": ".passthrough",
+    "decode_response": ".reply", "encode_response": ".reply",
+    "decode_request": ".request", "encode_request": ".request",
+    "StreamDecoder": ".stream_decoder", "StreamEncoder": ".stream_encoder",
+    "FORMAT": ".tables",
+}
+
+
+def __getattr__(name: str) -> Any:
+    part = _PARTS.get(name)
+    if part is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(part, __name__), name)
+    globals()[name] = value  # the next lookup is a plain module attribute
+    return value
+
 
 __all__ = [
     "FORMAT",

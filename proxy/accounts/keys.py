@@ -12,7 +12,6 @@ four characters) so a person can tell two keys apart.
 from __future__ import annotations
 
 import base64
-import hashlib
 import os
 import re
 
@@ -34,6 +33,10 @@ def new_key() -> str:
 
 
 def key_hash(key: bytes) -> bytes:
+    # Imported with the first key (hashlib lists OpenSSL's digests when imported:
+    # 0.65 MiB of a gateway without keys); then the import is a dictionary lookup.
+    import hashlib
+
     return hashlib.sha256(key).digest()
 
 
@@ -50,6 +53,8 @@ def key_hint(key: str) -> str:
 
 
 def static_key_id(key: bytes) -> str:
+    import hashlib  # see key_hash
+
     return STATIC_KEY_ID_PREFIX + hashlib.sha256(b"tokenway static key\0" + key).hexdigest()[:12]
 
 

@@ -21,7 +21,6 @@ Everything here runs on the event loop and never waits on the database.
 
 from __future__ import annotations
 
-import calendar
 import time
 from collections import deque
 from collections.abc import Callable
@@ -57,6 +56,11 @@ class Denied(Exception):
         self.retry_after_s = retry_after_s
         # What is left, when the refusal knows it (the shared meter's).
         self.headers: list[tuple[bytes, bytes]] | None = None
+
+
+class LimitsUnavailable(Exception):
+    """Redis is down and ``on_redis_down = "closed"`` (raised by redis_meter; here so
+    that the endpoints catch it without importing the Redis client)."""
 
 
 class Window:
@@ -195,6 +199,8 @@ class Charge:
     response headers that say what was left after it."""
 
     __slots__ = ("quotas", "tokens", "usd", "headers")
+    # Counted in Redis (redis_meter.SharedCharge) rather than by this process's Meter.
+    shared = False
 
     def __init__(self, quotas: tuple[Quota, ...], tokens: int, usd: float,
                  headers: list[tuple[bytes, bytes]]) -> None:
@@ -385,6 +391,8 @@ def until_reset(period: str | None, mono_now: float) -> float | None:
     """Seconds until the budget's period starts again (None for a total budget)."""
     if period not in ("day", "month"):
         return None
+    import calendar  # only for a refusal: 0.2 MiB of every gateway otherwise
+
     now = time.time()
     t = time.gmtime(now)
     if period == "day":

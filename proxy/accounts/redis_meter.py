@@ -61,6 +61,7 @@ from .meter import (
     NO_LIMIT,
     Charge,
     Denied,
+    LimitsUnavailable,
     Quota,
     estimate,
     limit_headers,
@@ -365,10 +366,6 @@ MAX_QUOTAS_KEPT = 10_000
 UP, DOWN = "up", "down"
 
 
-class LimitsUnavailable(Exception):
-    """Redis is down and ``on_redis_down = "closed"``."""
-
-
 class Admission:
     """An admission queued for Redis: ``reply`` gets its answer (None: Redis failed),
     ``fields`` its ADMIT fields (each quota by name), and what it charges."""
@@ -390,6 +387,7 @@ class SharedCharge(Charge):
     id of its budget hold."""
 
     __slots__ = ("second", "hold")
+    shared = True
 
     def __init__(self, quotas: tuple[Quota, ...], tokens: int, usd: float,
                  headers: list[tuple[bytes, bytes]], second: int, hold: str) -> None:

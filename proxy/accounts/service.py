@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from proxy.aio import spawn
 from proxy.config.model import LimitsConfig
@@ -20,10 +20,12 @@ from proxy.ledger.url import StorageURL
 
 from .directory import Identity, KeyDirectory, Refused
 from .meter import Charge, Meter
-from .redis_meter import SharedCharge, SharedMeter
 from .store import Snapshot
 from .sync import AccountSync
 from .worker import StoreWorker
+
+if TYPE_CHECKING:
+    from .redis_meter import SharedCharge, SharedMeter
 
 __all__ = ["Accounts", "Identity", "Refused"]
 
@@ -78,15 +80,19 @@ class Accounts:
         if cfg.redis_url is None:
             self.shared = None
         else:
+            # Imported only with a redis_url: the Redis client code is about 0.3 MiB
+            # of a gateway that counts in its own process (the default).
+            from .redis_meter import SharedMeter
+
             self.shared = SharedMeter(cfg, hold_s + 60, self.meter.clock)
         if old is not None:  # a reload moved the counters: close the old client
             spawn(old.close(), name="tokenway-limits-close")
 
     def settle(self, charge: Charge, tokens: int | None, usd: float | None, seq: int) -> None:
         """A request ended: its real tokens and cost replace its charge's estimate."""
-        if isinstance(charge, SharedCharge):
+        if charge.shared:  # made by a SharedMeter (perhaps one a reload has replaced)
             if self.shared is not None:
-                self.shared.settle(charge, tokens, usd, seq)
+                self.shared.settle(cast("SharedCharge", charge), tokens, usd, seq)
         else:
             self.meter.settle(charge, tokens, usd, seq)
 

@@ -9,3 +9,9 @@
 ``proxy.dispatch`` maps paths to them; they hand model requests to
 ``proxy.exchange``.
 """
+
+# The client protocol (ledger ``client_protocol``) of the endpoints that
+# proxy.dispatch imports only with their first request: it routes to them by name.
+ADMIN = "admin"
+COUNT_TOKENS = "anthropic_count_tokens"
+REALTIME = "openai_realtime"

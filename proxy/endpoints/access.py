@@ -18,16 +18,18 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from protocols.request_facts import end_user, output_tokens_asked
 
 from ..accounts.directory import Identity
-from ..accounts.meter import Denied
-from ..accounts.redis_meter import Admission, LimitsUnavailable, SharedMeter
+from ..accounts.meter import Denied, LimitsUnavailable
 from ..call import Call
 from ..errors import INTERNAL, GatewayError
 from ..state import GatewayState
+
+if TYPE_CHECKING:  # loaded only with [limits] redis_url (accounts.service)
+    from ..accounts.redis_meter import Admission, SharedMeter
 
 log = logging.getLogger("tokenway.access")
 

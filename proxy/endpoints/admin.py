@@ -42,11 +42,12 @@ from ..ledger import LedgerError
 from ..ledger.reads import GROUP_BY
 from ..state import GatewayState
 from ..usage_report import group_objects, parse_since
+from . import ADMIN
 
 log = logging.getLogger("tokenway.admin")
 
 ADMIN_PREFIX = "/admin/v1/"
-CLIENT_PROTOCOL = "admin"
+CLIENT_PROTOCOL = ADMIN
 
 # Longest path parameter kept in an error message.
 _SHOWN_CHARS = 80

@@ -20,10 +20,11 @@ from ..errors import GatewayError, bad_request
 from ..exchange import Attempt, ProxyExchange
 from ..provider import Provider
 from ..state import GatewayState
+from . import COUNT_TOKENS
 from .access import require_model
 from .attempts import encode_body, upstream_headers
 
-CLIENT_PROTOCOL = "anthropic_count_tokens"
+CLIENT_PROTOCOL = COUNT_TOKENS
 
 
 def serve_count_tokens(state: GatewayState, call: Call) -> None:

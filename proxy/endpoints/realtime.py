@@ -22,11 +22,12 @@ from ..call import Call
 from ..errors import GatewayError
 from ..provider import Provider
 from ..state import GatewayState
+from . import REALTIME
 from .access import check_access, when_admitted
 
 log = logging.getLogger("tokenway.realtime")
 
-CLIENT_PROTOCOL = "openai_realtime"
+CLIENT_PROTOCOL = REALTIME
 # Browsers cannot set headers on a WebSocket: OpenAI's clients put the key in a
 # subprotocol instead.  Such subprotocols are credentials: never forwarded.
 KEY_SUBPROTOCOL = "openai-insecure-api-key."
