@@ -1,7 +1,7 @@
 """Micro benchmark of the accounts path: what a key, its limits and its budget cost a
 request, in CPU, with no sockets.
 
-    python -m bench.micro.accounts [--requests 200000] [--repeat 5] [--json OUT.json]
+    python -m bench.micro.accounts [--requests 200000] [--repeat 5] [--cold] [--json OUT.json]
 
 One process, the gateway's own code: a ``GatewayState`` with a price for every model
 and a ledger file holding the key of each case (``CASES``): a key with no limits, a
@@ -20,6 +20,13 @@ The same loop with no key (authentication off: no identity, so ``check_access``
 returns after the end user) is the baseline; the figure is the difference per
 request, CPU time of this thread (``time.thread_time``), the minimum of
 ``--repeat`` runs (time stolen by a noisy host only ever adds).
+
+``--cold`` runs each simulated request after touching ``EVICT_BYTES`` of memory, as
+the rest of a gateway request does between two runs of the accounting path, and
+times each request alone (the eviction is not counted). A loop that repeats the
+path keeps its code and objects in the CPU caches; the running gateway does not,
+and there the same path costs four to five times more (bench/RESULTS.md,
+2026-12-07): ``--cold`` comes close to the gateway's figure in one process.
 """
 
 from __future__ import annotations
@@ -67,6 +74,18 @@ BODY = (b'{"model":"gpt-bench","messages":[{"role":"user","content":"Say hello i
 
 # Requests between two spend read-outs: one second of a busy gateway.
 SPEND_EVERY = 10_000
+# --cold: memory touched between two requests, one byte per KiB (a gateway request
+# runs about 100 us of other code; 8 MiB is well past this machine's L2 and most
+# of its L3), and how many requests a cold run times.
+EVICT_BYTES = 8 << 20
+COLD_REQUESTS = 4_000
+_junk = bytearray(EVICT_BYTES)
+
+
+def _evict() -> None:
+    junk = _junk
+    for i in range(0, EVICT_BYTES, 1024):
+        junk[i] = 1
 
 
 class _Conn:
@@ -82,19 +101,26 @@ def _request(secret: str | None) -> Request:
     return req
 
 
-def _run(state: GatewayState, dispatcher: Dispatcher, secret: str | None, n: int) -> float:
+def _run(state: GatewayState, dispatcher: Dispatcher, secret: str | None, n: int,
+         cold: bool = False) -> float:
     """CPU seconds of ``n`` requests' accounting (with ``secret``) or of its
-    baseline (None)."""
+    baseline (None); with ``cold``, caches evicted before each request and only
+    the requests timed."""
     conn: Any = _Conn()
     body = json.loads(BODY)
     finish = state.finish_record
     spend = state.accounts.spend
+    clock = time.thread_time_ns
+    cold_ns = 0
     t0 = time.thread_time()
     for i in range(n):
         if i % SPEND_EVERY == 0:
             # The sync thread hands over the ledger's spend once a second, which
             # retires the settled charges the ledger has stored.
             spend({}, state.recorded())
+        if cold:
+            _evict()
+            c0 = clock()
         req = _request(secret)
         if secret is not None:
             found = dispatcher.identify(req)
@@ -105,6 +131,10 @@ def _run(state: GatewayState, dispatcher: Dispatcher, secret: str | None, n: int
         rec.served_model = "gpt-bench-2025"
         rec.input_tokens, rec.output_tokens = 19, 10
         finish(rec)
+        if cold:
+            cold_ns += clock() - c0
+    if cold:
+        return cold_ns / 1e9
     return time.thread_time() - t0
 
 
@@ -132,7 +162,7 @@ class SimulatedClock:
 
 
 def measure_case(key_limits: Limits, user_limits: Limits | None, requests: int,
-                 repeat: int) -> tuple[list[float], list[float]]:
+                 repeat: int, cold: bool = False) -> tuple[list[float], list[float]]:
     """CPU seconds per request with the key and with no key, one figure per run."""
     with tempfile.TemporaryDirectory() as tmp:
         db = os.path.join(tmp, "ledger.db")
@@ -163,8 +193,8 @@ def measure_case(key_limits: Limits, user_limits: Limits | None, requests: int,
             _run(state, dispatcher, None, 1000)
             keyed, bare = [], []
             for _ in range(repeat):
-                bare.append(_run(state, dispatcher, None, requests) / requests)
-                keyed.append(_run(state, dispatcher, secret, requests) / requests)
+                bare.append(_run(state, dispatcher, None, requests, cold) / requests)
+                keyed.append(_run(state, dispatcher, secret, requests, cold) / requests)
             last = rows[1]
             assert last is not None and last.api_key_id is not None and last.cost_usd
         finally:
@@ -172,10 +202,10 @@ def measure_case(key_limits: Limits, user_limits: Limits | None, requests: int,
     return keyed, bare
 
 
-def measure(requests: int, repeat: int) -> dict[str, Any]:
+def measure(requests: int, repeat: int, cold: bool = False) -> dict[str, Any]:
     cases = []
     for name, key_limits, user_limits in CASES:
-        keyed, bare = measure_case(key_limits, user_limits, requests, repeat)
+        keyed, bare = measure_case(key_limits, user_limits, requests, repeat, cold)
         cases.append({
             "case": name,
             "keyed_us": round(min(keyed) * 1e6, 3), "no_key_us": round(min(bare) * 1e6, 3),
@@ -184,17 +214,22 @@ def measure(requests: int, repeat: int) -> dict[str, Any]:
             "no_key_runs_us": [round(x * 1e6, 3) for x in bare],
         })
     return {"schema": "tokenway-bench-micro-accounts/2", "requests": requests,
-            "repeat": repeat, "cases": cases}
+            "repeat": repeat, "cold": cold, "cases": cases}
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench.micro.accounts")
-    p.add_argument("--requests", type=int, default=200_000)
+    p.add_argument("--requests", type=int)
     p.add_argument("--repeat", type=int, default=5)
+    p.add_argument("--cold", action="store_true",
+                   help=f"evict the CPU caches before each request (default --requests "
+                        f"{COLD_REQUESTS:,})")
     p.add_argument("--json", metavar="FILE", help="also write the figures to FILE")
     args = p.parse_args(argv)
-    res = measure(args.requests, args.repeat)
-    print(f"accounts path, CPU per request (min of {args.repeat} runs of {args.requests:,}), "
+    requests = args.requests or (COLD_REQUESTS if args.cold else 200_000)
+    res = measure(requests, args.repeat, args.cold)
+    print(f"accounts path, CPU per request (min of {args.repeat} runs of {requests:,}"
+          f"{', caches evicted before each' if args.cold else ''}), "
           "with the key / with no key (authentication off) / difference:")
     for c in res["cases"]:
         print(f"  {c['case']:<42} {c['keyed_us']:6.2f} us {c['no_key_us']:6.2f} us "
