@@ -29,6 +29,7 @@ from .endpoints.info import serve_health, serve_models, serve_root
 from .endpoints.metrics import serve_metrics
 from .endpoints.models import GEMINI_ACTIONS, serve_gemini, serve_model
 from .errors import GatewayError, error_reply
+from .headers import CREDENTIAL_HEADERS
 from .state import GatewayState
 from .wire import Request
 
@@ -264,9 +265,23 @@ class Dispatcher:
         Gemini's ``?key=``, a WebSocket's ``openai-insecure-api-key.``
         subprotocol), so a client can send the gateway key in one and, for
         a ``passthrough`` provider, its own provider key in another."""
-        presented = [v for v in (req.header(b"x-api-key"), req.header(b"x-goog-api-key"))
-                     if v is not None]
-        auth = req.header(b"authorization")
+        # One pass over the head for the three headers that carry keys: the chat
+        # path reads no other by name, and req.header() would first map them all.
+        # Repeated ones are joined by ", ", as req.header() joins them.
+        api_key = goog_key = auth = None
+        for k, v in req.headers:
+            if k in CREDENTIAL_HEADERS:
+                if k == b"authorization":
+                    auth = v if auth is None else auth + b", " + v
+                elif k == b"x-api-key":
+                    api_key = v if api_key is None else api_key + b", " + v
+                else:
+                    goog_key = v if goog_key is None else goog_key + b", " + v
+        presented = []
+        if api_key is not None:
+            presented.append(api_key)
+        if goog_key is not None:
+            presented.append(goog_key)
         if auth is not None and auth[:7].lower() == b"bearer ":
             presented.append(auth[7:].strip())
         if req.path.startswith(GEMINI_PREFIX) and "key=" in req.query:

@@ -44,6 +44,7 @@ import orjson
 
 from protocols.errors import ProtocolError
 
+from .accounts.meter import LIMIT_HEADER_NAMES
 from .call import Call
 from .errors import INTERNAL, UPSTREAM, GatewayError
 from .headers import NOT_RELAYED
@@ -71,6 +72,8 @@ SSE_HEADERS = [
 RETRYABLE_STATUS = frozenset({429, 500, 502, 503, 504, 529})
 
 _HEAD, _STREAM, _BUFFER, _DONE = range(4)
+# What a response to a request charged on every kind of limit does not relay.
+NOT_RELAYED_OR_LIMITS = NOT_RELAYED | LIMIT_HEADER_NAMES
 
 # A keep-alive that is due but cannot go out yet (half an event held, or the
 # client's buffer is full) is retried after this long.
@@ -327,17 +330,21 @@ class ProxyExchange:
         self.status = status
         relayed = [(b"x-request-id", self.rec.request_id.encode())]
         ctype = b""
-        for k, v in headers:
-            if k == b"content-type":
-                ctype = v
-            elif k not in NOT_RELAYED:
-                relayed.append((k, v))
         extra = self.call.headers
+        skip = NOT_RELAYED
         if extra:
             # What is left of the key's limits replaces the provider's headers of
             # the same names (those speak of the provider account, not this key).
-            names = {k for k, _ in extra}
-            relayed = [h for h in relayed if h[0] not in names]
+            # All three (a key or user with rpm, tpm and a budget) is the set made
+            # once; fewer, a set per response.
+            skip = (NOT_RELAYED_OR_LIMITS if len(extra) == len(LIMIT_HEADER_NAMES)
+                    else NOT_RELAYED | {k for k, _ in extra})
+        for k, v in headers:
+            if k == b"content-type":
+                ctype = v
+            elif k not in skip:
+                relayed.append((k, v))
+        if extra:
             relayed.extend(extra)
         if status == 200 and self.stream and ctype.startswith(b"text/event-stream"):
             self._settle_health()

@@ -142,6 +142,7 @@ class GatewayState:
             elif tokens is None and rec.cost_usd == 0.0:
                 tokens = 0  # nothing reached a provider: nothing used
             self.accounts.settle(charge, tokens, rec.cost_usd, self.recorded() + 1)
+            rec.charge = None  # the ledger's queue need not keep it alive
         self.metrics.observe(rec)
         self._record(rec)
         if self.access_log is not None:

@@ -63,15 +63,19 @@ def check_access(state: GatewayState, call: Call, fmt: str, model: str,
     ident = req.identity if req is not None else None
     if ident is None or req is None:
         return None
-    require_model(call, model)
+    if ident.models_limited and not ident.may_use(model):
+        raise _not_allowed(ident, model)
     if not ident.quotas:
         return None
-    usd_per = state.estimator(model) if ident.budgeted else None
-    if ident.budgeted and usd_per is None:
-        raise GatewayError(403, f"no price is known for the model '{model[:100]}', so the "
-                                f"budget of API key {ident.key_id} cannot be kept: set one "
-                                "with 'gateway price set' or [prices] in the configuration",
-                           kind="forbidden", param="model", code="model_price_unknown")
+    usd_per = None
+    if ident.budgeted:
+        usd_per = state.estimator(model)
+        if usd_per is None:
+            raise GatewayError(403, f"no price is known for the model '{model[:100]}', so "
+                                    f"the budget of API key {ident.key_id} cannot be kept: "
+                                    "set one with 'gateway price set' or [prices] in the "
+                                    "configuration",
+                               kind="forbidden", param="model", code="model_price_unknown")
     shared = state.accounts.shared
     if shared is not None:
         try:
@@ -87,8 +91,8 @@ def check_access(state: GatewayState, call: Call, fmt: str, model: str,
     except Denied as d:
         call.headers = meter.headers(ident)
         raise _refusal(d) from None
-    rec.charge = charge
     if charge is not None:
+        rec.charge = charge
         call.headers = charge.headers
     return None
 
@@ -149,6 +153,10 @@ def require_model(call: Call, model: str) -> None:
     req = call.req
     ident = req.identity if req is not None else None
     if ident is not None and not ident.may_use(model):
-        raise GatewayError(403, f"API key {ident.key_id} may not use the model "
-                                f"'{model[:100]}'", kind="forbidden", param="model",
-                           code="model_not_allowed")
+        raise _not_allowed(ident, model)
+
+
+def _not_allowed(ident: Identity, model: str) -> GatewayError:
+    return GatewayError(403, f"API key {ident.key_id} may not use the model "
+                             f"'{model[:100]}'", kind="forbidden", param="model",
+                        code="model_not_allowed")
