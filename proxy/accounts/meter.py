@@ -202,6 +202,8 @@ class Meter:
         self.clock = clock
         self._keys: dict[str, Quota] = {}
         self._users: dict[str, Quota] = {}
+        # Settlements not applied yet: (charge, tokens, usd, seq, second) (see settle).
+        self._unsettled: list[tuple[Charge, int | None, float | None, int, int]] = []
         # The last budget figure formatted, and its header (see _limit_headers).
         self._usd_left = NO_LIMIT
         self._usd_header = (b"", b"")
@@ -209,6 +211,7 @@ class Meter:
     def attach(self, identities: list[Identity]) -> None:
         """Give each limited identity its quotas, keeping the live counters of a
         key or user whose limits did not change."""
+        self._apply()  # onto the quotas they were charged on, before any is copied
         keys: dict[str, Quota] = {}
         users: dict[str, Quota] = {}
         for ident in identities:
@@ -241,6 +244,8 @@ class Meter:
         quotas = ident.quotas
         if not quotas:
             return None
+        if self._unsettled:
+            self._apply()
         now = self.clock()
         second = int(now)
         for q in quotas:
@@ -294,31 +299,43 @@ class Meter:
     def settle(self, charge: Charge, tokens: int | None, usd: float | None, seq: int) -> None:
         """The request ended: its real tokens and cost replace the estimate. Unknown
         tokens or cost keep the estimate (the safe side). ``seq`` is the request's
-        row number in this process's ledger (see ``spend``). ``Quota.settle`` for
-        each quota, inline, the key's and the user's sharing one spend entry."""
-        est_tokens, est_usd = charge.tokens, charge.usd
-        t = est_tokens if tokens is None else tokens
-        u = est_usd if usd is None else usd
-        second = int(self.clock()) if t else 0
-        entry = (seq, u)
-        for q in charge.quotas:
-            q.reserved_tokens -= est_tokens
-            q.reserved_usd -= est_usd
-            if t:
-                if second != q.second:
-                    q.move(second)
-                w = q.tokens
-                w.counts[second % BUCKETS] += t
-                w.total += t
-            if u:
-                q.unseen.append(entry)
-                q.unseen_usd += u
+        row number in this process's ledger (see ``spend``).
+
+        Noted with the second it ended in, and applied by the next admission (or
+        header read, spend read-out, snapshot) together with every other one
+        waiting (``_apply``): nothing reads the counters in between, so each
+        admission sees exactly what settling at once would show, and the
+        settlements of a busy loop turn run as one warm loop instead of each cold."""
+        self._unsettled.append((charge, tokens, usd, seq, int(self.clock())))
+
+    def _apply(self) -> None:
+        """Apply the waiting settlements, oldest first (the quotas' windows only
+        move forward: each was noted after the last move)."""
+        todo, self._unsettled = self._unsettled, []
+        for charge, tokens, usd, seq, second in todo:
+            est_tokens, est_usd = charge.tokens, charge.usd
+            t = est_tokens if tokens is None else tokens
+            u = est_usd if usd is None else usd
+            entry = (seq, u)  # the key's and the user's quota share it
+            for q in charge.quotas:
+                q.reserved_tokens -= est_tokens
+                q.reserved_usd -= est_usd
+                if t:
+                    if second != q.second:
+                        q.move(second)
+                    w = q.tokens
+                    w.counts[second % BUCKETS] += t
+                    w.total += t
+                if u:
+                    q.unseen.append(entry)
+                    q.unseen_usd += u
 
     def spend(self, by_key: dict[str, tuple[float, float, float]], key_users: dict[str, str],
               settled: int, days: tuple[str, str] | None = None) -> None:
         """The ledger's spend per key (today, this month, all time), read when the
         first ``settled`` rows this process recorded were stored; ``days``: the UTC
         day and month (``utc_days``) the read counted."""
+        self._apply()
         per_user: dict[str, list[float]] = {}
         for key_id, figures in by_key.items():
             user_id = key_users.get(key_id)
@@ -342,6 +359,7 @@ class Meter:
 
     def headers(self, ident: Identity) -> list[tuple[bytes, bytes]]:
         """What is left to the identity now: the tightest of its key's and user's."""
+        self._apply()
         now = self.clock()
         for q in ident.quotas:
             q.check(now)  # moves the windows to now
