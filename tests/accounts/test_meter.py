@@ -71,6 +71,22 @@ def test_tokens_are_reserved_then_settled_to_what_was_used() -> None:
     assert dict(m.headers(ident))[b"x-ratelimit-remaining-tokens"] == b"1000"
 
 
+def test_a_settlement_waits_for_the_next_admission_and_counts_in_the_second_it_ended() -> None:
+    clock = Clock()
+    m = Meter(clock)
+    ident = identity(m, Limits(tpm=1000))
+    c = m.admit(ident, 400, 100, None)  # 201 reserved
+    assert c is not None
+    m.settle(c, 50, None, 1)  # ends at t=1000, applied by the next admission
+    clock.t += 30
+    c2 = m.admit(ident, 400, 100, None)
+    assert c2 is not None  # sees the 50 used, not the 201 reserved: 1000 - 50 - 201
+    assert dict(c2.headers)[b"x-ratelimit-remaining-tokens"] == b"749"
+    clock.t += 31  # 61 s after the first ended: its 50 tokens have left the window
+    m.settle(c2, 10, None, 2)
+    assert dict(m.headers(ident))[b"x-ratelimit-remaining-tokens"] == b"990"
+
+
 def test_the_tightest_of_key_and_user_is_reported_and_both_are_charged() -> None:
     clock = Clock()
     m = Meter(clock)
