@@ -15,7 +15,10 @@ no Python work per value:
 2. The database stores the scalars with its column affinity and then checks the
    stored values' classes in C (``sqlite.py``: one scan of the rows just
    inserted, in the same transaction). Only the rows it flags come back to
-   Python, where ``repair_stored`` says what to store instead.
+   Python, where ``repair_stored`` says what to store instead. SQLite first
+   tries the batch's rows as bound values (``Encoded.row_values``), testing each
+   value in the INSERT; a batch whose values all pass needs no repair and no
+   scan, and any other is stored the way just described.
 
 The rules, per column kind (``schema.COLUMN_KINDS``):
 
@@ -83,6 +86,10 @@ class Encoded(NamedTuple):
     dropped: int  # records that could not become a row at all
     coerced: int  # values replaced before serialising (flatten_row)
     notes: list[str]  # what was dropped or replaced, oldest first
+    # The rows payload holds, as Python values (as_row()'s, or flatten_row's when
+    # the batch went the slow way), for a backend that binds them rather than
+    # parse the JSON (sqlite.py); None after a trip through the spill journal.
+    row_values: Sequence[Sequence[Any]] | None = None
 
 
 def encode_batch(records: Sequence[Any]) -> Encoded:
@@ -102,12 +109,13 @@ def encode_batch(records: Sequence[Any]) -> Encoded:
     except (TypeError, orjson.JSONEncodeError):
         return _encode_slowly(records)
     if same_width and payload.count(b"[") == len(rows) + 1 and b"{" not in payload:
-        return Encoded(payload, len(rows), 0, 0, [])
+        return Encoded(payload, len(rows), 0, 0, [], rows)
     return _encode_slowly(records)
 
 
 def _encode_slowly(records: Sequence[Any]) -> Encoded:
     parts: list[bytes] = []
+    clean_rows: list[tuple[Any, ...]] = []
     notes: list[str] = []
     dropped = coerced = 0
     for rec in records:
@@ -126,7 +134,9 @@ def _encode_slowly(records: Sequence[Any]) -> Encoded:
         coerced += len(row_notes)
         notes.extend(row_notes)
         parts.append(orjson.dumps(clean))
-    return Encoded(b"[" + b",".join(parts) + b"]", len(parts), dropped, coerced, notes)
+        clean_rows.append(clean)
+    return Encoded(b"[" + b",".join(parts) + b"]", len(parts), dropped, coerced, notes,
+                   clean_rows)
 
 
 def flatten_row(row: Sequence[Any]) -> tuple[tuple[Any, ...], list[str]]:
