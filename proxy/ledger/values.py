@@ -25,7 +25,8 @@ The rules, per column kind (``schema.COLUMN_KINDS``):
 - INTEGER: an integer in SQLite's signed 64-bit range (a bool is 0/1). Text that
   SQLite's INTEGER affinity turns into an integer ("12") is kept as that
   integer (https://www.sqlite.org/datatype3.html, section 3). Anything else (a
-  fraction, other text, a list or an object) is stored as NULL.
+  fraction, other text, a list or an object) is stored as NULL, or as the
+  column's default where it has one (``stream`` 0, ``attempts`` 1: NOT NULL).
 - REAL: any finite number, stored as a float; anything else is NULL. ``ts`` may
   not be NULL: a missing or unusable ``ts`` becomes the time the writer took the
   row off the queue.
@@ -192,7 +193,8 @@ def repair_stored(stored: Sequence[Any], taken_at: float) -> tuple[dict[str, Any
         if kind == INTEGER:
             if type(value) is int:
                 continue
-            changes[column] = None
+            # stream and attempts are NOT NULL: their default, as for a None.
+            changes[column] = COLUMN_DEFAULTS.get(column)
         elif kind == REAL:
             if type(value) is float:
                 continue
