@@ -36,19 +36,19 @@ committed; more only while the writer is behind (``queued`` in ``stats()``).
 
 Cost. ``values.encode_batch`` calls ``as_row()`` and ``orjson.dumps`` on the
 whole batch (~0.6 us per row with the GIL), and the SQLite backend binds the rows
-256 to a statement (``sqlite.py``: flattening and binding, ~0.7 us per row more
+256 to a statement (``sqlite.py``: flattening and binding, ~0.6 us per row more
 with the GIL; then SQLite stores them without it), so a batch of 512 takes the
 GIL back after each of its 5 statements, not after each row. ``executemany``
 did that for every row, after binding its 23 values (~3.6 us per row with the
-GIL held). Until 2026-12 the batch went to SQLite as one JSON value that it read
-back column by column (27 ``json_extract`` calls a row, 3.5 us) and then scanned
-for values to repair: 8.8-12.2 us of writer CPU per row in
-``bench.micro.ledger``, against 5.8-7.5 now (bench/RESULTS.md). A separate
-writer process would avoid the GIL entirely but must serialise rows anyway and
-adds a process to supervise.
+GIL held). Before 2026-12-07 the batch went to SQLite as one JSON value that it
+read back column by column (27 ``json_extract`` calls a row, 3.6 us) and then
+scanned for values to repair: 8.4-9.7 us of writer CPU per row in
+``bench.micro.ledger`` against 6.1-6.8 now, 5.4 against 3.3 for the write alone
+(bench/RESULTS.md). A separate writer process would avoid the GIL entirely but
+must serialise rows anyway and adds a process to supervise.
 
 Measured on 2 shared vCPUs (a VM with other work; CPython 3.11, uvloop, apsw
-3.54.1), before (``executemany``, dict rows) and after:
+3.54.1) when the JSON value replaced ``executemany`` (dict rows):
 
 - ``python -m bench.micro.ledger --rows 100000 --work-us 25 --repeat 5
   --strace`` (one loop recording rows between 25 us of request work):
