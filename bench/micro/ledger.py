@@ -37,7 +37,12 @@ the host is billed to whatever thread was running, so noise only adds).
 ``--tree DIR`` imports ``proxy`` from another checkout first (e.g. the code
 before a change: ``git archive REV proxy | tar -x -C DIR``); a tree whose
 ``Ledger.record`` takes dicts (no ``DictRecord``) is fed dicts, as the gateway
-fed it then.
+fed it then. ``--against DIR`` measures that tree and this one side by side: each
+repeat runs one of each, in turn, so that the machine's load hits both alike, and
+the figures come in two columns (minimum and maximum over the runs).
+
+A run that stores fewer rows than it records (any run, of either tree) fails
+instead of printing figures.
 """
 
 from __future__ import annotations
@@ -66,6 +71,9 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="requests finished per loop iteration")
     p.add_argument("--loop", choices=("uvloop", "asyncio"), default="uvloop")
     p.add_argument("--tree", help="import proxy from this directory first")
+    p.add_argument("--against", metavar="DIR",
+                   help="also run the ledger of the proxy in DIR (e.g. the code before a "
+                        "change), each of its runs next to one of this tree's: two columns")
     p.add_argument("--strace", action="store_true",
                    help="also count futex calls per row under strace -f -c")
     p.add_argument("--repeat", type=int, default=3,
@@ -88,7 +96,7 @@ class BenchRecord:
         "provider", "status", "error_kind", "stream", "input_tokens", "output_tokens",
         "cached_tokens", "cache_write_tokens", "reasoning_tokens", "latency_ms",
         "ttfb_ms", "bytes_in", "bytes_out", "attempts", "api_key_id", "client_addr",
-        "tool_repeats", "cost_usd", "cost_source", "end_user",
+        "tool_repeats", "cost_usd", "cost_source", "end_user", "dropped_tools",
     )
 
     def __init__(self, i: int, t0: float) -> None:
@@ -118,6 +126,7 @@ class BenchRecord:
         self.cost_usd = 0.000228
         self.cost_source = "bundled"
         self.end_user = None
+        self.dropped_tools = None
 
     def as_row(self) -> tuple[Any, ...]:
         return (
@@ -127,7 +136,7 @@ class BenchRecord:
             self.cache_write_tokens, self.reasoning_tokens, self.latency_ms,
             self.ttfb_ms, self.bytes_in, self.bytes_out, self.attempts,
             self.api_key_id, self.client_addr, self.tool_repeats, self.cost_usd,
-            self.cost_source, self.end_user,
+            self.cost_source, self.end_user, self.dropped_tools,
         )
 
 
@@ -296,6 +305,38 @@ def _child(args: argparse.Namespace, *, null: bool, strace: bool) -> dict[str, A
     return result
 
 
+def _compare(args: argparse.Namespace) -> int:
+    """This tree against ``--against``, one run of each per repeat, in turn."""
+    other = argparse.Namespace(**{**vars(args), "tree": args.against})
+    runs: dict[str, list[dict[str, Any]]] = {"against": [], "this": [], "null": []}
+    for _ in range(args.repeat):
+        runs["against"].append(_child(other, null=False, strace=False))
+        runs["this"].append(_child(args, null=False, strace=False))
+        runs["null"].append(_child(args, null=True, strace=False))
+    n = args.rows
+    for kind in ("against", "this"):
+        lost = [r["written"] for r in runs[kind] if r["written"] != n]
+        if lost:
+            print(f"{kind}: a run wrote {lost[0]} of {n} rows", file=sys.stderr)
+            return 1
+    null_cpu = min(r["loop_cpu_s"] for r in runs["null"])
+
+    def span(kind: str, key: str, per: float, minus: float = 0.0) -> str:
+        values = [(r[key] - minus) / per * 1e6 for r in runs[kind]]
+        return f"{min(values):6.2f} - {max(values):6.2f}"
+
+    print(f"{'spins per request':<28} {args.spins}")
+    print(f"{'':<28} {'against ' + args.against:>22} {'this tree':>16}")
+    for label, key, minus in (("writer CPU us/row", "writer_cpu_s", 0.0),
+                              ("loop CPU us/record", "loop_cpu_s", null_cpu)):
+        print(f"{label:<28} {span('against', key, n, minus):>22} {span('this', key, n, minus):>16}")
+    rates = {k: [n / r["loop_wall_s"] for r in runs[k]] for k in ("against", "this")}
+    print(f"{'rows/s (loop wall)':<28} "
+          + "".join(f"{f'{min(v):,.0f} - {max(v):,.0f}':>{w}}"
+                    for v, w in ((rates["against"], 22), (rates["this"], 17))))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parse_args(argv)
     if args.one:
@@ -303,6 +344,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     # One calibration for every run, so that both kinds do the same work.
     args.spins = _calibrate(args.work_us)
+    if args.against:
+        return _compare(args)
     reals, nulls = [], []
     for _ in range(args.repeat):
         reals.append(_child(args, null=False, strace=False))
@@ -315,10 +358,12 @@ def main(argv: list[str] | None = None) -> int:
     def med(runs: list[dict[str, Any]], key: str) -> float:
         return statistics.median(r[key] for r in runs)
 
-    written = reals[-1]["written"]
-    if written != n:
+    written = min(r["written"] for r in reals)
+    if written != n or any(r["written"] != n for r in reals):
         # A record shaped unlike the columns is dropped, and a writer that stores
-        # nothing costs little: such a run measures nothing.
+        # nothing costs little: such a run measures nothing. (Every run: the
+        # record had 26 values after the ledger gained its 27th column, and each
+        # row was dropped.)
         print(f"only {written} of {n} rows were written; see the runs' output",
               file=sys.stderr)
         return 1

@@ -50,14 +50,17 @@ class LedgerBackend(Protocol):
         """Bring the schema to the newest version; return that version."""
 
     def write_rows(
-        self, payload: bytes, *, taken_at: float, mark: JournalMark | None = None
+        self, payload: bytes, *, taken_at: float, mark: JournalMark | None = None,
+        rows: Sequence[Sequence[Any]] | None = None,
     ) -> WriteResult:
         """Store the rows of ``payload`` in one transaction.
 
         ``payload`` is a JSON array of rows, each an array of values in
         ``LEDGER_COLUMNS`` order (``values.encode_batch`` makes it). Values are
         checked per column (``values.py``); ``taken_at`` (unix seconds) stands in
-        for a missing ``ts``.
+        for a missing ``ts``. ``rows``, when given, are the same rows as Python
+        values (``Encoded.row_values``); a backend may bind them instead of
+        parsing ``payload``, and must store the same.
 
         With ``mark``, the rows are a spill-journal frame: if that journal's
         stored progress already reaches ``mark.end`` nothing is written (rows 0);

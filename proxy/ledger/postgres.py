@@ -306,8 +306,10 @@ class PostgresBackend(retention.Retention):
         return current
 
     def write_rows(
-        self, payload: bytes, *, taken_at: float, mark: JournalMark | None = None
+        self, payload: bytes, *, taken_at: float, mark: JournalMark | None = None,
+        rows: Sequence[Sequence[Any]] | None = None,
     ) -> WriteResult:
+        # ``rows`` unused: the server parses the JSON text (one value to send).
         db = self._writable()
         try:
             if mark is None and b"\\u0000" not in payload:

@@ -306,6 +306,15 @@ SQLITE_MIGRATIONS: tuple[Migration, ...] = (
         "built-in tools left out of a request its target could not run",
         (f"ALTER TABLE {TABLE} ADD COLUMN dropped_tools INTEGER",),
     ),
+    # No query reads requests_model: every model filter (``query``) is "model = ?
+    # OR served_model = ?" and served_model has no index, so SQLite walks
+    # requests_ts; the reports group the daily totals or a ts range. Keeping it
+    # up cost the writer ~0.4 us a row (bench/RESULTS.md, 2026-12-07 18:30).
+    Migration(
+        8,
+        "drop the index on model, which no query used",
+        (f"DROP INDEX IF EXISTS {TABLE}_model",),
+    ),
 )
 
 SCHEMA_VERSION = SQLITE_MIGRATIONS[-1].version

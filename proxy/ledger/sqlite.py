@@ -9,20 +9,40 @@ our own connections rather than through the process-wide
 Transactions are explicit (apsw ``doc/tips.rst``): apsw does not open them behind
 our back. A batch is one ``BEGIN IMMEDIATE`` ... ``COMMIT``.
 
-A batch is bound as ONE value: the JSON text ``values.encode_batch`` made, which
-SQLite expands in C (``jsonb_each``, https://sqlite.org/json1.html#jeach) inside
-one ``INSERT ... SELECT``. apsw releases the GIL around each SQLite call, and
-binding a Python value takes it back, so ``executemany`` took the GIL once per
-row (0.76 futex calls per request in gatewayd at c=64; figures in writer.py);
-here a batch is five statements (BEGIN IMMEDIATE, the INSERT, the check scan,
-the spend per key,
-COMMIT) whatever its size. The text is parsed once into SQLite's binary JSON
-(JSONB), from which ``json_extract`` reads each column: text JSON is parsed
-again for every column (~3x the CPU per row, measured: 22 vs 6-9 us).
+A batch arrives as ONE value: the JSON text ``values.encode_batch`` made (also what
+the spill journal keeps), with the rows themselves when the writer still has them.
+apsw releases the GIL around each SQLite call and takes it back to bind, so
+``executemany`` took the GIL once per row (0.76 futex calls per request in gatewayd
+at c=64; figures in writer.py). Here a batch is a handful of statements whatever
+its size (5 for 512 rows), and two ways of storing it give the same rows:
 
-The value checks run in C too: after the INSERT, one scan of the rows just
-inserted (by rowid) picks the rows whose stored values break the column rules
-(``values.py``); only those come back to Python to be repaired.
+- **Bound** (every batch of ordinary values). The rows (or, for a journal frame,
+  ``orjson.loads`` of the text: 0.6 us a row more) are bound, 27 values a row, to
+  one ``INSERT ... SELECT ... FROM (VALUES ...)`` of 256 rows (then 64, 16, 4, 1
+  for the rest: at most 13 statements for 511 rows). The SELECT keeps only values
+  that need no repair: an integer (or NULL) where an INTEGER belongs, a finite
+  number where a REAL does, text of at most the column's bound in bytes where
+  TEXT does; anything else makes ``ts`` NULL, the NOT NULL constraint aborts the
+  statement, and the batch goes the checked way. No check scan follows: what
+  passed the SELECT needs none. Binding the rows, not their JSON, is the same:
+  orjson accepted every value (``encode_batch``), apsw binds what JSON would carry
+  (a bool as 0/1, a str or int subclass as its value, NaN as NULL), refuses the
+  rest (a datetime, a UUID: checked way), and the tests refuse an infinity (JSON:
+  null). ``tests/proxy/test_ledger.py`` stores 63 edge values in each column both
+  ways and compares.
+- **Checked** (a batch with one unusual value, or a journal frame written by older
+  code): SQLite expands the JSON in C (``jsonb_each``,
+  https://sqlite.org/json1.html#jeach) inside one ``INSERT ... SELECT``; the text is
+  parsed once into SQLite's binary JSON (JSONB), from which ``json_extract`` reads
+  each column. Then one scan of the rows just inserted (by rowid) picks the rows
+  whose stored values break the column rules (``values.py``); only those come back
+  to Python to be repaired.
+
+Why two: reading 27 values out of JSONB costs ~140 ns each (``jsonLookupStep``
+walks the row's array from its start for every column): 3.6 of the 5.5 us a row
+the checked way costs the writer, against ~1.3 us a row for binding (~46 ns a
+value) and ~1.0 us for the SELECT's tests. ``python -m bench.micro.ledger_sql``
+times each piece.
 
 References: https://rogerbinns.github.io/apsw/tips.html,
 https://www.sqlite.org/wal.html, https://www.sqlite.org/pragma.html#pragma_synchronous,
@@ -34,6 +54,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from itertools import chain
 from typing import Any
 
 import apsw
@@ -91,6 +112,8 @@ _ROW_ERRORS: tuple[type[BaseException], ...] = (
     apsw.SQLError,
     apsw.FormatError,
 )
+# What sends a batch from the bound INSERT to the checked one (``_insert_bound``).
+_BOUND_ERRORS: tuple[type[BaseException], ...] = (OverflowError, TypeError, *_ROW_ERRORS)
 
 
 def _insert_sql() -> str:
@@ -133,8 +156,56 @@ def _check_sql() -> str:
     )
 
 
+def _bound_insert_sql(rows: int) -> str:
+    """INSERT of ``rows`` rows of bound values, each kept only if it needs no repair.
+
+    A value that may need one (text or a fraction where an integer belongs, text
+    where a real does, anything but text where text does, text longer than its
+    bound in bytes, an infinity, a missing ts) makes ts NULL, and the NOT NULL
+    constraint on ts aborts the statement: the batch then goes the checked way
+    (``_write``), which stores and repairs it as before. The tests use operators
+    rather than functions where they can (``|``, ``+``, ``-``: a few VDBE opcodes).
+    The VALUES columns have no affinity, so ``'12' | 0 IS '12'`` is false: such a
+    batch is checked too (rare; it stores what it stored before). The columns get
+    one- or two-letter names to keep the text short (see ``_BOUND_ROWS``).
+    """
+    names = [chr(97 + i % 26) * (1 + i // 26) for i in range(len(LEDGER_COLUMNS))]
+    tests = []
+    values = []
+    for v, column in zip(names, LEDGER_COLUMNS, strict=True):
+        kind = COLUMN_KINDS[column]
+        if kind == INTEGER:
+            tests.append(f"{v}|0 IS {v}")  # NULL, or an integer (200.0 stores 200)
+        elif kind == REAL:
+            # NULL or a finite number: inf - inf is NULL, 'x' - 'x' + 'x' is 0.
+            # '=' for ts: NULL there is a missing ts, repaired the checked way.
+            tests.append(f"({v}-{v})+{v} {'=' if column == 'ts' else 'IS'} {v}")
+        else:
+            # NULL or text (a number sorts before ''); bytes bound characters from
+            # above. An infinity would be stored as the text 'Inf' (JSON: null).
+            # (An OR of comparisons compiles to jumps: 0.12 us a row under a
+            # coalesce() of ANDs, which computes each AND's value.)
+            tests.append(f"({v} IS NULL OR {v}>='' AND "
+                         f"octet_length({v})<={TEXT_MAX_CHARS[column]})")
+        values.append(f"coalesce({v},{COLUMN_DEFAULTS[column]})"
+                      if column in COLUMN_DEFAULTS else v)
+    values[0] = f"CASE WHEN {' AND '.join(tests)} THEN {names[0]} END"
+    row = "(" + ",".join("?" * len(LEDGER_COLUMNS)) + ")"
+    return (
+        f"WITH bound({','.join(names)}) AS (VALUES {','.join([row] * rows)}) "
+        f"INSERT INTO {TABLE} ({','.join(LEDGER_COLUMNS)}) SELECT {','.join(values)} FROM bound"
+    )
+
+
 _INSERT_SQL = _insert_sql()
 _CHECK_SQL = _check_sql()
+# Rows per bound statement, largest first. 256 rows is ~15.6 KB of SQL: apsw's
+# statement cache keeps statements up to 16 KB (``max_cacheable_bytes``), and a
+# longer one is parsed again on every call (a 512-row INSERT: ~5 us a row). A full
+# batch of 512 rows is 2 statements; n rows take at most n // 256 + 3 + 3 + 3 + 3.
+_BOUND_ROWS = (256, 64, 16, 4, 1)
+_BOUND_SQL = {rows: _bound_insert_sql(rows) for rows in _BOUND_ROWS}
+_WIDTH = len(LEDGER_COLUMNS)
 # Each key's spend per UTC day, from the rows just stored (rowid > ?), in the
 # batch's transaction: a budget reads a few rows of this table instead of
 # summing the requests table. "WHERE" before "ON CONFLICT" is required in an
@@ -262,11 +333,12 @@ class SQLiteBackend(retention.Retention):
         return current
 
     def write_rows(
-        self, payload: bytes, *, taken_at: float, mark: JournalMark | None = None
+        self, payload: bytes, *, taken_at: float, mark: JournalMark | None = None,
+        rows: Sequence[Sequence[Any]] | None = None,
     ) -> WriteResult:
         db = self._writable()
         try:
-            result = self._write(db, payload, taken_at, mark)
+            result = self._write(db, payload, taken_at, mark, rows)
         except apsw.Error as exc:
             self._rollback(db)
             if not isinstance(exc, _ROW_ERRORS):
@@ -437,6 +509,7 @@ class SQLiteBackend(retention.Retention):
         payload: bytes,
         taken_at: float,
         mark: JournalMark | None,
+        rows: Sequence[Sequence[Any]] | None,
     ) -> WriteResult:
         # IMMEDIATE: take the write lock now (waiting up to the busy timeout),
         # so that nothing below can fail for want of it half way.
@@ -446,23 +519,76 @@ class SQLiteBackend(retention.Retention):
             if done is not None and done >= mark.end:
                 db.execute("COMMIT")
                 return WriteResult(0, 0, [], [])
-        try:
-            db.execute(_INSERT_SQL, (payload,))
-            stored = db.changes()
-            rejected: list[bytes] = []
-            # One INSERT ... SELECT numbers its rows max(rowid)+1 onwards
-            # (https://sqlite.org/autoinc.html): they follow `before`.
+        rejected: list[bytes] = []
+        notes: list[str] = []
+        coerced = 0
+        stored = self._insert_bound(db, payload, rows)
+        if stored is not None:
+            # Every value passed the bound INSERT's tests: nothing to repair.
             before = db.last_insert_rowid() - stored
-        except _ROW_ERRORS:
-            before = db.execute(f"SELECT coalesce(max(rowid), 0) FROM {TABLE}").get
-            stored, rejected = self._insert_one_by_one(db, payload)
-        coerced, notes = self._repair(db, before, taken_at)
+        else:
+            try:
+                db.execute(_INSERT_SQL, (payload,))
+                stored = db.changes()
+                # One INSERT ... SELECT numbers its rows max(rowid)+1 onwards
+                # (https://sqlite.org/autoinc.html): they follow `before`.
+                before = db.last_insert_rowid() - stored
+            except _ROW_ERRORS:
+                before = db.execute(f"SELECT coalesce(max(rowid), 0) FROM {TABLE}").get
+                stored, rejected = self._insert_one_by_one(db, payload)
+            coerced, notes = self._repair(db, before, taken_at)
         if stored:
             db.execute(_SPEND_SQL, (before,))
         if mark is not None:
             db.execute(_MARK_SQL, (mark.journal_id, mark.end))
         db.execute("COMMIT")
         return WriteResult(stored, coerced, notes, rejected)
+
+    @staticmethod
+    def _insert_bound(db: apsw.Connection, payload: bytes,
+                      rows: Sequence[Sequence[Any]] | None) -> int | None:
+        """Store the batch as bound values (``rows``, else ``payload`` read back by
+        ``orjson.loads``); the rows stored, or None (nothing stored) when it must
+        go the checked way."""
+        # SQLite's substr() in the checked INSERT ends text at a NUL character;
+        # orjson writes one as \u0000. A backslash is found by memchr; the
+        # two-way search for the escape costs ~0.1 us a row, so it runs only
+        # when the batch has an escape at all.
+        if b"\\" in payload and b"\\u0000" in payload:
+            return None
+        try:
+            if rows is None:
+                # 0.6 us a row more than binding the rows the writer still has.
+                rows = orjson.loads(payload)
+                if type(rows) is not list or set(map(type, rows)) != {list}:
+                    return None
+            # A journal frame from older code may have shorter rows.
+            if set(map(len, rows)) != {_WIDTH}:
+                return None
+        except (orjson.JSONDecodeError, TypeError):
+            return None
+        values = list(chain.from_iterable(rows))
+        before = stored = start = 0
+        try:
+            for size in _BOUND_ROWS:
+                sql, step = _BOUND_SQL[size], size * _WIDTH
+                while len(values) - start >= step:
+                    db.execute(sql, values[start:start + step])
+                    if not stored:
+                        before = db.last_insert_rowid() - size
+                    stored += size
+                    start += step
+        except _BOUND_ERRORS:
+            # A value the tests refused, an integer past 64 bits (orjson writes
+            # up to 2**64 - 1; apsw cannot bind it), or a value apsw cannot bind
+            # that orjson wrote as JSON (a datetime, a UUID, an Enum member).
+            # The rows stored so far are the last ones (we hold the write lock):
+            # a DELETE rather than a savepoint around every batch (two statements
+            # fewer, each a GIL round trip).
+            if stored:
+                db.execute(f"DELETE FROM {TABLE} WHERE rowid > ?", (before,))
+            return None
+        return stored
 
     @staticmethod
     def _insert_one_by_one(db: apsw.Connection, payload: bytes) -> tuple[int, list[bytes]]:

@@ -15,14 +15,18 @@ no Python work per value:
 2. The database stores the scalars with its column affinity and then checks the
    stored values' classes in C (``sqlite.py``: one scan of the rows just
    inserted, in the same transaction). Only the rows it flags come back to
-   Python, where ``repair_stored`` says what to store instead.
+   Python, where ``repair_stored`` says what to store instead. SQLite first
+   tries the batch's rows as bound values (``Encoded.row_values``), testing each
+   value in the INSERT; a batch whose values all pass needs no repair and no
+   scan, and any other is stored the way just described.
 
 The rules, per column kind (``schema.COLUMN_KINDS``):
 
 - INTEGER: an integer in SQLite's signed 64-bit range (a bool is 0/1). Text that
   SQLite's INTEGER affinity turns into an integer ("12") is kept as that
   integer (https://www.sqlite.org/datatype3.html, section 3). Anything else (a
-  fraction, other text, a list or an object) is stored as NULL.
+  fraction, other text, a list or an object) is stored as NULL, or as the
+  column's default where it has one (``stream`` 0, ``attempts`` 1: NOT NULL).
 - REAL: any finite number, stored as a float; anything else is NULL. ``ts`` may
   not be NULL: a missing or unusable ``ts`` becomes the time the writer took the
   row off the queue.
@@ -83,6 +87,10 @@ class Encoded(NamedTuple):
     dropped: int  # records that could not become a row at all
     coerced: int  # values replaced before serialising (flatten_row)
     notes: list[str]  # what was dropped or replaced, oldest first
+    # The rows payload holds, as Python values (as_row()'s, or flatten_row's when
+    # the batch went the slow way), for a backend that binds them rather than
+    # parse the JSON (sqlite.py); None after a trip through the spill journal.
+    row_values: Sequence[Sequence[Any]] | None = None
 
 
 def encode_batch(records: Sequence[Any]) -> Encoded:
@@ -102,12 +110,13 @@ def encode_batch(records: Sequence[Any]) -> Encoded:
     except (TypeError, orjson.JSONEncodeError):
         return _encode_slowly(records)
     if same_width and payload.count(b"[") == len(rows) + 1 and b"{" not in payload:
-        return Encoded(payload, len(rows), 0, 0, [])
+        return Encoded(payload, len(rows), 0, 0, [], rows)
     return _encode_slowly(records)
 
 
 def _encode_slowly(records: Sequence[Any]) -> Encoded:
     parts: list[bytes] = []
+    clean_rows: list[tuple[Any, ...]] = []
     notes: list[str] = []
     dropped = coerced = 0
     for rec in records:
@@ -126,7 +135,9 @@ def _encode_slowly(records: Sequence[Any]) -> Encoded:
         coerced += len(row_notes)
         notes.extend(row_notes)
         parts.append(orjson.dumps(clean))
-    return Encoded(b"[" + b",".join(parts) + b"]", len(parts), dropped, coerced, notes)
+        clean_rows.append(clean)
+    return Encoded(b"[" + b",".join(parts) + b"]", len(parts), dropped, coerced, notes,
+                   clean_rows)
 
 
 def flatten_row(row: Sequence[Any]) -> tuple[tuple[Any, ...], list[str]]:
@@ -182,7 +193,8 @@ def repair_stored(stored: Sequence[Any], taken_at: float) -> tuple[dict[str, Any
         if kind == INTEGER:
             if type(value) is int:
                 continue
-            changes[column] = None
+            # stream and attempts are NOT NULL: their default, as for a None.
+            changes[column] = COLUMN_DEFAULTS.get(column)
         elif kind == REAL:
             if type(value) is float:
                 continue

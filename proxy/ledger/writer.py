@@ -34,17 +34,21 @@ as that makes progress. On SIGKILL the rows still in memory are lost: normally
 the rows of the last flush interval (``LEDGER_FLUSH_MS``) plus the batch being
 committed; more only while the writer is behind (``queued`` in ``stats()``).
 
-Cost. The batch is bound as ONE value: ``values.encode_batch`` calls
-``as_row()`` and ``orjson.dumps`` on the whole batch (the only per-row work done
-with the GIL, ~0.9 us per row), and SQLite expands the JSON in C
-(``sqlite.py``), so a batch takes the GIL back after each of its 4 statements,
-not after each row. ``executemany`` did that for every row, after binding its
-23 values (~3.6 us per row with the GIL held). A separate writer process would
-avoid the GIL entirely but must serialise rows anyway and adds a process to
-supervise; one JSON value gets most of the gain in-process.
+Cost. ``values.encode_batch`` calls ``as_row()`` and ``orjson.dumps`` on the
+whole batch (~0.6 us per row with the GIL), and the SQLite backend binds the rows
+256 to a statement (``sqlite.py``: flattening and binding, ~0.6 us per row more
+with the GIL; then SQLite stores them without it), so a batch of 512 takes the
+GIL back after each of its 5 statements, not after each row. ``executemany``
+did that for every row, after binding its 23 values (~3.6 us per row with the
+GIL held). Before 2026-12-07 the batch went to SQLite as one JSON value that it
+read back column by column (27 ``json_extract`` calls a row, 3.6 us) and then
+scanned for values to repair: 8.4-9.7 us of writer CPU per row in
+``bench.micro.ledger`` against 6.1-6.8 now, 5.4 against 3.3 for the write alone
+(bench/RESULTS.md). A separate writer process would avoid the GIL entirely but
+must serialise rows anyway and adds a process to supervise.
 
 Measured on 2 shared vCPUs (a VM with other work; CPython 3.11, uvloop, apsw
-3.54.1), before (``executemany``, dict rows) and after:
+3.54.1) when the JSON value replaced ``executemany`` (dict rows):
 
 - ``python -m bench.micro.ledger --rows 100000 --work-us 25 --repeat 5
   --strace`` (one loop recording rows between 25 us of request work):
@@ -96,10 +100,10 @@ log = logging.getLogger("tokenway.ledger")
 # Same default for the daemon and `gateway usage`: the current directory.
 DEFAULT_DB_PATH = "tokenway.db"
 
-# Rows per transaction. With the batch bound as one JSON value (sqlite.py) a
-# 512-row transaction costs the writer ~6-9 us of CPU per row, nearly all of it
-# inside SQLite with the GIL released; the commit is under 2% of that. Larger
-# batches gain little and hold the GIL longer in as_row() and orjson.dumps.
+# Rows per transaction. A 512-row transaction (2 bound INSERTs of 256 rows,
+# sqlite.py) costs the writer ~3.5 us of CPU per row alone, ~6 next to a busy
+# loop; BEGIN, the spend upsert and COMMIT are ~0.1 us of that. Larger batches
+# gain little and hold the GIL longer in as_row(), orjson.dumps and binding.
 LEDGER_BATCH_ROWS = 512
 
 # Longest wait for more rows before committing a partial batch. Caps commits at
@@ -611,7 +615,8 @@ class Ledger:
         encoded = held.encoded
         if encoded.rows and (self._db_ok or time.monotonic() >= self._next_try):
             try:
-                result = self._backend.write_rows(encoded.payload, taken_at=held.taken_at)
+                result = self._backend.write_rows(encoded.payload, taken_at=held.taken_at,
+                                                  rows=encoded.row_values)
             except LedgerError as exc:
                 self._db_failed(exc)
             else:

@@ -71,9 +71,10 @@ class CountingBackend(SQLiteBackend):
         self.wrote = threading.Event()
 
     def write_rows(
-        self, payload: bytes, *, taken_at: float, mark: JournalMark | None = None
+        self, payload: bytes, *, taken_at: float, mark: JournalMark | None = None,
+        rows: Any = None,
     ) -> WriteResult:
-        result = super().write_rows(payload, taken_at=taken_at, mark=mark)
+        result = super().write_rows(payload, taken_at=taken_at, mark=mark, rows=rows)
         self.batch_sizes.append(len(orjson.loads(payload)))
         self.wrote.set()
         return result
@@ -88,11 +89,12 @@ class BlockingBackend(CountingBackend):
         self.release = threading.Event()
 
     def write_rows(
-        self, payload: bytes, *, taken_at: float, mark: JournalMark | None = None
+        self, payload: bytes, *, taken_at: float, mark: JournalMark | None = None,
+        rows: Any = None,
     ) -> WriteResult:
         self.entered.set()
         assert self.release.wait(WAIT_S)
-        return super().write_rows(payload, taken_at=taken_at, mark=mark)
+        return super().write_rows(payload, taken_at=taken_at, mark=mark, rows=rows)
 
 
 class SwitchBackend(CountingBackend):
@@ -104,9 +106,10 @@ class SwitchBackend(CountingBackend):
         self.refused = 0
 
     def write_rows(
-        self, payload: bytes, *, taken_at: float, mark: JournalMark | None = None
+        self, payload: bytes, *, taken_at: float, mark: JournalMark | None = None,
+        rows: Any = None,
     ) -> WriteResult:
         if self.down.is_set():
             self.refused += 1
             raise LedgerUnavailable("disk I/O error (injected)")
-        return super().write_rows(payload, taken_at=taken_at, mark=mark)
+        return super().write_rows(payload, taken_at=taken_at, mark=mark, rows=rows)

@@ -8,8 +8,11 @@ sleeping or by measuring elapsed time.
 from __future__ import annotations
 
 import ast
+import datetime
+import enum
 import pathlib
 import threading
+import uuid
 from typing import Any
 
 import apsw
@@ -26,6 +29,7 @@ from proxy.ledger import (
     query_rows,
 )
 from proxy.ledger.schema import SPEND_TABLE, SPILL_TABLE, SQLITE_MIGRATIONS, TABLE
+from proxy.ledger.values import encode_batch
 from tests.proxy.ledger_rows import (
     WAIT_S,
     BlockingBackend,
@@ -194,9 +198,10 @@ class StatementCounter(SQLiteBackend):
             self.statements.append(count[0])
 
 
-def test_a_batch_runs_the_same_statements_whatever_its_size(db_path: str) -> None:
+def test_a_batch_runs_a_bounded_number_of_statements(db_path: str) -> None:
     # Each statement is one GIL release and re-take around SQLite; the rows of
-    # a batch are bound as one value, so their number does not add statements.
+    # a batch are bound 256 to a statement (then 64, 16, 4, 1), so a batch runs
+    # at most 12 statements more than its 256-row blocks, never one per row.
     backend = StatementCounter(db_path)
     ledger = Ledger(db_path, batch_rows=600, backend=backend)
     for i in range(600 + 3):
@@ -205,7 +210,26 @@ def test_a_batch_runs_the_same_statements_whatever_its_size(db_path: str) -> Non
     assert ledger.close()
     assert ledger.written == 603
     big, small = backend.statements
-    assert big == small == 5  # BEGIN, INSERT, check scan, spend per key, COMMIT
+    # BEGIN, the INSERTs, spend per key, COMMIT; 600 rows are
+    # 2 x 256 + 64 + 16 + 2 x 4, 3 rows are 3 x 1.
+    assert (big, small) == (3 + 6, 3 + 3)
+
+
+def test_an_unusual_value_sends_its_batch_the_checked_way(db_path: str) -> None:
+    # The bound INSERT refuses the batch; the JSON INSERT and the check scan
+    # store it: a fixed number of statements again, plus one UPDATE per repair.
+    backend = StatementCounter(db_path)
+    ledger = Ledger(db_path, batch_rows=600, backend=backend)
+    for i in range(600):
+        ledger.record(make_rec(i, input_tokens="many" if i == 300 else i))
+    ledger.start()
+    assert ledger.close()
+    assert (ledger.written, ledger.stats()["coerced"]) == (600, 1)
+    # BEGIN, 2 bound INSERTs (the second fails), the DELETE of the first one's
+    # rows, the JSON INSERT, the check scan, one UPDATE, spend per key, COMMIT.
+    assert backend.statements == [9]
+    rows = query_rows(db_path)
+    assert [r["input_tokens"] for r in rows] == [None if i == 300 else i for i in range(600)]
 
 
 # -- waiting for the writer --------------------------------------------------------
@@ -381,6 +405,11 @@ VALUE_CASES = [
     ("model", "a[b]{c}", "a[b]{c}", False),  # brackets in text: slow path
     ("model", "\ud800x", "\ufffdx", True),  # a lone surrogate
     ("status", b"200", None, True),
+    # NOT NULL columns get their default, as for a None (they used to be repaired
+    # to NULL, which failed the batch, and the writer kept retrying it).
+    ("stream", "yes", False, True),  # read back as a bool
+    ("attempts", 2.5, 1, True),
+    ("attempts", None, 1, False),
 ]
 
 
@@ -446,6 +475,84 @@ def test_the_fast_and_the_slow_path_store_the_same(tmp_path: pathlib.Path) -> No
     assert coerced[0] == coerced[1] == 5
 
 
+class CheckedOnly(SQLiteBackend):
+    """Stores every batch the checked way (the JSON INSERT, the check scan and
+    the repairs), as every batch was stored before the bound INSERT."""
+
+    @staticmethod
+    def _insert_bound(db: apsw.Connection, payload: bytes, rows: Any) -> int | None:
+        return None
+
+
+class BoundCounter(SQLiteBackend):
+    """Counts the batches the bound INSERT stored."""
+
+    bound = 0
+
+    def _insert_bound(self, db: apsw.Connection, payload: bytes, rows: Any) -> int | None:
+        stored = super()._insert_bound(db, payload, rows)
+        self.bound += stored is not None
+        return stored
+
+
+class Text(str):
+    pass
+
+
+class Color(enum.Enum):
+    RED = "red"
+
+
+class Level(enum.IntEnum):
+    HIGH = 3
+
+
+# Values at and across every edge of the bound INSERT's tests and of the checks.
+EDGE_VALUES: list[Any] = [
+    None, 0, 1, -1, True, False, 2**53 + 1, 2**63 - 1, -(2**63), 2**63, 2**64 - 1, 2**64 + 1,
+    0.0, -0.0, 12.5, 200.0, 1e16, 2.5e18, 9.3e18, 2.0**63, 1e300, -1e-300, 1_700_000_000.123456,
+    float("nan"), float("inf"), float("-inf"),
+    "", "12", " 12 ", "12.0", "1e3", "-7", "3.5", "0x10", "abc", "Inf", "null",
+    "x" * 16, "x" * 17, "x" * 64, "x" * 65, "x" * 128, "x" * 129, "x" * 256, "x" * 257,
+    "é" * 100, "é" * 200, "é" * 300, "a\x00b", 'q"uote\\', "line\n", "\\u0000",
+    [1], {"a": 1}, b"bytes", bytearray(b"12"), "\ud800x", Opaque(), Text("sub"), Color.RED,
+    Level.HIGH, datetime.datetime(2026, 12, 7, 18, 0), uuid.UUID(int=7),
+]
+
+
+@pytest.mark.parametrize("given", ["rows", "payload"])
+def test_the_bound_and_the_checked_way_store_the_same(tmp_path: pathlib.Path,
+                                                      given: str) -> None:
+    # Each value in each column, as a batch of its own: stored by the bound INSERT
+    # when its tests pass it, else the checked way; and always the checked way.
+    # The rows, the repairs counted and their notes must be the same, whether the
+    # writer hands over the rows (a live batch) or only the JSON (a replay).
+    bound = BoundCounter(str(tmp_path / "bound.db"))
+    checked = CheckedOnly(str(tmp_path / "checked.db"))
+    for backend in (bound, checked):
+        backend.open()
+        backend.migrate()
+    taken_at = 1_800_000_000.5
+    batches = 0
+    for column in LEDGER_COLUMNS:
+        for value in EDGE_VALUES:
+            encoded = encode_batch([make_rec(1, **{column: value}), make_rec(2)])
+            rows = encoded.row_values if given == "rows" else None
+            results = [b.write_rows(encoded.payload, taken_at=taken_at, rows=rows)
+                       for b in (bound, checked)]
+            assert results[0] == results[1], (column, value)
+            assert results[0].rows == 2 and not results[0].rejected
+            batches += 1
+    select = f"SELECT {', '.join(LEDGER_COLUMNS)} FROM {TABLE} ORDER BY rowid"
+    stored = [[repr(row) for row in b.connection().execute(select)] for b in (bound, checked)]
+    assert len(stored[0]) == 2 * batches
+    assert stored[0] == stored[1]
+    # Both ways were taken (about 800 of 1701 batches bound).
+    assert batches // 3 < bound.bound < batches
+    for backend in (bound, checked):
+        backend.close()
+
+
 def test_the_check_scan_looks_at_new_rows_only(db_path: str) -> None:
     # A row stored by hand with a text count: the writer's repairs are for its
     # own rows, not for what is already in the table.
@@ -501,7 +608,8 @@ def test_new_database_settings(db_path: str) -> None:
         assert db.pragma("busy_timeout") > 0
         assert db.pragma("user_version") == SCHEMA_VERSION
         indexes = {r[1] for r in db.execute(f"PRAGMA index_list({TABLE})")}
-        assert {f"{TABLE}_ts", f"{TABLE}_model"} <= indexes
+        assert f"{TABLE}_ts" in indexes
+        assert f"{TABLE}_model" not in indexes  # dropped by step 8
     finally:
         backend.close()
 

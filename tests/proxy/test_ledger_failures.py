@@ -298,11 +298,11 @@ class EveryThirdFails(SwitchBackend):
         self.calls = 0
 
     def write_rows(self, payload: bytes, *, taken_at: float,
-                   mark: JournalMark | None = None) -> WriteResult:
+                   mark: JournalMark | None = None, rows: Any = None) -> WriteResult:
         self.calls += 1
         if self.calls % 3 == 0:
             raise LedgerUnavailable("database is locked (injected)")
-        return super().write_rows(payload, taken_at=taken_at, mark=mark)
+        return super().write_rows(payload, taken_at=taken_at, mark=mark, rows=rows)
 
 
 def test_flapping_database_loses_and_duplicates_nothing(db_path: str) -> None:
