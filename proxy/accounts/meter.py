@@ -204,9 +204,6 @@ class Meter:
         self._users: dict[str, Quota] = {}
         # Settlements not applied yet: (charge, tokens, usd, seq, second) (see settle).
         self._unsettled: list[tuple[Charge, int | None, float | None, int, int]] = []
-        # The last budget figure formatted, and its header (see _limit_headers).
-        self._usd_left = NO_LIMIT
-        self._usd_header = (b"", b"")
 
     def attach(self, identities: list[Identity]) -> None:
         """Give each limited identity its quotas, keeping the live counters of a
@@ -278,23 +275,7 @@ class Meter:
                 left = q.budget - q.stored_usd - q.unseen_usd - q.reserved_usd
                 if left < left_usd:
                     left_usd = left
-        return Charge(quotas, tokens, usd, self._limit_headers(rpm, tpm, left_usd))
-
-    def _limit_headers(self, rpm: float, tpm: float, usd: float) -> list[tuple[bytes, bytes]]:
-        """``limit_headers`` with the budget's figure kept formatted while it does
-        not change (a free model, a spend not yet settled): ``%.6f`` of a float
-        costs more than the other two headers together."""
-        out = []
-        if rpm != NO_LIMIT:
-            out.append((REMAINING_REQUESTS, b"%d" % (rpm if rpm > 0 else 0)))
-        if tpm != NO_LIMIT:
-            out.append((REMAINING_TOKENS, b"%d" % (tpm if tpm > 0 else 0)))
-        if usd != NO_LIMIT:
-            if usd != self._usd_left:
-                self._usd_left = usd
-                self._usd_header = (REMAINING_USD, b"%.6f" % (usd if usd > 0.0 else 0.0))
-            out.append(self._usd_header)
-        return out
+        return Charge(quotas, tokens, usd, limit_headers(rpm, tpm, left_usd))
 
     def settle(self, charge: Charge, tokens: int | None, usd: float | None, seq: int) -> None:
         """The request ended: its real tokens and cost replace the estimate. Unknown
@@ -419,15 +400,25 @@ REMAINING_USD = b"x-tokenway-budget-remaining-usd"
 LIMIT_HEADER_NAMES = frozenset((REMAINING_REQUESTS, REMAINING_TOKENS, REMAINING_USD))
 
 
+# The last budget figure formatted and its header: ``%.6f`` of a float costs more
+# than the other two headers together, and the figure repeats while no spend settles
+# (a free model, requests still in flight).
+_last_usd: list[Any] = [NO_LIMIT, (REMAINING_USD, b"")]
+
+
 def limit_headers(rpm: float, tpm: float, usd: float) -> list[tuple[bytes, bytes]]:
     """The headers for what is left (``NO_LIMIT``: no such limit)."""
     out = []
     if rpm != NO_LIMIT:
-        out.append((REMAINING_REQUESTS, b"%d" % max(0, rpm)))
+        out.append((REMAINING_REQUESTS, b"%d" % (rpm if rpm > 0 else 0)))
     if tpm != NO_LIMIT:
-        out.append((REMAINING_TOKENS, b"%d" % max(0, tpm)))
+        out.append((REMAINING_TOKENS, b"%d" % (tpm if tpm > 0 else 0)))
     if usd != NO_LIMIT:
-        out.append((REMAINING_USD, b"%.6f" % max(0.0, usd)))
+        last = _last_usd
+        if usd != last[0]:
+            last[1] = (REMAINING_USD, b"%.6f" % (usd if usd > 0.0 else 0.0))
+            last[0] = usd
+        out.append(last[1])
     return out
 
 
