@@ -53,9 +53,16 @@ def prefix() -> Iterator[str]:
     r.close()
 
 
-def limits_section(url: str, prefix: str, on_down: str = "open") -> str:
+def limits_section(url: str, prefix: str, on_down: str = "open",
+                   timeout: str | None = None) -> str:
     return (f'\n[limits]\nredis_url = "{url}"\nkey_prefix = "{prefix}"\n'
-            f'on_redis_down = "{on_down}"\n')
+            f'on_redis_down = "{on_down}"\n' + (f'timeout = "{timeout}"\n' if timeout else ""))
+
+
+# The sharing tests count on every admission reaching Redis: on a loaded machine a
+# round trip can pass the 100 ms default, which counts as an outage (admitted
+# unmetered in open mode) and would let a burst past the limit.
+SHARING = "5s"
 
 
 def fleet(make_gateway: Any, config: str) -> list[Any]:
@@ -95,7 +102,7 @@ def test_two_gateways_share_a_keys_requests_per_minute(make_gateway, upstream, t
                                                        prefix):
     store = AccountStore(str(tmp_path / "ledger.db"))
     config = PRICED_CONFIG.format(url=upstream.base_url) + limits_section(
-        "redis://127.0.0.1:6379/0", prefix)
+        "redis://127.0.0.1:6379/0", prefix, timeout=SHARING)
     gws = fleet(make_gateway, config)
     free_key, free = store.create_key()
     _, secret = store.create_key(limits=Limits(rpm=10))
@@ -129,7 +136,7 @@ def test_two_gateways_share_a_keys_tokens_per_minute(make_gateway, upstream, tmp
                                                      prefix):
     store = AccountStore(str(tmp_path / "ledger.db"))
     config = PRICED_CONFIG.format(url=upstream.base_url) + limits_section(
-        "redis://127.0.0.1:6379/0", prefix)
+        "redis://127.0.0.1:6379/0", prefix, timeout=SHARING)
     gws = fleet(make_gateway, config)
     tpm = 1000
     _, secret = store.create_key(limits=Limits(tpm=tpm))
@@ -150,7 +157,7 @@ def test_two_gateways_share_a_keys_tokens_per_minute(make_gateway, upstream, tmp
 def test_two_gateways_share_a_keys_budget(make_gateway, upstream, tmp_path, prefix):
     store = AccountStore(str(tmp_path / "ledger.db"))
     config = PRICED_CONFIG.format(url=upstream.base_url) + limits_section(
-        "redis://127.0.0.1:6379/0", prefix)
+        "redis://127.0.0.1:6379/0", prefix, timeout=SHARING)
     gws = fleet(make_gateway, config)
     budget = 0.2  # about seven requests of 29 tokens at 1000 USD per million
     key, secret = store.create_key(limits=Limits(budget_usd=budget, budget_period="total"))
@@ -363,7 +370,7 @@ def test_a_request_that_leaves_during_its_admission_gives_its_charge_back(prefix
     from proxy.config.model import LimitsConfig
 
     cfg = LimitsConfig(redis_url="redis://127.0.0.1:6379/0", shown="redis://127.0.0.1:6379/0",
-                       key_prefix=prefix)
+                       key_prefix=prefix, timeout_s=5.0)
     q = Quota("API key key_test", Limits(rpm=100, tpm=10_000, budget_usd=5.0,
                                          budget_period="day"), "key:key_test")
     ident = Identity.__new__(Identity)
@@ -420,7 +427,7 @@ def test_a_cost_released_by_one_gateway_counts_where_the_ledger_read_lags(prefix
     from proxy.config.model import LimitsConfig
 
     cfg = LimitsConfig(redis_url="redis://127.0.0.1:6379/0", shown="redis://127.0.0.1:6379/0",
-                       key_prefix=prefix)
+                       key_prefix=prefix, timeout_s=5.0)
     limits = Limits(budget_usd=1.0, budget_period="day")
     today = period_tag("day", utc_days(time.time()))
     assert today.startswith("d") and period_tag("total", ("x", "y")) == "t"
