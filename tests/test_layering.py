@@ -178,6 +178,7 @@ PROXY_LAYERS: tuple[tuple[str, ...], ...] = (
     ("proxy.log_writer",),
     ("proxy.log_files",),
     ("proxy.errors", "proxy.request", "proxy.response_store", "proxy.headers", "proxy.wire",
+     "proxy.hpack_out",
      "proxy.ledger", "proxy.config", "proxy.aio", "proxy.threads", "proxy.cli_args",
      "proxy.usage_report", "proxy.audit", "proxy.metrics", "proxy.exposition",
      "proxy.accounts.redis_meter", "proxy"),
