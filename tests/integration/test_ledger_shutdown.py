@@ -78,6 +78,9 @@ def test_sigterm_with_the_database_locked_journals_rows_for_the_next_start(tmp_p
     db = str(tmp_path / "t.db")
     p, url = start_daemon(tmp_path)
     locker = apsw.Connection(db)
+    # The daemon may be committing something of its own at this moment (a write of
+    # its start): wait for it rather than fail to take the lock.
+    locker.set_busy_timeout(10_000)
     try:
         locker.execute("BEGIN EXCLUSIVE")  # another writer holds the database
         send_requests(url, 200)
