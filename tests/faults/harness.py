@@ -22,13 +22,21 @@ from tests.faults.cases import (
     stream_text,
     whole_text,
 )
-from tests.faults.relay import Relay, wait_for
+from tests.faults.relay import DOWN, Relay, wait_for
 from tests.integration.rawhttp import Reader, connect, post_bytes
 
 # Short enough that a stall resolves at once, long enough that nothing else trips
 # it: only the cases that stall get them; the others keep a generous 10 s.
 STALL_TIMEOUT = "300ms"
 CALM_TIMEOUT = "10s"
+
+
+def _stalls_after_first_byte(case: Case, kind: str) -> bool:
+    if not case.stalls or case.fault is None:
+        return False
+    at = case.fault(kind).at
+    return (at is not None and at.direction == DOWN
+            and (at.offset > 0 or bool(at.pattern) or at.chunk_line is not None))
 
 
 def base_url(kind: str, port: int) -> str:
@@ -45,10 +53,15 @@ def config(kind: str, cases: list[Case], relays: dict[str, Relay], provider_port
            f'[providers.b]\nkind = "{kind}"\nbase_url = "{base_url(kind, provider_port)}"\n'
            'api_key = "kb"\n']
     for i, case in enumerate(cases):
-        t = STALL_TIMEOUT if case.stalls else CALM_TIMEOUT
+        idle = STALL_TIMEOUT if case.stalls else CALM_TIMEOUT
+        # A stall after the provider's first bytes is the idle timer's to find: the
+        # first byte itself may take longer than the short timeout on a loaded
+        # machine (and the fault would never fire).
+        first = CALM_TIMEOUT if _stalls_after_first_byte(case, kind) else idle
         out.append(f'[providers.f{i}]\nkind = "{kind}"\n'
                    f'base_url = "{base_url(kind, relays[case.name].port)}"\napi_key = "kf"\n'
-                   f'connect_timeout = "2s"\nfirst_byte_timeout = "{t}"\nidle_timeout = "{t}"\n')
+                   f'connect_timeout = "2s"\nfirst_byte_timeout = "{first}"\n'
+                   f'idle_timeout = "{idle}"\n')
         to = f'"f{i}:up-{case.name}"' + (f', "b:b-{case.name}"' if failover else "")
         out.append(f'[[routes]]\nmatch = "m-{case.name}"\nto = [{to}]\n')
     return "\n".join(out)
