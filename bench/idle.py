@@ -1,6 +1,6 @@
 """Idle RSS and start time of ``gatewayd`` on its embedded defaults.
 
-    python -m bench.idle [--repeat 5] [--tree DIR] [--json OUT.json]
+    python -m bench.idle [--repeat 5] [--tree DIR | --gatewayd PATH] [--json OUT.json]
 
 Each repeat starts ``python -m proxy --listen 127.0.0.1:PORT`` with no configuration and
 no ``TOKENWAY_*`` variable, in a new temporary directory (so: the SQLite ledger
@@ -16,6 +16,11 @@ typed ``gatewayd`` has.
 ``git worktree add --detach DIR REV``). The environment is kept, so
 ``PYTHONDONTWRITEBYTECODE`` says whether the modules come from .pyc files (an installed
 gatewayd) or are compiled at start (this repository's checks run with it set).
+
+``--gatewayd PATH`` starts that console script instead: the gateway as README's
+``pip install .`` leaves it (modules compiled to .pyc at install time, no editable-install
+finder, which imports pathlib, urllib.parse and ipaddress into every process of a
+development venv). That is the figure a user sees.
 """
 
 from __future__ import annotations
@@ -58,13 +63,17 @@ def _status(pid: int) -> dict[str, int]:
     return out
 
 
-def one(tree: Path) -> dict[str, Any]:
+def one(tree: Path, gatewayd: Path | None = None) -> dict[str, Any]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("TOKENWAY_")}
-    env["PYTHONPATH"] = str(tree)
     port = _free_port()
+    if gatewayd is None:
+        env["PYTHONPATH"] = str(tree)
+        cmd = [sys.executable, "-m", "proxy"]
+    else:
+        cmd = [str(gatewayd)]
     with tempfile.TemporaryDirectory(prefix="tokenway-idle-") as tmp:
         t0 = time.monotonic()
-        p = subprocess.Popen([sys.executable, "-m", "proxy", "--listen", f"127.0.0.1:{port}"],
+        p = subprocess.Popen([*cmd, "--listen", f"127.0.0.1:{port}"],
                              cwd=tmp, env=env, stdout=subprocess.DEVNULL,
                              stderr=subprocess.DEVNULL)
         try:
@@ -95,11 +104,13 @@ def main(argv: list[str] | None = None) -> int:
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--tree", type=Path, default=REPO, help="checkout to start (default: this one)")
+    ap.add_argument("--gatewayd", type=Path,
+                    help="an installed gatewayd to start instead of a checkout's proxy/")
     ap.add_argument("--json", type=Path, help="write the runs and medians here")
     args = ap.parse_args(argv)
     runs = []
     for i in range(args.repeat):
-        r = one(args.tree.resolve())
+        r = one(args.tree.resolve(), args.gatewayd)
         runs.append(r)
         print(f"run {i + 1}: first 200 after {r['start_s']:.3f} s, RSS {r['rss_kib'] / 1024:.1f} "
               f"MiB (anon {r['RssAnon'] / 1024:.1f}, file {r['RssFile'] / 1024:.1f}), "
@@ -111,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
           f"{med['RssFile'] / 1024:.1f}), {med['Threads']:g} threads; bytecode cache "
           f"{'not written' if sys.dont_write_bytecode else 'written'}")
     if args.json:
-        args.json.write_text(json.dumps({"tree": str(args.tree), "runs": runs,
+        args.json.write_text(json.dumps({"tree": str(args.gatewayd or args.tree), "runs": runs,
                                          "median": med}, indent=1))
     return 0
 
