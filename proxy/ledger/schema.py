@@ -446,6 +446,15 @@ POSTGRES_MIGRATIONS: tuple[Migration, ...] = (
         "built-in tools left out of a request its target could not run",
         (f"ALTER TABLE {TABLE} ADD COLUMN dropped_tools bigint",),
     ),
+    # As SQLite step 8: no query reads requests_model (the model filter is "model =
+    # %s OR served_model = %s", or a regex, and served_model has no index). Keeping
+    # it up cost the server 0.3-0.7 us of CPU a row of its ~16 (bench/RESULTS.md,
+    # 2026-12-07 20:00).
+    Migration(
+        4,
+        "drop the index on model, which no query used",
+        (f"DROP INDEX IF EXISTS {TABLE}_model",),
+    ),
 )
 
 POSTGRES_SCHEMA_VERSION = POSTGRES_MIGRATIONS[-1].version

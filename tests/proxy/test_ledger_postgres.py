@@ -167,6 +167,9 @@ def test_migrations_are_recorded_and_a_newer_schema_refused(pg_url: str) -> None
     assert recorded == [(m.version, m.description) for m in POSTGRES_MIGRATIONS]
     assert [m.version for m in POSTGRES_MIGRATIONS] == list(
         range(1, len(POSTGRES_MIGRATIONS) + 1))
+    # Step 4 dropped the index on model (no query read it); the one on ts stays.
+    assert pg_rows(pg_url, "SELECT to_regclass('requests_model') IS NULL, "
+                           "to_regclass('requests_ts') IS NOT NULL") == [(True, True)]
 
     newer = PostgresBackend(pg_url, "db", migrations=(
         *POSTGRES_MIGRATIONS, Migration(len(POSTGRES_MIGRATIONS) + 1, "later", (
