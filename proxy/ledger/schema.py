@@ -448,7 +448,7 @@ POSTGRES_MIGRATIONS: tuple[Migration, ...] = (
     ),
     # As SQLite step 8: no query reads requests_model (the model filter is "model =
     # %s OR served_model = %s", or a regex, and served_model has no index). Keeping
-    # it up cost the server 0.3-0.7 us of CPU a row of its ~16 (bench/RESULTS.md,
+    # it up cost the server 0.4-0.7 us of CPU a row of its ~16 (bench/RESULTS.md,
     # 2026-12-07 20:00).
     Migration(
         4,
