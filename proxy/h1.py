@@ -28,8 +28,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import socket
-import struct
 from collections import deque
 from collections.abc import Callable
 from typing import Any, Protocol, cast
@@ -42,6 +40,7 @@ from .wire import (
     half_close,
     keep_alive,
     raw_response_head,
+    reset,
     switching_protocols_head,
 )
 
@@ -60,9 +59,6 @@ MAX_PIPELINED_REQUESTS = 16
 # The HTTP/2 connection preface (RFC 9113 §3.4): a client with prior knowledge of
 # HTTP/2 opens a clear-text connection with it.
 H2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
-
-# SO_LINGER on, 0 s: close() resets the connection and drops unsent bytes.
-_LINGER_RESET = struct.pack("ii", 1, 0)
 
 # Why reading is paused; reading resumes when no reason is left.
 _PIPELINE = 1  # MAX_PIPELINED_REQUESTS are waiting
@@ -711,20 +707,8 @@ class HTTPConnection(asyncio.Protocol):
         self._response_done()
 
     def abort(self) -> None:
-        """Drop the connection without a clean ending (the client sees a cut).
-
-        With SO_LINGER at zero the kernel sends a reset and frees what it still
-        holds to send (megabytes, for a client that stopped reading), instead of
-        delivering it after the close."""
-        transport = self.transport
-        if transport is not None:
-            sock = transport.get_extra_info("socket")
-            if sock is not None:
-                try:
-                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_RESET)
-                except OSError:
-                    pass
-            transport.abort()
+        """Drop the connection without a clean ending (``wire.reset``)."""
+        reset(self.transport)
 
     # failure and closing ---------------------------------------------------------------
     def _fail(self, status: int, message: str) -> None:

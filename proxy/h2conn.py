@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import socket
 from collections import deque
 from collections.abc import Callable
 from typing import Any, cast
@@ -53,8 +52,8 @@ from h2.settings import SettingCodes, Settings
 from hyperframe.frame import GoAwayFrame
 
 from . import hpack_out
-from .h1 import _LINGER_RESET, WRITE_HIGH_WATER_BYTES, WRITE_LOW_WATER_BYTES, ConnectionHost
-from .wire import Request, date_header, half_close
+from .h1 import WRITE_HIGH_WATER_BYTES, WRITE_LOW_WATER_BYTES, ConnectionHost
+from .wire import Request, date_header, half_close, reset
 
 log = logging.getLogger("tokenway.h2")
 
@@ -742,15 +741,8 @@ class HTTP2Connection(asyncio.Protocol):
         self._close()
 
     def abort(self) -> None:
-        transport = self.transport
-        if transport is not None:
-            sock = transport.get_extra_info("socket")
-            if sock is not None:
-                try:
-                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_RESET)
-                except OSError:
-                    pass
-            transport.abort()
+        """Drop the connection without a clean ending (``wire.reset``)."""
+        reset(self.transport)
 
     # -- ending ------------------------------------------------------------------------------------
     def _goaway(self, code: ErrorCodes) -> None:

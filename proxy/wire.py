@@ -8,6 +8,8 @@ the endpoints and the exchange all use these, so it imports none of them.
 from __future__ import annotations
 
 import asyncio
+import socket
+import struct
 import time
 from http import HTTPStatus
 from typing import Any
@@ -55,6 +57,27 @@ def half_close(transport: asyncio.BaseTransport | None) -> bool | None:
     True on TCP; over TLS the transport closes on close_notify whatever is returned
     (asyncio's SSL protocol has no half-close), so None says so."""
     return None if transport is not None and transport.get_extra_info("sslcontext") else True
+
+
+# SO_LINGER on, 0 s: close() resets the connection and drops unsent bytes.
+_LINGER_RESET = struct.pack("ii", 1, 0)
+
+
+def reset(transport: asyncio.Transport | None) -> None:
+    """Drop a client connection without a clean ending (the client sees a cut).
+
+    With SO_LINGER at zero the kernel sends a reset and frees what it still holds
+    to send (megabytes, for a client that stopped reading), instead of delivering
+    it after the close."""
+    if transport is None:
+        return
+    sock = transport.get_extra_info("socket")
+    if sock is not None:
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_RESET)
+        except OSError:
+            pass
+    transport.abort()
 
 
 class HTTPError(Exception):
