@@ -31,6 +31,7 @@ the micro bench and a median of 1.4 us inside a gateway under load, against
 
 from __future__ import annotations
 
+import gc
 from bisect import bisect_left
 from collections.abc import Collection, Iterable, Mapping
 from typing import Any
@@ -308,8 +309,28 @@ def _gauges(out: list[str], server: Mapping[str, Any], pool: Mapping[str, Any],
             ledger.get("journal_rows", 0))
     one("tokenway_start_time_seconds", "gauge", "When the gateway started, Unix time.",
         started)
+    _gc_counters(out)
     header(out, "tokenway_build_info", "gauge", "The gateway's version, as a label.")
     samples(out, "tokenway_build_info", ((label_text(("version",), (__version__,)), 1),))
+
+
+# CPython's garbage collector, under the names prometheus_client's GCCollector gives
+# them (dashboards know them): read from gc.get_stats() at the scrape.
+_GC_FAMILIES = (
+    ("python_gc_collections_total", "collections",
+     "Number of times this generation was collected"),
+    ("python_gc_objects_collected_total", "collected", "Objects collected during gc"),
+    ("python_gc_objects_uncollectable_total", "uncollectable",
+     "Uncollectable objects found during GC"),
+)
+
+
+def _gc_counters(out: list[str]) -> None:
+    stats = gc.get_stats()
+    for name, field, help_text in _GC_FAMILIES:
+        header(out, name, "counter", help_text)
+        samples(out, name, ((label_text(("generation",), (str(gen),)), s[field])
+                            for gen, s in enumerate(stats)))
 
 
 def _redis_gauges(out: list[str], limits: Mapping[str, Any]) -> None:
