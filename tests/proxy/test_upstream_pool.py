@@ -120,6 +120,94 @@ def test_the_cap_makes_requests_wait_for_a_returned_connection(loop_kind: str) -
     run(main, loop_kind)
 
 
+class EndHook(Sink):
+    """A sink that runs ``hook`` as the response ends, in the same loop turn as the
+    connection's return to the pool: what a request arriving then would see."""
+
+    def __init__(self, hook: Callable[[], Any]) -> None:
+        super().__init__()
+        self.hook = hook
+        self.seen: Any = None
+
+    def on_upstream_end(self) -> None:
+        self.seen = self.hook()
+        super().on_upstream_end()
+
+
+def test_a_returned_connection_goes_to_the_first_waiter_not_a_later_request(
+        loop_kind: str) -> None:
+    """A request arriving as a connection comes back finds nothing idle to take: the
+    connection is the first waiter's (taken by later requests, it left the first
+    waiters to time out with the pool full, once per connection returned)."""
+    async def main() -> None:
+        server, port = await serve(answer_ok)
+        pool = UpstreamPool(asyncio.get_running_loop())
+        key = ("http", "127.0.0.1", port, None, True, "off")
+        first = await pool.connect(key, 5.0, max_connections=1)
+        waiting = asyncio.ensure_future(pool.connect(key, 5.0, max_connections=1))
+        await asyncio.sleep(0)
+        sink = EndHook(lambda: pool.take_idle(key))
+        first.send(REQUEST, sink, first_byte_s=5, idle_s=5)
+        await sink.done
+        assert sink.seen is None  # the later request: nothing to take
+        assert await waiting is first
+        pool.close()
+        server.close()
+
+    run(main, loop_kind)
+
+
+def test_a_cancelled_waiter_passes_its_handed_connection_on(loop_kind: str) -> None:
+    async def main() -> None:
+        server, port = await serve(answer_ok)
+        pool = UpstreamPool(asyncio.get_running_loop())
+        key = ("http", "127.0.0.1", port, None, True, "off")
+        first = await pool.connect(key, 5.0, max_connections=1)
+        a = asyncio.ensure_future(pool.connect(key, 5.0, max_connections=1))
+        b = asyncio.ensure_future(pool.connect(key, 5.0, max_connections=1))
+        await asyncio.sleep(0)
+        # Handed to a, which is cancelled before it runs: b gets the same connection.
+        sink = EndHook(a.cancel)
+        first.send(REQUEST, sink, first_byte_s=5, idle_s=5)
+        await sink.done
+        with pytest.raises(asyncio.CancelledError):
+            await a
+        assert await b is first
+        assert pool.stats() == {"open": 1, "idle": 0, "waiting": 0}
+        pool.close()
+        server.close()
+
+    run(main, loop_kind)
+
+
+def test_a_waiter_that_arrives_between_two_woken_ones_is_not_lost(loop_kind: str) -> None:
+    """Two waiters are handed connections in one loop turn, and a third request
+    queues between their wake-ups: the second one's clean-up must not drop the
+    third's queue (it was dropped once, and the third waited out its timeout
+    while connections came back idle)."""
+    async def main() -> None:
+        server, port = await serve(answer_ok)
+        pool = UpstreamPool(asyncio.get_running_loop())
+        key = ("http", "127.0.0.1", port, None, True, "off")
+        one = await pool.connect(key, 5.0, max_connections=2)
+        two = await pool.connect(key, 5.0, max_connections=2)
+        a = asyncio.ensure_future(pool.connect(key, 5.0, max_connections=2))
+        c = asyncio.ensure_future(pool.connect(key, 5.0, max_connections=2))
+        await asyncio.sleep(0)  # both wait
+        # What two responses ending in one loop turn do (UpstreamConnection calls
+        # _release at the end of each), with a new request arriving in between.
+        pool._release(one)
+        b = asyncio.ensure_future(pool.connect(key, 1.0, max_connections=2))
+        pool._release(two)
+        assert {await a, await c} == {one, two}
+        pool._release(one)  # a's request ended: b's turn
+        assert await b is one
+        pool.close()
+        server.close()
+
+    run(main, loop_kind)
+
+
 def test_a_closed_connection_frees_its_slot(loop_kind: str) -> None:
     async def main() -> None:
         server, port = await serve(answer_ok)
