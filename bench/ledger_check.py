@@ -38,8 +38,10 @@ LEDGER_TABLE = "requests"           # proxy/ledger/schema.py TABLE
 SETTLE_TIMEOUT_S = 15.0             # wait for the queue to drain before counting rows
 SETTLE_POLL_S = 0.05
 SQLITE_BUSY_TIMEOUT_S = 10.0
-# The gateway's exit line (proxy/cli.py): "ledger closed: N rows written, M dropped".
-CLOSED_RE = re.compile(r"ledger closed: (\d+) rows written, (\d+) dropped(.*)$")
+# The gateway's exit line (proxy/cli.py): "ledger closed: N rows written, S spilled
+# (J waiting in the journal), M dropped" and, if the writer stalled, why.
+CLOSED_RE = re.compile(r"ledger closed: (\d+) rows written, \d+ spilled "
+                       r"\(\d+ waiting in the journal\), (\d+) dropped(.*)$")
 
 
 # ---------------------------------------------------------------- writer thread CPU

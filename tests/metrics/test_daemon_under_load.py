@@ -1,4 +1,5 @@
-"""The daemon's garbage collector under load, counted by its own /metrics.
+"""The daemon's garbage collector under load, counted by its own /metrics; and its
+exit line, as the bench reads it.
 
 ``gatewayd`` raises the collector's youngest threshold (``proxy.cli.GC_YOUNG_THRESHOLD``)
 above the young objects a busy gateway holds (queued ledger records, requests in
@@ -37,6 +38,7 @@ class Daemon:
         self.p = AuditedPopen([PY, "-m", "proxy", "--listen", "127.0.0.1:0"],
                               stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                               stderr=subprocess.PIPE, text=True, env=env, cwd=tmp_path)
+        self.lines: list[str] = []  # stderr after the start, read at stop()
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             line = self.p.stderr.readline()
@@ -51,12 +53,15 @@ class Daemon:
         raise AssertionError("gatewayd did not start")
 
     def stop(self) -> None:
+        if self.p.stderr.closed:
+            return
         self.p.send_signal(signal.SIGTERM)
         try:
             self.p.wait(20)
         finally:
             for line in self.p.stderr:
                 AUDIT.text("gatewayd stderr", line)
+                self.lines.append(line)
             self.p.stderr.close()
 
 
@@ -120,3 +125,15 @@ def test_a_busy_gateway_runs_next_to_no_young_collection(daemon: Daemon) -> None
     # 2,560 requests, 64 at a time: six young collections at CPython's default
     # threshold of 700 (GC_YOUNG_THRESHOLD set to it), none at the gateway's.
     assert after - before <= 2, f"{after - before:g} young collections"
+
+
+def test_the_bench_reads_the_exit_line_the_daemon_writes(daemon: Daemon, tmp_path: Path) -> None:
+    """bench/ledger_check.py takes the daemon's own dropped count from its last log
+    line; the line's wording changed once and the bench silently lost the count."""
+    from bench.ledger_check import closed_line
+
+    statuses = asyncio.run(_load(daemon.host, daemon.port))
+    daemon.stop()
+    log = tmp_path / "gatewayd.log"
+    log.write_text("".join(daemon.lines))
+    assert closed_line(log) == (len(statuses), 0, "")
