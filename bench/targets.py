@@ -40,7 +40,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 # The gateway runs as `pip install .` leaves it: its modules compiled to bytecode
 # beforehand (pip writes the .pyc files at install), not compiled at every start,
 # which a PYTHONDONTWRITEBYTECODE in the bench's environment would otherwise cause
-# (+0.1 s to the first answer, +2 MiB idle RSS: bench/RESULTS.md, 2026-12-07). The
+# (+0.11 s to the first answer, +1.6 MiB idle RSS: bench/RESULTS.md, 2026-12-07). The
 # cache is kept apart from the checkout (PYTHONPYCACHEPREFIX) and written by
 # `compileall` before the first start (`TokenwayTarget.unavailable`).
 BYTECODE_DIR = Path(os.environ.get("TMPDIR", "/tmp")) / "tokenway-bench-pycache"
