@@ -83,7 +83,7 @@ example when the key has no default)::
     list_models = true             # glob routes: list this provider's own models in
                                    # GET /v1/models (default false with
                                    # auth = "passthrough")
-    max_connections = 100          # most open connections to this provider; requests
+    max_connections = 1024         # most open connections to this provider; requests
                                    # beyond it wait (bounded) for one to free up,
                                    # then get 503
     http2 = false                  # true: HTTP/2 (many requests on one connection;

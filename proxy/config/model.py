@@ -149,8 +149,13 @@ DEFAULT_FIRST_BYTE_TIMEOUT_S = 300.0
 # Codex itself still waits for.
 DEFAULT_IDLE_TIMEOUT_S = 300.0
 
-# Most open connections to one provider: httpx's default Limits(max_connections=100).
-DEFAULT_MAX_CONNECTIONS = 100
+# Most open connections to one provider: Envoy's default for a cluster's
+# max_connections circuit breaker (1024, https://www.envoyproxy.io/docs/envoy/latest/
+# api-v3/config/cluster/v3/circuit_breaker.proto). A client library's 100 (httpx's
+# Limits) is too few for a gateway: an LLM stream holds its connection for seconds to
+# minutes, so the 101st concurrent stream waited for one to end (512 paced streams:
+# first byte after 5 s at the median, bench/RESULTS.md, 2026-12-07) or got a 503.
+DEFAULT_MAX_CONNECTIONS = 1024
 
 # Whole-request limit, streaming included: none (0). An agent's stream can rightly
 # run for many minutes; a stuck one is already cut by the idle timeout above and
