@@ -10,20 +10,16 @@ from __future__ import annotations
 
 import http.client
 import json
-import os
 import re
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
-from tests.integration.test_cli import PY
-from tests.log_audit import AUDIT, AuditedPopen
-
-REPO = Path(__file__).resolve().parents[2]
+from tests.integration import daemon
+from tests.log_audit import AUDIT
 
 # Never imported by a gateway on the defaults that served one Chat request: each is
 # imported by the request or the setting that needs it (the comments say which).
@@ -59,23 +55,9 @@ CHAT = {"model": "loopback", "messages": [{"role": "user", "content": "hello"}]}
 
 class Probed:
     def __init__(self, tmp_path: Path, listen: str = "127.0.0.1:0") -> None:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("TOKENWAY_")}
-        env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
-        self.p = AuditedPopen([PY, "-m", "tests.integration.idle_probe", "--listen", listen],
-                              stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True, env=env, cwd=tmp_path)
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            line = self.p.stderr.readline()
-            AUDIT.text("gatewayd stderr", line)
-            m = re.search(r"listening on http://([\d.]+):(\d+)", line)
-            if m:
-                self.host, self.port = m.group(1), int(m.group(2))
-                return
-            if not line and self.p.poll() is not None:
-                break
-        self.p.kill()
-        raise AssertionError("gatewayd did not start")
+        self.p, self.host, self.port = daemon.start(
+            "tests.integration.idle_probe", ["--listen", listen], tmp_path,
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE)
 
     def post(self, path: str, body: dict) -> tuple[int, bytes]:
         c = http.client.HTTPConnection(self.host, self.port, timeout=20)

@@ -11,21 +11,17 @@ The counts come from ``python_gc_collections_total``, as Prometheus would read t
 from __future__ import annotations
 
 import asyncio
-import os
-import re
 import signal
 import subprocess
-import time
 from pathlib import Path
 
 import orjson
 import pytest
 
-from tests.integration.test_cli import PY
-from tests.log_audit import AUDIT, AuditedPopen
+from tests.integration import daemon as gatewayd
+from tests.log_audit import AUDIT
 from tests.metrics.exposition_text import series
 
-REPO = Path(__file__).resolve().parents[2]
 CONNECTIONS = 64
 REQUESTS_PER_CONNECTION = 40
 BODY = orjson.dumps({"model": "loopback", "messages": [{"role": "user", "content": "hi"}]})
@@ -33,24 +29,10 @@ BODY = orjson.dumps({"model": "loopback", "messages": [{"role": "user", "content
 
 class Daemon:
     def __init__(self, tmp_path: Path) -> None:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("TOKENWAY_")}
-        env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
-        self.p = AuditedPopen([PY, "-m", "proxy", "--listen", "127.0.0.1:0"],
-                              stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                              stderr=subprocess.PIPE, text=True, env=env, cwd=tmp_path)
+        self.p, self.host, self.port = gatewayd.start(
+            "proxy", ["--listen", "127.0.0.1:0"], tmp_path,
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
         self.lines: list[str] = []  # stderr after the start, read at stop()
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            line = self.p.stderr.readline()
-            AUDIT.text("gatewayd stderr", line)
-            m = re.search(r"listening on http://([\d.]+):(\d+)", line)
-            if m:
-                self.host, self.port = m.group(1), int(m.group(2))
-                return
-            if not line and self.p.poll() is not None:
-                break
-        self.p.kill()
-        raise AssertionError("gatewayd did not start")
 
     def stop(self) -> None:
         if self.p.stderr.closed:
