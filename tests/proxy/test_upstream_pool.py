@@ -157,29 +157,6 @@ def test_a_returned_connection_goes_to_the_first_waiter_not_a_later_request(
     run(main, loop_kind)
 
 
-def test_a_cancelled_waiter_passes_its_handed_connection_on(loop_kind: str) -> None:
-    async def main() -> None:
-        server, port = await serve(answer_ok)
-        pool = UpstreamPool(asyncio.get_running_loop())
-        key = ("http", "127.0.0.1", port, None, True, "off")
-        first = await pool.connect(key, 5.0, max_connections=1)
-        a = asyncio.ensure_future(pool.connect(key, 5.0, max_connections=1))
-        b = asyncio.ensure_future(pool.connect(key, 5.0, max_connections=1))
-        await asyncio.sleep(0)
-        # Handed to a, which is cancelled before it runs: b gets the same connection.
-        sink = EndHook(a.cancel)
-        first.send(REQUEST, sink, first_byte_s=5, idle_s=5)
-        await sink.done
-        with pytest.raises(asyncio.CancelledError):
-            await a
-        assert await b is first
-        assert pool.stats() == {"open": 1, "idle": 0, "waiting": 0}
-        pool.close()
-        server.close()
-
-    run(main, loop_kind)
-
-
 def test_a_waiter_that_arrives_between_two_woken_ones_is_not_lost(loop_kind: str) -> None:
     """Two waiters are handed connections in one loop turn, and a third request
     queues between their wake-ups: the second one's clean-up must not drop the
@@ -243,7 +220,10 @@ def test_a_wait_past_its_deadline_is_pool_full(loop_kind: str) -> None:
     run(main, loop_kind)
 
 
-def test_a_cancelled_waiter_passes_its_turn_on(loop_kind: str) -> None:
+@pytest.mark.parametrize("freed_by", ["a close", "a returned connection"])
+def test_a_cancelled_waiter_passes_its_turn_on(loop_kind: str, freed_by: str) -> None:
+    """The first waiter is given the turn (a free slot, or the connection itself) and
+    is cancelled before it runs: the next waiter gets the turn, connection included."""
     async def main() -> None:
         server, port = await serve(answer_ok)
         pool = UpstreamPool(asyncio.get_running_loop())
@@ -252,12 +232,18 @@ def test_a_cancelled_waiter_passes_its_turn_on(loop_kind: str) -> None:
         a = asyncio.ensure_future(pool.connect(key, 5.0, max_connections=1))
         b = asyncio.ensure_future(pool.connect(key, 5.0, max_connections=1))
         await asyncio.sleep(0)
-        first.abandon()  # wakes a...
-        a.cancel()  # ...which leaves before it runs: b must get the slot
+        if freed_by == "a close":
+            first.abandon()  # wakes a...
+            a.cancel()  # ...which leaves before it runs
+        else:
+            sink = EndHook(a.cancel)  # handed to a, cancelled in the same turn
+            first.send(REQUEST, sink, first_byte_s=5, idle_s=5)
+            await sink.done
         with pytest.raises(asyncio.CancelledError):
             await a
         conn = await b
         assert not conn.closed and pool.stats() == {"open": 1, "idle": 0, "waiting": 0}
+        assert (conn is first) == (freed_by == "a returned connection")
         pool.close()
         server.close()
 
