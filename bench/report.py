@@ -802,8 +802,11 @@ def checks_text(res: dict) -> str:
         a = ((c.get("vs_ref") or {}).get("added_ms") or {}).get("ttfb_p50_ms")
         if a is not None:
             d = ((c.get("added_ms") or {}).get("ttfb_p50_ms") or {}).get("direct")
-            check(None, f"translated {path} stream TTFB p50 {c.get('ttfb_p50_ms'):.3f} ms: "
-                        f"{a:+.3f} ms vs passthrough, {d:+.3f} ms vs direct (c=16)")
+            vs_direct = f", {d:+.3f} ms vs direct" if d is not None else ""  # not run
+            ttfb = c.get("ttfb_p50_ms")
+            check(None, f"translated {path} stream TTFB p50 "
+                        f"{'-' if ttfb is None else f'{ttfb:.3f}'} ms: "
+                        f"{a:+.3f} ms vs passthrough{vs_direct} (c=16)")
     for api, path, own in (("messages", "messages->chat", "messages->messages"),
                            ("responses", "responses->messages", "responses->responses")):
         c = _cell(res, f"xlate_{api}_paced_c16", "tokenway")

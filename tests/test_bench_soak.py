@@ -90,3 +90,15 @@ def test_soak_report_shows_faults_fds_tasks_and_the_verdict() -> None:
     assert "PASS  tokenway soak 100 s" in checks_text(_soak_result(True))
     bad = checks_text(_soak_result(False))
     assert "FAIL  tokenway soak 100 s" in bad and "+19.0%" in bad
+
+
+def test_checks_without_the_direct_target_still_print() -> None:
+    """A run limited to some targets (``--only tokenway,floor``) has no "direct" figure
+    for the translated stream's first byte: the check says what it has (it raised)."""
+    cell = {"ttfb_p50_ms": 3.2, "vs_ref": {"added_ms": {"ttfb_p50_ms": 1.25}},
+            "added_ms": {"ttfb_p50_ms": {}}}
+    res = {"scenarios": [{"id": "xlate_messages_ttfb_c16", "results": {"tokenway": cell}}],
+           "targets": {}}
+    text = checks_text(res)
+    assert "translated messages->chat stream TTFB p50 3.200 ms: +1.250 ms vs passthrough " \
+           "(c=16)" in text
