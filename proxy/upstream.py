@@ -258,6 +258,14 @@ class UpstreamConnection(asyncio.Protocol):
                 self.transport.abort()
 
 
+def _reusable(conn: UpstreamConnection) -> UpstreamConnection | None:
+    """``conn``, marked as reused, if it is still open; else None."""
+    if conn.closed or conn.transport is None or conn.transport.is_closing():
+        return None
+    conn.reused = True
+    return conn
+
+
 # ALPN offers (RFC 7301) for each ``[providers.X] http2`` mode.
 _ALPN = {"off": ("http/1.1",), "on": ("h2",), "auto": ("h2", "http/1.1")}
 
@@ -311,9 +319,8 @@ class UpstreamPool:
             return None
         idle = self._idle.get(key)
         while idle:
-            conn = idle.pop()  # LIFO: the most recently used is the least likely dead
-            if not conn.closed and conn.transport is not None and not conn.transport.is_closing():
-                conn.reused = True
+            conn = _reusable(idle.pop())  # LIFO: the most recently used is the least likely dead
+            if conn is not None:
                 return conn
         return None
 
@@ -391,11 +398,7 @@ class UpstreamPool:
                 handed = fut.result()  # given just as the deadline passed
             used = True
             if handed is not None:
-                if not handed.closed and handed.transport is not None \
-                        and not handed.transport.is_closing():
-                    handed.reused = True
-                    return handed
-                return None  # it closed meanwhile: its slot is free
+                return _reusable(handed)  # None: it closed meanwhile, its slot is free
             return self.take_idle(key)
         finally:
             if not fut.done():
