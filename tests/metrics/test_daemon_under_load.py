@@ -19,6 +19,7 @@ import orjson
 import pytest
 
 from tests.integration import daemon as gatewayd
+from tests.integration import rawhttp
 from tests.log_audit import AUDIT
 from tests.metrics.exposition_text import series
 
@@ -48,7 +49,7 @@ class Daemon:
 
 
 async def _exchange(reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
-                    head: bytes, body: bytes = b"") -> tuple[int, bytes]:
+                    head: bytes, body: bytes) -> tuple[int, bytes]:
     writer.write(head + body)
     status_line = await reader.readline()
     length = 0
@@ -75,13 +76,8 @@ async def _load(host: str, port: int) -> list[int]:
     return [s for statuses in done for s in statuses]
 
 
-async def _young_collections(host: str, port: int) -> float:
-    reader, writer = await asyncio.open_connection(host, port)
-    try:
-        status, body = await _exchange(reader, writer,
-                                       b"GET /metrics HTTP/1.1\r\nhost: gw\r\n\r\n")
-    finally:
-        writer.close()
+def _young_collections(d: Daemon) -> float:
+    status, _, body = rawhttp.request(f"http://{d.host}:{d.port}/metrics")
     assert status == 200, body
     counts = {labels["generation"]: value
               for labels, value in series(body.decode(), "python_gc_collections_total")}
@@ -97,12 +93,9 @@ def daemon(tmp_path: Path):
 
 
 def test_a_busy_gateway_runs_next_to_no_young_collection(daemon: Daemon) -> None:
-    async def run() -> tuple[float, list[int], float]:
-        before = await _young_collections(daemon.host, daemon.port)
-        statuses = await _load(daemon.host, daemon.port)
-        return before, statuses, await _young_collections(daemon.host, daemon.port)
-
-    before, statuses, after = asyncio.run(run())
+    before = _young_collections(daemon)
+    statuses = asyncio.run(_load(daemon.host, daemon.port))
+    after = _young_collections(daemon)
     assert statuses == [200] * (CONNECTIONS * REQUESTS_PER_CONNECTION)
     # 2,560 requests, 64 at a time: six young collections at CPython's default
     # threshold of 700 (GC_YOUNG_THRESHOLD set to it), none at the gateway's.
